@@ -1,0 +1,291 @@
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { parseDurationSeconds } from './duration.ts';
+import { ConfigError } from './errors.ts';
+
+/** Where a config runs: `local` allows inline secrets and plain-http loopback endpoints; `aws` does not. */
+export type Runtime = 'local' | 'aws';
+
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const seconds = parseDurationSeconds(value);
+    if (seconds === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `not a duration: ${JSON.stringify(value)} (use 5s, 30m, 2h, 1d)`,
+      });
+      return z.NEVER;
+    }
+    return seconds;
+  })
+  .meta({ description: 'A duration: seconds as a number, or a string such as "5s", "30m", "2h", "1d".' });
+
+const domainName = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .regex(
+    /^(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/,
+    'not a domain name',
+  );
+
+/** A secret held by reference; `value` (inline) is refused outside local runs. */
+export const SecretRefSchema = z.union([
+  z.strictObject({ value: z.string().min(1).meta({ description: 'The secret itself. Local runs only.' }) }),
+  z.strictObject({
+    env: z.string().min(1).meta({ description: 'Name of an environment variable holding it.' }),
+  }),
+  z.strictObject({
+    secretsManager: z.string().min(1).meta({ description: 'AWS Secrets Manager secret name or ARN.' }),
+    jsonKey: z
+      .string()
+      .optional()
+      .meta({ description: 'Key inside a JSON secret; the whole string if absent.' }),
+  }),
+]);
+export type SecretRef = z.infer<typeof SecretRefSchema>;
+
+/** The design's default retry schedule after the first try: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. */
+export const DEFAULT_RETRY_SCHEDULE_SECONDS: readonly number[] = [5, 300, 1800, 7200, 18000, 36000, 36000];
+
+const RouteSchema = z.strictObject({
+  id: z
+    .string()
+    .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, 'letters, digits, "_", "." and "-", at most 64')
+    .meta({ description: 'Stable id of the route; part of every webhook-id it produces, so do not rename.' }),
+  match: z.array(z.string().trim().min(1)).min(1).meta({
+    description:
+      'Addresses this route takes: an exact address, "*@domain", a glob such as "support-*@domain", or "/regex/".',
+  }),
+  endpoints: z
+    .array(z.string().trim())
+    .min(1)
+    .meta({ description: 'Webhook URLs; each gets its own signed POST.' }),
+  secret: z
+    .union([SecretRefSchema, z.array(SecretRefSchema).min(1)])
+    .transform((value) => (Array.isArray(value) ? value : [value]))
+    .meta({
+      description: 'Signing secret (whsec_…), or several during a key rotation: each signs every webhook.',
+    }),
+  attachments: z
+    .strictObject({
+      mode: z.enum(['inline', 'url']).default('url').meta({
+        description:
+          '"inline": base64 in the payload when under inlineLimitBytes; "url": always a presigned link.',
+      }),
+      inlineLimitBytes: z.number().int().min(0).default(1_000_000),
+    })
+    .prefault({}),
+  retrySchedule: z
+    .array(duration)
+    .max(50)
+    .default([...DEFAULT_RETRY_SCHEDULE_SECONDS])
+    .meta({
+      description: 'Waits between tries after the first one; when exhausted the job goes to the DLQ.',
+    }),
+  timeout: duration.default(15).meta({ description: 'Per-try request timeout.' }),
+});
+export type Route = z.output<typeof RouteSchema>;
+
+const ListenerSchema = z.strictObject({
+  port: z.number().int().min(0).max(65535),
+  host: z.string().default('0.0.0.0'),
+  mode: z.enum(['mx', 'submission', 'implicit-tls']).meta({
+    description:
+      '"mx": STARTTLS offered, no AUTH (port 25). "submission": STARTTLS then AUTH required (587, 2525). "implicit-tls": TLS from the first byte, AUTH required (465).',
+  }),
+});
+export type ListenerConfig = z.output<typeof ListenerSchema>;
+
+const TlsSchema = z.discriminatedUnion('source', [
+  z.strictObject({ source: z.literal('self-signed') }).meta({ description: 'Made at first local start.' }),
+  z.strictObject({ source: z.literal('files'), certFile: z.string(), keyFile: z.string() }),
+  z.strictObject({
+    source: z.literal('secrets-manager'),
+    secretId: z.string().min(1),
+    reloadInterval: duration
+      .default(3600)
+      .meta({ description: 'How often the listener re-reads the secret.' }),
+  }),
+]);
+
+const LimitsSchema = z
+  .strictObject({
+    maxMessageBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(40 * 1024 * 1024),
+    // RFC 5321 §4.5.3.1.8: a server must accept at least 100 recipients.
+    maxRecipients: z.number().int().min(100).default(100),
+    maxConnections: z.number().int().min(1).default(1000),
+    maxConnectionsPerIp: z.number().int().min(1).default(20),
+    // RFC 5321 §4.5.3.2 suggests 5 minutes; keep below the NLB idle timeout (350 s).
+    socketTimeout: duration.default(300),
+    // Below the ECS stop timeout (at most 120 s) so open sessions finish before SIGKILL.
+    closeTimeout: duration.default(60),
+    maxAuthFailuresPerIp: z.number().int().min(1).default(5),
+    rejectBareLf: z.boolean().default(false),
+  })
+  .prefault({});
+
+export const ConfigSchema = z.strictObject({
+  version: z.literal(1).default(1),
+  hostname: z
+    .string()
+    .default('localhost')
+    .meta({ description: 'Name in the greeting and the Received: header.' }),
+  domains: z
+    .array(domainName)
+    .min(1)
+    .meta({ description: 'Domains we receive mail for; others get 550 5.7.1.' }),
+  routes: z.array(RouteSchema).min(1),
+  listeners: z.array(ListenerSchema).min(1),
+  health: z.strictObject({ host: z.string().default('0.0.0.0'), port: z.number().int().min(0).max(65535) }),
+  proxyProtocol: z
+    .boolean()
+    .default(false)
+    .meta({ description: 'Expect a PROXY protocol v1 or v2 header first on every connection (NLB).' }),
+  tls: TlsSchema.prefault({ source: 'self-signed' }),
+  auth: z
+    .strictObject({
+      users: z.array(z.strictObject({ user: z.string().min(1), password: SecretRefSchema })).default([]),
+    })
+    .prefault({}),
+  limits: LimitsSchema,
+});
+export type Config = z.output<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>(
+    (text, key) =>
+      typeof key === 'number' ? `${text}[${key}]` : text ? `${text}.${String(key)}` : String(key),
+    '',
+  );
+}
+
+function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1';
+}
+
+/** Checks that depend on where the config runs, each naming the field it is about. */
+function runtimeIssues(config: Config, runtime: Runtime): string[] {
+  const issues: string[] = [];
+  const routeIds = new Set<string>();
+  config.routes.forEach((route, r) => {
+    if (routeIds.has(route.id)) issues.push(`routes[${r}].id: duplicate route id "${route.id}"`);
+    routeIds.add(route.id);
+    route.endpoints.forEach((endpoint, e) => {
+      const field = `routes[${r}].endpoints[${e}]`;
+      let url: URL;
+      try {
+        url = new URL(endpoint);
+      } catch {
+        issues.push(`${field}: not a URL: ${JSON.stringify(endpoint)}`);
+        return;
+      }
+      if (url.username || url.password) issues.push(`${field}: credentials in the URL are not allowed`);
+      const loopbackHttp = url.protocol === 'http:' && runtime === 'local' && isLoopbackHost(url.hostname);
+      if (url.protocol !== 'https:' && !loopbackHttp) {
+        issues.push(`${field}: must be https:// (plain http:// only for loopback in local runs)`);
+      }
+    });
+    route.match.forEach((pattern, m) => {
+      if (pattern.startsWith('/')) {
+        const body = /^\/(.*)\/([a-z]*)$/.exec(pattern);
+        try {
+          if (!body) throw new Error('missing closing "/"');
+          new RegExp(body[1]!, body[2]);
+        } catch (error) {
+          issues.push(`routes[${r}].match[${m}]: bad pattern: ${(error as Error).message}`);
+        }
+      } else if (!/^[^@\s]+@[^@\s]+$/.test(pattern)) {
+        issues.push(`routes[${r}].match[${m}]: expected local@domain, *@domain or /regex/`);
+      }
+    });
+    if (runtime === 'aws') {
+      route.secret.forEach((ref, s) => {
+        if ('value' in ref) issues.push(`routes[${r}].secret[${s}]: inline secrets are for local runs only`);
+      });
+    }
+    route.secret.forEach((ref, s) => {
+      if ('value' in ref && !ref.value.startsWith('whsec_')) {
+        issues.push(`routes[${r}].secret[${s}].value: a signing secret starts with "whsec_"`);
+      }
+    });
+  });
+  if (runtime === 'aws') {
+    config.auth.users.forEach((user, u) => {
+      if ('value' in user.password)
+        issues.push(`auth.users[${u}].password: inline secrets are for local runs only`);
+    });
+    if (config.tls.source === 'self-signed') issues.push('tls.source: self-signed is for local runs only');
+  }
+  const needsAuth = config.listeners.some((listener) => listener.mode !== 'mx');
+  if (needsAuth && config.auth.users.length === 0) {
+    issues.push('auth.users: submission and implicit-tls listeners need at least one user');
+  }
+  const ports = new Set<number>();
+  config.listeners.forEach((listener, l) => {
+    if (listener.port !== 0 && ports.has(listener.port))
+      issues.push(`listeners[${l}].port: ${listener.port} used twice`);
+    ports.add(listener.port);
+  });
+  return issues;
+}
+
+/**
+ * Validates a parsed config document. Throws a {@link ConfigError} listing every bad field by
+ * its path (`routes[2].endpoints[0]: …`), so a bad file fails at start and says where.
+ */
+export function parseConfig(document: unknown, options: { source: string; runtime: Runtime }): Config {
+  const result = ConfigSchema.safeParse(document);
+  if (!result.success) {
+    throw new ConfigError(
+      options.source,
+      result.error.issues.map((issue) => `${formatPath(issue.path) || '(root)'}: ${issue.message}`),
+    );
+  }
+  const issues = runtimeIssues(result.data, options.runtime);
+  if (issues.length > 0) throw new ConfigError(options.source, issues);
+  return result.data;
+}
+
+/** Parses config text: JSON when it looks like JSON or the name ends in .json, YAML otherwise. */
+export function parseConfigText(text: string, options: { source: string; runtime: Runtime }): Config {
+  let document: unknown;
+  try {
+    document =
+      options.source.endsWith('.json') || text.trimStart().startsWith('{')
+        ? JSON.parse(text)
+        : parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(options.source, [`(file): not valid JSON or YAML: ${(error as Error).message}`], {
+      cause: error,
+    });
+  }
+  return parseConfig(document, options);
+}
+
+/** Reads and validates a config file. */
+export async function loadConfigFile(path: string, runtime: Runtime): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(path, [`(file): cannot read: ${(error as Error).message}`], { cause: error });
+  }
+  return parseConfigText(text, { source: path, runtime });
+}
+
+/** JSON Schema of the config file, generated from the same source as the types. */
+export function configJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+}

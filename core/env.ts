@@ -1,0 +1,65 @@
+import type { Runtime } from './config.ts';
+import { ConfigError } from './errors.ts';
+
+/** A required environment variable; the error names it. */
+export function requireEnv(name: string, env: NodeJS.ProcessEnv = process.env): string {
+  const value = env[name];
+  if (!value) throw new ConfigError('environment', [`${name}: required environment variable is not set`]);
+  return value;
+}
+
+/** Where the code runs, from `MAILBRIDGE_RUNTIME` (`local` or `aws`). @default 'aws' */
+export function runtimeFromEnv(env: NodeJS.ProcessEnv = process.env): Runtime {
+  const value = env.MAILBRIDGE_RUNTIME ?? 'aws';
+  if (value !== 'local' && value !== 'aws') {
+    throw new ConfigError('environment', [`MAILBRIDGE_RUNTIME: expected "local" or "aws", got "${value}"`]);
+  }
+  return value;
+}
+
+/** Names of the deployment's resources, handed to every part by environment variables. */
+export interface ResourceNames {
+  /** `MAILBRIDGE_BUCKET`: raw messages, payloads and attachments. */
+  readonly bucket: string;
+  /** `MAILBRIDGE_INBOUND_QUEUE_URL`: listener → parse. */
+  readonly inboundQueueUrl: string;
+  /** `MAILBRIDGE_DELIVERY_QUEUE_URL`: parse → deliver. */
+  readonly deliveryQueueUrl: string;
+  /** `MAILBRIDGE_DELIVERY_DLQ_URL`: exhausted or permanently failed deliveries, with the reason. */
+  readonly deliveryDlqUrl: string;
+}
+
+/** Reads the resource names a part needs; each missing variable is named in the error. */
+export function resourceNamesFromEnv<K extends keyof ResourceNames>(
+  keys: readonly K[],
+  env: NodeJS.ProcessEnv = process.env,
+): Pick<ResourceNames, K> {
+  const variables: Record<keyof ResourceNames, string> = {
+    bucket: 'MAILBRIDGE_BUCKET',
+    inboundQueueUrl: 'MAILBRIDGE_INBOUND_QUEUE_URL',
+    deliveryQueueUrl: 'MAILBRIDGE_DELIVERY_QUEUE_URL',
+    deliveryDlqUrl: 'MAILBRIDGE_DELIVERY_DLQ_URL',
+  };
+  const missing = keys
+    .filter((key) => !env[variables[key]])
+    .map((key) => `${variables[key]}: required, not set`);
+  if (missing.length > 0) throw new ConfigError('environment', missing);
+  return Object.fromEntries(keys.map((key) => [key, env[variables[key]]])) as Pick<ResourceNames, K>;
+}
+
+/**
+ * Settings for AWS SDK clients. With `AWS_ENDPOINT_URL` (the emulator) S3 uses path-style URLs and,
+ * when no credentials are configured, fixed local ones; in AWS the SDK's defaults apply.
+ */
+export function awsClientConfig(env: NodeJS.ProcessEnv = process.env): {
+  region: string;
+  endpoint?: string;
+  forcePathStyle?: boolean;
+  credentials?: { accessKeyId: string; secretAccessKey: string };
+} {
+  const region = env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1';
+  const endpoint = env.AWS_ENDPOINT_URL;
+  if (!endpoint) return { region };
+  const credentials = env.AWS_ACCESS_KEY_ID ? undefined : { accessKeyId: 'local', secretAccessKey: 'local' };
+  return { region, endpoint, forcePathStyle: true, ...(credentials ? { credentials } : {}) };
+}

@@ -1,0 +1,45 @@
+import { z } from 'zod';
+
+const TlsInfoSchema = z.object({ protocol: z.string(), cipher: z.string() });
+
+/** The message the listener queues on `inbound` once the raw message is stored (DESIGN.md). */
+export const InboundEventSchema = z.object({
+  version: z.literal(1),
+  id: z.string().regex(/^[0-9A-HJKMNP-TV-Z]{26}$/, 'a ULID'),
+  receivedAt: z.iso.datetime(),
+  raw: z.object({
+    bucket: z.string().min(1),
+    key: z.string().min(1),
+    size: z.number().int().min(0),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  }),
+  envelope: z.object({
+    mailFrom: z.string(),
+    rcptTo: z.array(z.string()).min(1),
+    helo: z.string(),
+    remoteAddress: z.string(),
+    remotePort: z.number().int(),
+    localPort: z.number().int(),
+    tls: TlsInfoSchema.nullable(),
+    authUser: z.string().nullable(),
+  }),
+  /** Set when DATA had lines ending in a bare LF (RFC 5321 §2.3.8); kept so the parser can flag it. */
+  bareLf: z.boolean().optional(),
+});
+export type InboundEvent = z.infer<typeof InboundEventSchema>;
+
+/** One delivery of one message to one endpoint of one route (parse → `delivery` queue). */
+export const DeliveryJobSchema = z.object({
+  version: z.literal(1),
+  messageId: z.string(),
+  routeId: z.string(),
+  endpoint: z.string(),
+  recipients: z.array(z.string()).min(1),
+  payload: z.object({ bucket: z.string(), key: z.string() }),
+  webhookId: z.string(),
+  /** Tries made so far, and the outcome of the last one; absent on the first try. */
+  attempt: z.number().int().min(0).default(0),
+  lastError: z.string().optional(),
+  lastStatus: z.number().int().optional(),
+});
+export type DeliveryJob = z.output<typeof DeliveryJobSchema>;

@@ -1,0 +1,37 @@
+export type { Config, ConfigInput, ListenerConfig, Route, Runtime, SecretRef } from './config.ts';
+export {
+  ConfigSchema,
+  configJsonSchema,
+  DEFAULT_RETRY_SCHEDULE_SECONDS,
+  loadConfigFile,
+  parseConfig,
+  parseConfigText,
+  SecretRefSchema,
+} from './config.ts';
+export { parseDurationSeconds } from './duration.ts';
+export type { ResourceNames } from './env.ts';
+export { awsClientConfig, requireEnv, resourceNamesFromEnv, runtimeFromEnv } from './env.ts';
+export {
+  AuthFailedError,
+  BareLineFeedError,
+  ConfigError,
+  MailbridgeError,
+  MessageTooLargeError,
+  RelayDeniedError,
+  SmtpError,
+  TemporaryFailureError,
+  TlsRequiredError,
+  TooManyConnectionsError,
+  TooManyRecipientsError,
+  UnknownRecipientError,
+} from './errors.ts';
+export type { DeliveryJob, InboundEvent } from './events.ts';
+export { DeliveryJobSchema, InboundEventSchema } from './events.ts';
+export { newMessageId, rawObjectKey, webhookId } from './ids.ts';
+export type { Logger, Metrics } from './observability.ts';
+export { createLogger, createMetrics, METRICS_NAMESPACE, MetricUnit } from './observability.ts';
+export { QUEUE_SETTINGS } from './queues.ts';
+export type { ParsedAddress, RecipientRoute } from './routes.ts';
+export { parseAddress, Router } from './routes.ts';
+export type { SecretStringReader } from './secrets.ts';
+export { resolveSecret } from './secrets.ts';

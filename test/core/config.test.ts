@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfigFile, parseConfigText } from '../../core/index.ts';
+
+const minimal = (overrides: string) => `
+domains: [example.test]
+listeners: [{ port: 2525, mode: mx }]
+health: { port: 8026 }
+tls: { source: files, certFile: cert.pem, keyFile: key.pem }
+${overrides}`;
+
+function configIssues(text: string, runtime: 'local' | 'aws' = 'local'): readonly string[] {
+  try {
+    parseConfigText(text, { source: 'test.yaml', runtime });
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error.issues;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('config', () => {
+  it('loads the local default config with defaults filled in', async () => {
+    const config = await loadConfigFile('dev/mailbridge.yaml', 'local');
+    assert.deepEqual(config.domains, ['localhost', 'example.test']);
+    assert.equal(config.limits.maxRecipients, 100);
+    assert.deepEqual(config.routes[0]!.retrySchedule, [5, 300, 1800, 7200, 18000, 36000, 36000]);
+    assert.equal(config.routes[0]!.secret.length, 1);
+  });
+
+  it('names the bad field by its path', () => {
+    const issues = configIssues(
+      minimal(
+        `routes: [{ id: r1, match: ['*@example.test'], endpoints: ['https://a.test/'], secret: { value: whsec_x }, retrySchedule: [5s, soon] }]`,
+      ),
+    );
+    assert.deepEqual(issues, ['routes[0].retrySchedule[1]: not a duration: "soon" (use 5s, 30m, 2h, 1d)']);
+  });
+
+  it('refuses plain http to a non-loopback host, and inline secrets in AWS', () => {
+    const route = `routes: [{ id: r1, match: ['*@example.test'], endpoints: ['http://api.example.test/hook'], secret: { value: whsec_x } }]`;
+    assert.deepEqual(configIssues(minimal(route), 'aws'), [
+      'routes[0].endpoints[0]: must be https:// (plain http:// only for loopback in local runs)',
+      'routes[0].secret[0]: inline secrets are for local runs only',
+    ]);
+  });
+
+  it('allows http to loopback only in local runs', () => {
+    const route = `routes: [{ id: r1, match: ['*@example.test'], endpoints: ['http://127.0.0.1:8025/webhooks'], secret: { env: SECRET } }]`;
+    assert.equal(configIssues(minimal(route), 'aws').length, 1);
+    assert.doesNotThrow(() => parseConfigText(minimal(route), { source: 'x.yaml', runtime: 'local' }));
+  });
+
+  it('rejects unknown keys, duplicate route ids and broken patterns', () => {
+    const routes = `routes:
+  - { id: r1, match: ['/[/'], endpoints: ['https://a.test/'], secret: { env: S } }
+  - { id: r1, match: ['nodomain'], endpoints: ['https://a.test/'], secret: { env: S } }`;
+    const issues = configIssues(minimal(routes));
+    assert.ok(issues.includes('routes[1].id: duplicate route id "r1"'), issues.join('\n'));
+    assert.ok(issues.some((issue) => issue.startsWith('routes[0].match[0]: bad pattern')));
+    assert.ok(issues.includes('routes[1].match[0]: expected local@domain, *@domain or /regex/'));
+    assert.deepEqual(configIssues(`${minimal('routes: []')}\ncolour: blue`), [
+      'routes: Too small: expected array to have >=1 items',
+      '(root): Unrecognized key: "colour"',
+    ]);
+  });
+
+  it('reports a file that is not YAML or JSON, and one that is missing', async () => {
+    assert.match(configIssues('{ "domains": [')[0]!, /^\(file\): not valid JSON or YAML/);
+    await assert.rejects(loadConfigFile('does/not/exist.yaml', 'local'), /cannot read/);
+  });
+});
