@@ -274,15 +274,36 @@ export function parseConfigText(text: string, options: { source: string; runtime
   return parseConfig(document, options);
 }
 
-/** Reads and validates a config file. */
-export async function loadConfigFile(path: string, runtime: Runtime): Promise<Config> {
+/** Reads an object's text from S3; implemented by the AWS adapters. */
+export type S3TextReader = (bucket: string, key: string) => Promise<string>;
+
+/**
+ * Reads and validates the config from a file path or an `s3://bucket/key` URL (where CDK deploys
+ * it, so routes change without rebuilding the image).
+ */
+export async function loadConfig(
+  source: string,
+  runtime: Runtime,
+  readers: { s3Text?: S3TextReader } = {},
+): Promise<Config> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    const s3 = /^s3:\/\/([^/]+)\/(.+)$/.exec(source);
+    if (s3) {
+      if (!readers.s3Text) throw new Error('no S3 client in this runtime');
+      text = await readers.s3Text(s3[1]!, s3[2]!);
+    } else {
+      text = await readFile(source, 'utf8');
+    }
   } catch (error) {
-    throw new ConfigError(path, [`(file): cannot read: ${(error as Error).message}`], { cause: error });
+    throw new ConfigError(source, [`(file): cannot read: ${(error as Error).message}`], { cause: error });
   }
-  return parseConfigText(text, { source: path, runtime });
+  return parseConfigText(text, { source, runtime });
+}
+
+/** Reads and validates a config file. */
+export function loadConfigFile(path: string, runtime: Runtime): Promise<Config> {
+  return loadConfig(path, runtime);
 }
 
 /** JSON Schema of the config file, generated from the same source as the types. */

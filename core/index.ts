@@ -1,8 +1,18 @@
-export type { Config, ConfigInput, ListenerConfig, Route, Runtime, SecretRef } from './config.ts';
+export { s3TextReader, secretsManagerReader } from './aws.ts';
+export type {
+  Config,
+  ConfigInput,
+  ListenerConfig,
+  Route,
+  Runtime,
+  S3TextReader,
+  SecretRef,
+} from './config.ts';
 export {
   ConfigSchema,
   configJsonSchema,
   DEFAULT_RETRY_SCHEDULE_SECONDS,
+  loadConfig,
   loadConfigFile,
   parseConfig,
   parseConfigText,
