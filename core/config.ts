@@ -76,7 +76,12 @@ const RouteSchema = z.strictObject({
         description:
           '"inline": base64 in the payload when under inlineLimitBytes; "url": always a presigned link.',
       }),
-      inlineLimitBytes: z.number().int().min(0).default(1_000_000),
+      inlineLimitBytes: z
+        .number()
+        .int()
+        .min(0)
+        .default(1_000_000)
+        .meta({ description: 'Largest attachment sent inline as base64.' }),
     })
     .prefault({}),
   retrySchedule: z
@@ -91,8 +96,8 @@ const RouteSchema = z.strictObject({
 export type Route = z.output<typeof RouteSchema>;
 
 const ListenerSchema = z.strictObject({
-  port: z.number().int().min(0).max(65535),
-  host: z.string().default('0.0.0.0'),
+  port: z.number().int().min(0).max(65535).meta({ description: 'TCP port; 0 picks a free one.' }),
+  host: z.string().default('0.0.0.0').meta({ description: 'Interface to bind.' }),
   mode: z.enum(['mx', 'submission', 'implicit-tls']).meta({
     description:
       '"mx": STARTTLS offered, no AUTH (port 25). "submission": STARTTLS then AUTH required (587, 2525). "implicit-tls": TLS from the first byte, AUTH required (465).',
@@ -118,22 +123,47 @@ const LimitsSchema = z
       .number()
       .int()
       .min(1024)
-      .default(40 * 1024 * 1024),
+      .default(40 * 1024 * 1024)
+      .meta({ description: 'Largest message accepted, advertised as SIZE; larger gets 552 5.3.4.' }),
     // RFC 5321 §4.5.3.1.8: a server must accept at least 100 recipients.
-    maxRecipients: z.number().int().min(100).default(100),
-    maxConnections: z.number().int().min(1).default(1000),
-    maxConnectionsPerIp: z.number().int().min(1).default(20),
+    maxRecipients: z
+      .number()
+      .int()
+      .min(100)
+      .default(100)
+      .meta({ description: 'Per message; the next RCPT gets 452 4.5.3.' }),
+    maxConnections: z
+      .number()
+      .int()
+      .min(1)
+      .default(1000)
+      .meta({ description: 'Open sessions per process; then 421 4.7.0.' }),
+    maxConnectionsPerIp: z
+      .number()
+      .int()
+      .min(1)
+      .default(20)
+      .meta({ description: 'Open sessions per client address; then 421 4.7.0.' }),
     // RFC 5321 §4.5.3.2 suggests 5 minutes; keep below the NLB idle timeout (350 s).
-    socketTimeout: duration.default(300),
+    socketTimeout: duration.default(300).meta({ description: 'Idle time allowed between commands.' }),
     // Below the ECS stop timeout (at most 120 s) so open sessions finish before SIGKILL.
-    closeTimeout: duration.default(60),
-    maxAuthFailuresPerIp: z.number().int().min(1).default(5),
-    rejectBareLf: z.boolean().default(false),
+    closeTimeout: duration
+      .default(60)
+      .meta({ description: 'On shutdown, how long open sessions may finish.' }),
+    maxAuthFailuresPerIp: z
+      .number()
+      .int()
+      .min(1)
+      .default(5)
+      .meta({ description: 'Failed AUTH tries per client address before 421 4.7.0.' }),
+    rejectBareLf: z.boolean().default(false).meta({
+      description: 'Refuse DATA with bare-LF line endings (550 5.6.0) instead of only flagging it.',
+    }),
   })
   .prefault({});
 
 export const ConfigSchema = z.strictObject({
-  version: z.literal(1).default(1),
+  version: z.literal(1).default(1).meta({ description: 'Format version of this file.' }),
   hostname: z
     .string()
     .default('localhost')
@@ -142,17 +172,32 @@ export const ConfigSchema = z.strictObject({
     .array(domainName)
     .min(1)
     .meta({ description: 'Domains we receive mail for; others get 550 5.7.1.' }),
-  routes: z.array(RouteSchema).min(1),
-  listeners: z.array(ListenerSchema).min(1),
-  health: z.strictObject({ host: z.string().default('0.0.0.0'), port: z.number().int().min(0).max(65535) }),
+  routes: z.array(RouteSchema).min(1).meta({ description: 'Where mail goes, by recipient address.' }),
+  listeners: z.array(ListenerSchema).min(1).meta({ description: 'SMTP ports, each with its own policy.' }),
+  health: z
+    .strictObject({
+      host: z.string().default('0.0.0.0').meta({ description: 'Interface to bind.' }),
+      port: z
+        .number()
+        .int()
+        .min(0)
+        .max(65535)
+        .meta({ description: 'TCP port (8080 in AWS); 0 picks a free one.' }),
+    })
+    .meta({ description: 'HTTP `GET /healthz` for the load balancer.' }),
   proxyProtocol: z
     .boolean()
     .default(false)
     .meta({ description: 'Expect a PROXY protocol v1 or v2 header first on every connection (NLB).' }),
-  tls: TlsSchema.prefault({ source: 'self-signed' }),
+  tls: TlsSchema.prefault({ source: 'self-signed' }).meta({
+    description: 'Certificate and key for STARTTLS and port 465.',
+  }),
   auth: z
     .strictObject({
-      users: z.array(z.strictObject({ user: z.string().min(1), password: SecretRefSchema })).default([]),
+      users: z
+        .array(z.strictObject({ user: z.string().min(1), password: SecretRefSchema }))
+        .default([])
+        .meta({ description: 'SMTP AUTH users of the submission and implicit-TLS ports.' }),
     })
     .prefault({}),
   limits: LimitsSchema,
@@ -308,5 +353,14 @@ export function loadConfigFile(path: string, runtime: Runtime): Promise<Config> 
 
 /** JSON Schema of the config file, generated from the same source as the types. */
 export function configJsonSchema(): Record<string, unknown> {
-  return z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  return z.toJSONSchema(ConfigSchema, {
+    io: 'input',
+    unrepresentable: 'any',
+    // Defaults of transformed fields (durations) are dropped from the input schema; put them back.
+    override: (ctx) => {
+      const def = ctx.zodSchema._zod.def as { type: string; defaultValue?: unknown };
+      if (def.type === 'default' && ctx.jsonSchema.default === undefined)
+        ctx.jsonSchema.default = def.defaultValue;
+    },
+  }) as Record<string, unknown>;
 }
