@@ -17,6 +17,11 @@ export class ConfigError extends MailbridgeError {
   }
 }
 
+/** An SQS record whose body is not the message its queue carries; the message names the record. */
+export class InvalidRecordError extends MailbridgeError {
+  override name = 'InvalidRecordError';
+}
+
 /** An error that maps to one SMTP reply: `code` (RFC 5321) and `enhanced` status (RFC 3463). */
 export class SmtpError extends MailbridgeError {
   override name = 'SmtpError';

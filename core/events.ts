@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { InvalidRecordError } from './errors.ts';
 
 const TlsInfoSchema = z.object({ protocol: z.string(), cipher: z.string() });
 
@@ -43,3 +44,28 @@ export const DeliveryJobSchema = z.object({
   lastStatus: z.number().int().optional(),
 });
 export type DeliveryJob = z.output<typeof DeliveryJobSchema>;
+
+/**
+ * Validates one SQS record body at the edge (STYLE 3): JSON, then the queue's schema. Throws an
+ * {@link InvalidRecordError} naming the record and every bad field, so core never sees `unknown`.
+ */
+export function parseRecordBody<T extends z.ZodType>(
+  record: { messageId: string; body: string },
+  schema: T,
+  what: string,
+): z.output<T> {
+  let body: unknown;
+  try {
+    body = JSON.parse(record.body);
+  } catch (error) {
+    throw new InvalidRecordError(`record ${record.messageId}: body is not JSON`, { cause: error });
+  }
+  const result = schema.safeParse(body);
+  if (!result.success) {
+    const issues = result.error.issues.map(
+      (issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`,
+    );
+    throw new InvalidRecordError(`record ${record.messageId}: not ${what}: ${issues.join('; ')}`);
+  }
+  return result.data;
+}

@@ -18,6 +18,16 @@ export {
   parseConfigText,
   SecretRefSchema,
 } from './config.ts';
+export type {
+  AttemptResult,
+  DeadLetterReason,
+  DeliveryDecision,
+  DeliveryOutcome,
+  FailedOutcome,
+  WebhookRequest,
+  WebhookSender,
+} from './delivery.ts';
+export { classifyAttempt, decideNext, MAX_RETRY_DELAY_SECONDS, parseRetryAfter } from './delivery.ts';
 export { parseDurationSeconds } from './duration.ts';
 export type { ResourceNames } from './env.ts';
 export { awsClientConfig, requireEnv, resourceNamesFromEnv, runtimeFromEnv } from './env.ts';
@@ -25,6 +35,7 @@ export {
   AuthFailedError,
   BareLineFeedError,
   ConfigError,
+  InvalidRecordError,
   MailbridgeError,
   MessageTooLargeError,
   RelayDeniedError,
@@ -36,12 +47,22 @@ export {
   UnknownRecipientError,
 } from './errors.ts';
 export type { DeliveryJob, InboundEvent } from './events.ts';
-export { DeliveryJobSchema, InboundEventSchema } from './events.ts';
+export { DeliveryJobSchema, InboundEventSchema, parseRecordBody } from './events.ts';
 export { newMessageId, rawObjectKey, webhookId } from './ids.ts';
 export type { Logger, Metrics } from './observability.ts';
 export { createLogger, createMetrics, METRICS_NAMESPACE, MetricUnit } from './observability.ts';
+export type {
+  WebhookAddress,
+  WebhookAttachment,
+  WebhookAuth,
+  WebhookMessage,
+  WebhookPayload,
+} from './payload.ts';
+export { WEBHOOK_PAYLOAD_SCHEMA_PATH, WebhookPayloadSchema, webhookPayloadJsonSchema } from './payload.ts';
 export { QUEUE_SETTINGS } from './queues.ts';
 export type { ParsedAddress, RecipientRoute } from './routes.ts';
 export { parseAddress, Router } from './routes.ts';
 export type { SecretStringReader } from './secrets.ts';
 export { resolveSecret } from './secrets.ts';
+export type { WebhookSignatureHeaders } from './signing.ts';
+export { InvalidSigningSecretError, signWebhook } from './signing.ts';

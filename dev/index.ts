@@ -1,4 +1,11 @@
 export type { Emulator, EmulatorOptions } from './emulator.ts';
 export { startEmulator } from './emulator.ts';
+export type { Inbox, InboxEntry, InboxOptions } from './inbox.ts';
+export { startInbox } from './inbox.ts';
+export type { Poller, PollerOptions, PollerStats, SqsHandler } from './poller.ts';
+export { startPoller } from './poller.ts';
 export type { LocalResources } from './resources.ts';
 export { emulatorClients, LOCAL_RESOURCE_NAMES, provisionLocalResources } from './resources.ts';
+export type { LocalPorts, LocalRuntime, LocalRuntimeOptions } from './runtime.ts';
+export { describeRuntime, startLocalRuntime } from './runtime.ts';
+export { lambdaContext, sqsEventFromMessages } from './sqs-event.ts';

@@ -1,0 +1,145 @@
+/** One signed webhook POST, as the deliver function hands it to a {@link WebhookSender}. */
+export interface WebhookRequest {
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Uint8Array;
+  /** The whole try, response included, must finish within this. */
+  readonly timeoutMs: number;
+}
+
+/** What one try produced, as seen at the socket; a sender reports failures here instead of throwing. */
+export type AttemptResult =
+  | {
+      readonly kind: 'response';
+      readonly status: number;
+      /** The `Retry-After` and `Location` response headers, when sent. */
+      readonly retryAfter?: string;
+      readonly location?: string;
+      /** The start of the response body (capped), for the DLQ entry and the logs. */
+      readonly body: string;
+    }
+  | { readonly kind: 'timeout'; readonly error: string }
+  | { readonly kind: 'network'; readonly error: string }
+  /** Refused before connecting: the SSRF guard or a scheme this runtime does not allow. */
+  | { readonly kind: 'blocked'; readonly error: string };
+
+/** The webhook sender port: functions/deliver implements it with node:https and the SSRF guard. */
+export type WebhookSender = (request: WebhookRequest) => Promise<AttemptResult>;
+
+/** Why a job went to the delivery DLQ. */
+export type DeadLetterReason = 'permanent' | 'gone' | 'blocked' | 'exhausted';
+
+/** The class of one try's outcome (DESIGN.md "Delivery semantics"). */
+export type DeliveryOutcome =
+  | { readonly class: 'delivered'; readonly status: number }
+  | {
+      readonly class: 'retry';
+      readonly status?: number;
+      readonly error: string;
+      /** The endpoint's `Retry-After`, in seconds from now, already capped. */
+      readonly retryAfterSeconds?: number;
+    }
+  | {
+      readonly class: 'permanent';
+      readonly reason: Exclude<DeadLetterReason, 'exhausted'>;
+      readonly status?: number;
+      readonly error: string;
+    };
+
+/** A try that did not deliver. */
+export type FailedOutcome = Exclude<DeliveryOutcome, { class: 'delivered' }>;
+
+/** What to do with the job after a failed try. */
+export type DeliveryDecision =
+  | { readonly action: 'retry'; readonly delaySeconds: number }
+  | { readonly action: 'dead-letter'; readonly reason: DeadLetterReason };
+
+/**
+ * The longest wait before a retry. Retries wait as an in-flight SQS message, and SQS allows at most
+ * 12 h of visibility from the moment of receipt; 15 minutes are kept back for the batching window
+ * and the function's run before the wait is set.
+ */
+export const MAX_RETRY_DELAY_SECONDS = 12 * 3600 - 15 * 60;
+
+// RFC 9110 §15: these statuses may succeed later without a change on our side.
+const RETRYABLE_STATUSES = new Set([408, 409, 425, 429]);
+const ERROR_BODY_CHARS = 300;
+const HTTP_DATE_START = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? /;
+
+/**
+ * Seconds to wait that a `Retry-After` header asks for (RFC 9110 §10.2.3: delta-seconds or an
+ * HTTP-date), at least 0 and at most {@link MAX_RETRY_DELAY_SECONDS}; `undefined` when absent or
+ * unreadable.
+ */
+export function parseRetryAfter(value: string | undefined, nowMs: number): number | undefined {
+  const text = value?.trim();
+  if (!text) return undefined;
+  let seconds: number;
+  if (/^\d+$/.test(text)) {
+    seconds = Number(text);
+  } else {
+    // Date.parse takes almost anything ("1.5" is a date to V8): require a day name, as all three
+    // HTTP-date forms start with one. The asctime form has no zone and means GMT, not local time.
+    const zoned = text.endsWith('GMT') ? text : `${text} GMT`;
+    const date = HTTP_DATE_START.test(text) ? Date.parse(zoned) : Number.NaN;
+    if (Number.isNaN(date)) return undefined;
+    seconds = Math.ceil((date - nowMs) / 1000);
+  }
+  return Math.min(Math.max(seconds, 0), MAX_RETRY_DELAY_SECONDS);
+}
+
+function statusError(status: number, body: string): string {
+  const excerpt = body.replace(/\s+/g, ' ').trim().slice(0, ERROR_BODY_CHARS);
+  return excerpt ? `HTTP ${status}: ${excerpt}` : `HTTP ${status}`;
+}
+
+/**
+ * Classifies one try: 2xx delivered; 408, 409, 425, 429, 5xx, timeouts and network errors retried
+ * (with the endpoint's `Retry-After`); 410 Gone permanent as `gone`; a refused address permanent
+ * as `blocked`; every other status permanent. A 3xx is permanent: redirects are never followed
+ * (the target was not checked when the route was configured), and asking again gets the same answer.
+ */
+export function classifyAttempt(result: AttemptResult, nowMs: number): DeliveryOutcome {
+  if (result.kind === 'blocked') return { class: 'permanent', reason: 'blocked', error: result.error };
+  if (result.kind !== 'response') return { class: 'retry', error: result.error };
+  const { status } = result;
+  if (status >= 200 && status < 300) return { class: 'delivered', status };
+  if (status >= 300 && status < 400) {
+    const target = result.location ? ` to ${result.location}` : '';
+    return {
+      class: 'permanent',
+      reason: 'permanent',
+      status,
+      error: `HTTP ${status}: redirect${target} not followed`,
+    };
+  }
+  const error = statusError(status, result.body);
+  if (status === 410) return { class: 'permanent', reason: 'gone', status, error };
+  if (status >= 500 || RETRYABLE_STATUSES.has(status)) {
+    const retryAfterSeconds = parseRetryAfter(result.retryAfter, nowMs);
+    return {
+      class: 'retry',
+      status,
+      error,
+      ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+    };
+  }
+  return { class: 'permanent', reason: 'permanent', status, error };
+}
+
+/**
+ * Decides after a failed try. `schedule` holds the waits, in seconds, before the 2nd, 3rd, … try; `tries`
+ * counts the tries made, this one included. A retry waits the scheduled time, or longer when the
+ * endpoint's `Retry-After` asks for it; when the schedule has no wait left the job is exhausted.
+ */
+export function decideNext(
+  outcome: FailedOutcome,
+  schedule: readonly number[],
+  tries: number,
+): DeliveryDecision {
+  if (outcome.class === 'permanent') return { action: 'dead-letter', reason: outcome.reason };
+  const wait = schedule[tries - 1];
+  if (wait === undefined) return { action: 'dead-letter', reason: 'exhausted' };
+  const delaySeconds = Math.min(Math.max(wait, outcome.retryAfterSeconds ?? 0), MAX_RETRY_DELAY_SECONDS);
+  return { action: 'retry', delaySeconds: Math.ceil(delaySeconds) };
+}

@@ -1,0 +1,273 @@
+import { join } from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import {
+  type Config,
+  createLogger,
+  createMetrics,
+  type ListenerConfig,
+  loadConfigFile,
+  QUEUE_SETTINGS,
+  type Route,
+  resolveSecret,
+} from '../core/index.ts';
+import { createDeliverHandler, createParseHandler, type DnsResolver } from '../functions/index.ts';
+import {
+  generateSelfSigned,
+  loadTlsMaterial,
+  type RunningListener,
+  resolveAuthUsers,
+  startListener,
+  type TlsMaterial,
+} from '../listener/index.ts';
+import { type Emulator, startEmulator } from './emulator.ts';
+import { type Inbox, startInbox } from './inbox.ts';
+import { type Poller, startPoller } from './poller.ts';
+import { emulatorClients, type LocalResources, provisionLocalResources } from './resources.ts';
+
+// The local default config, used when no other file is given.
+const DEFAULT_CONFIG_FILE = join(import.meta.dirname, 'mailbridge.yaml');
+
+/** The dev inbox's address in the default config (DESIGN.md "Local runtime"). */
+const DEFAULT_INBOX_ORIGINS = ['http://127.0.0.1:8025', 'http://localhost:8025'];
+
+/** Ports that replace the config's; 0 picks a free one. */
+export interface LocalPorts {
+  /** Listeners in `mx` mode. */
+  smtp?: number;
+  /** Listeners in `submission` mode. */
+  submission?: number;
+  /** Listeners in `implicit-tls` mode. */
+  smtps?: number;
+  /** @default 8025 */
+  inbox?: number;
+  /** The listener's health endpoint. */
+  health?: number;
+  /** The S3 + SQS emulator. @default 4566 */
+  emulator?: number;
+}
+
+export interface LocalRuntimeOptions {
+  /** Config file (JSON or YAML), validated for the `local` runtime. @default dev/mailbridge.yaml */
+  configFile?: string;
+  /** Emulator SQLite folder (objects, queues) and the self-signed TLS pair. @default in memory */
+  dataDir?: string;
+  ports?: LocalPorts;
+  /** DNS for SPF/DKIM/DMARC in the parse function. @default the system resolver */
+  resolver?: DnsResolver;
+  /** Long-poll wait of the pollers; stopping may take this long. @default 2 */
+  pollWaitSeconds?: number;
+}
+
+/** A running local pipeline: emulator, listener, both functions behind pollers, dev inbox. */
+export interface LocalRuntime {
+  /** The config in effect, with port overrides applied and dev-inbox endpoints pointing at it. */
+  readonly config: Config;
+  /** Where objects and queues are kept, or undefined when in memory. */
+  readonly dataDir: string | undefined;
+  readonly emulator: Emulator;
+  readonly s3: S3Client;
+  readonly sqs: SQSClient;
+  readonly resources: LocalResources;
+  readonly listener: RunningListener;
+  readonly inbox: Inbox;
+  readonly pollers: { readonly inbound: Poller; readonly delivery: Poller };
+  /** The first SMTP AUTH user, with its password. */
+  readonly authUser: { readonly user: string; readonly password: string } | undefined;
+  /** Signing secrets of the routes that deliver to the dev inbox. */
+  readonly signingSecrets: readonly string[];
+  /** Stops the listener gracefully, drains both pollers, closes the inbox and the emulator. */
+  close(): Promise<void>;
+}
+
+function withPorts(config: Config, ports: LocalPorts, inboxUrl: string): Config {
+  const portFor: Record<ListenerConfig['mode'], number | undefined> = {
+    mx: ports.smtp,
+    submission: ports.submission,
+    'implicit-tls': ports.smtps,
+  };
+  const toInbox = (endpoint: string) => {
+    const origin = DEFAULT_INBOX_ORIGINS.find((candidate) => endpoint.startsWith(`${candidate}/`));
+    return origin ? inboxUrl + endpoint.slice(origin.length) : endpoint;
+  };
+  return {
+    ...config,
+    listeners: config.listeners.map((listener) => ({
+      ...listener,
+      port: portFor[listener.mode] ?? listener.port,
+    })),
+    health: { ...config.health, port: ports.health ?? config.health.port },
+    routes: config.routes.map((route) => ({ ...route, endpoints: route.endpoints.map(toInbox) })),
+  };
+}
+
+async function tlsMaterial(config: Config, dataDir: string | undefined): Promise<TlsMaterial> {
+  // A run without a dataDir keeps nothing on disk, so its self-signed pair lives for this run only.
+  if (dataDir === undefined && config.tls.source === 'self-signed')
+    return generateSelfSigned(config.hostname);
+  return loadTlsMaterial(config, { runtime: 'local', dataDir: dataDir ?? process.cwd() });
+}
+
+function routeSecrets(route: Route, index: number): Promise<string[]> {
+  return Promise.all(route.secret.map((ref, s) => resolveSecret(ref, `routes[${index}].secret[${s}]`)));
+}
+
+/**
+ * Starts the whole pipeline in this process, as `npm start` runs it: the emulator, bucket and
+ * queues, the dev inbox, the listener, and the parse and deliver functions each driven by a
+ * Lambda-style poller. A bad config throws a `ConfigError` naming the field before anything listens.
+ */
+export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
+  const ports = options.ports ?? {};
+  const loaded = await loadConfigFile(options.configFile ?? DEFAULT_CONFIG_FILE, 'local');
+  const secretsByRoute = await Promise.all(loaded.routes.map(routeSecrets));
+  const authUsers = await resolveAuthUsers(loaded);
+  const tls = await tlsMaterial(loaded, options.dataDir);
+
+  // Undone in reverse: listener first (no new mail), pollers drained, then inbox and emulator.
+  const cleanups: (() => Promise<void>)[] = [];
+  let closing: Promise<void> | undefined;
+  const cleanup = () => {
+    closing ??= (async () => {
+      for (const step of cleanups.reverse()) await step();
+    })();
+    return closing;
+  };
+  try {
+    const emulator = await startEmulator({
+      port: ports.emulator ?? 4566,
+      ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+    });
+    cleanups.push(() => emulator.close());
+    const { s3, sqs } = emulatorClients(emulator.endpoint);
+    cleanups.push(async () => {
+      s3.destroy();
+      sqs.destroy();
+    });
+    const resources = await provisionLocalResources({ s3, sqs });
+
+    const inboxRoutes = loaded.routes.flatMap((route, r) =>
+      route.endpoints.some((endpoint) =>
+        DEFAULT_INBOX_ORIGINS.some((origin) => endpoint.startsWith(`${origin}/`)),
+      )
+        ? [r]
+        : [],
+    );
+    const signingSecrets = [...new Set(inboxRoutes.flatMap((r) => secretsByRoute[r]!))];
+    const inbox = await startInbox({ host: '127.0.0.1', port: ports.inbox ?? 8025, secrets: signingSecrets });
+    cleanups.push(() => inbox.close());
+    const config = withPorts(loaded, ports, inbox.url);
+    const secretsById = new Map(config.routes.map((route, r) => [route.id, secretsByRoute[r]!]));
+
+    const waitTimeSeconds = options.pollWaitSeconds ?? 2;
+    const delivery = await startPoller({
+      sqs,
+      queueUrl: resources.deliveryQueueUrl,
+      functionName: 'mailbridge-deliver',
+      timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.deliver,
+      waitTimeSeconds,
+      handler: createDeliverHandler({
+        s3,
+        sqs,
+        deliveryQueueUrl: resources.deliveryQueueUrl,
+        deliveryDlqUrl: resources.deliveryDlqUrl,
+        config,
+        secrets: async (route) => secretsById.get(route.id) ?? [],
+        runtime: 'local',
+        logger: createLogger('deliver'),
+        metrics: createMetrics('deliver'),
+      }),
+    });
+    cleanups.push(() => delivery.stop());
+    const inbound = await startPoller({
+      sqs,
+      queueUrl: resources.inboundQueueUrl,
+      functionName: 'mailbridge-parse',
+      timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.parse,
+      waitTimeSeconds,
+      handler: createParseHandler({
+        s3,
+        sqs,
+        bucket: resources.bucket,
+        deliveryQueueUrl: resources.deliveryQueueUrl,
+        config,
+        ...(options.resolver ? { resolver: options.resolver } : {}),
+        logger: createLogger('parse'),
+        metrics: createMetrics('parse'),
+      }),
+    });
+    cleanups.push(() => inbound.stop());
+
+    const listener = await startListener({
+      config,
+      s3,
+      sqs,
+      bucket: resources.bucket,
+      inboundQueueUrl: resources.inboundQueueUrl,
+      tls,
+      authUsers,
+      logger: createLogger('listener'),
+      metrics: createMetrics('listener'),
+    });
+    cleanups.push(() => listener.close());
+    const [firstUser] = authUsers;
+
+    return {
+      config,
+      dataDir: options.dataDir,
+      emulator,
+      s3,
+      sqs,
+      resources,
+      listener,
+      inbox,
+      pollers: { inbound, delivery },
+      authUser: firstUser && { user: firstUser[0], password: firstUser[1] },
+      signingSecrets,
+      close: cleanup,
+    };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}
+
+const MODE_LABELS: Record<ListenerConfig['mode'], string> = {
+  mx: 'SMTP, MX-style (STARTTLS offered, no AUTH)',
+  submission: 'submission (STARTTLS then AUTH)',
+  'implicit-tls': 'implicit TLS (AUTH)',
+};
+
+/**
+ * The start banner: one line per endpoint of DESIGN.md's local table with the addresses actually
+ * bound, the local credentials, the signing secret, and where to look at stored mail and queues.
+ */
+export function describeRuntime(runtime: LocalRuntime): string[] {
+  const { emulator, resources, inbox, config, dataDir } = runtime;
+  const lines = runtime.listener.listeners.map(
+    (address) => `${MODE_LABELS[address.mode]}: ${address.host}:${address.port}`,
+  );
+  lines.push(
+    `dev inbox page: ${inbox.url}/`,
+    `dev inbox API: GET ${inbox.url}/api/webhooks`,
+    `listener health: GET http://${config.health.host}:${runtime.listener.healthPort}/healthz`,
+  );
+  if (runtime.authUser) {
+    lines.push(`SMTP AUTH user: ${runtime.authUser.user} password: ${runtime.authUser.password}`);
+  }
+  for (const secret of runtime.signingSecrets) lines.push(`signing secret: ${secret}`);
+  const { endpoint } = emulator;
+  const queues = [
+    resources.inboundQueueUrl,
+    resources.inboundDlqUrl,
+    resources.deliveryQueueUrl,
+    resources.deliveryDlqUrl,
+  ].map((url) => url.slice(url.lastIndexOf('/') + 1));
+  lines.push(
+    `stored mail: GET ${endpoint}/${resources.bucket}?list-type=2 lists the objects, ` +
+      `GET ${endpoint}/${resources.bucket}/<key> reads one (AWS CLI: --endpoint-url ${endpoint})`,
+    `queues: GET ${endpoint}/_fauxqs/queues/<name> shows the messages (${queues.join(', ')}); ` +
+      `kept in ${dataDir ? join(dataDir, 'fauxqs.db') : 'memory only'}`,
+  );
+  return lines;
+}

@@ -1,0 +1,200 @@
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { ChangeMessageVisibilityCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import {
+  type Config,
+  classifyAttempt,
+  createLogger,
+  createMetrics,
+  type DeadLetterReason,
+  type DeliveryJob,
+  DeliveryJobSchema,
+  type DeliveryOutcome,
+  decideNext,
+  type FailedOutcome,
+  type Logger,
+  MailbridgeError,
+  type Metrics,
+  MetricUnit,
+  parseRecordBody,
+  type Route,
+  type Runtime,
+  signWebhook,
+  type WebhookSender,
+} from '../../core/index.ts';
+import packageJson from '../../package.json' with { type: 'json' };
+import { createHttpSender } from './sender.ts';
+
+/** The `user-agent` of every webhook. */
+export const USER_AGENT = `mailbridge/${packageJson.version}`;
+
+/** What the deliver handler needs; built once per Lambda container (or once by the dev runtime). */
+export interface DeliverDeps {
+  readonly s3: S3Client;
+  readonly sqs: SQSClient;
+  readonly deliveryQueueUrl: string;
+  readonly deliveryDlqUrl: string;
+  readonly config: Config;
+  /** The route's signing secrets (`whsec_…`), resolved from its references; several during a rotation. */
+  readonly secrets: (route: Route) => Promise<readonly string[]>;
+  /** Sends one try. @default createHttpSender({ runtime }) */
+  readonly send?: WebhookSender;
+  /** Milliseconds since the epoch. @default Date.now */
+  readonly now?: () => number;
+  readonly logger?: Logger;
+  readonly metrics?: Metrics;
+  readonly runtime: Runtime;
+}
+
+/** The delivery DLQ entry: the job as received, plus how and why it ended there. */
+export interface DeadLetterEntry extends DeliveryJob {
+  readonly reason: DeadLetterReason;
+  /** Tries made in all. */
+  readonly attempts: number;
+}
+
+/** Marks a record whose retry is scheduled, so the batch reports it as failed and SQS brings it back. */
+class RetryScheduledError extends MailbridgeError {
+  override name = 'RetryScheduledError';
+}
+
+/**
+ * The deliver function: for each SQS record, a signed POST of the stored payload to the job's
+ * endpoint, then done, a retry later, or the delivery DLQ (DESIGN.md "Delivery semantics").
+ * Returns only the failed records (Powertools batch), so one bad record never re-runs the others.
+ *
+ * Retries wait as in-flight messages: ChangeMessageVisibility to the scheduled delay, then the
+ * record is reported failed and SQS hands it back when the delay ends, with ApproximateReceiveCount
+ * counting the tries. Chosen over re-sending the job with DelaySeconds because a visibility timeout
+ * reaches 12 h in one step (DelaySeconds stops at 15 min, so the schedule's 2 h to 10 h waits would
+ * need a chain of hops) and takes one call, where a re-send plus delete can duplicate the job when
+ * the delete fails. The price is that waiting jobs count toward the queue's 120k in-flight limit.
+ */
+export function createDeliverHandler(
+  deps: DeliverDeps,
+): (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse> {
+  const now = deps.now ?? Date.now;
+  const send = deps.send ?? createHttpSender({ runtime: deps.runtime });
+  const logger = deps.logger ?? createLogger('deliver');
+  const metrics = deps.metrics ?? createMetrics('deliver');
+
+  async function readPayload(job: DeliveryJob): Promise<Uint8Array | undefined> {
+    try {
+      const object = await deps.s3.send(
+        new GetObjectCommand({ Bucket: job.payload.bucket, Key: job.payload.key }),
+      );
+      return await object.Body!.transformToByteArray();
+    } catch (error) {
+      if ((error as Error).name === 'NoSuchKey') return undefined;
+      throw error;
+    }
+  }
+
+  async function attempt(job: DeliveryJob, route: Route | undefined): Promise<DeliveryOutcome> {
+    // The config may have changed since the job was queued: stop retrying what is no longer wanted.
+    if (!route?.endpoints.includes(job.endpoint)) {
+      return {
+        class: 'permanent',
+        reason: 'permanent',
+        error: `endpoint no longer configured on route ${job.routeId}`,
+      };
+    }
+    const body = await readPayload(job);
+    if (!body) {
+      return {
+        class: 'permanent',
+        reason: 'permanent',
+        error: `payload s3://${job.payload.bucket}/${job.payload.key} not found`,
+      };
+    }
+    const started = now();
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': USER_AGENT,
+      ...signWebhook(job.webhookId, Math.floor(started / 1000), body, await deps.secrets(route)),
+    };
+    const result = await send({ url: job.endpoint, headers, body, timeoutMs: route.timeout * 1000 });
+    metrics.addMetric('delivery_latency', MetricUnit.Milliseconds, now() - started);
+    return classifyAttempt(result, now());
+  }
+
+  async function deadLetter(
+    job: DeliveryJob,
+    outcome: FailedOutcome,
+    reason: DeadLetterReason,
+    tries: number,
+  ) {
+    const entry: DeadLetterEntry = {
+      ...job,
+      reason,
+      attempts: tries,
+      ...(outcome.status === undefined ? {} : { lastStatus: outcome.status }),
+      lastError: outcome.error,
+    };
+    await deps.sqs.send(
+      new SendMessageCommand({ QueueUrl: deps.deliveryDlqUrl, MessageBody: JSON.stringify(entry) }),
+    );
+    const metric = metrics.singleMetric();
+    metric.addDimension('reason', reason);
+    metric.addMetric('dead_lettered', MetricUnit.Count, 1);
+  }
+
+  async function deliverRecord(record: SQSRecord): Promise<void> {
+    let job: DeliveryJob;
+    try {
+      job = parseRecordBody(record, DeliveryJobSchema, 'a DeliveryJob');
+    } catch (error) {
+      logger.error('not a delivery job', { sqsMessageId: record.messageId, error: (error as Error).message });
+      throw error;
+    }
+    // A DLQ redrive brings the job back with a fresh receive count, and so a fresh schedule.
+    const tries = job.attempt + (Number(record.attributes.ApproximateReceiveCount) || 1);
+    const route = deps.config.routes.find((candidate) => candidate.id === job.routeId);
+    const outcome = await attempt(job, route);
+    const about = {
+      messageId: job.messageId,
+      webhookId: job.webhookId,
+      routeId: job.routeId,
+      endpoint: job.endpoint,
+      tries,
+    };
+    if (outcome.class === 'delivered') {
+      metrics.addMetric('delivered', MetricUnit.Count, 1);
+      logger.info('webhook delivered', { ...about, status: outcome.status });
+      return;
+    }
+    const decision = decideNext(outcome, route?.retrySchedule ?? [], tries);
+    if (decision.action === 'retry') {
+      await deps.sqs.send(
+        new ChangeMessageVisibilityCommand({
+          QueueUrl: deps.deliveryQueueUrl,
+          ReceiptHandle: record.receiptHandle,
+          VisibilityTimeout: decision.delaySeconds,
+        }),
+      );
+      metrics.addMetric('retried', MetricUnit.Count, 1);
+      logger.warn('webhook try failed, retry scheduled', {
+        ...about,
+        ...outcome,
+        delaySeconds: decision.delaySeconds,
+      });
+      throw new RetryScheduledError(`retry in ${decision.delaySeconds} s: ${outcome.error}`);
+    }
+    await deadLetter(job, outcome, decision.reason, tries);
+    logger.error('webhook dead-lettered', { ...about, ...outcome, reason: decision.reason });
+  }
+
+  return async (event, context) => {
+    const processor = new BatchProcessor(EventType.SQS);
+    try {
+      return await processPartialResponse(event, deliverRecord, processor, {
+        ...(context ? { context } : {}),
+        throwOnFullBatchFailure: false,
+        processInParallel: true,
+      });
+    } finally {
+      if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+    }
+  };
+}

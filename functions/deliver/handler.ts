@@ -1,0 +1,66 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import {
+  awsClientConfig,
+  loadConfig,
+  type Route,
+  requireEnv,
+  resolveSecret,
+  resourceNamesFromEnv,
+  runtimeFromEnv,
+  s3TextReader,
+  secretsManagerReader,
+} from '../../core/index.ts';
+import { createDeliverHandler } from './deliver.ts';
+
+// Built once per container at init, reused by every invocation.
+const runtime = runtimeFromEnv();
+const names = resourceNamesFromEnv(['deliveryQueueUrl', 'deliveryDlqUrl']);
+const clientConfig = awsClientConfig();
+const s3 = new S3Client(clientConfig);
+const sqs = new SQSClient(clientConfig);
+const secretsManager = new SecretsManagerClient(clientConfig);
+const secretsByRoute = new Map<string, Promise<string[]>>();
+
+/** A failed load is forgotten, so the next invocation tries again instead of failing for the container's life. */
+function cached<T>(load: () => Promise<T>, forget: () => void): Promise<T> {
+  const loading = load();
+  loading.catch(forget);
+  return loading;
+}
+
+function routeSecrets(route: Route): Promise<string[]> {
+  let secrets = secretsByRoute.get(route.id);
+  if (!secrets) {
+    const readers = { secretsManager: secretsManagerReader(secretsManager) };
+    secrets = cached(
+      () =>
+        Promise.all(
+          route.secret.map((ref, index) =>
+            resolveSecret(ref, `routes[${route.id}].secret[${index}]`, readers),
+          ),
+        ),
+      () => secretsByRoute.delete(route.id),
+    );
+    secretsByRoute.set(route.id, secrets);
+  }
+  return secrets;
+}
+
+let deliver: Promise<(event: SQSEvent, context?: Context) => Promise<SQSBatchResponse>> | undefined;
+
+/** The deliver Lambda: config from `MAILBRIDGE_CONFIG` (a file or s3://), read once per container. */
+export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
+  deliver ??= cached(
+    async () => {
+      const config = await loadConfig(requireEnv('MAILBRIDGE_CONFIG'), runtime, { s3Text: s3TextReader(s3) });
+      return createDeliverHandler({ s3, sqs, ...names, config, secrets: routeSecrets, runtime });
+    },
+    () => {
+      deliver = undefined;
+    },
+  );
+  return (await deliver)(event, context);
+};

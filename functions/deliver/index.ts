@@ -1,0 +1,4 @@
+export type { DeadLetterEntry, DeliverDeps } from './deliver.ts';
+export { createDeliverHandler, USER_AGENT } from './deliver.ts';
+export type { HttpSenderOptions } from './sender.ts';
+export { createHttpSender } from './sender.ts';

@@ -1,0 +1,2 @@
+export * from './deliver/index.ts';
+export * from './parse/index.ts';

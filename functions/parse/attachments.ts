@@ -1,0 +1,71 @@
+import { pipeline } from 'node:stream/promises';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { AttachmentStream } from 'mailparser';
+import { Measure } from './measure.ts';
+import type { AttachmentSink } from './mime.ts';
+
+/** An attachment stored in S3, measured on the way. */
+export interface StoredAttachment {
+  readonly key: string;
+  readonly filename: string | null;
+  readonly contentType: string;
+  readonly size: number;
+  readonly sha256: string;
+  readonly disposition: string | null;
+  readonly contentId: string | null;
+  /** The bytes, kept when they are no larger than the sink's `keepUpTo` (for inline delivery). */
+  readonly bytes: Buffer | undefined;
+}
+
+/** `attachments/<messageId>/<index>-<safe name>`: stable across re-runs, so a retry overwrites. */
+export function attachmentKey(messageId: string, index: number, filename: string | null): string {
+  const safe =
+    (filename ?? '')
+      .normalize('NFKD')
+      .replace(/[^\w.-]+/g, '_')
+      .replace(/^[._-]+/, '')
+      .slice(-100) || 'attachment';
+  return `attachments/${messageId}/${index}-${safe}`;
+}
+
+/**
+ * Streams each attachment to S3 (multipart beyond one part, so a large one is never held whole),
+ * computing its size and SHA-256 on the way, and keeps a copy of those that fit in `keepUpTo`.
+ */
+export function s3AttachmentSink(
+  s3: S3Client,
+  bucket: string,
+  messageId: string,
+  keepUpTo: number,
+): AttachmentSink<StoredAttachment> {
+  return async (attachment: AttachmentStream, index: number) => {
+    const filename = attachment.filename ?? null;
+    const key = attachmentKey(messageId, index, filename);
+    const measure = new Measure({ keepUpTo });
+    const upload = new Upload({
+      client: s3,
+      queueSize: 1,
+      params: {
+        Bucket: bucket,
+        Key: key,
+        Body: measure,
+        ContentType: attachment.contentType,
+        ...(filename
+          ? { ContentDisposition: `attachment; filename*=UTF-8''${encodeURIComponent(filename)}` }
+          : {}),
+      },
+    });
+    await Promise.all([pipeline(attachment.content, measure), upload.done()]);
+    return {
+      key,
+      filename,
+      contentType: attachment.contentType,
+      size: measure.size,
+      sha256: measure.sha256,
+      disposition: attachment.contentDisposition ?? null,
+      contentId: attachment.cid ?? null,
+      bytes: measure.kept,
+    };
+  };
+}

@@ -1,0 +1,97 @@
+import type { Readable } from 'node:stream';
+import { type AuthenticateResult, authenticate } from 'mailauth';
+import type { WebhookAuth } from '../../core/index.ts';
+import type { DnsResolver } from './dns.ts';
+
+/** What the SMTP session told us about the sender, from the InboundEvent envelope. */
+export interface SenderInfo {
+  readonly ip: string;
+  readonly helo: string;
+  /** MAIL FROM; "" for a null sender, which SPF checks as postmaster@HELO (RFC 7208 §2.4). */
+  readonly mailFrom: string;
+  /** Our host name, the authserv-id of the results. */
+  readonly mta: string;
+}
+
+function verdict<R extends string>(value: string | undefined, allowed: readonly R[], otherwise: R): R {
+  // mailauth still says "temperr" in places (deprecated spelling of RFC 8601's temperror).
+  const normal = value === 'temperr' ? 'temperror' : value;
+  return (allowed as readonly string[]).includes(normal ?? '') ? (normal as R) : otherwise;
+}
+
+const SPF: readonly WebhookAuth['spf']['result'][] = [
+  'pass',
+  'fail',
+  'softfail',
+  'neutral',
+  'none',
+  'temperror',
+  'permerror',
+];
+const DKIM: readonly WebhookAuth['dkim'][number]['result'][] = [
+  'pass',
+  'fail',
+  'neutral',
+  'none',
+  'policy',
+  'temperror',
+  'permerror',
+];
+const DMARC: readonly WebhookAuth['dmarc']['result'][] = ['pass', 'fail', 'none', 'temperror', 'permerror'];
+const ARC: readonly WebhookAuth['arc']['result'][] = ['pass', 'fail', 'none', 'temperror', 'permerror'];
+const POLICIES = ['none', 'quarantine', 'reject'] as const;
+
+/** Maps mailauth's verdicts to the payload's `auth` object. */
+export function toWebhookAuth(result: AuthenticateResult): WebhookAuth {
+  const { spf, dkim, dmarc, arc } = result;
+  const policy = dmarc ? POLICIES.find((name) => name === dmarc.policy) : undefined;
+  return {
+    spf: spf
+      ? { result: verdict(spf.status.result, SPF, 'permerror'), domain: spf.domain || null }
+      : { result: 'none', domain: null },
+    // An unsigned message has one "none" row without a domain: that is no signature at all.
+    dkim: dkim.results
+      .filter((row) => row.signingDomain || row.status.result !== 'none')
+      .map((row) => ({
+        result: verdict(row.status.result, DKIM, 'permerror'),
+        domain: row.signingDomain ?? null,
+        selector: row.selector ?? null,
+      })),
+    dmarc: dmarc
+      ? {
+          result: verdict(dmarc.status.result, DMARC, 'permerror'),
+          policy: policy ?? null,
+          domain: (dmarc.status.header?.from as string | undefined) ?? dmarc.domain ?? null,
+        }
+      : { result: 'none', policy: null, domain: null },
+    arc: { result: arc ? verdict(arc.status.result, ARC, 'permerror') : 'none' },
+  };
+}
+
+/** The verdicts when authentication itself could not run: every check is a temporary error. */
+export const AUTH_UNAVAILABLE: WebhookAuth = {
+  spf: { result: 'temperror', domain: null },
+  dkim: [],
+  dmarc: { result: 'temperror', policy: null, domain: null },
+  arc: { result: 'temperror' },
+};
+
+/**
+ * SPF, every DKIM signature, DMARC and ARC in one pass over the message (mailauth), with DNS
+ * through `resolver`. BIMI is off: it costs a lookup and its logo is no use to a webhook.
+ */
+export async function authenticateMessage(
+  message: Readable,
+  sender: SenderInfo,
+  resolver: DnsResolver,
+): Promise<WebhookAuth> {
+  const result = await authenticate(message, {
+    ip: sender.ip,
+    helo: sender.helo,
+    sender: sender.mailFrom,
+    mta: sender.mta,
+    resolver: resolver as (name: string, rrtype: string) => Promise<string[][]>,
+    disableBimi: true,
+  });
+  return toWebhookAuth(result);
+}

@@ -1,0 +1,26 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import {
+  awsClientConfig,
+  loadConfig,
+  requireEnv,
+  resourceNamesFromEnv,
+  runtimeFromEnv,
+  s3TextReader,
+} from '../../core/index.ts';
+import { createParseHandler } from './create-handler.ts';
+
+// Built once per Lambda instance and reused by every invocation.
+const clientConfig = awsClientConfig();
+const s3 = new S3Client(clientConfig);
+const sqs = new SQSClient(clientConfig);
+const { bucket, deliveryQueueUrl } = resourceNamesFromEnv(['bucket', 'deliveryQueueUrl']);
+const config = await loadConfig(requireEnv('MAILBRIDGE_CONFIG'), runtimeFromEnv(), {
+  s3Text: s3TextReader(s3),
+});
+const parse = createParseHandler({ s3, sqs, bucket, deliveryQueueUrl, config });
+
+/** Lambda entry of the parse function (SQS `inbound` event source, partial batch responses on). */
+export const handler = (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>
+  parse(event, context);

@@ -1,0 +1,146 @@
+import { resolve } from 'node:path';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { Architecture, LoggingFormat, Runtime } from 'aws-cdk-lib/aws-lambda';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IQueue } from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { QUEUE_SETTINGS } from '../core/index.ts';
+
+const REPO_ROOT = resolve(import.meta.dirname, '..');
+
+/** Settings of one function and its SQS trigger. */
+export interface FunctionOptions {
+  /**
+   * Memory, MiB (CPU scales with it).
+   * @default - 1024 for parse, 512 for deliver
+   */
+  readonly memorySize?: number;
+  /**
+   * SQS messages per invocation; failures are reported per message.
+   * @default - 10 for parse, 3 for deliver (3 tries at the 15 s route timeout fit the 60 s function timeout)
+   */
+  readonly batchSize?: number;
+  /**
+   * Reserved concurrent executions.
+   * @default - none: the function draws on the account's unreserved pool
+   */
+  readonly reservedConcurrency?: number;
+  /**
+   * Maximum concurrent invocations by the SQS trigger (2-1000); at most `reservedConcurrency`.
+   * @default - no limit beyond Lambda's scaling
+   */
+  readonly maxConcurrency?: number;
+}
+
+export interface FunctionsProps {
+  /** The inbound queue: the parse function's trigger. */
+  readonly inboundQueue: IQueue;
+  /** The delivery queue: the deliver function's trigger. */
+  readonly deliveryQueue: IQueue;
+  /** Environment of both functions: resource names and the config location, no secret values. */
+  readonly environment: Readonly<Record<string, string>>;
+  /** @default - see FunctionOptions */
+  readonly parse?: FunctionOptions;
+  /** @default - see FunctionOptions */
+  readonly deliver?: FunctionOptions;
+  /**
+   * Retention of the functions' logs.
+   * @default RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: RetentionDays;
+}
+
+/**
+ * The parse and deliver functions: Node.js 24 on arm64, bundled at synth by the locally installed
+ * esbuild (no Docker), each triggered by its queue with partial batch responses. Outside any VPC on
+ * purpose: a VPC-attached function could reach private addresses, which webhook delivery must not.
+ * Each has its own role holding only log writes; the stack adds the data grants.
+ */
+export class Functions extends Construct {
+  public readonly parse: NodejsFunction;
+  public readonly deliver: NodejsFunction;
+  public readonly parseSource: SqsEventSource;
+  public readonly deliverSource: SqsEventSource;
+
+  constructor(scope: Construct, id: string, props: FunctionsProps) {
+    super(scope, id);
+    const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
+    const make = (
+      name: 'parse' | 'deliver',
+      options: FunctionOptions,
+      defaults: Required<Pick<FunctionOptions, 'memorySize' | 'batchSize'>>,
+      queue: IQueue,
+    ) => {
+      const { reservedConcurrency, maxConcurrency } = options;
+      if (
+        reservedConcurrency !== undefined &&
+        maxConcurrency !== undefined &&
+        maxConcurrency > reservedConcurrency
+      ) {
+        throw new Error(
+          `${this.node.path}: ${name} maxConcurrency ${maxConcurrency} exceeds reservedConcurrency ${reservedConcurrency}; the excess would be throttled`,
+        );
+      }
+      const label = name === 'parse' ? 'Parse' : 'Deliver';
+      const logGroup = new LogGroup(this, `${label}Logs`, {
+        retention: logRetention,
+        removalPolicy: RemovalPolicy.DESTROY,
+      });
+      // A role of our own instead of the AWSLambdaBasicExecutionRole managed policy: logs to this group only.
+      const role = new Role(this, `${label}Role`, {
+        assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
+      });
+      logGroup.grantWrite(role);
+      const fn = new NodejsFunction(this, label, {
+        entry: resolve(REPO_ROOT, 'functions', name, 'handler.ts'),
+        handler: 'handler',
+        projectRoot: REPO_ROOT,
+        depsLockFilePath: resolve(REPO_ROOT, 'package-lock.json'),
+        runtime: Runtime.NODEJS_24_X,
+        architecture: Architecture.ARM_64,
+        memorySize: options.memorySize ?? defaults.memorySize,
+        timeout: Duration.seconds(QUEUE_SETTINGS.functionTimeoutSeconds[name]),
+        reservedConcurrentExecutions: reservedConcurrency,
+        role,
+        logGroup,
+        loggingFormat: LoggingFormat.JSON,
+        environment: { ...props.environment, NODE_OPTIONS: '--enable-source-maps' },
+        bundling: {
+          format: OutputFormat.ESM,
+          target: 'node24',
+          mainFields: ['module', 'main'],
+          minify: true,
+          sourceMap: true,
+          // Pin the SDK the tests ran against instead of the runtime's copy.
+          bundleAwsSDK: true,
+          // CommonJS dependencies (mailparser, mailauth) call require() and read __dirname inside an ESM bundle.
+          banner:
+            "import { createRequire as __mbCreateRequire } from 'node:module'; import { fileURLToPath as __mbFileURLToPath } from 'node:url'; import { dirname as __mbDirname } from 'node:path'; const require = __mbCreateRequire(import.meta.url); const __filename = __mbFileURLToPath(import.meta.url); const __dirname = __mbDirname(__filename);",
+          forceDockerBundling: false,
+        },
+      });
+      const source = new SqsEventSource(queue, {
+        batchSize: options.batchSize ?? defaults.batchSize,
+        reportBatchItemFailures: true,
+        maxConcurrency,
+      });
+      fn.addEventSource(source);
+      return [fn, source] as const;
+    };
+    [this.parse, this.parseSource] = make(
+      'parse',
+      props.parse ?? {},
+      { memorySize: 1024, batchSize: 10 },
+      props.inboundQueue,
+    );
+    [this.deliver, this.deliverSource] = make(
+      'deliver',
+      props.deliver ?? {},
+      { memorySize: 512, batchSize: 3 },
+      props.deliveryQueue,
+    );
+  }
+}

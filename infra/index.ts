@@ -1,0 +1,18 @@
+export type { DeployedConfigProps } from './deployed-config.ts';
+export { DeployedConfig } from './deployed-config.ts';
+export type { FunctionOptions, FunctionsProps } from './functions.ts';
+export { Functions } from './functions.ts';
+export type { ListenerServiceProps } from './listener-service.ts';
+export { ListenerService } from './listener-service.ts';
+export type { MonitoringProps } from './monitoring.ts';
+export { METRIC_NAMES, METRIC_SERVICES, Monitoring } from './monitoring.ts';
+export type { QueuesProps } from './queues.ts';
+export { DLQ_RETENTION_DAYS, Queues } from './queues.ts';
+export type { SecretsProps } from './secrets.ts';
+export { Secrets } from './secrets.ts';
+export type { Deployment, DeploySettings, DeploySettingsInput } from './settings.ts';
+export { DeploySettingsSchema, loadDeployment, parseDeploySettings } from './settings.ts';
+export type { MailbridgeStackProps } from './stack.ts';
+export { MailbridgeStack } from './stack.ts';
+export type { StorageProps } from './storage.ts';
+export { BUCKET_PREFIXES, CONFIG_OBJECT_KEY, Storage } from './storage.ts';

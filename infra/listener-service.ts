@@ -1,0 +1,376 @@
+import { resolve } from 'node:path';
+import { Duration, RemovalPolicy, Size, Validations } from 'aws-cdk-lib';
+import { AdjustmentType } from 'aws-cdk-lib/aws-applicationautoscaling';
+import { MathExpression, Metric } from 'aws-cdk-lib/aws-cloudwatch';
+import {
+  CfnEIP,
+  type IVpc,
+  Peer,
+  Port,
+  SecurityGroup,
+  type SubnetSelection,
+  SubnetType,
+} from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import {
+  AvailabilityZoneRebalancing,
+  AwsLogDriverMode,
+  Cluster,
+  type ContainerDefinition,
+  ContainerImage,
+  ContainerInsights,
+  CpuArchitecture,
+  FargatePlatformVersion,
+  FargateService,
+  FargateTaskDefinition,
+  LogDrivers,
+  OperatingSystemFamily,
+} from 'aws-cdk-lib/aws-ecs';
+import {
+  NetworkLoadBalancer,
+  type NetworkTargetGroup,
+  Protocol,
+} from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import type { Config } from '../core/index.ts';
+
+/** The repository root: the listener image's build context. */
+const REPO_ROOT = resolve(import.meta.dirname, '..');
+/** Fargate's limit for the SIGTERM → SIGKILL window. */
+const MAX_STOP_TIMEOUT_SECONDS = 120;
+/** Time the process gets after the listener's drain (closeTimeout) to flush logs and exit. */
+const EXIT_MARGIN_SECONDS = 15;
+
+/** The public port each listener mode is reached on, per RFC 5321 (25), RFC 8314 (465) and RFC 6409 (587; 2525 is the common alternative). */
+const STANDARD_PORTS: ReadonlyArray<{ port: number; mode: Config['listeners'][number]['mode'] }> = [
+  { port: 25, mode: 'mx' },
+  { port: 465, mode: 'implicit-tls' },
+  { port: 587, mode: 'submission' },
+  { port: 2525, mode: 'submission' },
+];
+
+export interface ListenerServiceProps {
+  readonly vpc: IVpc;
+  /** The validated config: listener ports and modes, health port, closeTimeout, maxConnections. */
+  readonly config: Config;
+  /** Environment of the container: resource names and the config location, no secret values. */
+  readonly environment: Readonly<Record<string, string>>;
+  /**
+   * The listener image.
+   * @default - built from listener/Dockerfile for linux/arm64 at `cdk deploy` (synth only stages the context)
+   */
+  readonly image?: ContainerImage;
+  /**
+   * NLB port → container port (the `port` of a listener in the config).
+   * @default - 25 → the mx listener, 465 → implicit-tls, 587 and 2525 → submission (those the config has)
+   */
+  readonly publicPorts?: Readonly<Record<number, number>>;
+  /**
+   * Tasks always running; spread across AZs.
+   * @default 2
+   */
+  readonly desiredCount?: number;
+  /**
+   * Upper bound for autoscaling.
+   * @default 6
+   */
+  readonly maxCount?: number;
+  /**
+   * Task CPU units (arm64).
+   * @default 512
+   */
+  readonly cpu?: number;
+  /**
+   * Task memory, MiB.
+   * @default 1024
+   */
+  readonly memoryLimitMiB?: number;
+  /**
+   * Open connections per task above which the service scales out.
+   * @default - half of the config's limits.maxConnections
+   */
+  readonly connectionsPerTask?: number;
+  /**
+   * Average CPU the service keeps by scaling.
+   * @default 60
+   */
+  readonly cpuTargetPercent?: number;
+  /**
+   * Retention of the container's logs.
+   * @default RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: RetentionDays;
+  /**
+   * Give tasks public IPs, in public subnets, so they reach S3, SQS, Secrets Manager and ECR without
+   * a NAT gateway. Their security group admits only the load balancer.
+   * @default - true when the VPC has no private subnets with egress, false otherwise
+   */
+  readonly assignPublicIp?: boolean;
+}
+
+/**
+ * The SMTP listener: an arm64 Fargate service behind an internet-facing NLB with one fixed Elastic
+ * IP per AZ. Client IPs reach the tasks (client IP preservation), health is checked over HTTP on the
+ * health port, and deregistration plus the stop timeout let open sessions finish.
+ */
+export class ListenerService extends Construct {
+  public readonly cluster: Cluster;
+  public readonly taskDefinition: FargateTaskDefinition;
+  public readonly container: ContainerDefinition;
+  public readonly service: FargateService;
+  public readonly loadBalancer: NetworkLoadBalancer;
+  /** The NLB's security group: SMTP from anywhere, out only to the tasks. */
+  public readonly loadBalancerSecurityGroup: SecurityGroup;
+  /** The tasks' security group: in only from the NLB. */
+  public readonly securityGroup: SecurityGroup;
+  /** One target group per public port. */
+  public readonly targetGroups: readonly NetworkTargetGroup[];
+  /** The fixed public addresses, one per AZ; retained when the stack is deleted. */
+  public readonly elasticIps: readonly CfnEIP[];
+  public readonly logGroup: LogGroup;
+  /** NLB port → container port. */
+  public readonly publicPorts: Readonly<Record<number, number>>;
+
+  constructor(scope: Construct, id: string, props: ListenerServiceProps) {
+    super(scope, id);
+    const { vpc, config } = props;
+    const desiredCount = props.desiredCount ?? 2;
+    const maxCount = props.maxCount ?? 6;
+    if (desiredCount < 2)
+      throw new Error(`${this.node.path}: desiredCount ${desiredCount}: at least 2, one per AZ`);
+    if (maxCount < desiredCount)
+      throw new Error(`${this.node.path}: maxCount ${maxCount} is below desiredCount ${desiredCount}`);
+    const closeTimeout = config.limits.closeTimeout;
+    const stopTimeout = closeTimeout + EXIT_MARGIN_SECONDS;
+    if (stopTimeout > MAX_STOP_TIMEOUT_SECONDS) {
+      throw new Error(
+        `${this.node.path}: config limits.closeTimeout ${closeTimeout}s leaves no time to exit before Fargate's 120s stop timeout`,
+      );
+    }
+    this.publicPorts = props.publicPorts ?? defaultPublicPorts(config);
+    const containerPorts = new Set(config.listeners.map((listener) => listener.port));
+    for (const [port, target] of Object.entries(this.publicPorts)) {
+      if (!containerPorts.has(target))
+        throw new Error(`${this.node.path}: public port ${port} → ${target}, which no config listener uses`);
+    }
+    if (Object.keys(this.publicPorts).length === 0) throw new Error(`${this.node.path}: no public ports`);
+    const healthPort = config.health.port;
+
+    const privateSubnets = vpc.privateSubnets;
+    const assignPublicIp = props.assignPublicIp ?? privateSubnets.length === 0;
+    if (!assignPublicIp && privateSubnets.length === 0) {
+      throw new Error(
+        `${this.node.path}: assignPublicIp false needs private subnets with egress (NAT) in the VPC`,
+      );
+    }
+    const taskSubnets: SubnetSelection = {
+      subnetType: assignPublicIp ? SubnetType.PUBLIC : SubnetType.PRIVATE_WITH_EGRESS,
+    };
+
+    this.cluster = new Cluster(this, 'Cluster', { vpc, containerInsightsV2: ContainerInsights.ENABLED });
+
+    this.taskDefinition = new FargateTaskDefinition(this, 'Task', {
+      cpu: props.cpu ?? 512,
+      memoryLimitMiB: props.memoryLimitMiB ?? 1024,
+      runtimePlatform: {
+        cpuArchitecture: CpuArchitecture.ARM64,
+        operatingSystemFamily: OperatingSystemFamily.LINUX,
+      },
+    });
+    Validations.of(this.taskDefinition).acknowledge({
+      id: 'AwsSolutions-ECS2',
+      reason:
+        'The environment holds only resource names (bucket, queue URL, config location, region); secret values are read from Secrets Manager by the listener at start and re-read on reloadInterval, so a certificate rotation needs no task restart.',
+    });
+    this.logGroup = new LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const healthUrl = `http://127.0.0.1:${healthPort}/healthz`;
+    this.container = this.taskDefinition.addContainer('listener', {
+      image:
+        props.image ??
+        ContainerImage.fromAsset(REPO_ROOT, {
+          file: 'listener/Dockerfile',
+          platform: Platform.LINUX_ARM64,
+          exclude: ['node_modules', 'cdk.out', '.git', '.mailbridge'],
+        }),
+      environment: { ...props.environment },
+      // The JSON log lines (and EMF metrics) go to CloudWatch as written; a full buffer drops lines rather than blocking SMTP sessions.
+      logging: LogDrivers.awsLogs({
+        logGroup: this.logGroup,
+        streamPrefix: 'listener',
+        mode: AwsLogDriverMode.NON_BLOCKING,
+        maxBufferSize: Size.mebibytes(25),
+      }),
+      readonlyRootFilesystem: true,
+      stopTimeout: Duration.seconds(stopTimeout),
+      healthCheck: {
+        command: [
+          'CMD',
+          'node',
+          '-e',
+          `fetch('${healthUrl}').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`,
+        ],
+        interval: Duration.seconds(15),
+        timeout: Duration.seconds(5),
+        startPeriod: Duration.seconds(30),
+        retries: 3,
+      },
+      portMappings: [...containerPorts, healthPort].map((containerPort) => ({ containerPort })),
+    });
+
+    if (this.taskDefinition.executionRole) {
+      Validations.of(this.taskDefinition.executionRole).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'ecr:GetAuthorizationToken, which the execution role needs to pull the image, does not support resource-level permissions; image pulls themselves are scoped to the asset repository.',
+      });
+    }
+
+    this.securityGroup = new SecurityGroup(this, 'TaskSecurityGroup', {
+      vpc,
+      description: 'mailbridge listener tasks: SMTP and health from the NLB only',
+      allowAllOutbound: false,
+    });
+    // The tasks only call AWS APIs (S3, SQS, Secrets Manager, CloudWatch Logs, ECR), all over HTTPS.
+    this.securityGroup.addEgressRule(Peer.anyIpv4(), Port.tcp(443), 'AWS APIs over HTTPS');
+
+    this.service = new FargateService(this, 'Service', {
+      cluster: this.cluster,
+      taskDefinition: this.taskDefinition,
+      desiredCount,
+      minHealthyPercent: 100,
+      maxHealthyPercent: 200,
+      assignPublicIp,
+      vpcSubnets: taskSubnets,
+      securityGroups: [this.securityGroup],
+      platformVersion: FargatePlatformVersion.LATEST,
+      circuitBreaker: { enable: true, rollback: true },
+      healthCheckGracePeriod: Duration.seconds(60),
+      availabilityZoneRebalancing: AvailabilityZoneRebalancing.ENABLED,
+    });
+
+    this.loadBalancerSecurityGroup = new SecurityGroup(this, 'LoadBalancerSecurityGroup', {
+      vpc,
+      description: 'mailbridge NLB: SMTP from anywhere, out to the listener tasks only',
+      allowAllOutbound: false,
+    });
+    for (const port of Object.keys(this.publicPorts)) {
+      this.loadBalancerSecurityGroup.addIngressRule(Peer.anyIpv4(), Port.tcp(Number(port)), `SMTP ${port}`);
+    }
+    Validations.of(this.loadBalancerSecurityGroup).acknowledge({
+      id: 'AwsSolutions-EC23',
+      reason:
+        'An MX host must accept SMTP from any address on the internet; only the SMTP ports are open, and the listener applies per-IP connection and auth-failure limits.',
+    });
+    for (const port of [...containerPorts, healthPort]) {
+      this.service.connections.allowFrom(this.loadBalancerSecurityGroup, Port.tcp(port), 'from the NLB');
+    }
+
+    const publicSubnets = vpc.publicSubnets;
+    this.elasticIps = publicSubnets.map((_, index) => {
+      const eip = new CfnEIP(this, `Eip${index}`, {
+        domain: 'vpc',
+        tags: [{ key: 'Name', value: `mailbridge-mx-${index}` }],
+      });
+      // The addresses are in SPF records, allow-lists and the PTR: keep them across stack replacements.
+      eip.applyRemovalPolicy(RemovalPolicy.RETAIN);
+      return eip;
+    });
+    this.loadBalancer = new NetworkLoadBalancer(this, 'LoadBalancer', {
+      vpc,
+      internetFacing: true,
+      crossZoneEnabled: true,
+      securityGroups: [this.loadBalancerSecurityGroup],
+      subnetMappings: publicSubnets.map((subnet, index) => ({
+        subnet,
+        allocationId: this.elasticIps[index]!.attrAllocationId,
+      })),
+    });
+    Validations.of(this.loadBalancer).acknowledge({
+      id: 'AwsSolutions-ELB2',
+      reason:
+        'NLB access logs record TLS listeners only; these listeners are plain TCP (STARTTLS is negotiated inside SMTP by the listener), so the log would stay empty. Sessions are logged by the listener as JSON, and VPC flow logs record rejected traffic.',
+    });
+
+    // Sessions still open when a task is deregistered keep going for closeTimeout, then SIGTERM starts the listener's own drain.
+    const deregistrationDelay = Duration.seconds(closeTimeout);
+    this.targetGroups = Object.entries(this.publicPorts).map(([port, containerPort]) =>
+      this.loadBalancer
+        .addListener(`Smtp${port}`, { port: Number(port), protocol: Protocol.TCP })
+        .addTargets(`Smtp${port}`, {
+          port: containerPort,
+          protocol: Protocol.TCP,
+          targets: [
+            this.service.loadBalancerTarget({ containerName: this.container.containerName, containerPort }),
+          ],
+          preserveClientIp: true,
+          proxyProtocolV2: config.proxyProtocol,
+          deregistrationDelay,
+          // An HTTP check can answer "draining" (503); a TCP check would open SMTP sessions.
+          healthCheck: {
+            protocol: Protocol.HTTP,
+            port: String(healthPort),
+            path: '/healthz',
+            interval: Duration.seconds(10),
+            timeout: Duration.seconds(5),
+            healthyThresholdCount: 2,
+            unhealthyThresholdCount: 2,
+          },
+        }),
+    );
+
+    const scaling = this.service.autoScaleTaskCount({ minCapacity: desiredCount, maxCapacity: maxCount });
+    scaling.scaleOnCpuUtilization('Cpu', {
+      targetUtilizationPercent: props.cpuTargetPercent ?? 60,
+      scaleOutCooldown: Duration.seconds(60),
+      scaleInCooldown: Duration.minutes(5),
+    });
+    const connectionsPerTask =
+      props.connectionsPerTask ?? Math.max(1, Math.floor(config.limits.maxConnections / 2));
+    scaling.scaleOnMetric('Connections', {
+      metric: this.connectionsPerTask(),
+      adjustmentType: AdjustmentType.CHANGE_IN_CAPACITY,
+      cooldown: Duration.minutes(2),
+      scalingSteps: [
+        { upper: Math.floor(connectionsPerTask / 4), change: -1 },
+        { lower: connectionsPerTask, change: +1 },
+        { lower: connectionsPerTask * 2, change: +2 },
+      ],
+    });
+  }
+
+  /** Open TCP flows on the NLB divided by running tasks (Container Insights), per minute. */
+  public connectionsPerTask(): MathExpression {
+    return new MathExpression({
+      label: 'Open connections per task',
+      expression: 'flows / IF(tasks > 0, tasks, 1)',
+      period: Duration.minutes(1),
+      usingMetrics: {
+        flows: this.loadBalancer.metrics.activeFlowCount({
+          statistic: 'Average',
+          period: Duration.minutes(1),
+        }),
+        tasks: new Metric({
+          namespace: 'ECS/ContainerInsights',
+          metricName: 'RunningTaskCount',
+          dimensionsMap: { ClusterName: this.cluster.clusterName, ServiceName: this.service.serviceName },
+          statistic: 'Average',
+          period: Duration.minutes(1),
+        }),
+      },
+    });
+  }
+}
+
+/** 25 → mx, 465 → implicit-tls, 587 and 2525 → submission, for the modes the config listens in. */
+function defaultPublicPorts(config: Config): Record<number, number> {
+  const ports: Record<number, number> = {};
+  for (const { port, mode } of STANDARD_PORTS) {
+    const listener = config.listeners.find((candidate) => candidate.mode === mode);
+    if (listener) ports[port] = listener.port;
+  }
+  return ports;
+}

@@ -1,0 +1,191 @@
+import { CfnOutput, Fn, Stack, type StackProps } from 'aws-cdk-lib';
+import {
+  FlowLogDestination,
+  FlowLogTrafficType,
+  GatewayVpcEndpointAwsService,
+  type IVpc,
+  SubnetType,
+  Vpc,
+} from 'aws-cdk-lib/aws-ec2';
+import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { Construct } from 'constructs';
+import { DeployedConfig } from './deployed-config.ts';
+import { Functions } from './functions.ts';
+import { ListenerService } from './listener-service.ts';
+import { Monitoring } from './monitoring.ts';
+import { Queues } from './queues.ts';
+import { Secrets } from './secrets.ts';
+import type { Deployment } from './settings.ts';
+import { Storage } from './storage.ts';
+
+export interface MailbridgeStackProps extends StackProps {
+  /** The validated settings and config (see `loadDeployment`). */
+  readonly deployment: Deployment;
+}
+
+/**
+ * The whole pipeline: NLB → listener tasks → S3 + inbound queue → parse → delivery queue → deliver,
+ * with secrets, alarms and a dashboard. The wiring below is the complete list of each role's grants.
+ */
+export class MailbridgeStack extends Stack {
+  public readonly storage: Storage;
+  public readonly queues: Queues;
+  public readonly secrets: Secrets;
+  public readonly deployedConfig: DeployedConfig;
+  public readonly listener: ListenerService;
+  public readonly functions: Functions;
+  public readonly monitoring: Monitoring;
+  public readonly vpc: IVpc;
+
+  constructor(scope: Construct, id: string, props: MailbridgeStackProps) {
+    super(scope, id, props);
+    const { settings, config, configJson } = props.deployment;
+    const logRetention = settings.logRetentionDays as RetentionDays;
+
+    this.storage = new Storage(this, 'Storage', {
+      encryption: settings.storage.encryption,
+      versioned: settings.storage.versioned,
+      rawRetentionDays: settings.storage.rawDays,
+      payloadRetentionDays: settings.storage.payloadDays,
+      attachmentRetentionDays: settings.storage.attachmentDays,
+    });
+    this.queues = new Queues(this, 'Queues');
+    this.secrets = new Secrets(this, 'Secrets', { config, create: settings.secrets.create });
+    this.deployedConfig = new DeployedConfig(this, 'Config', {
+      storage: this.storage,
+      json: configJson,
+      logRetention,
+    });
+    this.vpc = this.createVpc(settings.vpc);
+
+    const { bucket } = this.storage;
+    const shared = {
+      MAILBRIDGE_RUNTIME: 'aws',
+      MAILBRIDGE_CONFIG: this.deployedConfig.url,
+      // Not read by the code: a new value makes ECS and Lambda replace tasks and environments after a config change.
+      MAILBRIDGE_CONFIG_SHA256: this.deployedConfig.sha256,
+      MAILBRIDGE_BUCKET: bucket.bucketName,
+    };
+
+    this.listener = new ListenerService(this, 'Listener', {
+      vpc: this.vpc,
+      config,
+      environment: {
+        ...shared,
+        MAILBRIDGE_INBOUND_QUEUE_URL: this.queues.inbound.queueUrl,
+        AWS_REGION: this.region,
+      },
+      publicPorts: settings.listener.publicPorts
+        ? Object.fromEntries(
+            Object.entries(settings.listener.publicPorts).map(([port, target]) => [Number(port), target]),
+          )
+        : undefined,
+      desiredCount: settings.listener.tasks,
+      maxCount: settings.listener.maxTasks,
+      cpu: settings.listener.cpu,
+      memoryLimitMiB: settings.listener.memoryMiB,
+      connectionsPerTask: settings.listener.connectionsPerTask,
+      logRetention,
+    });
+
+    this.functions = new Functions(this, 'Functions', {
+      inboundQueue: this.queues.inbound,
+      deliveryQueue: this.queues.delivery,
+      environment: {
+        ...shared,
+        MAILBRIDGE_DELIVERY_QUEUE_URL: this.queues.delivery.queueUrl,
+        MAILBRIDGE_DELIVERY_DLQ_URL: this.queues.deliveryDlq.queueUrl,
+      },
+      parse: toFunctionOptions(settings.functions.parse),
+      deliver: toFunctionOptions(settings.functions.deliver),
+      logRetention,
+    });
+
+    // Least privilege, role by role. The SQS triggers add receive/delete/change-visibility on their own queue.
+    const listenerRole = this.listener.taskDefinition.taskRole;
+    this.storage.grantPutRaw(listenerRole);
+    this.storage.grantReadConfig(listenerRole);
+    this.queues.inbound.grantSendMessages(listenerRole);
+    this.secrets.grantListenerRead(listenerRole);
+
+    const { parse, deliver } = this.functions;
+    this.storage.grantReadRaw(parse);
+    this.storage.grantReadConfig(parse);
+    this.storage.grantWritePayloads(parse);
+    // Parse presigns the links to stored attachments, so it needs to be allowed to read them.
+    this.storage.grantReadAttachments(parse);
+    this.queues.delivery.grantSendMessages(parse);
+
+    this.storage.grantReadPayloads(deliver);
+    this.storage.grantReadConfig(deliver);
+    this.secrets.grantSigningRead(deliver);
+    this.queues.deliveryDlq.grantSendMessages(deliver);
+
+    // The config object exists before anything reads it.
+    for (const reader of [this.listener.service, parse, deliver])
+      reader.node.addDependency(this.deployedConfig);
+
+    this.monitoring = new Monitoring(this, 'Monitoring', {
+      listener: this.listener,
+      inboundQueue: this.queues.inbound,
+      inboundDlq: this.queues.inboundDlq,
+      deliveryQueue: this.queues.delivery,
+      deliveryDlq: this.queues.deliveryDlq,
+      parseFunction: parse,
+      deliverFunction: deliver,
+      alarmEmail: settings.alarmEmail,
+    });
+
+    this.addOutputs(config.domains, config.hostname);
+  }
+
+  private createVpc(settings: Deployment['settings']['vpc']): IVpc {
+    if (settings.id) return Vpc.fromLookup(this, 'Vpc', { vpcId: settings.id });
+    // Public subnets only: the tasks reach AWS APIs through public IPs, so there is no NAT gateway to pay for
+    // (docs/cost.md); their security group admits nothing but the load balancer.
+    const vpc = new Vpc(this, 'Vpc', {
+      maxAzs: settings.maxAzs,
+      natGateways: 0,
+      subnetConfiguration: [{ name: 'public', subnetType: SubnetType.PUBLIC, cidrMask: 24 }],
+      gatewayEndpoints: { S3: { service: GatewayVpcEndpointAwsService.S3 } },
+    });
+    vpc.addFlowLog('FlowLog', {
+      destination: FlowLogDestination.toS3(this.storage.accessLogsBucket, 'vpc-flow-logs/'),
+      trafficType: FlowLogTrafficType.REJECT,
+    });
+    return vpc;
+  }
+
+  private addOutputs(domains: readonly string[], hostname: string): void {
+    const ips = this.listener.elasticIps.map((eip) => eip.attrPublicIp);
+    new CfnOutput(this, 'LoadBalancerDnsName', { value: this.listener.loadBalancer.loadBalancerDnsName });
+    new CfnOutput(this, 'ElasticIps', {
+      value: Fn.join(',', ips),
+      description: 'Fixed public IPv4 addresses, one per AZ',
+    });
+    new CfnOutput(this, 'HostRecords', {
+      value: Fn.join(' ', [`${hostname}.`, 'A', Fn.join(` ; ${hostname}. A `, ips)]),
+      description: 'A records to publish for the MX host (no AAAA: IPv6 clients would lose their address)',
+    });
+    new CfnOutput(this, 'MxRecords', {
+      value: domains.map((domain) => `${domain}. MX 10 ${hostname}.`).join(' ; '),
+      description: 'MX records to publish, one per domain in the config',
+    });
+    new CfnOutput(this, 'DashboardUrl', { value: this.monitoring.dashboardUrl });
+    new CfnOutput(this, 'AlarmTopicArn', { value: this.monitoring.topic.topicArn });
+    new CfnOutput(this, 'BucketName', { value: this.storage.bucket.bucketName });
+    new CfnOutput(this, 'InboundQueueName', { value: this.queues.inbound.queueName });
+    new CfnOutput(this, 'InboundDlqName', { value: this.queues.inboundDlq.queueName });
+    new CfnOutput(this, 'DeliveryQueueName', { value: this.queues.delivery.queueName });
+    new CfnOutput(this, 'DeliveryDlqName', { value: this.queues.deliveryDlq.queueName });
+  }
+}
+
+function toFunctionOptions(settings: Deployment['settings']['functions']['parse']) {
+  return {
+    memorySize: settings.memoryMiB,
+    batchSize: settings.batchSize,
+    reservedConcurrency: settings.reservedConcurrency,
+    maxConcurrency: settings.maxConcurrency,
+  };
+}

@@ -1,0 +1,88 @@
+import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+
+/** How {@link SqsEventQueue} groups messages into `SendMessageBatch` calls. */
+export interface BatchingOptions {
+  /** Entries per call; SQS allows at most 10. @default 10 */
+  readonly maxEntries?: number;
+  /** How long the first message of a batch waits for company. @default 2 */
+  readonly lingerMs?: number;
+  /** Body bytes per call, below the SQS request limit. @default 900 KiB */
+  readonly maxBytes?: number;
+}
+
+type Pending = { body: string; resolve: () => void; reject: (error: Error) => void };
+
+/**
+ * Sends message bodies to one SQS queue, batching the sends of concurrent sessions into
+ * `SendMessageBatch` calls: the AWS SDK's CPU cost per call, not SQS, bounds the listener's
+ * throughput. Each `send` settles with its own entry's outcome.
+ */
+export class SqsEventQueue {
+  readonly #sqs: SQSClient;
+  readonly #queueUrl: string;
+  readonly #maxEntries: number;
+  readonly #lingerMs: number;
+  readonly #maxBytes: number;
+  #pending: Pending[] = [];
+  #pendingBytes = 0;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #inFlight = new Set<Promise<void>>();
+
+  constructor(sqs: SQSClient, queueUrl: string, options: BatchingOptions = {}) {
+    this.#sqs = sqs;
+    this.#queueUrl = queueUrl;
+    this.#maxEntries = Math.min(options.maxEntries ?? 10, 10);
+    this.#lingerMs = options.lingerMs ?? 2;
+    this.#maxBytes = options.maxBytes ?? 900 * 1024;
+  }
+
+  /** Resolves once SQS stored this body; rejects with the reason it did not. */
+  send(body: string): Promise<void> {
+    const bytes = Buffer.byteLength(body);
+    if (this.#pending.length > 0 && this.#pendingBytes + bytes > this.#maxBytes) this.#dispatch();
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ body, resolve, reject });
+      this.#pendingBytes += bytes;
+      if (this.#pending.length >= this.#maxEntries) this.#dispatch();
+      else this.#timer ??= setTimeout(() => this.#dispatch(), this.#lingerMs);
+    });
+  }
+
+  /** Sends what is waiting and resolves when every call made so far has settled. */
+  async flush(): Promise<void> {
+    this.#dispatch();
+    await Promise.allSettled([...this.#inFlight]);
+  }
+
+  #dispatch(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const batch = this.#pending;
+    if (batch.length === 0) return;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    const call = this.#sendBatch(batch).finally(() => this.#inFlight.delete(call));
+    this.#inFlight.add(call);
+  }
+
+  async #sendBatch(batch: Pending[]): Promise<void> {
+    try {
+      const result = await this.#sqs.send(
+        new SendMessageBatchCommand({
+          QueueUrl: this.#queueUrl,
+          Entries: batch.map((entry, index) => ({ Id: String(index), MessageBody: entry.body })),
+        }),
+      );
+      for (const ok of result.Successful ?? []) batch[Number(ok.Id)]?.resolve();
+      for (const failed of result.Failed ?? []) {
+        batch[Number(failed.Id)]?.reject(
+          new Error(`SQS refused the message: ${failed.Code ?? 'unknown'} ${failed.Message ?? ''}`.trim()),
+        );
+      }
+      // Settling twice is a no-op, so this only reaches an entry SQS reported on neither way.
+      for (const entry of batch) entry.reject(new Error('SQS did not report on the message'));
+    } catch (error) {
+      for (const entry of batch) entry.reject(error as Error);
+    }
+  }
+}

@@ -1,0 +1,415 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import type {
+  SMTPServerAddress,
+  SMTPServerAuthentication,
+  SMTPServerAuthenticationResponse,
+  SMTPServerDataStream,
+  SMTPServerOptions,
+  SMTPServerSession,
+} from 'smtp-server';
+import {
+  AuthFailedError,
+  type Config,
+  createLogger,
+  createMetrics,
+  type ListenerConfig,
+  type Logger,
+  MessageTooLargeError,
+  type Metrics,
+  Router,
+  SmtpError,
+  TemporaryFailureError,
+  TlsRequiredError,
+  TooManyConnectionsError,
+  TooManyRecipientsError,
+} from '../core/index.ts';
+import { type BatchingOptions, SqsEventQueue } from './event-queue.ts';
+import { createHealthServer } from './health.ts';
+import { AuthFailures, ConnectionLimits } from './limits.ts';
+import { ListenerMetrics } from './metrics.ts';
+import { translateProxyV2 } from './proxy.ts';
+import { MailbridgeSmtpServer } from './smtp.ts';
+import { type Envelope, type SpoolTarget, spoolMessage } from './spool.ts';
+import type { TlsMaterial } from './tls.ts';
+
+/** Checks one SMTP AUTH user name and password. */
+export type AuthVerifier = (user: string, password: string) => boolean | Promise<boolean>;
+
+/** What {@link startListener} needs; AWS clients and secrets are resolved by the caller. */
+export interface ListenerOptions {
+  readonly config: Config;
+  readonly s3: S3Client;
+  readonly sqs: SQSClient;
+  /** Bucket for raw messages (`MAILBRIDGE_BUCKET`). */
+  readonly bucket: string;
+  /** Queue for InboundEvents (`MAILBRIDGE_INBOUND_QUEUE_URL`). */
+  readonly inboundQueueUrl: string;
+  /** Certificate and key for STARTTLS and implicit TLS (see `loadTlsMaterial`). */
+  readonly tls: TlsMaterial;
+  /** SMTP AUTH users with their resolved passwords, or a function that checks them. */
+  readonly authUsers: ReadonlyMap<string, string> | AuthVerifier;
+  /** @default createLogger('listener') */
+  readonly logger?: Logger;
+  /** @default createMetrics('listener') */
+  readonly metrics?: Metrics;
+  /** How often metrics are published. @default 60000 */
+  readonly metricsIntervalMs?: number;
+  /** How InboundEvents of concurrent sessions are grouped into SQS batch sends. */
+  readonly batching?: BatchingOptions;
+}
+
+/** One bound SMTP port. */
+export interface BoundListener {
+  readonly mode: ListenerConfig['mode'];
+  readonly host: string;
+  /** The actual port, also when the config asked for port 0. */
+  readonly port: number;
+}
+
+/** A started listener. */
+export interface RunningListener {
+  readonly listeners: readonly BoundListener[];
+  /** Port of `GET /healthz`. */
+  readonly healthPort: number;
+  /** Swaps the certificate for new connections (a renewed certificate from Secrets Manager). */
+  updateTls(key: string | Buffer, cert: string | Buffer): void;
+  /**
+   * Graceful stop: health turns to draining, no new connections, open sessions may finish their
+   * message for up to `config.limits.closeTimeout`, then the rest get `421` and are closed.
+   * Resolves when the in-flight work has settled. Calling it again returns the same promise.
+   */
+  close(): Promise<void>;
+}
+
+// Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are Node's defaults): forward secrecy, AEAD only.
+const TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+const authRequired = () => new SmtpError(530, '5.7.0', 'Authentication required', 'auth_required');
+const authRateLimited = () =>
+  new TooManyConnectionsError('Too many authentication failures, try again later', 'auth_rate_limited');
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/** Compares in constant time (over digests, so lengths leak nothing either). */
+function mapVerifier(users: ReadonlyMap<string, string>): AuthVerifier {
+  return (user, password) => {
+    const expected = users.get(user);
+    return expected !== undefined && timingSafeEqual(digest(expected), digest(password));
+  };
+}
+
+/** RFC 3848 `with` keyword: ESMTP plus S for TLS and A for AUTH; plain SMTP after HELO. */
+function protocolOf(session: SMTPServerSession): string {
+  if (session.openingCommand !== 'EHLO') return 'SMTP';
+  return `ESMTP${session.secure ? 'S' : ''}${session.user ? 'A' : ''}`;
+}
+
+/**
+ * Starts one SMTP server per entry of `config.listeners` (mode `mx`, `submission` or
+ * `implicit-tls`, each with its session policy) and the health endpoint on `config.health`.
+ * A message is answered `250 2.0.0 queued as <id>` only once its raw bytes are in
+ * `raw/YYYY/MM/DD/<id>.eml` and its InboundEvent is on the inbound queue; any failure on that path
+ * answers `451 4.3.0`.
+ */
+export async function startListener(options: ListenerOptions): Promise<RunningListener> {
+  const { config } = options;
+  const limits = config.limits;
+  const logger = options.logger ?? createLogger('listener');
+  const metrics = new ListenerMetrics(
+    options.metrics ?? createMetrics('listener'),
+    options.metricsIntervalMs ?? 60_000,
+  );
+  const router = new Router(config);
+  const verify = typeof options.authUsers === 'function' ? options.authUsers : mapVerifier(options.authUsers);
+  const connections = new ConnectionLimits(limits.maxConnections, limits.maxConnectionsPerIp);
+  const authFailures = new AuthFailures(limits.maxAuthFailuresPerIp);
+  const sweeper = setInterval(() => authFailures.sweep(), 60_000).unref();
+  const tlsOf = new WeakMap<SMTPServerSession, { protocol: string; cipher: string }>();
+  const inFlight = new Set<Promise<void>>();
+  const target: SpoolTarget = {
+    s3: options.s3,
+    bucket: options.bucket,
+    events: new SqsEventQueue(options.sqs, options.inboundQueueUrl, options.batching),
+    hostname: config.hostname,
+    maxMessageBytes: limits.maxMessageBytes,
+    rejectBareLf: limits.rejectBareLf,
+  };
+  let draining = false;
+  let onSessionClosed = () => {};
+
+  const refuse = (error: SmtpError, session: SMTPServerSession, callback: (error: Error) => void) => {
+    metrics.rejected(error.reason);
+    logger.info('refused', {
+      sessionId: session.id,
+      remoteAddress: session.remoteAddress,
+      reply: error.message,
+    });
+    callback(error);
+  };
+
+  const envelopeOf = (session: SMTPServerSession): Envelope => {
+    const envelope = session.envelope;
+    return {
+      mailFrom: envelope.mailFrom ? envelope.mailFrom.address : '',
+      rcptTo: envelope.rcptTo.map((recipient) => recipient.address),
+      helo: session.hostNameAppearsAs || '',
+      remoteAddress: session.remoteAddress,
+      remotePort: session.remotePort,
+      localPort: session.localPort,
+      tls: session.secure ? (tlsOf.get(session) ?? null) : null,
+      authUser: typeof session.user === 'string' ? session.user : null,
+      protocol: protocolOf(session),
+    };
+  };
+
+  const receive = async (
+    stream: SMTPServerDataStream,
+    session: SMTPServerSession,
+    callback: (error?: Error | null, message?: string) => void,
+  ) => {
+    // smtp-server resets session.envelope once the callback returns; take it now.
+    const envelope = envelopeOf(session);
+    try {
+      const message = await spoolMessage(stream, envelope, target);
+      metrics.accepted(message.size);
+      logger.info('accepted', {
+        messageId: message.id,
+        sessionId: session.id,
+        size: message.size,
+        sha256: message.sha256,
+        recipients: envelope.rcptTo.length,
+        remoteAddress: envelope.remoteAddress,
+        ...(message.bareLf ? { bareLf: true } : {}),
+      });
+      callback(null, `2.0.0 queued as ${message.id}`);
+    } catch (error) {
+      const reply =
+        error instanceof SmtpError
+          ? error
+          : new TemporaryFailureError('Local error in processing', 'internal_error', { cause: error });
+      if (reply.reason === 's3_failure') metrics.s3Failure();
+      if (reply.reason === 'sqs_failure') metrics.sqsFailure();
+      // Too large is counted where smtp-server sends its 552 (see MailbridgeSmtpServer).
+      if (!(reply instanceof MessageTooLargeError)) metrics.rejected(reply.reason);
+      logger.warn('message not accepted', {
+        sessionId: session.id,
+        remoteAddress: envelope.remoteAddress,
+        reply: reply.message,
+        error: reply.cause instanceof Error ? reply.cause.message : undefined,
+      });
+      callback(reply);
+    }
+  };
+
+  const policy = (mode: ListenerConfig['mode']): SMTPServerOptions => ({
+    secure: mode === 'implicit-tls',
+    name: config.hostname,
+    banner: 'mailbridge',
+    key: options.tls.key,
+    cert: options.tls.cert,
+    minVersion: 'TLSv1.2',
+    ciphers: TLS12_CIPHERS,
+    honorCipherOrder: true,
+    size: limits.maxMessageBytes,
+    // Without it smtp-server only flags an oversized DATA stream and still answers 250.
+    rejectOversized: true,
+    hideENHANCEDSTATUSCODES: false,
+    disabledCommands: mode === 'mx' ? ['AUTH'] : [],
+    authMethods: ['PLAIN', 'LOGIN'],
+    // AUTH is enforced in onMailFrom instead, so the reply can say what is missing (TLS, then AUTH).
+    authOptional: true,
+    useProxy: config.proxyProtocol,
+    // Reverse DNS would delay every greeting; SPF and friends run in the parse function.
+    disableReverseLookup: true,
+    logger: false,
+    socketTimeout: limits.socketTimeout * 1000,
+    closeTimeout: limits.closeTimeout * 1000,
+
+    onConnect(session, callback) {
+      if (mode !== 'mx' && authFailures.blocked(session.remoteAddress)) {
+        return refuse(authRateLimited(), session, callback);
+      }
+      const refusal = connections.admit(session.id, session.remoteAddress);
+      if (refusal) return refuse(refusal, session, callback);
+      metrics.connection();
+      callback();
+    },
+
+    onSecure(socket, session, callback) {
+      const tls = socket as TLSSocket;
+      tlsOf.set(session, {
+        protocol: tls.getProtocol?.() ?? 'unknown',
+        cipher: tls.getCipher?.()?.name ?? 'unknown',
+      });
+      callback();
+    },
+
+    onAuth(auth: SMTPServerAuthentication, session, callback) {
+      const reply = (error: SmtpError, response: SMTPServerAuthenticationResponse = {}) => {
+        metrics.rejected(error.reason);
+        logger.info('authentication refused', {
+          sessionId: session.id,
+          remoteAddress: session.remoteAddress,
+          reply: error.message,
+        });
+        callback(null, { ...response, message: error.message, responseCode: error.responseCode });
+      };
+      if (authFailures.blocked(session.remoteAddress)) return reply(authRateLimited());
+      Promise.resolve(verify(auth.username ?? '', auth.password ?? '')).then(
+        (ok) => {
+          if (ok) return callback(null, { user: auth.username });
+          const limitReached = authFailures.record(session.remoteAddress);
+          reply(limitReached ? authRateLimited() : new AuthFailedError());
+        },
+        (error: unknown) => {
+          logger.error('authentication check failed', { sessionId: session.id, error: String(error) });
+          reply(new SmtpError(454, '4.7.0', 'Temporary authentication failure', 'auth_error'));
+        },
+      );
+    },
+
+    onMailFrom(_address: SMTPServerAddress, session, callback) {
+      if (mode === 'submission' && !session.secure) return refuse(new TlsRequiredError(), session, callback);
+      if (mode !== 'mx' && !session.user) return refuse(authRequired(), session, callback);
+      callback();
+    },
+
+    onRcptTo(address: SMTPServerAddress, session, callback) {
+      const recipients = session.envelope.rcptTo;
+      const lower = address.address.toLowerCase();
+      const repeated = recipients.some((recipient) => recipient.address.toLowerCase() === lower);
+      if (!repeated && recipients.length >= limits.maxRecipients) {
+        return refuse(new TooManyRecipientsError(limits.maxRecipients), session, callback);
+      }
+      try {
+        router.resolve(address.address);
+      } catch (error) {
+        if (error instanceof SmtpError) return refuse(error, session, callback);
+        throw error;
+      }
+      callback();
+    },
+
+    onData(stream, session, callback) {
+      const work = receive(stream, session, callback);
+      inFlight.add(work);
+      void work.finally(() => inFlight.delete(work));
+    },
+
+    onClose(session) {
+      connections.release(session.id);
+      onSessionClosed();
+    },
+  });
+
+  const health = createHealthServer(() => draining);
+  const servers: { config: ListenerConfig; smtp: MailbridgeSmtpServer; front: Server }[] = [];
+  const handshaking = new Set<Socket>();
+  const onServerError = (error: Error) =>
+    // A failed TLS handshake or a reset socket lands here; it must never take the process down.
+    logger.warn('connection error', { error: error.message, code: (error as NodeJS.ErrnoException).code });
+
+  health.on('error', onServerError);
+  const started: BoundListener[] = [];
+  try {
+    for (const listener of config.listeners) {
+      const smtp = new MailbridgeSmtpServer(policy(listener.mode), {
+        onOversized: () => metrics.rejected('too_large'),
+      });
+      smtp.on('error', onServerError);
+      // Our own accepting server hands sockets to smtp-server: the place to translate PROXY v2,
+      // and one shutdown path whether or not a PROXY header is expected.
+      const front = createServer((socket) => {
+        if (!config.proxyProtocol) return void smtp.server.emit('connection', socket);
+        handshaking.add(socket);
+        void translateProxyV2(socket, limits.socketTimeout * 1000).then((ok) => {
+          handshaking.delete(socket);
+          if (ok) smtp.server.emit('connection', socket);
+        });
+      });
+      // Beyond the limit smtp-server still answers 421 4.7.0 from onConnect; twice the limit is
+      // where sockets are dropped unanswered, to bound what a flood can hold.
+      front.maxConnections = limits.maxConnections * 2;
+      front.on('error', onServerError);
+      servers.push({ config: listener, smtp, front });
+      front.listen(listener.port, listener.host);
+      await once(front, 'listening');
+      const address = front.address();
+      if (!address || typeof address === 'string') throw new Error('SMTP listener has no TCP address');
+      started.push({ mode: listener.mode, host: listener.host, port: address.port });
+    }
+    health.listen(config.health.port, config.health.host);
+    await once(health, 'listening');
+  } catch (error) {
+    for (const { front } of servers) front.close();
+    health.close();
+    clearInterval(sweeper);
+    metrics.close();
+    throw error;
+  }
+  const healthAddress = health.address();
+  const healthPort = healthAddress && typeof healthAddress === 'object' ? healthAddress.port : 0;
+
+  const openSessions = () => servers.reduce((sum, { smtp }) => sum + smtp.connections.size, 0);
+
+  const drain = async () => {
+    draining = true;
+    for (const { front } of servers) front.close();
+    for (const socket of handshaking) socket.destroy();
+    // smtp-server answers any further command with 421 and lets a message in progress finish.
+    for (const { smtp } of servers) smtp.close();
+    if (openSessions() > 0) {
+      const finished = new Promise<void>((resolve) => {
+        onSessionClosed = () => {
+          if (openSessions() === 0) resolve();
+        };
+      });
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, limits.closeTimeout * 1000);
+      });
+      await Promise.race([finished, timedOut]);
+      clearTimeout(timer);
+      for (const { smtp } of servers) {
+        for (const connection of smtp.connections) {
+          connection.send(421, '4.3.2 Server shutting down, try again later');
+          connection.close();
+        }
+      }
+    }
+    await Promise.allSettled([...inFlight]);
+    await target.events.flush();
+    const healthClosed = new Promise<void>((resolve) => health.close(() => resolve()));
+    health.closeAllConnections();
+    await healthClosed;
+    clearInterval(sweeper);
+    metrics.close();
+  };
+
+  let closing: Promise<void> | undefined;
+  return {
+    listeners: started,
+    healthPort,
+    updateTls(key, cert) {
+      for (const { smtp } of servers) smtp.updateSecureContext({ key, cert });
+    },
+    close() {
+      closing ??= drain();
+      return closing;
+    },
+  };
+}

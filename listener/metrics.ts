@@ -1,0 +1,75 @@
+import { type Metrics, MetricUnit } from '../core/index.ts';
+
+/**
+ * The listener's EMF metrics, counted in memory and published every `intervalMs` (and by
+ * `flush()`), so a busy listener writes a few lines a minute rather than one per SMTP reply.
+ * `rejected` carries a `reason` dimension (the SmtpError reason: relay_denied, too_large, …).
+ */
+export class ListenerMetrics {
+  readonly #metrics: Metrics;
+  readonly #timer: NodeJS.Timeout;
+  #accepted = 0;
+  #acceptedBytes = 0;
+  #s3Failures = 0;
+  #sqsFailures = 0;
+  #connections = 0;
+  #rejected = new Map<string, number>();
+
+  constructor(metrics: Metrics, intervalMs: number) {
+    this.#metrics = metrics;
+    this.#timer = setInterval(() => this.flush(), intervalMs).unref();
+  }
+
+  accepted(bytes: number): void {
+    this.#accepted += 1;
+    this.#acceptedBytes += bytes;
+  }
+
+  rejected(reason: string): void {
+    this.#rejected.set(reason, (this.#rejected.get(reason) ?? 0) + 1);
+  }
+
+  s3Failure(): void {
+    this.#s3Failures += 1;
+  }
+
+  sqsFailure(): void {
+    this.#sqsFailures += 1;
+  }
+
+  connection(): void {
+    this.#connections += 1;
+  }
+
+  /** Publishes what was counted since the last flush; nothing when nothing happened. */
+  flush(): void {
+    for (const [reason, count] of this.#rejected) {
+      this.#metrics.addDimension('reason', reason);
+      this.#metrics.addMetric('rejected', MetricUnit.Count, count);
+      this.#metrics.publishStoredMetrics();
+    }
+    this.#rejected.clear();
+    const counters: [string, (typeof MetricUnit)[keyof typeof MetricUnit], number][] = [
+      ['accepted', MetricUnit.Count, this.#accepted],
+      ['acceptedBytes', MetricUnit.Bytes, this.#acceptedBytes],
+      ['s3Failures', MetricUnit.Count, this.#s3Failures],
+      ['sqsFailures', MetricUnit.Count, this.#sqsFailures],
+      ['connections', MetricUnit.Count, this.#connections],
+    ];
+    const nonZero = counters.filter(([, , value]) => value > 0);
+    if (nonZero.length === 0) return;
+    for (const [name, unit, value] of nonZero) this.#metrics.addMetric(name, unit, value);
+    this.#metrics.publishStoredMetrics();
+    this.#accepted = 0;
+    this.#acceptedBytes = 0;
+    this.#s3Failures = 0;
+    this.#sqsFailures = 0;
+    this.#connections = 0;
+  }
+
+  /** Publishes the rest and stops the timer. */
+  close(): void {
+    clearInterval(this.#timer);
+    this.flush();
+  }
+}

@@ -1,0 +1,217 @@
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { SMTPServerDataStream } from 'smtp-server';
+import {
+  BareLineFeedError,
+  type InboundEvent,
+  InboundEventSchema,
+  MessageTooLargeError,
+  newMessageId,
+  rawObjectKey,
+  SmtpError,
+  TemporaryFailureError,
+} from '../core/index.ts';
+import type { SqsEventQueue } from './event-queue.ts';
+
+/** The envelope of one message, copied from the session before any await (smtp-server resets it). */
+export type Envelope = InboundEvent['envelope'] & {
+  /** `SMTP`/`ESMTP` plus `S` (TLS) and `A` (authenticated), RFC 3848. */
+  readonly protocol: string;
+};
+
+/** Where accepted messages go. */
+export interface SpoolTarget {
+  readonly s3: S3Client;
+  readonly bucket: string;
+  readonly events: SqsEventQueue;
+  /** Name in the `by` clause of the trace header. */
+  readonly hostname: string;
+  readonly maxMessageBytes: number;
+  readonly rejectBareLf: boolean;
+}
+
+/** A durably accepted message: stored in S3 and announced on the inbound queue. */
+export interface SpooledMessage {
+  readonly id: string;
+  readonly key: string;
+  readonly size: number;
+  readonly sha256: string;
+  readonly bareLf: boolean;
+}
+
+// Multipart parts are 5 MiB, the S3 minimum; two in flight bounds memory per session at ~10 MiB.
+const PART_SIZE = 5 * 1024 * 1024;
+const QUEUE_SIZE = 2;
+
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** RFC 5322 §3.3 date-time in UTC, e.g. `Tue, 04 Nov 2026 09:05:00 +0000`. */
+export function formatRfc5322Date(date: Date): string {
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return (
+    `${DAYS[date.getUTCDay()]}, ${pad(date.getUTCDate())} ${MONTHS[date.getUTCMonth()]} ${date.getUTCFullYear()} ` +
+    `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} +0000`
+  );
+}
+
+// Header text must be printable ASCII; the HELO argument comes from the client.
+const printable = (text: string) => text.replace(/[^\x21-\x7e]/g, '?');
+
+/**
+ * The `Received:` trace header (RFC 5321 §4.4) for one message: `from` the HELO name with the
+ * client's address, `by` us, `with` the RFC 3848 protocol, our message `id`, `for` the recipient
+ * when there is exactly one, and the date. Folded lines, CRLF-terminated.
+ */
+export function receivedHeader(envelope: Envelope, hostname: string, id: string, date: Date): string {
+  const lines = [`Received: from ${printable(envelope.helo) || 'unknown'} ([${envelope.remoteAddress}])`];
+  if (envelope.tls) lines.push(`(using ${envelope.tls.protocol} with cipher ${envelope.tls.cipher})`);
+  lines.push(`by ${printable(hostname)} (mailbridge) with ${envelope.protocol} id ${id}`);
+  const only = envelope.rcptTo.length === 1 ? envelope.rcptTo[0] : undefined;
+  lines.push(`${only ? `for <${printable(only)}>` : ''}; ${formatRfc5322Date(date)}`.trimStart());
+  return `${lines.join('\r\n\t')}\r\n`;
+}
+
+/**
+ * Counts, hashes and checks the bytes that go to S3 (the trace header first), without holding
+ * them: size and SHA-256 are over exactly what is stored. Fails the stream when the message
+ * grows over the limit, or has a bare LF while those are refused.
+ */
+class MessageMeter extends Transform {
+  readonly #source: SMTPServerDataStream;
+  readonly #rejectBareLf: boolean;
+  readonly #maxMessageBytes: number;
+  readonly #hash: Hash = createHash('sha256');
+  #lastByte = -1;
+  // Not `size`/`length`/`byteLength`: lib-storage would read those as the total body length.
+  storedBytes = 0;
+  bareLf = false;
+
+  constructor(source: SMTPServerDataStream, header: string, options: { rejectBareLf: boolean; max: number }) {
+    super();
+    this.#source = source;
+    this.#rejectBareLf = options.rejectBareLf;
+    this.#maxMessageBytes = options.max;
+    const bytes = Buffer.from(header, 'latin1');
+    this.#count(bytes);
+    this.push(bytes);
+  }
+
+  /** The SHA-256 of everything passed through; call once, at the end. */
+  digest(): string {
+    return this.#hash.digest('hex');
+  }
+
+  #count(chunk: Buffer): void {
+    this.storedBytes += chunk.length;
+    this.#hash.update(chunk);
+  }
+
+  #hasBareLf(chunk: Buffer): boolean {
+    for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) {
+      const before = at > 0 ? chunk[at - 1] : this.#lastByte;
+      if (before !== 13) return true;
+    }
+    return false;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    callback(this.#refusal(chunk), chunk);
+  }
+
+  #refusal(chunk: Buffer): SmtpError | null {
+    if (this.#source.sizeExceeded) return new MessageTooLargeError(this.#maxMessageBytes);
+    if (!this.bareLf && this.#hasBareLf(chunk)) {
+      this.bareLf = true;
+      // RFC 5321 §2.3.8; refusing them closes the door on SMTP smuggling towards stricter MTAs.
+      if (this.#rejectBareLf) return new BareLineFeedError();
+    }
+    if (chunk.length > 0) this.#lastByte = chunk[chunk.length - 1]!;
+    this.#count(chunk);
+    return null;
+  }
+
+  override _flush(callback: TransformCallback): void {
+    callback(this.#source.sizeExceeded ? new MessageTooLargeError(this.#maxMessageBytes) : null);
+  }
+}
+
+/**
+ * Streams one DATA body to `raw/YYYY/MM/DD/<id>.eml` behind a `Received:` header, then queues
+ * its {@link InboundEvent}. Resolves only when both are durable; rejects otherwise with the
+ * {@link SmtpError} to answer (`451 4.3.0`, reason `s3_failure` or `sqs_failure`, for storage
+ * failures, so the sender retries). Whatever goes wrong
+ * (client gone, too large, S3 down) the upload is aborted: no object, no open multipart upload,
+ * and the source stream is always read to its end so smtp-server can answer.
+ */
+export async function spoolMessage(
+  source: SMTPServerDataStream,
+  envelope: Envelope,
+  target: SpoolTarget,
+): Promise<SpooledMessage> {
+  const receivedAt = new Date();
+  const id = newMessageId(receivedAt.getTime());
+  const key = rawObjectKey(id, receivedAt);
+  const meter = new MessageMeter(source, receivedHeader(envelope, target.hostname, id, receivedAt), {
+    rejectBareLf: target.rejectBareLf,
+    max: target.maxMessageBytes,
+  });
+  let clientGone: Error | undefined;
+  source.on('error', (error) => {
+    clientGone = error;
+    meter.destroy(error);
+  });
+  meter.on('error', () => {
+    // Keep reading (and dropping) the rest, or smtp-server would never reach the end of DATA.
+    source.unpipe(meter);
+    source.resume();
+  });
+  source.pipe(meter);
+  const upload = new Upload({
+    client: target.s3,
+    params: { Bucket: target.bucket, Key: key, Body: meter, ContentType: 'message/rfc822' },
+    partSize: PART_SIZE,
+    queueSize: QUEUE_SIZE,
+  });
+  try {
+    await upload.done();
+  } catch (error) {
+    const refused = meter.errored;
+    if (refused instanceof SmtpError) throw refused;
+    if (clientGone)
+      throw new TemporaryFailureError('Connection lost', 'client_aborted', { cause: clientGone });
+    throw new TemporaryFailureError('Temporary storage failure, try again later', 's3_failure', {
+      cause: error,
+    });
+  }
+  const bareLf = meter.bareLf;
+  const event = InboundEventSchema.parse({
+    version: 1,
+    id,
+    receivedAt: receivedAt.toISOString(),
+    raw: { bucket: target.bucket, key, size: meter.storedBytes, sha256: meter.digest() },
+    envelope: {
+      mailFrom: envelope.mailFrom,
+      rcptTo: envelope.rcptTo,
+      helo: envelope.helo,
+      remoteAddress: envelope.remoteAddress,
+      remotePort: envelope.remotePort,
+      localPort: envelope.localPort,
+      tls: envelope.tls,
+      authUser: envelope.authUser,
+    },
+    ...(bareLf ? { bareLf } : {}),
+  } satisfies InboundEvent);
+  try {
+    await target.events.send(JSON.stringify(event));
+  } catch (error) {
+    // The object stays: had SQS stored the event after all, deleting it would lose the message.
+    // The bucket's lifecycle rule removes orphans.
+    throw new TemporaryFailureError('Temporary queueing failure, try again later', 'sqs_failure', {
+      cause: error,
+    });
+  }
+  return { id, key, size: event.raw.size, sha256: event.raw.sha256, bareLf };
+}

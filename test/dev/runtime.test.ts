@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, before, describe, it } from 'node:test';
+import nodemailer from 'nodemailer';
+import { Webhook } from 'standardwebhooks';
+import { ConfigError } from '../../core/index.ts';
+import { describeRuntime, type LocalRuntime, startLocalRuntime } from '../../dev/index.ts';
+
+const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0 };
+
+/** No DNS: every lookup is "no such record", so auth verdicts are none/fail, never a network wait. */
+const noDns = async (name: string): Promise<never> => {
+  throw Object.assign(new Error(`queryTxt ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
+};
+
+describe('local runtime (npm start) in process', () => {
+  let runtime: LocalRuntime;
+  before(async () => {
+    runtime = await startLocalRuntime({ ports: ALL_PORTS_FREE, resolver: noDns, pollWaitSeconds: 1 });
+  });
+  after(async () => {
+    await runtime?.close();
+  });
+
+  it('turns a mail sent over SMTP into a validly signed webhook in the dev inbox', async () => {
+    const mx = runtime.listener.listeners.find((address) => address.mode === 'mx')!;
+    const transport = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: mx.port,
+      secure: false,
+      tls: { rejectUnauthorized: false },
+    });
+    try {
+      await transport.sendMail({
+        from: 'Ann Sender <ann@sender.test>',
+        to: 'you+ticket42@example.test',
+        subject: 'Hello <b>inbox</b>',
+        text: 'Hi there',
+        attachments: [{ filename: 'note.txt', content: 'attached text' }],
+      });
+    } finally {
+      transport.close();
+    }
+    const [entry] = await runtime.inbox.waitFor(1, 20_000);
+    assert.equal(entry!.signatureValid, true);
+    const headers = {
+      'webhook-id': String(entry!.headers['webhook-id']),
+      'webhook-timestamp': String(entry!.headers['webhook-timestamp']),
+      'webhook-signature': String(entry!.headers['webhook-signature']),
+    };
+    const payload = new Webhook(runtime.signingSecrets[0]!).verify(entry!.body, headers) as {
+      type: string;
+      route: { id: string; recipients: string[] };
+      message: {
+        subject: string;
+        from: { address: string }[];
+        text: string;
+        mailboxHash: string;
+        attachments: { filename: string; size: number }[];
+      };
+    };
+    assert.equal(payload.type, 'email.received');
+    assert.equal(payload.route.id, 'dev-inbox');
+    assert.deepEqual(payload.route.recipients, ['you+ticket42@example.test']);
+    assert.equal(payload.message.subject, 'Hello <b>inbox</b>');
+    assert.equal(payload.message.from[0]!.address, 'ann@sender.test');
+    assert.equal(payload.message.text.trim(), 'Hi there');
+    assert.equal(payload.message.mailboxHash, 'ticket42');
+    assert.deepEqual(
+      payload.message.attachments.map(({ filename, size }) => ({ filename, size })),
+      [{ filename: 'note.txt', size: 13 }],
+    );
+    const page = await (await fetch(`${runtime.inbox.url}/`)).text();
+    assert.ok(page.includes('Hello &lt;b&gt;inbox&lt;/b&gt;'));
+    assert.ok(page.includes('<span class="ok">valid</span>'));
+    // The delivery record is deleted just after the webhook's 2xx: every queue, DLQs included, drains.
+    let pending = Number.POSITIVE_INFINITY;
+    for (let tries = 0; tries < 50 && pending > 0; tries++) {
+      if (tries > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+      const queues = (await (await fetch(`${runtime.emulator.endpoint}/_fauxqs/queues`)).json()) as {
+        approximateMessageCount: number;
+        approximateInflightCount: number;
+      }[];
+      pending = queues.reduce((sum, q) => sum + q.approximateMessageCount + q.approximateInflightCount, 0);
+    }
+    assert.equal(pending, 0);
+  });
+
+  it('prints one banner line per local endpoint with the bound addresses, the credentials and the secret', () => {
+    const lines = describeRuntime(runtime);
+    const mx = runtime.listener.listeners.find((address) => address.mode === 'mx')!;
+    assert.ok(lines.includes(`SMTP, MX-style (STARTTLS offered, no AUTH): 127.0.0.1:${mx.port}`));
+    assert.equal(
+      lines.filter((line) => line.startsWith('submission (STARTTLS then AUTH): 127.0.0.1:')).length,
+      1,
+    );
+    assert.equal(lines.filter((line) => line.startsWith('implicit TLS (AUTH): 127.0.0.1:')).length, 1);
+    assert.ok(lines.includes(`dev inbox page: ${runtime.inbox.url}/`));
+    assert.ok(lines.includes(`dev inbox API: GET ${runtime.inbox.url}/api/webhooks`));
+    assert.ok(lines.some((line) => /^listener health: GET http:\/\/127\.0\.0\.1:\d+\/healthz$/.test(line)));
+    assert.ok(lines.includes('SMTP AUTH user: dev password: mailbridge-dev'));
+    assert.ok(lines.includes('signing secret: whsec_bWFpbGJyaWRnZS1sb2NhbC1kZXYtc2VjcmV0'));
+  });
+});
+
+describe('local runtime start-up', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mailbridge-runtime-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a bad config naming the field, before anything listens', async () => {
+    const text = await readFile('dev/mailbridge.yaml', 'utf8');
+    const file = join(dir, 'bad.yaml');
+    await writeFile(file, text.replace('http://127.0.0.1:8025/webhooks', 'http://10.1.2.3/webhooks'));
+    await assert.rejects(startLocalRuntime({ configFile: file, ports: ALL_PORTS_FREE }), (error) => {
+      assert.ok(error instanceof ConfigError);
+      assert.deepEqual(error.issues, [
+        'routes[0].endpoints[0]: must be https:// (plain http:// only for loopback in local runs)',
+      ]);
+      return true;
+    });
+  });
+
+  it('npm start prints the banner, then exits 0 on SIGTERM', async () => {
+    const child = spawn(process.execPath, ['dev/main.ts'], {
+      env: {
+        ...process.env,
+        MAILBRIDGE_SMTP_PORT: '0',
+        MAILBRIDGE_SUBMISSION_PORT: '0',
+        MAILBRIDGE_SMTPS_PORT: '0',
+        MAILBRIDGE_INBOX_PORT: '0',
+        MAILBRIDGE_HEALTH_PORT: '0',
+        MAILBRIDGE_EMULATOR_PORT: '0',
+        MAILBRIDGE_DATA_DIR: join(dir, 'data'),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = once(child, 'exit');
+    const lines: string[] = [];
+    for await (const line of createInterface({ input: child.stdout })) {
+      lines.push(line);
+      if (line.startsWith('queues:')) break;
+    }
+    child.stdout.resume();
+    assert.ok(lines.some((line) => line.startsWith('signing secret: whsec_')));
+    assert.ok(lines.some((line) => line.startsWith('dev inbox API: GET http://127.0.0.1:')));
+    child.kill('SIGTERM');
+    const [code] = await exited;
+    assert.equal(code, 0);
+  });
+
+  it('npm start exits 1 with the bad field on a bad --config', async () => {
+    const file = join(dir, 'broken.yaml');
+    await writeFile(file, 'version: 1\ndomains: []\n');
+    const child = spawn(process.execPath, ['dev/main.ts', '--config', file], {
+      env: { ...process.env, MAILBRIDGE_DATA_DIR: join(dir, 'data2') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 1);
+    assert.match(stderr, /domains: /);
+  });
+});

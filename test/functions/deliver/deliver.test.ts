@@ -1,0 +1,516 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, LookupFunction } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  GetQueueAttributesCommand,
+  type Message,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+} from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse } from 'aws-lambda';
+import { Webhook } from 'standardwebhooks';
+import {
+  type DeliveryJob,
+  parseConfig,
+  type Runtime,
+  type WebhookSender,
+  webhookId,
+} from '../../../core/index.ts';
+import { emulatorClients, provisionLocalResources, sqsEventFromMessages } from '../../../dev/index.ts';
+import {
+  createDeliverHandler,
+  createHttpSender,
+  type DeadLetterEntry,
+} from '../../../functions/deliver/index.ts';
+import { startTestEmulator, type TestEmulator } from '../../helpers/emulator.ts';
+
+const SECRET = `whsec_${Buffer.from('the first signing key of this route').toString('base64')}`;
+const NEXT_SECRET = `whsec_${Buffer.from('the key that replaces it').toString('base64')}`;
+
+/** What the receiver does with one request. */
+type Behaviour = number | { status: number; headers?: Record<string, string> } | 'hang' | 'reset' | 'endless';
+
+interface Received {
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/** A webhook endpoint on 127.0.0.1 that answers from a script (the last entry repeats). */
+class Receiver {
+  readonly requests: Received[] = [];
+  connections = 0;
+  readonly server: Server;
+  private readonly script: Behaviour[];
+  constructor(script: Behaviour[]) {
+    this.script = script;
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        this.requests.push({ headers: req.headers, body: Buffer.concat(chunks) });
+        this.answer(this.script[Math.min(this.requests.length, this.script.length) - 1]!, res);
+      });
+    });
+    this.server.on('connection', () => this.connections++);
+  }
+  private answer(behaviour: Behaviour, res: ServerResponse) {
+    if (behaviour === 'hang') return;
+    if (behaviour === 'endless') {
+      res.writeHead(200).write(Buffer.alloc(1024 * 1024, 'x'));
+      return;
+    }
+    if (behaviour === 'reset') {
+      res.socket?.resetAndDestroy();
+      return;
+    }
+    const { status, headers } =
+      typeof behaviour === 'number' ? { status: behaviour, headers: {} } : behaviour;
+    res.writeHead(status, headers).end(status >= 300 ? `{"error":"status ${status}"}` : '{"ok":true}');
+  }
+  async start(): Promise<number> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    return (this.server.address() as AddressInfo).port;
+  }
+  async close() {
+    this.server.closeAllConnections();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
+let emulator: TestEmulator;
+let pipelines = 0;
+
+before(async () => {
+  emulator = await startTestEmulator();
+});
+after(() => emulator.close());
+
+/**
+ * A delivery queue and DLQ of its own, a route to `endpoints`, and the deliver handler over them,
+ * with an SQS client that records the calls it makes.
+ */
+async function pipeline(options: {
+  endpoints: string[];
+  retrySchedule?: number[];
+  timeout?: number;
+  secrets?: string[];
+  runtime?: Runtime;
+  send?: WebhookSender;
+}) {
+  pipelines++;
+  const resources = await provisionLocalResources(emulator, {
+    bucket: emulator.resources.bucket,
+    inbound: `deliver-test-in-${pipelines}`,
+    delivery: `deliver-test-${pipelines}`,
+  });
+  const { Attributes } = await emulator.sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: resources.deliveryQueueUrl, AttributeNames: ['QueueArn'] }),
+  );
+  const config = parseConfig(
+    {
+      domains: ['example.test'],
+      routes: [
+        {
+          id: 'support',
+          match: ['*@example.test'],
+          endpoints: options.endpoints,
+          secret: (options.secrets ?? [SECRET]).map((value) => ({ value })),
+          retrySchedule: options.retrySchedule ?? [1, 1],
+          timeout: options.timeout ?? 5,
+        },
+      ],
+      listeners: [{ port: 0, mode: 'mx' }],
+      health: { port: 0 },
+    },
+    { source: 'test', runtime: 'local' },
+  );
+  const { s3, sqs } = emulatorClients(emulator.emulator.endpoint);
+  const calls: { command: string; input: Record<string, unknown> }[] = [];
+  sqs.middlewareStack.add(
+    (next, context) => (args) => {
+      calls.push({ command: context.commandName!, input: args.input as Record<string, unknown> });
+      return next(args);
+    },
+    { step: 'initialize' },
+  );
+  const runtime = options.runtime ?? 'local';
+  const route = config.routes[0]!;
+  const handler = createDeliverHandler({
+    s3,
+    sqs,
+    deliveryQueueUrl: resources.deliveryQueueUrl,
+    deliveryDlqUrl: resources.deliveryDlqUrl,
+    config,
+    secrets: async (r) => r.secret.map((ref) => ('value' in ref ? ref.value : '')),
+    runtime,
+    ...(options.send ? { send: options.send } : {}),
+  });
+
+  let jobs = 0;
+  return {
+    calls,
+    /** Stores a payload and queues its job; returns the job. */
+    async enqueue(endpoint = route.endpoints[0]!, payload = { type: 'email.received', subject: 'Grüße' }) {
+      jobs++;
+      const messageId = `01JDELIVERTEST${String(pipelines).padStart(6, '0')}${String(jobs).padStart(6, '0')}`;
+      const key = `payloads/${messageId}/support.json`;
+      await emulator.s3.send(
+        new PutObjectCommand({ Bucket: resources.bucket, Key: key, Body: JSON.stringify(payload) }),
+      );
+      const job: DeliveryJob = {
+        version: 1,
+        messageId,
+        routeId: route.id,
+        endpoint,
+        recipients: ['help@example.test'],
+        payload: { bucket: resources.bucket, key },
+        webhookId: webhookId(messageId, route.id),
+        attempt: 0,
+      };
+      await emulator.sqs.send(
+        new SendMessageCommand({ QueueUrl: resources.deliveryQueueUrl, MessageBody: JSON.stringify(job) }),
+      );
+      return job;
+    },
+    async enqueueRaw(body: string) {
+      await emulator.sqs.send(
+        new SendMessageCommand({ QueueUrl: resources.deliveryQueueUrl, MessageBody: body }),
+      );
+    },
+    /** Receives what is visible on the delivery queue, as Lambda's event source mapping would. */
+    async receive(waitSeconds = 0): Promise<Message[]> {
+      const { Messages } = await emulator.sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: resources.deliveryQueueUrl,
+          AttributeNames: ['All'],
+          MessageAttributeNames: ['All'],
+          MaxNumberOfMessages: 10,
+          WaitTimeSeconds: waitSeconds,
+        }),
+      );
+      return Messages ?? [];
+    },
+    run(messages: Message[]): Promise<SQSBatchResponse> {
+      return handler(sqsEventFromMessages(messages, Attributes!.QueueArn!));
+    },
+    /** Receive-and-run until the queue stays empty for `idleSeconds`; the responses in order. */
+    async drain(idleSeconds = 4): Promise<SQSBatchResponse[]> {
+      const responses: SQSBatchResponse[] = [];
+      for (;;) {
+        const messages = await this.receive(idleSeconds);
+        if (messages.length === 0) return responses;
+        responses.push(await this.run(messages));
+      }
+    },
+    async deadLetters(): Promise<DeadLetterEntry[]> {
+      const { Messages } = await emulator.sqs.send(
+        new ReceiveMessageCommand({ QueueUrl: resources.deliveryDlqUrl, MaxNumberOfMessages: 10 }),
+      );
+      return (Messages ?? []).map((message) => JSON.parse(message.Body!) as DeadLetterEntry);
+    },
+    close() {
+      s3.destroy();
+      sqs.destroy();
+    },
+  };
+}
+
+async function withReceiver<T>(script: Behaviour[], body: (receiver: Receiver, url: string) => Promise<T>) {
+  const receiver = new Receiver(script);
+  const port = await receiver.start();
+  try {
+    return await body(receiver, `http://127.0.0.1:${port}/hooks/mail`);
+  } finally {
+    await receiver.close();
+  }
+}
+
+function visibilityChanges(calls: { command: string; input: Record<string, unknown> }[]): unknown[] {
+  return calls
+    .filter((call) => call.command === 'ChangeMessageVisibilityCommand')
+    .map((call) => call.input.VisibilityTimeout);
+}
+
+describe('deliver function', () => {
+  it('POSTs the stored payload, signed so the standardwebhooks package verifies it', async () => {
+    const version = JSON.parse(
+      await readFile(new URL('../../../package.json', import.meta.url), 'utf8'),
+    ).version;
+    await withReceiver([200], async (receiver, url) => {
+      const p = await pipeline({ endpoints: [url] });
+      const payload = { type: 'email.received', subject: 'Grüße aus Köln', text: '日本語' };
+      const job = await p.enqueue(url, payload);
+      const response = await p.run(await p.receive());
+      assert.deepEqual(response.batchItemFailures, []);
+      assert.equal(receiver.requests.length, 1);
+      const { headers, body } = receiver.requests[0]!;
+      assert.equal(body.toString('utf8'), JSON.stringify(payload));
+      assert.equal(headers['content-type'], 'application/json');
+      assert.equal(headers['user-agent'], `mailbridge/${version}`);
+      assert.equal(headers['webhook-id'], job.webhookId);
+      assert.ok(Math.abs(Number(headers['webhook-timestamp']) - Date.now() / 1000) < 60);
+      assert.deepEqual(new Webhook(SECRET).verify(body, headers as Record<string, string>), payload);
+      assert.deepEqual(await p.deadLetters(), []);
+      p.close();
+    });
+  });
+
+  it('during a key rotation signs with both secrets, and each verifies', async () => {
+    await withReceiver([200], async (receiver, url) => {
+      const p = await pipeline({ endpoints: [url], secrets: [SECRET, NEXT_SECRET] });
+      await p.enqueue();
+      await p.run(await p.receive());
+      const { headers, body } = receiver.requests[0]!;
+      for (const secret of [SECRET, NEXT_SECRET]) {
+        assert.ok(new Webhook(secret).verify(body, headers as Record<string, string>));
+      }
+      p.close();
+    });
+  });
+
+  for (const status of [400, 404]) {
+    it(`dead-letters a ${status} on the first try, with the status recorded`, async () => {
+      await withReceiver([status], async (receiver, url) => {
+        const p = await pipeline({ endpoints: [url], retrySchedule: [1, 1, 1] });
+        const job = await p.enqueue();
+        const response = await p.run(await p.receive());
+        assert.deepEqual(response.batchItemFailures, []);
+        const [entry, ...more] = await p.deadLetters();
+        assert.deepEqual(more, []);
+        assert.equal(entry?.webhookId, job.webhookId);
+        assert.equal(entry?.reason, 'permanent');
+        assert.equal(entry?.lastStatus, status);
+        assert.equal(entry?.lastError, `HTTP ${status}: {"error":"status ${status}"}`);
+        assert.equal(entry?.attempts, 1);
+        assert.equal(receiver.requests.length, 1);
+        p.close();
+      });
+    });
+  }
+
+  it('does not follow a redirect: permanent, with the target noted', async () => {
+    await withReceiver(
+      [{ status: 302, headers: { location: 'http://127.0.0.1:1/elsewhere' } }],
+      async (receiver, url) => {
+        const p = await pipeline({ endpoints: [url] });
+        await p.enqueue();
+        await p.run(await p.receive());
+        const [entry] = await p.deadLetters();
+        assert.equal(entry?.reason, 'permanent');
+        assert.equal(entry?.lastStatus, 302);
+        assert.match(entry?.lastError ?? '', /redirect to http:\/\/127\.0\.0\.1:1\/elsewhere not followed/);
+        assert.equal(receiver.requests.length, 1);
+        p.close();
+      },
+    );
+  });
+
+  it('stops at 410 Gone: dead-lettered as gone, never tried again', async () => {
+    await withReceiver([410], async (receiver, url) => {
+      const p = await pipeline({ endpoints: [url], retrySchedule: [1, 1] });
+      await p.enqueue();
+      await p.drain(2);
+      const [entry] = await p.deadLetters();
+      assert.equal(entry?.reason, 'gone');
+      assert.equal(entry?.lastStatus, 410);
+      assert.equal(receiver.requests.length, 1);
+      p.close();
+    });
+  });
+
+  it('retries on its schedule, then dead-letters as exhausted with the attempt count', async () => {
+    await withReceiver([500], async (receiver, url) => {
+      const p = await pipeline({ endpoints: [url], retrySchedule: [1, 1] });
+      const job = await p.enqueue();
+      const responses = await p.drain(3);
+      assert.deepEqual(
+        responses.map((response) => response.batchItemFailures.length),
+        [1, 1, 0],
+      );
+      assert.deepEqual(visibilityChanges(p.calls), [1, 1]);
+      const [entry] = await p.deadLetters();
+      assert.equal(entry?.webhookId, job.webhookId);
+      assert.equal(entry?.reason, 'exhausted');
+      assert.equal(entry?.attempts, 3);
+      assert.equal(entry?.lastStatus, 500);
+      assert.equal(receiver.requests.length, 3);
+      assert.equal(new Set(receiver.requests.map((request) => request.headers['webhook-id'])).size, 1);
+      p.close();
+    });
+  });
+
+  it('delivers once after a 500: the retry succeeds and nothing is dead-lettered', async () => {
+    await withReceiver([500, 200], async (receiver, url) => {
+      const p = await pipeline({ endpoints: [url], retrySchedule: [1, 1] });
+      await p.enqueue();
+      const responses = await p.drain(3);
+      assert.deepEqual(
+        responses.map((response) => response.batchItemFailures.length),
+        [1, 0],
+      );
+      assert.equal(receiver.requests.length, 2);
+      assert.deepEqual(await p.deadLetters(), []);
+      p.close();
+    });
+  });
+
+  it('honours Retry-After: the retry waits the 2 s asked for, not the 1 s scheduled', async () => {
+    await withReceiver([{ status: 503, headers: { 'retry-after': '2' } }, 200], async (receiver, url) => {
+      const p = await pipeline({ endpoints: [url], retrySchedule: [1, 1] });
+      await p.enqueue();
+      const first = await p.run(await p.receive());
+      assert.equal(first.batchItemFailures.length, 1);
+      assert.deepEqual(visibilityChanges(p.calls), [2]);
+      assert.deepEqual(await p.receive(), [], 'not visible again at once');
+      const again = await p.receive(10);
+      assert.equal(again.length, 1);
+      assert.equal(again[0]!.Attributes!.ApproximateReceiveCount, '2');
+      assert.deepEqual((await p.run(again)).batchItemFailures, []);
+      assert.equal(receiver.requests.length, 2);
+      p.close();
+    });
+  });
+
+  it('retries a try that times out', async () => {
+    await withReceiver(['hang'], async (_receiver, url) => {
+      const p = await pipeline({ endpoints: [url], timeout: 1, retrySchedule: [30] });
+      await p.enqueue();
+      const [message] = await p.receive();
+      const response = await p.run([message!]);
+      assert.deepEqual(response.batchItemFailures, [{ itemIdentifier: message!.MessageId }]);
+      assert.deepEqual(visibilityChanges(p.calls), [30]);
+      assert.deepEqual(await p.deadLetters(), []);
+      p.close();
+    });
+  });
+
+  it('retries a connection reset', async () => {
+    await withReceiver(['reset'], async (receiver, url) => {
+      const p = await pipeline({ endpoints: [url], retrySchedule: [30] });
+      await p.enqueue();
+      const response = await p.run(await p.receive());
+      assert.equal(response.batchItemFailures.length, 1);
+      assert.deepEqual(visibilityChanges(p.calls), [30]);
+      assert.equal(receiver.requests.length, 1);
+      p.close();
+    });
+  });
+
+  it('stops reading a response body at the cap instead of waiting for its end', async () => {
+    await withReceiver(['endless'], async (receiver, url) => {
+      const p = await pipeline({ endpoints: [url], timeout: 30 });
+      await p.enqueue();
+      assert.deepEqual((await p.run(await p.receive())).batchItemFailures, []);
+      assert.equal(receiver.requests.length, 1);
+      p.close();
+    });
+  });
+
+  it('returns only the bad record of a batch', async () => {
+    await withReceiver([200], async (receiver, url) => {
+      const p = await pipeline({ endpoints: [url] });
+      await p.enqueue();
+      await p.enqueueRaw('{"not":"a delivery job"}');
+      await p.enqueue();
+      const messages = await p.receive();
+      assert.equal(messages.length, 3);
+      const bad = messages.find((message) => message.Body === '{"not":"a delivery job"}')!;
+      const response = await p.run(messages);
+      assert.deepEqual(response.batchItemFailures, [{ itemIdentifier: bad.MessageId }]);
+      assert.equal(receiver.requests.length, 2);
+      p.close();
+    });
+  });
+
+  it('dead-letters a job whose endpoint is no longer on its route', async () => {
+    await withReceiver([200], async (receiver, url) => {
+      const p = await pipeline({ endpoints: [url] });
+      await p.enqueue(`${url}/removed`);
+      await p.run(await p.receive());
+      const [entry] = await p.deadLetters();
+      assert.equal(entry?.reason, 'permanent');
+      assert.match(entry?.lastError ?? '', /no longer configured/);
+      assert.equal(receiver.connections, 0);
+      p.close();
+    });
+  });
+});
+
+describe('deliver function SSRF guard', () => {
+  /** A resolver that says every name is `address`, as a hostile DNS server would. */
+  function resolvingTo(address: string, asked: string[]): LookupFunction {
+    return (hostname, options, callback) => {
+      asked.push(hostname);
+      const family = address.includes(':') ? 6 : 4;
+      if (options.all) callback(null, [{ address, family }]);
+      else callback(null, address, family);
+    };
+  }
+
+  it('in AWS refuses loopback, private, link-local, metadata and disguised addresses without connecting', async () => {
+    await withReceiver([200], async (receiver, url) => {
+      const port = new URL(url).port;
+      const asked: string[] = [];
+      const endpoints = [
+        `https://127.0.0.1:${port}/`,
+        `https://[::1]:${port}/`,
+        `https://[::ffff:127.0.0.1]:${port}/`,
+        `https://2130706433:${port}/`,
+        `https://0x7f000001:${port}/`,
+        `https://hooks.example.test:${port}/`,
+        `http://127.0.0.1:${port}/`,
+        'https://10.0.0.1/',
+        'https://172.16.5.4/',
+        'https://192.168.1.1/',
+        'https://169.254.169.254/latest/meta-data/',
+        'https://[fd00:ec2::254]/',
+        'https://100.64.0.1/',
+        'https://224.0.0.1/',
+        'https://0.0.0.0/',
+        'https://[fe80::1]/',
+        'https://[fc00::1]/',
+      ];
+      const p = await pipeline({
+        endpoints,
+        runtime: 'aws',
+        send: createHttpSender({ runtime: 'aws', lookup: resolvingTo('127.0.0.1', asked) }),
+      });
+      for (const endpoint of endpoints) await p.enqueue(endpoint);
+      const messages = [...(await p.receive()), ...(await p.receive())];
+      assert.equal(messages.length, endpoints.length);
+      for (let i = 0; i < messages.length; i += 10) {
+        assert.deepEqual((await p.run(messages.slice(i, i + 10))).batchItemFailures, []);
+      }
+      const entries = [...(await p.deadLetters()), ...(await p.deadLetters())];
+      assert.deepEqual(entries.map((entry) => entry.endpoint).sort(), [...endpoints].sort());
+      for (const entry of entries) {
+        assert.equal(entry.reason, 'blocked', entry.endpoint);
+        assert.equal(entry.attempts, 1);
+      }
+      assert.deepEqual(asked, ['hooks.example.test'], 'the name was resolved, and its address refused');
+      assert.equal(receiver.connections, 0);
+      p.close();
+    });
+  });
+
+  it('locally allows loopback only: a name resolving to a private address is refused', async () => {
+    const asked: string[] = [];
+    const endpoints = ['https://hooks.example.test/', 'https://10.0.0.1/', 'https://169.254.169.254/'];
+    const p = await pipeline({
+      endpoints,
+      send: createHttpSender({ runtime: 'local', lookup: resolvingTo('10.1.2.3', asked) }),
+    });
+    for (const endpoint of endpoints) await p.enqueue(endpoint);
+    await p.run(await p.receive());
+    const entries = await p.deadLetters();
+    assert.deepEqual(
+      entries.map((entry) => entry.reason),
+      ['blocked', 'blocked', 'blocked'],
+    );
+    assert.deepEqual(asked, ['hooks.example.test']);
+    p.close();
+  });
+});

@@ -1,0 +1,152 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import {
+  type Config,
+  type DeliveryJob,
+  DeliveryJobSchema,
+  type InboundEvent,
+  newMessageId,
+  parseConfigText,
+  rawObjectKey,
+  type WebhookPayload,
+  webhookPayloadJsonSchema,
+} from '../../../core/index.ts';
+import { createParseHandler, type ParseDeps } from '../../../functions/parse/index.ts';
+import { createDnsZone, type DnsZone, type ZoneRecords } from '../../helpers/dns-zone.ts';
+import { startTestEmulator, type TestEmulator } from '../../helpers/emulator.ts';
+
+export const FIXTURES = new URL('../../fixtures/mail/', import.meta.url);
+
+/** Routes used by the parse tests: three routes on example.test, one of them with two endpoints. */
+export const TEST_CONFIG = `
+hostname: mx.example.test
+domains: [example.test]
+listeners: [{ port: 0, mode: mx }]
+health: { port: 0 }
+routes:
+  - id: support
+    match: ['support@example.test', 'ticket@example.test']
+    endpoints: ['https://hooks.app.test/support']
+    secret: { value: whsec_dGVzdA== }
+    attachments: { mode: inline, inlineLimitBytes: 1000 }
+  - id: billing
+    match: ['billing@example.test']
+    endpoints: ['https://hooks.app.test/billing', 'https://audit.app.test/billing']
+    secret: { value: whsec_dGVzdA== }
+  - id: sales
+    match: ['sales@example.test']
+    endpoints: ['https://hooks.app.test/sales']
+    secret: { value: whsec_dGVzdA== }
+    attachments: { mode: url }
+`;
+
+const ajv = new Ajv2020({ allErrors: true, formats: { 'date-time': true } });
+const validatePayload = ajv.compile(webhookPayloadJsonSchema());
+
+/** Asserts a payload against the published JSON Schema (ajv, draft 2020-12). */
+export function assertSchemaValid(payload: unknown, label = 'payload'): asserts payload is WebhookPayload {
+  if (!validatePayload(payload)) {
+    throw new Error(`${label} does not match the JSON Schema: ${ajv.errorsText(validatePayload.errors)}`);
+  }
+}
+
+/** The emulator, a fake DNS zone and helpers to store raw messages and read back what parse produced. */
+export interface ParseHarness {
+  readonly emu: TestEmulator;
+  readonly config: Config;
+  readonly zone: DnsZone;
+  handler(overrides?: Partial<ParseDeps>): ReturnType<typeof createParseHandler>;
+  /** Stores a raw message the way the listener does and returns its InboundEvent. */
+  store(raw: Buffer | string, envelope?: Partial<InboundEvent['envelope']>): Promise<InboundEvent>;
+  fixture(name: string): Promise<Buffer>;
+  /** Every job on the delivery queue, removed from it. */
+  drainJobs(): Promise<DeliveryJob[]>;
+  getObject(key: string): Promise<Buffer>;
+  payload(job: DeliveryJob): Promise<WebhookPayload>;
+  close(): Promise<void>;
+}
+
+export async function startParseHarness(records: ZoneRecords = {}): Promise<ParseHarness> {
+  const emu = await startTestEmulator();
+  const config = parseConfigText(TEST_CONFIG, { source: 'test.yaml', runtime: 'local' });
+  const zone = createDnsZone(records);
+  const { bucket, deliveryQueueUrl } = emu.resources;
+  const getObject = async (key: string) => {
+    const object = await emu.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    return Buffer.from(await object.Body!.transformToByteArray());
+  };
+  return {
+    emu,
+    config,
+    zone,
+    handler: (overrides = {}) =>
+      createParseHandler({
+        s3: emu.s3,
+        sqs: emu.sqs,
+        bucket,
+        deliveryQueueUrl,
+        config,
+        resolver: zone.resolve,
+        ...overrides,
+      }),
+    async store(raw, envelope = {}) {
+      const bytes = Buffer.isBuffer(raw) ? raw : Buffer.from(raw);
+      const receivedAt = new Date();
+      const id = newMessageId(receivedAt.getTime());
+      const key = rawObjectKey(id, receivedAt);
+      await emu.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes }));
+      return {
+        version: 1,
+        id,
+        receivedAt: receivedAt.toISOString(),
+        raw: { bucket, key, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') },
+        envelope: {
+          mailFrom: 'alice@sender.test',
+          rcptTo: ['support@example.test'],
+          helo: 'mail.sender.test',
+          remoteAddress: '192.0.2.10',
+          remotePort: 40000,
+          localPort: 25,
+          tls: { protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' },
+          authUser: null,
+          ...envelope,
+        },
+      };
+    },
+    fixture: (name) => readFile(new URL(name, FIXTURES)),
+    async drainJobs() {
+      const jobs: DeliveryJob[] = [];
+      for (;;) {
+        const received = await emu.sqs.send(
+          new ReceiveMessageCommand({
+            QueueUrl: deliveryQueueUrl,
+            MaxNumberOfMessages: 10,
+            WaitTimeSeconds: 0,
+          }),
+        );
+        const messages = received.Messages ?? [];
+        if (messages.length === 0) return jobs;
+        for (const message of messages) jobs.push(DeliveryJobSchema.parse(JSON.parse(message.Body!)));
+        await emu.sqs.send(
+          new DeleteMessageBatchCommand({
+            QueueUrl: deliveryQueueUrl,
+            Entries: messages.map((message, index) => ({
+              Id: String(index),
+              ReceiptHandle: message.ReceiptHandle!,
+            })),
+          }),
+        );
+      }
+    },
+    getObject,
+    async payload(job) {
+      const payload: unknown = JSON.parse((await getObject(job.payload.key)).toString('utf8'));
+      assertSchemaValid(payload, job.payload.key);
+      return payload;
+    },
+    close: () => emu.close(),
+  };
+}

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { loadDeployment } from '../../infra/index.ts';
+import { EXAMPLE_SETTINGS } from './helpers.ts';
+
+/** Dockerfile instructions, continuation lines joined, comments dropped. */
+function instructions(path: string): { keyword: string; args: string }[] {
+  return readFileSync(path, 'utf8')
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith('#'))
+    .map((line) => {
+      const [keyword = '', ...rest] = line.split(/\s+/);
+      return { keyword: keyword.toUpperCase(), args: rest.join(' ') };
+    });
+}
+
+const lines = instructions('listener/Dockerfile');
+const finalStage = lines.slice(lines.findLastIndex((line) => line.keyword === 'FROM'));
+const args = (keyword: string) =>
+  finalStage.filter((line) => line.keyword === keyword).map((line) => line.args);
+
+describe('listener/Dockerfile', () => {
+  it('is multi-stage on a Node 24 slim base, installing production dependencies only', () => {
+    const bases = lines.filter((line) => line.keyword === 'FROM').map((line) => line.args);
+    assert.ok(bases.length >= 2, 'a dependency stage and a runtime stage');
+    for (const base of bases) assert.match(base, /^node:24[\w.-]*slim/);
+    const installs = lines.filter((line) => line.keyword === 'RUN' && /npm ci/.test(line.args));
+    assert.equal(installs.length, 1);
+    assert.match(installs[0]!.args, /--omit=dev/);
+    assert.ok(
+      args('COPY').some((copy) => /--from=/.test(copy)),
+      'the runtime stage copies node_modules from the first',
+    );
+  });
+
+  it('runs as a non-root user', () => {
+    const users = args('USER');
+    assert.ok(users.length > 0);
+    assert.doesNotMatch(users.at(-1)!, /^(root|0)(:|$)/);
+  });
+
+  it('runs `node listener/main.ts`, a file in the repository, and checks /healthz on the health port', () => {
+    const cmd = JSON.parse(args('CMD').at(-1)!) as string[];
+    assert.deepEqual(cmd, ['node', 'listener/main.ts']);
+    assert.ok(existsSync(cmd[1]!), `${cmd[1]} exists`);
+    const healthcheck = args('HEALTHCHECK').at(-1);
+    assert.ok(healthcheck, 'HEALTHCHECK');
+    const { config } = loadDeployment(EXAMPLE_SETTINGS);
+    assert.ok(healthcheck.includes(`127.0.0.1:${config.health.port}/healthz`), healthcheck);
+  });
+
+  it("exposes the example config's container ports, and keeps the build context to what the image needs", () => {
+    const { config } = loadDeployment(EXAMPLE_SETTINGS);
+    const exposed = args('EXPOSE').flatMap((ports) => ports.split(/\s+/).map(Number));
+    assert.deepEqual(
+      exposed.sort((a, b) => a - b),
+      [...config.listeners.map((listener) => listener.port), config.health.port].sort((a, b) => a - b),
+    );
+    const ignore = readFileSync('.dockerignore', 'utf8').split('\n');
+    assert.equal(
+      ignore.find((line) => line && !line.startsWith('#')),
+      '**',
+      'everything is excluded first',
+    );
+    for (const kept of ['!package.json', '!package-lock.json', '!core/**', '!listener/**'])
+      assert.ok(ignore.includes(kept), kept);
+  });
+});

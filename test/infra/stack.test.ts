@@ -1,0 +1,539 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { Validations } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import type { IConstruct } from 'constructs';
+import { QUEUE_SETTINGS } from '../../core/index.ts';
+import { loadDeployment, type MailbridgeStack } from '../../infra/index.ts';
+import { buildStack, EXAMPLE_SETTINGS } from './helpers.ts';
+
+type Resource = { Type: string; Properties: Record<string, unknown>; DeletionPolicy?: string };
+type Statement = { Effect: string; Action: string | string[]; Resource: unknown };
+
+let stack: MailbridgeStack;
+let template: Template;
+let resources: Record<string, Resource>;
+let cleanup: () => void;
+
+const ofType = (type: string) => Object.entries(resources).filter(([, resource]) => resource.Type === type);
+const json = (value: unknown) => JSON.stringify(value);
+const actionsOf = (statement: Statement) => [statement.Action].flat();
+
+/** Every Allow statement attached to the role with this logical id. */
+function statementsOfRole(roleId: string): Statement[] {
+  return ofType('AWS::IAM::Policy')
+    .filter(([, policy]) => json(policy.Properties.Roles).includes(`"${roleId}"`))
+    .flatMap(([, policy]) => (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement)
+    .filter((statement) => statement.Effect === 'Allow');
+}
+
+function roleIdOf(construct: IConstruct): string {
+  return stack.getLogicalId(construct.node.defaultChild as never);
+}
+
+/** `action → resources` (as JSON text) granted to a role. */
+function grantsOf(roleId: string): Map<string, string[]> {
+  const grants = new Map<string, string[]>();
+  for (const statement of statementsOfRole(roleId)) {
+    for (const action of actionsOf(statement)) {
+      grants.set(action, [...(grants.get(action) ?? []), ...[statement.Resource].flat().map(json)]);
+    }
+  }
+  return grants;
+}
+
+const bucketId = () => stack.getLogicalId(stack.storage.bucket.node.defaultChild as never);
+const queueId = (queue: IConstruct) => stack.getLogicalId(queue.node.defaultChild as never);
+
+describe('the CDK app (example settings, synthesized offline without Docker)', () => {
+  before(() => {
+    const built = buildStack(loadDeployment(EXAMPLE_SETTINGS));
+    stack = built.stack;
+    cleanup = built.cleanup;
+    template = Template.fromStack(stack);
+    resources = template.toJSON().Resources as Record<string, Resource>;
+  });
+  after(() => cleanup());
+
+  describe('network load balancer', () => {
+    it('listens on TCP 25, 465, 587 and 2525, each forwarded to the config listener of that mode', () => {
+      const listeners = ofType('AWS::ElasticLoadBalancingV2::Listener').map(([, l]) => l.Properties);
+      assert.deepEqual(
+        listeners.map((l) => l.Port).sort((a, b) => Number(a) - Number(b)),
+        [25, 465, 587, 2525],
+      );
+      for (const listener of listeners) assert.equal(listener.Protocol, 'TCP');
+      const targetPorts = Object.fromEntries(
+        listeners.map((listener) => {
+          const groupRef = json(listener.DefaultActions).match(/"Ref":"(\w+)"/)![1]!;
+          return [listener.Port, resources[groupRef]!.Properties.Port];
+        }),
+      );
+      assert.deepEqual(targetPorts, { 25: 2525, 465: 2465, 587: 2587, 2525: 2587 });
+    });
+
+    it('checks target health over HTTP GET /healthz on port 8080, preserves client IPs and drains for closeTimeout', () => {
+      const groups = ofType('AWS::ElasticLoadBalancingV2::TargetGroup');
+      assert.equal(groups.length, 4);
+      for (const [, group] of groups) {
+        assert.equal(group.Properties.Protocol, 'TCP');
+        assert.equal(group.Properties.TargetType, 'ip');
+        assert.equal(group.Properties.HealthCheckProtocol, 'HTTP');
+        assert.equal(group.Properties.HealthCheckPort, '8080');
+        assert.equal(group.Properties.HealthCheckPath, '/healthz');
+        const attributes = Object.fromEntries(
+          (group.Properties.TargetGroupAttributes as { Key: string; Value: string }[]).map((a) => [
+            a.Key,
+            a.Value,
+          ]),
+        );
+        assert.equal(attributes['preserve_client_ip.enabled'], 'true');
+        assert.equal(attributes['proxy_protocol_v2.enabled'], 'false');
+        assert.equal(attributes['deregistration_delay.timeout_seconds'], '60');
+      }
+    });
+
+    it('is internet-facing with a retained Elastic IP per AZ in SubnetMappings and a security group', () => {
+      const [[, nlb]] = ofType('AWS::ElasticLoadBalancingV2::LoadBalancer') as [[string, Resource]];
+      assert.equal(nlb.Properties.Scheme, 'internet-facing');
+      assert.equal(nlb.Properties.Type, 'network');
+      const eips = ofType('AWS::EC2::EIP');
+      assert.equal(eips.length, 2);
+      for (const [, eip] of eips) assert.equal(eip.DeletionPolicy, 'Retain');
+      const mappings = nlb.Properties.SubnetMappings as { AllocationId: unknown; SubnetId: unknown }[];
+      assert.deepEqual(
+        mappings.map((m) => m.AllocationId),
+        eips.map(([id]) => ({ 'Fn::GetAtt': [id, 'AllocationId'] })),
+      );
+      assert.equal((nlb.Properties.SecurityGroups as unknown[]).length, 1);
+    });
+
+    it('admits SMTP from anywhere to the NLB, and only the NLB to the tasks (SMTP and health ports)', () => {
+      const nlbSg = stack.getLogicalId(stack.listener.loadBalancerSecurityGroup.node.defaultChild as never);
+      const nlbRules =
+        (resources[nlbSg]!.Properties.SecurityGroupIngress as { CidrIp: string; FromPort: number }[]) ?? [];
+      assert.deepEqual(
+        nlbRules.map((r) => [r.CidrIp, r.FromPort]).sort((a, b) => Number(a[1]) - Number(b[1])),
+        [
+          ['0.0.0.0/0', 25],
+          ['0.0.0.0/0', 465],
+          ['0.0.0.0/0', 587],
+          ['0.0.0.0/0', 2525],
+        ],
+      );
+      const taskIngress = ofType('AWS::EC2::SecurityGroupIngress').map(([, r]) => r.Properties);
+      assert.deepEqual(
+        taskIngress.map((r) => Number(r.FromPort)).sort((a, b) => a - b),
+        [2465, 2525, 2587, 8080],
+      );
+      for (const rule of taskIngress) {
+        assert.deepEqual(rule.SourceSecurityGroupId, { 'Fn::GetAtt': [nlbSg, 'GroupId'] });
+      }
+      const taskSg = stack.getLogicalId(stack.listener.securityGroup.node.defaultChild as never);
+      assert.deepEqual(resources[taskSg]!.Properties.SecurityGroupEgress, [
+        {
+          CidrIp: '0.0.0.0/0',
+          Description: 'AWS APIs over HTTPS',
+          FromPort: 443,
+          IpProtocol: 'tcp',
+          ToPort: 443,
+        },
+      ]);
+    });
+  });
+
+  describe('listener service', () => {
+    it('runs an ARM64 Fargate task from listener/Dockerfile, logging JSON to CloudWatch, with a stop timeout above closeTimeout', () => {
+      const [[, task]] = ofType('AWS::ECS::TaskDefinition') as [[string, Resource]];
+      assert.deepEqual(task.Properties.RuntimePlatform, {
+        CpuArchitecture: 'ARM64',
+        OperatingSystemFamily: 'LINUX',
+      });
+      assert.deepEqual(task.Properties.RequiresCompatibilities, ['FARGATE']);
+      const [container] = task.Properties.ContainerDefinitions as Record<string, unknown>[];
+      assert.equal(container!.StopTimeout, 75);
+      assert.ok((container!.StopTimeout as number) <= 120);
+      assert.equal(container!.ReadonlyRootFilesystem, true);
+      assert.equal((container!.LogConfiguration as { LogDriver: string }).LogDriver, 'awslogs');
+      assert.match(
+        json((container!.HealthCheck as { Command: string[] }).Command),
+        /127\.0\.0\.1:8080\/healthz/,
+      );
+      const environment = Object.fromEntries(
+        (container!.Environment as { Name: string; Value: unknown }[]).map((e) => [e.Name, e.Value]),
+      );
+      assert.equal(environment.MAILBRIDGE_RUNTIME, 'aws');
+      assert.match(json(environment.MAILBRIDGE_CONFIG), /s3:\/\/.*config\/mailbridge\.json/);
+      assert.equal(environment.MAILBRIDGE_CONFIG_SHA256, stack.deployedConfig.sha256);
+      assert.ok(environment.MAILBRIDGE_BUCKET && environment.MAILBRIDGE_INBOUND_QUEUE_URL);
+      assert.ok(
+        stack.node.findAll().some((c) => c.node.path.endsWith('listener/AssetImage')),
+        'the image is a Docker asset, built from the repository at deploy time',
+      );
+    });
+
+    it('keeps at least 2 tasks with Container Insights and scales on CPU and on connections per task', () => {
+      template.hasResourceProperties('AWS::ECS::Cluster', {
+        ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }],
+      });
+      template.hasResourceProperties('AWS::ECS::Service', {
+        DesiredCount: 2,
+        LaunchType: 'FARGATE',
+        DeploymentConfiguration: Match.objectLike({
+          DeploymentCircuitBreaker: { Enable: true, Rollback: true },
+        }),
+      });
+      template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+        MinCapacity: 2,
+        MaxCapacity: 6,
+      });
+      template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+        PolicyType: 'TargetTrackingScaling',
+        TargetTrackingScalingPolicyConfiguration: Match.objectLike({
+          PredefinedMetricSpecification: { PredefinedMetricType: 'ECSServiceAverageCPUUtilization' },
+        }),
+      });
+      const stepAlarms = ofType('AWS::CloudWatch::Alarm').filter(([, a]) =>
+        json(a.Properties).includes('ActiveFlowCount'),
+      );
+      assert.equal(stepAlarms.length, 2, 'scale-out and scale-in alarms on NLB flows per running task');
+    });
+  });
+
+  describe('storage', () => {
+    it('encrypts the bucket, blocks public access, denies non-TLS requests and is retained', () => {
+      const bucket = resources[bucketId()]!;
+      assert.equal(bucket.DeletionPolicy, 'Retain');
+      assert.deepEqual(bucket.Properties.BucketEncryption, {
+        ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+      });
+      assert.deepEqual(bucket.Properties.PublicAccessBlockConfiguration, {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      });
+      assert.ok(bucket.Properties.LoggingConfiguration, 'server access logs go to the logs bucket');
+      template.hasResourceProperties('AWS::S3::BucketPolicy', {
+        Bucket: { Ref: bucketId() },
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: 'Deny',
+              Action: 's3:*',
+              Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+            }),
+          ]),
+        },
+      });
+    });
+
+    it('expires raw mail, payloads and attachments by prefix and aborts orphan multipart uploads after a day', () => {
+      const rules = (
+        resources[bucketId()]!.Properties.LifecycleConfiguration as { Rules: Record<string, unknown>[] }
+      ).Rules;
+      assert.ok(
+        rules.some((rule) => json(rule.AbortIncompleteMultipartUpload) === json({ DaysAfterInitiation: 1 })),
+      );
+      const expiry = Object.fromEntries(
+        rules.filter((r) => r.Prefix).map((r) => [r.Prefix, r.ExpirationInDays]),
+      );
+      assert.deepEqual(expiry, { 'raw/': 30, 'payloads/': 30, 'attachments/': 30 });
+    });
+
+    it('writes the config to config/mailbridge.json with a PutObject on that key only', () => {
+      const [[, resource]] = ofType('Custom::AWS') as [[string, Resource]];
+      const create = json(resource.Properties.Create);
+      assert.match(create, /config\/mailbridge\.json/);
+      assert.match(create, /putObject/);
+      assert.match(create, /mailbridge\/signing\/support/, 'the deployed document is the example config');
+      const writerRole = stack.getLogicalId(
+        stack.deployedConfig.node.findChild('Role').node.defaultChild as never,
+      );
+      const grants = grantsOf(writerRole);
+      assert.deepEqual(
+        [...grants.keys()].filter((a) => a.startsWith('s3:')),
+        ['s3:PutObject'],
+      );
+      assert.match(json(grants.get('s3:PutObject')), /\/config\/mailbridge\.json/);
+    });
+  });
+
+  describe('queues', () => {
+    it('encrypts every queue, denies non-TLS access and redrives to a 14-day DLQ after QUEUE_SETTINGS receives', () => {
+      const queues = ofType('AWS::SQS::Queue');
+      assert.equal(queues.length, 4);
+      for (const [, queue] of queues) assert.equal(queue.Properties.SqsManagedSseEnabled, true);
+      const redrive = (queue: IConstruct) => resources[queueId(queue)]!.Properties;
+      assert.deepEqual(redrive(stack.queues.inbound).RedrivePolicy, {
+        deadLetterTargetArn: { 'Fn::GetAtt': [queueId(stack.queues.inboundDlq), 'Arn'] },
+        maxReceiveCount: QUEUE_SETTINGS.inbound.maxReceiveCount,
+      });
+      assert.deepEqual(redrive(stack.queues.delivery).RedrivePolicy, {
+        deadLetterTargetArn: { 'Fn::GetAtt': [queueId(stack.queues.deliveryDlq), 'Arn'] },
+        maxReceiveCount: QUEUE_SETTINGS.delivery.maxReceiveCount,
+      });
+      assert.equal(
+        redrive(stack.queues.inbound).VisibilityTimeout,
+        QUEUE_SETTINGS.inbound.visibilityTimeoutSeconds,
+      );
+      assert.equal(redrive(stack.queues.inboundDlq).MessageRetentionPeriod, 14 * 24 * 3600);
+      assert.equal(redrive(stack.queues.deliveryDlq).MessageRetentionPeriod, 14 * 24 * 3600);
+      const tlsDenies = ofType('AWS::SQS::QueuePolicy').filter(([, p]) =>
+        json(p.Properties).includes('"aws:SecureTransport":"false"'),
+      );
+      assert.equal(tlsDenies.length, 4);
+    });
+  });
+
+  describe('functions', () => {
+    it('run parse and deliver on nodejs24.x arm64, outside the VPC, with the queue timeouts and JSON logs', () => {
+      const functions = [stack.functions.parse, stack.functions.deliver].map(
+        (fn) => resources[stack.getLogicalId(fn.node.defaultChild as never)]!.Properties,
+      );
+      for (const fn of functions) {
+        assert.equal(fn.Runtime, 'nodejs24.x');
+        assert.deepEqual(fn.Architectures, ['arm64']);
+        assert.equal(fn.Timeout, 60);
+        assert.equal(fn.VpcConfig, undefined, 'no VPC: webhook delivery must not reach private addresses');
+        assert.equal((fn.LoggingConfig as { LogFormat: string }).LogFormat, 'JSON');
+        const variables = (fn.Environment as { Variables: Record<string, unknown> }).Variables;
+        assert.equal(variables.MAILBRIDGE_RUNTIME, 'aws');
+        assert.equal(variables.MAILBRIDGE_CONFIG_SHA256, stack.deployedConfig.sha256);
+        assert.ok(variables.MAILBRIDGE_DELIVERY_QUEUE_URL && variables.MAILBRIDGE_DELIVERY_DLQ_URL);
+      }
+      assert.equal(functions[0]!.MemorySize, 1024);
+      assert.equal(functions[1]!.MemorySize, 512);
+    });
+
+    it('trigger from SQS with partial batch responses, the batch sizes and max concurrency of the settings', () => {
+      const mappings = ofType('AWS::Lambda::EventSourceMapping').map(([, m]) => m.Properties);
+      assert.equal(mappings.length, 2);
+      for (const mapping of mappings)
+        assert.deepEqual(mapping.FunctionResponseTypes, ['ReportBatchItemFailures']);
+      const byQueue = Object.fromEntries(mappings.map((m) => [json(m.EventSourceArn), m]));
+      const inbound = byQueue[json({ 'Fn::GetAtt': [queueId(stack.queues.inbound), 'Arn'] })]!;
+      const delivery = byQueue[json({ 'Fn::GetAtt': [queueId(stack.queues.delivery), 'Arn'] })]!;
+      assert.equal(inbound.BatchSize, 10);
+      assert.deepEqual(inbound.ScalingConfig, { MaximumConcurrency: 20 });
+      assert.equal(delivery.BatchSize, 3);
+      assert.deepEqual(delivery.ScalingConfig, { MaximumConcurrency: 50 });
+    });
+  });
+
+  describe('least privilege', () => {
+    it('grants no wildcard action on the bucket, the queues or the secrets', () => {
+      for (const [, policy] of ofType('AWS::IAM::Policy')) {
+        for (const statement of (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement) {
+          for (const action of actionsOf(statement)) {
+            assert.notEqual(action, '*');
+            assert.doesNotMatch(action, /^(s3|sqs|secretsmanager):.*\*/, `${action} in ${json(statement)}`);
+          }
+        }
+      }
+    });
+
+    it('lets the listener put raw objects, read the config, send to inbound and read its secrets, nothing more', () => {
+      const grants = grantsOf(
+        stack.getLogicalId(stack.listener.taskDefinition.taskRole.node.defaultChild as never),
+      );
+      assert.deepEqual([...grants.keys()].sort(), [
+        's3:AbortMultipartUpload',
+        's3:GetObject',
+        's3:PutObject',
+        'secretsmanager:DescribeSecret',
+        'secretsmanager:GetSecretValue',
+        'sqs:GetQueueAttributes',
+        'sqs:GetQueueUrl',
+        'sqs:SendMessage',
+      ]);
+      assert.deepEqual(grants.get('s3:PutObject'), [
+        json({ 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId(), 'Arn'] }, '/raw/*']] }),
+      ]);
+      assert.deepEqual(grants.get('s3:GetObject'), [
+        json({ 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId(), 'Arn'] }, '/config/mailbridge.json']] }),
+      ]);
+      assert.deepEqual(grants.get('sqs:SendMessage'), [
+        json({ 'Fn::GetAtt': [queueId(stack.queues.inbound), 'Arn'] }),
+      ]);
+      const secrets = json(grants.get('secretsmanager:GetSecretValue'));
+      assert.match(secrets, /mailbridge\/tls/);
+      assert.doesNotMatch(secrets, /signing/, 'the listener cannot read webhook signing secrets');
+    });
+
+    it('lets parse read raw mail and write payloads and attachments, but read no secret', () => {
+      const grants = grantsOf(roleIdOf(stack.functions.parse.role!));
+      assert.equal(grants.has('secretsmanager:GetSecretValue'), false);
+      assert.match(json(grants.get('s3:GetObject')), /\/raw\/\*/);
+      assert.deepEqual(
+        grants
+          .get('s3:PutObject')!
+          .map((r) => r.match(/\/(\w+)\/\*/)![1])
+          .sort(),
+        ['attachments', 'payloads'],
+      );
+      assert.deepEqual(grants.get('sqs:SendMessage'), [
+        json({ 'Fn::GetAtt': [queueId(stack.queues.delivery), 'Arn'] }),
+      ]);
+    });
+
+    it('lets deliver read payloads and the signing secrets and dead-letter jobs, but not write objects', () => {
+      const grants = grantsOf(roleIdOf(stack.functions.deliver.role!));
+      assert.equal(grants.has('s3:PutObject'), false);
+      const reads = json(grants.get('s3:GetObject'));
+      assert.match(reads, /\/payloads\/\*/);
+      assert.doesNotMatch(reads, /\/raw\/\*/);
+      assert.match(json(grants.get('secretsmanager:GetSecretValue')), /Secret/);
+      assert.deepEqual(grants.get('sqs:SendMessage'), [
+        json({ 'Fn::GetAtt': [queueId(stack.queues.deliveryDlq), 'Arn'] }),
+      ]);
+      assert.ok(grants.has('sqs:ChangeMessageVisibility'), 'the trigger lets it postpone a retry');
+    });
+  });
+
+  describe('monitoring', () => {
+    it('raises each alarm docs/operations.md explains to an encrypted SNS topic', () => {
+      const names = ofType('AWS::CloudWatch::Alarm')
+        .map(([, a]) => a.Properties.AlarmName as string | undefined)
+        .filter((name): name is string => typeof name === 'string')
+        .map((name) => name.replace(/^Mailbridge-/, ''))
+        .sort();
+      assert.deepEqual(names, [
+        'DeliverFunctionErrors',
+        'DeliverFunctionThrottles',
+        'DeliveryDlqNotEmpty',
+        'DeliveryQueueOldestMessage',
+        'InboundDlqNotEmpty',
+        'InboundQueueOldestMessage',
+        'ListenerNoHealthyTargets',
+        'ListenerS3Failures',
+        'ListenerSqsFailures',
+        'ListenerUnhealthyTargets',
+        'ParseFunctionErrors',
+        'ParseFunctionThrottles',
+      ]);
+      const topic = stack.getLogicalId(stack.monitoring.topic.node.defaultChild as never);
+      for (const alarm of Object.values(stack.monitoring.alarms)) {
+        const properties = resources[stack.getLogicalId(alarm.node.defaultChild as never)]!.Properties;
+        assert.deepEqual(properties.AlarmActions, [{ Ref: topic }]);
+      }
+      assert.ok(resources[topic]!.Properties.KmsMasterKeyId, 'the topic is KMS-encrypted');
+      template.hasResourceProperties('AWS::SNS::Subscription', {
+        Protocol: 'email',
+        Endpoint: 'ops@example.com',
+      });
+      const operations = readFileSync('docs/operations.md', 'utf8');
+      for (const name of names)
+        assert.match(operations, new RegExp(`^### ${name}$`, 'm'), `docs/operations.md explains ${name}`);
+    });
+
+    it('puts connections, rejections by reason, bytes, queues, parse errors and delivery outcomes on the dashboard', () => {
+      const [[, dashboard]] = ofType('AWS::CloudWatch::Dashboard') as [[string, Resource]];
+      const body = json(dashboard.Properties.DashboardBody);
+      for (const metric of [
+        'ActiveFlowCount',
+        'connections',
+        'accepted',
+        'MetricName=\\\\\\"rejected\\\\\\"',
+        'bytes',
+        'ApproximateNumberOfMessagesVisible',
+        'ApproximateAgeOfOldestMessage',
+        'parse_errors',
+        'delivered',
+        'retried',
+        'dead_lettered',
+        'delivery_latency',
+        's3_failures',
+        'sqs_failures',
+      ]) {
+        assert.ok(body.includes(metric), `dashboard shows ${metric}`);
+      }
+    });
+
+    it('sets a retention on every log group', () => {
+      for (const [, group] of ofType('AWS::Logs::LogGroup'))
+        assert.equal(group.Properties.RetentionInDays, 30);
+    });
+  });
+
+  it('outputs the NLB name, the Elastic IPs, the DNS records, the dashboard URL and the queue names', () => {
+    const outputs = Object.keys(template.toJSON().Outputs as object).sort();
+    assert.deepEqual(outputs, [
+      'AlarmTopicArn',
+      'BucketName',
+      'DashboardUrl',
+      'DeliveryDlqName',
+      'DeliveryQueueName',
+      'ElasticIps',
+      'HostRecords',
+      'InboundDlqName',
+      'InboundQueueName',
+      'LoadBalancerDnsName',
+      'MxRecords',
+    ]);
+    template.hasOutput('MxRecords', { Value: 'example.com. MX 10 mx.example.com.' });
+  });
+
+  describe('cdk-nag AwsSolutions', () => {
+    it('finds nothing that is not acknowledged', () => {
+      const report = new AwsSolutionsChecks(stack).validateScope(stack);
+      const findings = report.violations.map(
+        (v) =>
+          `${v.severity} ${v.ruleName} at ${v.violatingResources.map((r) => r.constructPath).join(', ')}`,
+      );
+      assert.deepEqual(findings, []);
+    });
+
+    it('gives every acknowledgement a specific written reason', () => {
+      const acknowledged = stack.node
+        .findAll()
+        .flatMap((construct) =>
+          construct.node.metadata
+            .filter((entry) => entry.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)
+            .flatMap((entry) => Object.entries(entry.data as Record<string, string>)),
+        )
+        // aws-cdk-lib acknowledges some of its own CloudFormation-Validate rules; ours are the AwsSolutions ones.
+        .map(([id, reason]) => [id.replace(/^annotation::/i, ''), reason] as const)
+        .filter(([id]) => id.startsWith('AwsSolutions-'));
+      assert.ok(acknowledged.length > 0);
+      for (const [id, reason] of acknowledged) {
+        assert.ok(reason.trim().length > 60, `${id}: the reason says why, specifically: "${reason}"`);
+      }
+      const rules = [...new Set(acknowledged.map(([id]) => id.replace(/\[.*$/, '')))].sort();
+      assert.deepEqual(rules, [
+        'AwsSolutions-EC23',
+        'AwsSolutions-ECS2',
+        'AwsSolutions-ELB2',
+        'AwsSolutions-IAM5',
+        'AwsSolutions-S1',
+        'AwsSolutions-SMG4',
+      ]);
+    });
+  });
+
+  it('with storage.encryption "kms": encrypts the bucket with a rotated key, still with nothing unacknowledged', () => {
+    const example = loadDeployment(EXAMPLE_SETTINGS);
+    const kms = buildStack({
+      ...example,
+      settings: { ...example.settings, storage: { ...example.settings.storage, encryption: 'kms' } },
+    });
+    try {
+      const encrypted = Template.fromStack(kms.stack);
+      encrypted.hasResourceProperties('AWS::S3::Bucket', {
+        BucketEncryption: {
+          ServerSideEncryptionConfiguration: [
+            Match.objectLike({
+              ServerSideEncryptionByDefault: Match.objectLike({ SSEAlgorithm: 'aws:kms' }),
+            }),
+          ],
+        },
+      });
+      encrypted.resourcePropertiesCountIs('AWS::KMS::Key', { EnableKeyRotation: true }, 2);
+      assert.deepEqual(new AwsSolutionsChecks(kms.stack).validateScope(kms.stack).violations, []);
+    } finally {
+      kms.cleanup();
+    }
+  });
+});

@@ -1,0 +1,340 @@
+import { createHash } from 'node:crypto';
+import { connect as netConnect, type Socket } from 'node:net';
+import { after, before } from 'node:test';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import {
+  type Config,
+  type ConfigInput,
+  type InboundEvent,
+  InboundEventSchema,
+  parseConfig,
+} from '../../core/index.ts';
+import {
+  generateSelfSigned,
+  type ListenerOptions,
+  type RunningListener,
+  startListener,
+  type TlsMaterial,
+} from '../../listener/index.ts';
+import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+
+export const USER = 'alice';
+export const PASSWORD = 'correct horse battery staple';
+
+let tlsMaterial: Promise<TlsMaterial> | undefined;
+/** One self-signed pair for the whole test process. */
+export function testTls(): Promise<TlsMaterial> {
+  tlsMaterial ??= generateSelfSigned('mx.mailbridge.test');
+  return tlsMaterial;
+}
+
+/** A config with the three modes on port 0; `example.test` takes anything, `strict.test` only `known@`. */
+export function testConfig(overrides: Partial<ConfigInput> = {}): Config {
+  return parseConfig(
+    {
+      hostname: 'mx.mailbridge.test',
+      domains: ['example.test', 'strict.test'],
+      routes: [
+        {
+          id: 'all',
+          match: ['*@example.test', 'known@strict.test'],
+          endpoints: ['http://127.0.0.1:1/hook'],
+          secret: { value: 'whsec_dGVzdA==' },
+        },
+      ],
+      listeners: [
+        { host: '127.0.0.1', port: 0, mode: 'mx' },
+        { host: '127.0.0.1', port: 0, mode: 'submission' },
+        { host: '127.0.0.1', port: 0, mode: 'implicit-tls' },
+      ],
+      health: { host: '127.0.0.1', port: 0 },
+      auth: { users: [{ user: USER, password: { value: PASSWORD } }] },
+      ...overrides,
+    },
+    { source: 'test', runtime: 'local' },
+  );
+}
+
+/** A listener against the test emulator; `port(mode)` gives the bound port of a mode. */
+export async function startTestListener(
+  emulator: TestEmulator,
+  config: Config = testConfig(),
+  overrides: Partial<ListenerOptions> = {},
+): Promise<RunningListener & { port(mode: 'mx' | 'submission' | 'implicit-tls'): number }> {
+  const listener = await startListener({
+    config,
+    s3: emulator.s3,
+    sqs: emulator.sqs,
+    bucket: emulator.resources.bucket,
+    inboundQueueUrl: emulator.resources.inboundQueueUrl,
+    tls: await testTls(),
+    authUsers: new Map([[USER, PASSWORD]]),
+    ...overrides,
+  });
+  return Object.assign(listener, {
+    port(mode: 'mx' | 'submission' | 'implicit-tls') {
+      const bound = listener.listeners.find((entry) => entry.mode === mode);
+      if (!bound) throw new Error(`no ${mode} listener`);
+      return bound.port;
+    },
+  });
+}
+
+export type TestListener = Awaited<ReturnType<typeof startTestListener>>;
+
+/** A fresh emulator with one listener for the enclosing `describe`, started before and closed after it. */
+export function useListener(config: () => Config = testConfig): {
+  emulator: TestEmulator;
+  listener: TestListener;
+  events: EventCollector;
+} {
+  const fixture = {} as { emulator: TestEmulator; listener: TestListener; events: EventCollector };
+  before(async () => {
+    fixture.emulator = await startTestEmulator();
+    fixture.listener = await startTestListener(fixture.emulator, config());
+    fixture.events = new EventCollector(fixture.emulator.sqs, fixture.emulator.resources.inboundQueueUrl);
+  });
+  after(async () => {
+    await fixture.listener.close();
+    await fixture.emulator.close();
+  });
+  return fixture;
+}
+
+/** A test message of about `size` bytes, CRLF lines of 76 characters, unique by `tag`. */
+export function makeMessage(size: number, tag: string, to = 'someone@example.test'): Buffer {
+  const head =
+    `From: Sender <sender@sender.test>\r\nTo: <${to}>\r\nSubject: test ${tag}\r\n` +
+    `Message-ID: <${tag}@sender.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n`;
+  const line = `${'abcdefghijklmnopqrstuvwxyz0123456789'.repeat(3).slice(0, 74)}\r\n`;
+  const body: string[] = [];
+  let length = head.length;
+  // Leading dots exercise dot-stuffing in every client.
+  body.push(`.leading dot ${tag}\r\n`);
+  while (length < size) {
+    body.push(line);
+    length += line.length;
+  }
+  return Buffer.from(head + body.join(''), 'latin1');
+}
+
+/** Splits a stored raw message into our `Received:` header and the rest. */
+export function splitTraceHeader(raw: Buffer): { header: string; rest: Buffer } {
+  const text = raw.toString('latin1');
+  const end = /\r\n(?![ \t])/.exec(text);
+  if (!text.startsWith('Received: ') || !end) throw new Error('no Received: header first');
+  return { header: text.slice(0, end.index + 2), rest: raw.subarray(end.index + 2) };
+}
+
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export async function readObject(s3: S3Client, bucket: string, key: string): Promise<Buffer> {
+  const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return Buffer.from(await object.Body!.transformToByteArray());
+}
+
+export async function listRawKeys(s3: S3Client, bucket: string): Promise<Set<string>> {
+  const keys = new Set<string>();
+  let token: string | undefined;
+  do {
+    const page = await s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: 'raw/', ContinuationToken: token }),
+    );
+    for (const object of page.Contents ?? []) keys.add(object.Key!);
+    token = page.NextContinuationToken;
+  } while (token);
+  return keys;
+}
+
+/** Reads every InboundEvent off the queue (deleting them) and keeps them by id. */
+export class EventCollector {
+  readonly #sqs: SQSClient;
+  readonly #queueUrl: string;
+  readonly events = new Map<string, InboundEvent>();
+
+  constructor(sqs: SQSClient, queueUrl: string) {
+    this.#sqs = sqs;
+    this.#queueUrl = queueUrl;
+  }
+
+  /** Takes whatever is on the queue now; each body must validate against InboundEventSchema. */
+  async poll(): Promise<void> {
+    for (;;) {
+      const batch = await this.#sqs.send(
+        new ReceiveMessageCommand({ QueueUrl: this.#queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }),
+      );
+      const messages = batch.Messages ?? [];
+      if (messages.length === 0) return;
+      for (const message of messages) {
+        const event = InboundEventSchema.parse(JSON.parse(message.Body!));
+        this.events.set(event.id, event);
+      }
+      await this.#sqs.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: this.#queueUrl,
+          Entries: messages.map((message, index) => ({
+            Id: String(index),
+            ReceiptHandle: message.ReceiptHandle!,
+          })),
+        }),
+      );
+    }
+  }
+
+  /** The event of message `id`; it is on the queue before the 250, so one poll must find it. */
+  async get(id: string): Promise<InboundEvent> {
+    await this.poll();
+    const event = this.events.get(id);
+    if (!event) throw new Error(`no InboundEvent for ${id}`);
+    return event;
+  }
+
+  /** Every event so far whose MAIL FROM is `sender`. */
+  async from(sender: string): Promise<InboundEvent[]> {
+    await this.poll();
+    return [...this.events.values()].filter((event) => event.envelope.mailFrom === sender);
+  }
+}
+
+/** The message id in a `250 2.0.0 queued as <id>` reply. */
+export function queuedId(reply: string): string {
+  const match = /250 2\.0\.0 queued as ([0-9A-Z]{26})/.exec(reply);
+  if (!match) throw new Error(`not a queued reply: ${reply}`);
+  return match[1]!;
+}
+
+/**
+ * A bare SMTP client on a raw socket, to read the exact reply lines that client libraries hide.
+ */
+export class RawSmtp {
+  socket: Socket | TLSSocket;
+  #buffer = '';
+  #wake: (() => void) | undefined;
+  closed = false;
+
+  private constructor(socket: Socket | TLSSocket) {
+    // Commands and bodies go out in several writes; Nagle would hold each for the peer's delayed ACK.
+    socket.setNoDelay(true);
+    this.socket = socket;
+    this.#attach(socket);
+  }
+
+  #attach(socket: Socket | TLSSocket): void {
+    socket.on('data', (chunk: Buffer) => {
+      this.#buffer += chunk.toString('latin1');
+      this.#wake?.();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.#wake?.();
+    });
+    socket.on('error', () => {});
+  }
+
+  /** Connects (with TLS from the first byte when `tls`) and, unless `greeting` is false, reads the greeting. */
+  static async open(
+    port: number,
+    options: { tls?: boolean; greeting?: boolean; preamble?: Buffer } = {},
+  ): Promise<RawSmtp> {
+    const socket = options.tls
+      ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false })
+      : netConnect({ host: '127.0.0.1', port });
+    await new Promise<void>((resolve, reject) => {
+      socket.once(options.tls ? 'secureConnect' : 'connect', () => resolve());
+      socket.once('error', reject);
+    });
+    const client = new RawSmtp(socket);
+    if (options.preamble) socket.write(options.preamble);
+    if (options.greeting !== false) await client.reply();
+    return client;
+  }
+
+  /** The next complete reply (all its lines, joined by "\n"); "" once the server closed. */
+  async reply(timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const lines = this.#buffer.split('\r\n');
+      const last = lines.findIndex((line) => /^\d{3}(?: |$)/.test(line));
+      if (last !== -1) {
+        this.#buffer = lines.slice(last + 1).join('\r\n');
+        return lines.slice(0, last + 1).join('\n');
+      }
+      if (this.closed) return '';
+      if (Date.now() > deadline) throw new Error(`no reply; buffer: ${JSON.stringify(this.#buffer)}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(1, deadline - Date.now()));
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  write(data: string | Buffer): void {
+    this.socket.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
+  }
+
+  /** Sends one command line and returns its reply. */
+  async command(line: string): Promise<string> {
+    this.write(`${line}\r\n`);
+    return this.reply();
+  }
+
+  /** STARTTLS and the handshake; returns the 220 reply. `pipelined` goes out in the same write. */
+  async startTls(pipelined = ''): Promise<string> {
+    const ready = await this.command(`STARTTLS\r\n${pipelined}`.replace(/\r\n$/, ''));
+    if (!ready.startsWith('220')) return ready;
+    const plain = this.socket;
+    plain.removeAllListeners('data');
+    const secure = tlsConnect({ socket: plain, rejectUnauthorized: false });
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', () => resolve());
+      secure.once('error', reject);
+    });
+    this.socket = secure;
+    this.#attach(secure);
+    return ready;
+  }
+
+  /** EHLO, then (optionally) AUTH PLAIN; returns the EHLO reply. */
+  async hello(auth?: { user: string; password: string }): Promise<string> {
+    const ehlo = await this.command('EHLO client.test');
+    if (auth) {
+      const token = Buffer.from(`\0${auth.user}\0${auth.password}`).toString('base64');
+      const reply = await this.command(`AUTH PLAIN ${token}`);
+      if (!reply.startsWith('235')) throw new Error(`AUTH failed: ${reply}`);
+    }
+    return ehlo;
+  }
+
+  /** MAIL, RCPT, DATA and the body (dot-stuffed here); returns the final reply. */
+  async send(from: string, to: string[], body: Buffer): Promise<string> {
+    const mail = await this.command(`MAIL FROM:<${from}>`);
+    if (!mail.startsWith('250')) return mail;
+    for (const recipient of to) {
+      const rcpt = await this.command(`RCPT TO:<${recipient}>`);
+      if (!rcpt.startsWith('250')) return rcpt;
+    }
+    const data = await this.command('DATA');
+    if (!data.startsWith('354')) return data;
+    this.write(dotStuff(body));
+    this.write(body.subarray(-2).toString() === '\r\n' ? '.\r\n' : '\r\n.\r\n');
+    return this.reply(60_000);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** RFC 5321 §4.5.2 transparency: a line starting with "." gets another one. */
+export function dotStuff(body: Buffer): Buffer {
+  return Buffer.from(body.toString('latin1').replace(/(^|\r\n)\./g, '$1..'), 'latin1');
+}
+
+export const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
