@@ -51,9 +51,9 @@ export class ListenerMetrics {
     this.#rejected.clear();
     const counters: [string, (typeof MetricUnit)[keyof typeof MetricUnit], number][] = [
       ['accepted', MetricUnit.Count, this.#accepted],
-      ['acceptedBytes', MetricUnit.Bytes, this.#acceptedBytes],
-      ['s3Failures', MetricUnit.Count, this.#s3Failures],
-      ['sqsFailures', MetricUnit.Count, this.#sqsFailures],
+      ['bytes', MetricUnit.Bytes, this.#acceptedBytes],
+      ['s3_failures', MetricUnit.Count, this.#s3Failures],
+      ['sqs_failures', MetricUnit.Count, this.#sqsFailures],
       ['connections', MetricUnit.Count, this.#connections],
     ];
     const nonZero = counters.filter(([, , value]) => value > 0);

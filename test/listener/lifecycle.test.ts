@@ -141,7 +141,7 @@ describe('listener: health, graceful close and TLS material', () => {
     const totals = emf.find((entry) => 'accepted' in entry);
     assert.ok(totals, 'the totals line was published');
     assert.equal(totals.accepted, 1);
-    assert.equal(totals.acceptedBytes, raw.size);
+    assert.equal(totals.bytes, raw.size);
     assert.equal(totals.connections, 1);
     assert.ok((totals._aws as { CloudWatchMetrics: unknown[] }).CloudWatchMetrics.length > 0, 'EMF envelope');
   });
