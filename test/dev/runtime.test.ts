@@ -131,7 +131,7 @@ describe('local runtime start-up', () => {
   });
 
   it('npm start prints the banner, then exits 0 on SIGTERM', async () => {
-    const child = spawn(process.execPath, ['dev/main.ts'], {
+    const child = spawn(process.execPath, ['cli/main.ts', 'dev'], {
       env: {
         ...process.env,
         MAILBRIDGE_SMTP_PORT: '0',
@@ -161,7 +161,7 @@ describe('local runtime start-up', () => {
   it('npm start exits 1 with the bad field on a bad --config', async () => {
     const file = join(dir, 'broken.yaml');
     await writeFile(file, 'version: 1\ndomains: []\n');
-    const child = spawn(process.execPath, ['dev/main.ts', '--config', file], {
+    const child = spawn(process.execPath, ['cli/main.ts', 'dev', '--config', file], {
       env: { ...process.env, MAILBRIDGE_DATA_DIR: join(dir, 'data2') },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import type { Command } from 'commander';
 import { ConfigError } from '../core/index.ts';
-import { describeRuntime, type LocalPorts, type LocalRuntime, startLocalRuntime } from './runtime.ts';
+import type { LocalPorts, LocalRuntime } from '../dev/index.ts';
+import { CliError } from './output.ts';
 
 const PORT_VARIABLES: Record<keyof LocalPorts, string> = {
   smtp: 'MAILBRIDGE_SMTP_PORT',
@@ -30,23 +31,24 @@ function portsFromEnv(env: NodeJS.ProcessEnv): LocalPorts {
   return ports;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { config: { type: 'string' } } });
+/**
+ * Runs the local pipeline until SIGINT or SIGTERM, then drains in-flight work and exits 0; a second
+ * signal exits 1 at once. Prints the banner of {@link describeRuntime}.
+ */
+async function serve(options: { config?: string; dataDir: string }): Promise<void> {
+  const { describeRuntime, startLocalRuntime } = await import('../dev/index.ts');
   let runtime: LocalRuntime;
   try {
     runtime = await startLocalRuntime({
-      ...(values.config ? { configFile: values.config } : {}),
-      dataDir: process.env.MAILBRIDGE_DATA_DIR || join(import.meta.dirname, '..', '.mailbridge', 'data'),
+      ...(options.config ? { configFile: options.config } : {}),
+      dataDir: options.dataDir,
       ports: portsFromEnv(process.env),
     });
   } catch (error) {
-    console.error(
+    throw new CliError(
       error instanceof ConfigError ? error.message : `mailbridge failed to start: ${String(error)}`,
     );
-    process.exit(1);
   }
-  for (const line of describeRuntime(runtime)) console.log(line);
-
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -65,6 +67,24 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // Only now: a script that waits for the banner may signal at once.
+  for (const line of describeRuntime(runtime)) console.log(line);
 }
 
-await main();
+/** `mailbridge dev`: what `npm start` runs. */
+export function registerDev(program: Command): void {
+  program
+    .command('dev')
+    .description('run the whole pipeline locally: emulator, listener, parse and deliver functions, dev inbox')
+    .option('--config <file>', 'config file (JSON or YAML) (default: dev/mailbridge.yaml)')
+    .option(
+      '--data-dir <dir>',
+      'where stored mail and queues are kept across restarts (env MAILBRIDGE_DATA_DIR)',
+      process.env.MAILBRIDGE_DATA_DIR || join(import.meta.dirname, '..', '.mailbridge', 'data'),
+    )
+    .addHelpText(
+      'after',
+      `\nPorts: ${Object.values(PORT_VARIABLES).join(', ')} override the config's (0 picks a free one).`,
+    )
+    .action((options: { config?: string; dataDir: string }) => serve(options));
+}

@@ -1,0 +1,343 @@
+import type { Message } from '@aws-sdk/client-sqs';
+import { type Command, Option } from 'commander';
+import { DeliveryJobSchema, InboundEventSchema, QUEUE_SETTINGS } from '../core/index.ts';
+import {
+  type Connection,
+  type ConnectionOptions,
+  connect,
+  type QueueRole,
+  withConnectionOptions,
+} from './connection.ts';
+import { CliError, formatTable, printJson, startProgress, UsageError } from './output.ts';
+import { moveTo, peek, receiveAll, release } from './queue.ts';
+
+/** The two dead-letter queues, and where a redriven entry goes back to. */
+const DLQS = {
+  'delivery-dlq': { role: 'deliveryDlq', source: 'delivery' },
+  'inbound-dlq': { role: 'inboundDlq', source: 'inbound' },
+} as const satisfies Record<string, { role: QueueRole; source: QueueRole }>;
+type DlqName = keyof typeof DLQS;
+
+/** One DLQ entry as the CLI shows it: what it is and why it is there. */
+export interface DlqItem {
+  readonly queue: DlqName;
+  readonly sqsMessageId: string;
+  readonly messageId: string | null;
+  readonly routeId: string | null;
+  readonly endpoint: string | null;
+  readonly webhookId: string | null;
+  readonly recipients: readonly string[];
+  /**
+   * `permanent`, `gone`, `blocked`, `exhausted` (set by the deliver function); `receive-limit` (a job
+   * SQS moved after maxReceiveCount); `parse-failed` (an inbound event); `invalid` (not redrivable).
+   */
+  readonly reason: string;
+  readonly attempts: number | null;
+  readonly lastStatus: number | null;
+  readonly lastError: string | null;
+  /** When it was put on the DLQ. */
+  readonly deadLetteredAt: string | null;
+}
+
+interface Held {
+  readonly item: DlqItem;
+  readonly message: Message;
+  /** What goes back to the source queue; undefined when redriving would only fail again. */
+  readonly redriveBody: string | undefined;
+}
+
+function parseJson(body: string): unknown {
+  try {
+    return JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+}
+
+function describe(queue: DlqName, message: Message): Held {
+  const body = message.Body ?? '';
+  const sentAt = Number(message.Attributes?.SentTimestamp);
+  const base = {
+    queue,
+    sqsMessageId: message.MessageId!,
+    messageId: null,
+    routeId: null,
+    endpoint: null,
+    webhookId: null,
+    recipients: [],
+    attempts: null,
+    lastStatus: null,
+    lastError: null,
+    deadLetteredAt: Number.isFinite(sentAt) ? new Date(sentAt).toISOString() : null,
+  };
+  const document = parseJson(body);
+  if (queue === 'inbound-dlq') {
+    const event = InboundEventSchema.safeParse(document);
+    if (!event.success) {
+      return {
+        message,
+        redriveBody: undefined,
+        item: { ...base, reason: 'invalid', lastError: 'not an InboundEvent' },
+      };
+    }
+    return {
+      message,
+      redriveBody: body,
+      item: {
+        ...base,
+        messageId: event.data.id,
+        recipients: event.data.envelope.rcptTo,
+        reason: 'parse-failed',
+        attempts: QUEUE_SETTINGS.inbound.maxReceiveCount,
+        lastError: 'the parse function failed on it every time; its logs (by messageId) say why',
+      },
+    };
+  }
+  const job = DeliveryJobSchema.safeParse(document);
+  if (!job.success) {
+    return {
+      message,
+      redriveBody: undefined,
+      item: { ...base, reason: 'invalid', lastError: 'not a DeliveryJob' },
+    };
+  }
+  const entry = document as { reason?: unknown; attempts?: unknown };
+  // A fresh receive count gives the job its route's whole schedule again (see functions/deliver).
+  const { lastError, lastStatus, ...fresh } = job.data;
+  return {
+    message,
+    redriveBody: JSON.stringify(fresh),
+    item: {
+      ...base,
+      messageId: job.data.messageId,
+      routeId: job.data.routeId,
+      endpoint: job.data.endpoint,
+      webhookId: job.data.webhookId,
+      recipients: job.data.recipients,
+      reason: typeof entry.reason === 'string' ? entry.reason : 'receive-limit',
+      attempts: typeof entry.attempts === 'number' ? entry.attempts : QUEUE_SETTINGS.delivery.maxReceiveCount,
+      lastStatus: lastStatus ?? null,
+      lastError: lastError ?? null,
+    },
+  };
+}
+
+/** Every entry of the chosen DLQs, held invisible until released. */
+async function holdAll(connection: Connection, queues: readonly DlqName[]): Promise<Map<DlqName, Held[]>> {
+  const held = new Map<DlqName, Held[]>();
+  try {
+    for (const queue of queues) {
+      const url = await connection.queueUrl(DLQS[queue].role);
+      const messages = await receiveAll(connection.sqs, url, connection.local);
+      held.set(
+        queue,
+        messages.map((message) => describe(queue, message)),
+      );
+    }
+  } catch (error) {
+    await releaseAll(connection, held);
+    throw error;
+  }
+  return held;
+}
+
+async function releaseAll(
+  connection: Connection,
+  held: ReadonlyMap<DlqName, readonly Held[]>,
+): Promise<void> {
+  for (const [queue, entries] of held) {
+    await release(
+      connection.sqs,
+      await connection.queueUrl(DLQS[queue].role),
+      entries.map((entry) => entry.message),
+      connection.local,
+    );
+  }
+}
+
+/** The entries of the chosen DLQs, left where they are. */
+async function listItems(connection: Connection, queues: readonly DlqName[]): Promise<DlqItem[]> {
+  const items: DlqItem[] = [];
+  for (const queue of queues) {
+    const url = await connection.queueUrl(DLQS[queue].role);
+    const messages = await peek(connection.sqs, url, connection.endpoint);
+    items.push(...messages.map((message) => describe(queue, message).item));
+  }
+  return items;
+}
+
+function summary(item: DlqItem): string[] {
+  const status = item.lastStatus === null ? '' : ` (HTTP ${item.lastStatus})`;
+  const tries = item.attempts === null ? '' : `, ${item.attempts} ${item.attempts === 1 ? 'try' : 'tries'}`;
+  return [
+    item.messageId ?? item.sqsMessageId,
+    item.routeId ?? '-',
+    item.endpoint ?? item.recipients.join(','),
+    `${item.reason}${status}${tries}`,
+    item.lastError ?? '',
+  ];
+}
+
+function printList(items: readonly DlqItem[], queues: readonly DlqName[]): void {
+  for (const queue of queues) {
+    const entries = items.filter((item) => item.queue === queue);
+    console.log(
+      `${queue}: ${entries.length === 0 ? 'empty' : `${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}`}`,
+    );
+    for (const line of formatTable(entries.map(summary))) console.log(`  ${line}`);
+  }
+}
+
+function printItem(item: DlqItem): void {
+  const rows: [string, string][] = [
+    ['queue', item.queue],
+    ['message id', item.messageId ?? '-'],
+    ['route', item.routeId ?? '-'],
+    ['endpoint', item.endpoint ?? '-'],
+    ['webhook id', item.webhookId ?? '-'],
+    ['recipients', item.recipients.join(', ') || '-'],
+    ['reason', item.reason],
+    ['attempts', item.attempts === null ? '-' : String(item.attempts)],
+    ['last status', item.lastStatus === null ? '-' : String(item.lastStatus)],
+    ['last error', item.lastError ?? '-'],
+    ['dead-lettered', item.deadLetteredAt ?? '-'],
+    ['sqs message id', item.sqsMessageId],
+  ];
+  for (const line of formatTable(rows)) console.log(line);
+}
+
+interface DlqOptions extends ConnectionOptions {
+  queue?: 'inbound' | 'delivery';
+  json?: boolean;
+}
+
+function chosenQueues(options: DlqOptions): DlqName[] {
+  return options.queue ? [`${options.queue}-dlq`] : ['delivery-dlq', 'inbound-dlq'];
+}
+
+interface RedriveOptions extends DlqOptions {
+  all?: boolean;
+  messageId?: string;
+  route?: string;
+}
+
+async function redrive(connection: Connection, options: RedriveOptions): Promise<void> {
+  const filters = [options.all, options.messageId, options.route].filter((value) => value !== undefined);
+  if (filters.length !== 1)
+    throw new UsageError('redrive needs exactly one of --all, --message-id or --route');
+  const matches = (item: DlqItem) =>
+    options.all === true ||
+    item.messageId === options.messageId ||
+    (options.route !== undefined && item.routeId === options.route);
+  const held = await holdAll(connection, chosenQueues(options));
+  const redriven: DlqItem[] = [];
+  const skipped: DlqItem[] = [];
+  const untouched = new Map<DlqName, Held[]>();
+  try {
+    const chosen = [...held.values()].flat().filter((entry) => matches(entry.item));
+    for (const [queue, entries] of held)
+      untouched.set(
+        queue,
+        entries.filter((entry) => !chosen.includes(entry)),
+      );
+    const progress = startProgress(chosen.length, 'redrive', { json: options.json === true });
+    for (const entry of chosen) {
+      const { queue } = entry.item;
+      if (entry.redriveBody === undefined) {
+        skipped.push(entry.item);
+        untouched.get(queue)!.push(entry);
+      } else {
+        await moveTo(
+          connection.sqs,
+          { queueUrl: await connection.queueUrl(DLQS[queue].role), message: entry.message },
+          await connection.queueUrl(DLQS[queue].source),
+          entry.redriveBody,
+        );
+        redriven.push(entry.item);
+      }
+      progress.tick();
+    }
+    progress.stop();
+  } finally {
+    await releaseAll(connection, untouched.size > 0 ? untouched : held);
+  }
+  if (options.json) {
+    printJson({ redriven, skipped });
+  } else {
+    console.log(`redrove ${redriven.length} ${redriven.length === 1 ? 'entry' : 'entries'}`);
+    for (const line of formatTable(redriven.map((item) => [item.queue, ...summary(item).slice(0, 3)])))
+      console.log(`  ${line}`);
+    for (const item of skipped)
+      console.error(`skipped ${item.queue} ${item.sqsMessageId}: ${item.reason}, would fail again`);
+  }
+  if (redriven.length === 0) throw new CliError('nothing redriven: no entry matched');
+}
+
+/** `mailbridge dlq list|show|redrive`. */
+export function registerDlq(program: Command): void {
+  const dlq = program
+    .command('dlq')
+    .description('what is in the dead-letter queues and why; move entries back to be tried again');
+  const withCommon = (command: Command) =>
+    withConnectionOptions(
+      command
+        .addOption(new Option('--queue <which>', 'only this DLQ').choices(['inbound', 'delivery']))
+        .option('--json', 'print JSON'),
+    );
+
+  withCommon(
+    dlq
+      .command('list')
+      .description('list the entries of both DLQs with reason, last status, error and attempts'),
+  ).action(async (options: DlqOptions) => {
+    const connection = await connect(options);
+    try {
+      const items = await listItems(connection, chosenQueues(options));
+      if (options.json) printJson(items);
+      else printList(items, chosenQueues(options));
+    } finally {
+      connection.close();
+    }
+  });
+
+  withCommon(
+    dlq
+      .command('show')
+      .argument('<id>', 'a message id (every entry about it) or an SQS message id')
+      .description('show entries in full'),
+  ).action(async (id: string, options: DlqOptions) => {
+    const connection = await connect(options);
+    try {
+      const found = (await listItems(connection, chosenQueues(options))).filter(
+        (item) => item.messageId === id || item.sqsMessageId === id,
+      );
+      if (found.length === 0) throw new CliError(`no DLQ entry for ${id}`);
+      if (options.json) printJson(found);
+      else
+        found.forEach((item, index) => {
+          if (index > 0) console.log('');
+          printItem(item);
+        });
+    } finally {
+      connection.close();
+    }
+  });
+
+  withCommon(
+    dlq
+      .command('redrive')
+      .description(
+        'send entries back to their source queue (a delivery job gets its full retry schedule again)',
+      )
+      .option('--all', 'every entry')
+      .option('--message-id <id>', 'the entries of one message')
+      .option('--route <id>', 'the delivery entries of one route'),
+  ).action(async (options: RedriveOptions) => {
+    const connection = await connect(options);
+    try {
+      await redrive(connection, options);
+    } finally {
+      connection.close();
+    }
+  });
+}

@@ -1,0 +1,201 @@
+import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
+import type { Readable } from 'node:stream';
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { type Command, Option } from 'commander';
+import { decodeTime } from 'ulid';
+import {
+  createLogger,
+  createMetrics,
+  type InboundEvent,
+  InboundEventSchema,
+  loadConfig,
+  newMessageId,
+  Router,
+  rawObjectKey,
+  s3TextReader,
+} from '../core/index.ts';
+import { type ConnectionOptions, connect, withConnectionOptions } from './connection.ts';
+import { CliError, collect, LOCAL_CONFIG_FILE, printJson, UsageError } from './output.ts';
+
+interface ReplayOptions extends ConnectionOptions {
+  config?: string;
+  route?: string;
+  newId?: boolean;
+  rcpt: string[];
+  json?: boolean;
+}
+
+type Envelope = Pick<InboundEvent['envelope'], 'mailFrom' | 'rcptTo' | 'helo' | 'remoteAddress' | 'tls'>;
+
+function isMissing(error: unknown): boolean {
+  const name = (error as { name?: string }).name;
+  return name === 'NoSuchKey' || name === 'NotFound';
+}
+
+/** Size and SHA-256 of the stored raw message, read once as a stream. */
+async function measure(s3: S3Client, bucket: string, key: string): Promise<{ size: number; sha256: string }> {
+  const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key })).catch((error: unknown) => {
+    throw isMissing(error) ? new CliError(`no raw message at s3://${bucket}/${key}`) : error;
+  });
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of object.Body as Readable) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { size, sha256: hash.digest('hex') };
+}
+
+/** The envelope as the stored payloads of the first parse recorded it (one payload per route). */
+async function envelopeFromPayloads(
+  s3: S3Client,
+  bucket: string,
+  prefix: string,
+): Promise<Envelope | undefined> {
+  const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
+  let envelope: Envelope | undefined;
+  for (const { Key } of listed.Contents ?? []) {
+    const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key }));
+    const payload = JSON.parse(await object.Body!.transformToString()) as { envelope: Envelope };
+    const rcptTo = [...new Set([...(envelope?.rcptTo ?? []), ...payload.envelope.rcptTo])];
+    envelope = { ...payload.envelope, rcptTo };
+  }
+  return envelope;
+}
+
+/** The envelope as far as the listener's `Received:` trace header (RFC 5321 §4.4) tells it. */
+async function envelopeFromReceived(s3: S3Client, bucket: string, key: string): Promise<Envelope> {
+  const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: 'bytes=0-4095' }));
+  const head = (await object.Body!.transformToString('latin1')).split(/\r?\n(?![ \t])/)[0] ?? '';
+  const from = /^Received: from (\S+) \(\[([^\]]+)\]\)/.exec(head);
+  const tls = /\(using (\S+) with cipher (\S+)\)/.exec(head);
+  const rcpt = /\bfor <([^>]+)>;/.exec(head);
+  return {
+    mailFrom: '',
+    rcptTo: rcpt ? [rcpt[1]!] : [],
+    helo: from?.[1] ?? '',
+    remoteAddress: from?.[2] ?? '',
+    tls: tls ? { protocol: tls[1]!, cipher: tls[2]! } : null,
+  };
+}
+
+/** `mailbridge replay`. */
+export function registerReplay(program: Command): void {
+  withConnectionOptions(
+    program
+      .command('replay')
+      .description(
+        'parse a stored raw message again and queue fresh deliveries (same webhook-id unless --new-id)',
+      )
+      .argument('<message-id>', 'the id from `250 2.0.0 queued as <id>`')
+      .addOption(
+        new Option('--config <file>', `config file or s3:// URL (default ${LOCAL_CONFIG_FILE} locally)`).env(
+          'MAILBRIDGE_CONFIG',
+        ),
+      )
+      .option('--route <id>', 'only the recipients of this route')
+      .option('--new-id', 'a new message id, so new webhook-ids (receivers will not dedupe it)')
+      .option(
+        '--rcpt <address>',
+        'recipients, when the stored data does not name them; repeatable',
+        collect,
+        [],
+      )
+      .option('--json', 'print JSON'),
+  ).action(async (id: string, options: ReplayOptions) => {
+    let time: number;
+    try {
+      time = decodeTime(id);
+    } catch {
+      throw new UsageError(`not a message id (ULID): ${id}`);
+    }
+    // The functions log at info on stdout; only problems belong in the CLI's output.
+    process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
+    process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
+    const connection = await connect(options);
+    // Loaded on use, like the runtime: the parser and mail authentication take long to load.
+    const { boundedResolver, payloadKey, processInboundEvent, s3Presigner, systemResolver } = await import(
+      '../functions/index.ts'
+    );
+    try {
+      const source = options.config ?? (connection.local ? LOCAL_CONFIG_FILE : undefined);
+      if (!source)
+        throw new UsageError(
+          '--aws needs --config (or MAILBRIDGE_CONFIG): the deployed config file or s3:// URL',
+        );
+      const config = await loadConfig(source, connection.local ? 'local' : 'aws', {
+        s3Text: s3TextReader(connection.s3),
+      });
+      const router = new Router(config);
+      if (options.route && !config.routes.some((route) => route.id === options.route)) {
+        throw new UsageError(`no route ${options.route} in ${source}`);
+      }
+      const bucket = connection.bucket();
+      const key = rawObjectKey(id, new Date(time));
+      const raw = { bucket, key, ...(await measure(connection.s3, bucket, key)) };
+      const stored = await envelopeFromPayloads(
+        connection.s3,
+        bucket,
+        `${posix.dirname(payloadKey(id, 'route'))}/`,
+      );
+      const envelope = stored ?? (await envelopeFromReceived(connection.s3, bucket, key));
+      const envelopeSource = stored ? 'stored payloads' : 'Received header';
+      const recipients = (options.rcpt.length > 0 ? options.rcpt : envelope.rcptTo).filter((rcpt) => {
+        if (!options.route) return true;
+        try {
+          return router.resolve(rcpt).route.id === options.route;
+        } catch {
+          return false;
+        }
+      });
+      if (recipients.length === 0) {
+        throw new CliError(
+          options.route
+            ? `no recipient of ${id} goes to route ${options.route}`
+            : `the recipients of ${id} are not recorded (several, never parsed): name them with --rcpt`,
+        );
+      }
+      const replayId = options.newId ? newMessageId() : id;
+      const event = InboundEventSchema.parse({
+        version: 1,
+        id: replayId,
+        receivedAt: new Date(time).toISOString(),
+        raw,
+        // Not recorded anywhere after the session; parse does not use them.
+        envelope: { ...envelope, rcptTo: recipients, remotePort: 0, localPort: 0, authUser: null },
+      } satisfies InboundEvent);
+      const jobs = await processInboundEvent(event, {
+        s3: connection.s3,
+        sqs: connection.sqs,
+        bucket,
+        deliveryQueueUrl: await connection.queueUrl('delivery'),
+        config,
+        router,
+        resolver: boundedResolver(systemResolver()),
+        presign: s3Presigner(connection.s3),
+        logger: createLogger('replay').createChild({ persistentKeys: { messageId: replayId } }),
+        metrics: createMetrics('replay'),
+      });
+      const queued = jobs.map(({ routeId, endpoint, webhookId, recipients }) => ({
+        routeId,
+        endpoint,
+        webhookId,
+        recipients,
+      }));
+      if (options.json) {
+        printJson({ messageId: id, replayedAs: replayId, envelopeSource, jobs: queued });
+      } else {
+        const as = replayId === id ? '' : ` as ${replayId}`;
+        console.log(
+          `replayed ${id}${as} (envelope from ${envelopeSource}): ${jobs.length} delivery job(s) queued`,
+        );
+        for (const job of queued)
+          console.log(`  route ${job.routeId} → ${job.endpoint} webhook-id ${job.webhookId}`);
+      }
+      if (jobs.length === 0) throw new CliError('nothing queued: no recipient routes anywhere now');
+    } finally {
+      connection.close();
+    }
+  });
+}

@@ -1,0 +1,382 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { type InboundEvent, newMessageId, rawObjectKey } from '../../core/index.ts';
+import { type InboxEntry, type LocalRuntime, startLocalRuntime } from '../../dev/index.ts';
+import { runCli, startCli } from './helpers.ts';
+
+const SECRET = 'whsec_dGVzdC1zZWNyZXQtZm9yLXRoZS1jbGktdGVzdHM=';
+const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0 };
+
+/** No DNS: every lookup is "no such record", so auth never waits on the network. */
+const noDns = async (name: string): Promise<never> => {
+  throw Object.assign(new Error(`queryTxt ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
+};
+
+interface Payload {
+  id: string;
+  route: { id: string };
+  message: {
+    subject: string;
+    headers: { name: string; value: string }[];
+    attachments: { filename: string }[];
+  };
+}
+
+describe('mailbridge CLI against the local runtime', () => {
+  let runtime: LocalRuntime;
+  let dir: string;
+  let effectiveConfig: string;
+  let env: Record<string, string>;
+  let mx: string;
+  let submission: string;
+  // The `flaky` route's endpoint: refuses with 400 until told to accept.
+  let flaky: Server;
+  let flakyAccepts = false;
+  const flakyReceived: string[] = [];
+
+  /** The first dev-inbox webhook matching `test`, polled until it arrives. */
+  async function webhookWhere(test: (payload: Payload, entry: InboxEntry) => boolean): Promise<InboxEntry> {
+    for (let waited = 0; waited < 20_000; waited += 100) {
+      const found = runtime.inbox.entries.find((entry) => test(JSON.parse(entry.body) as Payload, entry));
+      if (found) return found;
+      await sleep(100);
+    }
+    throw new Error('no such webhook in the dev inbox');
+  }
+
+  before(async () => {
+    flaky = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => {
+        flakyReceived.push(String(request.headers['webhook-id']));
+        response.writeHead(flakyAccepts ? 204 : 400).end(flakyAccepts ? '' : 'bad request');
+      });
+    });
+    flaky.listen(0, '127.0.0.1');
+    await once(flaky, 'listening');
+    dir = await mkdtemp(join(tmpdir(), 'mailbridge-cli-'));
+    const configFile = join(dir, 'mailbridge.json');
+    await writeFile(
+      configFile,
+      JSON.stringify({
+        domains: ['example.test'],
+        routes: [
+          {
+            id: 'dev-inbox',
+            match: ['*@example.test'],
+            endpoints: ['http://127.0.0.1:8025/webhooks'],
+            secret: { value: SECRET },
+            attachments: { mode: 'inline' },
+          },
+          {
+            id: 'flaky',
+            match: ['flaky@example.test'],
+            endpoints: [`http://127.0.0.1:${(flaky.address() as AddressInfo).port}/hook`],
+            secret: { value: SECRET },
+          },
+        ],
+        listeners: [
+          { host: '127.0.0.1', port: 0, mode: 'mx' },
+          { host: '127.0.0.1', port: 0, mode: 'submission' },
+        ],
+        health: { host: '127.0.0.1', port: 0 },
+        auth: { users: [{ user: 'dev', password: { value: 'dev-password' } }] },
+      }),
+    );
+    runtime = await startLocalRuntime({
+      configFile,
+      ports: ALL_PORTS_FREE,
+      resolver: noDns,
+      pollWaitSeconds: 1,
+    });
+    // The config in effect (dev-inbox endpoint on the inbox's real port), for the commands that need it.
+    effectiveConfig = join(dir, 'effective.json');
+    await writeFile(effectiveConfig, JSON.stringify(runtime.config));
+    env = { AWS_ENDPOINT_URL: runtime.emulator.endpoint };
+    const port = (mode: string) => runtime.listener.listeners.find((l) => l.mode === mode)!.port;
+    mx = `127.0.0.1:${port('mx')}`;
+    submission = `127.0.0.1:${port('submission')}`;
+  });
+
+  after(async () => {
+    await runtime?.close();
+    flaky?.closeAllConnections();
+    flaky?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('shows --help for every command and exits 0', async () => {
+    const commands = [
+      ['dev'],
+      ['send'],
+      ['routes', 'check'],
+      ['dlq', 'list'],
+      ['dlq', 'show'],
+      ['dlq', 'redrive'],
+      ['replay'],
+      ['tail'],
+      ['verify'],
+    ];
+    const results = await Promise.all(commands.map((command) => runCli([...command, '--help'])));
+    results.forEach((result, index) => {
+      assert.equal(result.code, 0, commands[index]!.join(' '));
+      assert.match(result.stdout, new RegExp(`Usage: mailbridge ${commands[index]!.join(' ')}`));
+    });
+  });
+
+  it('exits 2 on usage errors', async () => {
+    const [unknown, noFilter, badCount] = await Promise.all([
+      runCli(['send', '--nope']),
+      runCli(['dlq', 'redrive'], { env }),
+      runCli(['send', '--count', 'many']),
+    ]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown option '--nope'/);
+    assert.equal(noFilter.code, 2);
+    assert.match(noFilter.stderr, /exactly one of --all, --message-id or --route/);
+    assert.equal(badCount.code, 2);
+  });
+
+  it('send: N copies with concurrency, each answered "queued as <id>", each delivered', async () => {
+    const result = await runCli([
+      'send',
+      '--server',
+      mx,
+      '--to',
+      'many@example.test',
+      '--subject',
+      'copies',
+      '--count',
+      '3',
+      '--concurrency',
+      '2',
+      '--json',
+    ]);
+    assert.equal(result.code, 0, result.stderr + result.stdout);
+    const sent = JSON.parse(result.stdout) as { ok: boolean; response: string; queuedAs: string }[];
+    assert.equal(sent.length, 3);
+    for (const one of sent) {
+      assert.equal(one.ok, true);
+      assert.match(one.response, /^250 2\.0\.0 queued as [0-9A-Z]{26}$/);
+      await webhookWhere((payload) => payload.id === one.queuedAs);
+    }
+  });
+
+  it('send: STARTTLS + AUTH on the submission port, with an attachment and a custom header', async () => {
+    const file = join(dir, 'notes.txt');
+    await writeFile(file, 'attached words');
+    const result = await runCli([
+      'send',
+      '--server',
+      submission,
+      '--starttls',
+      '--auth',
+      'dev:dev-password',
+      '--to',
+      'auth@example.test',
+      '--attach',
+      file,
+      '--header',
+      'X-Ticket: 42',
+    ]);
+    assert.equal(result.code, 0, result.stderr + result.stdout);
+    const id = /^1\/1 250 2\.0\.0 queued as (\S+)$/m.exec(result.stdout)?.[1];
+    assert.ok(id, result.stdout);
+    const entry = await webhookWhere((payload) => payload.id === id);
+    const payload = JSON.parse(entry.body) as Payload;
+    assert.deepEqual(
+      payload.message.attachments.map((a) => a.filename),
+      ['notes.txt'],
+    );
+    assert.ok(payload.message.headers.some((h) => h.name.toLowerCase() === 'x-ticket' && h.value === '42'));
+  });
+
+  it('send: a refused recipient prints the SMTP reply and exits 1', async () => {
+    const result = await runCli(['send', '--server', mx, '--to', 'someone@elsewhere.test']);
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /550 5\.7\.1/);
+  });
+
+  it('tail, dlq list/show/redrive: a failed delivery is followed, explained and redriven', async () => {
+    const tail = await startCli(
+      [
+        'tail',
+        '--json',
+        '--count',
+        '2',
+        '--timeout',
+        '30',
+        '--interval',
+        '0.2',
+        '--inbox',
+        runtime.inbox.url,
+      ],
+      'following',
+      { env },
+    );
+    const sent = await runCli([
+      'send',
+      '--server',
+      mx,
+      '--to',
+      'tailed@example.test',
+      '--to',
+      'flaky@example.test',
+      '--json',
+    ]);
+    assert.equal(sent.code, 0, sent.stderr + sent.stdout);
+    const id = (JSON.parse(sent.stdout) as { queuedAs: string }[])[0]!.queuedAs;
+    const tailed = await tail.done;
+    assert.equal(tailed.code, 0, tailed.stderr);
+    const lines = tailed.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.deepEqual(lines.map((line) => line.kind).sort(), ['delivered', 'failed']);
+    const failed = lines.find((line) => line.kind === 'failed')!;
+    assert.equal(failed.messageId, id);
+    assert.equal(failed.lastStatus, 400);
+
+    const listed = await runCli(['dlq', 'list', '--json'], { env });
+    assert.equal(listed.code, 0, listed.stderr);
+    const items = JSON.parse(listed.stdout) as Record<string, unknown>[];
+    const item = items.find((entry) => entry.messageId === id);
+    assert.ok(item, listed.stdout);
+    assert.equal(item.queue, 'delivery-dlq');
+    assert.equal(item.routeId, 'flaky');
+    assert.equal(item.reason, 'permanent');
+    assert.equal(item.lastStatus, 400);
+    assert.equal(item.attempts, 1);
+    assert.match(String(item.lastError), /HTTP 400: bad request/);
+
+    const shown = await runCli(['dlq', 'show', id], { env });
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /reason\s+permanent/);
+    const missing = await runCli(['dlq', 'show', '01ARZ3NDEKTSV4RRFFQ69G5FAV'], { env });
+    assert.equal(missing.code, 1);
+
+    flakyAccepts = true;
+    const before = flakyReceived.length;
+    const redriven = await runCli(['dlq', 'redrive', '--route', 'flaky', '--json'], { env });
+    assert.equal(redriven.code, 0, redriven.stderr);
+    assert.deepEqual(
+      (JSON.parse(redriven.stdout) as { redriven: { messageId: string }[] }).redriven.map((r) => r.messageId),
+      [id],
+    );
+    for (let waited = 0; flakyReceived.length === before && waited < 20_000; waited += 100) await sleep(100);
+    assert.equal(flakyReceived.length, before + 1);
+    const empty = await runCli(['dlq', 'list', '--queue', 'delivery', '--json'], { env });
+    assert.deepEqual(JSON.parse(empty.stdout), []);
+    const nothing = await runCli(['dlq', 'redrive', '--route', 'flaky'], { env });
+    assert.equal(nothing.code, 1);
+  });
+
+  it('dlq: an inbound event that parse gave up on is listed and redriven to be parsed again', async () => {
+    const id = newMessageId();
+    const receivedAt = new Date();
+    const raw = await readFile(join(import.meta.dirname, '..', 'fixtures', 'mail', '01-plain-ascii.eml'));
+    const key = rawObjectKey(id, receivedAt);
+    const { createHash } = await import('node:crypto');
+    await runtime.s3.send(new PutObjectCommand({ Bucket: runtime.resources.bucket, Key: key, Body: raw }));
+    const event: InboundEvent = {
+      version: 1,
+      id,
+      receivedAt: receivedAt.toISOString(),
+      raw: {
+        bucket: runtime.resources.bucket,
+        key,
+        size: raw.length,
+        sha256: createHash('sha256').update(raw).digest('hex'),
+      },
+      envelope: {
+        mailFrom: 'ann@sender.test',
+        rcptTo: ['dead@example.test'],
+        helo: 'sender.test',
+        remoteAddress: '127.0.0.1',
+        remotePort: 40000,
+        localPort: 2525,
+        tls: null,
+        authUser: null,
+      },
+    };
+    // Where SQS puts it after maxReceiveCount failed parses.
+    await runtime.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: runtime.resources.inboundDlqUrl,
+        MessageBody: JSON.stringify(event),
+      }),
+    );
+    const listed = await runCli(['dlq', 'list', '--queue', 'inbound'], { env });
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(
+      listed.stdout,
+      new RegExp(`inbound-dlq: 1 entry\\n  ${id} .*dead@example\\.test.*parse-failed`),
+    );
+    const redriven = await runCli(['dlq', 'redrive', '--message-id', id], { env });
+    assert.equal(redriven.code, 0, redriven.stderr);
+    assert.match(redriven.stdout, /redrove 1 entry/);
+    await webhookWhere((payload) => payload.id === id);
+  });
+
+  it('replay: parses the stored message again, same webhook-id, or a new one with --new-id', async () => {
+    const sent = await runCli([
+      'send',
+      '--server',
+      mx,
+      '--to',
+      'replay@example.test',
+      '--subject',
+      'again',
+      '--json',
+    ]);
+    const id = (JSON.parse(sent.stdout) as { queuedAs: string }[])[0]!.queuedAs;
+    const first = await webhookWhere((payload) => payload.id === id);
+    const webhookId = String(first.headers['webhook-id']);
+
+    const replayed = await runCli(['replay', id, '--config', effectiveConfig, '--json'], { env });
+    assert.equal(replayed.code, 0, replayed.stderr);
+    const result = JSON.parse(replayed.stdout) as {
+      replayedAs: string;
+      envelopeSource: string;
+      jobs: { webhookId: string }[];
+    };
+    assert.equal(result.replayedAs, id);
+    assert.equal(result.envelopeSource, 'stored payloads');
+    assert.deepEqual(
+      result.jobs.map((job) => job.webhookId),
+      [webhookId],
+    );
+    await webhookWhere((payload, entry) => payload.id === id && entry !== first);
+
+    const renewed = await runCli(
+      ['replay', id, '--config', effectiveConfig, '--new-id', '--route', 'dev-inbox', '--json'],
+      {
+        env,
+      },
+    );
+    assert.equal(renewed.code, 0, renewed.stderr);
+    const fresh = JSON.parse(renewed.stdout) as { replayedAs: string; jobs: { webhookId: string }[] };
+    assert.notEqual(fresh.replayedAs, id);
+    assert.notEqual(fresh.jobs[0]!.webhookId, webhookId);
+    const again = await webhookWhere((payload) => payload.id === fresh.replayedAs);
+    assert.equal((JSON.parse(again.body) as Payload).message.subject, 'again');
+    assert.equal(again.signatureValid, true);
+
+    const [unknownRoute, unknownMessage] = await Promise.all([
+      runCli(['replay', id, '--config', effectiveConfig, '--route', 'nope'], { env }),
+      runCli(['replay', newMessageId(), '--config', effectiveConfig], { env }),
+    ]);
+    assert.equal(unknownRoute.code, 2);
+    assert.equal(unknownMessage.code, 1);
+    assert.match(unknownMessage.stderr, /no raw message/);
+  });
+});
