@@ -1,0 +1,332 @@
+import assert from 'node:assert/strict';
+import { connect as netConnect, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
+import { createTransport } from 'nodemailer';
+import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+import {
+  delay,
+  makeMessage,
+  PASSWORD,
+  queuedId,
+  RawSmtp,
+  startTestListener,
+  type TestListener,
+  testConfig,
+  USER,
+  useListener,
+} from '../listener/helpers.ts';
+
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+const OUR_DOMAINS = ['example.test', 'strict.test'];
+
+/** Waits until the listener has no session open (server-side close events trail the client's). */
+async function noSessionsLeft(listener: TestListener): Promise<number> {
+  for (let i = 0; i < 50 && listener.sessions() > 0; i++) await delay(100);
+  return listener.sessions();
+}
+
+/** A connection from `localAddress` (any 127/8 address is loopback) and its first reply line, "" if closed unanswered. */
+async function greetingFrom(
+  port: number,
+  localAddress: string,
+): Promise<{ socket: Socket; greeting: string }> {
+  const socket = netConnect({ host: '127.0.0.1', port, localAddress });
+  socket.on('error', () => {});
+  const greeting = await new Promise<string>((resolve) => {
+    let text = '';
+    const timer = setTimeout(() => resolve(text), 10_000);
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      if (text.includes('\r\n')) {
+        clearTimeout(timer);
+        resolve(text.split('\r\n')[0]!);
+      }
+    });
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(text.split('\r\n')[0]!);
+    });
+  });
+  return { socket, greeting };
+}
+
+/** The first bytes a TLS client sends (its ClientHello), captured without any network. */
+async function clientHello(): Promise<Buffer> {
+  let captured: (hello: Buffer) => void = () => {};
+  const hello = new Promise<Buffer>((resolve) => {
+    captured = resolve;
+  });
+  const wire = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      captured(Buffer.from(chunk));
+      callback();
+    },
+  });
+  const tls = tlsConnect({ socket: wire, rejectUnauthorized: false, servername: 'mx.mailbridge.test' });
+  tls.on('error', () => {});
+  const bytes = await hello;
+  tls.destroy();
+  wire.destroy();
+  return bytes;
+}
+
+describe('hostile input: open relay tricks', () => {
+  const t = useListener();
+
+  // Addresses smtp-server parses: each must be refused (5.7.1 for a foreign domain, 5.1.1 for a
+  // mailbox of ours no route takes) or be refused as bad syntax; none may be relayed.
+  const tricks = [
+    'user@other.test',
+    'USER@OTHER.TEST',
+    'user%other.test@strict.test',
+    'user!other.test@strict.test',
+    'other.test!user@strict.test',
+    '@strict.test:user@other.test',
+    '@example.test,@strict.test:user@other.test',
+    '"user@other.test"@strict.test',
+    '"user@other.test"@example.test',
+    '"user"@other.test',
+    'user@other.test@example.test',
+    'user@other.test.',
+    'user@example.test.',
+    'user@example.test.other.test',
+    'user@sub.example.test',
+    'user@xn--exmple-4nf.test',
+    'user@ex\u0430mple.test',
+    'user@example.tes\u0442',
+    'user@[127.0.0.1]',
+    'user@[IPv6:::1]',
+    'user@localhost',
+    'postmaster',
+    'user@other.test#@example.test',
+    'user@example.test\\@other.test',
+  ];
+
+  it('refuses every foreign-domain trick with 550 5.7.1, 550 5.1.1 or a syntax error, never 250', async () => {
+    const client = await RawSmtp.open(t.listener.port('mx'));
+    await client.hello();
+    assert.match(await client.command('MAIL FROM:<relay@sender.test> SMTPUTF8'), /^250 /);
+    for (const trick of tricks) {
+      client.write(Buffer.from(`RCPT TO:<${trick}>\r\n`, 'utf8'));
+      const reply = await client.reply();
+      assert.match(
+        reply,
+        /^(550 5\.7\.1 Relaying denied|550 5\.1\.1 Mailbox|501 5\.1\.3 )/,
+        `${trick}: ${reply}`,
+      );
+    }
+    client.close();
+  });
+
+  it('keeps every recipient it does accept inside our domains, whatever the case or local-part tricks', async () => {
+    const client = await RawSmtp.open(t.listener.port('mx'));
+    await client.hello();
+    await client.command('MAIL FROM:<relay-accepted@sender.test>');
+    const accepted: string[] = [];
+    for (const candidate of [
+      'UPPER@EXAMPLE.TEST',
+      'mixed@EXAMPLE.test',
+      'KNOWN@STRICT.TEST',
+      'user%other.test@example.test',
+      'other.test!user@example.test',
+      ...tricks,
+    ]) {
+      client.write(Buffer.from(`RCPT TO:<${candidate}>\r\n`, 'utf8'));
+      if ((await client.reply()).startsWith('250')) accepted.push(candidate);
+    }
+    assert.equal(accepted.length, 5, accepted.join(', '));
+    assert.match(await client.command('DATA'), /^354 /);
+    client.write(makeMessage(200, 'relay'));
+    const reply = await client.command('.');
+    const event = await t.events.get(queuedId(reply));
+    assert.equal(event.envelope.rcptTo.length, 5);
+    for (const recipient of event.envelope.rcptTo) {
+      const domain = recipient.slice(recipient.lastIndexOf('@') + 1).toLowerCase();
+      assert.ok(OUR_DOMAINS.includes(domain), recipient);
+    }
+    client.close();
+  });
+});
+
+describe('hostile input: STARTTLS command injection', () => {
+  const t = useListener(() => testConfig({ limits: { socketTimeout: '2s' } }));
+
+  it('drops the classic STARTTLS\\r\\nRSET\\r\\n: the first reply inside TLS answers our own EHLO', async () => {
+    const client = await RawSmtp.open(t.listener.port('mx'));
+    await client.hello();
+    assert.equal(await client.startTls('RSET\r\nNOOP\r\n'), '220 2.0.0 Ready to start TLS');
+    assert.match(await client.hello(), /^250-mx\.mailbridge\.test/);
+    assert.equal(await client.command('NOOP'), '250 2.0.0 OK');
+    client.close();
+  });
+
+  it('sends a STARTTLS with the ClientHello in the same segment nowhere: no command runs, the session ends', async () => {
+    const client = await RawSmtp.open(t.listener.port('mx'));
+    await client.hello();
+    client.write(Buffer.concat([Buffer.from('STARTTLS\r\n'), await clientHello()]));
+    assert.equal(await client.reply(), '220 2.0.0 Ready to start TLS');
+    // The bytes behind STARTTLS arrived in plaintext and are dropped, the handshake never starts,
+    // and the session ends at the socket timeout.
+    assert.equal(await client.reply(10_000), '');
+    assert.ok(client.closed);
+    assert.equal(await noSessionsLeft(t.listener), 0);
+  });
+
+  it('fails the handshake when plaintext is injected in front of the ClientHello, and keeps serving', async () => {
+    const client = await RawSmtp.open(t.listener.port('mx'));
+    await client.hello();
+    assert.equal(await client.command('STARTTLS'), '220 2.0.0 Ready to start TLS');
+    client.write(
+      Buffer.concat([
+        Buffer.from('MAIL FROM:<injected-3@evil.test>\r\nRCPT TO:<v@example.test>\r\nDATA\r\n'),
+        await clientHello(),
+      ]),
+    );
+    assert.equal(await client.reply(10_000), '');
+    assert.ok(client.closed, 'the server closed the connection');
+    assert.deepEqual(await t.events.from('injected-3@evil.test'), []);
+    const next = await RawSmtp.open(t.listener.port('mx'));
+    await next.hello();
+    await next.startTls();
+    await next.hello();
+    assert.match(
+      await next.send('after@sender.test', ['a@example.test'], makeMessage(300, 'after')),
+      /^250 /,
+    );
+    next.close();
+    assert.equal(await noSessionsLeft(t.listener), 0);
+  });
+});
+
+describe('hostile input: AUTH brute force and connection floods', () => {
+  let emulator: TestEmulator;
+  before(async () => {
+    emulator = await startTestEmulator();
+  });
+  after(async () => {
+    await emulator.close();
+  });
+
+  it('counts AUTH failures per address across connections and ports; then even the right password gets 421', async () => {
+    const listener = await startTestListener(emulator, testConfig({ limits: { maxAuthFailuresPerIp: 3 } }));
+    const wrongPlain = `AUTH PLAIN ${b64(`\0${USER}\0guess`)}`;
+    const first = await RawSmtp.open(listener.port('implicit-tls'), { tls: true });
+    await first.hello();
+    assert.equal(await first.command(wrongPlain), '535 5.7.8 Authentication credentials invalid');
+    first.close();
+    const second = await RawSmtp.open(listener.port('submission'));
+    await second.hello();
+    await second.startTls();
+    await second.hello();
+    assert.match(await second.command('AUTH LOGIN'), /^334 /);
+    assert.match(await second.command(b64(USER)), /^334 /);
+    assert.equal(await second.command(b64('guess 2')), '535 5.7.8 Authentication credentials invalid');
+    // Garbage base64 is a syntax error, not a password check: it neither counts nor slips through.
+    assert.match(await second.command('AUTH PLAIN !!!not-base64!!!'), /^(501|535) /);
+    second.close();
+    const third = await RawSmtp.open(listener.port('implicit-tls'), { tls: true });
+    await third.hello();
+    const reply = await third.command(wrongPlain);
+    assert.equal(reply, '421 4.7.0 Too many authentication failures, try again later');
+    for (const port of [listener.port('submission'), listener.port('implicit-tls')]) {
+      const again = await RawSmtp.open(port, {
+        tls: port === listener.port('implicit-tls'),
+        greeting: false,
+      });
+      assert.equal(await again.reply(), '421 4.7.0 Too many authentication failures, try again later');
+      again.close();
+    }
+    third.close();
+    await listener.close();
+  });
+
+  it('stops a parallel brute force at the limit: 30 simultaneous guesses get limit - 1 checks, a late right password 421', async () => {
+    const limit = 5;
+    const listener = await startTestListener(
+      emulator,
+      testConfig({ limits: { maxAuthFailuresPerIp: limit, maxConnectionsPerIp: 50 } }),
+    );
+    const clients = await Promise.all(
+      Array.from({ length: 31 }, () => RawSmtp.open(listener.port('implicit-tls'), { tls: true })),
+    );
+    await Promise.all(clients.map((client) => client.hello()));
+    const honest = clients.pop()!;
+    const replies = await Promise.all(
+      clients.map((client, i) => client.command(`AUTH PLAIN ${b64(`\0${USER}\0guess ${i}`)}`)),
+    );
+    const counts = new Map<string, number>();
+    for (const reply of replies) counts.set(reply, (counts.get(reply) ?? 0) + 1);
+    assert.deepEqual(Object.fromEntries(counts), {
+      '535 5.7.8 Authentication credentials invalid': limit - 1,
+      '421 4.7.0 Too many authentication failures, try again later': clients.length - (limit - 1),
+    });
+    assert.equal(
+      await honest.command(`AUTH PLAIN ${b64(`\0${USER}\0${PASSWORD}`)}`),
+      '421 4.7.0 Too many authentication failures, try again later',
+    );
+    for (const client of [...clients, honest]) client.close();
+    await listener.close();
+  });
+
+  it('answers a flood beyond maxConnections with 421 4.7.0 (or drops it), leaks no session and then serves a legit client', async () => {
+    const listener = await startTestListener(
+      emulator,
+      testConfig({ limits: { maxConnections: 20, maxConnectionsPerIp: 20 } }),
+    );
+    const flood = await Promise.all(
+      Array.from({ length: 120 }, (_, i) =>
+        greetingFrom(listener.port(i % 2 ? 'mx' : 'submission'), '127.0.0.1'),
+      ),
+    );
+    const greetings = flood.map(({ greeting }) => greeting);
+    assert.equal(greetings.filter((greeting) => greeting.startsWith('220 ')).length, 20);
+    for (const greeting of greetings.filter((text) => !text.startsWith('220 '))) {
+      assert.ok(['421 4.7.0 Too many connections, try again later', ''].includes(greeting), greeting);
+    }
+    for (const { socket } of flood) socket.destroy();
+    assert.equal(await noSessionsLeft(listener), 0);
+    const client = await RawSmtp.open(listener.port('mx'));
+    await client.hello();
+    assert.match(
+      await client.send('legit@sender.test', ['a@example.test'], makeMessage(300, 'legit')),
+      /^250 /,
+    );
+    client.close();
+    await listener.close();
+  });
+
+  it('holds one address to maxConnectionsPerIp while other addresses are still served', async () => {
+    const listener = await startTestListener(
+      emulator,
+      testConfig({ limits: { maxConnections: 100, maxConnectionsPerIp: 5 } }),
+    );
+    const flood = await Promise.all(
+      Array.from({ length: 30 }, () => greetingFrom(listener.port('mx'), '127.0.0.2')),
+    );
+    const greetings = flood.map(({ greeting }) => greeting);
+    assert.equal(greetings.filter((greeting) => greeting.startsWith('220 ')).length, 5);
+    assert.equal(
+      greetings.filter((greeting) => greeting === '421 4.7.0 Too many connections from your address').length,
+      25,
+    );
+    const transport = createTransport({
+      host: '127.0.0.1',
+      port: listener.port('mx'),
+      localAddress: '127.0.0.3',
+      secure: false,
+      ignoreTLS: true,
+    });
+    const info = await transport.sendMail({
+      envelope: { from: 'other-address@sender.test', to: ['a@example.test'] },
+      raw: makeMessage(300, 'other-address'),
+    });
+    assert.match(info.response, /^250 2\.0\.0 queued as /);
+    transport.close();
+    for (const { socket } of flood) socket.destroy();
+    assert.equal(await noSessionsLeft(listener), 0);
+    await listener.close();
+  });
+});
