@@ -1,10 +1,22 @@
+/**
+ * Parse throughput and memory, in a fresh process per measurement (`parse.ts <parser> <case>
+ * <budget bytes>`): the streaming parser of functions/parse (attachments hashed as they stream,
+ * as its S3 sink does) against mailparser's simpleParser on the same bytes.
+ */
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { simpleParser } from 'mailparser';
 import { parseMime } from '../functions/parse/index.ts';
+import { serve } from './ipc.ts';
 
-// Parse throughput of the streaming parser used by functions/parse (attachments hashed as they stream,
-// as the S3 sink does) against mailparser's simpleParser on the same bytes. Prints MB/s and ratios.
+export const PARSE_CASES = {
+  '2 KB text': { text: 1800, attachments: [] as number[] },
+  '100 KB, one attachment': { text: 20_000, attachments: [55_000] },
+  '10 MB, two attachments': { text: 50_000, attachments: [3_700_000, 3_700_000] },
+};
+export type ParseCase = keyof typeof PARSE_CASES;
+export type Parser = 'streaming' | 'simpleParser';
 
 function message(textBytes: number, attachments: number[]): Buffer {
   const text = 'Lorem ipsum dolor sit amet, consectetur adipiscing elit. '.repeat(Math.ceil(textBytes / 57));
@@ -22,54 +34,43 @@ function message(textBytes: number, attachments: number[]): Buffer {
   return Buffer.from(parts.join(''));
 }
 
+// As the raw object arrives from S3: a stream of 64 KiB chunks.
 const chunks = (raw: Buffer) => {
   const list: Buffer[] = [];
   for (let at = 0; at < raw.length; at += 64 * 1024) list.push(raw.subarray(at, at + 64 * 1024));
   return list;
 };
 
-async function streaming(raw: Buffer): Promise<void> {
-  await parseMime(Readable.from(chunks(raw)), async (attachment) => {
-    const hash = createHash('sha256');
-    for await (const chunk of attachment.content) hash.update(chunk);
-    return hash.digest('hex');
-  });
+const PARSERS: Record<Parser, (raw: Buffer) => Promise<unknown>> = {
+  streaming: (raw) =>
+    parseMime(Readable.from(chunks(raw)), async (attachment) => {
+      const hash = createHash('sha256');
+      for await (const chunk of attachment.content) hash.update(chunk);
+      return hash.digest('hex');
+    }),
+  simpleParser: (raw) =>
+    simpleParser(Readable.from(chunks(raw)), { skipTextToHtml: true, skipImageLinks: true }),
+};
+
+const status = (field: string) =>
+  Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
+
+/** One parser on one case: MB/s over about `budget` bytes, and peak RSS growth of the first parse. */
+async function run(args: { parser: Parser; case: ParseCase; budget: number }) {
+  const spec = PARSE_CASES[args.case];
+  const raw = message(spec.text, spec.attachments);
+  const parse = PARSERS[args.parser];
+  // Building the input left garbage behind: collect it and restart the peak from here (needs --expose-gc).
+  (globalThis as { gc?: () => void }).gc?.();
+  writeFileSync('/proc/self/clear_refs', '5');
+  const before = status('VmRSS');
+  await parse(raw);
+  const growthMiB = status('VmHWM') - before;
+  const rounds = Math.max(3, Math.ceil(args.budget / raw.length));
+  const started = performance.now();
+  for (let i = 0; i < rounds; i++) await parse(raw);
+  const seconds = (performance.now() - started) / 1000;
+  return { bytes: raw.length, mbPerSecond: (raw.length * rounds) / 1e6 / seconds, growthMiB };
 }
 
-async function simple(raw: Buffer): Promise<void> {
-  await simpleParser(Readable.from(chunks(raw)), { skipTextToHtml: true, skipImageLinks: true });
-}
-
-async function mbPerSecond(
-  run: (raw: Buffer) => Promise<void>,
-  raw: Buffer,
-  budgetBytes: number,
-): Promise<number> {
-  const rounds = Math.max(3, Math.ceil(budgetBytes / raw.length));
-  const started = process.hrtime.bigint();
-  for (let i = 0; i < rounds; i++) await run(raw);
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  return (raw.length * rounds) / 1e6 / seconds;
-}
-
-const cases: [string, Buffer][] = [
-  ['2 KB text', message(1800, [])],
-  ['100 KB text + attachment', message(20_000, [55_000])],
-  ['10 MB, two attachments', message(50_000, [3_700_000, 3_700_000])],
-];
-console.log('case                        size      streaming MB/s  simpleParser MB/s  ratio');
-for (const [name, raw] of cases) {
-  const budget = raw.length > 1e6 ? 40e6 : 4e6;
-  // Warm both up, then alternate and keep each one's best of three so JIT and GC order even out.
-  await mbPerSecond(simple, raw, budget / 4);
-  await mbPerSecond(streaming, raw, budget / 4);
-  let ours = 0;
-  let reference = 0;
-  for (let round = 0; round < 3; round++) {
-    reference = Math.max(reference, await mbPerSecond(simple, raw, budget));
-    ours = Math.max(ours, await mbPerSecond(streaming, raw, budget));
-  }
-  console.log(
-    `${name.padEnd(26)}  ${(raw.length / 1024).toFixed(0).padStart(6)} KB  ${ours.toFixed(1).padStart(14)}  ${reference.toFixed(1).padStart(17)}  ${(ours / reference).toFixed(2)}×`,
-  );
-}
+if (process.send) serve({ run });

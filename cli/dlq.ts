@@ -1,6 +1,11 @@
 import type { Message } from '@aws-sdk/client-sqs';
 import { type Command, Option } from 'commander';
-import { DeliveryJobSchema, InboundEventSchema, QUEUE_SETTINGS } from '../core/index.ts';
+import {
+  DeliveryJobSchema,
+  InboundEventSchema,
+  QUEUE_SETTINGS,
+  s3EndpointHealthStore,
+} from '../core/index.ts';
 import {
   type Connection,
   type ConnectionOptions,
@@ -28,7 +33,7 @@ export interface DlqItem {
   readonly webhookId: string | null;
   readonly recipients: readonly string[];
   /**
-   * `permanent`, `gone`, `blocked`, `exhausted` (set by the deliver function); `receive-limit` (a job
+   * `permanent`, `gone`, `blocked`, `exhausted`, `parked` (set by the deliver function); `receive-limit` (a job
    * SQS moved after maxReceiveCount); `parse-failed` (an inbound event); `invalid` (not redrivable).
    */
   readonly reason: string;
@@ -221,6 +226,30 @@ interface RedriveOptions extends DlqOptions {
   route?: string;
 }
 
+/** An endpoint that redrive enabled again, and why it had been disabled. */
+interface Reenabled {
+  readonly endpoint: string;
+  readonly disabledAt: string;
+  readonly reason: string | null;
+}
+
+/**
+ * Enables again the disabled endpoints among `endpoints` (deletes their health state), so that the
+ * jobs redriven to them are tried instead of parked again.
+ */
+async function reenable(connection: Connection, endpoints: ReadonlySet<string>): Promise<Reenabled[]> {
+  if (endpoints.size === 0) return [];
+  const store = s3EndpointHealthStore(connection.s3, connection.bucket());
+  const reenabled: Reenabled[] = [];
+  for (const endpoint of endpoints) {
+    const { state } = await store.read(endpoint);
+    if (state.disabledAt === null) continue;
+    await store.remove(endpoint);
+    reenabled.push({ endpoint, disabledAt: state.disabledAt, reason: state.reason });
+  }
+  return reenabled;
+}
+
 async function redrive(connection: Connection, options: RedriveOptions): Promise<void> {
   const filters = [options.all, options.messageId, options.route].filter((value) => value !== undefined);
   if (filters.length !== 1)
@@ -233,6 +262,7 @@ async function redrive(connection: Connection, options: RedriveOptions): Promise
   const redriven: DlqItem[] = [];
   const skipped: DlqItem[] = [];
   const untouched = new Map<DlqName, Held[]>();
+  let reenabled: Reenabled[] = [];
   try {
     const chosen = [...held.values()].flat().filter((entry) => matches(entry.item));
     for (const [queue, entries] of held)
@@ -240,6 +270,14 @@ async function redrive(connection: Connection, options: RedriveOptions): Promise
         queue,
         entries.filter((entry) => !chosen.includes(entry)),
       );
+    reenabled = await reenable(
+      connection,
+      new Set(
+        chosen.flatMap(({ item, redriveBody }) =>
+          item.queue === 'delivery-dlq' && redriveBody !== undefined && item.endpoint ? [item.endpoint] : [],
+        ),
+      ),
+    );
     const progress = startProgress(chosen.length, 'redrive', { json: options.json === true });
     for (const entry of chosen) {
       const { queue } = entry.item;
@@ -262,8 +300,10 @@ async function redrive(connection: Connection, options: RedriveOptions): Promise
     await releaseAll(connection, untouched.size > 0 ? untouched : held);
   }
   if (options.json) {
-    printJson({ redriven, skipped });
+    printJson({ redriven, skipped, reenabled });
   } else {
+    for (const { endpoint, disabledAt, reason } of reenabled)
+      console.log(`re-enabled ${endpoint} (disabled since ${disabledAt} because ${reason})`);
     console.log(`redrove ${redriven.length} ${redriven.length === 1 ? 'entry' : 'entries'}`);
     for (const line of formatTable(redriven.map((item) => [item.queue, ...summary(item).slice(0, 3)])))
       console.log(`  ${line}`);
@@ -327,7 +367,7 @@ export function registerDlq(program: Command): void {
     dlq
       .command('redrive')
       .description(
-        'send entries back to their source queue (a delivery job gets its full retry schedule again)',
+        'send entries back to their source queue (a delivery job gets its full retry schedule again); first re-enable the disabled endpoints of the delivery jobs it sends back',
       )
       .option('--all', 'every entry')
       .option('--message-id <id>', 'the entries of one message')

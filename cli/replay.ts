@@ -13,6 +13,7 @@ import {
   newMessageId,
   Router,
   rawObjectKey,
+  s3Presigner,
   s3TextReader,
 } from '../core/index.ts';
 import { type ConnectionOptions, connect, withConnectionOptions } from './connection.ts';
@@ -115,7 +116,7 @@ export function registerReplay(program: Command): void {
     process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
     const connection = await connect(options);
     // Loaded on use, like the runtime: the parser and mail authentication take long to load.
-    const { boundedResolver, payloadKey, processInboundEvent, s3Presigner, systemResolver } = await import(
+    const { boundedResolver, payloadKey, processInboundEvent, systemResolver } = await import(
       '../functions/index.ts'
     );
     try {

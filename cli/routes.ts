@@ -1,11 +1,58 @@
 import { type Command, Option } from 'commander';
-import { ConfigError, loadConfigFile, Router, SmtpError } from '../core/index.ts';
+import {
+  ConfigError,
+  type EndpointHealth,
+  loadConfigFile,
+  Router,
+  SmtpError,
+  s3EndpointHealthStore,
+} from '../core/index.ts';
+import { type ConnectionOptions, connect, withConnectionOptions } from './connection.ts';
 import { CliError, formatTable, LOCAL_CONFIG_FILE, printJson } from './output.ts';
 
-interface RoutesOptions {
+interface RoutesOptions extends ConnectionOptions {
   config: string;
   runtime: 'local' | 'aws';
   json?: boolean;
+}
+
+/** One endpoint's health as the deliver function keeps it. */
+interface EndpointStatus extends EndpointHealth {
+  readonly endpoint: string;
+  readonly status: 'enabled' | 'failing' | 'disabled';
+}
+
+/** Reads the health of `endpoints` where the deliver function keeps it; an error says why it could not. */
+async function readHealth(
+  options: ConnectionOptions,
+  endpoints: readonly string[],
+): Promise<{ where: string; statuses: EndpointStatus[] } | { error: string }> {
+  try {
+    const connection = await connect(options);
+    try {
+      const bucket = connection.bucket();
+      const store = s3EndpointHealthStore(connection.s3, bucket);
+      const statuses = await Promise.all(
+        endpoints.map(async (endpoint): Promise<EndpointStatus> => {
+          const { state } = await store.read(endpoint);
+          const status = state.disabledAt ? 'disabled' : state.firstFailureAt ? 'failing' : 'enabled';
+          return { endpoint, status, ...state };
+        }),
+      );
+      const where = connection.endpoint ? `${connection.endpoint}, bucket ${bucket}` : `bucket ${bucket}`;
+      return { where, statuses };
+    } finally {
+      connection.close();
+    }
+  } catch (error) {
+    return { error: (error as Error).message };
+  }
+}
+
+function describeHealth(status: EndpointStatus): string {
+  if (status.status === 'disabled') return `disabled since ${status.disabledAt} because ${status.reason}`;
+  if (status.status === 'failing') return `enabled, failing since ${status.firstFailureAt}`;
+  return 'enabled';
 }
 
 /** What one address gets: its route and endpoints, or the SMTP reply that refuses it. */
@@ -31,10 +78,10 @@ function check(router: Router, address: string): AddressResult {
 /** `mailbridge routes check`. */
 export function registerRoutes(program: Command): void {
   const routes = program.command('routes').description('configured routes and where addresses go');
-  routes
+  const checkCommand = routes
     .command('check')
     .description(
-      'validate a config; for each address show its route and endpoints, or the SMTP reply it gets (exit 1 if any is refused)',
+      "validate a config; for each address show its route and endpoints, or the SMTP reply it gets (exit 1 if any is refused); each endpoint's health when it can be read (the local emulator by default, or --aws)",
     )
     .argument('[address...]', 'recipient addresses to try')
     .option('--config <file>', 'config file (JSON or YAML)', LOCAL_CONFIG_FILE)
@@ -46,44 +93,66 @@ export function registerRoutes(program: Command): void {
         .choices(['local', 'aws'])
         .default('local'),
     )
-    .option('--json', 'print JSON')
-    .action(async (addresses: string[], options: RoutesOptions) => {
-      let config: Awaited<ReturnType<typeof loadConfigFile>>;
-      try {
-        config = await loadConfigFile(options.config, options.runtime);
-      } catch (error) {
-        if (!(error instanceof ConfigError)) throw error;
-        if (options.json) printJson({ valid: false, source: options.config, issues: error.issues });
-        throw new CliError(options.json ? '' : error.message);
+    .option('--json', 'print JSON');
+  withConnectionOptions(checkCommand).action(async (addresses: string[], options: RoutesOptions) => {
+    let config: Awaited<ReturnType<typeof loadConfigFile>>;
+    try {
+      config = await loadConfigFile(options.config, options.runtime);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      if (options.json) printJson({ valid: false, source: options.config, issues: error.issues });
+      throw new CliError(options.json ? '' : error.message);
+    }
+    const router = new Router(config);
+    const results = addresses.map((address) => check(router, address));
+    const summary = config.routes.map((route) => ({
+      id: route.id,
+      match: route.match,
+      endpoints: route.endpoints,
+    }));
+    const health = await readHealth(options, [...new Set(config.routes.flatMap((route) => route.endpoints))]);
+    if (options.json) {
+      printJson({
+        valid: true,
+        source: options.config,
+        routes: summary,
+        addresses: results,
+        ...('error' in health ? { health: null, healthError: health.error } : { health: health.statuses }),
+      });
+    } else {
+      const disabled = new Set(
+        'error' in health
+          ? []
+          : health.statuses.filter((s) => s.status === 'disabled').map((s) => s.endpoint),
+      );
+      const mark = (endpoint: string) => (disabled.has(endpoint) ? `${endpoint} (disabled)` : endpoint);
+      console.log(
+        `${options.config}: valid, ${config.routes.length} route(s), domains ${config.domains.join(', ')}`,
+      );
+      if (addresses.length === 0) {
+        for (const line of formatTable(
+          summary.map((route) => [route.id, route.match.join(' '), route.endpoints.join(' ')]),
+        ))
+          console.log(`  ${line}`);
       }
-      const router = new Router(config);
-      const results = addresses.map((address) => check(router, address));
-      const summary = config.routes.map((route) => ({
-        id: route.id,
-        match: route.match,
-        endpoints: route.endpoints,
-      }));
-      if (options.json) {
-        printJson({ valid: true, source: options.config, routes: summary, addresses: results });
-      } else {
+      for (const result of results) {
         console.log(
-          `${options.config}: valid, ${config.routes.length} route(s), domains ${config.domains.join(', ')}`,
+          result.accepted
+            ? `${result.address} → route ${result.route} → ${result.endpoints.map(mark).join(', ')}`
+            : `${result.address} → ${result.reply}`,
         );
-        if (addresses.length === 0) {
-          for (const line of formatTable(
-            summary.map((route) => [route.id, route.match.join(' '), route.endpoints.join(' ')]),
-          ))
-            console.log(`  ${line}`);
-        }
-        for (const result of results) {
-          console.log(
-            result.accepted
-              ? `${result.address} → route ${result.route} → ${result.endpoints.join(', ')}`
-              : `${result.address} → ${result.reply}`,
-          );
-        }
       }
-      const refused = results.filter((result) => !result.accepted).length;
-      if (refused > 0) throw new CliError(options.json ? '' : `${refused} address(es) refused`);
-    });
+      if ('error' in health) {
+        console.log(`endpoint health: not read (${health.error})`);
+      } else {
+        console.log(`endpoint health (${health.where}):`);
+        for (const line of formatTable(
+          health.statuses.map((status) => [status.endpoint, describeHealth(status)]),
+        ))
+          console.log(`  ${line}`);
+      }
+    }
+    const refused = results.filter((result) => !result.accepted).length;
+    if (refused > 0) throw new CliError(options.json ? '' : `${refused} address(es) refused`);
+  });
 }

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseDurationSeconds } from './duration.ts';
+import { DEFAULT_DISABLE_AFTER_SECONDS } from './endpoint-health.ts';
 import { ConfigError } from './errors.ts';
 
 /** Where a config runs: `local` allows inline secrets and plain-http loopback endpoints; `aws` does not. */
@@ -92,6 +93,10 @@ const RouteSchema = z.strictObject({
       description: 'Waits between tries after the first one; when exhausted the job goes to the DLQ.',
     }),
   timeout: duration.default(15).meta({ description: 'Per-try request timeout.' }),
+  disableAfter: duration.nullable().default(DEFAULT_DISABLE_AFTER_SECONDS).meta({
+    description:
+      'Disable an endpoint once every try to it has failed for this long (5 days by default; a 410 Gone disables it at once): its new jobs go straight to the delivery DLQ as "parked" until `mailbridge dlq redrive` re-enables it. null: only a 410 disables.',
+  }),
 });
 export type Route = z.output<typeof RouteSchema>;
 
@@ -156,6 +161,15 @@ const LimitsSchema = z
       .min(1)
       .default(5)
       .meta({ description: 'Failed AUTH tries per client address before 421 4.7.0.' }),
+    spoolMemoryBytes: z
+      .number()
+      .int()
+      .min(5 * 1024 * 1024)
+      .default(16 * 1024 * 1024)
+      .meta({
+        description:
+          'Bytes all messages in progress may buffer together before their senders are paused (each S3 part is 5 MiB); raise it with task memory for more large-message throughput.',
+      }),
     rejectBareLf: z.boolean().default(false).meta({
       description: 'Refuse DATA with bare-LF line endings (550 5.6.0) instead of only flagging it.',
     }),

@@ -26,8 +26,11 @@ export type AttemptResult =
 /** The webhook sender port: functions/deliver implements it with node:https and the SSRF guard. */
 export type WebhookSender = (request: WebhookRequest) => Promise<AttemptResult>;
 
-/** Why a job went to the delivery DLQ. */
-export type DeadLetterReason = 'permanent' | 'gone' | 'blocked' | 'exhausted';
+/**
+ * Why a job went to the delivery DLQ: `parked` when its endpoint is disabled (core/endpoint-health.ts),
+ * tried or not.
+ */
+export type DeadLetterReason = 'permanent' | 'gone' | 'blocked' | 'exhausted' | 'parked';
 
 /** The class of one try's outcome (DESIGN.md "Delivery semantics"). */
 export type DeliveryOutcome =

@@ -29,6 +29,8 @@ export const InboundEventSchema = z.object({
 });
 export type InboundEvent = z.infer<typeof InboundEventSchema>;
 
+const ObjectRefSchema = z.object({ bucket: z.string(), key: z.string() });
+
 /** One delivery of one message to one endpoint of one route (parse → `delivery` queue). */
 export const DeliveryJobSchema = z.object({
   version: z.literal(1),
@@ -38,6 +40,18 @@ export const DeliveryJobSchema = z.object({
   recipients: z.array(z.string()).min(1),
   payload: z.object({ bucket: z.string(), key: z.string() }),
   webhookId: z.string(),
+  /**
+   * The objects behind the payload's presigned links (`raw.url`, and `message.attachments[index].url`
+   * for the attachments this route links), so the deliver function signs them afresh at every try:
+   * a link signed with a role's temporary credentials dies with them, hours before the last retry.
+   * Absent on jobs queued before links were recorded; their payload goes as stored.
+   */
+  links: z
+    .object({
+      raw: ObjectRefSchema,
+      attachments: z.array(ObjectRefSchema.extend({ index: z.number().int().min(0) })),
+    })
+    .optional(),
   /** Tries made so far, and the outcome of the last one; absent on the first try. */
   attempt: z.number().int().min(0).default(0),
   lastError: z.string().optional(),

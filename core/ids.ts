@@ -22,3 +22,9 @@ export function webhookId(messageId: string, routeId: string): string {
   const digest = createHash('sha256').update(`${messageId}\0${routeId}`).digest('base64url');
   return `msg_${digest.slice(0, 32)}`;
 }
+
+/**
+ * Where the parse function records the first message of each (content, envelope), so a copy a
+ * sender resends after a timeout is marked as a duplicate. Kept a little longer than senders retry.
+ */
+export const DEDUPE_PREFIX = 'dedupe/';

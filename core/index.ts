@@ -1,4 +1,11 @@
-export { s3TextReader, secretsManagerReader } from './aws.ts';
+export type { Presign } from './aws.ts';
+export {
+  MAX_PRESIGN_SECONDS,
+  s3EndpointHealthStore,
+  s3Presigner,
+  s3TextReader,
+  secretsManagerReader,
+} from './aws.ts';
 export type {
   Config,
   ConfigInput,
@@ -29,6 +36,14 @@ export type {
 } from './delivery.ts';
 export { classifyAttempt, decideNext, MAX_RETRY_DELAY_SECONDS, parseRetryAfter } from './delivery.ts';
 export { parseDurationSeconds } from './duration.ts';
+export type { EndpointHealth, EndpointHealthStore, StoredEndpointHealth } from './endpoint-health.ts';
+export {
+  DEFAULT_DISABLE_AFTER_SECONDS,
+  ENDPOINT_HEALTH_PREFIX,
+  endpointHealthKey,
+  HEALTHY_ENDPOINT,
+  nextEndpointHealth,
+} from './endpoint-health.ts';
 export type { ResourceNames } from './env.ts';
 export { awsClientConfig, requireEnv, resourceNamesFromEnv, runtimeFromEnv } from './env.ts';
 export {
@@ -48,7 +63,7 @@ export {
 } from './errors.ts';
 export type { DeliveryJob, InboundEvent } from './events.ts';
 export { DeliveryJobSchema, InboundEventSchema, parseRecordBody } from './events.ts';
-export { newMessageId, rawObjectKey, webhookId } from './ids.ts';
+export { DEDUPE_PREFIX, newMessageId, rawObjectKey, webhookId } from './ids.ts';
 export type { Logger, Metrics } from './observability.ts';
 export { createLogger, createMetrics, METRICS_NAMESPACE, MetricUnit } from './observability.ts';
 export type {

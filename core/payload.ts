@@ -136,7 +136,7 @@ export const WebhookPayloadSchema = z
     }),
     warnings: z.array(z.string()).meta({
       description:
-        'Problems met while reading the message, as "code: detail" ("mime_parse_failed: …", "bare_lf"). A message whose MIME cannot be parsed still arrives, with what could be read and the raw link.',
+        'Problems met while reading the message, as "code: detail" ("mime_parse_failed: …", "bare_lf", "duplicate: same content and envelope as message <id>" for a copy a sender resent). A message whose MIME cannot be parsed still arrives, with what could be read and the raw link.',
     }),
   })
   .meta({

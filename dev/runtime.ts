@@ -169,6 +169,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       handler: createDeliverHandler({
         s3,
         sqs,
+        bucket: resources.bucket,
         deliveryQueueUrl: resources.deliveryQueueUrl,
         deliveryDlqUrl: resources.deliveryDlqUrl,
         config,

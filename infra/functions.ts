@@ -11,6 +11,27 @@ import { QUEUE_SETTINGS } from '../core/index.ts';
 
 const REPO_ROOT = resolve(import.meta.dirname, '..');
 
+/** The functions, each bundled from `functions/<name>/handler.ts`. */
+export const FUNCTION_NAMES = ['parse', 'deliver'] as const;
+
+/**
+ * How both functions are bundled (esbuild, at synth); bench/bundles.ts bundles with the same options.
+ */
+export const FUNCTION_BUNDLING = {
+  format: OutputFormat.ESM,
+  target: 'node24',
+  mainFields: ['module', 'main'],
+  minify: true,
+  sourceMap: true,
+  // Pin the SDK the tests ran against instead of the runtime's copy.
+  bundleAwsSDK: true,
+  externalModules: [] as string[],
+  esbuildArgs: { '--alias:undici': './infra/undici-stub.ts' },
+  // CommonJS dependencies (mailparser, mailauth) call require() and read __dirname inside an ESM bundle.
+  banner:
+    "import { createRequire as __mbCreateRequire } from 'node:module'; import { fileURLToPath as __mbFileURLToPath } from 'node:url'; import { dirname as __mbDirname } from 'node:path'; const require = __mbCreateRequire(import.meta.url); const __filename = __mbFileURLToPath(import.meta.url); const __dirname = __mbDirname(__filename);",
+};
+
 /** Settings of one function and its SQS trigger. */
 export interface FunctionOptions {
   /**
@@ -108,19 +129,7 @@ export class Functions extends Construct {
         logGroup,
         loggingFormat: LoggingFormat.JSON,
         environment: { ...props.environment, NODE_OPTIONS: '--enable-source-maps' },
-        bundling: {
-          format: OutputFormat.ESM,
-          target: 'node24',
-          mainFields: ['module', 'main'],
-          minify: true,
-          sourceMap: true,
-          // Pin the SDK the tests ran against instead of the runtime's copy.
-          bundleAwsSDK: true,
-          // CommonJS dependencies (mailparser, mailauth) call require() and read __dirname inside an ESM bundle.
-          banner:
-            "import { createRequire as __mbCreateRequire } from 'node:module'; import { fileURLToPath as __mbFileURLToPath } from 'node:url'; import { dirname as __mbDirname } from 'node:path'; const require = __mbCreateRequire(import.meta.url); const __filename = __mbFileURLToPath(import.meta.url); const __dirname = __mbDirname(__filename);",
-          forceDockerBundling: false,
-        },
+        bundling: { ...FUNCTION_BUNDLING, forceDockerBundling: false },
       });
       const source = new SqsEventSource(queue, {
         batchSize: options.batchSize ?? defaults.batchSize,

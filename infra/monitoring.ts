@@ -28,7 +28,7 @@ export const METRIC_SERVICES = { listener: 'listener', parse: 'parse', deliver: 
 export const METRIC_NAMES = {
   listener: ['connections', 'accepted', 'rejected', 'bytes', 's3_failures', 'sqs_failures'],
   parse: ['parse_errors'],
-  deliver: ['delivered', 'retried', 'dead_lettered', 'delivery_latency'],
+  deliver: ['delivered', 'retried', 'dead_lettered', 'delivery_latency', 'parked', 'endpoint_disabled'],
 } as const;
 
 export interface MonitoringProps {
@@ -151,6 +151,17 @@ export class Monitoring extends Construct {
       1,
     );
     alarm(
+      'DeliveryEndpointDisabled',
+      "An endpoint was disabled (410 Gone, or every try failed for the route's disableAfter) or jobs for a disabled one were parked.",
+      new MathExpression({
+        label: 'endpoints disabled + jobs parked',
+        expression: 'FILL(disabled, 0) + FILL(parked, 0)',
+        usingMetrics: { disabled: emf('deliver', 'endpoint_disabled'), parked: emf('deliver', 'parked') },
+        period: Duration.minutes(1),
+      }),
+      1,
+    );
+    alarm(
       'InboundQueueOldestMessage',
       'Accepted mail is waiting to be parsed for too long.',
       oldest(props.inboundQueue),
@@ -258,6 +269,8 @@ export class Monitoring extends Construct {
         emf('deliver', 'delivered'),
         emf('deliver', 'retried'),
         emf('deliver', 'dead_lettered'),
+        emf('deliver', 'parked'),
+        emf('deliver', 'endpoint_disabled'),
       ]),
       graph('Delivery latency (ms)', [
         emf('deliver', 'delivery_latency', 'p50'),

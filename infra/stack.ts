@@ -112,11 +112,16 @@ export class MailbridgeStack extends Stack {
     this.storage.grantReadRaw(parse);
     this.storage.grantReadConfig(parse);
     this.storage.grantWritePayloads(parse);
+    this.storage.grantDedupeMarkers(parse);
     // Parse presigns the links to stored attachments, so it needs to be allowed to read them.
     this.storage.grantReadAttachments(parse);
     this.queues.delivery.grantSendMessages(parse);
 
     this.storage.grantReadPayloads(deliver);
+    // Deliver signs the payload's links again at each try, so it must be allowed to read what they point at.
+    this.storage.grantReadRaw(deliver);
+    this.storage.grantReadAttachments(deliver);
+    this.storage.grantEndpointHealth(deliver);
     this.storage.grantReadConfig(deliver);
     this.secrets.grantSigningRead(deliver);
     this.queues.deliveryDlq.grantSendMessages(deliver);

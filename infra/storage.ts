@@ -10,6 +10,7 @@ import {
   ObjectOwnership,
 } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { DEDUPE_PREFIX, ENDPOINT_HEALTH_PREFIX } from '../core/index.ts';
 
 /** Where each kind of object lives in the bucket. */
 export const BUCKET_PREFIXES = {
@@ -17,6 +18,10 @@ export const BUCKET_PREFIXES = {
   payloads: 'payloads/',
   attachments: 'attachments/',
   config: 'config/',
+  /** One small object per failing or disabled endpoint; no lifecycle rule, a disabled endpoint stays so. */
+  endpointHealth: ENDPOINT_HEALTH_PREFIX,
+  /** Duplicate markers of the parse function; a sender's retries end within days (RFC 5321 §4.5.4.1). */
+  dedupe: DEDUPE_PREFIX,
 } as const;
 
 /** The key the deployed config is written to and read from. */
@@ -114,6 +119,7 @@ export class Storage extends Construct {
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
       lifecycleRules: [
         { id: 'orphan-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
+        { id: 'expire-dedupe', prefix: BUCKET_PREFIXES.dedupe, expiration: Duration.days(14) },
         ...Object.entries(retention).map(([name, days]) => ({
           id: `expire-${name}`,
           prefix: BUCKET_PREFIXES[name as keyof typeof retention],
@@ -173,6 +179,11 @@ export class Storage extends Construct {
     );
   }
 
+  /** Read and write the duplicate markers (`dedupe/`). */
+  public grantDedupeMarkers(grantee: IGrantable): Grant {
+    return this.grantObjects(grantee, ['s3:GetObject', 's3:PutObject'], [`${BUCKET_PREFIXES.dedupe}*`], true);
+  }
+
   /** Read attachments, so the grantee can presign links to them. */
   public grantReadAttachments(grantee: IGrantable): Grant {
     return this.grantObjects(grantee, ['s3:GetObject'], [`${BUCKET_PREFIXES.attachments}*`], false);
@@ -181,6 +192,25 @@ export class Storage extends Construct {
   /** Read webhook payloads. */
   public grantReadPayloads(grantee: IGrantable): Grant {
     return this.grantObjects(grantee, ['s3:GetObject'], [`${BUCKET_PREFIXES.payloads}*`], false);
+  }
+
+  /**
+   * Read and write endpoint health (`endpoint-health/`), with ListBucket on that prefix only: a read
+   * lists the key first, as S3 answers a missing object with 403 to a reader who may not list.
+   */
+  public grantEndpointHealth(grantee: IGrantable): Grant {
+    Grant.addToPrincipal({
+      grantee,
+      actions: ['s3:ListBucket'],
+      resourceArns: [this.bucket.bucketArn],
+      conditions: { StringLike: { 's3:prefix': `${BUCKET_PREFIXES.endpointHealth}*` } },
+    });
+    return this.grantObjects(
+      grantee,
+      ['s3:GetObject', 's3:PutObject'],
+      [`${BUCKET_PREFIXES.endpointHealth}*`],
+      true,
+    );
   }
 
   /** Read the deployed config object, and nothing else. */

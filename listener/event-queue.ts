@@ -4,8 +4,14 @@ import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 export interface BatchingOptions {
   /** Entries per call; SQS allows at most 10. @default 10 */
   readonly maxEntries?: number;
-  /** How long the first message of a batch waits for company. @default 2 */
+  /**
+   * How long the first message of a batch waits for company. At 0 a batch leaves at once when
+   * fewer than `maxCalls` calls are in flight, and otherwise gathers until one returns: no added
+   * latency when idle, full batches under load. @default 0
+   */
   readonly lingerMs?: number;
+  /** SendMessageBatch calls in flight at once when `lingerMs` is 0. @default 2 */
+  readonly maxCalls?: number;
   /** Body bytes per call, below the SQS request limit. @default 900 KiB */
   readonly maxBytes?: number;
 }
@@ -23,17 +29,20 @@ export class SqsEventQueue {
   readonly #maxEntries: number;
   readonly #lingerMs: number;
   readonly #maxBytes: number;
+  readonly #maxCalls: number;
   #pending: Pending[] = [];
   #pendingBytes = 0;
   #timer: NodeJS.Timeout | undefined;
+  #immediate: NodeJS.Immediate | undefined;
   readonly #inFlight = new Set<Promise<void>>();
 
   constructor(sqs: SQSClient, queueUrl: string, options: BatchingOptions = {}) {
     this.#sqs = sqs;
     this.#queueUrl = queueUrl;
     this.#maxEntries = Math.min(options.maxEntries ?? 10, 10);
-    this.#lingerMs = options.lingerMs ?? 2;
+    this.#lingerMs = options.lingerMs ?? 0;
     this.#maxBytes = options.maxBytes ?? 900 * 1024;
+    this.#maxCalls = Math.max(1, options.maxCalls ?? 2);
   }
 
   /** Resolves once SQS stored this body; rejects with the reason it did not. */
@@ -44,7 +53,9 @@ export class SqsEventQueue {
       this.#pending.push({ body, resolve, reject });
       this.#pendingBytes += bytes;
       if (this.#pending.length >= this.#maxEntries) this.#dispatch();
-      else this.#timer ??= setTimeout(() => this.#dispatch(), this.#lingerMs);
+      else if (this.#lingerMs > 0) this.#timer ??= setTimeout(() => this.#dispatch(), this.#lingerMs);
+      // setImmediate lets the sends of this turn of the event loop join the same batch.
+      else if (this.#inFlight.size < this.#maxCalls) this.#immediate ??= setImmediate(() => this.#dispatch());
     });
   }
 
@@ -57,11 +68,17 @@ export class SqsEventQueue {
   #dispatch(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    clearImmediate(this.#immediate);
+    this.#immediate = undefined;
     const batch = this.#pending;
     if (batch.length === 0) return;
     this.#pending = [];
     this.#pendingBytes = 0;
-    const call = this.#sendBatch(batch).finally(() => this.#inFlight.delete(call));
+    const call = this.#sendBatch(batch).finally(() => {
+      this.#inFlight.delete(call);
+      // What gathered while every call was busy leaves now.
+      if (this.#lingerMs === 0 && this.#pending.length > 0) this.#dispatch();
+    });
     this.#inFlight.add(call);
   }
 

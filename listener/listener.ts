@@ -34,7 +34,7 @@ import { AuthFailures, ConnectionLimits } from './limits.ts';
 import { ListenerMetrics } from './metrics.ts';
 import { translateProxyV2 } from './proxy.ts';
 import { MailbridgeSmtpServer } from './smtp.ts';
-import { type Envelope, type SpoolTarget, spoolMessage } from './spool.ts';
+import { type Envelope, MemoryBudget, type SpoolTarget, spoolMessage } from './spool.ts';
 import type { TlsMaterial } from './tls.ts';
 
 /** Checks one SMTP AUTH user name and password. */
@@ -76,6 +76,8 @@ export interface RunningListener {
   readonly listeners: readonly BoundListener[];
   /** Port of `GET /healthz`. */
   readonly healthPort: number;
+  /** SMTP sessions open now, on all ports (what a leak check or an operator watches). */
+  sessions(): number;
   /** Swaps the certificate for new connections (a renewed certificate from Secrets Manager). */
   updateTls(key: string | Buffer, cert: string | Buffer): void;
   /**
@@ -147,6 +149,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     hostname: config.hostname,
     maxMessageBytes: limits.maxMessageBytes,
     rejectBareLf: limits.rejectBareLf,
+    budget: new MemoryBudget(limits.spoolMemoryBytes),
   };
   let draining = false;
   let onSessionClosed = () => {};
@@ -404,6 +407,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   return {
     listeners: started,
     healthPort,
+    sessions: openSessions,
     updateTls(key, cert) {
       for (const { smtp } of servers) smtp.updateSecureContext({ key, cert });
     },

@@ -30,6 +30,8 @@ export interface SpoolTarget {
   readonly hostname: string;
   readonly maxMessageBytes: number;
   readonly rejectBareLf: boolean;
+  /** Bounds the bytes all messages in progress hold in memory together. */
+  readonly budget: MemoryBudget;
 }
 
 /** A durably accepted message: stored in S3 and announced on the inbound queue. */
@@ -41,9 +43,69 @@ export interface SpooledMessage {
   readonly bareLf: boolean;
 }
 
-// Multipart parts are 5 MiB, the S3 minimum; two in flight bounds memory per session at ~10 MiB.
+// Multipart parts are 5 MiB, the S3 minimum. One in flight: lib-storage then holds one part (and
+// briefly its concatenation) per message, and stops reading while it uploads, which pauses the sender.
 const PART_SIZE = 5 * 1024 * 1024;
-const QUEUE_SIZE = 2;
+const QUEUE_SIZE = 1;
+// Beyond this a message's bytes are bounded by lib-storage's one part in flight, not by the budget.
+const BUDGETED_PER_MESSAGE = 2 * PART_SIZE;
+
+/**
+ * Bytes held in memory by all messages being spooled, bounded by backpressure: a message that
+ * would go over the capacity waits (its sender is paused through TCP) until others finish. The
+ * oldest holder always proceeds, so the holders can never all wait on each other; and no message
+ * waits longer than `maxWaitMs`, so senders that stall mid-DATA cannot freeze everyone else.
+ */
+export class MemoryBudget {
+  readonly #capacity: number;
+  readonly #maxWaitMs: number;
+  #used = 0;
+  // Insertion order: the first key is the oldest holder.
+  readonly #holders = new Map<object, number>();
+  readonly #waiting = new Set<() => void>();
+
+  constructor(capacity: number, maxWaitMs = 5000) {
+    this.#capacity = capacity;
+    this.#maxWaitMs = maxWaitMs;
+  }
+
+  /** Takes `bytes` for `owner`; resolves at once while they fit, or once room is made. */
+  async take(owner: object, bytes: number): Promise<void> {
+    const deadline = Date.now() + this.#maxWaitMs;
+    while (!this.#fits(owner, bytes)) {
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.#waiting.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, left);
+        this.#waiting.add(wake);
+      });
+    }
+    this.#used += bytes;
+    this.#holders.set(owner, (this.#holders.get(owner) ?? 0) + bytes);
+  }
+
+  /** Gives back everything `owner` holds and wakes the waiters. */
+  release(owner: object): void {
+    const held = this.#holders.get(owner);
+    if (held === undefined) return;
+    this.#holders.delete(owner);
+    this.#used -= held;
+    const waiting = [...this.#waiting];
+    this.#waiting.clear();
+    for (const wake of waiting) wake();
+  }
+
+  #fits(owner: object, bytes: number): boolean {
+    if (this.#used + bytes <= this.#capacity) return true;
+    const oldest = this.#holders.keys().next();
+    return oldest.done === true || oldest.value === owner;
+  }
+}
 
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -83,15 +145,23 @@ class MessageMeter extends Transform {
   readonly #source: SMTPServerDataStream;
   readonly #rejectBareLf: boolean;
   readonly #maxMessageBytes: number;
+  readonly #budget: MemoryBudget;
   readonly #hash: Hash = createHash('sha256');
+  #budgeted = 0;
+  #settled = false;
   #lastByte = -1;
   // Not `size`/`length`/`byteLength`: lib-storage would read those as the total body length.
   storedBytes = 0;
   bareLf = false;
 
-  constructor(source: SMTPServerDataStream, header: string, options: { rejectBareLf: boolean; max: number }) {
+  constructor(
+    source: SMTPServerDataStream,
+    header: string,
+    options: { rejectBareLf: boolean; max: number; budget: MemoryBudget },
+  ) {
     super();
     this.#source = source;
+    this.#budget = options.budget;
     this.#rejectBareLf = options.rejectBareLf;
     this.#maxMessageBytes = options.max;
     const bytes = Buffer.from(header, 'latin1');
@@ -118,7 +188,23 @@ class MessageMeter extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    callback(this.#refusal(chunk), chunk);
+    const refusal = this.#refusal(chunk);
+    const budgeted = Math.min(chunk.length, BUDGETED_PER_MESSAGE - this.#budgeted);
+    if (refusal || this.#settled || budgeted <= 0) {
+      callback(refusal, chunk);
+      return;
+    }
+    this.#budgeted += budgeted;
+    void this.#budget.take(this, budgeted).then(() => {
+      if (this.#settled) this.#budget.release(this);
+      callback(null, chunk);
+    });
+  }
+
+  /** Gives back this message's share of the memory budget; later bytes are no longer counted. */
+  settle(): void {
+    this.#settled = true;
+    this.#budget.release(this);
   }
 
   #refusal(chunk: Buffer): SmtpError | null {
@@ -157,6 +243,7 @@ export async function spoolMessage(
   const meter = new MessageMeter(source, receivedHeader(envelope, target.hostname, id, receivedAt), {
     rejectBareLf: target.rejectBareLf,
     max: target.maxMessageBytes,
+    budget: target.budget,
   });
   let clientGone: Error | undefined;
   source.on('error', (error) => {
@@ -178,6 +265,7 @@ export async function spoolMessage(
   try {
     await upload.done();
   } catch (error) {
+    meter.settle();
     const refused = meter.errored;
     if (refused instanceof SmtpError) throw refused;
     if (clientGone)
@@ -186,6 +274,7 @@ export async function spoolMessage(
       cause: error,
     });
   }
+  meter.settle();
   const bareLf = meter.bareLf;
   const event = InboundEventSchema.parse({
     version: 1,

@@ -17,13 +17,17 @@ import {
   MailbridgeError,
   type Metrics,
   MetricUnit,
+  type Presign,
   parseRecordBody,
   type Route,
   type Runtime,
+  s3EndpointHealthStore,
+  s3Presigner,
   signWebhook,
   type WebhookSender,
 } from '../../core/index.ts';
 import packageJson from '../../package.json' with { type: 'json' };
+import { endpointHealthTracker } from './health.ts';
 import { createHttpSender } from './sender.ts';
 
 /** The `user-agent` of every webhook. */
@@ -33,6 +37,8 @@ export const USER_AGENT = `mailbridge/${packageJson.version}`;
 export interface DeliverDeps {
   readonly s3: S3Client;
   readonly sqs: SQSClient;
+  /** The mail bucket, where endpoint health is kept (`endpoint-health/`). */
+  readonly bucket: string;
   readonly deliveryQueueUrl: string;
   readonly deliveryDlqUrl: string;
   readonly config: Config;
@@ -40,6 +46,8 @@ export interface DeliverDeps {
   readonly secrets: (route: Route) => Promise<readonly string[]>;
   /** Sends one try. @default createHttpSender({ runtime }) */
   readonly send?: WebhookSender;
+  /** Signs the payload's links afresh at each try. @default s3Presigner(s3), signing at `now` */
+  readonly presign?: Presign;
   /** Milliseconds since the epoch. @default Date.now */
   readonly now?: () => number;
   readonly logger?: Logger;
@@ -78,6 +86,12 @@ export function createDeliverHandler(
   const send = deps.send ?? createHttpSender({ runtime: deps.runtime });
   const logger = deps.logger ?? createLogger('deliver');
   const metrics = deps.metrics ?? createMetrics('deliver');
+  const presign = deps.presign ?? s3Presigner(deps.s3, { now: () => new Date(now()) });
+  const health = endpointHealthTracker({
+    store: s3EndpointHealthStore(deps.s3, deps.bucket),
+    now,
+    logger,
+  });
 
   async function readPayload(job: DeliveryJob): Promise<Uint8Array | undefined> {
     try {
@@ -91,23 +105,47 @@ export function createDeliverHandler(
     }
   }
 
-  async function attempt(job: DeliveryJob, route: Route | undefined): Promise<DeliveryOutcome> {
+  /** The stored payload with its presigned links signed now, so no try carries links that have died. */
+  async function withFreshLinks(body: Uint8Array, links: DeliveryJob['links']): Promise<Uint8Array> {
+    if (!links) return body;
+    const payload = JSON.parse(Buffer.from(body).toString('utf8')) as {
+      raw: { url: string };
+      message: { attachments: { url?: string }[] };
+    };
+    const [rawUrl, ...urls] = await Promise.all([
+      presign(links.raw.bucket, links.raw.key),
+      ...links.attachments.map((link) => presign(link.bucket, link.key)),
+    ]);
+    payload.raw.url = rawUrl!;
+    links.attachments.forEach((link, i) => {
+      const attachment = payload.message.attachments[link.index];
+      if (attachment && 'url' in attachment) attachment.url = urls[i]!;
+    });
+    return Buffer.from(JSON.stringify(payload));
+  }
+
+  /** One try, or the reason none is made; `tried` says whether the endpoint was asked. */
+  async function attempt(
+    job: DeliveryJob,
+    route: Route | undefined,
+  ): Promise<{ outcome: DeliveryOutcome; tried: boolean }> {
+    const untried = (reason: 'permanent' | 'parked', error: string) => ({
+      outcome: { class: 'permanent', reason, error } as const,
+      tried: false,
+    });
     // The config may have changed since the job was queued: stop retrying what is no longer wanted.
     if (!route?.endpoints.includes(job.endpoint)) {
-      return {
-        class: 'permanent',
-        reason: 'permanent',
-        error: `endpoint no longer configured on route ${job.routeId}`,
-      };
+      return untried('permanent', `endpoint no longer configured on route ${job.routeId}`);
     }
-    const body = await readPayload(job);
-    if (!body) {
-      return {
-        class: 'permanent',
-        reason: 'permanent',
-        error: `payload s3://${job.payload.bucket}/${job.payload.key} not found`,
-      };
+    const state = await health.current(job.endpoint);
+    if (state.disabledAt !== null) {
+      return untried('parked', `endpoint disabled since ${state.disabledAt} because ${state.reason}`);
     }
+    const stored = await readPayload(job);
+    if (!stored) {
+      return untried('permanent', `payload s3://${job.payload.bucket}/${job.payload.key} not found`);
+    }
+    const body = await withFreshLinks(stored, job.links);
     const started = now();
     const headers = {
       'content-type': 'application/json',
@@ -116,19 +154,36 @@ export function createDeliverHandler(
     };
     const result = await send({ url: job.endpoint, headers, body, timeoutMs: route.timeout * 1000 });
     metrics.addMetric('delivery_latency', MetricUnit.Milliseconds, now() - started);
-    return classifyAttempt(result, now());
+    const outcome = classifyAttempt(result, now());
+    const { before, after } = await health.record(job.endpoint, outcome, route.disableAfter);
+    if (after.disabledAt !== null && before.disabledAt === null) {
+      metrics.addMetric('endpoint_disabled', MetricUnit.Count, 1);
+      logger.error('endpoint disabled: its jobs are parked until redriven', {
+        messageId: job.messageId,
+        endpoint: job.endpoint,
+        reason: after.reason,
+      });
+      // Its retries would only be parked later: park this one now.
+      if (outcome.class === 'retry') {
+        const { retryAfterSeconds: _wait, ...failure } = outcome;
+        return { outcome: { ...failure, class: 'permanent', reason: 'parked' }, tried: true };
+      }
+    } else if (before.firstFailureAt !== null && after.firstFailureAt === null) {
+      logger.info('endpoint recovered', { messageId: job.messageId, endpoint: job.endpoint });
+    }
+    return { outcome, tried: true };
   }
 
   async function deadLetter(
     job: DeliveryJob,
     outcome: FailedOutcome,
     reason: DeadLetterReason,
-    tries: number,
+    attempts: number,
   ) {
     const entry: DeadLetterEntry = {
       ...job,
       reason,
-      attempts: tries,
+      attempts,
       ...(outcome.status === undefined ? {} : { lastStatus: outcome.status }),
       lastError: outcome.error,
     };
@@ -138,6 +193,7 @@ export function createDeliverHandler(
     const metric = metrics.singleMetric();
     metric.addDimension('reason', reason);
     metric.addMetric('dead_lettered', MetricUnit.Count, 1);
+    if (reason === 'parked') metrics.addMetric('parked', MetricUnit.Count, 1);
   }
 
   async function deliverRecord(record: SQSRecord): Promise<void> {
@@ -151,7 +207,7 @@ export function createDeliverHandler(
     // A DLQ redrive brings the job back with a fresh receive count, and so a fresh schedule.
     const tries = job.attempt + (Number(record.attributes.ApproximateReceiveCount) || 1);
     const route = deps.config.routes.find((candidate) => candidate.id === job.routeId);
-    const outcome = await attempt(job, route);
+    const { outcome, tried } = await attempt(job, route);
     const about = {
       messageId: job.messageId,
       webhookId: job.webhookId,
@@ -181,7 +237,7 @@ export function createDeliverHandler(
       });
       throw new RetryScheduledError(`retry in ${decision.delaySeconds} s: ${outcome.error}`);
     }
-    await deadLetter(job, outcome, decision.reason, tries);
+    await deadLetter(job, outcome, decision.reason, tried ? tries : tries - 1);
     logger.error('webhook dead-lettered', { ...about, ...outcome, reason: decision.reason });
   }
 

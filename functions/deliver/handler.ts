@@ -17,7 +17,7 @@ import { createDeliverHandler } from './deliver.ts';
 
 // Built once per container at init, reused by every invocation.
 const runtime = runtimeFromEnv();
-const names = resourceNamesFromEnv(['deliveryQueueUrl', 'deliveryDlqUrl']);
+const names = resourceNamesFromEnv(['bucket', 'deliveryQueueUrl', 'deliveryDlqUrl']);
 const clientConfig = awsClientConfig();
 const s3 = new S3Client(clientConfig);
 const sqs = new SQSClient(clientConfig);

@@ -10,11 +10,12 @@ import {
   InboundEventSchema,
   type Logger,
   type Metrics,
+  type Presign,
   parseRecordBody,
   Router,
+  s3Presigner,
 } from '../../core/index.ts';
 import { type BoundedResolverOptions, boundedResolver, type DnsResolver, systemResolver } from './dns.ts';
-import { type Presign, s3Presigner } from './presign.ts';
 import { processInboundEvent } from './process.ts';
 
 /** What the parse handler needs; AWS clients are built once by the caller and passed in. */
@@ -52,7 +53,6 @@ export function createParseHandler(
     ...deps.dns,
   });
   const presign = deps.presign ?? s3Presigner(deps.s3, deps.now ? { now: deps.now } : {});
-  const processor = new BatchProcessor(EventType.SQS);
 
   const processRecord = async (record: SQSRecord) => {
     let event: InboundEvent;
@@ -80,7 +80,9 @@ export function createParseHandler(
 
   return async (event, context) => {
     try {
-      return await processPartialResponse(event, processRecord, processor, {
+      // One processor per invocation: it holds the batch's records and failures, and the local
+      // poller runs invocations concurrently in one process (Lambda runs one at a time).
+      return await processPartialResponse(event, processRecord, new BatchProcessor(EventType.SQS), {
         ...(context ? { context } : {}),
         // Lambda retries whatever is listed; a thrown error would only hide which records failed.
         throwOnFullBatchFailure: false,

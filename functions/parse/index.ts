@@ -8,8 +8,6 @@ export type { BoundedResolverOptions, DnsResolver } from './dns.ts';
 export { boundedResolver, systemResolver } from './dns.ts';
 export type { AttachmentSink, MimeFields, MimeResult } from './mime.ts';
 export { MimeInputError, parseMime } from './mime.ts';
-export type { Presign } from './presign.ts';
-export { MAX_PRESIGN_SECONDS, s3Presigner } from './presign.ts';
 export type { ProcessDeps } from './process.ts';
 export { payloadKey, processInboundEvent } from './process.ts';
 export { stripQuotedReply } from './stripped-text.ts';

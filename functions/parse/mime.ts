@@ -128,14 +128,16 @@ export function parseMime<T>(input: Readable, sink: AttachmentSink<T>): Promise<
     const index = stored.length;
     flowing.add(data.content);
     data.content.once('end', () => flowing.delete(data.content));
-    stored.push(
-      sink(data, index)
-        .catch((error: unknown) => {
-          if (!cutShort.has(data.content)) sinkError ??= error;
-          throw error;
-        })
-        .finally(() => data.release?.()),
-    );
+    const pending = sink(data, index)
+      .catch((error: unknown) => {
+        if (!cutShort.has(data.content)) sinkError ??= error;
+        throw error;
+      })
+      .finally(() => data.release?.());
+    // Settled together at the end; until then a failed store must not be an unhandled rejection,
+    // which would end the Lambda process.
+    pending.catch(() => {});
+    stored.push(pending);
   });
 
   return new Promise<MimeResult<T>>((resolve, reject) => {

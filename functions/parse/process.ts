@@ -1,15 +1,18 @@
+import { createHash } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import {
   type Config,
+  DEDUPE_PREFIX,
   type DeliveryJob,
   DeliveryJobSchema,
   type InboundEvent,
   type Logger,
   type Metrics,
   MetricUnit,
+  type Presign,
   parseAddress,
   type Route,
   type Router,
@@ -24,7 +27,6 @@ import { AUTH_UNAVAILABLE, authenticateMessage } from './auth.ts';
 import type { DnsResolver } from './dns.ts';
 import { Measure } from './measure.ts';
 import { type MimeResult, parseMime } from './mime.ts';
-import type { Presign } from './presign.ts';
 import { stripQuotedReply } from './stripped-text.ts';
 
 /** What {@link processInboundEvent} works with; built once per function instance. */
@@ -50,6 +52,7 @@ export function payloadKey(messageId: string, routeId: string): string {
 interface ReadMessage {
   readonly size: number;
   readonly sha256: string;
+  readonly contentSha256: string;
   readonly bareLf: boolean;
   readonly auth: WebhookAuth;
   readonly mime: MimeResult<StoredAttachment>;
@@ -101,12 +104,61 @@ async function readMessage(event: InboundEvent, deps: ProcessDeps, keepUpTo: num
   return {
     size: measure.size,
     sha256: measure.sha256,
+    contentSha256: measure.contentSha256,
     bareLf: measure.bareLf,
     mime: mimeOutcome.value,
     ...(authOutcome.status === 'fulfilled'
       ? { auth: authOutcome.value }
       : { auth: AUTH_UNAVAILABLE, authError: authOutcome.reason as Error }),
   };
+}
+
+/** Where the first message with a given content and envelope is recorded. */
+function dedupeKey(contentSha256: string, envelope: InboundEvent['envelope']): string {
+  const recipients = envelope.rcptTo.map((address) => address.toLowerCase()).sort();
+  const digest = createHash('sha256')
+    .update(JSON.stringify([contentSha256, envelope.mailFrom.toLowerCase(), recipients]))
+    .digest('hex');
+  return `${DEDUPE_PREFIX}${digest}`;
+}
+
+const isMissing = (error: unknown) => (error as Error).name === 'NoSuchKey';
+const isTaken = (error: unknown) =>
+  (error as Error).name === 'PreconditionFailed' ||
+  (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 412;
+
+/**
+ * The id of the first message stored with the same content (trace header left out) and envelope:
+ * a sender that saw no `250` (a timeout, a cut connection) sends the message again, and both copies
+ * get here. Recorded with a conditional put, so in S3 of two concurrent copies exactly one is
+ * first (the local emulator ignores the condition: there, two copies parsed at the same instant may
+ * both pass as first).
+ */
+async function firstMessageWith(key: string, id: string, deps: ProcessDeps): Promise<string> {
+  const read = async () => {
+    const object = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: key }));
+    return object.Body!.transformToString();
+  };
+  try {
+    return await read();
+  } catch (error) {
+    if (!isMissing(error)) throw error;
+  }
+  try {
+    await deps.s3.send(
+      new PutObjectCommand({
+        Bucket: deps.bucket,
+        Key: key,
+        Body: id,
+        ContentType: 'text/plain',
+        IfNoneMatch: '*',
+      }),
+    );
+    return id;
+  } catch (error) {
+    if (!isTaken(error)) throw error;
+    return read();
+  }
 }
 
 function routeAttachments(
@@ -173,6 +225,17 @@ export async function processInboundEvent(event: InboundEvent, deps: ProcessDeps
     });
     metrics.addMetric('raw_mismatch', MetricUnit.Count, 1);
   }
+  try {
+    const first = await firstMessageWith(dedupeKey(read.contentSha256, event.envelope), event.id, deps);
+    if (first !== event.id) {
+      warnings.push(`duplicate: same content and envelope as message ${first}`);
+      logger.warn('a copy of an earlier message; marked as a duplicate', { duplicateOf: first });
+      metrics.addMetric('duplicates', MetricUnit.Count, 1);
+    }
+  } catch (error) {
+    // Marking duplicates helps receivers; it must never hold a message back.
+    logger.warn('duplicate check failed; delivering unmarked', { error: error as Error });
+  }
   if (read.bareLf || event.bareLf) warnings.push('bare_lf: lines end in LF without CR (RFC 5321 §2.3.8)');
   if (read.authError) {
     warnings.push(`auth_failed: ${read.authError.message}`);
@@ -231,6 +294,14 @@ export async function processInboundEvent(event: InboundEvent, deps: ProcessDeps
         ContentType: 'application/json',
       }),
     );
+    // In the job rather than a sidecar object: deliver reads no extra object per try, and the
+    // message grows by one key per linked attachment, far from the SQS limit.
+    const links = {
+      raw: { bucket: event.raw.bucket, key: event.raw.key },
+      attachments: payload.message.attachments.flatMap((attachment, index) =>
+        'url' in attachment ? [{ index, bucket: deps.bucket, key: stored[index]!.key }] : [],
+      ),
+    };
     for (const endpoint of route.endpoints) {
       jobs.push(
         DeliveryJobSchema.parse({
@@ -241,6 +312,7 @@ export async function processInboundEvent(event: InboundEvent, deps: ProcessDeps
           recipients,
           payload: { bucket: deps.bucket, key },
           webhookId: webhookId(event.id, route.id),
+          links,
         }),
       );
     }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { inspectLocal } from '../../cli/queue.ts';
 import { type InboundEvent, newMessageId, rawObjectKey } from '../../core/index.ts';
 import { type InboxEntry, type LocalRuntime, startLocalRuntime } from '../../dev/index.ts';
 import { runCli, startCli } from './helpers.ts';
@@ -31,6 +32,37 @@ interface Payload {
   };
 }
 
+/** A webhook endpoint on 127.0.0.1 that refuses every request until `accepts` is set. */
+interface RefusingEndpoint {
+  readonly url: string;
+  /** The webhook-id of every request. */
+  readonly received: string[];
+  accepts: boolean;
+  close(): void;
+}
+
+async function startRefusingEndpoint(status: number, text: string): Promise<RefusingEndpoint> {
+  const server = createServer((request, response) => {
+    request.resume();
+    request.on('end', () => {
+      endpoint.received.push(String(request.headers['webhook-id']));
+      response.writeHead(endpoint.accepts ? 204 : status).end(endpoint.accepts ? '' : text);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const endpoint: RefusingEndpoint = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
+    received: [],
+    accepts: false,
+    close() {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+  return endpoint;
+}
+
 describe('mailbridge CLI against the local runtime', () => {
   let runtime: LocalRuntime;
   let dir: string;
@@ -38,10 +70,9 @@ describe('mailbridge CLI against the local runtime', () => {
   let env: Record<string, string>;
   let mx: string;
   let submission: string;
-  // The `flaky` route's endpoint: refuses with 400 until told to accept.
-  let flaky: Server;
-  let flakyAccepts = false;
-  const flakyReceived: string[] = [];
+  // The `flaky` route's endpoint refuses with 400, the `retired` one answers 410 Gone, until told to accept.
+  let flaky: RefusingEndpoint;
+  let retired: RefusingEndpoint;
 
   /** The first dev-inbox webhook matching `test`, polled until it arrives. */
   async function webhookWhere(test: (payload: Payload, entry: InboxEntry) => boolean): Promise<InboxEntry> {
@@ -54,15 +85,8 @@ describe('mailbridge CLI against the local runtime', () => {
   }
 
   before(async () => {
-    flaky = createServer((request, response) => {
-      request.resume();
-      request.on('end', () => {
-        flakyReceived.push(String(request.headers['webhook-id']));
-        response.writeHead(flakyAccepts ? 204 : 400).end(flakyAccepts ? '' : 'bad request');
-      });
-    });
-    flaky.listen(0, '127.0.0.1');
-    await once(flaky, 'listening');
+    flaky = await startRefusingEndpoint(400, 'bad request');
+    retired = await startRefusingEndpoint(410, 'endpoint removed');
     dir = await mkdtemp(join(tmpdir(), 'mailbridge-cli-'));
     const configFile = join(dir, 'mailbridge.json');
     await writeFile(
@@ -80,7 +104,13 @@ describe('mailbridge CLI against the local runtime', () => {
           {
             id: 'flaky',
             match: ['flaky@example.test'],
-            endpoints: [`http://127.0.0.1:${(flaky.address() as AddressInfo).port}/hook`],
+            endpoints: [flaky.url],
+            secret: { value: SECRET },
+          },
+          {
+            id: 'retired',
+            match: ['retired@example.test'],
+            endpoints: [retired.url],
             secret: { value: SECRET },
           },
         ],
@@ -109,8 +139,8 @@ describe('mailbridge CLI against the local runtime', () => {
 
   after(async () => {
     await runtime?.close();
-    flaky?.closeAllConnections();
     flaky?.close();
+    retired?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -264,16 +294,16 @@ describe('mailbridge CLI against the local runtime', () => {
     const missing = await runCli(['dlq', 'show', '01ARZ3NDEKTSV4RRFFQ69G5FAV'], { env });
     assert.equal(missing.code, 1);
 
-    flakyAccepts = true;
-    const before = flakyReceived.length;
+    flaky.accepts = true;
+    const before = flaky.received.length;
     const redriven = await runCli(['dlq', 'redrive', '--route', 'flaky', '--json'], { env });
     assert.equal(redriven.code, 0, redriven.stderr);
     assert.deepEqual(
       (JSON.parse(redriven.stdout) as { redriven: { messageId: string }[] }).redriven.map((r) => r.messageId),
       [id],
     );
-    for (let waited = 0; flakyReceived.length === before && waited < 20_000; waited += 100) await sleep(100);
-    assert.equal(flakyReceived.length, before + 1);
+    for (let waited = 0; flaky.received.length === before && waited < 20_000; waited += 100) await sleep(100);
+    assert.equal(flaky.received.length, before + 1);
     const empty = await runCli(['dlq', 'list', '--queue', 'delivery', '--json'], { env });
     assert.deepEqual(JSON.parse(empty.stdout), []);
     const nothing = await runCli(['dlq', 'redrive', '--route', 'flaky'], { env });
@@ -378,5 +408,63 @@ describe('mailbridge CLI against the local runtime', () => {
     assert.equal(unknownRoute.code, 2);
     assert.equal(unknownMessage.code, 1);
     assert.match(unknownMessage.stderr, /no raw message/);
+  });
+  it('routes check shows an endpoint disabled by 410 Gone; dlq redrive re-enables it and replays its parked jobs', async () => {
+    const endpoint = retired.url;
+    const deadLetters = async (count: number) => {
+      for (let waited = 0; waited < 20_000; waited += 100) {
+        const messages = await inspectLocal(runtime.emulator.endpoint, runtime.resources.deliveryDlqUrl);
+        const entries = messages
+          .map((message) => JSON.parse(message.Body!) as { endpoint: string; reason: string })
+          .filter((entry) => entry.endpoint === endpoint);
+        if (entries.length >= count) return entries;
+        await sleep(100);
+      }
+      throw new Error(`fewer than ${count} DLQ entries for ${endpoint}`);
+    };
+    const send = async () => {
+      const sent = await runCli(['send', '--server', mx, '--to', 'retired@example.test', '--json']);
+      assert.equal(sent.code, 0, sent.stderr + sent.stdout);
+    };
+    await send();
+    await deadLetters(1);
+    await send();
+    assert.deepEqual(
+      (await deadLetters(2)).map((entry) => entry.reason),
+      ['gone', 'parked'],
+    );
+    assert.equal(retired.received.length, 1, 'the job after the 410 was parked without a request');
+
+    const checked = await runCli(['routes', 'check', '--config', effectiveConfig, 'retired@example.test'], {
+      env,
+    });
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.match(
+      checked.stdout,
+      new RegExp(`retired@example\\.test → route retired → ${endpoint} \\(disabled\\)`),
+    );
+    assert.match(
+      checked.stdout,
+      new RegExp(`^  ${endpoint}\\s+disabled since \\S+Z because 410 Gone: HTTP 410: endpoint removed$`, 'm'),
+    );
+    const asJson = await runCli(['routes', 'check', '--config', effectiveConfig, '--json'], { env });
+    const { health } = JSON.parse(asJson.stdout) as { health: { endpoint: string; status: string }[] };
+    assert.equal(health.find((entry) => entry.endpoint === endpoint)?.status, 'disabled');
+    assert.equal(health.find((entry) => entry.endpoint !== endpoint)?.status, 'enabled');
+
+    retired.accepts = true;
+    const redriven = await runCli(['dlq', 'redrive', '--route', 'retired'], { env });
+    assert.equal(redriven.code, 0, redriven.stderr);
+    assert.match(
+      redriven.stdout,
+      new RegExp(`^re-enabled ${endpoint} \\(disabled since \\S+ because 410 Gone`, 'm'),
+    );
+    assert.match(redriven.stdout, /redrove 2 entries/);
+    for (let waited = 0; retired.received.length < 3 && waited < 20_000; waited += 100) await sleep(100);
+    assert.equal(retired.received.length, 3, 'both jobs delivered after the re-enable');
+    const after = await runCli(['routes', 'check', '--config', effectiveConfig, 'retired@example.test'], {
+      env,
+    });
+    assert.match(after.stdout, new RegExp(`^  ${endpoint}\\s+enabled$`, 'm'));
   });
 });

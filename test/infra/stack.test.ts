@@ -230,7 +230,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       });
     });
 
-    it('expires raw mail, payloads and attachments by prefix and aborts orphan multipart uploads after a day', () => {
+    it('expires raw mail, payloads, attachments and duplicate markers by prefix and aborts orphan multipart uploads after a day', () => {
       const rules = (
         resources[bucketId()]!.Properties.LifecycleConfiguration as { Rules: Record<string, unknown>[] }
       ).Rules;
@@ -240,7 +240,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       const expiry = Object.fromEntries(
         rules.filter((r) => r.Prefix).map((r) => [r.Prefix, r.ExpirationInDays]),
       );
-      assert.deepEqual(expiry, { 'raw/': 30, 'payloads/': 30, 'attachments/': 30 });
+      assert.deepEqual(expiry, { 'raw/': 30, 'payloads/': 30, 'attachments/': 30, 'dedupe/': 14 });
     });
 
     it('writes the config to config/mailbridge.json with a PutObject on that key only', () => {
@@ -363,7 +363,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       assert.doesNotMatch(secrets, /signing/, 'the listener cannot read webhook signing secrets');
     });
 
-    it('lets parse read raw mail and write payloads and attachments, but read no secret', () => {
+    it('lets parse read raw mail, write payloads and attachments, keep duplicate markers, but read no secret', () => {
       const grants = grantsOf(roleIdOf(stack.functions.parse.role!));
       assert.equal(grants.has('secretsmanager:GetSecretValue'), false);
       assert.match(json(grants.get('s3:GetObject')), /\/raw\/\*/);
@@ -372,20 +372,46 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
           .get('s3:PutObject')!
           .map((r) => r.match(/\/(\w+)\/\*/)![1])
           .sort(),
-        ['attachments', 'payloads'],
+        ['attachments', 'dedupe', 'payloads'],
       );
+      assert.match(json(grants.get('s3:GetObject')), /\/dedupe\/\*/);
       assert.deepEqual(grants.get('sqs:SendMessage'), [
         json({ 'Fn::GetAtt': [queueId(stack.queues.delivery), 'Arn'] }),
       ]);
     });
 
-    it('lets deliver read payloads and the signing secrets and dead-letter jobs, but not write objects', () => {
-      const grants = grantsOf(roleIdOf(stack.functions.deliver.role!));
-      assert.equal(grants.has('s3:PutObject'), false);
-      const reads = json(grants.get('s3:GetObject'));
-      assert.match(reads, /\/payloads\/\*/);
-      assert.doesNotMatch(reads, /\/raw\/\*/);
+    it('lets deliver read payloads, raw mail and attachments (to sign links), keep endpoint health, read the signing secrets and dead-letter jobs, nothing more', () => {
+      const deliverRole = roleIdOf(stack.functions.deliver.role!);
+      const grants = grantsOf(deliverRole);
+      assert.deepEqual([...grants.keys()].sort(), [
+        'logs:CreateLogStream',
+        'logs:PutLogEvents',
+        's3:GetObject',
+        's3:ListBucket',
+        's3:PutObject',
+        'secretsmanager:DescribeSecret',
+        'secretsmanager:GetSecretValue',
+        'sqs:ChangeMessageVisibility',
+        'sqs:DeleteMessage',
+        'sqs:GetQueueAttributes',
+        'sqs:GetQueueUrl',
+        'sqs:ReceiveMessage',
+        'sqs:SendMessage',
+      ]);
+      const objects = (keys: string[]) =>
+        keys.map((key) => json({ 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId(), 'Arn'] }, key]] })).sort();
+      assert.deepEqual(
+        [...grants.get('s3:GetObject')!].sort(),
+        objects(['/attachments/*', '/config/mailbridge.json', '/endpoint-health/*', '/payloads/*', '/raw/*']),
+      );
+      assert.deepEqual(grants.get('s3:PutObject'), objects(['/endpoint-health/*']));
+      const [list] = statementsOfRole(deliverRole).filter((statement) =>
+        actionsOf(statement).includes('s3:ListBucket'),
+      ) as (Statement & { Condition?: unknown })[];
+      assert.deepEqual(list!.Resource, { 'Fn::GetAtt': [bucketId(), 'Arn'] });
+      assert.deepEqual(list!.Condition, { StringLike: { 's3:prefix': 'endpoint-health/*' } });
       assert.match(json(grants.get('secretsmanager:GetSecretValue')), /Secret/);
+      assert.doesNotMatch(json(grants.get('secretsmanager:GetSecretValue')), /mailbridge\/tls/);
       assert.deepEqual(grants.get('sqs:SendMessage'), [
         json({ 'Fn::GetAtt': [queueId(stack.queues.deliveryDlq), 'Arn'] }),
       ]);
@@ -404,6 +430,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         'DeliverFunctionErrors',
         'DeliverFunctionThrottles',
         'DeliveryDlqNotEmpty',
+        'DeliveryEndpointDisabled',
         'DeliveryQueueOldestMessage',
         'InboundDlqNotEmpty',
         'InboundQueueOldestMessage',
@@ -444,6 +471,8 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         'delivered',
         'retried',
         'dead_lettered',
+        'parked',
+        'endpoint_disabled',
         'delivery_latency',
         's3_failures',
         'sqs_failures',

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, LookupFunction } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
   GetQueueAttributesCommand,
   type Message,
@@ -14,6 +14,8 @@ import type { SQSBatchResponse } from 'aws-lambda';
 import { Webhook } from 'standardwebhooks';
 import {
   type DeliveryJob,
+  type EndpointHealth,
+  endpointHealthKey,
   parseConfig,
   type Runtime,
   type WebhookSender,
@@ -99,10 +101,13 @@ async function pipeline(options: {
   secrets?: string[];
   runtime?: Runtime;
   send?: WebhookSender;
+  disableAfter?: string | null;
+  now?: () => number;
 }) {
   pipelines++;
+  // A bucket of its own, so endpoint health (kept per URL) never leaks into another test via a reused port.
   const resources = await provisionLocalResources(emulator, {
-    bucket: emulator.resources.bucket,
+    bucket: `deliver-test-${pipelines}`,
     inbound: `deliver-test-in-${pipelines}`,
     delivery: `deliver-test-${pipelines}`,
   });
@@ -120,6 +125,7 @@ async function pipeline(options: {
           secret: (options.secrets ?? [SECRET]).map((value) => ({ value })),
           retrySchedule: options.retrySchedule ?? [1, 1],
           timeout: options.timeout ?? 5,
+          ...(options.disableAfter === undefined ? {} : { disableAfter: options.disableAfter }),
         },
       ],
       listeners: [{ port: 0, mode: 'mx' }],
@@ -141,19 +147,26 @@ async function pipeline(options: {
   const handler = createDeliverHandler({
     s3,
     sqs,
+    bucket: resources.bucket,
     deliveryQueueUrl: resources.deliveryQueueUrl,
     deliveryDlqUrl: resources.deliveryDlqUrl,
     config,
     secrets: async (r) => r.secret.map((ref) => ('value' in ref ? ref.value : '')),
     runtime,
     ...(options.send ? { send: options.send } : {}),
+    ...(options.now ? { now: options.now } : {}),
   });
 
   let jobs = 0;
   return {
     calls,
+    bucket: resources.bucket,
     /** Stores a payload and queues its job; returns the job. */
-    async enqueue(endpoint = route.endpoints[0]!, payload = { type: 'email.received', subject: 'Grüße' }) {
+    async enqueue(
+      endpoint = route.endpoints[0]!,
+      payload: object = { type: 'email.received', subject: 'Grüße' },
+      links?: DeliveryJob['links'],
+    ) {
       jobs++;
       const messageId = `01JDELIVERTEST${String(pipelines).padStart(6, '0')}${String(jobs).padStart(6, '0')}`;
       const key = `payloads/${messageId}/support.json`;
@@ -169,6 +182,7 @@ async function pipeline(options: {
         payload: { bucket: resources.bucket, key },
         webhookId: webhookId(messageId, route.id),
         attempt: 0,
+        ...(links ? { links } : {}),
       };
       await emulator.sqs.send(
         new SendMessageCommand({ QueueUrl: resources.deliveryQueueUrl, MessageBody: JSON.stringify(job) }),
@@ -512,5 +526,170 @@ describe('deliver function SSRF guard', () => {
     );
     assert.deepEqual(asked, ['hooks.example.test']);
     p.close();
+  });
+});
+
+describe('deliver function endpoint health', () => {
+  const HOUR = 3600_000;
+  const START = Date.parse('2026-11-20T10:00:00Z');
+
+  /** A pipeline that disables its endpoint after 1 h of failures, on a clock the test moves. */
+  async function clocked(url: string) {
+    const clock = { now: START };
+    const p = await pipeline({
+      endpoints: [url],
+      disableAfter: '1h',
+      retrySchedule: [1, 1],
+      now: () => clock.now,
+    });
+    return { p, clock };
+  }
+
+  async function storedHealth(
+    bucket: string,
+    endpoint: string,
+  ): Promise<EndpointHealth & { endpoint: string }> {
+    const object = await emulator.s3.send(
+      new GetObjectCommand({ Bucket: bucket, Key: endpointHealthKey(endpoint) }),
+    );
+    return JSON.parse(await object.Body!.transformToString());
+  }
+
+  it('after a 410 Gone parks the next job for that endpoint without connecting', async () => {
+    await withReceiver([410, 200], async (receiver, url) => {
+      const p = await pipeline({ endpoints: [url] });
+      await p.enqueue();
+      await p.run(await p.receive());
+      const parked = await p.enqueue();
+      assert.deepEqual((await p.run(await p.receive())).batchItemFailures, []);
+      const entries = await p.deadLetters();
+      assert.deepEqual(
+        entries.map((entry) => entry.reason),
+        ['gone', 'parked'],
+      );
+      const entry = entries[1]!;
+      assert.equal(entry.webhookId, parked.webhookId);
+      assert.equal(entry.attempts, 0);
+      assert.match(entry.lastError ?? '', /^endpoint disabled since \S+ because 410 Gone: HTTP 410/);
+      assert.equal(receiver.connections, 1);
+      assert.equal(receiver.requests.length, 1);
+      const health = await storedHealth(p.bucket, url);
+      assert.equal(health.endpoint, url);
+      assert.ok(health.disabledAt);
+      p.close();
+    });
+  });
+
+  it('disables an endpoint that failed every try for longer than disableAfter, and parks its jobs', async () => {
+    await withReceiver([500], async (receiver, url) => {
+      const { p, clock } = await clocked(url);
+      await p.enqueue();
+      assert.equal((await p.run(await p.receive())).batchItemFailures.length, 1, 'first failure: retried');
+      assert.equal((await storedHealth(p.bucket, url)).firstFailureAt, new Date(START).toISOString());
+      clock.now = START + 2 * HOUR;
+      const again = await p.receive(5);
+      assert.deepEqual((await p.run(again)).batchItemFailures, [], 'failing for 2 h: parked, not retried');
+      await p.enqueue();
+      await p.run(await p.receive());
+      const entries = await p.deadLetters();
+      assert.deepEqual(
+        entries.map((entry) => [entry.reason, entry.attempts, entry.lastStatus]),
+        [
+          ['parked', 2, 500],
+          ['parked', 0, undefined],
+        ],
+      );
+      assert.equal(receiver.requests.length, 2, 'the job after the disable was not sent');
+      const health = await storedHealth(p.bucket, url);
+      assert.equal(health.disabledAt, new Date(START + 2 * HOUR).toISOString());
+      assert.match(
+        health.reason ?? '',
+        /^every try failed for 1h \(since 2026-11-20T10:00:00\.000Z\); last: HTTP 500/,
+      );
+      p.close();
+    });
+  });
+
+  it('a success ends the run of failures, so a later failure starts a new one', async () => {
+    await withReceiver([500, 200, 500], async (receiver, url) => {
+      const { p, clock } = await clocked(url);
+      await p.enqueue();
+      await p.run(await p.receive());
+      clock.now = START + HOUR / 2;
+      assert.deepEqual((await p.run(await p.receive(5))).batchItemFailures, []);
+      const recovered = await storedHealth(p.bucket, url);
+      assert.equal(recovered.firstFailureAt, null);
+      assert.equal(recovered.lastSuccessAt, new Date(clock.now).toISOString());
+      clock.now = START + 2 * HOUR;
+      await p.enqueue();
+      assert.equal((await p.run(await p.receive())).batchItemFailures.length, 1, 'retried, not parked');
+      assert.deepEqual(await p.deadLetters(), []);
+      const health = await storedHealth(p.bucket, url);
+      assert.equal(health.disabledAt, null);
+      assert.equal(health.firstFailureAt, new Date(clock.now).toISOString());
+      assert.equal(receiver.requests.length, 3);
+      p.close();
+    });
+  });
+});
+
+describe('deliver function links', () => {
+  /** The signing time of a SigV4 presigned URL, as milliseconds since the epoch. */
+  const signedAt = (url: string) => {
+    const date = new URL(url).searchParams.get('X-Amz-Date')!;
+    return Date.parse(date.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, '$1-$2-$3T$4:$5:$6Z'));
+  };
+
+  it('signs the payload links again at each try: a retry carries links of its own time that download', async () => {
+    await withReceiver([500, 200], async (receiver, url) => {
+      const second = Math.floor(Date.now() / 1000) * 1000;
+      // The first try 7 h earlier: links signed then are past the 6 h they were given.
+      const first = second - 7 * 3600_000;
+      let clock = first;
+      const p = await pipeline({ endpoints: [url], now: () => clock });
+      const raw = { bucket: p.bucket, key: 'raw/2026/11/20/01JLINKS.eml' };
+      const attachment = { bucket: p.bucket, key: 'attachments/01JLINKS/0-report.pdf' };
+      await emulator.s3.send(
+        new PutObjectCommand({ Bucket: raw.bucket, Key: raw.key, Body: 'Subject: hi\r\n\r\nhi\r\n' }),
+      );
+      await emulator.s3.send(
+        new PutObjectCommand({ Bucket: attachment.bucket, Key: attachment.key, Body: '%PDF-1.7 report' }),
+      );
+      const payload = {
+        type: 'email.received',
+        message: {
+          attachments: [
+            { filename: 'report.pdf', url: 'https://expired.example/report.pdf' },
+            { filename: 'logo.png', content: 'iVBORw0KGgo=' },
+          ],
+        },
+        raw: { size: 20, url: 'https://expired.example/raw.eml' },
+      };
+      await p.enqueue(url, payload, { raw, attachments: [{ index: 0, ...attachment }] });
+      assert.equal((await p.run(await p.receive())).batchItemFailures.length, 1);
+      clock = second;
+      assert.deepEqual((await p.run(await p.receive(5))).batchItemFailures, []);
+
+      const [tried, delivered] = receiver.requests.map(
+        (request) =>
+          JSON.parse(request.body.toString('utf8')) as typeof payload & {
+            message: { attachments: { url?: string; content?: string }[] };
+          },
+      );
+      assert.equal(signedAt(tried!.raw.url), first);
+      assert.equal(signedAt(delivered!.raw.url), second);
+      assert.equal(signedAt(delivered!.message.attachments[0]!.url!), second);
+      assert.deepEqual(delivered!.message.attachments[1], payload.message.attachments[1]);
+      assert.equal(delivered!.raw.size, 20);
+      const { headers, body } = receiver.requests[1]!;
+      assert.equal(headers['webhook-id'], receiver.requests[0]!.headers['webhook-id']);
+      assert.ok(
+        new Webhook(SECRET).verify(body, headers as Record<string, string>),
+        'signed over the new body',
+      );
+      assert.equal(await (await fetch(delivered!.raw.url)).text(), 'Subject: hi\r\n\r\nhi\r\n');
+      assert.equal(await (await fetch(delivered!.message.attachments[0]!.url!)).text(), '%PDF-1.7 report');
+      p.close();
+    });
   });
 });

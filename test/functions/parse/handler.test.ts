@@ -162,6 +162,19 @@ describe('parse handler', () => {
     }
     assert.match(new URL(linkedBig.url).pathname, /\/attachments\/[0-9A-Z]{26}\/1-etc_big_archive\.zip$/);
 
+    // Each job names the objects behind its payload's links, so deliver can sign them again.
+    const linksOf = (routeId: string) => jobs.find((job) => job.routeId === routeId)!.links!;
+    const keyOf = (url: string) => decodeURIComponent(new URL(url).pathname).replace(/^\/[^/]+\//, '');
+    assert.deepEqual(linksOf('support').raw, { bucket: event.raw.bucket, key: event.raw.key });
+    assert.deepEqual(
+      linksOf('support').attachments.map(({ index, key }) => [index, key]),
+      [[1, keyOf(linkedBig.url)]],
+    );
+    assert.deepEqual(
+      linksOf('sales').attachments.map(({ index }) => index),
+      [0, 1],
+    );
+
     const raw = byRoute.get('support')!.raw;
     const rawResponse = await fetch(raw.url);
     const rawBytes = Buffer.from(await rawResponse.arrayBuffer());

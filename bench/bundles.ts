@@ -1,0 +1,100 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { build, type Metafile } from 'esbuild';
+import { FUNCTION_BUNDLING, FUNCTION_NAMES } from '../infra/index.ts';
+import { median } from './stats.ts';
+
+const ROOT = resolve(import.meta.dirname, '..');
+
+/** One function bundled as CDK bundles it, and how long a fresh process takes to import it. */
+export interface BundleResult {
+  readonly name: string;
+  readonly bytes: number;
+  /** Median of the cold imports, ms. */
+  readonly coldImportMs: number;
+  readonly coldImportsMs: number[];
+  /** The largest inputs of the bundle, bytes after minification. */
+  readonly heaviest: { readonly path: string; readonly bytes: number }[];
+}
+
+// What the handlers read at import: the local runtime's config and resource names, no network.
+const IMPORT_ENV = {
+  MAILBRIDGE_RUNTIME: 'local',
+  MAILBRIDGE_CONFIG: join(ROOT, 'dev', 'mailbridge.yaml'),
+  MAILBRIDGE_BUCKET: 'mailbridge-local',
+  MAILBRIDGE_INBOUND_QUEUE_URL: 'http://127.0.0.1:9/000000000000/mailbridge-inbound',
+  MAILBRIDGE_DELIVERY_QUEUE_URL: 'http://127.0.0.1:9/000000000000/mailbridge-delivery',
+  MAILBRIDGE_DELIVERY_DLQ_URL: 'http://127.0.0.1:9/000000000000/mailbridge-delivery-dlq',
+  AWS_REGION: 'us-east-1',
+  AWS_ACCESS_KEY_ID: 'bench',
+  AWS_SECRET_ACCESS_KEY: 'bench',
+  POWERTOOLS_LOG_LEVEL: 'SILENT',
+  POWERTOOLS_METRICS_DISABLED: 'true',
+};
+
+function heaviest(metafile: Metafile): { path: string; bytes: number }[] {
+  const output = Object.values(metafile.outputs).find((entry) => entry.entryPoint);
+  const byPackage = new Map<string, number>();
+  for (const [path, input] of Object.entries(output?.inputs ?? {})) {
+    const match = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(path);
+    const name = match?.[1] ?? path.split('/').slice(0, 2).join('/');
+    byPackage.set(name, (byPackage.get(name) ?? 0) + input.bytesInOutput);
+  }
+  return [...byPackage]
+    .map(([path, bytes]) => ({ path, bytes }))
+    .sort((a, b) => b.bytes - a.bytes)
+    .slice(0, 6);
+}
+
+/** Bundles each function with the esbuild options of infra (see `FUNCTION_BUNDLING`), then imports it `imports` times. */
+export async function measureBundles(imports: number): Promise<BundleResult[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'mailbridge-bundle-'));
+  try {
+    const results: BundleResult[] = [];
+    for (const name of FUNCTION_NAMES) {
+      const outfile = join(dir, name, 'index.mjs');
+      const { metafile } = await build({
+        entryPoints: [join(ROOT, 'functions', name, 'handler.ts')],
+        outfile,
+        bundle: true,
+        platform: 'node',
+        format: FUNCTION_BUNDLING.format,
+        target: FUNCTION_BUNDLING.target,
+        mainFields: FUNCTION_BUNDLING.mainFields,
+        minify: FUNCTION_BUNDLING.minify,
+        sourcemap: FUNCTION_BUNDLING.sourceMap,
+        external: FUNCTION_BUNDLING.externalModules,
+        banner: { js: FUNCTION_BUNDLING.banner },
+        alias: Object.fromEntries(
+          Object.entries(FUNCTION_BUNDLING.esbuildArgs)
+            .filter(([flag]) => flag.startsWith('--alias:'))
+            .map(([flag, path]) => [flag.slice('--alias:'.length), path]),
+        ),
+        absWorkingDir: ROOT,
+        metafile: true,
+        logLevel: 'silent',
+      });
+      const script = `const t = performance.now(); await import(${JSON.stringify(outfile)}); process.stdout.write(String(performance.now() - t));`;
+      const times = Array.from({ length: imports }, () =>
+        Number(
+          execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+            env: { PATH: process.env.PATH ?? '', ...IMPORT_ENV },
+            cwd: dir,
+          }).toString(),
+        ),
+      );
+      results.push({
+        name,
+        bytes: statSync(outfile).size,
+        coldImportMs: median(times),
+        coldImportsMs: times,
+        heaviest: heaviest(metafile),
+      });
+    }
+    return results;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * One server under test in a process of its own: `sink` (bare smtp-server, DATA discarded, the
+ * reference), `listener` (mailbridge's durable path), `naive` (the naive durable sink) or
+ * `pipeline` (listener, parse and deliver behind Lambda-style pollers: the end-to-end run).
+ * Usage: `server-process.ts <kind> <json options>`; replies with the SMTP port once listening.
+ */
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { SMTPServer } from 'smtp-server';
+import { createLogger, createMetrics, parseConfig, QUEUE_SETTINGS } from '../core/index.ts';
+import { emulatorClients, startPoller } from '../dev/index.ts';
+import { createDeliverHandler, createParseHandler } from '../functions/index.ts';
+import { generateSelfSigned, startListener } from '../listener/index.ts';
+import { serve } from './ipc.ts';
+import { naiveDurableSink } from './naive-sink.ts';
+
+export type ServerKind = 'sink' | 'listener' | 'naive' | 'pipeline';
+
+export interface ServerOptions {
+  readonly endpoint?: string;
+  readonly bucket?: string;
+  readonly inboundQueueUrl?: string;
+  readonly deliveryQueueUrl?: string;
+  readonly deliveryDlqUrl?: string;
+  /** Where the pipeline delivers webhooks. */
+  readonly webhookUrl?: string;
+  /** The pipeline's retry schedule, seconds. */
+  readonly retrySchedule?: number[];
+}
+
+const SECRET = 'whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQ=';
+const [kind, json] = process.argv.slice(2) as [ServerKind, string];
+const options = JSON.parse(json ?? '{}') as ServerOptions;
+const tls = await generateSelfSigned('mx.bench.test');
+
+const required = (value: string | undefined, name: string): string => {
+  if (!value) throw new Error(`${kind} needs ${name}`);
+  return value;
+};
+
+async function listenSmtp(server: SMTPServer): Promise<number> {
+  server.on('error', () => {});
+  server.listen(0, '127.0.0.1');
+  await once(server.server, 'listening');
+  return (server.server.address() as AddressInfo).port;
+}
+
+async function start(): Promise<{ port: number; close: () => Promise<void> }> {
+  if (kind === 'sink') {
+    const sink = new SMTPServer({
+      key: tls.key,
+      cert: tls.cert,
+      authOptional: true,
+      disabledCommands: ['AUTH'],
+      disableReverseLookup: true,
+      logger: false,
+      size: 64 * 1024 * 1024,
+      onData(stream, _session, callback) {
+        stream.on('end', () => callback(null, 'discarded'));
+        stream.resume();
+      },
+    });
+    return { port: await listenSmtp(sink), close: () => new Promise((resolve) => sink.close(resolve)) };
+  }
+  const endpoint = required(options.endpoint, 'endpoint');
+  const bucket = required(options.bucket, 'bucket');
+  const inboundQueueUrl = required(options.inboundQueueUrl, 'inboundQueueUrl');
+  if (kind === 'naive') {
+    const naive = naiveDurableSink({
+      endpoint,
+      bucket,
+      queueUrl: inboundQueueUrl,
+      key: tls.key,
+      cert: tls.cert,
+    });
+    return { port: await listenSmtp(naive), close: () => new Promise((resolve) => naive.close(resolve)) };
+  }
+  const config = parseConfig(
+    {
+      hostname: 'mx.bench.test',
+      domains: ['example.test'],
+      routes: [
+        {
+          id: 'bench',
+          match: ['*@example.test'],
+          endpoints: [options.webhookUrl ?? 'http://127.0.0.1:9/hook'],
+          secret: { value: SECRET },
+          ...(options.retrySchedule ? { retrySchedule: options.retrySchedule } : {}),
+        },
+      ],
+      listeners: [{ host: '127.0.0.1', port: 0, mode: 'mx' }],
+      health: { host: '127.0.0.1', port: 0 },
+      limits: { maxConnections: 5000, maxConnectionsPerIp: 5000, maxMessageBytes: 64 * 1024 * 1024 },
+    },
+    { source: 'bench', runtime: 'local' },
+  );
+  const { s3, sqs } = emulatorClients(endpoint);
+  const closers: (() => Promise<void>)[] = [];
+  if (kind === 'pipeline') {
+    const deliveryQueueUrl = required(options.deliveryQueueUrl, 'deliveryQueueUrl');
+    const noDns = async (name: string) => {
+      throw Object.assign(new Error(`queryTxt ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
+    };
+    const pollers = await Promise.all([
+      startPoller({
+        sqs,
+        queueUrl: inboundQueueUrl,
+        waitTimeSeconds: 1,
+        timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.parse,
+        handler: createParseHandler({
+          s3,
+          sqs,
+          bucket,
+          deliveryQueueUrl,
+          config,
+          resolver: noDns,
+          logger: createLogger('parse'),
+          metrics: createMetrics('parse'),
+        }),
+      }),
+      startPoller({
+        sqs,
+        queueUrl: deliveryQueueUrl,
+        waitTimeSeconds: 1,
+        timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.deliver,
+        handler: createDeliverHandler({
+          s3,
+          sqs,
+          bucket,
+          deliveryQueueUrl,
+          deliveryDlqUrl: required(options.deliveryDlqUrl, 'deliveryDlqUrl'),
+          config,
+          secrets: async () => [SECRET],
+          runtime: 'local',
+          logger: createLogger('deliver'),
+          metrics: createMetrics('deliver'),
+        }),
+      }),
+    ]);
+    closers.push(async () => {
+      await Promise.all(pollers.map((poller) => poller.stop()));
+    });
+  }
+  const listener = await startListener({
+    config,
+    s3,
+    sqs,
+    bucket,
+    inboundQueueUrl,
+    tls,
+    authUsers: new Map(),
+    logger: createLogger('listener'),
+    metrics: createMetrics('listener'),
+  });
+  closers.unshift(() => listener.close());
+  return {
+    port: listener.listeners[0]!.port,
+    close: async () => {
+      for (const close of closers) await close();
+      s3.destroy();
+      sqs.destroy();
+    },
+  };
+}
+
+const server = await start();
+serve(
+  {
+    close: () => server.close(),
+    memory: () => process.memoryUsage(),
+  },
+  { port: server.port },
+);

@@ -1,0 +1,209 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import nodemailer from 'nodemailer';
+import { emulatorClients } from '../../dev/index.ts';
+import { BUCKET_PREFIXES, Storage } from '../../infra/index.ts';
+import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+import {
+  type AwsOperation,
+  type FaultProxy,
+  type FaultRule,
+  startFaultProxy,
+} from '../helpers/fault-proxy.ts';
+import { type Pipeline, startPipeline } from '../helpers/pipeline.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+import { cdkContext } from '../infra/helpers.ts';
+import {
+  EventCollector,
+  listRawKeys,
+  makeMessage,
+  queuedId,
+  RawSmtp,
+  startTestListener,
+  type TestListener,
+  testConfig,
+} from '../listener/helpers.ts';
+
+const STORAGE_FAILURE = '451 4.3.0 Temporary storage failure, try again later';
+const QUEUEING_FAILURE = '451 4.3.0 Temporary queueing failure, try again later';
+const MULTIPART = 6 * 1024 * 1024;
+
+describe('faults: S3 and SQS failing under the listener', () => {
+  let emulator: TestEmulator;
+  let proxy: FaultProxy;
+  let clients: ReturnType<typeof emulatorClients>;
+  let listener: TestListener;
+  let events: EventCollector;
+
+  before(async () => {
+    emulator = await startTestEmulator();
+    proxy = await startFaultProxy(emulator.emulator.endpoint);
+    clients = emulatorClients(proxy.endpoint);
+    listener = await startTestListener(emulator, testConfig(), clients);
+    events = new EventCollector(emulator.sqs, emulator.resources.inboundQueueUrl);
+  });
+
+  afterEach(() => proxy.clear());
+
+  after(async () => {
+    await listener.close();
+    clients.s3.destroy();
+    clients.sqs.destroy();
+    await proxy.close();
+    await emulator.close();
+  });
+
+  async function send(sender: string, size: number): Promise<string> {
+    const client = await RawSmtp.open(listener.port('mx'));
+    await client.hello();
+    const reply = await client.send(sender, ['someone@example.test'], makeMessage(size, sender));
+    client.close();
+    return reply;
+  }
+
+  const count = (op: AwsOperation) => proxy.calls.get(op) ?? 0;
+
+  const storageFaults: [string, FaultRule, number][] = [
+    ['PutObject answering 500', { ops: ['S3.PutObject'], action: { kind: 'fail', status: 500 } }, 2000],
+    ['PutObject answering 503', { ops: ['S3.PutObject'], action: { kind: 'fail', status: 503 } }, 2000],
+    ['PutObject connections reset', { ops: ['S3.PutObject'], action: { kind: 'drop' } }, 2000],
+    ['UploadPart answering 500', { ops: ['S3.UploadPart'], action: { kind: 'fail' } }, MULTIPART],
+    ['UploadPart connections reset', { ops: ['S3.UploadPart'], action: { kind: 'drop' } }, MULTIPART],
+    [
+      'CompleteMultipartUpload answering 500',
+      { ops: ['S3.CompleteMultipartUpload'], action: { kind: 'fail' } },
+      MULTIPART,
+    ],
+  ];
+  for (const [label, rule, size] of storageFaults) {
+    it(`${label} on every try: 451, no event, no object, no upload left open`, async () => {
+      const sender = `${label.replaceAll(' ', '-').toLowerCase()}@sender.test`;
+      const keysBefore = await listRawKeys(emulator.s3, emulator.resources.bucket);
+      const [created, aborted] = [count('S3.CreateMultipartUpload'), count('S3.AbortMultipartUpload')];
+      const fault = proxy.add(rule);
+      assert.equal(await send(sender, size), STORAGE_FAILURE);
+      // The SDK retried before giving up: a single failed call does not bounce mail (see below).
+      assert.ok(fault.hits >= 2, `${fault.hits} faulted calls`);
+      assert.deepEqual(await events.from(sender), []);
+      assert.deepEqual(await listRawKeys(emulator.s3, emulator.resources.bucket), keysBefore);
+      assert.equal(
+        count('S3.AbortMultipartUpload') - aborted,
+        count('S3.CreateMultipartUpload') - created,
+        'every multipart upload started was aborted',
+      );
+    });
+  }
+
+  it('one failed call is retried by the SDK and the message is accepted', async () => {
+    proxy.add({ ops: ['S3.PutObject'], action: { kind: 'fail', status: 503 }, nth: [1] });
+    proxy.add({ ops: ['SQS.SendMessageBatch'], action: { kind: 'drop' }, nth: [1] });
+    const id = queuedId(await send('transient@sender.test', 2000));
+    const event = await events.get(id);
+    assert.equal(event.envelope.mailFrom, 'transient@sender.test');
+  });
+
+  it('SendMessageBatch failing after the object is stored: 451, and the orphan can be found and expires', async () => {
+    const keysBefore = await listRawKeys(emulator.s3, emulator.resources.bucket);
+    await events.poll();
+    proxy.add({ ops: ['SQS.SendMessageBatch'], action: { kind: 'fail' } });
+    assert.equal(await send('orphan@sender.test', 4000), QUEUEING_FAILURE);
+    proxy.clear();
+    assert.deepEqual(await events.from('orphan@sender.test'), []);
+
+    // Accounting: raw objects that no InboundEvent names are the orphans of failed queueing.
+    const referenced = new Set([...events.events.values()].map((event) => event.raw.key));
+    const orphans = [...(await listRawKeys(emulator.s3, emulator.resources.bucket))].filter(
+      (key) => !keysBefore.has(key) && !referenced.has(key),
+    );
+    assert.equal(orphans.length, 1);
+    assert.match(orphans[0]!, /^raw\/\d{4}\/\d{2}\/\d{2}\/[0-9A-Z]{26}\.eml$/);
+
+    // In AWS the bucket's lifecycle rule expires everything under raw/, orphans included.
+    const stack = new Stack(new App({ context: cdkContext() }), 'Faults');
+    new Storage(stack, 'Storage');
+    const rules = Template.fromStack(stack).findResources('AWS::S3::Bucket');
+    const lifecycle = Object.values(rules).flatMap(
+      (bucket) =>
+        (bucket as { Properties: { LifecycleConfiguration?: { Rules: Record<string, unknown>[] } } })
+          .Properties.LifecycleConfiguration?.Rules ?? [],
+    );
+    assert.ok(
+      lifecycle.some(
+        (rule) =>
+          rule.Prefix === BUCKET_PREFIXES.raw &&
+          rule.Status === 'Enabled' &&
+          Number(rule.ExpirationInDays) > 0,
+      ),
+      'a raw/ expiration rule',
+    );
+    assert.ok(lifecycle.some((rule) => rule.AbortIncompleteMultipartUpload !== undefined));
+  });
+});
+
+describe('faults: storage slower than the sending client waits', () => {
+  const SECRET = 'whsec_c2xvdy1zdG9yYWdlLXNlY3JldA==';
+  let receiver: WebhookReceiver;
+  let pipeline: Pipeline;
+
+  before(async () => {
+    receiver = await startWebhookReceiver({ secret: SECRET });
+    pipeline = await startPipeline({
+      routes: [
+        { id: 'all', match: ['*@example.test'], endpoints: [receiver.url], secret: { value: SECRET } },
+      ],
+    });
+  });
+
+  afterEach(() => pipeline.proxy.clear());
+
+  after(async () => {
+    await pipeline.close();
+    await receiver.close();
+  });
+
+  for (const op of ['S3.PutObject', 'SQS.SendMessageBatch'] as const) {
+    it(`${op} delayed past the client's timeout: the session ends cleanly, the retry is marked a duplicate`, async () => {
+      const tag = op.replace('.', '-');
+      const raw = makeMessage(3000, `slow-${tag}`, `slow-${tag}@example.test`);
+      const envelope = { from: `slow-${tag}@sender.test`, to: [`slow-${tag}@example.test`] };
+      const transport = nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: pipeline.smtpPort,
+        secure: false,
+        tls: { rejectUnauthorized: false },
+        socketTimeout: 800,
+      });
+      const seenBefore = receiver.unique.size;
+      try {
+        const slow = pipeline.proxy.add({ ops: [op], action: { kind: 'delay', ms: 2500 }, times: 1 });
+        await assert.rejects(transport.sendMail({ envelope, raw }), /timeout/i);
+        assert.equal(slow.hits, 1);
+        // The sender saw no 250, so it sends the very same message again.
+        const info = await transport.sendMail({ envelope, raw });
+        assert.match(info.response, /^250 2\.0\.0 queued as /);
+      } finally {
+        transport.close();
+      }
+      // The first copy was stored after all, late: both arrive, with distinct webhook-ids, and
+      // exactly one says it repeats the other.
+      await receiver.waitForUnique(seenBefore + 2, 20_000);
+      const copies = [...receiver.unique.values()]
+        .slice(seenBefore)
+        .map((entry) => entry.payload as { id: string; warnings: string[] });
+      assert.equal(copies.length, 2);
+      const [a, b] = copies as [{ id: string; warnings: string[] }, { id: string; warnings: string[] }];
+      const marks = copies.flatMap((copy) =>
+        copy.warnings.filter((warning) => warning.startsWith('duplicate:')),
+      );
+      assert.equal(marks.length, 1);
+      const duplicate = a.warnings.length > 0 ? a : b;
+      const original = duplicate === a ? b : a;
+      assert.deepEqual(duplicate.warnings, [
+        `duplicate: same content and envelope as message ${original.id}`,
+      ]);
+      assert.deepEqual(original.warnings, []);
+    });
+  }
+});

@@ -1,0 +1,167 @@
+import { createServer } from 'node:net';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import { type Config, type ConfigInput, createLogger, createMetrics, parseConfig } from '../../core/index.ts';
+import { emulatorClients, type Poller, startPoller } from '../../dev/index.ts';
+import { createDeliverHandler, createParseHandler } from '../../functions/index.ts';
+import { generateSelfSigned, type RunningListener, startListener } from '../../listener/index.ts';
+import { startTestEmulator, type TestEmulator } from './emulator.ts';
+import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
+
+/** No DNS: every lookup is "no such record", so auth verdicts come without a network wait. */
+export const noDns = async (name: string): Promise<never> => {
+  throw Object.assign(new Error(`queryTxt ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
+};
+
+type RouteInput = ConfigInput['routes'][number];
+
+export interface PipelineOptions {
+  /** Routes of the config; their endpoints are usually webhook receiver URLs. */
+  readonly routes: readonly RouteInput[];
+  readonly domains?: readonly string[];
+  readonly limits?: ConfigInput['limits'];
+  /** Emulator SQLite folder. @default in memory */
+  readonly dataDir?: string;
+  /** Long-poll wait of both pollers. @default 1 */
+  readonly pollWaitSeconds?: number;
+  /**
+   * Visibility of a parse record: how long before a failed one is tried again. It must exceed a
+   * batch's processing time, as Lambda's (6 × the function timeout) does, or records still being
+   * processed come back, count receives and end in the DLQ. @default 30
+   */
+  readonly inboundVisibilitySeconds?: number;
+  /** Visibility of a delivery record whose try threw (not a scheduled retry). @default 5 */
+  readonly deliveryVisibilitySeconds?: number;
+  /** Batches in flight per poller. @default 2 */
+  readonly concurrency?: number;
+}
+
+/**
+ * The whole pipeline in this process, as the local runtime composes it, but with every AWS call of
+ * the listener and both functions going through a {@link FaultProxy} in front of the emulator, the
+ * routes of the test, and a listener that can be stopped and started again on the same port.
+ */
+export interface Pipeline {
+  readonly emulator: TestEmulator;
+  readonly proxy: FaultProxy;
+  readonly config: Config;
+  /** Clients through the proxy (what mailbridge's parts use). */
+  readonly s3: S3Client;
+  readonly sqs: SQSClient;
+  /** The MX-mode SMTP port; the same across listener restarts. */
+  readonly smtpPort: number;
+  readonly pollers: { readonly inbound: Poller; readonly delivery: Poller };
+  /** Graceful stop of the listener (see `RunningListener.close`). */
+  stopListener(): Promise<void>;
+  startListener(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export async function startPipeline(options: PipelineOptions): Promise<Pipeline> {
+  const emulator = await startTestEmulator(options.dataDir ? { dataDir: options.dataDir } : {});
+  const proxy = await startFaultProxy(emulator.emulator.endpoint);
+  const { s3, sqs } = emulatorClients(proxy.endpoint);
+  const smtpPort = await freePort();
+  const config = parseConfig(
+    {
+      hostname: 'mx.mailbridge.test',
+      domains: [...(options.domains ?? ['example.test'])],
+      routes: [...options.routes],
+      listeners: [{ host: '127.0.0.1', port: smtpPort, mode: 'mx' }],
+      health: { host: '127.0.0.1', port: 0 },
+      ...(options.limits ? { limits: options.limits } : {}),
+    },
+    { source: 'test', runtime: 'local' },
+  );
+  const secrets = new Map(
+    config.routes.map((route) => [route.id, route.secret.map((ref) => ('value' in ref ? ref.value : ''))]),
+  );
+  const { resources } = emulator;
+  const waitTimeSeconds = options.pollWaitSeconds ?? 1;
+  const concurrency = options.concurrency ?? 2;
+  const delivery = await startPoller({
+    sqs,
+    queueUrl: resources.deliveryQueueUrl,
+    functionName: 'mailbridge-deliver',
+    waitTimeSeconds,
+    concurrency,
+    visibilityTimeoutSeconds: options.deliveryVisibilitySeconds ?? 5,
+    handler: createDeliverHandler({
+      s3,
+      sqs,
+      bucket: resources.bucket,
+      deliveryQueueUrl: resources.deliveryQueueUrl,
+      deliveryDlqUrl: resources.deliveryDlqUrl,
+      config,
+      secrets: async (route) => secrets.get(route.id) ?? [],
+      runtime: 'local',
+      logger: createLogger('deliver'),
+      metrics: createMetrics('deliver'),
+    }),
+  });
+  const inbound = await startPoller({
+    sqs,
+    queueUrl: resources.inboundQueueUrl,
+    functionName: 'mailbridge-parse',
+    waitTimeSeconds,
+    concurrency,
+    visibilityTimeoutSeconds: options.inboundVisibilitySeconds ?? 30,
+    handler: createParseHandler({
+      s3,
+      sqs,
+      bucket: resources.bucket,
+      deliveryQueueUrl: resources.deliveryQueueUrl,
+      config,
+      resolver: noDns,
+      logger: createLogger('parse'),
+      metrics: createMetrics('parse'),
+    }),
+  });
+  const tls = await generateSelfSigned(config.hostname);
+  let listener: RunningListener | undefined;
+
+  const pipeline: Pipeline = {
+    emulator,
+    proxy,
+    config,
+    s3,
+    sqs,
+    smtpPort,
+    pollers: { inbound, delivery },
+    async startListener() {
+      listener = await startListener({
+        config,
+        s3,
+        sqs,
+        bucket: resources.bucket,
+        inboundQueueUrl: resources.inboundQueueUrl,
+        tls,
+        authUsers: new Map(),
+        logger: createLogger('listener'),
+        metrics: createMetrics('listener'),
+      });
+    },
+    async stopListener() {
+      await listener?.close();
+      listener = undefined;
+    },
+    async close() {
+      await pipeline.stopListener();
+      await Promise.all([inbound.stop(), delivery.stop()]);
+      s3.destroy();
+      sqs.destroy();
+      await proxy.close();
+      await emulator.close();
+    },
+  };
+  await pipeline.startListener();
+  return pipeline;
+}
