@@ -1,6 +1,6 @@
-import { parseConfig } from '../core/index.ts';
 import { emulatorClients } from '../dev/index.ts';
 import { generateSelfSigned, startListener } from '../listener/index.ts';
+import { PASSWORD, testConfig, USER } from '../test/helpers/listener-config.ts';
 
 // The listener under fuzz, in its own process (started by bench/fuzz.ts with --expose-gc and an IPC
 // channel), so a crash shows as an exit and its memory is measured apart from the emulator's.
@@ -16,38 +16,19 @@ const env = (name: string) => {
 const send = (message: unknown) => process.send?.(message);
 
 const { s3, sqs } = emulatorClients(env('AWS_ENDPOINT_URL'));
-const config = parseConfig(
-  {
-    hostname: 'mx.fuzz.test',
-    domains: ['example.test', 'strict.test'],
-    routes: [
-      {
-        id: 'all',
-        match: ['*@example.test', 'known@strict.test'],
-        endpoints: ['http://127.0.0.1:1/hook'],
-        secret: { value: 'whsec_dGVzdA==' },
-      },
-    ],
-    listeners: [
-      { host: '127.0.0.1', port: 0, mode: 'mx' },
-      { host: '127.0.0.1', port: 0, mode: 'submission' },
-      { host: '127.0.0.1', port: 0, mode: 'implicit-tls' },
-    ],
-    health: { host: '127.0.0.1', port: 0 },
-    auth: { users: [{ user: 'alice', password: { value: 'correct horse battery staple' } }] },
-    // Every client is 127.0.0.1: per-address limits high enough for the fuzzer's concurrency, and
-    // AUTH failures never blocking, so AUTH stays reachable for the whole run.
-    limits: {
-      maxMessageBytes: 1024 * 1024,
-      maxConnections: 2000,
-      maxConnectionsPerIp: 2000,
-      maxAuthFailuresPerIp: 1_000_000_000,
-      socketTimeout: '10s',
-      closeTimeout: '2s',
-    },
+const config = testConfig({
+  hostname: 'mx.fuzz.test',
+  // Every client is 127.0.0.1: per-address limits high enough for the fuzzer's concurrency, and
+  // AUTH failures never blocking, so AUTH stays reachable for the whole run.
+  limits: {
+    maxMessageBytes: 1024 * 1024,
+    maxConnections: 2000,
+    maxConnectionsPerIp: 2000,
+    maxAuthFailuresPerIp: 1_000_000_000,
+    socketTimeout: '10s',
+    closeTimeout: '2s',
   },
-  { source: 'fuzz', runtime: 'local' },
-);
+});
 
 const listener = await startListener({
   config,
@@ -56,7 +37,7 @@ const listener = await startListener({
   bucket: env('MAILBRIDGE_BUCKET'),
   inboundQueueUrl: env('MAILBRIDGE_INBOUND_QUEUE_URL'),
   tls: await generateSelfSigned('mx.fuzz.test'),
-  authUsers: new Map([['alice', 'correct horse battery staple']]),
+  authUsers: new Map([[USER, PASSWORD]]),
 });
 
 const collect = globalThis.gc;

@@ -8,9 +8,9 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { createLogger, createMetrics, parseConfig, QUEUE_SETTINGS } from '../core/index.ts';
-import { emulatorClients, startPoller } from '../dev/index.ts';
-import { createDeliverHandler, createParseHandler } from '../functions/index.ts';
+import { createLocalHandlers, emulatorClients, startPoller } from '../dev/index.ts';
 import { generateSelfSigned, startListener } from '../listener/index.ts';
+import { noDns } from '../test/helpers/dns-zone.ts';
 import { serve } from './ipc.ts';
 import { naiveDurableSink } from './naive-sink.ts';
 
@@ -98,43 +98,32 @@ async function start(): Promise<{ port: number; close: () => Promise<void> }> {
   const closers: (() => Promise<void>)[] = [];
   if (kind === 'pipeline') {
     const deliveryQueueUrl = required(options.deliveryQueueUrl, 'deliveryQueueUrl');
-    const noDns = async (name: string) => {
-      throw Object.assign(new Error(`queryTxt ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
-    };
+    const handlers = createLocalHandlers({
+      s3,
+      sqs,
+      resources: {
+        bucket,
+        deliveryQueueUrl,
+        deliveryDlqUrl: required(options.deliveryDlqUrl, 'deliveryDlqUrl'),
+      },
+      config,
+      secrets: async () => [SECRET],
+      resolver: noDns,
+    });
     const pollers = await Promise.all([
       startPoller({
         sqs,
         queueUrl: inboundQueueUrl,
         waitTimeSeconds: 1,
         timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.parse,
-        handler: createParseHandler({
-          s3,
-          sqs,
-          bucket,
-          deliveryQueueUrl,
-          config,
-          resolver: noDns,
-          logger: createLogger('parse'),
-          metrics: createMetrics('parse'),
-        }),
+        handler: handlers.parse,
       }),
       startPoller({
         sqs,
         queueUrl: deliveryQueueUrl,
         waitTimeSeconds: 1,
         timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.deliver,
-        handler: createDeliverHandler({
-          s3,
-          sqs,
-          bucket,
-          deliveryQueueUrl,
-          deliveryDlqUrl: required(options.deliveryDlqUrl, 'deliveryDlqUrl'),
-          config,
-          secrets: async () => [SECRET],
-          runtime: 'local',
-          logger: createLogger('deliver'),
-          metrics: createMetrics('deliver'),
-        }),
+        handler: handlers.deliver,
       }),
     ]);
     closers.push(async () => {

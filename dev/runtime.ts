@@ -11,7 +11,7 @@ import {
   type Route,
   resolveSecret,
 } from '../core/index.ts';
-import { createDeliverHandler, createParseHandler, type DnsResolver } from '../functions/index.ts';
+import type { DnsResolver } from '../functions/index.ts';
 import {
   generateSelfSigned,
   loadTlsMaterial,
@@ -21,6 +21,7 @@ import {
   type TlsMaterial,
 } from '../listener/index.ts';
 import { type Emulator, startEmulator } from './emulator.ts';
+import { createLocalHandlers } from './handlers.ts';
 import { type Inbox, startInbox } from './inbox.ts';
 import { type Poller, startPoller } from './poller.ts';
 import { emulatorClients, type LocalResources, provisionLocalResources } from './resources.ts';
@@ -159,6 +160,14 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const config = withPorts(loaded, ports, inbox.url);
     const secretsById = new Map(config.routes.map((route, r) => [route.id, secretsByRoute[r]!]));
 
+    const handlers = createLocalHandlers({
+      s3,
+      sqs,
+      resources,
+      config,
+      secrets: async (route) => secretsById.get(route.id) ?? [],
+      ...(options.resolver ? { resolver: options.resolver } : {}),
+    });
     const waitTimeSeconds = options.pollWaitSeconds ?? 2;
     const delivery = await startPoller({
       sqs,
@@ -166,18 +175,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       functionName: 'mailbridge-deliver',
       timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.deliver,
       waitTimeSeconds,
-      handler: createDeliverHandler({
-        s3,
-        sqs,
-        bucket: resources.bucket,
-        deliveryQueueUrl: resources.deliveryQueueUrl,
-        deliveryDlqUrl: resources.deliveryDlqUrl,
-        config,
-        secrets: async (route) => secretsById.get(route.id) ?? [],
-        runtime: 'local',
-        logger: createLogger('deliver'),
-        metrics: createMetrics('deliver'),
-      }),
+      handler: handlers.deliver,
     });
     cleanups.push(() => delivery.stop());
     const inbound = await startPoller({
@@ -186,16 +184,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       functionName: 'mailbridge-parse',
       timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.parse,
       waitTimeSeconds,
-      handler: createParseHandler({
-        s3,
-        sqs,
-        bucket: resources.bucket,
-        deliveryQueueUrl: resources.deliveryQueueUrl,
-        config,
-        ...(options.resolver ? { resolver: options.resolver } : {}),
-        logger: createLogger('parse'),
-        metrics: createMetrics('parse'),
-      }),
+      handler: handlers.parse,
     });
     cleanups.push(() => inbound.stop());
 

@@ -12,15 +12,12 @@ import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { inspectLocal } from '../../cli/queue.ts';
 import { type InboundEvent, newMessageId, rawObjectKey } from '../../core/index.ts';
 import { type InboxEntry, type LocalRuntime, startLocalRuntime } from '../../dev/index.ts';
+import { writeConfigFile } from '../helpers/config-file.ts';
+import { noDns } from '../helpers/dns-zone.ts';
 import { runCli, startCli } from './helpers.ts';
 
 const SECRET = 'whsec_dGVzdC1zZWNyZXQtZm9yLXRoZS1jbGktdGVzdHM=';
 const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0 };
-
-/** No DNS: every lookup is "no such record", so auth never waits on the network. */
-const noDns = async (name: string): Promise<never> => {
-  throw Object.assign(new Error(`queryTxt ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
-};
 
 interface Payload {
   id: string;
@@ -88,40 +85,36 @@ describe('mailbridge CLI against the local runtime', () => {
     flaky = await startRefusingEndpoint(400, 'bad request');
     retired = await startRefusingEndpoint(410, 'endpoint removed');
     dir = await mkdtemp(join(tmpdir(), 'mailbridge-cli-'));
-    const configFile = join(dir, 'mailbridge.json');
-    await writeFile(
-      configFile,
-      JSON.stringify({
-        domains: ['example.test'],
-        routes: [
-          {
-            id: 'dev-inbox',
-            match: ['*@example.test'],
-            endpoints: ['http://127.0.0.1:8025/webhooks'],
-            secret: { value: SECRET },
-            attachments: { mode: 'inline' },
-          },
-          {
-            id: 'flaky',
-            match: ['flaky@example.test'],
-            endpoints: [flaky.url],
-            secret: { value: SECRET },
-          },
-          {
-            id: 'retired',
-            match: ['retired@example.test'],
-            endpoints: [retired.url],
-            secret: { value: SECRET },
-          },
-        ],
-        listeners: [
-          { host: '127.0.0.1', port: 0, mode: 'mx' },
-          { host: '127.0.0.1', port: 0, mode: 'submission' },
-        ],
-        health: { host: '127.0.0.1', port: 0 },
-        auth: { users: [{ user: 'dev', password: { value: 'dev-password' } }] },
-      }),
-    );
+    const configFile = await writeConfigFile(dir, {
+      domains: ['example.test'],
+      routes: [
+        {
+          id: 'dev-inbox',
+          match: ['*@example.test'],
+          endpoints: ['http://127.0.0.1:8025/webhooks'],
+          secret: { value: SECRET },
+          attachments: { mode: 'inline' },
+        },
+        {
+          id: 'flaky',
+          match: ['flaky@example.test'],
+          endpoints: [flaky.url],
+          secret: { value: SECRET },
+        },
+        {
+          id: 'retired',
+          match: ['retired@example.test'],
+          endpoints: [retired.url],
+          secret: { value: SECRET },
+        },
+      ],
+      listeners: [
+        { host: '127.0.0.1', port: 0, mode: 'mx' },
+        { host: '127.0.0.1', port: 0, mode: 'submission' },
+      ],
+      health: { host: '127.0.0.1', port: 0 },
+      auth: { users: [{ user: 'dev', password: { value: 'dev-password' } }] },
+    });
     runtime = await startLocalRuntime({
       configFile,
       ports: ALL_PORTS_FREE,
@@ -129,8 +122,7 @@ describe('mailbridge CLI against the local runtime', () => {
       pollWaitSeconds: 1,
     });
     // The config in effect (dev-inbox endpoint on the inbox's real port), for the commands that need it.
-    effectiveConfig = join(dir, 'effective.json');
-    await writeFile(effectiveConfig, JSON.stringify(runtime.config));
+    effectiveConfig = await writeConfigFile(dir, runtime.config, 'effective.json');
     env = { AWS_ENDPOINT_URL: runtime.emulator.endpoint };
     const port = (mode: string) => runtime.listener.listeners.find((l) => l.mode === mode)!.port;
     mx = `127.0.0.1:${port('mx')}`;

@@ -10,13 +10,9 @@ import nodemailer from 'nodemailer';
 import { Webhook } from 'standardwebhooks';
 import { ConfigError } from '../../core/index.ts';
 import { describeRuntime, type LocalRuntime, startLocalRuntime } from '../../dev/index.ts';
+import { noDns } from '../helpers/dns-zone.ts';
 
 const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0 };
-
-/** No DNS: every lookup is "no such record", so auth verdicts are none/fail, never a network wait. */
-const noDns = async (name: string): Promise<never> => {
-  throw Object.assign(new Error(`queryTxt ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
-};
 
 describe('local runtime (npm start) in process', () => {
   let runtime: LocalRuntime;

@@ -1,88 +1,39 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import { startLocalRuntime } from '../../dev/index.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
-import { noDns } from '../helpers/pipeline.ts';
+import { writeConfigFile } from '../helpers/config-file.ts';
+import { noDns } from '../helpers/dns-zone.ts';
 import { startWebhookReceiver } from '../helpers/webhook-receiver.ts';
 import {
   delay,
   dotStuff,
-  EventCollector,
   listRawKeys,
   makeMessage,
+  processConfig,
   RawSmtp,
-  testTls,
+  spawnListener,
+  useEmulatorDir,
 } from '../listener/helpers.ts';
 
 describe('faults: the listener killed with SIGKILL mid-DATA', () => {
-  let emulator: TestEmulator;
-  let events: EventCollector;
-  let dir: string;
-
-  before(async () => {
-    emulator = await startTestEmulator();
-    events = new EventCollector(emulator.sqs, emulator.resources.inboundQueueUrl);
-    dir = await mkdtemp(join(tmpdir(), 'mailbridge-kill-'));
-    const tls = await testTls();
-    await writeFile(join(dir, 'key.pem'), tls.key);
-    await writeFile(join(dir, 'cert.pem'), tls.cert);
-    await writeFile(
-      join(dir, 'config.json'),
-      JSON.stringify({
-        domains: ['example.test'],
-        routes: [
-          {
-            id: 'all',
-            match: ['*@example.test'],
-            endpoints: ['http://127.0.0.1:1/'],
-            secret: { value: 'whsec_eA==' },
-          },
-        ],
-        listeners: [{ host: '127.0.0.1', port: 0, mode: 'mx' }],
-        health: { host: '127.0.0.1', port: 0 },
-        tls: { source: 'files', certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem') },
-      }),
-    );
-  });
-
-  after(async () => {
-    await emulator.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const t = useEmulatorDir('mailbridge-kill-', { tlsFiles: true });
 
   for (const [label, size] of [
     ['a small message', 512 * 1024],
     ['a multipart upload under way', 12 * 1024 * 1024],
   ] as const) {
     it(`${label}: never acknowledged, no event, no object`, async () => {
-      const child = spawn(process.execPath, ['listener/main.ts'], {
-        env: {
-          ...process.env,
-          ...emulator.env,
-          MAILBRIDGE_CONFIG: join(dir, 'config.json'),
-          POWERTOOLS_LOG_LEVEL: 'INFO',
-          POWERTOOLS_METRICS_DISABLED: 'true',
-        },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      const exited = once(child, 'exit');
-      let port = 0;
-      for await (const line of createInterface({ input: child.stdout! })) {
-        const entry = JSON.parse(line) as { message: string; port?: number };
-        if (entry.message === 'listening') port = entry.port!;
-        if (port) break;
-      }
-      child.stdout!.resume();
-      const keysBefore = await listRawKeys(emulator.s3, emulator.resources.bucket);
+      const running = await spawnListener(
+        t.emulator,
+        await writeConfigFile(t.dir, processConfig(t.dir), 'config.json'),
+      );
+      const keysBefore = await listRawKeys(t.emulator.s3, t.emulator.resources.bucket);
       const sender = `killed-${size}@sender.test`;
-      const client = await RawSmtp.open(port);
+      const client = await RawSmtp.open(running.smtpPort);
       await client.hello();
       await client.command(`MAIL FROM:<${sender}>`);
       await client.command('RCPT TO:<someone@example.test>');
@@ -91,14 +42,13 @@ describe('faults: the listener killed with SIGKILL mid-DATA', () => {
       // All but the end of DATA: the listener is streaming it to S3 when it dies.
       await new Promise<void>((resolve) => client.socket.write(body, () => resolve()));
       await delay(300);
-      child.kill('SIGKILL');
-      const [, signal] = await exited;
-      assert.equal(signal, 'SIGKILL');
+      running.child.kill('SIGKILL');
+      assert.equal((await running.exit).signal, 'SIGKILL');
       client.write('.\r\n');
       assert.equal(await client.reply(5000), '', 'the connection closed without any reply');
       client.close();
-      assert.deepEqual(await events.from(sender), []);
-      assert.deepEqual(await listRawKeys(emulator.s3, emulator.resources.bucket), keysBefore);
+      assert.deepEqual(await t.events.from(sender), []);
+      assert.deepEqual(await listRawKeys(t.emulator.s3, t.emulator.resources.bucket), keysBefore);
     });
   }
 });
@@ -108,25 +58,21 @@ describe('faults: the runtime restarted while deliveries are pending', () => {
     const secret = 'whsec_cmVzdGFydC1zZWNyZXQ=';
     const receiver = await startWebhookReceiver({ secret });
     const dir = await mkdtemp(join(tmpdir(), 'mailbridge-restart-'));
-    const configFile = join(dir, 'mailbridge.json');
-    await writeFile(
-      configFile,
-      JSON.stringify({
-        domains: ['example.test'],
-        routes: [
-          {
-            id: 'restart',
-            match: ['*@example.test'],
-            endpoints: [receiver.url],
-            secret: { value: secret },
-            retrySchedule: Array.from({ length: 20 }, () => 1),
-            timeout: '1s',
-          },
-        ],
-        listeners: [{ host: '127.0.0.1', port: 0, mode: 'mx' }],
-        health: { host: '127.0.0.1', port: 0 },
-      }),
-    );
+    const configFile = await writeConfigFile(dir, {
+      domains: ['example.test'],
+      routes: [
+        {
+          id: 'restart',
+          match: ['*@example.test'],
+          endpoints: [receiver.url],
+          secret: { value: secret },
+          retrySchedule: Array.from({ length: 20 }, () => 1),
+          timeout: '1s',
+        },
+      ],
+      listeners: [{ host: '127.0.0.1', port: 0, mode: 'mx' }],
+      health: { host: '127.0.0.1', port: 0 },
+    });
     const ports = { inbox: 0, health: 0, emulator: 0 };
     const options = { configFile, dataDir: join(dir, 'data'), ports, resolver: noDns, pollWaitSeconds: 1 };
     try {

@@ -28,3 +28,8 @@ export function createDnsZone(records: ZoneRecords, options: { delayMs?: number 
   };
   return zone;
 }
+
+/** No DNS: every lookup is "no such record", so auth verdicts come without a network wait. */
+export const noDns = async (name: string): Promise<never> => {
+  throw Object.assign(new Error(`queryTxt ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
+};

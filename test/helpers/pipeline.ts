@@ -2,16 +2,11 @@ import { createServer } from 'node:net';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { type Config, type ConfigInput, createLogger, createMetrics, parseConfig } from '../../core/index.ts';
-import { emulatorClients, type Poller, startPoller } from '../../dev/index.ts';
-import { createDeliverHandler, createParseHandler } from '../../functions/index.ts';
+import { createLocalHandlers, emulatorClients, type Poller, startPoller } from '../../dev/index.ts';
 import { generateSelfSigned, type RunningListener, startListener } from '../../listener/index.ts';
+import { noDns } from './dns-zone.ts';
 import { startTestEmulator, type TestEmulator } from './emulator.ts';
 import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
-
-/** No DNS: every lookup is "no such record", so auth verdicts come without a network wait. */
-export const noDns = async (name: string): Promise<never> => {
-  throw Object.assign(new Error(`queryTxt ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
-};
 
 type RouteInput = ConfigInput['routes'][number];
 
@@ -57,7 +52,8 @@ export interface Pipeline {
   close(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+/** A port nothing listens on now (bound on 127.0.0.1, then released). */
+export async function freePort(): Promise<number> {
   const server = createServer().listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   const { port } = server.address() as { port: number };
@@ -85,6 +81,14 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
     config.routes.map((route) => [route.id, route.secret.map((ref) => ('value' in ref ? ref.value : ''))]),
   );
   const { resources } = emulator;
+  const handlers = createLocalHandlers({
+    s3,
+    sqs,
+    resources,
+    config,
+    secrets: async (route) => secrets.get(route.id) ?? [],
+    resolver: noDns,
+  });
   const waitTimeSeconds = options.pollWaitSeconds ?? 1;
   const concurrency = options.concurrency ?? 2;
   const delivery = await startPoller({
@@ -94,18 +98,7 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
     waitTimeSeconds,
     concurrency,
     visibilityTimeoutSeconds: options.deliveryVisibilitySeconds ?? 5,
-    handler: createDeliverHandler({
-      s3,
-      sqs,
-      bucket: resources.bucket,
-      deliveryQueueUrl: resources.deliveryQueueUrl,
-      deliveryDlqUrl: resources.deliveryDlqUrl,
-      config,
-      secrets: async (route) => secrets.get(route.id) ?? [],
-      runtime: 'local',
-      logger: createLogger('deliver'),
-      metrics: createMetrics('deliver'),
-    }),
+    handler: handlers.deliver,
   });
   const inbound = await startPoller({
     sqs,
@@ -114,16 +107,7 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
     waitTimeSeconds,
     concurrency,
     visibilityTimeoutSeconds: options.inboundVisibilitySeconds ?? 30,
-    handler: createParseHandler({
-      s3,
-      sqs,
-      bucket: resources.bucket,
-      deliveryQueueUrl: resources.deliveryQueueUrl,
-      config,
-      resolver: noDns,
-      logger: createLogger('parse'),
-      metrics: createMetrics('parse'),
-    }),
+    handler: handlers.parse,
   });
   const tls = await generateSelfSigned(config.hostname);
   let listener: RunningListener | undefined;

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
 import { emulatorClients } from '../../dev/index.ts';
 import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+import { freePort } from '../helpers/pipeline.ts';
 import {
   delay,
   EventCollector,
@@ -13,15 +13,6 @@ import {
   startTestListener,
   testConfig,
 } from './helpers.ts';
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** S3 commands a client sent, with their input and output, observed on its middleware stack. */
 function recordCommands(s3: S3Client): { command: string; uploadId?: string }[] {
@@ -71,7 +62,7 @@ describe('listener: fault injection', () => {
 
   it('answers 451 4.3.0 and queues no event when S3 cannot be reached (multipart path)', async () => {
     const s3 = new S3Client({
-      endpoint: `http://127.0.0.1:${await closedPort()}`,
+      endpoint: `http://127.0.0.1:${await freePort()}`,
       region: 'us-east-1',
       forcePathStyle: true,
       credentials: { accessKeyId: 'local', secretAccessKey: 'local' },

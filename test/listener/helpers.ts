@@ -1,61 +1,21 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { after, before } from 'node:test';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import {
-  type Config,
-  type ConfigInput,
-  type InboundEvent,
-  InboundEventSchema,
-  parseConfig,
-} from '../../core/index.ts';
-import {
-  generateSelfSigned,
-  type ListenerOptions,
-  type RunningListener,
-  startListener,
-  type TlsMaterial,
-} from '../../listener/index.ts';
+import { type Config, type InboundEvent, InboundEventSchema } from '../../core/index.ts';
+import { type ListenerOptions, type RunningListener, startListener } from '../../listener/index.ts';
 import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+import { PASSWORD, testConfig, testTls, USER } from '../helpers/listener-config.ts';
 
-export const USER = 'alice';
-export const PASSWORD = 'correct horse battery staple';
-
-let tlsMaterial: Promise<TlsMaterial> | undefined;
-/** One self-signed pair for the whole test process. */
-export function testTls(): Promise<TlsMaterial> {
-  tlsMaterial ??= generateSelfSigned('mx.mailbridge.test');
-  return tlsMaterial;
-}
-
-/** A config with the three modes on port 0; `example.test` takes anything, `strict.test` only `known@`. */
-export function testConfig(overrides: Partial<ConfigInput> = {}): Config {
-  return parseConfig(
-    {
-      hostname: 'mx.mailbridge.test',
-      domains: ['example.test', 'strict.test'],
-      routes: [
-        {
-          id: 'all',
-          match: ['*@example.test', 'known@strict.test'],
-          endpoints: ['http://127.0.0.1:1/hook'],
-          secret: { value: 'whsec_dGVzdA==' },
-        },
-      ],
-      listeners: [
-        { host: '127.0.0.1', port: 0, mode: 'mx' },
-        { host: '127.0.0.1', port: 0, mode: 'submission' },
-        { host: '127.0.0.1', port: 0, mode: 'implicit-tls' },
-      ],
-      health: { host: '127.0.0.1', port: 0 },
-      auth: { users: [{ user: USER, password: { value: PASSWORD } }] },
-      ...overrides,
-    },
-    { source: 'test', runtime: 'local' },
-  );
-}
+export { PASSWORD, testConfig, testTls, USER } from '../helpers/listener-config.ts';
 
 /** A listener against the test emulator; `port(mode)` gives the bound port of a mode. */
 export async function startTestListener(
@@ -101,6 +61,87 @@ export function useListener(config: () => Config = testConfig): {
     await fixture.emulator.close();
   });
   return fixture;
+}
+
+/**
+ * A fresh emulator, an event collector on its inbound queue and a temporary directory (prefix
+ * `prefix`) for the enclosing `describe`; with `tlsFiles`, the directory holds the test TLS pair as
+ * `key.pem` and `cert.pem`.
+ */
+export function useEmulatorDir(
+  prefix: string,
+  options: { tlsFiles?: boolean } = {},
+): { emulator: TestEmulator; events: EventCollector; dir: string } {
+  const fixture = {} as { emulator: TestEmulator; events: EventCollector; dir: string };
+  before(async () => {
+    fixture.emulator = await startTestEmulator();
+    fixture.events = new EventCollector(fixture.emulator.sqs, fixture.emulator.resources.inboundQueueUrl);
+    fixture.dir = await mkdtemp(join(tmpdir(), prefix));
+    if (options.tlsFiles) {
+      const tls = await testTls();
+      await writeFile(join(fixture.dir, 'key.pem'), tls.key);
+      await writeFile(join(fixture.dir, 'cert.pem'), tls.cert);
+    }
+  });
+  after(async () => {
+    await fixture.emulator.close();
+    await rm(fixture.dir, { recursive: true, force: true });
+  });
+  return fixture;
+}
+
+/** A config document for `listener/main.ts`: one MX listener, health, the TLS files of {@link useEmulatorDir} in `dir`. */
+export function processConfig(dir: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    domains: ['example.test'],
+    routes: [
+      {
+        id: 'all',
+        match: ['*@example.test'],
+        endpoints: ['http://127.0.0.1:1/'],
+        secret: { value: 'whsec_eA==' },
+      },
+    ],
+    listeners: [{ host: '127.0.0.1', port: 0, mode: 'mx' }],
+    health: { host: '127.0.0.1', port: 0 },
+    tls: { source: 'files', certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem') },
+    ...overrides,
+  };
+}
+
+export interface ListenerProcess {
+  readonly child: ChildProcess;
+  readonly smtpPort: number;
+  readonly healthPort: number;
+  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Spawns `node listener/main.ts` (node itself, so signals reach it) on `configPath` and reads its bound ports. */
+export async function spawnListener(emulator: TestEmulator, configPath: string): Promise<ListenerProcess> {
+  const child = spawn(process.execPath, ['listener/main.ts'], {
+    env: {
+      ...process.env,
+      ...emulator.env,
+      MAILBRIDGE_CONFIG: configPath,
+      POWERTOOLS_LOG_LEVEL: 'INFO',
+      POWERTOOLS_METRICS_DISABLED: 'true',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exit = once(child, 'exit').then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+  }));
+  let smtpPort = 0;
+  let healthPort = 0;
+  for await (const line of createInterface({ input: child.stdout! })) {
+    const entry = JSON.parse(line) as { message: string; mode?: string; port?: number };
+    if (entry.message === 'listening' && entry.mode === 'mx') smtpPort = entry.port!;
+    if (entry.message === 'health endpoint') healthPort = entry.port!;
+    if (smtpPort && healthPort) break;
+  }
+  child.stdout!.resume();
+  return { child, smtpPort, healthPort, exit };
 }
 
 /** A test message of about `size` bytes, CRLF lines of 76 characters, unique by `tag`. */

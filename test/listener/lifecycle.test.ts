@@ -1,22 +1,20 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { ConfigError, createMetrics } from '../../core/index.ts';
 import { generateSelfSigned, loadTlsMaterial } from '../../listener/index.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
 import {
   dotStuff,
-  EventCollector,
   makeMessage,
   queuedId,
   RawSmtp,
   startTestListener,
   testConfig,
+  useEmulatorDir,
 } from './helpers.ts';
 
 async function healthOf(port: number): Promise<{ status: number; body: unknown }> {
@@ -47,23 +45,10 @@ async function presentedCertificate(port: number): Promise<string> {
 }
 
 describe('listener: health, graceful close and TLS material', () => {
-  let emulator: TestEmulator;
-  let events: EventCollector;
-  let dir: string;
-
-  before(async () => {
-    emulator = await startTestEmulator();
-    events = new EventCollector(emulator.sqs, emulator.resources.inboundQueueUrl);
-    dir = await mkdtemp(join(tmpdir(), 'mailbridge-lifecycle-'));
-  });
-
-  after(async () => {
-    await emulator.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const t = useEmulatorDir('mailbridge-lifecycle-');
 
   it('reports ok, then draining on close; an in-flight session finishes its message; new ones are refused', async () => {
-    const listener = await startTestListener(emulator);
+    const listener = await startTestListener(t.emulator);
     assert.deepEqual(await healthOf(listener.healthPort), { status: 200, body: { status: 'ok' } });
     const client = await RawSmtp.open(listener.port('mx'));
     await client.hello();
@@ -80,14 +65,14 @@ describe('listener: health, graceful close and TLS material', () => {
     client.write(body.subarray(100_000));
     client.write('.\r\n');
     const reply = await client.reply();
-    assert.equal((await events.get(queuedId(reply))).envelope.mailFrom, 'inflight@sender.test');
+    assert.equal((await t.events.get(queuedId(reply))).envelope.mailFrom, 'inflight@sender.test');
     assert.match(await client.command('MAIL FROM:<late@sender.test>'), /^421 /);
     client.close();
     await closing;
   });
 
   it('swaps the certificate for new connections with updateTls', async () => {
-    const listener = await startTestListener(emulator);
+    const listener = await startTestListener(t.emulator);
     const before = await presentedCertificate(listener.port('implicit-tls'));
     const renewed = await generateSelfSigned('renewed.mailbridge.test');
     listener.updateTls(renewed.key, renewed.cert);
@@ -109,7 +94,7 @@ describe('listener: health, graceful close and TLS material', () => {
     const metrics = createMetrics('listener-test');
     if (disabled === undefined) delete process.env.POWERTOOLS_METRICS_DISABLED;
     else process.env.POWERTOOLS_METRICS_DISABLED = disabled;
-    const listener = await startTestListener(emulator, testConfig(), {
+    const listener = await startTestListener(t.emulator, testConfig(), {
       metrics,
       metricsIntervalMs: 3_600_000,
     });
@@ -120,7 +105,7 @@ describe('listener: health, graceful close and TLS material', () => {
     await client.command('RCPT TO:<nobody@strict.test>');
     await client.command('RSET');
     const reply = await client.send('metrics@sender.test', ['a@example.test'], makeMessage(1000, 'metrics'));
-    const { raw } = await events.get(queuedId(reply));
+    const { raw } = await t.events.get(queuedId(reply));
     client.close();
     const lines: string[] = [];
     const write = process.stdout.write;
@@ -148,10 +133,10 @@ describe('listener: health, graceful close and TLS material', () => {
 
   it('makes a self-signed pair at the first local start and reuses it after', async () => {
     const config = testConfig();
-    const first = await loadTlsMaterial(config, { runtime: 'local', dataDir: dir });
-    const keyFile = join(dir, 'tls', 'key.pem');
+    const first = await loadTlsMaterial(config, { runtime: 'local', dataDir: t.dir });
+    const keyFile = join(t.dir, 'tls', 'key.pem');
     assert.equal((await stat(keyFile)).mode & 0o777, 0o600);
-    const second = await loadTlsMaterial(config, { runtime: 'local', dataDir: dir });
+    const second = await loadTlsMaterial(config, { runtime: 'local', dataDir: t.dir });
     assert.equal(String(second.cert), String(first.cert));
     assert.equal(await readFile(keyFile, 'utf8'), String(first.key));
     const names = new X509Certificate(first.cert).subjectAltName ?? '';
@@ -164,23 +149,27 @@ describe('listener: health, graceful close and TLS material', () => {
     const secret = JSON.stringify({ cert: pair.cert, key: pair.key });
     const fromSecret = await loadTlsMaterial(
       testConfig({ tls: { source: 'secrets-manager', secretId: 'mailbridge/tls' } }),
-      { runtime: 'aws', dataDir: dir, secretsManager: async (id) => (id === 'mailbridge/tls' ? secret : '') },
+      {
+        runtime: 'aws',
+        dataDir: t.dir,
+        secretsManager: async (id) => (id === 'mailbridge/tls' ? secret : ''),
+      },
     );
     assert.equal(fromSecret.cert, pair.cert);
     await assert.rejects(
       loadTlsMaterial(testConfig({ tls: { source: 'secrets-manager', secretId: 'x' } }), {
         runtime: 'aws',
-        dataDir: dir,
+        dataDir: t.dir,
         secretsManager: async () => '{"cert":"only"}',
       }),
       (error: unknown) => error instanceof ConfigError && /tls\.secretId/.test(error.message),
     );
     await assert.rejects(
       loadTlsMaterial(
-        testConfig({ tls: { source: 'files', certFile: join(dir, 'nope.pem'), keyFile: 'x' } }),
+        testConfig({ tls: { source: 'files', certFile: join(t.dir, 'nope.pem'), keyFile: 'x' } }),
         {
           runtime: 'local',
-          dataDir: dir,
+          dataDir: t.dir,
         },
       ),
       (error: unknown) => error instanceof ConfigError && /^ {2}- tls: cannot read/m.test(error.message),

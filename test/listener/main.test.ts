@@ -1,91 +1,25 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { after, before, describe, it } from 'node:test';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+import { describe, it } from 'node:test';
+import { writeConfigFile } from '../helpers/config-file.ts';
 import {
   delay,
   dotStuff,
-  EventCollector,
   listRawKeys,
   makeMessage,
+  processConfig,
   queuedId,
   RawSmtp,
-  testTls,
+  spawnListener,
+  useEmulatorDir,
 } from './helpers.ts';
 
-type Running = { child: ChildProcess; smtpPort: number; healthPort: number; exit: Promise<number | null> };
-
 describe('listener/main.ts as a process', () => {
-  let emulator: TestEmulator;
-  let events: EventCollector;
-  let dir: string;
+  const t = useEmulatorDir('mailbridge-main-', { tlsFiles: true });
 
-  before(async () => {
-    emulator = await startTestEmulator();
-    events = new EventCollector(emulator.sqs, emulator.resources.inboundQueueUrl);
-    dir = await mkdtemp(join(tmpdir(), 'mailbridge-main-'));
-    const tls = await testTls();
-    await writeFile(join(dir, 'key.pem'), tls.key);
-    await writeFile(join(dir, 'cert.pem'), tls.cert);
-  });
-
-  after(async () => {
-    await emulator.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-
-  async function writeConfig(name: string, document: Record<string, unknown>): Promise<string> {
-    const path = join(dir, name);
-    await writeFile(path, JSON.stringify(document));
-    return path;
-  }
-
-  const config = (closeTimeout: string) => ({
-    hostname: 'mx.mailbridge.test',
-    domains: ['example.test'],
-    routes: [
-      {
-        id: 'all',
-        match: ['*@example.test'],
-        endpoints: ['http://127.0.0.1:1/'],
-        secret: { value: 'whsec_eA==' },
-      },
-    ],
-    listeners: [{ host: '127.0.0.1', port: 0, mode: 'mx' }],
-    health: { host: '127.0.0.1', port: 0 },
-    tls: { source: 'files', certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem') },
-    limits: { closeTimeout },
-  });
-
-  /** Spawns `node listener/main.ts` (node itself, so signals reach it) and reads its bound ports. */
-  async function spawnListener(configPath: string): Promise<Running> {
-    const child = spawn(process.execPath, ['listener/main.ts'], {
-      env: {
-        ...process.env,
-        ...emulator.env,
-        MAILBRIDGE_CONFIG: configPath,
-        POWERTOOLS_LOG_LEVEL: 'INFO',
-        POWERTOOLS_METRICS_DISABLED: 'true',
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const exit = once(child, 'exit').then(([code]) => code as number | null);
-    let smtpPort = 0;
-    let healthPort = 0;
-    for await (const line of createInterface({ input: child.stdout! })) {
-      const entry = JSON.parse(line) as { message: string; mode?: string; port?: number };
-      if (entry.message === 'listening' && entry.mode === 'mx') smtpPort = entry.port!;
-      if (entry.message === 'health endpoint') healthPort = entry.port!;
-      if (smtpPort && healthPort) break;
-    }
-    child.stdout!.resume();
-    return { child, smtpPort, healthPort, exit };
-  }
+  const config = (closeTimeout: string) =>
+    processConfig(t.dir, { hostname: 'mx.mailbridge.test', limits: { closeTimeout } });
 
   async function health(port: number): Promise<number> {
     return (await fetch(`http://127.0.0.1:${port}/healthz`)).status;
@@ -101,7 +35,10 @@ describe('listener/main.ts as a process', () => {
   }
 
   it('SIGTERM during DATA: the message in flight completes with 250 and its event, then exit 0', async () => {
-    const running = await spawnListener(await writeConfig('drain.json', config('20s')));
+    const running = await spawnListener(
+      t.emulator,
+      await writeConfigFile(t.dir, config('20s'), 'drain.json'),
+    );
     assert.equal(await health(running.healthPort), 200);
     const client = await startData(running.smtpPort, 'sigterm-completes@sender.test');
     const message = makeMessage(3 * 1024 * 1024, 'sigterm');
@@ -112,30 +49,34 @@ describe('listener/main.ts as a process', () => {
     client.write(stuffed.subarray(1024 * 1024));
     client.write('.\r\n');
     const reply = await client.reply(30_000);
-    const event = await events.get(queuedId(reply));
+    const event = await t.events.get(queuedId(reply));
     assert.equal(event.envelope.mailFrom, 'sigterm-completes@sender.test');
     assert.match(await client.command('QUIT'), /^421 |^$/);
     client.close();
-    assert.equal(await running.exit, 0);
+    assert.equal((await running.exit).code, 0);
   });
 
   it('SIGTERM during DATA: a session still sending at closeTimeout gets 421 and nothing is stored, exit 0', async () => {
-    const running = await spawnListener(await writeConfig('cut.json', config('1s')));
-    const before = await listRawKeys(emulator.s3, emulator.resources.bucket);
+    const running = await spawnListener(t.emulator, await writeConfigFile(t.dir, config('1s'), 'cut.json'));
+    const before = await listRawKeys(t.emulator.s3, t.emulator.resources.bucket);
     const client = await startData(running.smtpPort, 'sigterm-cut@sender.test');
     client.write(dotStuff(makeMessage(1024 * 1024, 'cut')));
     running.child.kill('SIGTERM');
     assert.equal(await client.reply(15_000), '421 4.3.2 Server shutting down, try again later');
     client.close();
-    assert.equal(await running.exit, 0);
-    assert.deepEqual(await events.from('sigterm-cut@sender.test'), []);
-    assert.deepEqual(await listRawKeys(emulator.s3, emulator.resources.bucket), before);
+    assert.equal((await running.exit).code, 0);
+    assert.deepEqual(await t.events.from('sigterm-cut@sender.test'), []);
+    assert.deepEqual(await listRawKeys(t.emulator.s3, t.emulator.resources.bucket), before);
   });
 
   it('exits non-zero on a bad config, naming the field', async () => {
-    const path = await writeConfig('bad.json', { ...config('1s'), listeners: [{ port: 25, mode: 'relay' }] });
+    const path = await writeConfigFile(
+      t.dir,
+      { ...config('1s'), listeners: [{ port: 25, mode: 'relay' }] },
+      'bad.json',
+    );
     const child = spawn(process.execPath, ['listener/main.ts'], {
-      env: { ...process.env, ...emulator.env, MAILBRIDGE_CONFIG: path },
+      env: { ...process.env, ...t.emulator.env, MAILBRIDGE_CONFIG: path },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

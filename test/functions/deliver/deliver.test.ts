@@ -21,12 +21,13 @@ import {
   type WebhookSender,
   webhookId,
 } from '../../../core/index.ts';
-import { emulatorClients, provisionLocalResources, sqsEventFromMessages } from '../../../dev/index.ts';
 import {
-  createDeliverHandler,
-  createHttpSender,
-  type DeadLetterEntry,
-} from '../../../functions/deliver/index.ts';
+  createLocalHandlers,
+  emulatorClients,
+  provisionLocalResources,
+  sqsEventFromMessages,
+} from '../../../dev/index.ts';
+import { createHttpSender, type DeadLetterEntry } from '../../../functions/deliver/index.ts';
 import { startTestEmulator, type TestEmulator } from '../../helpers/emulator.ts';
 
 const SECRET = `whsec_${Buffer.from('the first signing key of this route').toString('base64')}`;
@@ -144,18 +145,16 @@ async function pipeline(options: {
   );
   const runtime = options.runtime ?? 'local';
   const route = config.routes[0]!;
-  const handler = createDeliverHandler({
+  const handler = createLocalHandlers({
     s3,
     sqs,
-    bucket: resources.bucket,
-    deliveryQueueUrl: resources.deliveryQueueUrl,
-    deliveryDlqUrl: resources.deliveryDlqUrl,
+    resources,
     config,
     secrets: async (r) => r.secret.map((ref) => ('value' in ref ? ref.value : '')),
     runtime,
     ...(options.send ? { send: options.send } : {}),
     ...(options.now ? { now: options.now } : {}),
-  });
+  }).deliver;
 
   let jobs = 0;
   return {

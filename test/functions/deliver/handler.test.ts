@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,6 +10,7 @@ import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } 
 import type { Context } from 'aws-lambda';
 import { Webhook } from 'standardwebhooks';
 import { lambdaContext, sqsEventFromMessages } from '../../../dev/index.ts';
+import { writeConfigFile } from '../../helpers/config-file.ts';
 import { startTestEmulator, type TestEmulator } from '../../helpers/emulator.ts';
 
 const SECRET = `whsec_${Buffer.from('the Lambda entry point signing key').toString('base64')}`;
@@ -42,18 +43,14 @@ describe('deliver Lambda entry point', () => {
 
   it('reads its config and secrets from the environment and delivers', async () => {
     const endpoint = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
-    const configFile = join(dir, 'mailbridge.json');
-    await writeFile(
-      configFile,
-      JSON.stringify({
-        domains: ['example.test'],
-        routes: [
-          { id: 'support', match: ['*@example.test'], endpoints: [endpoint], secret: { env: 'HOOK_SECRET' } },
-        ],
-        listeners: [{ port: 0, mode: 'mx' }],
-        health: { port: 0 },
-      }),
-    );
+    const configFile = await writeConfigFile(dir, {
+      domains: ['example.test'],
+      routes: [
+        { id: 'support', match: ['*@example.test'], endpoints: [endpoint], secret: { env: 'HOOK_SECRET' } },
+      ],
+      listeners: [{ port: 0, mode: 'mx' }],
+      health: { port: 0 },
+    });
     Object.assign(process.env, emulator.env, { MAILBRIDGE_CONFIG: configFile, HOOK_SECRET: SECRET });
     const { handler } = await import('../../../functions/deliver/handler.ts');
 
