@@ -7,6 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { FUNCTION_V8_FLAGS } from '../infra/index.ts';
 import { type BundleResult, measureBundles } from './bundles.ts';
 import { emulatorFloor, type IntakeCell, type IntakePlan, intake, label, starttls } from './intake.ts';
 import { Worker } from './ipc.ts';
@@ -54,7 +55,8 @@ async function parsing() {
   for (const name of Object.keys(PARSE_CASES) as ParseCase[]) {
     const row = {} as Record<Parser, { mbPerSecond: number; growthMiB: number; bytes: number }>;
     for (const parser of ['streaming', 'simpleParser'] as const) {
-      const worker = new Worker('./parse.ts', [], ['--expose-gc']);
+      // Both parsers run with the V8 flags the parse function is deployed with.
+      const worker = new Worker('./parse.ts', [], ['--expose-gc', ...FUNCTION_V8_FLAGS]);
       try {
         await worker.ready;
         const budget = name.startsWith('10 MB') ? PLAN.parseBudget.large : PLAN.parseBudget.small;

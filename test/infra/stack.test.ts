@@ -301,6 +301,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         assert.equal((fn.LoggingConfig as { LogFormat: string }).LogFormat, 'JSON');
         const variables = (fn.Environment as { Variables: Record<string, unknown> }).Variables;
         assert.equal(variables.MAILBRIDGE_RUNTIME, 'aws');
+        assert.equal(variables.NODE_OPTIONS, '--enable-source-maps --max-semi-space-size=1');
         assert.equal(variables.MAILBRIDGE_CONFIG_SHA256, stack.deployedConfig.sha256);
         assert.ok(variables.MAILBRIDGE_DELIVERY_QUEUE_URL && variables.MAILBRIDGE_DELIVERY_DLQ_URL);
       }
