@@ -144,5 +144,7 @@ export function decideNext(
   const wait = schedule[tries - 1];
   if (wait === undefined) return { action: 'dead-letter', reason: 'exhausted' };
   const delaySeconds = Math.min(Math.max(wait, outcome.retryAfterSeconds ?? 0), MAX_RETRY_DELAY_SECONDS);
-  return { action: 'retry', delaySeconds: Math.ceil(delaySeconds) };
+  // SQS visibility is whole seconds; at least 1, so a retry never releases the message at once (the
+  // local emulator, with persistence, even loses a message whose visibility is set to 0).
+  return { action: 'retry', delaySeconds: Math.max(1, Math.ceil(delaySeconds)) };
 }

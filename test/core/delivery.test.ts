@@ -114,6 +114,12 @@ describe('decideNext', () => {
     });
   });
 
+  it('waits at least one whole second, so a retry never makes the job visible at once', () => {
+    assert.deepEqual(decideNext(failure, [0], 1), { action: 'retry', delaySeconds: 1 });
+    assert.deepEqual(decideNext(failure, [0.2], 1), { action: 'retry', delaySeconds: 1 });
+    assert.deepEqual(decideNext(failure, [1.5], 1), { action: 'retry', delaySeconds: 2 });
+  });
+
   it('sends permanent failures to the DLQ at once, with their reason', () => {
     const gone = { class: 'permanent', reason: 'gone', status: 410, error: 'HTTP 410' } as const;
     assert.deepEqual(decideNext(gone, [5, 5], 1), { action: 'dead-letter', reason: 'gone' });
