@@ -7,8 +7,8 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
-import { createLogger, createMetrics, parseConfig, QUEUE_SETTINGS } from '../core/index.ts';
-import { createLocalHandlers, emulatorClients, startPoller } from '../dev/index.ts';
+import { createLogger, createMetrics, parseConfig } from '../core/index.ts';
+import { emulatorClients, startLocalFunctions } from '../dev/index.ts';
 import { generateSelfSigned, startListener } from '../listener/index.ts';
 import { noDns } from '../test/helpers/dns-zone.ts';
 import { serve } from './ipc.ts';
@@ -97,38 +97,21 @@ async function start(): Promise<{ port: number; close: () => Promise<void> }> {
   const { s3, sqs } = emulatorClients(endpoint);
   const closers: (() => Promise<void>)[] = [];
   if (kind === 'pipeline') {
-    const deliveryQueueUrl = required(options.deliveryQueueUrl, 'deliveryQueueUrl');
-    const handlers = createLocalHandlers({
+    const pollers = await startLocalFunctions({
       s3,
       sqs,
       resources: {
         bucket,
-        deliveryQueueUrl,
+        inboundQueueUrl,
+        deliveryQueueUrl: required(options.deliveryQueueUrl, 'deliveryQueueUrl'),
         deliveryDlqUrl: required(options.deliveryDlqUrl, 'deliveryDlqUrl'),
       },
       config,
       secrets: async () => [SECRET],
       resolver: noDns,
+      waitTimeSeconds: 1,
     });
-    const pollers = await Promise.all([
-      startPoller({
-        sqs,
-        queueUrl: inboundQueueUrl,
-        waitTimeSeconds: 1,
-        timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.parse,
-        handler: handlers.parse,
-      }),
-      startPoller({
-        sqs,
-        queueUrl: deliveryQueueUrl,
-        waitTimeSeconds: 1,
-        timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.deliver,
-        handler: handlers.deliver,
-      }),
-    ]);
-    closers.push(async () => {
-      await Promise.all(pollers.map((poller) => poller.stop()));
-    });
+    closers.push(() => pollers.stop());
   }
   const listener = await startListener({
     config,

@@ -20,11 +20,34 @@ export interface ConnectionOptions {
   deliveryDlq?: string;
 }
 
-const QUEUE_FLAGS: Record<QueueRole, { flag: string; env: string; output: string }> = {
-  inbound: { flag: '--inbound-queue', env: 'MAILBRIDGE_INBOUND_QUEUE_URL', output: 'InboundQueueName' },
-  inboundDlq: { flag: '--inbound-dlq', env: 'MAILBRIDGE_INBOUND_DLQ_URL', output: 'InboundDlqName' },
-  delivery: { flag: '--delivery-queue', env: 'MAILBRIDGE_DELIVERY_QUEUE_URL', output: 'DeliveryQueueName' },
-  deliveryDlq: { flag: '--delivery-dlq', env: 'MAILBRIDGE_DELIVERY_DLQ_URL', output: 'DeliveryDlqName' },
+const QUEUE_FLAGS: Record<
+  QueueRole,
+  { flag: string; key: Exclude<keyof ConnectionOptions, 'aws'>; env: string; output: string }
+> = {
+  inbound: {
+    flag: '--inbound-queue',
+    key: 'inboundQueue',
+    env: 'MAILBRIDGE_INBOUND_QUEUE_URL',
+    output: 'InboundQueueName',
+  },
+  inboundDlq: {
+    flag: '--inbound-dlq',
+    key: 'inboundDlq',
+    env: 'MAILBRIDGE_INBOUND_DLQ_URL',
+    output: 'InboundDlqName',
+  },
+  delivery: {
+    flag: '--delivery-queue',
+    key: 'deliveryQueue',
+    env: 'MAILBRIDGE_DELIVERY_QUEUE_URL',
+    output: 'DeliveryQueueName',
+  },
+  deliveryDlq: {
+    flag: '--delivery-dlq',
+    key: 'deliveryDlq',
+    env: 'MAILBRIDGE_DELIVERY_DLQ_URL',
+    output: 'DeliveryDlqName',
+  },
 };
 
 /** Adds the flags that say where the bucket and queues are: the local emulator, or AWS. */
@@ -54,13 +77,6 @@ export interface Connection {
   close(): void;
 }
 
-const OPTION_KEYS: Record<QueueRole, keyof ConnectionOptions> = {
-  inbound: 'inboundQueue',
-  inboundDlq: 'inboundDlq',
-  delivery: 'deliveryQueue',
-  deliveryDlq: 'deliveryDlq',
-};
-
 /**
  * Connects to the local emulator or, with `--aws`, to AWS with the SDK's credentials. Resources are
  * named by flags or environment variables, locally defaulting to the names `npm start` creates; a
@@ -84,10 +100,9 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
     : { s3: new S3Client(awsClientConfig()), sqs: new SQSClient(awsClientConfig()) };
   const urls = new Map<QueueRole, Promise<string>>();
   const lookUp = async (role: QueueRole): Promise<string> => {
-    const given =
-      (options[OPTION_KEYS[role]] as string | undefined) ?? (local ? localQueues[role] : undefined);
+    const { flag, key, env, output } = QUEUE_FLAGS[role];
+    const given = options[key] ?? (local ? localQueues[role] : undefined);
     if (!given) {
-      const { flag, env, output } = QUEUE_FLAGS[role];
       throw new UsageError(`--aws needs ${flag} (or ${env}): the stack output ${output}`);
     }
     if (/^https?:\/\//.test(given)) return given;

@@ -261,15 +261,11 @@ async function redrive(connection: Connection, options: RedriveOptions): Promise
   const held = await holdAll(connection, chosenQueues(options));
   const redriven: DlqItem[] = [];
   const skipped: DlqItem[] = [];
-  const untouched = new Map<DlqName, Held[]>();
+  // Moved entries are gone from the DLQ; every other held entry, chosen or not, is released.
+  const moved = new Set<Held>();
   let reenabled: Reenabled[] = [];
   try {
     const chosen = [...held.values()].flat().filter((entry) => matches(entry.item));
-    for (const [queue, entries] of held)
-      untouched.set(
-        queue,
-        entries.filter((entry) => !chosen.includes(entry)),
-      );
     reenabled = await reenable(
       connection,
       new Set(
@@ -283,7 +279,6 @@ async function redrive(connection: Connection, options: RedriveOptions): Promise
       const { queue } = entry.item;
       if (entry.redriveBody === undefined) {
         skipped.push(entry.item);
-        untouched.get(queue)!.push(entry);
       } else {
         await moveTo(
           connection.sqs,
@@ -291,13 +286,17 @@ async function redrive(connection: Connection, options: RedriveOptions): Promise
           await connection.queueUrl(DLQS[queue].source),
           entry.redriveBody,
         );
+        moved.add(entry);
         redriven.push(entry.item);
       }
       progress.tick();
     }
     progress.stop();
   } finally {
-    await releaseAll(connection, untouched.size > 0 ? untouched : held);
+    await releaseAll(
+      connection,
+      new Map([...held].map(([queue, entries]) => [queue, entries.filter((entry) => !moved.has(entry))])),
+    );
   }
   if (options.json) {
     printJson({ redriven, skipped, reenabled });

@@ -2,7 +2,7 @@ import { type Command, Option } from 'commander';
 import {
   ConfigError,
   type EndpointHealth,
-  loadConfigFile,
+  loadConfig,
   Router,
   SmtpError,
   s3EndpointHealthStore,
@@ -95,9 +95,9 @@ export function registerRoutes(program: Command): void {
     )
     .option('--json', 'print JSON');
   withConnectionOptions(checkCommand).action(async (addresses: string[], options: RoutesOptions) => {
-    let config: Awaited<ReturnType<typeof loadConfigFile>>;
+    let config: Awaited<ReturnType<typeof loadConfig>>;
     try {
-      config = await loadConfigFile(options.config, options.runtime);
+      config = await loadConfig(options.config, options.runtime);
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       if (options.json) printJson({ valid: false, source: options.config, issues: error.issues });

@@ -360,11 +360,6 @@ export async function loadConfig(
   return parseConfigText(text, { source, runtime });
 }
 
-/** Reads and validates a config file. */
-export function loadConfigFile(path: string, runtime: Runtime): Promise<Config> {
-  return loadConfig(path, runtime);
-}
-
 /** JSON Schema of the config file, generated from the same source as the types. */
 export function configJsonSchema(): Record<string, unknown> {
   return z.toJSONSchema(ConfigSchema, {

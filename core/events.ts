@@ -38,7 +38,7 @@ export const DeliveryJobSchema = z.object({
   routeId: z.string(),
   endpoint: z.string(),
   recipients: z.array(z.string()).min(1),
-  payload: z.object({ bucket: z.string(), key: z.string() }),
+  payload: ObjectRefSchema,
   webhookId: z.string(),
   /**
    * The objects behind the payload's presigned links (`raw.url`, and `message.attachments[index].url`

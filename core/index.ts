@@ -1,11 +1,11 @@
 export type { Presign } from './aws.ts';
 export {
-  MAX_PRESIGN_SECONDS,
   s3EndpointHealthStore,
   s3Presigner,
   s3TextReader,
   secretsManagerReader,
 } from './aws.ts';
+export { BareLfScanner } from './bare-lf.ts';
 export type {
   Config,
   ConfigInput,
@@ -20,7 +20,6 @@ export {
   configJsonSchema,
   DEFAULT_RETRY_SCHEDULE_SECONDS,
   loadConfig,
-  loadConfigFile,
   parseConfig,
   parseConfigText,
   SecretRefSchema,

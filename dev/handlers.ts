@@ -1,10 +1,11 @@
-import type { ResourceNames, Runtime } from '../core/index.ts';
+import { QUEUE_SETTINGS, type ResourceNames, type Runtime } from '../core/index.ts';
 import {
   createDeliverHandler,
   createParseHandler,
   type DeliverDeps,
   type ParseDeps,
 } from '../functions/index.ts';
+import { type Poller, startPoller } from './poller.ts';
 
 export interface LocalHandlersOptions
   extends Pick<DeliverDeps, 's3' | 'sqs' | 'config' | 'secrets' | 'send' | 'now'> {
@@ -46,4 +47,65 @@ export function createLocalHandlers(options: LocalHandlersOptions): {
       ...(options.now ? { now: options.now } : {}),
     }),
   };
+}
+
+export interface LocalFunctionsOptions extends LocalHandlersOptions {
+  readonly resources: LocalHandlersOptions['resources'] & Pick<ResourceNames, 'inboundQueueUrl'>;
+  /** Long-poll wait of both pollers; stopping may take this long. */
+  readonly waitTimeSeconds: number;
+  /** Batches in flight per poller. @default 2 */
+  readonly concurrency?: number;
+  /** Visibility asked for on receive, per function. @default each queue's own */
+  readonly visibilityTimeoutSeconds?: { readonly parse?: number; readonly deliver?: number };
+}
+
+/** The parse and deliver functions running behind their pollers. */
+export interface LocalFunctions {
+  readonly inbound: Poller;
+  readonly delivery: Poller;
+  /** Drains parse first, as it feeds the delivery queue, then deliver. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The handlers of {@link createLocalHandlers}, each driven by a Lambda-style poller on its queue
+ * with the function's timeout, as the local runtime, the tests and the benchmarks run them.
+ */
+export async function startLocalFunctions(options: LocalFunctionsOptions): Promise<LocalFunctions> {
+  const { sqs, resources, waitTimeSeconds, visibilityTimeoutSeconds: visibility = {} } = options;
+  const handlers = createLocalHandlers(options);
+  const tuning = {
+    sqs,
+    waitTimeSeconds,
+    ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
+  };
+  const delivery = await startPoller({
+    ...tuning,
+    queueUrl: resources.deliveryQueueUrl,
+    functionName: 'mailbridge-deliver',
+    timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.deliver,
+    ...(visibility.deliver !== undefined ? { visibilityTimeoutSeconds: visibility.deliver } : {}),
+    handler: handlers.deliver,
+  });
+  try {
+    const inbound = await startPoller({
+      ...tuning,
+      queueUrl: resources.inboundQueueUrl,
+      functionName: 'mailbridge-parse',
+      timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.parse,
+      ...(visibility.parse !== undefined ? { visibilityTimeoutSeconds: visibility.parse } : {}),
+      handler: handlers.parse,
+    });
+    return {
+      inbound,
+      delivery,
+      async stop() {
+        await inbound.stop();
+        await delivery.stop();
+      },
+    };
+  } catch (error) {
+    await delivery.stop();
+    throw error;
+  }
 }

@@ -1,7 +1,7 @@
 export type { Emulator, EmulatorOptions } from './emulator.ts';
 export { startEmulator } from './emulator.ts';
-export type { LocalHandlersOptions } from './handlers.ts';
-export { createLocalHandlers } from './handlers.ts';
+export type { LocalFunctions, LocalFunctionsOptions, LocalHandlersOptions } from './handlers.ts';
+export { createLocalHandlers, startLocalFunctions } from './handlers.ts';
 export type { Inbox, InboxEntry, InboxOptions } from './inbox.ts';
 export { startInbox } from './inbox.ts';
 export type { Poller, PollerOptions, PollerStats, SqsHandler } from './poller.ts';

@@ -6,8 +6,7 @@ import {
   createLogger,
   createMetrics,
   type ListenerConfig,
-  loadConfigFile,
-  QUEUE_SETTINGS,
+  loadConfig,
   type Route,
   resolveSecret,
 } from '../core/index.ts';
@@ -21,9 +20,9 @@ import {
   type TlsMaterial,
 } from '../listener/index.ts';
 import { type Emulator, startEmulator } from './emulator.ts';
-import { createLocalHandlers } from './handlers.ts';
+import { startLocalFunctions } from './handlers.ts';
 import { type Inbox, startInbox } from './inbox.ts';
-import { type Poller, startPoller } from './poller.ts';
+import type { Poller } from './poller.ts';
 import { emulatorClients, type LocalResources, provisionLocalResources } from './resources.ts';
 
 // The local default config, used when no other file is given.
@@ -120,7 +119,7 @@ function routeSecrets(route: Route, index: number): Promise<string[]> {
  */
 export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
   const ports = options.ports ?? {};
-  const loaded = await loadConfigFile(options.configFile ?? DEFAULT_CONFIG_FILE, 'local');
+  const loaded = await loadConfig(options.configFile ?? DEFAULT_CONFIG_FILE, 'local');
   const secretsByRoute = await Promise.all(loaded.routes.map(routeSecrets));
   const authUsers = await resolveAuthUsers(loaded);
   const tls = await tlsMaterial(loaded, options.dataDir);
@@ -160,33 +159,16 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     const config = withPorts(loaded, ports, inbox.url);
     const secretsById = new Map(config.routes.map((route, r) => [route.id, secretsByRoute[r]!]));
 
-    const handlers = createLocalHandlers({
+    const pollers = await startLocalFunctions({
       s3,
       sqs,
       resources,
       config,
       secrets: async (route) => secretsById.get(route.id) ?? [],
+      waitTimeSeconds: options.pollWaitSeconds ?? 2,
       ...(options.resolver ? { resolver: options.resolver } : {}),
     });
-    const waitTimeSeconds = options.pollWaitSeconds ?? 2;
-    const delivery = await startPoller({
-      sqs,
-      queueUrl: resources.deliveryQueueUrl,
-      functionName: 'mailbridge-deliver',
-      timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.deliver,
-      waitTimeSeconds,
-      handler: handlers.deliver,
-    });
-    cleanups.push(() => delivery.stop());
-    const inbound = await startPoller({
-      sqs,
-      queueUrl: resources.inboundQueueUrl,
-      functionName: 'mailbridge-parse',
-      timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.parse,
-      waitTimeSeconds,
-      handler: handlers.parse,
-    });
-    cleanups.push(() => inbound.stop());
+    cleanups.push(() => pollers.stop());
 
     const listener = await startListener({
       config,
@@ -211,7 +193,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       resources,
       listener,
       inbox,
-      pollers: { inbound, delivery },
+      pollers,
       authUser: firstUser && { user: firstUser[0], password: firstUser[1] },
       signingSecrets,
       close: cleanup,

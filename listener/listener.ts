@@ -320,7 +320,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   });
 
   const health = createHealthServer(() => draining);
-  const servers: { config: ListenerConfig; smtp: MailbridgeSmtpServer; front: Server }[] = [];
+  const servers: { smtp: MailbridgeSmtpServer; front: Server }[] = [];
   const handshaking = new Set<Socket>();
   const onServerError = (error: Error) =>
     // A failed TLS handshake or a reset socket lands here; it must never take the process down.
@@ -348,7 +348,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
       // where sockets are dropped unanswered, to bound what a flood can hold.
       front.maxConnections = limits.maxConnections * 2;
       front.on('error', onServerError);
-      servers.push({ config: listener, smtp, front });
+      servers.push({ smtp, front });
       front.listen(listener.port, listener.host);
       await once(front, 'listening');
       const address = front.address();

@@ -4,6 +4,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { SMTPServerDataStream } from 'smtp-server';
 import {
+  BareLfScanner,
   BareLineFeedError,
   type InboundEvent,
   InboundEventSchema,
@@ -107,18 +108,6 @@ export class MemoryBudget {
   }
 }
 
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-/** RFC 5322 §3.3 date-time in UTC, e.g. `Tue, 04 Nov 2026 09:05:00 +0000`. */
-export function formatRfc5322Date(date: Date): string {
-  const pad = (n: number) => String(n).padStart(2, '0');
-  return (
-    `${DAYS[date.getUTCDay()]}, ${pad(date.getUTCDate())} ${MONTHS[date.getUTCMonth()]} ${date.getUTCFullYear()} ` +
-    `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} +0000`
-  );
-}
-
 // Header text must be printable ASCII; the HELO argument comes from the client.
 const printable = (text: string) => text.replace(/[^\x21-\x7e]/g, '?');
 
@@ -127,12 +116,14 @@ const printable = (text: string) => text.replace(/[^\x21-\x7e]/g, '?');
  * client's address, `by` us, `with` the RFC 3848 protocol, our message `id`, `for` the recipient
  * when there is exactly one, and the date. Folded lines, CRLF-terminated.
  */
-export function receivedHeader(envelope: Envelope, hostname: string, id: string, date: Date): string {
+function receivedHeader(envelope: Envelope, hostname: string, id: string, date: Date): string {
   const lines = [`Received: from ${printable(envelope.helo) || 'unknown'} ([${envelope.remoteAddress}])`];
   if (envelope.tls) lines.push(`(using ${envelope.tls.protocol} with cipher ${envelope.tls.cipher})`);
   lines.push(`by ${printable(hostname)} (mailbridge) with ${envelope.protocol} id ${id}`);
   const only = envelope.rcptTo.length === 1 ? envelope.rcptTo[0] : undefined;
-  lines.push(`${only ? `for <${printable(only)}>` : ''}; ${formatRfc5322Date(date)}`.trimStart());
+  // ECMA-262 fixes toUTCString as `Www, DD Mmm YYYY HH:mm:ss GMT`: RFC 5322 §3.3 but for the zone.
+  const stamp = date.toUTCString().replace(/GMT$/, '+0000');
+  lines.push(`${only ? `for <${printable(only)}>` : ''}; ${stamp}`.trimStart());
   return `${lines.join('\r\n\t')}\r\n`;
 }
 
@@ -149,10 +140,9 @@ class MessageMeter extends Transform {
   readonly #hash: Hash = createHash('sha256');
   #budgeted = 0;
   #settled = false;
-  #lastByte = -1;
+  readonly #bareLf = new BareLfScanner();
   // Not `size`/`length`/`byteLength`: lib-storage would read those as the total body length.
   storedBytes = 0;
-  bareLf = false;
 
   constructor(
     source: SMTPServerDataStream,
@@ -179,12 +169,9 @@ class MessageMeter extends Transform {
     this.#hash.update(chunk);
   }
 
-  #hasBareLf(chunk: Buffer): boolean {
-    for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) {
-      const before = at > 0 ? chunk[at - 1] : this.#lastByte;
-      if (before !== 13) return true;
-    }
-    return false;
+  /** Whether any line so far ended in a bare LF. */
+  get bareLf(): boolean {
+    return this.#bareLf.found;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -209,12 +196,8 @@ class MessageMeter extends Transform {
 
   #refusal(chunk: Buffer): SmtpError | null {
     if (this.#source.sizeExceeded) return new MessageTooLargeError(this.#maxMessageBytes);
-    if (!this.bareLf && this.#hasBareLf(chunk)) {
-      this.bareLf = true;
-      // RFC 5321 §2.3.8; refusing them closes the door on SMTP smuggling towards stricter MTAs.
-      if (this.#rejectBareLf) return new BareLineFeedError();
-    }
-    if (chunk.length > 0) this.#lastByte = chunk[chunk.length - 1]!;
+    // RFC 5321 §2.3.8; refusing them closes the door on SMTP smuggling towards stricter MTAs.
+    if (this.#bareLf.scan(chunk) && this.#rejectBareLf) return new BareLineFeedError();
     this.#count(chunk);
     return null;
   }

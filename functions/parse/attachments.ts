@@ -20,7 +20,7 @@ export interface StoredAttachment {
 }
 
 /** `attachments/<messageId>/<index>-<safe name>`: stable across re-runs, so a retry overwrites. */
-export function attachmentKey(messageId: string, index: number, filename: string | null): string {
+function attachmentKey(messageId: string, index: number, filename: string | null): string {
   const safe =
     (filename ?? '')
       .normalize('NFKD')

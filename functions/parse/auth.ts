@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { type AuthenticateResult, authenticate } from 'mailauth';
-import type { WebhookAuth } from '../../core/index.ts';
+import { type WebhookAuth, WebhookPayloadSchema } from '../../core/index.ts';
 import type { DnsResolver } from './dns.ts';
 
 /** What the SMTP session told us about the sender, from the InboundEvent envelope. */
@@ -19,30 +19,16 @@ function verdict<R extends string>(value: string | undefined, allowed: readonly 
   return (allowed as readonly string[]).includes(normal ?? '') ? (normal as R) : otherwise;
 }
 
-const SPF: readonly WebhookAuth['spf']['result'][] = [
-  'pass',
-  'fail',
-  'softfail',
-  'neutral',
-  'none',
-  'temperror',
-  'permerror',
-];
-const DKIM: readonly WebhookAuth['dkim'][number]['result'][] = [
-  'pass',
-  'fail',
-  'neutral',
-  'none',
-  'policy',
-  'temperror',
-  'permerror',
-];
-const DMARC: readonly WebhookAuth['dmarc']['result'][] = ['pass', 'fail', 'none', 'temperror', 'permerror'];
-const ARC: readonly WebhookAuth['arc']['result'][] = ['pass', 'fail', 'none', 'temperror', 'permerror'];
-const POLICIES = ['none', 'quarantine', 'reject'] as const;
+// The verdicts the payload schema allows, so the mapping cannot drift from the published enums.
+const VERDICTS = WebhookPayloadSchema.shape.auth.shape;
+const SPF = VERDICTS.spf.shape.result.options;
+const DKIM = VERDICTS.dkim.element.shape.result.options;
+const DMARC = VERDICTS.dmarc.shape.result.options;
+const ARC = VERDICTS.arc.shape.result.options;
+const POLICIES = VERDICTS.dmarc.shape.policy.unwrap().options;
 
 /** Maps mailauth's verdicts to the payload's `auth` object. */
-export function toWebhookAuth(result: AuthenticateResult): WebhookAuth {
+function toWebhookAuth(result: AuthenticateResult): WebhookAuth {
   const { spf, dkim, dmarc, arc } = result;
   const policy = dmarc ? POLICIES.find((name) => name === dmarc.policy) : undefined;
   return {

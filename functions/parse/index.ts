@@ -1,13 +1,11 @@
-export type { StoredAttachment } from './attachments.ts';
-export { attachmentKey } from './attachments.ts';
 export type { SenderInfo } from './auth.ts';
-export { authenticateMessage, toWebhookAuth } from './auth.ts';
+export { authenticateMessage } from './auth.ts';
 export type { ParseDeps } from './create-handler.ts';
 export { createParseHandler } from './create-handler.ts';
 export type { BoundedResolverOptions, DnsResolver } from './dns.ts';
 export { boundedResolver, systemResolver } from './dns.ts';
 export type { AttachmentSink, MimeFields, MimeResult } from './mime.ts';
-export { MimeInputError, parseMime } from './mime.ts';
+export { parseMime } from './mime.ts';
 export type { ProcessDeps } from './process.ts';
 export { payloadKey, processInboundEvent } from './process.ts';
 export { stripQuotedReply } from './stripped-text.ts';

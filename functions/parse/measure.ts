@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import { BareLfScanner } from '../../core/index.ts';
 
 // Our own trace header is at most a few hundred bytes; a longer first field is not ours.
 const MAX_TRACE_HEADER_BYTES = 16 * 1024;
@@ -31,11 +32,10 @@ function afterTraceHeader(head: Buffer, ended: boolean): number | undefined {
  */
 export class Measure extends Transform {
   size = 0;
-  bareLf = false;
+  readonly #bareLf = new BareLfScanner();
   readonly #hash: Hash = createHash('sha256');
   readonly #keepUpTo: number;
   #kept: Buffer[] | undefined = [];
-  #lastByte = -1;
   #sha256: string | undefined;
   readonly #content: Hash = createHash('sha256');
   #head: Buffer | undefined = Buffer.alloc(0);
@@ -67,6 +67,11 @@ export class Measure extends Transform {
     this.#head = undefined;
   }
 
+  /** Whether any line so far ended in a bare LF. */
+  get bareLf(): boolean {
+    return this.#bareLf.found;
+  }
+
   /** The bytes, when they all fit within `keepUpTo`; undefined otherwise. */
   get kept(): Buffer | undefined {
     return this.#kept ? Buffer.concat(this.#kept) : undefined;
@@ -78,15 +83,7 @@ export class Measure extends Transform {
     this.size += chunk.length;
     if (this.#kept && this.size <= this.#keepUpTo) this.#kept.push(chunk);
     else this.#kept = undefined;
-    if (!this.bareLf) {
-      for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) {
-        if ((at > 0 ? chunk[at - 1] : this.#lastByte) !== 13) {
-          this.bareLf = true;
-          break;
-        }
-      }
-    }
-    if (chunk.length > 0) this.#lastByte = chunk[chunk.length - 1]!;
+    this.#bareLf.scan(chunk);
     done(null, chunk);
   }
 

@@ -23,7 +23,7 @@ export interface MimeResult<T> {
 }
 
 /** An error of the input stream or of an attachment sink: I/O, so the caller retries. */
-export class MimeInputError extends Error {
+class MimeInputError extends Error {
   override name = 'MimeInputError';
 }
 

@@ -69,10 +69,8 @@ async function readMessage(event: InboundEvent, deps: ProcessDeps, keepUpTo: num
   const measure = new Measure();
   const forAuth = new PassThrough();
   const forMime = new PassThrough();
-  let sourceError: Error | undefined;
   body.once('error', (error) => measure.destroy(error));
   measure.once('error', (error) => {
-    sourceError = error;
     forAuth.destroy(error);
     forMime.destroy(error);
   });
@@ -98,9 +96,9 @@ async function readMessage(event: InboundEvent, deps: ProcessDeps, keepUpTo: num
   });
   const mime = parseMime(forMime, s3AttachmentSink(deps.s3, deps.bucket, event.id, keepUpTo));
   const [authOutcome, mimeOutcome, measured] = await Promise.allSettled([auth, mime, finished(measure)]);
-  if (sourceError) throw sourceError;
-  if (mimeOutcome.status === 'rejected') throw mimeOutcome.reason;
+  // A read error first: the MIME pass only reports it wrapped.
   if (measured.status === 'rejected') throw measured.reason;
+  if (mimeOutcome.status === 'rejected') throw mimeOutcome.reason;
   return {
     size: measure.size,
     sha256: measure.sha256,

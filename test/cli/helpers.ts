@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 
@@ -10,22 +10,36 @@ export interface CliResult {
   readonly stderr: string;
 }
 
+/** Spawns `node cli/main.ts …args`, collecting its output as it comes; `done` resolves with the result. */
+function spawnCli(
+  args: readonly string[],
+  env: Record<string, string> | undefined,
+  stdin: 'pipe' | 'ignore',
+): { child: ChildProcess; output(): { stdout: string; stderr: string }; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'SILENT', ...env },
+    stdio: [stdin, 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const done = once(child, 'close').then(([code, signal]) => ({
+    code: code as number | null,
+    stdout,
+    stderr: stderr + (signal ? ` [signal ${signal}]` : ''),
+  }));
+  return { child, output: () => ({ stdout, stderr }), done };
+}
+
 /** Runs `node cli/main.ts …args` as a child process, with `input` on stdin, and collects its output. */
 export async function runCli(
   args: readonly string[],
   options: { env?: Record<string, string>; input?: string } = {},
 ): Promise<CliResult> {
-  const child = spawn(process.execPath, [MAIN, ...args], {
-    env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'SILENT', ...options.env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  child.stdin.end(options.input ?? '');
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
+  const { child, done } = spawnCli(args, options.env, 'pipe');
+  child.stdin!.end(options.input ?? '');
+  return done;
 }
 
 /** Starts the CLI and resolves once its stderr contains `ready`; `done` resolves with the result. */
@@ -34,29 +48,17 @@ export async function startCli(
   ready: string,
   options: { env?: Record<string, string> } = {},
 ): Promise<{ done: Promise<CliResult>; kill(signal: NodeJS.Signals): void; stdout(): string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], {
-    env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'SILENT', ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  const done = once(child, 'close').then(([code, signal]) => ({
-    code: code as number | null,
-    stdout,
-    stderr: stderr + (signal ? ` [signal ${signal}]` : ''),
-  }));
+  const { child, output, done } = spawnCli(args, options.env, 'ignore');
   await new Promise<void>((resolve, reject) => {
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
+    const check = () => {
+      const { stdout, stderr } = output();
       if (stderr.includes(ready) || stdout.includes(ready)) resolve();
-    });
-    child.stdout.on('data', () => {
-      if (stdout.includes(ready)) resolve();
-    });
+    };
+    child.stdout!.on('data', check);
+    child.stderr!.on('data', check);
     void done.then((result) =>
       reject(new Error(`exited ${result.code} before "${ready}": ${result.stderr}`)),
     );
   });
-  return { done, kill: (signal) => child.kill(signal), stdout: () => stdout };
+  return { done, kill: (signal) => child.kill(signal), stdout: () => output().stdout };
 }

@@ -2,7 +2,7 @@ import { createServer } from 'node:net';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { type Config, type ConfigInput, createLogger, createMetrics, parseConfig } from '../../core/index.ts';
-import { createLocalHandlers, emulatorClients, type Poller, startPoller } from '../../dev/index.ts';
+import { emulatorClients, type Poller, startLocalFunctions } from '../../dev/index.ts';
 import { generateSelfSigned, type RunningListener, startListener } from '../../listener/index.ts';
 import { noDns } from './dns-zone.ts';
 import { startTestEmulator, type TestEmulator } from './emulator.ts';
@@ -81,33 +81,19 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
     config.routes.map((route) => [route.id, route.secret.map((ref) => ('value' in ref ? ref.value : ''))]),
   );
   const { resources } = emulator;
-  const handlers = createLocalHandlers({
+  const pollers = await startLocalFunctions({
     s3,
     sqs,
     resources,
     config,
     secrets: async (route) => secrets.get(route.id) ?? [],
     resolver: noDns,
-  });
-  const waitTimeSeconds = options.pollWaitSeconds ?? 1;
-  const concurrency = options.concurrency ?? 2;
-  const delivery = await startPoller({
-    sqs,
-    queueUrl: resources.deliveryQueueUrl,
-    functionName: 'mailbridge-deliver',
-    waitTimeSeconds,
-    concurrency,
-    visibilityTimeoutSeconds: options.deliveryVisibilitySeconds ?? 5,
-    handler: handlers.deliver,
-  });
-  const inbound = await startPoller({
-    sqs,
-    queueUrl: resources.inboundQueueUrl,
-    functionName: 'mailbridge-parse',
-    waitTimeSeconds,
-    concurrency,
-    visibilityTimeoutSeconds: options.inboundVisibilitySeconds ?? 30,
-    handler: handlers.parse,
+    waitTimeSeconds: options.pollWaitSeconds ?? 1,
+    concurrency: options.concurrency ?? 2,
+    visibilityTimeoutSeconds: {
+      parse: options.inboundVisibilitySeconds ?? 30,
+      deliver: options.deliveryVisibilitySeconds ?? 5,
+    },
   });
   const tls = await generateSelfSigned(config.hostname);
   let listener: RunningListener | undefined;
@@ -119,7 +105,7 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
     s3,
     sqs,
     smtpPort,
-    pollers: { inbound, delivery },
+    pollers,
     async startListener() {
       listener = await startListener({
         config,
@@ -139,7 +125,7 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
     },
     async close() {
       await pipeline.stopListener();
-      await Promise.all([inbound.stop(), delivery.stop()]);
+      await pollers.stop();
       s3.destroy();
       sqs.destroy();
       await proxy.close();

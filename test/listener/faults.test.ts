@@ -95,10 +95,7 @@ describe('listener: fault injection', () => {
       const listener = await startTestListener(emulator, testConfig(), { s3, sqs });
       const before = await listRawKeys(emulator.s3, emulator.resources.bucket);
       const client = await RawSmtp.open(listener.port('mx'));
-      await client.hello();
-      await client.command('MAIL FROM:<aborter@sender.test>');
-      await client.command('RCPT TO:<someone@example.test>');
-      assert.match(await client.command('DATA'), /^354 /);
+      await client.startData('aborter@sender.test', 'someone@example.test');
       const body = makeMessage(sentBeforeAbort, 'abort');
       await new Promise<void>((resolve) => client.socket.write(body, () => resolve()));
       // Let the listener take in what was sent (and start parts) before the connection drops.

@@ -353,6 +353,15 @@ export class RawSmtp {
     return ehlo;
   }
 
+  /** EHLO, MAIL, RCPT and DATA, leaving the session at `354` for a body sent in pieces. */
+  async startData(from: string, to: string): Promise<void> {
+    await this.hello();
+    await this.command(`MAIL FROM:<${from}>`);
+    await this.command(`RCPT TO:<${to}>`);
+    const data = await this.command('DATA');
+    if (!data.startsWith('354 ')) throw new Error(`DATA refused: ${data}`);
+  }
+
   /** MAIL, RCPT, DATA and the body (dot-stuffed here); returns the final reply. */
   async send(from: string, to: string[], body: Buffer): Promise<string> {
     const mail = await this.command(`MAIL FROM:<${from}>`);
@@ -376,6 +385,12 @@ export class RawSmtp {
 /** RFC 5321 §4.5.2 transparency: a line starting with "." gets another one. */
 export function dotStuff(body: Buffer): Buffer {
   return Buffer.from(body.toString('latin1').replace(/(^|\r\n)\./g, '$1..'), 'latin1');
+}
+
+/** Status and JSON body of the listener's `GET /healthz`. */
+export async function healthOf(port: number): Promise<{ status: number; body: unknown }> {
+  const response = await fetch(`http://127.0.0.1:${port}/healthz`);
+  return { status: response.status, body: await response.json() };
 }
 
 export const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

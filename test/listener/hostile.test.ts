@@ -72,10 +72,7 @@ describe('listener: hostile input', () => {
       'latin1',
     );
     const client = await RawSmtp.open(t.listener.port('mx'));
-    await client.hello();
-    await client.command('MAIL FROM:<smuggler@sender.test>');
-    await client.command('RCPT TO:<victim@example.test>');
-    await client.command('DATA');
+    await client.startData('smuggler@sender.test', 'victim@example.test');
     client.write(body);
     client.write('.\r\n');
     const reply = await client.reply();

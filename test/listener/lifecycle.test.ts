@@ -9,6 +9,7 @@ import { ConfigError, createMetrics } from '../../core/index.ts';
 import { generateSelfSigned, loadTlsMaterial } from '../../listener/index.ts';
 import {
   dotStuff,
+  healthOf,
   makeMessage,
   queuedId,
   RawSmtp,
@@ -16,11 +17,6 @@ import {
   testConfig,
   useEmulatorDir,
 } from './helpers.ts';
-
-async function healthOf(port: number): Promise<{ status: number; body: unknown }> {
-  const response = await fetch(`http://127.0.0.1:${port}/healthz`);
-  return { status: response.status, body: await response.json() };
-}
 
 function connectionRefused(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -51,10 +47,7 @@ describe('listener: health, graceful close and TLS material', () => {
     const listener = await startTestListener(t.emulator);
     assert.deepEqual(await healthOf(listener.healthPort), { status: 200, body: { status: 'ok' } });
     const client = await RawSmtp.open(listener.port('mx'));
-    await client.hello();
-    await client.command('MAIL FROM:<inflight@sender.test>');
-    await client.command('RCPT TO:<someone@example.test>');
-    await client.command('DATA');
+    await client.startData('inflight@sender.test', 'someone@example.test');
     const body = dotStuff(makeMessage(200_000, 'inflight'));
     client.write(body.subarray(0, 100_000));
 

@@ -6,6 +6,7 @@ import { writeConfigFile } from '../helpers/config-file.ts';
 import {
   delay,
   dotStuff,
+  healthOf,
   listRawKeys,
   makeMessage,
   processConfig,
@@ -21,16 +22,11 @@ describe('listener/main.ts as a process', () => {
   const config = (closeTimeout: string) =>
     processConfig(t.dir, { hostname: 'mx.mailbridge.test', limits: { closeTimeout } });
 
-  async function health(port: number): Promise<number> {
-    return (await fetch(`http://127.0.0.1:${port}/healthz`)).status;
-  }
+  const health = async (port: number) => (await healthOf(port)).status;
 
   async function startData(port: number, sender: string): Promise<RawSmtp> {
     const client = await RawSmtp.open(port);
-    await client.hello();
-    await client.command(`MAIL FROM:<${sender}>`);
-    await client.command('RCPT TO:<someone@example.test>');
-    assert.match(await client.command('DATA'), /^354 /);
+    await client.startData(sender, 'someone@example.test');
     return client;
   }
 
