@@ -1,4 +1,4 @@
-import { Validations } from 'aws-cdk-lib';
+import { RemovalPolicy, Validations } from 'aws-cdk-lib';
 import type { IGrantable } from 'aws-cdk-lib/aws-iam';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
@@ -84,9 +84,10 @@ export class Secrets extends Construct {
 
     const created: Secret[] = [];
     const bySecretId = new Map<string, ISecret>();
-    let index = 0;
     for (const [secretId, refs] of references) {
-      const constructId = `Secret${index++}`;
+      // The id (hence the logical id) is the secret's name: adding or removing another secret must
+      // not move a logical id onto a different secret, which CloudFormation would replace.
+      const constructId = secretId;
       const first = refs[0]!;
       const jsonKeys = new Set(refs.map((ref) => ref.jsonKey));
       if (jsonKeys.size > 1) {
@@ -113,6 +114,9 @@ export class Secrets extends Construct {
             ...(first.jsonKey ? { secretStringTemplate: '{}', generateStringKey: first.jsonKey } : {}),
           },
         });
+        // Clients and receivers hold the value: a replacement or removal by a deploy keeps the old
+        // secret, and only a failed first create cleans up after itself.
+        generated.applyRemovalPolicy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE);
         Validations.of(generated).acknowledge({
           id: 'AwsSolutions-SMG4',
           reason:
