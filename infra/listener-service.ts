@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
-import { Duration, RemovalPolicy, Size, Validations } from 'aws-cdk-lib';
-import { AdjustmentType } from 'aws-cdk-lib/aws-applicationautoscaling';
+import { Duration, Names, RemovalPolicy, Size, Validations } from 'aws-cdk-lib';
+import { CfnScalingPolicy, type ScalableTarget } from 'aws-cdk-lib/aws-applicationautoscaling';
 import { MathExpression, Metric } from 'aws-cdk-lib/aws-cloudwatch';
 import {
   CfnEIP,
@@ -67,10 +67,10 @@ export interface ListenerServiceProps {
    */
   readonly publicPorts?: Readonly<Record<number, number>>;
   /**
-   * Tasks always running; spread across AZs.
+   * Tasks always running (autoscaling's minimum); spread across AZs.
    * @default 2
    */
-  readonly desiredCount?: number;
+  readonly minCount?: number;
   /**
    * Upper bound for autoscaling.
    * @default 6
@@ -135,12 +135,11 @@ export class ListenerService extends Construct {
   constructor(scope: Construct, id: string, props: ListenerServiceProps) {
     super(scope, id);
     const { vpc, config } = props;
-    const desiredCount = props.desiredCount ?? 2;
+    const minCount = props.minCount ?? 2;
     const maxCount = props.maxCount ?? 6;
-    if (desiredCount < 2)
-      throw new Error(`${this.node.path}: desiredCount ${desiredCount}: at least 2, one per AZ`);
-    if (maxCount < desiredCount)
-      throw new Error(`${this.node.path}: maxCount ${maxCount} is below desiredCount ${desiredCount}`);
+    if (minCount < 2) throw new Error(`${this.node.path}: minCount ${minCount}: at least 2, one per AZ`);
+    if (maxCount < minCount)
+      throw new Error(`${this.node.path}: maxCount ${maxCount} is below minCount ${minCount}`);
     const closeTimeout = config.limits.closeTimeout;
     const stopTimeout = closeTimeout + EXIT_MARGIN_SECONDS;
     if (stopTimeout > MAX_STOP_TIMEOUT_SECONDS) {
@@ -240,7 +239,6 @@ export class ListenerService extends Construct {
     this.service = new FargateService(this, 'Service', {
       cluster: this.cluster,
       taskDefinition: this.taskDefinition,
-      desiredCount,
       minHealthyPercent: 100,
       maxHealthyPercent: 200,
       assignPublicIp,
@@ -322,7 +320,11 @@ export class ListenerService extends Construct {
         }),
     );
 
-    const scaling = this.service.autoScaleTaskCount({ minCapacity: desiredCount, maxCapacity: maxCount });
+    // No desiredCount on the service: CloudFormation would reset the running count to it on every
+    // deploy that touches the service; minCapacity keeps the floor.
+    const scaling = this.service.autoScaleTaskCount({ minCapacity: minCount, maxCapacity: maxCount });
+    // Two target tracking policies: Application Auto Scaling scales out when either asks and in only
+    // when both agree, so neither undoes what the other just did.
     scaling.scaleOnCpuUtilization('Cpu', {
       targetUtilizationPercent: props.cpuTargetPercent ?? 60,
       scaleOutCooldown: Duration.seconds(60),
@@ -330,15 +332,18 @@ export class ListenerService extends Construct {
     });
     const connectionsPerTask =
       props.connectionsPerTask ?? Math.max(1, Math.floor(config.limits.maxConnections / 2));
-    scaling.scaleOnMetric('Connections', {
-      metric: this.connectionsPerTask(),
-      adjustmentType: AdjustmentType.CHANGE_IN_CAPACITY,
-      cooldown: Duration.minutes(2),
-      scalingSteps: [
-        { upper: Math.floor(connectionsPerTask / 4), change: -1 },
-        { lower: connectionsPerTask, change: +1 },
-        { lower: connectionsPerTask * 2, change: +2 },
-      ],
+    const target = scaling.node.findChild('Target') as ScalableTarget;
+    // The L2 target tracking policy takes only a plain metric; flows per task is a metric math query.
+    new CfnScalingPolicy(this, 'ConnectionsScaling', {
+      policyName: `${Names.uniqueId(this)}Connections`,
+      policyType: 'TargetTrackingScaling',
+      scalingTargetId: target.scalableTargetId,
+      targetTrackingScalingPolicyConfiguration: {
+        targetValue: connectionsPerTask,
+        scaleOutCooldown: 60,
+        scaleInCooldown: 300,
+        customizedMetricSpecification: { metrics: targetTrackingQueries(this.connectionsPerTask()) },
+      },
     });
   }
 
@@ -346,7 +351,8 @@ export class ListenerService extends Construct {
   public connectionsPerTask(): MathExpression {
     return new MathExpression({
       label: 'Open connections per task',
-      expression: 'flows / IF(tasks > 0, tasks, 1)',
+      // Plain arithmetic: target tracking accepts a subset of metric math; minCapacity keeps tasks ≥ 2.
+      expression: 'flows / tasks',
       period: Duration.minutes(1),
       usingMetrics: {
         flows: this.loadBalancer.metrics.activeFlowCount({
@@ -373,4 +379,30 @@ function defaultPublicPorts(config: Config): Record<number, number> {
     if (listener) ports[port] = listener.port;
   }
   return ports;
+}
+
+/** A metric math expression as the queries of a target tracking policy (its metrics, then the expression). */
+function targetTrackingQueries(
+  expression: MathExpression,
+): CfnScalingPolicy.TargetTrackingMetricDataQueryProperty[] {
+  const { mathExpression } = expression.toMetricConfig();
+  const metrics = Object.entries(mathExpression!.usingMetrics).map(([id, metric]) => {
+    const stat = metric.toMetricConfig().metricStat!;
+    return {
+      id,
+      returnData: false,
+      metricStat: {
+        stat: stat.statistic,
+        metric: {
+          namespace: stat.namespace,
+          metricName: stat.metricName,
+          dimensions: (stat.dimensions ?? []).map(({ name, value }) => ({ name, value: String(value) })),
+        },
+      },
+    };
+  });
+  return [
+    ...metrics,
+    { id: 'result', expression: mathExpression!.expression, label: expression.label, returnData: true },
+  ];
 }

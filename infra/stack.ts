@@ -80,7 +80,7 @@ export class MailbridgeStack extends Stack {
             Object.entries(settings.listener.publicPorts).map(([port, target]) => [Number(port), target]),
           )
         : undefined,
-      desiredCount: settings.listener.tasks,
+      minCount: settings.listener.tasks,
       maxCount: settings.listener.maxTasks,
       cpu: settings.listener.cpu,
       memoryLimitMiB: settings.listener.memoryMiB,

@@ -162,8 +162,8 @@ describe('constructs refuse conflicting props at synth', () => {
 
   it('ListenerService: fewer than 2 tasks, or a max below the desired count', () => {
     for (const [props, message] of [
-      [{ desiredCount: 1 }, /at least 2/],
-      [{ desiredCount: 4, maxCount: 3 }, /maxCount 3 is below desiredCount 4/],
+      [{ minCount: 1 }, /at least 2/],
+      [{ minCount: 4, maxCount: 3 }, /maxCount 3 is below minCount 4/],
       [{ assignPublicIp: false }, /needs private subnets with egress/],
     ] as const) {
       const stack = scope();

@@ -174,31 +174,57 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       );
     });
 
-    it('keeps at least 2 tasks with Container Insights and scales on CPU and on connections per task', () => {
+    it('keeps at least 2 tasks with Container Insights; the task count is left to autoscaling', () => {
       template.hasResourceProperties('AWS::ECS::Cluster', {
         ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }],
       });
-      template.hasResourceProperties('AWS::ECS::Service', {
-        DesiredCount: 2,
-        LaunchType: 'FARGATE',
-        DeploymentConfiguration: Match.objectLike({
-          DeploymentCircuitBreaker: { Enable: true, Rollback: true },
-        }),
-      });
+      const [[, service]] = ofType('AWS::ECS::Service') as [[string, Resource]];
+      assert.equal(service.Properties.LaunchType, 'FARGATE');
+      assert.deepEqual(
+        (service.Properties.DeploymentConfiguration as Record<string, unknown>).DeploymentCircuitBreaker,
+        { Enable: true, Rollback: true },
+      );
+      // A DesiredCount in the template resets the running count to it on every deploy that touches the service.
+      assert.equal(service.Properties.DesiredCount, undefined);
       template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
         MinCapacity: 2,
         MaxCapacity: 6,
       });
-      template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
-        PolicyType: 'TargetTrackingScaling',
-        TargetTrackingScalingPolicyConfiguration: Match.objectLike({
-          PredefinedMetricSpecification: { PredefinedMetricType: 'ECSServiceAverageCPUUtilization' },
-        }),
-      });
-      const stepAlarms = ofType('AWS::CloudWatch::Alarm').filter(([, a]) =>
-        json(a.Properties).includes('ActiveFlowCount'),
+    });
+
+    it('scales by target tracking on CPU and on open connections per task, and nothing else', () => {
+      const policies = ofType('AWS::ApplicationAutoScaling::ScalingPolicy').map(([, p]) => p.Properties);
+      // Target tracking policies scale in only when all of them agree; a step policy would not wait.
+      assert.deepEqual(
+        policies.map((policy) => policy.PolicyType),
+        ['TargetTrackingScaling', 'TargetTrackingScaling'],
       );
-      assert.equal(stepAlarms.length, 2, 'scale-out and scale-in alarms on NLB flows per running task');
+      const configs = policies.map(
+        (policy) => policy.TargetTrackingScalingPolicyConfiguration as Record<string, unknown>,
+      );
+      for (const config of configs) assert.notEqual(config.DisableScaleIn, true);
+      const cpu = configs.find((config) => config.PredefinedMetricSpecification)!;
+      assert.deepEqual(cpu.PredefinedMetricSpecification, {
+        PredefinedMetricType: 'ECSServiceAverageCPUUtilization',
+      });
+      const connections = configs.find((config) => config.CustomizedMetricSpecification)!;
+      assert.equal(connections.TargetValue, 500, 'half of limits.maxConnections (1000 by default)');
+      const queries = (connections.CustomizedMetricSpecification as { Metrics: Record<string, unknown>[] })
+        .Metrics;
+      const returned = queries.filter((query) => query.ReturnData !== false);
+      assert.equal(returned.length, 1);
+      assert.equal(returned[0]!.Expression, 'flows / tasks');
+      const stat = (id: string) =>
+        (queries.find((query) => query.Id === id)!.MetricStat as { Metric: Record<string, unknown> }).Metric;
+      assert.equal(stat('flows').MetricName, 'ActiveFlowCount');
+      assert.equal(stat('flows').Namespace, 'AWS/NetworkELB');
+      assert.equal(stat('tasks').MetricName, 'RunningTaskCount');
+      assert.equal(stat('tasks').Namespace, 'ECS/ContainerInsights');
+      assert.deepEqual(
+        ofType('AWS::CloudWatch::Alarm').filter(([, a]) => json(a.Properties).includes('ActiveFlowCount')),
+        [],
+        'no step alarm on flows fights the CPU tracking',
+      );
     });
   });
 
