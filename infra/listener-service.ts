@@ -67,6 +67,12 @@ export interface ListenerServiceProps {
    */
   readonly publicPorts?: Readonly<Record<number, number>>;
   /**
+   * Elastic IPs to put on the NLB, one per public subnet in AZ order (addresses already in DNS,
+   * SPF records and allow-lists).
+   * @default - one new Elastic IP per AZ, retained when the stack is deleted
+   */
+  readonly elasticIps?: ReadonlyArray<{ readonly allocationId: string; readonly publicIp: string }>;
+  /**
    * Tasks always running (autoscaling's minimum); spread across AZs.
    * @default 2
    */
@@ -126,8 +132,8 @@ export class ListenerService extends Construct {
   public readonly securityGroup: SecurityGroup;
   /** One target group per public port. */
   public readonly targetGroups: readonly NetworkTargetGroup[];
-  /** The fixed public addresses, one per AZ; retained when the stack is deleted. */
-  public readonly elasticIps: readonly CfnEIP[];
+  /** The fixed public addresses of the NLB, one per AZ. */
+  public readonly publicIps: readonly string[];
   public readonly logGroup: LogGroup;
   /** NLB port → container port. */
   public readonly publicPorts: Readonly<Record<number, number>>;
@@ -268,15 +274,13 @@ export class ListenerService extends Construct {
     }
 
     const publicSubnets = vpc.publicSubnets;
-    this.elasticIps = publicSubnets.map((_, index) => {
-      const eip = new CfnEIP(this, `Eip${index}`, {
-        domain: 'vpc',
-        tags: [{ key: 'Name', value: `mailbridge-mx-${index}` }],
-      });
-      // The addresses are in SPF records, allow-lists and the PTR: keep them across stack replacements.
-      eip.applyRemovalPolicy(RemovalPolicy.RETAIN);
-      return eip;
-    });
+    const addresses = props.elasticIps ?? this.allocateElasticIps(publicSubnets.length);
+    if (addresses.length !== publicSubnets.length) {
+      throw new Error(
+        `${this.node.path}: ${addresses.length} Elastic IP(s) for ${publicSubnets.length} public subnets; give one per AZ`,
+      );
+    }
+    this.publicIps = addresses.map((address) => address.publicIp);
     this.loadBalancer = new NetworkLoadBalancer(this, 'LoadBalancer', {
       vpc,
       internetFacing: true,
@@ -284,7 +288,7 @@ export class ListenerService extends Construct {
       securityGroups: [this.loadBalancerSecurityGroup],
       subnetMappings: publicSubnets.map((subnet, index) => ({
         subnet,
-        allocationId: this.elasticIps[index]!.attrAllocationId,
+        allocationId: addresses[index]!.allocationId,
       })),
     });
     Validations.of(this.loadBalancer).acknowledge({
@@ -344,6 +348,20 @@ export class ListenerService extends Construct {
         scaleInCooldown: 300,
         customizedMetricSpecification: { metrics: targetTrackingQueries(this.connectionsPerTask()) },
       },
+    });
+  }
+
+  /** New Elastic IPs, kept when a deploy replaces them or the stack is deleted, not after a failed create. */
+  private allocateElasticIps(count: number): { allocationId: string; publicIp: string }[] {
+    return Array.from({ length: count }, (_, index) => {
+      const eip = new CfnEIP(this, `Eip${index}`, {
+        domain: 'vpc',
+        tags: [{ key: 'Name', value: `mailbridge-mx-${index}` }],
+      });
+      // The addresses are in SPF records, allow-lists and the PTR. A failed first deploy releases
+      // them, or each retry would leak two against a default quota of 5 per region.
+      eip.applyRemovalPolicy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE);
+      return { allocationId: eip.attrAllocationId, publicIp: eip.attrPublicIp };
     });
   }
 

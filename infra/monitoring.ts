@@ -1,4 +1,4 @@
-import { Duration, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import {
   Alarm,
   ComparisonOperator,
@@ -72,7 +72,12 @@ export class Monitoring extends Construct {
     const stackName = Stack.of(this).stackName;
 
     // CloudWatch can't publish to a topic encrypted with the AWS-managed SNS key; a key of our own lets it.
-    const key = new Key(this, 'TopicKey', { enableKeyRotation: true, description: 'mailbridge alarm topic' });
+    const key = new Key(this, 'TopicKey', {
+      enableKeyRotation: true,
+      description: 'mailbridge alarm topic',
+      // Not RETAIN (a key's default): each failed first deploy would leave a key behind, billed monthly.
+      removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+    });
     key.grant(new ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
     this.topic = new Topic(this, 'AlarmTopic', {
       masterKey: key,

@@ -95,6 +95,21 @@ export const DeploySettingsSchema = z
             description:
               'NLB port → container port of a config listener. Unset: 25→mx, 465→implicit-tls, 587 and 2525→submission.',
           }),
+        elasticIps: z
+          .array(
+            z.strictObject({
+              allocationId: z
+                .string()
+                .regex(/^eipalloc-[0-9a-f]{8,17}$/, 'an allocation id such as eipalloc-0123456789abcdef0'),
+              publicIp: z.ipv4(),
+            }),
+          )
+          .min(1)
+          .optional()
+          .meta({
+            description:
+              'Elastic IPs you already have (one per AZ, in AZ order) for the NLB, kept when the stack goes. Unset: the stack allocates them.',
+          }),
         connectionsPerTask: z.number().int().min(1).optional().meta({
           description:
             'Scale out above this many open connections per task. Unset: half of limits.maxConnections.',

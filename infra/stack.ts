@@ -80,6 +80,7 @@ export class MailbridgeStack extends Stack {
             Object.entries(settings.listener.publicPorts).map(([port, target]) => [Number(port), target]),
           )
         : undefined,
+      elasticIps: settings.listener.elasticIps,
       minCount: settings.listener.tasks,
       maxCount: settings.listener.maxTasks,
       cpu: settings.listener.cpu,
@@ -162,7 +163,7 @@ export class MailbridgeStack extends Stack {
   }
 
   private addOutputs(domains: readonly string[], hostname: string): void {
-    const ips = this.listener.elasticIps.map((eip) => eip.attrPublicIp);
+    const ips = [...this.listener.publicIps];
     new CfnOutput(this, 'LoadBalancerDnsName', { value: this.listener.loadBalancer.loadBalancerDnsName });
     new CfnOutput(this, 'ElasticIps', {
       value: Fn.join(',', ips),

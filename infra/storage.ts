@@ -60,7 +60,7 @@ export interface StorageProps {
   readonly attachmentRetentionDays?: number;
   /**
    * What happens to the mail bucket when the stack is deleted.
-   * @default RemovalPolicy.RETAIN - stored mail survives `cdk destroy`
+   * @default RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE - stored mail survives `cdk destroy`; a failed first deploy removes the empty bucket
    */
   readonly removalPolicy?: RemovalPolicy;
   /**
@@ -102,7 +102,12 @@ export class Storage extends Construct {
     this.encryptionKey =
       encryption === 'kms'
         ? (props.encryptionKey ??
-          new Key(this, 'Key', { enableKeyRotation: true, description: 'mailbridge mail bucket' }))
+          new Key(this, 'Key', {
+            enableKeyRotation: true,
+            description: 'mailbridge mail bucket',
+            // Retained mail stays readable only with its key.
+            removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+          }))
         : undefined;
 
     this.bucket = new Bucket(this, 'Bucket', {
@@ -116,7 +121,7 @@ export class Storage extends Construct {
       versioned,
       serverAccessLogsBucket: this.accessLogsBucket,
       serverAccessLogsPrefix: 'mail-bucket/',
-      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
       lifecycleRules: [
         { id: 'orphan-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
         { id: 'expire-dedupe', prefix: BUCKET_PREFIXES.dedupe, expiration: Duration.days(14) },
@@ -137,7 +142,7 @@ export class Storage extends Construct {
       blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
       objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
       enforceSSL: true,
-      removalPolicy: RemovalPolicy.RETAIN,
+      removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
       lifecycleRules: [
         {
           id: 'expire-logs',

@@ -101,7 +101,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       assert.equal(nlb.Properties.Type, 'network');
       const eips = ofType('AWS::EC2::EIP');
       assert.equal(eips.length, 2);
-      for (const [, eip] of eips) assert.equal(eip.DeletionPolicy, 'Retain');
+      for (const [, eip] of eips) assert.equal(eip.DeletionPolicy, 'RetainExceptOnCreate');
       const mappings = nlb.Properties.SubnetMappings as { AllocationId: unknown; SubnetId: unknown }[];
       assert.deepEqual(
         mappings.map((m) => m.AllocationId),
@@ -231,7 +231,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
   describe('storage', () => {
     it('encrypts the bucket, blocks public access, denies non-TLS requests and is retained', () => {
       const bucket = resources[bucketId()]!;
-      assert.equal(bucket.DeletionPolicy, 'Retain');
+      assert.equal(bucket.DeletionPolicy, 'RetainExceptOnCreate');
       assert.deepEqual(bucket.Properties.BucketEncryption, {
         ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
       });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import { loadDeployment } from '../../infra/index.ts';
 import { buildStack, EXAMPLE_CONFIG, tempDir, writeDeployment } from './helpers.ts';
 
@@ -92,5 +92,69 @@ describe('a redeploy after a documented change keeps every secret it had', () =>
       assert.equal(secret.UpdateReplacePolicy, 'Retain', `${secret.Properties.Name}: a receiver holds it`);
       assert.equal(secret.DeletionPolicy, 'RetainExceptOnCreate', `${secret.Properties.Name}`);
     }
+  });
+});
+
+describe('a failed first deploy leaves nothing behind; later deploys and deletes keep what holds mail or addresses', () => {
+  const example = readFileSync(EXAMPLE_CONFIG, 'utf8');
+  let dir: string;
+  let cleanup: () => void;
+  before(() => ({ dir, cleanup } = tempDir('mailbridge-retain-')));
+  after(() => cleanup());
+
+  it('Elastic IPs, both buckets and both KMS keys are RETAIN_ON_UPDATE_OR_DELETE', () => {
+    // Retain on a failed create leaked 2 EIPs per try, against a default quota of 5 per region.
+    const resources = synth(dir, { storage: { encryption: 'kms' } }, example);
+    const kept = Object.values(resources).filter((r) =>
+      ['AWS::EC2::EIP', 'AWS::S3::Bucket', 'AWS::KMS::Key'].includes(r.Type),
+    );
+    assert.deepEqual(kept.map((r) => r.Type).sort(), [
+      'AWS::EC2::EIP',
+      'AWS::EC2::EIP',
+      'AWS::KMS::Key',
+      'AWS::KMS::Key',
+      'AWS::S3::Bucket',
+      'AWS::S3::Bucket',
+    ]);
+    for (const resource of kept) {
+      assert.equal(resource.DeletionPolicy, 'RetainExceptOnCreate', resource.Type);
+      assert.equal(resource.UpdateReplacePolicy, 'Retain', resource.Type);
+    }
+  });
+
+  it('reuses the Elastic IPs the settings name instead of allocating new ones', () => {
+    const elasticIps = [
+      { allocationId: 'eipalloc-0123456789abcdef0', publicIp: '198.51.100.10' },
+      { allocationId: 'eipalloc-0123456789abcdef1', publicIp: '198.51.100.11' },
+    ];
+    const path = writeDeployment(dir, { listener: { elasticIps } }, example);
+    const built = buildStack(loadDeployment(path), { bundle: false });
+    try {
+      const template = Template.fromStack(built.stack);
+      template.resourceCountIs('AWS::EC2::EIP', 0);
+      template.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', {
+        SubnetMappings: elasticIps.map(({ allocationId }) => ({
+          AllocationId: allocationId,
+          SubnetId: Match.anyValue(),
+        })),
+      });
+      template.hasOutput('ElasticIps', { Value: '198.51.100.10,198.51.100.11' });
+    } finally {
+      built.cleanup();
+    }
+  });
+
+  it('refuses a number of reused Elastic IPs other than one per AZ', () => {
+    const path = writeDeployment(
+      dir,
+      {
+        listener: { elasticIps: [{ allocationId: 'eipalloc-0123456789abcdef0', publicIp: '198.51.100.10' }] },
+      },
+      example,
+    );
+    assert.throws(
+      () => buildStack(loadDeployment(path), { bundle: false }),
+      /1 Elastic IP.*2 public subnets/,
+    );
   });
 });
