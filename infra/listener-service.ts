@@ -377,14 +377,19 @@ export class ListenerService extends Construct {
           statistic: 'Average',
           period: Duration.minutes(1),
         }),
-        tasks: new Metric({
-          namespace: 'ECS/ContainerInsights',
-          metricName: 'RunningTaskCount',
-          dimensionsMap: { ClusterName: this.cluster.clusterName, ServiceName: this.service.serviceName },
-          statistic: 'Average',
-          period: Duration.minutes(1),
-        }),
+        tasks: this.taskCount('RunningTaskCount'),
       },
+    });
+  }
+
+  /** The service's running or desired task count (Container Insights), per minute. */
+  public taskCount(metricName: 'RunningTaskCount' | 'DesiredTaskCount'): Metric {
+    return new Metric({
+      namespace: 'ECS/ContainerInsights',
+      metricName,
+      dimensionsMap: { ClusterName: this.cluster.clusterName, ServiceName: this.service.serviceName },
+      statistic: 'Average',
+      period: Duration.minutes(1),
     });
   }
 }

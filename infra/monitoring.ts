@@ -54,6 +54,18 @@ export interface MonitoringProps {
    * @default Duration.hours(1)
    */
   readonly deliveryMaxAge?: Duration;
+  /**
+   * Age of the oldest DLQ entry that raises an alarm again: DLQs keep entries 14 days, and the
+   * "not empty" alarm fires only when the first one arrives.
+   * @default Duration.days(7)
+   */
+  readonly dlqMaxAge?: Duration;
+  /**
+   * Hours without a single accepted message that raise an alarm (1-24): a broken MX record or
+   * listener receives nothing and emits no metric. `null`: no such alarm.
+   * @default 24
+   */
+  readonly nothingAcceptedHours?: number | null;
 }
 
 /**
@@ -155,6 +167,18 @@ export class Monitoring extends Construct {
       queueDepth(props.deliveryDlq),
       1,
     );
+    const dlqMaxAge = (props.dlqMaxAge ?? Duration.days(7)).toSeconds();
+    for (const [label, dlq] of [
+      ['Inbound', props.inboundDlq],
+      ['Delivery', props.deliveryDlq],
+    ] as const) {
+      alarm(
+        `${label}DlqOldestMessage`,
+        `An entry has been in the ${label.toLowerCase()} DLQ for ${dlqMaxAge / 86400} days; SQS deletes it at 14.`,
+        dlq.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: Duration.minutes(5) }),
+        dlqMaxAge,
+      );
+    }
     alarm(
       'DeliveryEndpointDisabled',
       "An endpoint was disabled (410 Gone, or every try failed for the route's disableAfter) or jobs for a disabled one were parked.",
@@ -194,6 +218,34 @@ export class Monitoring extends Construct {
         missing: TreatMissingData.BREACHING,
       },
     );
+    alarm(
+      'ListenerBelowDesiredTasks',
+      'Fewer listener tasks pass their health check than the service wants, for 10 minutes.',
+      new MathExpression({
+        label: 'desired - healthy tasks',
+        expression: 'desired - FILL(healthy, 0)',
+        usingMetrics: { desired: listener.taskCount('DesiredTaskCount'), healthy: targetHosts(true) },
+        period: Duration.minutes(1),
+      }),
+      1,
+      // No data at all means Container Insights sees no service: that is not health.
+      { evaluationPeriods: 10, missing: TreatMissingData.BREACHING },
+    );
+    const nothingAcceptedHours = props.nothingAcceptedHours === undefined ? 24 : props.nothingAcceptedHours;
+    if (nothingAcceptedHours !== null) {
+      if (!Number.isInteger(nothingAcceptedHours) || nothingAcceptedHours < 1 || nothingAcceptedHours > 24) {
+        // CloudWatch evaluates at most one day of data.
+        throw new Error(`${this.node.path}: nothingAcceptedHours ${nothingAcceptedHours}: 1 to 24`);
+      }
+      alarm(
+        'ListenerNothingAccepted',
+        `No message was accepted for ${nothingAcceptedHours} hours.`,
+        emf('listener', 'accepted').with({ period: Duration.hours(nothingAcceptedHours) }),
+        1,
+        // The listener emits nothing when it accepts nothing: missing data is the failure.
+        { comparison: ComparisonOperator.LESS_THAN_THRESHOLD, missing: TreatMissingData.BREACHING },
+      );
+    }
     for (const [label, fn] of [
       ['Parse', props.parseFunction],
       ['Deliver', props.deliverFunction],
@@ -251,7 +303,12 @@ export class Monitoring extends Construct {
     );
     this.dashboard.addWidgets(
       graph('Listener S3 / SQS failures', [emf('listener', 's3_failures'), emf('listener', 'sqs_failures')]),
-      graph('Targets', [targetHosts(true), targetHosts(false)]),
+      graph('Tasks', [
+        listener.taskCount('DesiredTaskCount'),
+        listener.taskCount('RunningTaskCount'),
+        targetHosts(true),
+        targetHosts(false),
+      ]),
       graph('Tasks CPU / memory %', [
         listener.service.metricCpuUtilization(),
         listener.service.metricMemoryUtilization(),
@@ -261,7 +318,11 @@ export class Monitoring extends Construct {
     this.dashboard.addWidgets(
       graph('Queue depth', [queueDepth(props.inboundQueue), queueDepth(props.deliveryQueue)]),
       graph('Oldest message age (s)', [oldest(props.inboundQueue), oldest(props.deliveryQueue)]),
-      graph('DLQ depth', [queueDepth(props.inboundDlq), queueDepth(props.deliveryDlq)]),
+      graph(
+        'DLQ depth / oldest entry (s)',
+        [queueDepth(props.inboundDlq), queueDepth(props.deliveryDlq)],
+        [oldest(props.inboundDlq), oldest(props.deliveryDlq)],
+      ),
     );
     this.dashboard.addWidgets(new TextWidget({ markdown: '## Parse and deliver', width: 24, height: 1 }));
     this.dashboard.addWidgets(

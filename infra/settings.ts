@@ -70,6 +70,10 @@ export const DeploySettingsSchema = z
         'The mailbridge config file (domains, routes, listeners, TLS, users; core/config.ts), relative to this file. Deployed to the bucket, so routes change without rebuilding the image.',
     }),
     alarmEmail: z.email().optional().meta({ description: 'Subscribed to the alarm topic. Unset: none.' }),
+    nothingAcceptedHours: z.number().int().min(1).max(24).nullable().default(24).meta({
+      description:
+        'Alarm when no message was accepted for this many hours (a broken MX record receives nothing). null: no such alarm.',
+    }),
     vpc: z
       .strictObject({
         id: z

@@ -140,6 +140,7 @@ export class MailbridgeStack extends Stack {
       parseFunction: parse,
       deliverFunction: deliver,
       alarmEmail: settings.alarmEmail,
+      nothingAcceptedHours: settings.nothingAcceptedHours,
     });
 
     this.addOutputs(config.domains, config.hostname);

@@ -457,11 +457,15 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         'DeliverFunctionErrors',
         'DeliverFunctionThrottles',
         'DeliveryDlqNotEmpty',
+        'DeliveryDlqOldestMessage',
         'DeliveryEndpointDisabled',
         'DeliveryQueueOldestMessage',
         'InboundDlqNotEmpty',
+        'InboundDlqOldestMessage',
         'InboundQueueOldestMessage',
+        'ListenerBelowDesiredTasks',
         'ListenerNoHealthyTargets',
+        'ListenerNothingAccepted',
         'ListenerS3Failures',
         'ListenerSqsFailures',
         'ListenerUnhealthyTargets',
@@ -483,29 +487,114 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         assert.match(operations, new RegExp(`^### ${name}$`, 'm'), `docs/operations.md explains ${name}`);
     });
 
-    it('puts connections, rejections by reason, bytes, queues, parse errors and delivery outcomes on the dashboard', () => {
-      const [[, dashboard]] = ofType('AWS::CloudWatch::Dashboard') as [[string, Resource]];
-      const body = json(dashboard.Properties.DashboardBody);
-      for (const metric of [
-        'ActiveFlowCount',
-        'connections',
-        'accepted',
-        'MetricName=\\\\\\"rejected\\\\\\"',
-        'bytes',
-        'ApproximateNumberOfMessagesVisible',
-        'ApproximateAgeOfOldestMessage',
-        'parse_errors',
-        'delivered',
-        'retried',
-        'dead_lettered',
-        'parked',
-        'endpoint_disabled',
-        'delivery_latency',
-        's3_failures',
-        'sqs_failures',
-      ]) {
-        assert.ok(body.includes(metric), `dashboard shows ${metric}`);
+    it('alarms when a DLQ entry is a week old, when fewer tasks are healthy than desired, and when nothing was accepted for a day', () => {
+      const byName = (name: string) =>
+        ofType('AWS::CloudWatch::Alarm').find(([, a]) => a.Properties.AlarmName === `Mailbridge-${name}`)![1]
+          .Properties;
+      for (const [name, dlq] of [
+        ['InboundDlqOldestMessage', stack.queues.inboundDlq],
+        ['DeliveryDlqOldestMessage', stack.queues.deliveryDlq],
+      ] as const) {
+        const alarm = byName(name);
+        assert.equal(alarm.MetricName, 'ApproximateAgeOfOldestMessage');
+        assert.deepEqual(alarm.Dimensions, [
+          { Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId(dlq), 'QueueName'] } },
+        ]);
+        assert.equal(alarm.Threshold, 7 * 86400, 'a week before SQS deletes it at 14 days');
       }
+      const below = byName('ListenerBelowDesiredTasks');
+      const queries = below.Metrics as {
+        Id: string;
+        Expression?: string;
+        MetricStat?: { Metric: unknown };
+      }[];
+      assert.equal(
+        queries.find((query) => query.Expression?.startsWith('desired'))!.Expression,
+        'desired - FILL(healthy, 0)',
+      );
+      assert.match(json(queries.find((query) => query.Id === 'desired')!.MetricStat), /"DesiredTaskCount"/);
+      assert.equal(
+        queries.find((query) => query.Id === 'healthy')!.Expression,
+        'MIN([healthy0,healthy1,healthy2,healthy3])',
+      );
+      assert.equal(below.TreatMissingData, 'breaching');
+      const nothing = byName('ListenerNothingAccepted');
+      assert.deepEqual(
+        [nothing.Namespace, nothing.MetricName, nothing.Dimensions, nothing.Statistic, nothing.Period],
+        ['mailbridge', 'accepted', [{ Name: 'service', Value: 'listener' }], 'Sum', 24 * 3600],
+      );
+      assert.equal(nothing.ComparisonOperator, 'LessThanThreshold');
+      assert.equal(nothing.Threshold, 1);
+      assert.equal(
+        nothing.TreatMissingData,
+        'breaching',
+        'the listener emits nothing when it accepts nothing',
+      );
+    });
+
+    it('draws each dashboard widget from the metrics its title names', () => {
+      const [[, dashboard]] = ofType('AWS::CloudWatch::Dashboard') as [[string, Resource]];
+      const [, parts] = (dashboard.Properties.DashboardBody as { 'Fn::Join': [string, unknown[]] })[
+        'Fn::Join'
+      ];
+      // Resource references sit inside JSON strings; any placeholder keeps the document valid JSON.
+      const body = JSON.parse(parts.map((part) => (typeof part === 'string' ? part : 'REF')).join('')) as {
+        widgets: { type: string; properties: { title?: string; metrics?: unknown[][] } }[];
+      };
+      /** `namespace/name` (with the `service` of an EMF metric) or `= expression`. */
+      const identity = (entry: unknown[]) => {
+        if (typeof entry[0] === 'object') return `= ${(entry[0] as { expression: string }).expression}`;
+        const [namespace, name, ...rest] = entry as string[];
+        const service = rest.indexOf('service');
+        return `${namespace}/${name}${service >= 0 ? ` ${rest[service + 1]}` : ''}`;
+      };
+      const widgets = Object.fromEntries(
+        body.widgets
+          .filter((widget) => widget.type === 'metric')
+          .map((widget) => [
+            widget.properties.title,
+            [...new Set(widget.properties.metrics!.map(identity))].sort(),
+          ]),
+      );
+      const rejectedSearch = `= SEARCH('{mailbridge,reason,service} MetricName="rejected" service="listener"', 'Sum', 60)`;
+      assert.deepEqual(widgets, {
+        Connections: [
+          '= flows / tasks',
+          'AWS/NetworkELB/ActiveFlowCount',
+          'AWS/NetworkELB/NewFlowCount',
+          'ECS/ContainerInsights/RunningTaskCount',
+          'mailbridge/connections listener',
+        ],
+        'Accepted / rejected by reason': [rejectedSearch, 'mailbridge/accepted listener'],
+        Bytes: ['AWS/NetworkELB/ProcessedBytes', 'mailbridge/bytes listener'],
+        'Listener S3 / SQS failures': ['mailbridge/s3_failures listener', 'mailbridge/sqs_failures listener'],
+        Tasks: [
+          '= MAX([unhealthy0,unhealthy1,unhealthy2,unhealthy3])',
+          '= MIN([healthy0,healthy1,healthy2,healthy3])',
+          'AWS/NetworkELB/HealthyHostCount',
+          'AWS/NetworkELB/UnHealthyHostCount',
+          'ECS/ContainerInsights/DesiredTaskCount',
+          'ECS/ContainerInsights/RunningTaskCount',
+        ],
+        'Tasks CPU / memory %': ['AWS/ECS/CPUUtilization', 'AWS/ECS/MemoryUtilization'],
+        'Queue depth': ['AWS/SQS/ApproximateNumberOfMessagesVisible'],
+        'Oldest message age (s)': ['AWS/SQS/ApproximateAgeOfOldestMessage'],
+        'DLQ depth / oldest entry (s)': [
+          'AWS/SQS/ApproximateAgeOfOldestMessage',
+          'AWS/SQS/ApproximateNumberOfMessagesVisible',
+        ],
+        'Parse errors': ['AWS/Lambda/Errors', 'AWS/Lambda/Throttles', 'mailbridge/parse_errors parse'],
+        'Delivery outcomes': [
+          'mailbridge/dead_lettered deliver',
+          'mailbridge/delivered deliver',
+          'mailbridge/endpoint_disabled deliver',
+          'mailbridge/parked deliver',
+          'mailbridge/retried deliver',
+        ],
+        'Delivery latency (ms)': ['mailbridge/delivery_latency deliver'],
+        'Function duration (ms)': ['AWS/Lambda/Duration'],
+        'Deliver errors / throttles': ['AWS/Lambda/Errors', 'AWS/Lambda/Throttles'],
+      });
     });
 
     it('sets a retention on every log group', () => {
