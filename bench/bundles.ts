@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { build, type Metafile } from 'esbuild';
-import { FUNCTION_BUNDLING, FUNCTION_NAMES } from '../infra/index.ts';
+import { FUNCTION_BUNDLING, FUNCTION_NAMES, FUNCTION_NODE_OPTIONS } from '../infra/index.ts';
 import { median } from './stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -12,9 +12,13 @@ const ROOT = resolve(import.meta.dirname, '..');
 export interface BundleResult {
   readonly name: string;
   readonly bytes: number;
+  /** Every file of the asset directory, i.e. what the function's zip holds (the bundle and any source map). */
+  readonly assetBytes: number;
   /** Median of the cold imports, ms. */
   readonly coldImportMs: number;
   readonly coldImportsMs: number[];
+  /** Median time to format the first error's stack after the import, ms (with source maps on, the map is parsed then). */
+  readonly firstStackMs: number;
   /** The largest inputs of the bundle, bytes after minification. */
   readonly heaviest: { readonly path: string; readonly bytes: number }[];
 }
@@ -65,6 +69,7 @@ export async function measureBundles(imports: number): Promise<BundleResult[]> {
         mainFields: FUNCTION_BUNDLING.mainFields,
         minify: FUNCTION_BUNDLING.minify,
         sourcemap: FUNCTION_BUNDLING.sourceMap,
+        keepNames: FUNCTION_BUNDLING.keepNames,
         external: FUNCTION_BUNDLING.externalModules,
         banner: { js: FUNCTION_BUNDLING.banner },
         alias: Object.fromEntries(
@@ -76,20 +81,29 @@ export async function measureBundles(imports: number): Promise<BundleResult[]> {
         metafile: true,
         logLevel: 'silent',
       });
-      const script = `const t = performance.now(); await import(${JSON.stringify(outfile)}); process.stdout.write(String(performance.now() - t));`;
-      const times = Array.from({ length: imports }, () =>
-        Number(
-          execFileSync(process.execPath, ['--input-type=module', '-e', script], {
-            env: { PATH: process.env.PATH ?? '', ...IMPORT_ENV },
-            cwd: dir,
-          }).toString(),
-        ),
+      // The first logged error formats a stack through the bundle (here: the handler given no event);
+      // with --enable-source-maps that decodes the whole map.
+      const script = `let t = performance.now(); const fn = await import(${JSON.stringify(outfile)}); const imported = performance.now() - t; let error; try { await fn.handler(null, {}); } catch (caught) { error = caught; } t = performance.now(); error.stack; process.stdout.write(JSON.stringify([imported, performance.now() - t]));`;
+      const runs = Array.from(
+        { length: imports },
+        () =>
+          JSON.parse(
+            execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+              // As the function runs: its NODE_OPTIONS, as infra/functions.ts sets them.
+              env: { PATH: process.env.PATH ?? '', ...IMPORT_ENV, NODE_OPTIONS: FUNCTION_NODE_OPTIONS },
+              cwd: dir,
+              stdio: ['ignore', 'pipe', 'ignore'],
+            }).toString(),
+          ) as [number, number],
       );
+      const assetDir = join(dir, name);
       results.push({
         name,
         bytes: statSync(outfile).size,
-        coldImportMs: median(times),
-        coldImportsMs: times,
+        assetBytes: readdirSync(assetDir).reduce((sum, file) => sum + statSync(join(assetDir, file)).size, 0),
+        coldImportMs: median(runs.map(([imported]) => imported)),
+        coldImportsMs: runs.map(([imported]) => imported),
+        firstStackMs: median(runs.map(([, stack]) => stack)),
         heaviest: heaviest(metafile),
       });
     }

@@ -230,11 +230,11 @@ function report(results: typeof json): string {
     '',
     '### 5. Functions (bundled as infra/functions.ts bundles them; targets < 1 MB, cold import < 150 ms)',
     '',
-    '| function | bundle | cold import (median of runs) | heaviest inputs |',
-    '|---|---|---|---|',
+    '| function | bundle | zip contents | cold import (median of runs) | first error stack | heaviest inputs |',
+    '|---|---|---|---|---|---|',
     ...bundles.map(
       (b) =>
-        `| ${b.name} | ${(b.bytes / 1e6).toFixed(2)} MB | ${n(b.coldImportMs)} ms (${b.coldImportsMs.length} runs) | ${b.heaviest.map((h) => `${h.path} ${(h.bytes / 1e3).toFixed(0)} KB`).join(', ')} |`,
+        `| ${b.name} | ${(b.bytes / 1e6).toFixed(2)} MB | ${(b.assetBytes / 1e6).toFixed(2)} MB | ${n(b.coldImportMs)} ms (${b.coldImportsMs.length} runs) | ${n(b.firstStackMs, 1)} ms | ${b.heaviest.map((h) => `${h.path} ${(h.bytes / 1e3).toFixed(0)} KB`).join(', ')} |`,
     ),
     '',
     `Run took ${n(results.seconds as number)} s.`,

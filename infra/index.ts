@@ -1,7 +1,13 @@
 export type { DeployedConfigProps } from './deployed-config.ts';
 export { DeployedConfig } from './deployed-config.ts';
 export type { FunctionOptions, FunctionsProps } from './functions.ts';
-export { FUNCTION_BUNDLING, FUNCTION_NAMES, FUNCTION_V8_FLAGS, Functions } from './functions.ts';
+export {
+  FUNCTION_BUNDLING,
+  FUNCTION_NAMES,
+  FUNCTION_NODE_OPTIONS,
+  FUNCTION_V8_FLAGS,
+  Functions,
+} from './functions.ts';
 export type { ListenerServiceProps } from './listener-service.ts';
 export { ListenerService } from './listener-service.ts';
 export type { MonitoringProps } from './monitoring.ts';
