@@ -34,6 +34,7 @@ import {
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { Config } from '../core/index.ts';
+import { healthCheckCommand } from '../listener/healthcheck.ts';
 
 /** The repository root: the listener image's build context. */
 const REPO_ROOT = resolve(import.meta.dirname, '..');
@@ -192,7 +193,6 @@ export class ListenerService extends Construct {
       retention: props.logRetention ?? RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
     });
-    const healthUrl = `http://127.0.0.1:${healthPort}/healthz`;
     this.container = this.taskDefinition.addContainer('listener', {
       image:
         props.image ??
@@ -212,12 +212,7 @@ export class ListenerService extends Construct {
       readonlyRootFilesystem: true,
       stopTimeout: Duration.seconds(stopTimeout),
       healthCheck: {
-        command: [
-          'CMD',
-          'node',
-          '-e',
-          `fetch('${healthUrl}').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`,
-        ],
+        command: ['CMD', ...healthCheckCommand(healthPort)],
         interval: Duration.seconds(15),
         timeout: Duration.seconds(5),
         startPeriod: Duration.seconds(30),

@@ -29,7 +29,7 @@ import {
   TooManyRecipientsError,
 } from '../core/index.ts';
 import { type BatchingOptions, SqsEventQueue } from './event-queue.ts';
-import { createHealthServer } from './health.ts';
+import { type HealthServer, startHealthServer, storageReadiness } from './health.ts';
 import { AuthFailures, ConnectionLimits } from './limits.ts';
 import { ListenerMetrics } from './metrics.ts';
 import { translateProxyV2 } from './proxy.ts';
@@ -319,14 +319,13 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     },
   });
 
-  const health = createHealthServer(() => draining);
+  let health: HealthServer | undefined;
   const servers: { smtp: MailbridgeSmtpServer; front: Server }[] = [];
   const handshaking = new Set<Socket>();
   const onServerError = (error: Error) =>
     // A failed TLS handshake or a reset socket lands here; it must never take the process down.
     logger.warn('connection error', { error: error.message, code: (error as NodeJS.ErrnoException).code });
 
-  health.on('error', onServerError);
   const started: BoundListener[] = [];
   try {
     for (const listener of config.listeners) {
@@ -355,17 +354,22 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
       if (!address || typeof address === 'string') throw new Error('SMTP listener has no TCP address');
       started.push({ mode: listener.mode, host: listener.host, port: address.port });
     }
-    health.listen(config.health.port, config.health.host);
-    await once(health, 'listening');
+    health = await startHealthServer({
+      host: config.health.host,
+      port: config.health.port,
+      isDraining: () => draining,
+      readiness: storageReadiness({ ...options, logger }),
+      proxyProtocol: config.proxyProtocol,
+      headerTimeoutMs: limits.socketTimeout * 1000,
+    });
   } catch (error) {
     for (const { front } of servers) front.close();
-    health.close();
+    await health?.close();
     clearInterval(sweeper);
     metrics.close();
     throw error;
   }
-  const healthAddress = health.address();
-  const healthPort = healthAddress && typeof healthAddress === 'object' ? healthAddress.port : 0;
+  const healthServer = health;
 
   const openSessions = () => servers.reduce((sum, { smtp }) => sum + smtp.connections.size, 0);
 
@@ -396,9 +400,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     }
     await Promise.allSettled([...inFlight]);
     await target.events.flush();
-    const healthClosed = new Promise<void>((resolve) => health.close(() => resolve()));
-    health.closeAllConnections();
-    await healthClosed;
+    await healthServer.close();
     clearInterval(sweeper);
     metrics.close();
   };
@@ -406,7 +408,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   let closing: Promise<void> | undefined;
   return {
     listeners: started,
-    healthPort,
+    healthPort: healthServer.port,
     sessions: openSessions,
     updateTls(key, cert) {
       for (const { smtp } of servers) smtp.updateSecureContext({ key, cert });

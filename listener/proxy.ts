@@ -37,33 +37,35 @@ function isV2Prefix(data: Buffer): boolean {
 }
 
 /**
- * Makes a connection that starts with a PROXY v2 header readable by smtp-server, which parses only
- * v1: reads the binary header and puts back an equivalent v1 line (and whatever followed). A
- * connection that starts otherwise is put back untouched, so a v1 header passes through and
- * anything else is refused by smtp-server. Resolves false if the socket closed or sent a broken
- * v2 header (the socket is then destroyed).
+ * Reads a PROXY v2 header off the start of a connection and puts back whatever followed it.
+ * Resolves the header; null when the connection starts otherwise (everything read is put back);
+ * false when the socket closed or sent a broken v2 header (the socket is then destroyed). The
+ * socket is left paused.
  */
-export function translateProxyV2(socket: Socket, timeoutMs: number): Promise<boolean> {
+export function readProxyV2Header(
+  socket: Socket,
+  timeoutMs: number,
+): Promise<V2ProxyProtocol | null | false> {
   return new Promise((resolve) => {
     let buffered = Buffer.alloc(0);
-    const finish = (ok: boolean, replay?: Buffer) => {
+    const finish = (header: V2ProxyProtocol | null | false, replay?: Buffer) => {
       socket.removeListener('data', onData);
       socket.removeListener('close', onClose);
       socket.removeListener('error', onClose);
       socket.setTimeout(0, onClose);
-      if (!ok) {
+      if (header === false) {
         socket.on('error', () => {});
         socket.destroy();
         return resolve(false);
       }
       socket.pause();
       if (replay && replay.length > 0) socket.unshift(replay);
-      resolve(true);
+      resolve(header);
     };
     const onClose = () => finish(false);
     const onData = (chunk: Buffer) => {
       buffered = Buffer.concat([buffered, chunk]);
-      if (!isV2Prefix(buffered)) return finish(true, buffered);
+      if (!isV2Prefix(buffered)) return finish(null, buffered);
       if (buffered.length < V2_FIXED_LENGTH) return;
       const bodyLength = buffered.readUInt16BE(14);
       if (bodyLength > V2_MAX_BODY) return finish(false);
@@ -75,11 +77,25 @@ export function translateProxyV2(socket: Socket, timeoutMs: number): Promise<boo
       } catch {
         return finish(false);
       }
-      finish(true, Buffer.concat([Buffer.from(v1LineFor(header), 'latin1'), buffered.subarray(total)]));
+      finish(header, buffered.subarray(total));
     };
     socket.on('data', onData);
     socket.once('close', onClose);
     socket.once('error', onClose);
     socket.setTimeout(timeoutMs, onClose);
   });
+}
+
+/**
+ * Makes a connection that starts with a PROXY v2 header readable by smtp-server, which parses only
+ * v1: reads the binary header and puts back an equivalent v1 line (and whatever followed). A
+ * connection that starts otherwise is put back untouched, so a v1 header passes through and
+ * anything else is refused by smtp-server. Resolves false if the socket closed or sent a broken
+ * v2 header (the socket is then destroyed).
+ */
+export async function translateProxyV2(socket: Socket, timeoutMs: number): Promise<boolean> {
+  const header = await readProxyV2Header(socket, timeoutMs);
+  if (header === false) return false;
+  if (header) socket.unshift(Buffer.from(v1LineFor(header), 'latin1'));
+  return true;
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { loadDeployment } from '../../infra/index.ts';
+import { healthCheckCommand } from '../../listener/healthcheck.ts';
 import { EXAMPLE_SETTINGS } from './helpers.ts';
 
 /** Dockerfile instructions, continuation lines joined, comments dropped. */
@@ -42,14 +43,18 @@ describe('listener/Dockerfile', () => {
     assert.doesNotMatch(users.at(-1)!, /^(root|0)(:|$)/);
   });
 
-  it('runs `node listener/main.ts`, a file in the repository, and checks /healthz on the health port', () => {
+  it('runs `node listener/main.ts`, a file in the repository, and the health check the task definition runs', () => {
     const cmd = JSON.parse(args('CMD').at(-1)!) as string[];
     assert.deepEqual(cmd, ['node', 'listener/main.ts']);
     assert.ok(existsSync(cmd[1]!), `${cmd[1]} exists`);
     const healthcheck = args('HEALTHCHECK').at(-1);
     assert.ok(healthcheck, 'HEALTHCHECK');
     const { config } = loadDeployment(EXAMPLE_SETTINGS);
-    assert.ok(healthcheck.includes(`127.0.0.1:${config.health.port}/healthz`), healthcheck);
+    // The ECS task definition runs the same command (infra/listener-service.ts).
+    assert.deepEqual(
+      JSON.parse(healthcheck.slice(healthcheck.indexOf('CMD ') + 4)),
+      healthCheckCommand(config.health.port),
+    );
   });
 
   it("exposes the example config's container ports, and keeps the build context to what the image needs", () => {

@@ -8,6 +8,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { QUEUE_SETTINGS } from '../../core/index.ts';
 import { loadDeployment, type MailbridgeStack } from '../../infra/index.ts';
+import { healthCheckCommand } from '../../listener/healthcheck.ts';
 import { buildStack, EXAMPLE_SETTINGS } from './helpers.ts';
 
 type Resource = { Type: string; Properties: Record<string, unknown>; DeletionPolicy?: string };
@@ -160,10 +161,10 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       assert.ok((container!.StopTimeout as number) <= 120);
       assert.equal(container!.ReadonlyRootFilesystem, true);
       assert.equal((container!.LogConfiguration as { LogDriver: string }).LogDriver, 'awslogs');
-      assert.match(
-        json((container!.HealthCheck as { Command: string[] }).Command),
-        /127\.0\.0\.1:8080\/healthz/,
-      );
+      assert.deepEqual((container!.HealthCheck as { Command: string[] }).Command, [
+        'CMD',
+        ...healthCheckCommand(8080),
+      ]);
       const environment = Object.fromEntries(
         (container!.Environment as { Name: string; Value: unknown }[]).map((e) => [e.Name, e.Value]),
       );
