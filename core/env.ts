@@ -1,6 +1,23 @@
 import type { Runtime } from './config.ts';
 import { ConfigError } from './errors.ts';
 
+/**
+ * The environment variables the deployment hands to the listener and the functions (infra sets
+ * them from the resources each part is given; the parts read them here).
+ */
+export const ENV = {
+  /** `local` or `aws`. */
+  runtime: 'MAILBRIDGE_RUNTIME',
+  /** The config: a file path or `s3://bucket/key`. */
+  config: 'MAILBRIDGE_CONFIG',
+  /** SHA-256 of the deployed config; not read: a new value rolls tasks and function environments. */
+  configSha256: 'MAILBRIDGE_CONFIG_SHA256',
+  bucket: 'MAILBRIDGE_BUCKET',
+  inboundQueueUrl: 'MAILBRIDGE_INBOUND_QUEUE_URL',
+  deliveryQueueUrl: 'MAILBRIDGE_DELIVERY_QUEUE_URL',
+  deliveryDlqUrl: 'MAILBRIDGE_DELIVERY_DLQ_URL',
+} as const;
+
 /** A required environment variable; the error names it. */
 export function requireEnv(name: string, env: NodeJS.ProcessEnv = process.env): string {
   const value = env[name];
@@ -10,9 +27,9 @@ export function requireEnv(name: string, env: NodeJS.ProcessEnv = process.env): 
 
 /** Where the code runs, from `MAILBRIDGE_RUNTIME` (`local` or `aws`). @default 'aws' */
 export function runtimeFromEnv(env: NodeJS.ProcessEnv = process.env): Runtime {
-  const value = env.MAILBRIDGE_RUNTIME ?? 'aws';
+  const value = env[ENV.runtime] ?? 'aws';
   if (value !== 'local' && value !== 'aws') {
-    throw new ConfigError('environment', [`MAILBRIDGE_RUNTIME: expected "local" or "aws", got "${value}"`]);
+    throw new ConfigError('environment', [`${ENV.runtime}: expected "local" or "aws", got "${value}"`]);
   }
   return value;
 }
@@ -34,12 +51,7 @@ export function resourceNamesFromEnv<K extends keyof ResourceNames>(
   keys: readonly K[],
   env: NodeJS.ProcessEnv = process.env,
 ): Pick<ResourceNames, K> {
-  const variables: Record<keyof ResourceNames, string> = {
-    bucket: 'MAILBRIDGE_BUCKET',
-    inboundQueueUrl: 'MAILBRIDGE_INBOUND_QUEUE_URL',
-    deliveryQueueUrl: 'MAILBRIDGE_DELIVERY_QUEUE_URL',
-    deliveryDlqUrl: 'MAILBRIDGE_DELIVERY_DLQ_URL',
-  };
+  const variables: Record<keyof ResourceNames, string> = ENV;
   const missing = keys
     .filter((key) => !env[variables[key]])
     .map((key) => `${variables[key]}: required, not set`);

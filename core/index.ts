@@ -44,7 +44,7 @@ export {
   nextEndpointHealth,
 } from './endpoint-health.ts';
 export type { ResourceNames } from './env.ts';
-export { awsClientConfig, requireEnv, resourceNamesFromEnv, runtimeFromEnv } from './env.ts';
+export { awsClientConfig, ENV, requireEnv, resourceNamesFromEnv, runtimeFromEnv } from './env.ts';
 export {
   AuthFailedError,
   BareLineFeedError,

@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import { RemovalPolicy } from 'aws-cdk-lib';
+import type { IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { AwsCustomResource, Logging, PhysicalResourceId } from 'aws-cdk-lib/custom-resources';
-import { Construct } from 'constructs';
+import { Construct, type IConstruct } from 'constructs';
+import { ENV } from '../core/index.ts';
 import { CONFIG_OBJECT_KEY, type Storage } from './storage.ts';
 
 export interface DeployedConfigProps {
@@ -29,12 +31,17 @@ export class DeployedConfig extends Construct {
   /** SHA-256 of the document: put in the environment of every reader so a change rolls them. */
   public readonly sha256: string;
   public readonly resource: AwsCustomResource;
+  /** Where a reader finds the config, for its environment: `MAILBRIDGE_RUNTIME`, `MAILBRIDGE_CONFIG` and the hash. */
+  public readonly environment: Readonly<Record<string, string>>;
+  readonly #storage: Storage;
 
   constructor(scope: Construct, id: string, props: DeployedConfigProps) {
     super(scope, id);
     const { bucket } = props.storage;
     this.sha256 = createHash('sha256').update(props.json).digest('hex');
     this.url = `s3://${bucket.bucketName}/${CONFIG_OBJECT_KEY}`;
+    this.#storage = props.storage;
+    this.environment = { [ENV.runtime]: 'aws', [ENV.config]: this.url, [ENV.configSha256]: this.sha256 };
 
     const role = new Role(this, 'Role', { assumedBy: new ServicePrincipal('lambda.amazonaws.com') });
     props.storage.grantWriteConfig(role);
@@ -64,5 +71,11 @@ export class DeployedConfig extends Construct {
       logGroup,
       installLatestAwsSdk: false,
     });
+  }
+
+  /** Lets `reader` read the config object, and makes it wait for the object to be written. */
+  public addReader(reader: IConstruct, grantee: IGrantable): void {
+    this.#storage.grantReadConfig(grantee);
+    reader.node.addDependency(this);
   }
 }

@@ -7,7 +7,10 @@ import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { QUEUE_SETTINGS } from '../core/index.ts';
+import { ENV, QUEUE_SETTINGS } from '../core/index.ts';
+import type { DeployedConfig } from './deployed-config.ts';
+import type { Secrets } from './secrets.ts';
+import type { Storage } from './storage.ts';
 
 const REPO_ROOT = resolve(import.meta.dirname, '..');
 
@@ -71,12 +74,18 @@ export interface FunctionOptions {
 }
 
 export interface FunctionsProps {
+  /** The deployed config both functions read (and wait for). */
+  readonly deployedConfig: DeployedConfig;
+  /** Raw mail, payloads, attachments, duplicate markers and endpoint health. */
+  readonly storage: Storage;
   /** The inbound queue: the parse function's trigger. */
   readonly inboundQueue: IQueue;
-  /** The delivery queue: the deliver function's trigger. */
+  /** The delivery queue: the deliver function's trigger, where parse sends jobs. */
   readonly deliveryQueue: IQueue;
-  /** Environment of both functions: resource names and the config location, no secret values. */
-  readonly environment: Readonly<Record<string, string>>;
+  /** Where deliver moves exhausted and permanently failed jobs, with the reason. */
+  readonly deliveryDlq: IQueue;
+  /** The webhook signing secrets deliver reads. */
+  readonly secrets: Secrets;
   /** @default - see FunctionOptions */
   readonly parse?: FunctionOptions;
   /** @default - see FunctionOptions */
@@ -92,7 +101,7 @@ export interface FunctionsProps {
  * The parse and deliver functions: Node.js 24 on arm64, bundled at synth by the locally installed
  * esbuild (no Docker), each triggered by its queue with partial batch responses. Outside any VPC on
  * purpose: a VPC-attached function could reach private addresses, which webhook delivery must not.
- * Each has its own role holding only log writes; the stack adds the data grants.
+ * Each has its own role; its environment and grants are those of the resources it uses, no more.
  */
 export class Functions extends Construct {
   public readonly parse: NodejsFunction;
@@ -103,11 +112,13 @@ export class Functions extends Construct {
   constructor(scope: Construct, id: string, props: FunctionsProps) {
     super(scope, id);
     const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
+    const { storage, deployedConfig } = props;
     const make = (
       name: 'parse' | 'deliver',
       options: FunctionOptions,
       defaults: Required<Pick<FunctionOptions, 'memorySize' | 'batchSize'>>,
       queue: IQueue,
+      environment: Record<string, string>,
     ) => {
       const { reservedConcurrency, maxConcurrency } = options;
       if (
@@ -142,8 +153,11 @@ export class Functions extends Construct {
         role,
         logGroup,
         loggingFormat: LoggingFormat.JSON,
+        // Resource names and the config location only; secret values are read from Secrets Manager.
         environment: {
-          ...props.environment,
+          ...deployedConfig.environment,
+          [ENV.bucket]: storage.bucket.bucketName,
+          ...environment,
           NODE_OPTIONS: FUNCTION_NODE_OPTIONS,
         },
         bundling: { ...FUNCTION_BUNDLING, forceDockerBundling: false },
@@ -154,6 +168,7 @@ export class Functions extends Construct {
         maxConcurrency,
       });
       fn.addEventSource(source);
+      deployedConfig.addReader(fn, fn);
       return [fn, source] as const;
     };
     [this.parse, this.parseSource] = make(
@@ -161,12 +176,34 @@ export class Functions extends Construct {
       props.parse ?? {},
       { memorySize: 1024, batchSize: 10 },
       props.inboundQueue,
+      { [ENV.deliveryQueueUrl]: props.deliveryQueue.queueUrl },
     );
     [this.deliver, this.deliverSource] = make(
       'deliver',
       props.deliver ?? {},
       { memorySize: 512, batchSize: 3 },
       props.deliveryQueue,
+      {
+        [ENV.deliveryQueueUrl]: props.deliveryQueue.queueUrl,
+        [ENV.deliveryDlqUrl]: props.deliveryDlq.queueUrl,
+      },
     );
+
+    // Least privilege, function by function. The SQS triggers add receive/delete/change-visibility on their own queue.
+    const { parse, deliver } = this;
+    storage.grantReadRaw(parse);
+    storage.grantWritePayloads(parse);
+    storage.grantDedupeMarkers(parse);
+    // Parse presigns the links to stored attachments, so it needs to be allowed to read them.
+    storage.grantReadAttachments(parse);
+    props.deliveryQueue.grantSendMessages(parse);
+
+    storage.grantReadPayloads(deliver);
+    // Deliver signs the payload's links again at each try, so it must be allowed to read what they point at.
+    storage.grantReadRaw(deliver);
+    storage.grantReadAttachments(deliver);
+    storage.grantEndpointHealth(deliver);
+    props.secrets.grantSigningRead(deliver);
+    props.deliveryDlq.grantSendMessages(deliver);
   }
 }

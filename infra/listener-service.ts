@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { Duration, Names, RemovalPolicy, Size, Validations } from 'aws-cdk-lib';
+import { Duration, Names, RemovalPolicy, Size, Stack, Validations } from 'aws-cdk-lib';
 import { CfnScalingPolicy, type ScalableTarget } from 'aws-cdk-lib/aws-applicationautoscaling';
 import { MathExpression, Metric } from 'aws-cdk-lib/aws-cloudwatch';
 import {
@@ -32,9 +32,13 @@ import {
   Protocol,
 } from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { Config } from '../core/index.ts';
+import { type Config, ConfigError, ENV } from '../core/index.ts';
 import { healthCheckCommand } from '../listener/healthcheck.ts';
+import type { DeployedConfig } from './deployed-config.ts';
+import type { Secrets } from './secrets.ts';
+import type { Storage } from './storage.ts';
 
 /** The repository root: the listener image's build context. */
 const REPO_ROOT = resolve(import.meta.dirname, '..');
@@ -55,8 +59,14 @@ export interface ListenerServiceProps {
   readonly vpc: IVpc;
   /** The validated config: listener ports and modes, health port, closeTimeout, maxConnections. */
   readonly config: Config;
-  /** Environment of the container: resource names and the config location, no secret values. */
-  readonly environment: Readonly<Record<string, string>>;
+  /** The deployed config the tasks read (and wait for). */
+  readonly deployedConfig: DeployedConfig;
+  /** Where raw messages are stored (`raw/`). */
+  readonly storage: Storage;
+  /** Where each stored message's InboundEvent goes. */
+  readonly inboundQueue: IQueue;
+  /** The STARTTLS certificate and the SMTP AUTH passwords the tasks read. */
+  readonly secrets: Secrets;
   /**
    * The listener image.
    * @default - built from listener/Dockerfile for linux/arm64 at `cdk deploy` (synth only stages the context)
@@ -147,20 +157,11 @@ export class ListenerService extends Construct {
     if (minCount < 2) throw new Error(`${this.node.path}: minCount ${minCount}: at least 2, one per AZ`);
     if (maxCount < minCount)
       throw new Error(`${this.node.path}: maxCount ${maxCount} is below minCount ${minCount}`);
+    const issues = listenerConfigIssues(config, props.publicPorts);
+    if (issues.length > 0) throw new ConfigError(this.node.path, issues);
     const closeTimeout = config.limits.closeTimeout;
-    const stopTimeout = closeTimeout + EXIT_MARGIN_SECONDS;
-    if (stopTimeout > MAX_STOP_TIMEOUT_SECONDS) {
-      throw new Error(
-        `${this.node.path}: config limits.closeTimeout ${closeTimeout}s leaves no time to exit before Fargate's 120s stop timeout`,
-      );
-    }
     this.publicPorts = props.publicPorts ?? defaultPublicPorts(config);
     const containerPorts = new Set(config.listeners.map((listener) => listener.port));
-    for (const [port, target] of Object.entries(this.publicPorts)) {
-      if (!containerPorts.has(target))
-        throw new Error(`${this.node.path}: public port ${port} → ${target}, which no config listener uses`);
-    }
-    if (Object.keys(this.publicPorts).length === 0) throw new Error(`${this.node.path}: no public ports`);
     const healthPort = config.health.port;
 
     const privateSubnets = vpc.privateSubnets;
@@ -201,7 +202,13 @@ export class ListenerService extends Construct {
           platform: Platform.LINUX_ARM64,
           exclude: ['node_modules', 'cdk.out', '.git', '.mailbridge'],
         }),
-      environment: { ...props.environment },
+      // Resource names and the config location only; secret values are read from Secrets Manager.
+      environment: {
+        ...props.deployedConfig.environment,
+        [ENV.bucket]: props.storage.bucket.bucketName,
+        [ENV.inboundQueueUrl]: props.inboundQueue.queueUrl,
+        AWS_REGION: Stack.of(this).region,
+      },
       // The JSON log lines (and EMF metrics) go to CloudWatch as written; a full buffer drops lines rather than blocking SMTP sessions.
       logging: LogDrivers.awsLogs({
         logGroup: this.logGroup,
@@ -210,7 +217,7 @@ export class ListenerService extends Construct {
         maxBufferSize: Size.mebibytes(25),
       }),
       readonlyRootFilesystem: true,
-      stopTimeout: Duration.seconds(stopTimeout),
+      stopTimeout: Duration.seconds(closeTimeout + EXIT_MARGIN_SECONDS),
       healthCheck: {
         command: ['CMD', ...healthCheckCommand(healthPort)],
         interval: Duration.seconds(15),
@@ -228,6 +235,12 @@ export class ListenerService extends Construct {
           'ecr:GetAuthorizationToken, which the execution role needs to pull the image, does not support resource-level permissions; image pulls themselves are scoped to the asset repository.',
       });
     }
+
+    // Least privilege: what the task does and nothing else.
+    const taskRole = this.taskDefinition.taskRole;
+    props.storage.grantPutRaw(taskRole);
+    props.inboundQueue.grantSendMessages(taskRole);
+    props.secrets.grantListenerRead(taskRole);
 
     this.securityGroup = new SecurityGroup(this, 'TaskSecurityGroup', {
       vpc,
@@ -250,6 +263,8 @@ export class ListenerService extends Construct {
       healthCheckGracePeriod: Duration.seconds(60),
       availabilityZoneRebalancing: AvailabilityZoneRebalancing.ENABLED,
     });
+
+    props.deployedConfig.addReader(this.service, taskRole);
 
     this.loadBalancerSecurityGroup = new SecurityGroup(this, 'LoadBalancerSecurityGroup', {
       vpc,
@@ -387,6 +402,31 @@ export class ListenerService extends Construct {
       period: Duration.minutes(1),
     });
   }
+}
+
+/**
+ * What the listener service needs from the config, by field: the drain must end before Fargate's
+ * stop timeout, and each public port must reach a config listener.
+ */
+export function listenerConfigIssues(
+  config: Config,
+  publicPorts?: Readonly<Record<number | string, number>>,
+): string[] {
+  const issues: string[] = [];
+  const maxCloseTimeout = MAX_STOP_TIMEOUT_SECONDS - EXIT_MARGIN_SECONDS;
+  if (config.limits.closeTimeout > maxCloseTimeout) {
+    issues.push(
+      `limits.closeTimeout: at most ${maxCloseTimeout}s (Fargate stops a task ${MAX_STOP_TIMEOUT_SECONDS}s after SIGTERM, and the process needs ${EXIT_MARGIN_SECONDS}s to exit)`,
+    );
+  }
+  const containerPorts = new Set(config.listeners.map((listener) => listener.port));
+  for (const [port, target] of Object.entries(publicPorts ?? {})) {
+    if (!containerPorts.has(target))
+      issues.push(`publicPorts.${port}: ${target} is not the port of a listener in the config`);
+  }
+  if (Object.keys(publicPorts ?? defaultPublicPorts(config)).length === 0)
+    issues.push('listeners: no listener in a mode the NLB publishes (mx, submission, implicit-tls)');
+  return issues;
 }
 
 /** 25 → mx, 465 → implicit-tls, 587 and 2525 → submission, for the modes the config listens in. */

@@ -2,7 +2,7 @@ import { RemovalPolicy, Validations } from 'aws-cdk-lib';
 import type { IGrantable } from 'aws-cdk-lib/aws-iam';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import type { Config } from '../core/index.ts';
+import { type Config, ConfigError } from '../core/index.ts';
 
 /** A secret the config refers to, with the fields that refer to it. */
 interface Reference {
@@ -46,9 +46,9 @@ export class Secrets extends Construct {
     const { config } = props;
     const create = props.create ?? true;
     if (config.tls.source !== 'secrets-manager') {
-      throw new Error(
-        `${this.node.path}: config tls.source must be "secrets-manager" (got "${config.tls.source}")`,
-      );
+      throw new ConfigError(this.node.path, [
+        `tls.source: the AWS deployment reads the certificate from Secrets Manager ("secrets-manager"), not "${config.tls.source}"`,
+      ]);
     }
     const references = new Map<string, Reference[]>();
     const add = (secretId: string, reference: Reference) => {

@@ -233,20 +233,17 @@ export function parseDeploySettings(document: unknown, source: string): DeploySe
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::']);
 /** The NLB's TCP idle timeout; an SMTP session idle for longer is cut by the load balancer. */
 const NLB_IDLE_TIMEOUT_SECONDS = 350;
-/** Fargate's maximum stop timeout, less a margin for the process to exit after its drain. */
-const MAX_CLOSE_TIMEOUT_SECONDS = 105;
 
-/** What the AWS deployment needs from the config beyond what the listener itself checks. */
+/**
+ * What the AWS deployment needs from the config beyond what the listener itself checks. The
+ * constructs check what is theirs (ListenerService: closeTimeout and public ports; Secrets: the
+ * TLS source), so each rule is written once.
+ */
 function deploymentIssues(config: Config): string[] {
   const issues: string[] = [];
   if (config.hostname === 'localhost' || !config.hostname.includes('.')) {
     issues.push(
       'hostname: set the public name of the MX host (e.g. mx.example.com); it goes in the MX record',
-    );
-  }
-  if (config.tls.source !== 'secrets-manager') {
-    issues.push(
-      'tls.source: the AWS deployment reads the certificate from Secrets Manager ("secrets-manager")',
     );
   }
   config.listeners.forEach((listener, l) => {
@@ -265,11 +262,6 @@ function deploymentIssues(config: Config): string[] {
     issues.push('health.host: must be 0.0.0.0 for the NLB health check');
   if (config.health.port < 1024)
     issues.push('health.port: use a port ≥ 1024 (the container runs as non-root)');
-  if (config.limits.closeTimeout > MAX_CLOSE_TIMEOUT_SECONDS) {
-    issues.push(
-      `limits.closeTimeout: at most ${MAX_CLOSE_TIMEOUT_SECONDS}s (Fargate stops a task after 120s)`,
-    );
-  }
   if (config.limits.socketTimeout >= NLB_IDLE_TIMEOUT_SECONDS) {
     issues.push(`limits.socketTimeout: must be below the NLB idle timeout (${NLB_IDLE_TIMEOUT_SECONDS}s)`);
   }
@@ -284,17 +276,6 @@ function deploymentIssues(config: Config): string[] {
     if ('env' in user.password) envRef(`auth.users[${u}].password`);
   });
   return issues;
-}
-
-/** Settings that must agree with the config. */
-function settingsIssues(settings: DeploySettings, config: Config): string[] {
-  const containerPorts = new Set(config.listeners.map((listener) => listener.port));
-  return Object.entries(settings.listener.publicPorts ?? {})
-    .filter(([, target]) => !containerPorts.has(target))
-    .map(
-      ([port, target]) =>
-        `listener.publicPorts.${port}: ${target} is not the port of a listener in the config`,
-    );
 }
 
 /**
@@ -324,8 +305,6 @@ export function loadDeployment(settingsPath: string): Deployment {
   const config = parseConfigText(text, { source: configPath, runtime: 'aws' });
   const configIssues = deploymentIssues(config);
   if (configIssues.length > 0) throw new ConfigError(configPath, configIssues);
-  const mismatches = settingsIssues(settings, config);
-  if (mismatches.length > 0) throw new ConfigError(source, mismatches);
   const raw: unknown =
     configPath.endsWith('.json') || text.trimStart().startsWith('{') ? JSON.parse(text) : parseYaml(text);
   return { settings, config, configJson: JSON.stringify(raw), configPath };

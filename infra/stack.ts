@@ -25,7 +25,8 @@ export interface MailbridgeStackProps extends StackProps {
 
 /**
  * The whole pipeline: NLB → listener tasks → S3 + inbound queue → parse → delivery queue → deliver,
- * with secrets, alarms and a dashboard. The wiring below is the complete list of each role's grants.
+ * with secrets, alarms and a dashboard. Each compute construct grants its role what the resources
+ * it is given need (ListenerService, Functions).
  */
 export class MailbridgeStack extends Stack {
   public readonly storage: Storage;
@@ -58,23 +59,14 @@ export class MailbridgeStack extends Stack {
     });
     this.vpc = this.createVpc(settings.vpc);
 
-    const { bucket } = this.storage;
-    const shared = {
-      MAILBRIDGE_RUNTIME: 'aws',
-      MAILBRIDGE_CONFIG: this.deployedConfig.url,
-      // Not read by the code: a new value makes ECS and Lambda replace tasks and environments after a config change.
-      MAILBRIDGE_CONFIG_SHA256: this.deployedConfig.sha256,
-      MAILBRIDGE_BUCKET: bucket.bucketName,
-    };
-
+    // Each construct sets its environment and its grants from the resources it is given.
     this.listener = new ListenerService(this, 'Listener', {
       vpc: this.vpc,
       config,
-      environment: {
-        ...shared,
-        MAILBRIDGE_INBOUND_QUEUE_URL: this.queues.inbound.queueUrl,
-        AWS_REGION: this.region,
-      },
+      deployedConfig: this.deployedConfig,
+      storage: this.storage,
+      inboundQueue: this.queues.inbound,
+      secrets: this.secrets,
       publicPorts: settings.listener.publicPorts
         ? Object.fromEntries(
             Object.entries(settings.listener.publicPorts).map(([port, target]) => [Number(port), target]),
@@ -90,46 +82,17 @@ export class MailbridgeStack extends Stack {
     });
 
     this.functions = new Functions(this, 'Functions', {
+      deployedConfig: this.deployedConfig,
+      storage: this.storage,
       inboundQueue: this.queues.inbound,
       deliveryQueue: this.queues.delivery,
-      environment: {
-        ...shared,
-        MAILBRIDGE_DELIVERY_QUEUE_URL: this.queues.delivery.queueUrl,
-        MAILBRIDGE_DELIVERY_DLQ_URL: this.queues.deliveryDlq.queueUrl,
-      },
+      deliveryDlq: this.queues.deliveryDlq,
+      secrets: this.secrets,
       parse: toFunctionOptions(settings.functions.parse),
       deliver: toFunctionOptions(settings.functions.deliver),
       logRetention,
     });
-
-    // Least privilege, role by role. The SQS triggers add receive/delete/change-visibility on their own queue.
-    const listenerRole = this.listener.taskDefinition.taskRole;
-    this.storage.grantPutRaw(listenerRole);
-    this.storage.grantReadConfig(listenerRole);
-    this.queues.inbound.grantSendMessages(listenerRole);
-    this.secrets.grantListenerRead(listenerRole);
-
     const { parse, deliver } = this.functions;
-    this.storage.grantReadRaw(parse);
-    this.storage.grantReadConfig(parse);
-    this.storage.grantWritePayloads(parse);
-    this.storage.grantDedupeMarkers(parse);
-    // Parse presigns the links to stored attachments, so it needs to be allowed to read them.
-    this.storage.grantReadAttachments(parse);
-    this.queues.delivery.grantSendMessages(parse);
-
-    this.storage.grantReadPayloads(deliver);
-    // Deliver signs the payload's links again at each try, so it must be allowed to read what they point at.
-    this.storage.grantReadRaw(deliver);
-    this.storage.grantReadAttachments(deliver);
-    this.storage.grantEndpointHealth(deliver);
-    this.storage.grantReadConfig(deliver);
-    this.secrets.grantSigningRead(deliver);
-    this.queues.deliveryDlq.grantSendMessages(deliver);
-
-    // The config object exists before anything reads it.
-    for (const reader of [this.listener.service, parse, deliver])
-      reader.node.addDependency(this.deployedConfig);
 
     this.monitoring = new Monitoring(this, 'Monitoring', {
       listener: this.listener,

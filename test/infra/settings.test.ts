@@ -6,6 +6,7 @@ import { SubnetType, Vpc } from 'aws-cdk-lib/aws-ec2';
 import { Queue } from 'aws-cdk-lib/aws-sqs';
 import { ConfigError } from '../../core/index.ts';
 import {
+  DeployedConfig,
   Functions,
   ListenerService,
   loadDeployment,
@@ -13,7 +14,14 @@ import {
   Secrets,
   Storage,
 } from '../../infra/index.ts';
-import { EXAMPLE_CONFIG, EXAMPLE_SETTINGS, tempDir, writeDeployment } from './helpers.ts';
+import {
+  buildStack,
+  cdkContext,
+  EXAMPLE_CONFIG,
+  EXAMPLE_SETTINGS,
+  tempDir,
+  writeDeployment,
+} from './helpers.ts';
 
 const exampleConfig = readFileSync(EXAMPLE_CONFIG, 'utf8');
 
@@ -108,21 +116,32 @@ describe('deployment settings', () => {
     const issues = issuesOf(() => loadDeployment(writeDeployment(dir, {}, local)));
     assert.deepEqual(
       issues.map((issue) => issue.slice(0, issue.indexOf(':'))),
-      [
-        'hostname',
-        'listeners[0].host',
-        'listeners[0].port',
-        'limits.closeTimeout',
-        'auth.users[0].password.env',
-      ],
+      ['hostname', 'listeners[0].host', 'listeners[0].port', 'auth.users[0].password.env'],
     );
   });
 
-  it('refuses a public port mapped to a container port no config listener uses', () => {
+  it('fails synth on a closeTimeout Fargate cannot wait for, or a public port no config listener uses', () => {
+    const slow = exampleConfig.replace('closeTimeout: 60', 'closeTimeout: 110');
+    const settings = { listener: { publicPorts: { '25': 2500 } } };
     const issues = issuesOf(() =>
-      loadDeployment(writeDeployment(dir, { listener: { publicPorts: { '25': 2500 } } }, exampleConfig)),
+      buildStack(loadDeployment(writeDeployment(dir, settings, slow)), { bundle: false }),
     );
-    assert.deepEqual(issues, ['listener.publicPorts.25: 2500 is not the port of a listener in the config']);
+    assert.deepEqual(
+      issues.map((issue) => issue.slice(0, issue.indexOf(':'))),
+      ['limits.closeTimeout', 'publicPorts.25'],
+    );
+    assert.match(issues[0]!, /at most 105s/);
+  });
+
+  it('fails synth on a TLS source other than Secrets Manager', () => {
+    const files = exampleConfig.replace(
+      'tls: { source: secrets-manager, secretId: mailbridge/tls, reloadInterval: 1h }',
+      'tls: { source: files, certFile: cert.pem, keyFile: key.pem }',
+    );
+    const issues = issuesOf(() =>
+      buildStack(loadDeployment(writeDeployment(dir, {}, files)), { bundle: false }),
+    );
+    assert.match(issues[0]!, /^tls\.source: the AWS deployment reads the certificate from Secrets Manager/);
   });
 
   it('names the config setting when its file cannot be read', () => {
@@ -134,8 +153,20 @@ describe('deployment settings', () => {
 });
 
 describe('constructs refuse conflicting props at synth', () => {
-  const scope = () => new Stack(new App(), 'S');
-  const { config } = loadDeployment(EXAMPLE_SETTINGS);
+  const scope = () => new Stack(new App({ context: cdkContext() }), 'S');
+  const { config, configJson } = loadDeployment(EXAMPLE_SETTINGS);
+  /** The resources the compute constructs are given. */
+  const resources = (stack: Stack) => {
+    const storage = new Storage(stack, 'Storage');
+    return {
+      storage,
+      deployedConfig: new DeployedConfig(stack, 'Config', { storage, json: configJson }),
+      secrets: new Secrets(stack, 'Secrets', { config }),
+      inboundQueue: new Queue(stack, 'In'),
+      deliveryQueue: new Queue(stack, 'Out'),
+      deliveryDlq: new Queue(stack, 'Dlq'),
+    };
+  };
 
   it('Storage: an encryption key with S3-managed encryption', async () => {
     const stack = scope();
@@ -151,9 +182,7 @@ describe('constructs refuse conflicting props at synth', () => {
     assert.throws(
       () =>
         new Functions(stack, 'Functions', {
-          inboundQueue: new Queue(stack, 'In'),
-          deliveryQueue: new Queue(stack, 'Out'),
-          environment: {},
+          ...resources(stack),
           parse: { reservedConcurrency: 5, maxConcurrency: 10 },
         }),
       /parse maxConcurrency 10 exceeds reservedConcurrency 5/,
@@ -172,7 +201,7 @@ describe('constructs refuse conflicting props at synth', () => {
         subnetConfiguration: [{ name: 'p', subnetType: SubnetType.PUBLIC }],
       });
       assert.throws(
-        () => new ListenerService(stack, 'L', { vpc, config, environment: {}, ...props }),
+        () => new ListenerService(stack, 'L', { vpc, config, ...resources(stack), ...props }),
         message,
       );
     }

@@ -334,8 +334,22 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         // --enable-source-maps decoded a 10 MB map on the first logged error (≈ 260 ms in parse).
         assert.equal(variables.NODE_OPTIONS, '--max-semi-space-size=1');
         assert.equal(variables.MAILBRIDGE_CONFIG_SHA256, stack.deployedConfig.sha256);
-        assert.ok(variables.MAILBRIDGE_DELIVERY_QUEUE_URL && variables.MAILBRIDGE_DELIVERY_DLQ_URL);
       }
+      // Each function gets the names of the resources it was given, no more.
+      const names = functions.map((fn) =>
+        Object.keys((fn.Environment as { Variables: Record<string, unknown> }).Variables).sort(),
+      );
+      const common = [
+        'MAILBRIDGE_BUCKET',
+        'MAILBRIDGE_CONFIG',
+        'MAILBRIDGE_CONFIG_SHA256',
+        'MAILBRIDGE_RUNTIME',
+      ];
+      assert.deepEqual(names[0], [...common, 'MAILBRIDGE_DELIVERY_QUEUE_URL', 'NODE_OPTIONS'].sort());
+      assert.deepEqual(
+        names[1],
+        [...common, 'MAILBRIDGE_DELIVERY_DLQ_URL', 'MAILBRIDGE_DELIVERY_QUEUE_URL', 'NODE_OPTIONS'].sort(),
+      );
       assert.equal(functions[0]!.MemorySize, 1024);
       assert.equal(functions[1]!.MemorySize, 512);
     });
