@@ -23,6 +23,7 @@ import {
   FargatePlatformVersion,
   FargateService,
   FargateTaskDefinition,
+  LinuxParameters,
   LogDrivers,
   OperatingSystemFamily,
 } from 'aws-cdk-lib/aws-ecs';
@@ -217,6 +218,8 @@ export class ListenerService extends Construct {
         maxBufferSize: Size.mebibytes(25),
       }),
       readonlyRootFilesystem: true,
+      // An init as PID 1 forwards SIGTERM to node and reaps what it leaves behind.
+      linuxParameters: new LinuxParameters(this, 'Linux', { initProcessEnabled: true }),
       stopTimeout: Duration.seconds(closeTimeout + EXIT_MARGIN_SECONDS),
       healthCheck: {
         command: ['CMD', ...healthCheckCommand(healthPort)],

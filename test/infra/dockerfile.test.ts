@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { loadDeployment } from '../../infra/index.ts';
+import { LISTENER_MANIFEST, listenerManifest } from '../../infra/listener-image.ts';
 import { healthCheckCommand } from '../../listener/healthcheck.ts';
 import { EXAMPLE_SETTINGS } from './helpers.ts';
 
@@ -24,17 +25,40 @@ const args = (keyword: string) =>
   finalStage.filter((line) => line.keyword === keyword).map((line) => line.args);
 
 describe('listener/Dockerfile', () => {
-  it('is multi-stage on a Node 24 slim base, installing production dependencies only', () => {
+  it('is multi-stage on a Node 24 slim base pinned by digest', () => {
+    const image = lines.find((line) => line.keyword === 'ARG' && line.args.startsWith('NODE_IMAGE='));
+    assert.match(image?.args ?? '', /^NODE_IMAGE=node:24-bookworm-slim@sha256:[0-9a-f]{64}$/);
     const bases = lines.filter((line) => line.keyword === 'FROM').map((line) => line.args);
-    assert.ok(bases.length >= 2, 'a dependency stage and a runtime stage');
-    for (const base of bases) assert.match(base, /^node:24[\w.-]*slim/);
-    const installs = lines.filter((line) => line.keyword === 'RUN' && /npm ci/.test(line.args));
-    assert.equal(installs.length, 1);
-    assert.match(installs[0]!.args, /--omit=dev/);
+    const base = '$' + '{NODE_IMAGE}';
+    assert.deepEqual(bases, [`${base} AS deps`, base]);
     assert.ok(
-      args('COPY').some((copy) => /--from=/.test(copy)),
+      args('COPY').some((copy) => /--from=deps/.test(copy)),
       'the runtime stage copies node_modules from the first',
     );
+  });
+
+  it("installs only the packages the listener imports, at the lockfile's versions", async () => {
+    const installs = lines.filter((line) => line.keyword === 'RUN' && /npm /.test(line.args));
+    assert.equal(installs.length, 1);
+    assert.match(installs[0]!.args, /^npm install --omit=dev /);
+    const copies = lines.filter((line) => line.keyword === 'COPY').map((line) => line.args);
+    assert.ok(copies.includes(`${LISTENER_MANIFEST} ./package.json`));
+    assert.ok(copies.includes('package-lock.json ./'));
+    assert.equal(
+      readFileSync(LISTENER_MANIFEST, 'utf8'),
+      await listenerManifest(),
+      `${LISTENER_MANIFEST} is out of date: npm run image:manifest`,
+    );
+    const packages = Object.keys(JSON.parse(readFileSync(LISTENER_MANIFEST, 'utf8')).dependencies);
+    assert.ok(packages.includes('smtp-server'));
+    for (const functionsOnly of [
+      'mailparser',
+      'mailauth',
+      'nodemailer',
+      'request-filtering-agent',
+      'standardwebhooks',
+    ])
+      assert.ok(!packages.includes(functionsOnly), `${functionsOnly} is not in the listener image`);
   });
 
   it('runs as a non-root user', () => {
@@ -70,7 +94,7 @@ describe('listener/Dockerfile', () => {
       '**',
       'everything is excluded first',
     );
-    for (const kept of ['!package.json', '!package-lock.json', '!core/**', '!listener/**'])
+    for (const kept of ['!package-lock.json', '!core/**', '!listener/**'])
       assert.ok(ignore.includes(kept), kept);
   });
 });

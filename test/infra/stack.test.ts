@@ -160,6 +160,11 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       assert.equal(container!.StopTimeout, 75);
       assert.ok((container!.StopTimeout as number) <= 120);
       assert.equal(container!.ReadonlyRootFilesystem, true);
+      assert.equal(
+        (container!.LinuxParameters as { InitProcessEnabled: boolean }).InitProcessEnabled,
+        true,
+        'an init is PID 1',
+      );
       assert.equal((container!.LogConfiguration as { LogDriver: string }).LogDriver, 'awslogs');
       assert.deepEqual((container!.HealthCheck as { Command: string[] }).Command, [
         'CMD',
