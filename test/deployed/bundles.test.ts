@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cpSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse } from 'aws-lambda';
+import { type InboundEvent, newMessageId, rawObjectKey } from '../../core/index.ts';
+import { sqsEventFromMessages } from '../../dev/sqs-event.ts';
+import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+import { tempDir } from '../infra/helpers.ts';
+import {
+  type AwsEndpoint,
+  emulatorRefs,
+  putDeployedConfig,
+  resolveEnvironment,
+  type SynthesizedApp,
+  startAwsEndpoint,
+  synthesizeApp,
+} from './helpers.ts';
+
+const run = promisify(execFile);
+
+// What the Lambda runtime does with a bundle: import it, then call `handler(event, context)`.
+const RUNTIME = `
+import { readFileSync } from 'node:fs';
+const [bundle, eventFile, timeoutMs] = process.argv.slice(2);
+const { handler } = await import(bundle);
+const deadline = Date.now() + Number(timeoutMs);
+const context = { functionName: 'deployed', awsRequestId: 'test', getRemainingTimeInMillis: () => deadline - Date.now() };
+const result = await handler(JSON.parse(readFileSync(eventFile, 'utf8')), context);
+process.stdout.write(JSON.stringify(result));
+`;
+
+const MESSAGE = [
+  'From: Ada <ada@sender.example>',
+  'To: support@example.com',
+  'Subject: The bundle, as deployed',
+  'Message-ID: <deployed-bundle@sender.example>',
+  'Date: Fri, 04 Dec 2026 10:00:00 +0000',
+  'MIME-Version: 1.0',
+  'Content-Type: multipart/mixed; boundary="b1"',
+  '',
+  '--b1',
+  'Content-Type: text/plain; charset=utf-8',
+  '',
+  'Hello from a multipart message.',
+  '--b1',
+  'Content-Type: application/octet-stream',
+  'Content-Disposition: attachment; filename="notes.bin"',
+  'Content-Transfer-Encoding: base64',
+  '',
+  Buffer.from('attachment bytes').toString('base64'),
+  '--b1--',
+  '',
+].join('\r\n');
+
+describe('the function bundles, as Lambda loads them', () => {
+  let app: SynthesizedApp;
+  let emulator: TestEmulator;
+  let aws: AwsEndpoint;
+  let receiver: WebhookReceiver;
+  let dir: string;
+  let cleanupDir: () => void;
+  const signingSecret = 'q7XgP2mZr9TbW4kLs8NcV1dYe6HfJ3uA';
+
+  before(async () => {
+    app = synthesizeApp();
+    emulator = await startTestEmulator();
+    aws = await startAwsEndpoint(emulator.emulator.endpoint);
+    receiver = await startWebhookReceiver({ secret: `whsec_${signingSecret}` });
+    ({ dir, cleanup: cleanupDir } = tempDir('mailbridge-deployed-'));
+    aws.secrets.set('mailbridge/signing/support', signingSecret);
+    // The deployed document, its endpoints pointed at the local receiver.
+    await putDeployedConfig(
+      emulator,
+      app.configJson.replaceAll('https://app.example.com/webhooks/mail', receiver.url),
+    );
+  });
+  after(async () => {
+    await receiver.close();
+    await aws.close();
+    await emulator.close();
+    app.cleanup();
+    cleanupDir();
+  });
+
+  /**
+   * Copies the function's asset directory alone to an empty folder (no node_modules anywhere above
+   * it), and runs one SQS event through its handler in a fresh Node process with exactly the
+   * template's environment (NODE_OPTIONS included), plus what points the SDK at the emulator.
+   */
+  async function invoke(fn: 'parse' | 'deliver', queueUrl: string): Promise<SQSBatchResponse> {
+    const construct = app.stack.functions[fn];
+    const properties =
+      app.resources[app.stack.getLogicalId(construct.node.defaultChild as never)]!.Properties;
+    const asset = join(
+      app.outdir,
+      `asset.${(properties.Code as { S3Key: string }).S3Key.replace(/\.zip$/, '')}`,
+    );
+    const code = join(dir, fn);
+    cpSync(asset, code, { recursive: true });
+    assert.deepEqual(readdirSync(code), ['index.mjs']);
+    const template = (properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    const environment = resolveEnvironment(template, emulatorRefs(app, emulator));
+    const { Messages = [] } = await emulator.sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: queueUrl,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: 1,
+        AttributeNames: ['All'],
+      }),
+    );
+    assert.ok(Messages.length > 0, `a message on ${queueUrl}`);
+    const { Attributes } = await emulator.sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }),
+    );
+    const eventFile = join(dir, `${fn}-event.json`);
+    writeFileSync(eventFile, JSON.stringify(sqsEventFromMessages(Messages, Attributes!.QueueArn!)));
+    const runtime = join(dir, 'runtime.mjs');
+    writeFileSync(runtime, RUNTIME);
+    const { stdout } = await run(
+      process.execPath,
+      [runtime, join(code, 'index.mjs'), eventFile, String((properties.Timeout as number) * 1000)],
+      {
+        cwd: code,
+        env: {
+          ...environment,
+          // The only override: the aws runtime refuses a loopback endpoint (SSRF guard), and the
+          // receiver is on 127.0.0.1.
+          MAILBRIDGE_RUNTIME: 'local',
+          AWS_ENDPOINT_URL: aws.url,
+          AWS_REGION: 'us-east-1',
+          AWS_ACCESS_KEY_ID: 'deployed',
+          AWS_SECRET_ACCESS_KEY: 'deployed',
+          POWERTOOLS_METRICS_DISABLED: 'true',
+          POWERTOOLS_LOG_LEVEL: 'SILENT',
+        },
+      },
+    );
+    return JSON.parse(stdout) as SQSBatchResponse;
+  }
+
+  it('parse reads its config from the bucket, parses a multipart message and queues its job', async () => {
+    const id = newMessageId();
+    const receivedAt = new Date();
+    const key = rawObjectKey(id, receivedAt);
+    await emulator.s3.send(
+      new PutObjectCommand({ Bucket: emulator.resources.bucket, Key: key, Body: MESSAGE }),
+    );
+    const event: InboundEvent = {
+      version: 1,
+      id,
+      receivedAt: receivedAt.toISOString(),
+      raw: {
+        bucket: emulator.resources.bucket,
+        key,
+        size: Buffer.byteLength(MESSAGE),
+        sha256: createHash('sha256').update(MESSAGE).digest('hex'),
+      },
+      envelope: {
+        mailFrom: 'ada@sender.example',
+        rcptTo: ['support@example.com'],
+        helo: 'mail.sender.example',
+        remoteAddress: '203.0.113.7',
+        remotePort: 40000,
+        localPort: 2525,
+        tls: null,
+        authUser: null,
+      },
+    };
+    await emulator.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: emulator.resources.inboundQueueUrl,
+        MessageBody: JSON.stringify(event),
+      }),
+    );
+    assert.deepEqual(await invoke('parse', emulator.resources.inboundQueueUrl), { batchItemFailures: [] });
+  });
+
+  it('deliver signs the stored payload and POSTs it to the endpoint', async () => {
+    assert.deepEqual(await invoke('deliver', emulator.resources.deliveryQueueUrl), { batchItemFailures: [] });
+    await receiver.waitForUnique(1, 10_000);
+    const [webhook] = receiver.received;
+    const payload = webhook!.payload as { route: { id: string }; message: Record<string, unknown> };
+    assert.equal(payload.route.id, 'support');
+    assert.equal(payload.message.subject, 'The bundle, as deployed');
+    assert.match(String(payload.message.text), /Hello from a multipart message\./);
+    assert.deepEqual(
+      (payload.message.attachments as { filename: string; size: number }[]).map(({ filename, size }) => [
+        filename,
+        size,
+      ]),
+      [['notes.bin', 16]],
+    );
+  });
+});
