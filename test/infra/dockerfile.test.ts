@@ -4,22 +4,9 @@ import { describe, it } from 'node:test';
 import { loadDeployment } from '../../infra/index.ts';
 import { LISTENER_MANIFEST, listenerManifest } from '../../infra/listener-image.ts';
 import { healthCheckCommand } from '../../listener/healthcheck.ts';
-import { EXAMPLE_SETTINGS } from './helpers.ts';
+import { dockerfileInstructions, EXAMPLE_SETTINGS } from './helpers.ts';
 
-/** Dockerfile instructions, continuation lines joined, comments dropped. */
-function instructions(path: string): { keyword: string; args: string }[] {
-  return readFileSync(path, 'utf8')
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((line) => line.trim())
-    .filter((line) => line && !line.startsWith('#'))
-    .map((line) => {
-      const [keyword = '', ...rest] = line.split(/\s+/);
-      return { keyword: keyword.toUpperCase(), args: rest.join(' ') };
-    });
-}
-
-const lines = instructions('listener/Dockerfile');
+const lines = dockerfileInstructions('listener/Dockerfile');
 const finalStage = lines.slice(lines.findLastIndex((line) => line.keyword === 'FROM'));
 const args = (keyword: string) =>
   finalStage.filter((line) => line.keyword === keyword).map((line) => line.args);

@@ -45,3 +45,16 @@ export function writeDeployment(dir: string, settings: Record<string, unknown>, 
   writeFileSync(settingsPath, JSON.stringify({ config: 'config.yaml', ...settings }));
   return settingsPath;
 }
+
+/** A Dockerfile's instructions, continuation lines joined, comments dropped. */
+export function dockerfileInstructions(path: string): { keyword: string; args: string }[] {
+  return readFileSync(path, 'utf8')
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith('#'))
+    .map((line) => {
+      const [keyword = '', ...rest] = line.split(/\s+/);
+      return { keyword: keyword.toUpperCase(), args: rest.join(' ') };
+    });
+}
