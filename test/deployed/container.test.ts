@@ -3,13 +3,13 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, cpSync, linkSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
 import { testTls } from '../helpers/listener-config.ts';
 import { dockerfileInstructions, tempDir } from '../infra/helpers.ts';
 import {
+  boundPorts,
   delay,
   dotStuff,
   EventCollector,
@@ -204,16 +204,7 @@ describe('the listener container, as ECS runs it', () => {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const exit = once(child, 'exit').then(([code]) => code as number | null);
-    let smtpPort = 0;
-    let healthPort = 0;
-    for await (const line of createInterface({ input: child.stdout! })) {
-      const entry = JSON.parse(line) as { message: string; mode?: string; port?: number };
-      if (entry.message === 'listening' && entry.mode === 'mx') smtpPort = entry.port!;
-      if (entry.message === 'health endpoint') healthPort = entry.port!;
-      if (smtpPort && healthPort) break;
-    }
-    child.stdout!.resume();
-    return { child, smtpPort, healthPort, exit };
+    return { child, ...(await boundPorts(child)), exit };
   }
 
   it('installs only what the listener runs', () => {

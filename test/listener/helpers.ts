@@ -132,6 +132,11 @@ export async function spawnListener(emulator: TestEmulator, configPath: string):
     code: code as number | null,
     signal: signal as NodeJS.Signals | null,
   }));
+  return { child, ...(await boundPorts(child)), exit };
+}
+
+/** The MX and health ports a `listener/main.ts` process bound, read from its JSON log lines on stdout. */
+export async function boundPorts(child: ChildProcess): Promise<{ smtpPort: number; healthPort: number }> {
   let smtpPort = 0;
   let healthPort = 0;
   for await (const line of createInterface({ input: child.stdout! })) {
@@ -141,7 +146,7 @@ export async function spawnListener(emulator: TestEmulator, configPath: string):
     if (smtpPort && healthPort) break;
   }
   child.stdout!.resume();
-  return { child, smtpPort, healthPort, exit };
+  return { smtpPort, healthPort };
 }
 
 /** A test message of about `size` bytes, CRLF lines of 76 characters, unique by `tag`. */
