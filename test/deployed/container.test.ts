@@ -47,7 +47,8 @@ interface ReplayedImage {
 
 /**
  * Replays listener/Dockerfile into `root`: WORKDIR, COPY (also `--from` a stage), RUN (as root,
- * with npm allowed to use its local cache), ENV, USER, HEALTHCHECK, STOPSIGNAL and CMD. An
+ * with an npm cache of the stage's own, which the step downloads into and cleans), ENV, USER,
+ * HEALTHCHECK, STOPSIGNAL and CMD. An
  * instruction it does not know fails the test, so the replay cannot drift from the Dockerfile.
  */
 async function replayDockerfile(root: string): Promise<ReplayedImage> {
@@ -95,9 +96,10 @@ async function replayDockerfile(root: string): Promise<ReplayedImage> {
         break;
       }
       case 'RUN':
+        // npm's cache, which the step cleans, is the stage's own (in the image: /root/.npm).
         await run('sh', ['-c', args], {
           cwd: inStage('.'),
-          env: { ...process.env, ...env, npm_config_prefer_offline: 'true' },
+          env: { ...process.env, ...env, npm_config_cache: join(stage, 'root', '.npm') },
         });
         break;
       case 'ENV': {
