@@ -8,7 +8,10 @@ const job = (route: string, endpoint = `https://${route}.test/`) => ({
   webhookId: `msg_${route}`,
 });
 let clock = Date.parse('2026-01-01T00:00:00Z');
-const at = () => new Date((clock += 1000)).toISOString();
+const at = () => {
+  clock += 1000;
+  return new Date(clock).toISOString();
+};
 const received = (): TimelineEvent => ({
   at: at(),
   type: 'received',
