@@ -182,7 +182,10 @@ function routeIssues(route: Record<string, unknown>, runtime: Runtime): string[]
     return [];
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    return error.issues.map((issue) => `body.${issue.replace(/^routes\[0\]\.?/, '')}`);
+    // Only the route's own fields: the rest of the document is scaffolding.
+    return error.issues
+      .filter((issue) => issue.startsWith('routes[0]'))
+      .map((issue) => `body.${issue.replace(/^routes\[0\]\.?/, '')}`);
   }
 }
 
