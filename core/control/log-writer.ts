@@ -52,6 +52,7 @@ export class MessageLogWriter {
   readonly #nextEventId = monotonicFactory();
   readonly #pending = new Map<string, { entries: LogEntry[]; raw?: ObjectRef }>();
   #refusals: Refusal[] = [];
+  #refusalsInFlight = 0;
   readonly #refusalCounts = new Map<string, number>();
   #refusalMinute = '';
   #events = 0;
@@ -80,7 +81,7 @@ export class MessageLogWriter {
   }
 
   get stats(): MessageLogWriterStats {
-    return { pending: this.#events + this.#refusals.length, ...this.#stats };
+    return { pending: this.#events + this.#refusals.length + this.#refusalsInFlight, ...this.#stats };
   }
 
   /** Queues one timeline event of a message (and where its raw copy is, with `received`). */
@@ -203,10 +204,12 @@ export class MessageLogWriter {
       if (batch.entries.length === 0) this.#pending.delete(messageId);
     }
     const refusals = this.#refusals.splice(0, 25);
+    this.#refusalsInFlight = refusals.length;
     const results = await Promise.allSettled([
       ...messages.map(([messageId, batch]) => this.#store.appendEvents(messageId, batch.entries, batch.raw)),
       refusals.length > 0 ? this.#store.putRefusals(refusals) : Promise.resolve(),
     ]);
+    this.#refusalsInFlight = 0;
     let ok = true;
     results.forEach((result, i) => {
       const message = messages[i];
