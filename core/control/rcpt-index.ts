@@ -1,6 +1,6 @@
 import type { Config, Route } from '../config.ts';
 import { RelayDeniedError, UnknownRecipientError } from '../errors.ts';
-import { type ParsedAddress, parseAddress, type RecipientRoute, Router } from '../routes.ts';
+import { parseAddress, type RecipientRoute, Router } from '../routes.ts';
 import { DomainNotVerifiedError } from './errors.ts';
 
 /** A route in the index; `rank` orders routes of equal specificity (config file order, then API routes by age). */
@@ -10,20 +10,49 @@ interface Entry {
 }
 
 interface PatternEntry extends Entry {
-  readonly regex: RegExp;
+  /** Whether an address matches (global patterns), or a local part of this domain does (domain globs). */
+  readonly test: (text: string) => boolean;
 }
 
-/** Where one pattern of an API route sits, so that removing the route touches only its own buckets. */
-type Placement =
-  | { readonly bucket: Map<string, Entry[]>; readonly key: string; readonly entry: Entry }
-  | { readonly bucket: Map<string, PatternEntry[]>; readonly key: string; readonly entry: PatternEntry }
-  | { readonly bucket: null; readonly entry: PatternEntry };
+/** What the index knows about one domain name: whether mail for it is ours, and its non-exact routes. */
+interface DomainEntry {
+  /** `config` and `verified` take mail; `pending` is refused; absent: only a `*.parent` config domain can take it. */
+  status?: 'config' | 'pending' | 'verified';
+  /** Globs of this domain, best first. */
+  patterns?: PatternEntry[];
+  /** `*@domain` routes, best first; the first is the answer. */
+  catchAll?: Entry[];
+  /** Exact addresses of this domain in the index, so an emptied entry can be forgotten. */
+  exact: number;
+}
 
-const GLOBAL = '';
+/** Where one pattern of an API route sits: its list, and what to bring up to date after leaving it. */
+interface Placement {
+  readonly list: Entry[];
+  readonly entry: Entry;
+  readonly refresh: () => void;
+}
 
 function globToRegExp(glob: string): RegExp {
   const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
   return new RegExp(`^${escaped}$`, 'i');
+}
+
+/**
+ * A glob's local part as a test of local parts. A single `*` is a prefix and a suffix check (the
+ * common case) with no regular expression; more stars compile as Router compiles them. Both sides
+ * are lowercase already, so case folding changes nothing.
+ */
+function localGlob(local: string): (text: string) => boolean {
+  const star = local.indexOf('*');
+  if (star === local.lastIndexOf('*')) {
+    const prefix = local.slice(0, star);
+    const suffix = local.slice(star + 1);
+    const least = prefix.length + suffix.length;
+    return (text) => text.length >= least && text.startsWith(prefix) && text.endsWith(suffix);
+  }
+  const regex = globToRegExp(local);
+  return (text) => regex.test(text);
 }
 
 function insertSorted<T extends Entry>(list: T[], entry: T): void {
@@ -34,9 +63,10 @@ function insertSorted<T extends Entry>(list: T[], entry: T): void {
 
 const better = (a: Entry | undefined, b: Entry | undefined) => (!a ? b : !b ? a : a.rank <= b.rank ? a : b);
 
-function firstMatch(list: readonly PatternEntry[] | undefined, address: ParsedAddress, bare: string) {
+/** The first (best-ranked) pattern taking either form of the address. */
+function firstMatch(list: readonly PatternEntry[] | undefined, full: string, bare: string) {
   if (!list) return undefined;
-  for (const entry of list) if (entry.regex.test(address.address) || entry.regex.test(bare)) return entry;
+  for (const entry of list) if (entry.test(full) || (bare !== full && entry.test(bare))) return entry;
   return undefined;
 }
 
@@ -61,12 +91,12 @@ export interface RcptIndexOptions {
  */
 export class RcptIndex extends Router {
   readonly #acceptUnverified: boolean;
-  readonly #configDomains = new Set<string>();
+  readonly #domains = new Map<string, DomainEntry>();
   readonly #wildcardDomains = new Set<string>();
-  readonly #apiDomains = new Map<string, 'pending' | 'verified'>();
+  /** Exact addresses: every route per address (for changes), and the best one (for an RCPT, one lookup). */
   readonly #exact = new Map<string, Entry[]>();
-  readonly #catchAll = new Map<string, Entry[]>();
-  readonly #domainPatterns = new Map<string, PatternEntry[]>();
+  readonly #exactBest = new Map<string, Entry>();
+  /** Regexes, and globs with a `*` in the domain: tried for every address. */
   readonly #globalPatterns: PatternEntry[] = [];
   readonly #apiRoutes = new Map<string, Placement[]>();
 
@@ -75,7 +105,7 @@ export class RcptIndex extends Router {
     this.#acceptUnverified = options.acceptUnverifiedDomains ?? false;
     for (const domain of config.domains) {
       if (domain.startsWith('*.')) this.#wildcardDomains.add(domain.slice(2));
-      else this.#configDomains.add(domain);
+      else this.#domain(domain).status = 'config';
     }
     const width = String(config.routes.length).length;
     config.routes.forEach((route, order) => {
@@ -93,13 +123,10 @@ export class RcptIndex extends Router {
   removeRoute(id: string): boolean {
     const placements = this.#apiRoutes.get(id);
     if (!placements) return false;
-    for (const placement of placements) {
-      const list: Entry[] | undefined =
-        placement.bucket === null ? this.#globalPatterns : placement.bucket.get(placement.key);
-      if (!list) continue;
-      const at = list.indexOf(placement.entry);
+    for (const { list, entry, refresh } of placements) {
+      const at = list.indexOf(entry);
       if (at !== -1) list.splice(at, 1);
-      if (list.length === 0 && placement.bucket !== null) placement.bucket.delete(placement.key);
+      refresh();
     }
     this.#apiRoutes.delete(id);
     return true;
@@ -107,82 +134,125 @@ export class RcptIndex extends Router {
 
   /** Adds or changes an API domain; config domains are verified by definition and not affected. */
   putDomain(name: string, status: 'pending' | 'verified'): void {
-    this.#apiDomains.set(name, status);
+    const entry = this.#domain(name);
+    if (entry.status !== 'config') entry.status = status;
   }
 
   removeDomain(name: string): boolean {
-    return this.#apiDomains.delete(name);
+    const entry = this.#domains.get(name);
+    if (!entry || entry.status === undefined || entry.status === 'config') return false;
+    entry.status = undefined;
+    this.#forgetIfEmpty(name, entry);
+    return true;
   }
 
   /** How many API routes and domains it holds. */
   get size(): { routes: number; domains: number } {
-    return { routes: this.#apiRoutes.size, domains: this.#apiDomains.size };
+    let domains = 0;
+    for (const entry of this.#domains.values()) {
+      if (entry.status === 'pending' || entry.status === 'verified') domains++;
+    }
+    return { routes: this.#apiRoutes.size, domains };
   }
 
   override resolve(recipient: string): RecipientRoute {
     const address = parseAddress(recipient);
     if (!address) throw new RelayDeniedError(recipient);
-    this.#checkDomain(address.domain, recipient);
-    const bare = `${address.local}@${address.domain}`;
-    const exact = better(this.#exact.get(address.address)?.[0], this.#exact.get(bare)?.[0]);
-    if (exact) return { route: exact.route, address };
-    const pattern = better(
-      firstMatch(this.#domainPatterns.get(address.domain), address, bare),
-      firstMatch(this.#globalPatterns, address, bare),
+    const entry = this.#domains.get(address.domain);
+    this.#checkDomain(entry?.status, address.domain, recipient);
+    // Router matches the address as written and without its +tag.
+    const tagged = address.address.length !== address.local.length + address.domain.length + 1;
+    const bare = tagged ? `${address.local}@${address.domain}` : address.address;
+    const exact = better(
+      this.#exactBest.get(address.address),
+      tagged ? this.#exactBest.get(bare) : undefined,
     );
+    if (exact) return { route: exact.route, address };
+    const global =
+      this.#globalPatterns.length > 0 ? firstMatch(this.#globalPatterns, address.address, bare) : undefined;
+    const local =
+      entry?.patterns && address.address.slice(0, address.address.length - address.domain.length - 1);
+    const pattern = better(local ? firstMatch(entry.patterns, local, address.local) : undefined, global);
     if (pattern) return { route: pattern.route, address };
-    const catchAll = this.#catchAll.get(address.domain)?.[0];
+    const catchAll = entry?.catchAll?.[0];
     if (catchAll) return { route: catchAll.route, address };
     throw new UnknownRecipientError(recipient);
   }
 
-  #checkDomain(domain: string, recipient: string): void {
-    if (this.#configDomains.has(domain)) return;
-    const api = this.#apiDomains.get(domain);
-    if (api === 'verified' || (api === 'pending' && this.#acceptUnverified)) return;
+  #checkDomain(status: DomainEntry['status'], domain: string, recipient: string): void {
+    if (status === 'config' || status === 'verified' || (status === 'pending' && this.#acceptUnverified))
+      return;
     // `*.example.com` takes every name below example.com, not example.com itself.
     for (let dot = domain.indexOf('.'); dot !== -1; dot = domain.indexOf('.', dot + 1)) {
       if (this.#wildcardDomains.has(domain.slice(dot + 1))) return;
     }
-    throw api === 'pending' ? new DomainNotVerifiedError(recipient) : new RelayDeniedError(recipient);
+    throw status === 'pending' ? new DomainNotVerifiedError(recipient) : new RelayDeniedError(recipient);
   }
 
-  /** Puts each pattern of a route in its bucket, compiled as Router compiles it. */
+  #domain(name: string): DomainEntry {
+    let entry = this.#domains.get(name);
+    if (!entry) {
+      entry = { exact: 0 };
+      this.#domains.set(name, entry);
+    }
+    return entry;
+  }
+
+  #forgetIfEmpty(name: string, entry: DomainEntry): void {
+    const empty = entry.exact === 0 && !entry.patterns?.length && !entry.catchAll?.length;
+    if (entry.status === undefined && empty) this.#domains.delete(name);
+  }
+
+  /** Puts each pattern of a route in its list, compiled as Router compiles it. */
   #place(route: Route, rank: string): Placement[] {
     const placements: Placement[] = [];
-    const add = (bucket: Map<string, Entry[]>, key: string) => {
-      const entry: Entry = { route, rank };
-      const list = bucket.get(key) ?? [];
+    const add = <T extends Entry>(list: T[], entry: T, refresh: () => void) => {
       insertSorted(list, entry);
-      bucket.set(key, list);
-      placements.push({ bucket, key, entry });
-    };
-    const addPattern = (regex: RegExp, key: string) => {
-      const entry: PatternEntry = { route, rank, regex };
-      if (key === GLOBAL) {
-        insertSorted(this.#globalPatterns, entry);
-        placements.push({ bucket: null, entry });
-        return;
-      }
-      const list = this.#domainPatterns.get(key) ?? [];
-      insertSorted(list, entry);
-      this.#domainPatterns.set(key, list);
-      placements.push({ bucket: this.#domainPatterns, key, entry });
+      placements.push({ list, entry, refresh });
     };
     for (const pattern of route.match) {
       if (pattern.startsWith('/')) {
         const [, body = '', flags = ''] = /^\/(.*)\/([a-z]*)$/.exec(pattern) ?? [];
-        addPattern(new RegExp(body, flags.includes('i') ? flags : `${flags}i`), GLOBAL);
+        const regex = new RegExp(body, flags.includes('i') ? flags : `${flags}i`);
+        add(this.#globalPatterns, { route, rank, test: (text) => regex.test(text) }, () => undefined);
         continue;
       }
       const lower = pattern.toLowerCase();
       const at = lower.lastIndexOf('@');
       const local = lower.slice(0, at);
-      const domain = lower.slice(at + 1);
-      if (local === '*') add(this.#catchAll, domain);
-      // A glob can only match addresses in its own domain unless the domain has a `*` too.
-      else if (local.includes('*')) addPattern(globToRegExp(lower), domain.includes('*') ? GLOBAL : domain);
-      else add(this.#exact, lower);
+      const name = lower.slice(at + 1);
+      const domain = this.#domain(name);
+      const forget = () => this.#forgetIfEmpty(name, domain);
+      if (local === '*') {
+        domain.catchAll ??= [];
+        add(domain.catchAll, { route, rank }, forget);
+      } else if (local.includes('*') && name.includes('*')) {
+        const regex = globToRegExp(lower);
+        add(this.#globalPatterns, { route, rank, test: (text) => regex.test(text) }, forget);
+      } else if (local.includes('*')) {
+        // A glob with a plain domain only matches addresses of that domain: test the local part.
+        domain.patterns ??= [];
+        add(domain.patterns, { route, rank, test: localGlob(local) }, forget);
+      } else {
+        let list = this.#exact.get(lower);
+        if (!list) {
+          list = [];
+          this.#exact.set(lower, list);
+          domain.exact++;
+        }
+        const exact = list;
+        add(exact, { route, rank }, () => {
+          if (exact.length > 0) {
+            this.#exactBest.set(lower, exact[0]!);
+            return;
+          }
+          this.#exact.delete(lower);
+          this.#exactBest.delete(lower);
+          domain.exact--;
+          forget();
+        });
+        this.#exactBest.set(lower, exact[0]!);
+      }
     }
     return placements;
   }
