@@ -138,6 +138,16 @@ function readBody<T extends ZodType>(request: ApiRequest, schema: T): z.output<T
   return parseWith(schema, value, 'body');
 }
 
+/** Awaits a conditional store write, answering `onConflict` when it lost. */
+async function unlessConflict<T>(write: Promise<T>, onConflict: () => ApiError): Promise<T> {
+  try {
+    return await write;
+  } catch (error) {
+    if (error instanceof StoreConflictError) throw Object.assign(onConflict(), { cause: error });
+    throw error;
+  }
+}
+
 const notFound = (what: string) => new ApiError(404, 'not_found', `${what} does not exist`);
 const readOnly = (what: string) =>
   new ApiError(409, 'read_only', `${what} comes from the config file; change it there`);
@@ -477,26 +487,15 @@ export const OPERATIONS: readonly Operation[] = [
       const covering = configDomainCovers(deps.config, name);
       if (covering)
         throw new ApiError(409, 'read_only', `domain ${name} is in the config file (${covering})`);
-      try {
-        const stored = await deps.store.claimDomain(newDomainClaim(name, principal.keyId, now), now);
-        return {
-          status: 201,
-          body: domainView(deps, stored),
-          headers: { location: `/v1/domains/${encodeURIComponent(name)}` },
-        };
-      } catch (error) {
-        if (error instanceof StoreConflictError) {
-          throw new ApiError(
-            409,
-            'conflict',
-            `domain ${name} is already claimed (verified, or pending proof)`,
-            {
-              cause: error,
-            },
-          );
-        }
-        throw error;
-      }
+      const stored = await unlessConflict(
+        deps.store.claimDomain(newDomainClaim(name, principal.keyId, now), now),
+        () => new ApiError(409, 'conflict', `domain ${name} is already claimed (verified, or pending proof)`),
+      );
+      return {
+        status: 201,
+        body: domainView(deps, stored),
+        headers: { location: `/v1/domains/${encodeURIComponent(name)}` },
+      };
     },
   },
   {
@@ -522,12 +521,7 @@ export const OPERATIONS: readonly Operation[] = [
     async handle({ deps, params }) {
       const name = params.name!.toLowerCase();
       if (deps.config.domains.includes(name)) throw readOnly(`domain ${name}`);
-      try {
-        await deps.store.deleteDomain(name);
-      } catch (error) {
-        if (error instanceof StoreConflictError) throw notFound(`domain ${name}`);
-        throw error;
-      }
+      await unlessConflict(deps.store.deleteDomain(name), () => notFound(`domain ${name}`));
       return { status: 204 };
     },
   },
@@ -557,17 +551,11 @@ export const OPERATIONS: readonly Operation[] = [
         const txt = domainRecords(name, stored.token, deps.mxHost).find((record) => record.type === 'TXT')!;
         throw new ApiError(422, 'verification_failed', `TXT ${txt.name} does not hold "${txt.value}" yet`);
       }
-      try {
-        const verified = await deps.store.markDomainVerified(name, stored.token, now.toISOString());
-        return { status: 200, body: domainView(deps, verified) };
-      } catch (error) {
-        if (error instanceof StoreConflictError) {
-          throw new ApiError(409, 'conflict', `domain ${name} was claimed again or removed meanwhile`, {
-            cause: error,
-          });
-        }
-        throw error;
-      }
+      const verified = await unlessConflict(
+        deps.store.markDomainVerified(name, stored.token, now.toISOString()),
+        () => new ApiError(409, 'conflict', `domain ${name} was claimed again or removed meanwhile`),
+      );
+      return { status: 200, body: domainView(deps, verified) };
     },
   },
   {
@@ -601,12 +589,7 @@ export const OPERATIONS: readonly Operation[] = [
     summary: 'Revoke an API key; it fails from the next request on',
     responses: { 204: { description: 'Revoked' } },
     async handle({ deps, params }) {
-      try {
-        await deps.store.deleteKey(params.id!);
-      } catch (error) {
-        if (error instanceof StoreConflictError) throw notFound(`key ${params.id}`);
-        throw error;
-      }
+      await unlessConflict(deps.store.deleteKey(params.id!), () => notFound(`key ${params.id}`));
       return { status: 204 };
     },
   },

@@ -129,6 +129,8 @@ const MAX_EXAMINED_PER_PAGE = 1000;
 const BATCH_GET_SIZE = 100;
 const BATCH_WRITE_SIZE = 25;
 
+/** `#name` → `name` for each attribute an expression names (many are reserved words: status, name, data…). */
+const names = (...attributes: string[]) => Object.fromEntries(attributes.map((a) => [`#${a}`, a]));
 const epochSeconds = (date: Date) => Math.floor(date.getTime() / 1000);
 const isConflict = (error: unknown) => (error as Error).name === 'ConditionalCheckFailedException';
 /** The smallest and largest ULID of a millisecond, for key ranges over time. */
@@ -300,7 +302,11 @@ export function dynamoControlStore(
     async appendEvents(messageId, entries, raw) {
       if (entries.length === 0) return;
       const time = decodeTime(messageId);
-      const names: Record<string, string> = { '#id': 'id', '#day': 'day', '#exp': 'expiresAt' };
+      const attributeNames: Record<string, string> = {
+        '#id': 'id',
+        '#day': 'day',
+        '#expiresAt': 'expiresAt',
+      };
       const values: Record<string, unknown> = {
         ':id': messageId,
         ':day': dayOf(time),
@@ -309,22 +315,22 @@ export function dynamoControlStore(
       const sets = [
         '#id = if_not_exists(#id, :id)',
         '#day = if_not_exists(#day, :day)',
-        '#exp = if_not_exists(#exp, :exp)',
+        '#expiresAt = if_not_exists(#expiresAt, :exp)',
       ];
       const adds: string[] = [];
       const routes = new Set<string>();
       const aliases: Item[] = [];
       entries.forEach(({ eventId, event }, i) => {
-        names[`#e${i}`] = `e_${eventId}`;
+        attributeNames[`#e${i}`] = `e_${eventId}`;
         values[`:e${i}`] = event;
         sets.push(`#e${i} = :e${i}`);
         if (event.type === 'received') {
           const [first, ...more] = event.rcptTo.map((to) => to.toLowerCase());
-          names['#sender'] = 'sender';
+          attributeNames['#sender'] = 'sender';
           values[':sender'] = senderKey(event.mailFrom);
           sets.push('#sender = :sender');
           if (first) {
-            names['#rcpt'] = 'rcpt';
+            attributeNames['#rcpt'] = 'rcpt';
             values[':rcpt'] = first;
             sets.push('#rcpt = :rcpt');
           }
@@ -341,7 +347,7 @@ export function dynamoControlStore(
         if (event.type === 'parsed' && event.subject) {
           const words = subjectWords(event.subject);
           if (words.length > 0) {
-            names['#words'] = 'words';
+            attributeNames['#words'] = 'words';
             values[':words'] = new Set(words);
             adds.push('#words :words');
           }
@@ -350,12 +356,12 @@ export function dynamoControlStore(
         if ('route' in event && event.route) routes.add(event.route);
       });
       if (routes.size > 0) {
-        names['#routes'] = 'routes';
+        attributeNames['#routes'] = 'routes';
         values[':routes'] = routes;
         adds.push('#routes :routes');
       }
       if (raw) {
-        names['#raw'] = 'raw';
+        attributeNames['#raw'] = 'raw';
         values[':raw'] = raw;
         sets.push('#raw = :raw');
       }
@@ -364,7 +370,7 @@ export function dynamoControlStore(
           TableName: tableName,
           Key: { pk: `M#${messageId}`, sk: 'M' },
           UpdateExpression: `SET ${sets.join(', ')}${adds.length > 0 ? ` ADD ${adds.join(', ')}` : ''}`,
-          ExpressionAttributeNames: names,
+          ExpressionAttributeNames: attributeNames,
           ExpressionAttributeValues: values,
         }),
       );
@@ -526,7 +532,7 @@ export function dynamoControlStore(
         TableName: tableName,
         KeyConditionExpression: '#pk = :pk',
         FilterExpression: 'attribute_not_exists(#deleted)',
-        ExpressionAttributeNames: { '#pk': 'pk', '#deleted': 'deleted' },
+        ExpressionAttributeNames: names('pk', 'deleted'),
         ExpressionAttributeValues: { ':pk': 'ROUTE' },
       });
       return items.map(routeFromItem);
@@ -548,18 +554,18 @@ export function dynamoControlStore(
           update({
             Key: { pk: 'ROUTE', sk: route.route.id },
             UpdateExpression:
-              'SET #route = :route, #secrets = :secrets, #createdAt = :createdAt, #updatedAt = :updatedAt, #rev = if_not_exists(#rev, :zero) + :one REMOVE #deleted, #exp',
+              'SET #route = :route, #secrets = :secrets, #createdAt = :createdAt, #updatedAt = :updatedAt, #rev = if_not_exists(#rev, :zero) + :one REMOVE #deleted, #expiresAt',
             ConditionExpression: 'attribute_not_exists(#pk) OR attribute_exists(#deleted)',
-            ExpressionAttributeNames: {
-              '#pk': 'pk',
-              '#route': 'route',
-              '#secrets': 'secrets',
-              '#createdAt': 'createdAt',
-              '#updatedAt': 'updatedAt',
-              '#rev': 'rev',
-              '#deleted': 'deleted',
-              '#exp': 'expiresAt',
-            },
+            ExpressionAttributeNames: names(
+              'pk',
+              'route',
+              'secrets',
+              'createdAt',
+              'updatedAt',
+              'rev',
+              'deleted',
+              'expiresAt',
+            ),
             ExpressionAttributeValues: {
               ':route': route.route,
               ':secrets': route.secrets,
@@ -585,14 +591,7 @@ export function dynamoControlStore(
               'SET #route = :route, #secrets = :secrets, #updatedAt = :updatedAt, #rev = #rev + :one',
             ConditionExpression:
               'attribute_exists(#pk) AND attribute_not_exists(#deleted) AND #rev = :expected',
-            ExpressionAttributeNames: {
-              '#pk': 'pk',
-              '#route': 'route',
-              '#secrets': 'secrets',
-              '#updatedAt': 'updatedAt',
-              '#rev': 'rev',
-              '#deleted': 'deleted',
-            },
+            ExpressionAttributeNames: names('pk', 'route', 'secrets', 'updatedAt', 'rev', 'deleted'),
             ExpressionAttributeValues: {
               ':route': route.route,
               ':secrets': route.secrets,
@@ -621,7 +620,7 @@ export function dynamoControlStore(
         TableName: tableName,
         KeyConditionExpression: '#pk = :pk',
         FilterExpression: 'attribute_not_exists(#deleted)',
-        ExpressionAttributeNames: { '#pk': 'pk', '#deleted': 'deleted' },
+        ExpressionAttributeNames: names('pk', 'deleted'),
         ExpressionAttributeValues: { ':pk': 'DOMAIN' },
       });
       return items.map(domainFromItem);
@@ -643,22 +642,22 @@ export function dynamoControlStore(
           update({
             Key: { pk: 'DOMAIN', sk: domain.name },
             UpdateExpression:
-              'SET #status = :pending, #token = :token, #claimedBy = :claimedBy, #createdAt = :createdAt, #claimExpiresAt = :claimExpiresAt, #verifiedAt = :null, #rev = if_not_exists(#rev, :zero) + :one REMOVE #deleted, #exp',
+              'SET #status = :pending, #token = :token, #claimedBy = :claimedBy, #createdAt = :createdAt, #claimExpiresAt = :claimExpiresAt, #verifiedAt = :null, #rev = if_not_exists(#rev, :zero) + :one REMOVE #deleted, #expiresAt',
             // Free, removed, or a pending claim nobody proved in time; never a verified domain.
             ConditionExpression:
               'attribute_not_exists(#pk) OR attribute_exists(#deleted) OR (#status = :pending AND #claimExpiresAt < :now)',
-            ExpressionAttributeNames: {
-              '#pk': 'pk',
-              '#status': 'status',
-              '#token': 'token',
-              '#claimedBy': 'claimedBy',
-              '#createdAt': 'createdAt',
-              '#claimExpiresAt': 'claimExpiresAt',
-              '#verifiedAt': 'verifiedAt',
-              '#rev': 'rev',
-              '#deleted': 'deleted',
-              '#exp': 'expiresAt',
-            },
+            ExpressionAttributeNames: names(
+              'pk',
+              'status',
+              'token',
+              'claimedBy',
+              'createdAt',
+              'claimExpiresAt',
+              'verifiedAt',
+              'rev',
+              'deleted',
+              'expiresAt',
+            ),
             ExpressionAttributeValues: {
               ':pending': 'pending',
               ':token': domain.token,
@@ -685,13 +684,7 @@ export function dynamoControlStore(
             Key: { pk: 'DOMAIN', sk: name },
             UpdateExpression: 'SET #status = :verified, #verifiedAt = :at, #rev = #rev + :one',
             ConditionExpression: '#status = :pending AND #token = :token AND attribute_not_exists(#deleted)',
-            ExpressionAttributeNames: {
-              '#status': 'status',
-              '#verifiedAt': 'verifiedAt',
-              '#rev': 'rev',
-              '#token': 'token',
-              '#deleted': 'deleted',
-            },
+            ExpressionAttributeNames: names('status', 'verifiedAt', 'rev', 'token', 'deleted'),
             ExpressionAttributeValues: {
               ':verified': 'verified',
               ':pending': 'pending',
@@ -720,7 +713,7 @@ export function dynamoControlStore(
               TableName: tableName,
               Item: { pk: 'KEY', sk: key.id, ...key },
               ConditionExpression: 'attribute_not_exists(#pk)',
-              ExpressionAttributeNames: { '#pk': 'pk' },
+              ExpressionAttributeNames: names('pk'),
             }),
           ),
         `key ${key.id} exists`,
@@ -736,7 +729,7 @@ export function dynamoControlStore(
       const items = await queryAll(doc, {
         TableName: tableName,
         KeyConditionExpression: '#pk = :pk',
-        ExpressionAttributeNames: { '#pk': 'pk' },
+        ExpressionAttributeNames: names('pk'),
         ExpressionAttributeValues: { ':pk': 'KEY' },
       });
       return items.map(keyFromItem);
@@ -750,7 +743,7 @@ export function dynamoControlStore(
               TableName: tableName,
               Key: { pk: 'KEY', sk: id },
               ConditionExpression: 'attribute_exists(#pk)',
-              ExpressionAttributeNames: { '#pk': 'pk' },
+              ExpressionAttributeNames: names('pk'),
             }),
           ),
         `key ${id} does not exist`,
@@ -761,7 +754,7 @@ export function dynamoControlStore(
       const items = await queryAll(doc, {
         TableName: tableName,
         KeyConditionExpression: '#pk = :pk AND #sk > :after',
-        ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+        ExpressionAttributeNames: names('pk', 'sk'),
         ExpressionAttributeValues: { ':pk': 'CHANGE', ':after': afterId },
       });
       return items.map((item): Change => {
@@ -805,9 +798,9 @@ export function dynamoControlStore(
   function tombstone(pk: string, sk: string, expectedRevision?: number) {
     return update({
       Key: { pk, sk },
-      UpdateExpression: 'SET #deleted = :true, #rev = #rev + :one, #exp = :exp',
+      UpdateExpression: 'SET #deleted = :true, #rev = #rev + :one, #expiresAt = :exp',
       ConditionExpression: `attribute_exists(#pk) AND attribute_not_exists(#deleted)${expectedRevision === undefined ? '' : ' AND #rev = :expected'}`,
-      ExpressionAttributeNames: { '#pk': 'pk', '#deleted': 'deleted', '#rev': 'rev', '#exp': 'expiresAt' },
+      ExpressionAttributeNames: names('pk', 'deleted', 'rev', 'expiresAt'),
       ExpressionAttributeValues: {
         ':true': true,
         ':one': 1,
