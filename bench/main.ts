@@ -14,6 +14,7 @@ import { Worker } from './ipc.ts';
 import { E2E_RETRY_SCHEDULE, latency } from './latency.ts';
 import { memory } from './memory.ts';
 import { PARSE_CASES, type ParseCase, type Parser } from './parse.ts';
+import { rcptBench } from './rcpt.ts';
 import { harakaBinary, postfixSinkBinary } from './servers.ts';
 
 const quick = process.argv.includes('--quick');
@@ -104,6 +105,7 @@ try {
   json.parse = await parsing();
   log('bundles');
   json.bundles = await measureBundles(PLAN.coldImports);
+  json.rcpt = await rcptBench(log);
 } finally {
   await load.stop();
 }

@@ -1,0 +1,185 @@
+/**
+ * RCPT decision: the control plane's RcptIndex holding 100,000 API routes and 10,000 API domains
+ * against the config-file Router with the stock config (dev/mailbridge.yaml), measured in the same
+ * process, alternating blocks so both see the same machine. Also the Router over the same 100,000
+ * routes (why an index), the time to apply one change, and the heap the index takes. Run in its own
+ * process with --expose-gc (bench/main.ts does); `node --expose-gc bench/rcpt.ts` prints it alone.
+ */
+import { readFileSync } from 'node:fs';
+import { RcptIndex } from '../core/control/index.ts';
+import { parseConfigText, type Route, Router } from '../core/index.ts';
+import { serve, Worker } from './ipc.ts';
+import { percentile } from './stats.ts';
+
+export interface RcptResult {
+  routes: number;
+  domains: number;
+  lookups: number;
+  router: { p50Ns: number; p99Ns: number };
+  index: { p50Ns: number; p99Ns: number };
+  p99Ratio: number;
+  p50Ratio: number;
+  routerAtScale: { p50Ns: number; p99Ns: number; lookups: number };
+  change: { putRouteP50Ns: number; putRouteP99Ns: number; removeRouteP50Ns: number; putDomainP50Ns: number };
+  indexHeapMiB: number;
+  buildMs: number;
+}
+
+const stock = parseConfigText(readFileSync(new URL('../dev/mailbridge.yaml', import.meta.url), 'utf8'), {
+  source: 'dev/mailbridge.yaml',
+  runtime: 'local',
+});
+const template = stock.routes[0]!;
+
+/** 100,000 routes over 10,000 tenant domains: per domain 8 exact addresses, 1 glob, 1 catch-all. */
+function tenantRoutes(domains: number): Route[] {
+  const routes: Route[] = [];
+  for (let d = 0; d < domains; d++) {
+    const domain = `tenant${d}.example`;
+    for (let u = 0; u < 8; u++) routes.push({ ...template, id: `r${d}-${u}`, match: [`user${u}@${domain}`] });
+    routes.push({ ...template, id: `r${d}-glob`, match: [`support-*@${domain}`] });
+    routes.push({ ...template, id: `r${d}-all`, match: [`*@${domain}`] });
+  }
+  return routes;
+}
+
+const gc = () => (globalThis as { gc?: () => void }).gc?.();
+
+/** Times `resolve` once. */
+function once(resolve: (recipient: string) => unknown, recipient: string): number {
+  const start = process.hrtime.bigint();
+  resolve(recipient);
+  return Number(process.hrtime.bigint() - start);
+}
+
+export function run(options: { lookups?: number; domains?: number } = {}): RcptResult {
+  const lookups = options.lookups ?? 400_000;
+  const domainCount = options.domains ?? 10_000;
+  const routes = tenantRoutes(domainCount);
+
+  gc();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const built = performance.now();
+  const index = new RcptIndex(stock);
+  routes.forEach((route, i) => {
+    index.putRoute(route, `2026-01-01T00:00:00.000Z${String(i).padStart(6, '0')}`);
+  });
+  for (let d = 0; d < domainCount; d++) index.putDomain(`tenant${d}.example`, 'verified');
+  const buildMs = performance.now() - built;
+  gc();
+  const indexHeapMiB = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
+
+  const router = new Router(stock);
+  // Every recipient is accepted, as most RCPTs are; both sides parse and lowercase the address.
+  const routerRecipients = Array.from({ length: 1000 }, (_, i) =>
+    i % 2 ? `user${i}+tag${i}@localhost` : `User${i}@Example.test`,
+  );
+  const indexRecipients = Array.from({ length: 1000 }, (_, i) => {
+    const domain = `tenant${(i * 7919) % domainCount}.example`;
+    switch (i % 4) {
+      case 0:
+        return `user${i % 8}@${domain}`;
+      case 1:
+        return `User${i % 8}+ticket-${i}@${domain.toUpperCase()}`;
+      case 2:
+        return `support-${i}@${domain}`;
+      default:
+        return `someone${i}@${domain}`;
+    }
+  });
+  for (const recipient of indexRecipients) index.resolve(recipient);
+
+  // Calls alternate one by one, so both sides meet the same interruptions of a shared machine
+  // (another process, a GC of the bench itself) and the p99s compare the decisions, not luck.
+  const routerSamples: number[] = [];
+  const indexSamples: number[] = [];
+  const routerResolve = (r: string) => router.resolve(r);
+  const indexResolve = (r: string) => index.resolve(r);
+  for (let i = 0; i < lookups; i++) {
+    routerSamples.push(once(routerResolve, routerRecipients[i % routerRecipients.length]!));
+    indexSamples.push(once(indexResolve, indexRecipients[i % indexRecipients.length]!));
+  }
+
+  // The Router holding the same 100,000 routes scans them all: a few hundred lookups tell enough.
+  const scale = new Router({
+    domains: [...stock.domains, '*.example'],
+    routes: [...stock.routes, ...routes],
+  });
+  const scaleSamples = indexRecipients.slice(0, 200).map((r) => once((x) => scale.resolve(x), r));
+
+  const putRoute: number[] = [];
+  const removeRoute: number[] = [];
+  const putDomain: number[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const route = routes[(i * 104729) % routes.length]!;
+    const changed = { ...route, match: [`changed${i}@tenant${i % domainCount}.example`] };
+    let start = process.hrtime.bigint();
+    index.putRoute(changed, '2026-06-01T00:00:00.000Z');
+    putRoute.push(Number(process.hrtime.bigint() - start));
+    start = process.hrtime.bigint();
+    index.removeRoute(changed.id);
+    removeRoute.push(Number(process.hrtime.bigint() - start));
+    index.putRoute(route, '2026-01-01T00:00:00.000Z');
+    start = process.hrtime.bigint();
+    index.putDomain(`new${i}.example`, 'pending');
+    putDomain.push(Number(process.hrtime.bigint() - start));
+  }
+
+  const router99 = percentile(routerSamples, 99);
+  const index99 = percentile(indexSamples, 99);
+  return {
+    routes: routes.length,
+    domains: domainCount,
+    lookups,
+    router: { p50Ns: percentile(routerSamples, 50), p99Ns: router99 },
+    index: { p50Ns: percentile(indexSamples, 50), p99Ns: index99 },
+    p99Ratio: index99 / router99,
+    p50Ratio: percentile(indexSamples, 50) / percentile(routerSamples, 50),
+    routerAtScale: {
+      p50Ns: percentile(scaleSamples, 50),
+      p99Ns: percentile(scaleSamples, 99),
+      lookups: scaleSamples.length,
+    },
+    change: {
+      putRouteP50Ns: percentile(putRoute, 50),
+      putRouteP99Ns: percentile(putRoute, 99),
+      removeRouteP50Ns: percentile(removeRoute, 50),
+      putDomainP50Ns: percentile(putDomain, 50),
+    },
+    indexHeapMiB,
+    buildMs,
+  };
+}
+
+/** The section of the bench table. */
+export function rcptReport(r: RcptResult): string[] {
+  const ns = (value: number) => (value >= 1e6 ? `${(value / 1e6).toFixed(1)} ms` : `${Math.round(value)} ns`);
+  return [
+    `### 8. RCPT decision (${r.routes.toLocaleString('en')} API routes, ${r.domains.toLocaleString('en')} API domains; ${r.lookups.toLocaleString('en')} lookups each; config Router with the stock config = 1.0)`,
+    '',
+    '| figure | p50 | p99 | ratio |',
+    '|---|---|---|---|',
+    `| config Router, stock config (2 routes) | ${ns(r.router.p50Ns)} | ${ns(r.router.p99Ns)} | 1.00× |`,
+    `| RcptIndex, ${r.routes.toLocaleString('en')} routes (target p99 ≤ 1.1×) | ${ns(r.index.p50Ns)} | ${ns(r.index.p99Ns)} | p50 ${r.p50Ratio.toFixed(2)}×, p99 ${r.p99Ratio.toFixed(2)}× |`,
+    `| config Router holding the same ${r.routes.toLocaleString('en')} routes (${r.routerAtScale.lookups} lookups) | ${ns(r.routerAtScale.p50Ns)} | ${ns(r.routerAtScale.p99Ns)} | p99 ${(r.routerAtScale.p99Ns / r.router.p99Ns).toFixed(0)}× |`,
+    `| apply one change: route put (replace) / route remove / domain put | ${ns(r.change.putRouteP50Ns)} / ${ns(r.change.removeRouteP50Ns)} / ${ns(r.change.putDomainP50Ns)} | put ${ns(r.change.putRouteP99Ns)} | – |`,
+    `| index heap, built in ${r.buildMs.toFixed(0)} ms | ${r.indexHeapMiB.toFixed(1)} MiB | | ${((r.indexHeapMiB * 2 ** 20) / r.routes).toFixed(0)} B per route |`,
+  ];
+}
+
+/** Runs the measurement in a process of its own (with --expose-gc), prints its table, returns the figures. */
+export async function rcptBench(log: (line: string) => void): Promise<RcptResult> {
+  log('RCPT decision');
+  const worker = new Worker('./rcpt.ts', [], ['--expose-gc']);
+  try {
+    await worker.ready;
+    const result = await worker.call<RcptResult>('run', {});
+    console.log(`${rcptReport(result).join('\n')}\n`);
+    return result;
+  } finally {
+    await worker.stop();
+  }
+}
+
+if (process.send) serve({ run });
+else if (import.meta.main) console.log(rcptReport(run()).join('\n'));

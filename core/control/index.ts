@@ -1,0 +1,39 @@
+export type { ApiDeps, ApiRequest, ApiResponse, Operation, RetryPort } from './api.ts';
+export { createApiHandler, OPERATIONS } from './api.ts';
+export type { TxtResolver } from './domains.ts';
+export {
+  DnsUnavailableError,
+  DOMAIN_CLAIM_DAYS,
+  domainRecords,
+  hasDomainProof,
+  newDomainClaim,
+} from './domains.ts';
+export type { DynamoControlStoreOptions } from './dynamodb-store.ts';
+export {
+  CONTROL_TABLE_INDEXES,
+  CONTROL_TABLE_KEYS,
+  controlTableDefinition,
+  dynamoControlStore,
+  ensureControlTable,
+} from './dynamodb-store.ts';
+export { ApiError, DomainNotVerifiedError, StoreConflictError } from './errors.ts';
+export { findApiKey, newApiKey } from './keys.ts';
+export type { MessageLogWriterOptions, MessageLogWriterStats } from './log-writer.ts';
+export { MessageLogWriter } from './log-writer.ts';
+export { detail, matchesQuery, messageRoutes, senderKey, subjectWords, summarize } from './message-view.ts';
+export { OPENAPI_DOCUMENT_PATH, openApiDocument } from './openapi.ts';
+export type { RcptIndexOptions } from './rcpt-index.ts';
+export { RcptIndex } from './rcpt-index.ts';
+export type { SigningSecretStore } from './route-secrets.ts';
+export {
+  localSigningSecretStore,
+  makeSigningSecret,
+  newSigningSecretValue,
+  pipelineRoute,
+  rotateSecrets,
+} from './route-secrets.ts';
+export type { RouteSyncOptions } from './route-sync.ts';
+export { RouteSync } from './route-sync.ts';
+export * from './schemas.ts';
+export { deriveStatus } from './status.ts';
+export type * from './store.ts';

@@ -1,0 +1,259 @@
+import type { Config, Route } from '../config.ts';
+import { RelayDeniedError, UnknownRecipientError } from '../errors.ts';
+import { parseAddress, type RecipientRoute, Router } from '../routes.ts';
+import { DomainNotVerifiedError } from './errors.ts';
+
+/** A route in the index; `rank` orders routes of equal specificity (config file order, then API routes by age). */
+interface Entry {
+  readonly route: Route;
+  readonly rank: string;
+}
+
+interface PatternEntry extends Entry {
+  /** Whether an address matches (global patterns), or a local part of this domain does (domain globs). */
+  readonly test: (text: string) => boolean;
+}
+
+/** What the index knows about one domain name: whether mail for it is ours, and its non-exact routes. */
+interface DomainEntry {
+  /** `config` and `verified` take mail; `pending` is refused; absent: only a `*.parent` config domain can take it. */
+  status?: 'config' | 'pending' | 'verified';
+  /** Globs of this domain, best first. */
+  patterns?: PatternEntry[];
+  /** `*@domain` routes, best first; the first is the answer. */
+  catchAll?: Entry[];
+  /** Exact addresses of this domain in the index, so an emptied entry can be forgotten. */
+  exact: number;
+}
+
+/** Where one pattern of an API route sits: its list, and what to bring up to date after leaving it. */
+interface Placement {
+  readonly list: Entry[];
+  readonly entry: Entry;
+  readonly refresh: () => void;
+}
+
+function globToRegExp(glob: string): RegExp {
+  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
+  return new RegExp(`^${escaped}$`, 'i');
+}
+
+/**
+ * A glob's local part as a test of local parts. A single `*` is a prefix and a suffix check (the
+ * common case) with no regular expression; more stars compile as Router compiles them. Both sides
+ * are lowercase already, so case folding changes nothing.
+ */
+function localGlob(local: string): (text: string) => boolean {
+  const star = local.indexOf('*');
+  if (star === local.lastIndexOf('*')) {
+    const prefix = local.slice(0, star);
+    const suffix = local.slice(star + 1);
+    const least = prefix.length + suffix.length;
+    return (text) => text.length >= least && text.startsWith(prefix) && text.endsWith(suffix);
+  }
+  const regex = globToRegExp(local);
+  return (text) => regex.test(text);
+}
+
+function insertSorted<T extends Entry>(list: T[], entry: T): void {
+  let at = list.length;
+  while (at > 0 && list[at - 1]!.rank > entry.rank) at--;
+  list.splice(at, 0, entry);
+}
+
+const better = (a: Entry | undefined, b: Entry | undefined) => (!a ? b : !b ? a : a.rank <= b.rank ? a : b);
+
+/** The first (best-ranked) pattern taking either form of the address. */
+function firstMatch(list: readonly PatternEntry[] | undefined, full: string, bare: string) {
+  if (!list) return undefined;
+  for (const entry of list) if (entry.test(full) || (bare !== full && entry.test(bare))) return entry;
+  return undefined;
+}
+
+export interface RcptIndexOptions {
+  /**
+   * Accept mail for API domains whose DNS proof is not checked yet. Off in production: a tenant
+   * could otherwise receive mail for a domain it does not control.
+   * @default false
+   */
+  acceptUnverifiedDomains?: boolean;
+}
+
+/**
+ * The RCPT decision over the config file's routes and domains plus those made through the API,
+ * with {@link Router}'s semantics (exact address > pattern > `*@domain`, ties by file order then
+ * API routes by age; plus-addressing; `*.domain` wildcards), answered from hash maps instead of a
+ * scan, and changed one route or domain at a time. It is a Router, so it plugs in where one is used.
+ *
+ * Refusals throw as Router's do: {@link RelayDeniedError} (`550 5.7.1`) for a domain that is not
+ * ours, {@link DomainNotVerifiedError} (`550 5.7.1`) for an API domain not verified,
+ * {@link UnknownRecipientError} (`550 5.1.1`) when no route takes the address.
+ */
+export class RcptIndex extends Router {
+  readonly #acceptUnverified: boolean;
+  readonly #domains = new Map<string, DomainEntry>();
+  readonly #wildcardDomains = new Set<string>();
+  /** Exact addresses: every route per address (for changes), and the best one (for an RCPT, one lookup). */
+  readonly #exact = new Map<string, Entry[]>();
+  readonly #exactBest = new Map<string, Entry>();
+  /** Regexes, and globs with a `*` in the domain: tried for every address. */
+  readonly #globalPatterns: PatternEntry[] = [];
+  readonly #apiRoutes = new Map<string, Placement[]>();
+
+  constructor(config: Pick<Config, 'domains' | 'routes'>, options: RcptIndexOptions = {}) {
+    super({ domains: [], routes: [] });
+    this.#acceptUnverified = options.acceptUnverifiedDomains ?? false;
+    for (const domain of config.domains) {
+      if (domain.startsWith('*.')) this.#wildcardDomains.add(domain.slice(2));
+      else this.#domain(domain).status = 'config';
+    }
+    const width = String(config.routes.length).length;
+    config.routes.forEach((route, order) => {
+      this.#place(route, `0${String(order).padStart(width, '0')}`);
+    });
+  }
+
+  /** Adds or replaces an API route; `createdAt` orders it among routes of equal specificity. */
+  putRoute(route: Route, createdAt: string): void {
+    this.removeRoute(route.id);
+    this.#apiRoutes.set(route.id, this.#place(route, `1${createdAt}\0${route.id}`));
+  }
+
+  /** Removes an API route; false when it was not there. Config routes stay. */
+  removeRoute(id: string): boolean {
+    const placements = this.#apiRoutes.get(id);
+    if (!placements) return false;
+    for (const { list, entry, refresh } of placements) {
+      const at = list.indexOf(entry);
+      if (at !== -1) list.splice(at, 1);
+      refresh();
+    }
+    this.#apiRoutes.delete(id);
+    return true;
+  }
+
+  /** Adds or changes an API domain; config domains are verified by definition and not affected. */
+  putDomain(name: string, status: 'pending' | 'verified'): void {
+    const entry = this.#domain(name);
+    if (entry.status !== 'config') entry.status = status;
+  }
+
+  removeDomain(name: string): boolean {
+    const entry = this.#domains.get(name);
+    if (!entry || entry.status === undefined || entry.status === 'config') return false;
+    entry.status = undefined;
+    this.#forgetIfEmpty(name, entry);
+    return true;
+  }
+
+  /** How many API routes and domains it holds. */
+  get size(): { routes: number; domains: number } {
+    let domains = 0;
+    for (const entry of this.#domains.values()) {
+      if (entry.status === 'pending' || entry.status === 'verified') domains++;
+    }
+    return { routes: this.#apiRoutes.size, domains };
+  }
+
+  override resolve(recipient: string): RecipientRoute {
+    const address = parseAddress(recipient);
+    if (!address) throw new RelayDeniedError(recipient);
+    const entry = this.#domains.get(address.domain);
+    this.#checkDomain(entry?.status, address.domain, recipient);
+    // Router matches the address as written and without its +tag.
+    const tagged = address.address.length !== address.local.length + address.domain.length + 1;
+    const bare = tagged ? `${address.local}@${address.domain}` : address.address;
+    const exact = better(
+      this.#exactBest.get(address.address),
+      tagged ? this.#exactBest.get(bare) : undefined,
+    );
+    if (exact) return { route: exact.route, address };
+    const global =
+      this.#globalPatterns.length > 0 ? firstMatch(this.#globalPatterns, address.address, bare) : undefined;
+    const local =
+      entry?.patterns && address.address.slice(0, address.address.length - address.domain.length - 1);
+    const pattern = better(local ? firstMatch(entry.patterns, local, address.local) : undefined, global);
+    if (pattern) return { route: pattern.route, address };
+    const catchAll = entry?.catchAll?.[0];
+    if (catchAll) return { route: catchAll.route, address };
+    throw new UnknownRecipientError(recipient);
+  }
+
+  #checkDomain(status: DomainEntry['status'], domain: string, recipient: string): void {
+    if (status === 'config' || status === 'verified' || (status === 'pending' && this.#acceptUnverified))
+      return;
+    // `*.example.com` takes every name below example.com, not example.com itself.
+    for (let dot = domain.indexOf('.'); dot !== -1; dot = domain.indexOf('.', dot + 1)) {
+      if (this.#wildcardDomains.has(domain.slice(dot + 1))) return;
+    }
+    throw status === 'pending' ? new DomainNotVerifiedError(recipient) : new RelayDeniedError(recipient);
+  }
+
+  #domain(name: string): DomainEntry {
+    let entry = this.#domains.get(name);
+    if (!entry) {
+      entry = { exact: 0 };
+      this.#domains.set(name, entry);
+    }
+    return entry;
+  }
+
+  #forgetIfEmpty(name: string, entry: DomainEntry): void {
+    const empty = entry.exact === 0 && !entry.patterns?.length && !entry.catchAll?.length;
+    if (entry.status === undefined && empty) this.#domains.delete(name);
+  }
+
+  /** Puts each pattern of a route in its list, compiled as Router compiles it. */
+  #place(route: Route, rank: string): Placement[] {
+    const placements: Placement[] = [];
+    const add = <T extends Entry>(list: T[], entry: T, refresh: () => void) => {
+      insertSorted(list, entry);
+      placements.push({ list, entry, refresh });
+    };
+    for (const pattern of route.match) {
+      if (pattern.startsWith('/')) {
+        const [, body = '', flags = ''] = /^\/(.*)\/([a-z]*)$/.exec(pattern) ?? [];
+        const regex = new RegExp(body, flags.includes('i') ? flags : `${flags}i`);
+        add(this.#globalPatterns, { route, rank, test: (text) => regex.test(text) }, () => undefined);
+        continue;
+      }
+      const lower = pattern.toLowerCase();
+      const at = lower.lastIndexOf('@');
+      const local = lower.slice(0, at);
+      const name = lower.slice(at + 1);
+      const domain = this.#domain(name);
+      const forget = () => this.#forgetIfEmpty(name, domain);
+      if (local === '*') {
+        domain.catchAll ??= [];
+        add(domain.catchAll, { route, rank }, forget);
+      } else if (local.includes('*') && name.includes('*')) {
+        const regex = globToRegExp(lower);
+        add(this.#globalPatterns, { route, rank, test: (text) => regex.test(text) }, forget);
+      } else if (local.includes('*')) {
+        // A glob with a plain domain only matches addresses of that domain: test the local part.
+        domain.patterns ??= [];
+        add(domain.patterns, { route, rank, test: localGlob(local) }, forget);
+      } else {
+        let list = this.#exact.get(lower);
+        if (!list) {
+          list = [];
+          this.#exact.set(lower, list);
+          domain.exact++;
+        }
+        const exact = list;
+        add(exact, { route, rank }, () => {
+          if (exact.length > 0) {
+            this.#exactBest.set(lower, exact[0]!);
+            return;
+          }
+          this.#exact.delete(lower);
+          this.#exactBest.delete(lower);
+          domain.exact--;
+          forget();
+        });
+        this.#exactBest.set(lower, exact[0]!);
+      }
+    }
+    return placements;
+  }
+}

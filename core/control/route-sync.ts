@@ -1,0 +1,142 @@
+import { decodeTime, encodeTime } from 'ulid';
+import type { Config } from '../config.ts';
+import type { Logger, Metrics } from '../observability.ts';
+import { MetricUnit } from '../observability.ts';
+import { RcptIndex, type RcptIndexOptions } from './rcpt-index.ts';
+import { pipelineRoute } from './route-secrets.ts';
+import type { Change, ChangeFeed, DomainStore, RouteStore, StoredDomain, StoredRoute } from './store.ts';
+
+export interface RouteSyncOptions extends RcptIndexOptions {
+  /** How often to read the change feed; a change is in force within this plus one read. @default 5000 */
+  pollIntervalMs?: number;
+  /**
+   * How far back each read starts before the last change seen: a write may commit after a later
+   * change id is already visible (clock skew, SDK retries). @default 30000
+   */
+  overlapMs?: number;
+  /** A full reload now and then heals a change item lost between its two writes. @default 600000 */
+  fullReloadIntervalMs?: number;
+  now?: () => Date;
+  logger?: Logger;
+  metrics?: Metrics;
+}
+
+type SyncStore = Pick<RouteStore, 'listRoutes'> & Pick<DomainStore, 'listDomains'> & ChangeFeed;
+
+/**
+ * Keeps an {@link RcptIndex} in step with the store: a full load at start, then every poll the
+ * route and domain changes since the last one, each applied only if its revision is newer than
+ * what the index holds (a change read twice, or out of order, is a no-op). A failed poll keeps
+ * the current index and is counted; the next one catches up.
+ */
+export class RouteSync {
+  readonly #config: Pick<Config, 'domains' | 'routes'>;
+  readonly #store: SyncStore;
+  readonly #options: Required<
+    Pick<RouteSyncOptions, 'pollIntervalMs' | 'overlapMs' | 'fullReloadIntervalMs'>
+  > &
+    RouteSyncOptions;
+  readonly #now: () => Date;
+  #index: RcptIndex;
+  /** Last revision applied per `route:<id>` / `domain:<name>`, deletions included. */
+  #revisions = new Map<string, number>();
+  #cursor = '';
+  #lastFullLoad = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #polling: Promise<void> | undefined;
+
+  constructor(config: Pick<Config, 'domains' | 'routes'>, store: SyncStore, options: RouteSyncOptions = {}) {
+    this.#config = config;
+    this.#store = store;
+    this.#options = { pollIntervalMs: 5000, overlapMs: 30_000, fullReloadIntervalMs: 600_000, ...options };
+    this.#now = options.now ?? (() => new Date());
+    this.#index = new RcptIndex(config, options);
+  }
+
+  /** The index in force; replaced whole only by a full reload. */
+  get index(): RcptIndex {
+    return this.#index;
+  }
+
+  /** Loads everything, then polls until {@link stop}. Throws if the first load fails. */
+  async start(): Promise<void> {
+    await this.reload();
+    const tick = () => {
+      this.#polling = this.poll().finally(() => {
+        this.#polling = undefined;
+        if (this.#timer) this.#timer = setTimeout(tick, this.#options.pollIntervalMs).unref();
+      });
+    };
+    this.#timer = setTimeout(tick, this.#options.pollIntervalMs).unref();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#polling;
+  }
+
+  /** Builds a fresh index from every route and domain, then swaps it in. */
+  async reload(): Promise<void> {
+    const startedAt = this.#now().getTime();
+    const [routes, domains] = await Promise.all([this.#store.listRoutes(), this.#store.listDomains()]);
+    const index = new RcptIndex(this.#config, this.#options);
+    const revisions = new Map<string, number>();
+    for (const route of routes) {
+      this.#putRoute(index, route);
+      revisions.set(`route:${route.route.id}`, route.revision);
+    }
+    for (const domain of domains) {
+      index.putDomain(domain.name, domain.status);
+      revisions.set(`domain:${domain.name}`, domain.revision);
+    }
+    this.#index = index;
+    this.#revisions = revisions;
+    this.#cursor = encodeTime(Math.max(0, startedAt - this.#options.overlapMs), 10);
+    this.#lastFullLoad = startedAt;
+  }
+
+  /** One read of the change feed (or a full reload when one is due). Never throws. */
+  async poll(): Promise<void> {
+    try {
+      if (this.#now().getTime() - this.#lastFullLoad >= this.#options.fullReloadIntervalMs) {
+        await this.reload();
+        return;
+      }
+      const changes = await this.#store.changesSince(this.#cursor);
+      let applied = 0;
+      for (const change of changes) if (this.apply(change)) applied++;
+      const last = changes.at(-1);
+      if (last) {
+        const from = Math.max(0, decodeTime(last.id) - this.#options.overlapMs);
+        if (encodeTime(from, 10) > this.#cursor) this.#cursor = encodeTime(from, 10);
+      }
+      if (applied > 0) this.#options.logger?.info('route changes applied', { applied });
+    } catch (error) {
+      this.#options.logger?.warn('route change poll failed; the index in force stays', { error });
+      this.#options.metrics?.addMetric('RouteSyncFailures', MetricUnit.Count, 1);
+      this.#options.metrics?.publishStoredMetrics();
+    }
+  }
+
+  /** Applies one change if it is newer than what the index holds; true when it changed something. */
+  apply(change: Change): boolean {
+    const key = `${change.kind}:${change.key}`;
+    if ((this.#revisions.get(key) ?? 0) >= change.revision) return false;
+    this.#revisions.set(key, change.revision);
+    if (change.kind === 'route') {
+      if (change.route) this.#putRoute(this.#index, change.route);
+      else this.#index.removeRoute(change.key);
+    } else if (change.domain) this.#putDomain(change.domain);
+    else this.#index.removeDomain(change.key);
+    return true;
+  }
+
+  #putRoute(index: RcptIndex, stored: StoredRoute): void {
+    index.putRoute(pipelineRoute(stored, this.#now()), stored.createdAt);
+  }
+
+  #putDomain(domain: StoredDomain): void {
+    this.#index.putDomain(domain.name, domain.status);
+  }
+}

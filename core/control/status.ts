@@ -1,0 +1,69 @@
+import type { JobRef, MessageStatus, TimelineEvent } from './schemas.ts';
+
+type JobState = 'pending' | 'trying' | 'delivered' | 'dead';
+
+const jobKey = (job: Pick<JobRef, 'webhookId' | 'endpoint'>) => `${job.webhookId} ${job.endpoint}`;
+
+/**
+ * A message's status, derived from its timeline (oldest first) alone, so every reader agrees and
+ * no writer has to read before it writes. Each (route, endpoint) job is followed on its own:
+ * queued by `parsed`, `retried` or `replayed`; a `delivered` stays delivered even if an
+ * at-least-once duplicate tries again; a `dead_lettered` job comes back when a redrive tries it.
+ *
+ * `received` until parsed; `parsed` while no job has been tried (or none was queued); then
+ * `delivering` until every job is delivered (`delivered`) or in the DLQ (`failed` when all are,
+ * `partially_delivered` when only some are).
+ */
+export function deriveStatus(timeline: readonly TimelineEvent[]): MessageStatus {
+  let parsed = false;
+  let tried = false;
+  const jobs = new Map<string, { route: string; state: JobState }>();
+  const settle = (job: JobRef, state: JobState) => {
+    const current = jobs.get(jobKey(job));
+    if (current?.state === 'delivered' && state !== 'delivered') return;
+    jobs.set(jobKey(job), { route: job.route, state });
+  };
+  for (const event of timeline) {
+    switch (event.type) {
+      case 'received':
+        break;
+      case 'parsed':
+        parsed = true;
+        for (const job of event.jobs)
+          if (!jobs.has(jobKey(job))) jobs.set(jobKey(job), { route: job.route, state: 'pending' });
+        break;
+      case 'attempt':
+        tried = true;
+        settle(event, 'trying');
+        break;
+      case 'retry_scheduled':
+        settle(event, 'pending');
+        break;
+      case 'delivered':
+        tried = true;
+        settle(event, 'delivered');
+        break;
+      case 'dead_lettered':
+        settle(event, 'dead');
+        break;
+      case 'retried':
+        // An explicit retry sends again even what was delivered.
+        for (const job of event.jobs) jobs.set(jobKey(job), { route: job.route, state: 'pending' });
+        break;
+      case 'replayed':
+        for (const job of jobs.values())
+          if (event.route === null || job.route === event.route) job.state = 'pending';
+        break;
+    }
+  }
+  if (jobs.size === 0) return parsed ? 'parsed' : 'received';
+  let delivered = 0;
+  let dead = 0;
+  for (const { state } of jobs.values()) {
+    if (state === 'delivered') delivered++;
+    else if (state === 'dead') dead++;
+  }
+  if (delivered === jobs.size) return 'delivered';
+  if (delivered + dead === jobs.size) return delivered > 0 ? 'partially_delivered' : 'failed';
+  return tried || delivered + dead > 0 ? 'delivering' : 'parsed';
+}

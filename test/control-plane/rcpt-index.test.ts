@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DomainNotVerifiedError, RcptIndex } from '../../core/control/index.ts';
+import {
+  type Config,
+  parseConfigText,
+  RelayDeniedError,
+  type Route,
+  Router,
+  UnknownRecipientError,
+} from '../../core/index.ts';
+
+const config = parseConfigText(
+  `
+domains: [example.test, '*.corp.test', other.test]
+listeners: [{ port: 2525, mode: mx }]
+health: { port: 8026 }
+routes:
+  - { id: catch-all, match: ['*@example.test'], endpoints: ['https://a.test/'], secret: { env: S } }
+  - { id: support, match: ['support-*@example.test', '/^billing\\d+@example\\.test$/'], endpoints: ['https://b.test/'], secret: { env: S } }
+  - { id: ceo, match: ['ceo@example.test', 'CEO+Board@Example.test'], endpoints: ['https://c.test/'], secret: { env: S } }
+  - { id: corp, match: ['*@eu.corp.test', 'x*@*.corp.test'], endpoints: ['https://d.test/'], secret: { env: S } }
+  - { id: second-ceo, match: ['ceo@example.test'], endpoints: ['https://e.test/'], secret: { env: S } }
+  - { id: late-glob, match: ['support-eu@example.test', 's*@example.test'], endpoints: ['https://f.test/'], secret: { env: S } }
+`,
+  { source: 'routes.yaml', runtime: 'local' },
+);
+
+/** What a resolver answers for a recipient: the route id, or the refusal's class and code. */
+function answer(resolver: Pick<Router, 'resolve'>, recipient: string): string {
+  try {
+    const { route, address } = resolver.resolve(recipient);
+    return `${route.id} ${address.mailboxHash}`;
+  } catch (error) {
+    return `${(error as Error).name} ${(error as { responseCode?: number }).responseCode}`;
+  }
+}
+
+const RECIPIENTS = [
+  'ceo@example.test',
+  'CEO+ticket-1@EXAMPLE.test',
+  'ceo+board@example.test',
+  'support-eu@example.test',
+  'support-us+x@example.test',
+  'sales@example.test',
+  'billing42@example.test',
+  'billing42+x@example.test',
+  'anyone@example.test',
+  'x@eu.corp.test',
+  'xavier@fr.corp.test',
+  'zed@fr.corp.test',
+  'a@corp.test',
+  'a@other.test',
+  'victim@gmail.test',
+  'not-an-address',
+  '@example.test',
+];
+
+function route(id: string, match: string[]): Route {
+  return { ...config.routes[0]!, id, match };
+}
+
+describe('RcptIndex', () => {
+  it('answers as the config Router does for the config file alone', () => {
+    const router = new Router(config);
+    const index = new RcptIndex(config);
+    for (const recipient of RECIPIENTS)
+      assert.equal(answer(index, recipient), answer(router, recipient), recipient);
+  });
+
+  it('answers as a Router over the same routes when API routes come and go one at a time', () => {
+    const index = new RcptIndex(config);
+    const api: Route[] = [
+      route('api-exact', ['sales@example.test', 'a@other.test']),
+      route('api-glob', ['zed*@fr.corp.test']),
+      route('api-regex', ['/^any.*@example\\.test$/']),
+      route('api-catch-all', ['*@other.test']),
+    ];
+    api.forEach((r, i) => {
+      index.putRoute(r, `2026-01-01T00:00:0${i}Z`);
+    });
+    const router = new Router({ ...config, routes: [...config.routes, ...api] });
+    for (const recipient of RECIPIENTS)
+      assert.equal(answer(index, recipient), answer(router, recipient), recipient);
+
+    // Change one, remove one: the index follows without a rebuild.
+    const changed = route('api-glob', ['xav*@fr.corp.test']);
+    index.putRoute(changed, '2026-01-01T00:00:01Z');
+    assert.equal(index.removeRoute('api-exact'), true);
+    assert.equal(index.removeRoute('api-exact'), false);
+    const after = new Router({ ...config, routes: [...config.routes, changed, api[2]!, api[3]!] });
+    for (const recipient of RECIPIENTS)
+      assert.equal(answer(index, recipient), answer(after, recipient), recipient);
+    assert.deepEqual(index.size, { routes: 3, domains: 0 });
+  });
+
+  it('agrees with the Router on randomly made routes and addresses', () => {
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const locals = ['a', 'ab', 'b', 'sup', 'support', 'x'];
+    const domains = ['example.test', 'eu.corp.test', 'other.test'];
+    const patternOf = () => {
+      const domain = domains[random(domains.length)]!;
+      switch (random(4)) {
+        case 0:
+          return `*@${domain}`;
+        case 1:
+          return `${locals[random(locals.length)]}*@${domain}`;
+        case 2:
+          return `/^${locals[random(locals.length)]}.*@${domain.replace(/\./g, '\\.')}$/`;
+        default:
+          return `${locals[random(locals.length)]}@${domain}`;
+      }
+    };
+    for (let round = 0; round < 20; round++) {
+      const routes = Array.from({ length: 12 }, (_, i) => route(`r${i}`, [patternOf(), patternOf()]));
+      const base: Pick<Config, 'domains' | 'routes'> = {
+        domains: config.domains,
+        routes: routes.slice(0, 4),
+      };
+      const index = new RcptIndex(base);
+      routes.slice(4).forEach((r, i) => {
+        index.putRoute(r, `2026-01-01T00:00:${String(i).padStart(2, '0')}Z`);
+      });
+      const router = new Router({ domains: config.domains, routes });
+      for (const local of locals)
+        for (const domain of domains)
+          for (const tag of ['', '+t']) {
+            const recipient = `${local}${tag}@${domain}`;
+            assert.equal(answer(index, recipient), answer(router, recipient), `round ${round}: ${recipient}`);
+          }
+    }
+  });
+
+  it('refuses an API domain until it is verified, with 550 5.7.1, and forgets it when removed', () => {
+    const index = new RcptIndex(config);
+    index.putRoute(route('tenant', ['*@customer.test']), '2026-01-01T00:00:00Z');
+    assert.throws(() => index.resolve('help@customer.test'), RelayDeniedError);
+    index.putDomain('customer.test', 'pending');
+    assert.throws(
+      () => index.resolve('help@customer.test'),
+      (error: DomainNotVerifiedError) =>
+        error instanceof DomainNotVerifiedError && error.responseCode === 550 && error.enhanced === '5.7.1',
+    );
+    index.putDomain('customer.test', 'verified');
+    assert.equal(index.resolve('help@customer.test').route.id, 'tenant');
+    assert.throws(() => index.resolve('help@sub.customer.test'), RelayDeniedError);
+    index.removeDomain('customer.test');
+    assert.throws(() => index.resolve('help@customer.test'), RelayDeniedError);
+    index.removeRoute('tenant');
+    index.putDomain('customer.test', 'verified');
+    assert.throws(() => index.resolve('help@customer.test'), UnknownRecipientError);
+  });
+
+  it('accepts unverified API domains only when told to', () => {
+    const index = new RcptIndex(config, { acceptUnverifiedDomains: true });
+    index.putRoute(route('tenant', ['*@customer.test']), '2026-01-01T00:00:00Z');
+    index.putDomain('customer.test', 'pending');
+    assert.equal(index.resolve('help@customer.test').route.id, 'tenant');
+  });
+
+  it('groups recipients by route as a Router does', () => {
+    const index = new RcptIndex(config);
+    assert.deepEqual(
+      index
+        .group(['a@example.test', 'ceo@example.test', 'b@example.test', 'x@gmail.test'])
+        .map((g) => [g.route.id, g.recipients]),
+      [
+        ['catch-all', ['a@example.test', 'b@example.test']],
+        ['ceo', ['ceo@example.test']],
+      ],
+    );
+  });
+});

@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  type ControlStore,
+  DomainNotVerifiedError,
+  dynamoControlStore,
+  newDomainClaim,
+  RouteSync,
+  type StoredRoute,
+} from '../../core/control/index.ts';
+import { parseConfigText, RelayDeniedError, UnknownRecipientError } from '../../core/index.ts';
+import {
+  dynamoClient,
+  startTestControlStore,
+  TABLE,
+  type TestControlStore,
+} from '../helpers/control-store.ts';
+import { startDynamoFaultProxy } from '../helpers/dynamo-fault-proxy.ts';
+
+const config = parseConfigText(
+  `
+domains: [example.test]
+listeners: [{ port: 0, mode: mx }]
+health: { port: 0 }
+routes: [{ id: inbox, match: ['*@example.test'], endpoints: ['https://inbox.test/'], secret: { env: S } }]
+`,
+  { source: 'test', runtime: 'local' },
+);
+const { secret: _secret, ...fields } = config.routes[0]!;
+
+const newRoute = (id: string, match: string[]): Omit<StoredRoute, 'revision'> => {
+  const now = new Date().toISOString();
+  return {
+    route: { ...fields, id, match },
+    secrets: [{ id: 'sec_1', ref: { value: 'whsec_dGVzdA==' }, createdAt: now, expiresAt: null }],
+    createdAt: now,
+    updatedAt: now,
+  };
+};
+
+async function eventually(check: () => void, timeoutMs = 5000): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    try {
+      check();
+      return Date.now() - started;
+    } catch (error) {
+      if (Date.now() - started > timeoutMs) throw error;
+      await sleep(10);
+    }
+  }
+}
+
+describe('RouteSync', () => {
+  let t: TestControlStore;
+  let store: ControlStore;
+
+  before(async () => {
+    t = await startTestControlStore();
+    store = t.store;
+  });
+  after(() => t.close());
+
+  it('puts API routes and domains in force within a poll, and takes them out again', async () => {
+    await store.createRoute(newRoute('preexisting', ['vip@example.test']));
+    const sync = new RouteSync(config, store, { pollIntervalMs: 50 });
+    await sync.start();
+    try {
+      assert.equal(sync.index.resolve('vip@example.test').route.id, 'preexisting');
+      const created = await store.createRoute(newRoute('tenant', ['*@tenant.test']));
+      const now = new Date();
+      const claim = await store.claimDomain(newDomainClaim('tenant.test', 'key_a', now), now);
+      await eventually(() =>
+        assert.throws(() => sync.index.resolve('a@tenant.test'), DomainNotVerifiedError),
+      );
+      await store.markDomainVerified('tenant.test', claim.token, now.toISOString());
+      const lag = await eventually(() =>
+        assert.equal(sync.index.resolve('a@tenant.test').route.id, 'tenant'),
+      );
+      assert.ok(lag < 1000, `in force after ${lag} ms`);
+      // The secret the pipeline signs with comes along.
+      assert.deepEqual(sync.index.resolve('a@tenant.test').route.secret, [{ value: 'whsec_dGVzdA==' }]);
+      await store.deleteRoute('tenant', created.revision);
+      await eventually(() => assert.throws(() => sync.index.resolve('a@tenant.test'), UnknownRecipientError));
+      await store.deleteDomain('tenant.test');
+      await eventually(() => assert.throws(() => sync.index.resolve('a@tenant.test'), RelayDeniedError));
+    } finally {
+      await sync.stop();
+    }
+  });
+
+  it('applies each change once and ignores one older than what it holds', async () => {
+    const sync = new RouteSync(config, store, { pollIntervalMs: 60_000 });
+    await sync.reload();
+    const first = await store.createRoute(newRoute('ordered', ['o@example.test']));
+    const second = await store.updateRoute(
+      { ...first, route: { ...first.route, match: ['p@example.test'] } },
+      first.revision,
+    );
+    const changes = (await store.changesSince('0')).filter((c) => c.key === 'ordered');
+    assert.equal(sync.apply(changes[1]!), true);
+    assert.equal(sync.apply(changes[1]!), false);
+    assert.equal(sync.apply(changes[0]!), false, 'revision 1 after revision 2');
+    assert.equal(sync.index.resolve('p@example.test').route.id, 'ordered');
+    assert.equal(sync.index.resolve('o@example.test').route.id, 'inbox');
+    await store.deleteRoute('ordered', second.revision);
+  });
+
+  it('keeps the index in force while the store fails, and catches up after', async () => {
+    const proxy = await startDynamoFaultProxy(t.dynamo.endpoint);
+    const client = dynamoClient(proxy.endpoint);
+    const sync = new RouteSync(config, dynamoControlStore(client, TABLE), { pollIntervalMs: 30 });
+    try {
+      await sync.start();
+      proxy.fault = { answer: 'internal' };
+      await store.createRoute(newRoute('during-outage', ['outage@example.test']));
+      await sleep(200);
+      assert.equal(sync.index.resolve('outage@example.test').route.id, 'inbox');
+      assert.equal(sync.index.resolve('vip@example.test').route.id, 'preexisting');
+      proxy.fault = null;
+      await eventually(() =>
+        assert.equal(sync.index.resolve('outage@example.test').route.id, 'during-outage'),
+      );
+    } finally {
+      await sync.stop();
+      client.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('heals a route whose change item was never written, at the next full reload', async () => {
+    const sync = new RouteSync(config, store, { pollIntervalMs: 30, fullReloadIntervalMs: 300 });
+    await sync.start();
+    try {
+      // A writer that stopped between the route write and its change item.
+      const doc = DynamoDBDocumentClient.from(t.client);
+      const orphan = { ...newRoute('orphan', ['orphan@example.test']), revision: 1 };
+      await doc.send(
+        new PutCommand({
+          TableName: TABLE,
+          Item: {
+            pk: 'ROUTE',
+            sk: 'orphan',
+            route: orphan.route,
+            secrets: orphan.secrets,
+            rev: 1,
+            createdAt: orphan.createdAt,
+            updatedAt: orphan.updatedAt,
+          },
+        }),
+      );
+      await sleep(100);
+      assert.equal(sync.index.resolve('orphan@example.test').route.id, 'inbox');
+      await eventually(() => assert.equal(sync.index.resolve('orphan@example.test').route.id, 'orphan'));
+    } finally {
+      await sync.stop();
+    }
+  });
+});
