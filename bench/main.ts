@@ -104,6 +104,7 @@ try {
   json.parse = await parsing();
   log('bundles');
   json.bundles = await measureBundles(PLAN.coldImports);
+  json.scan = await (await import('./scan.ts')).scanBench(quick, log);
 } finally {
   await load.stop();
 }

@@ -30,6 +30,10 @@ export const ScannersConfigSchema = z
             description:
               'Larger messages are not spam-scanned (verdict `unavailable`, reason `too_large`); rspamd holds each message whole.',
           }),
+        maxConcurrent: z.number().int().min(1).default(32).meta({
+          description:
+            'Messages scanned at once; more get `unavailable` (reason `busy`) at once rather than queueing behind an overloaded scanner.',
+        }),
       })
       .nullable()
       .default(null)
@@ -47,6 +51,10 @@ export const ScannersConfigSchema = z
             description:
               "clamd's StreamMaxLength: only this much is streamed; a longer message is `infected` if the part sent is, else `unavailable` (reason `too_large`).",
           }),
+        maxConcurrent: z.number().int().min(1).default(32).meta({
+          description:
+            'Messages scanned at once; more get `unavailable` (reason `busy`) at once rather than queueing behind an overloaded scanner.',
+        }),
       })
       .nullable()
       .default(null)

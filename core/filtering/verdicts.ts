@@ -2,8 +2,11 @@ import type { SmtpError } from '../errors.ts';
 import { ContentRejectedError, dmarcRejected } from './errors.ts';
 import type { RouteFiltering } from './schemas.ts';
 
-/** Why a scanner gave no verdict: off, past the budget, cut off while DATA streamed, failed, or too large. */
-export type UnavailableReason = 'disabled' | 'timeout' | 'stalled' | 'error' | 'too_large';
+/**
+ * Why a scanner gave no verdict: off, past the budget, cut off while DATA streamed, failed, too
+ * large, or already scanning as many messages as it may.
+ */
+export type UnavailableReason = 'disabled' | 'timeout' | 'stalled' | 'error' | 'too_large' | 'busy';
 
 /** What rspamd said about one message, before any route's threshold is applied. */
 export type SpamScan =

@@ -4,7 +4,12 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
-import { RouteFilteringSchema, spamVerdict, virusVerdict } from '../../core/filtering/index.ts';
+import {
+  RouteFilteringSchema,
+  ScannersConfigSchema,
+  spamVerdict,
+  virusVerdict,
+} from '../../core/filtering/index.ts';
 import { ContentScanners } from '../../listener/filtering/scanning.ts';
 import { type RunningScanner, skipUnless, startClamd, startRspamd } from '../helpers/scanners.ts';
 import { CLEAN, countingSink, INFECTED, largeMessage, SPAM } from './messages.ts';
@@ -25,12 +30,14 @@ function scanners(
   clamd: RunningScanner | { port: number },
   budget = 5,
 ) {
-  return new ContentScanners({
-    rspamd: { url: `http://127.0.0.1:${rspamd.port}`, maxBytes: 50 * 1024 * 1024 },
-    clamd: { host: '127.0.0.1', port: clamd.port, maxBytes: 64 * 1024 * 1024 },
-    budget,
-    stall: 2,
-  });
+  return new ContentScanners(
+    ScannersConfigSchema.parse({
+      rspamd: { url: `http://127.0.0.1:${rspamd.port}`, maxBytes: 50 * 1024 * 1024 },
+      clamd: { host: '127.0.0.1', port: clamd.port, maxBytes: 64 * 1024 * 1024 },
+      budget,
+      stall: 2,
+    }),
+  );
 }
 
 /** Streams `source` through the scanning tee into a counting stand-in for S3. */
@@ -54,7 +61,6 @@ describe('content scanning against the real rspamd and clamd', { skip }, () => {
     content = scanners(rspamd, clamd);
   });
   after(async () => {
-    content?.close();
     await Promise.all([rspamd?.stop(), clamd?.stop()]);
   });
 
@@ -137,7 +143,6 @@ describe('a scanner that fails never stops the mail', { skip }, () => {
       assert.equal(spamVerdict(result.spam, 6).verdict, 'unavailable');
       assert.equal(virusVerdict(result.virus).verdict, 'unavailable');
     } finally {
-      content.close();
       await Promise.all([rspamd.stop(), clamd.stop()]);
     }
   });
@@ -162,6 +167,27 @@ describe('scanners that are down, hung or slow', () => {
     servers = [];
   });
 
+  it('a scanner at its concurrency cap gives busy at once; its slot frees when a verdict arrives', async () => {
+    const port = await serve((socket) => socket.resume());
+    const content = new ContentScanners(
+      ScannersConfigSchema.parse({ clamd: { port, maxConcurrent: 1 }, budget: 0.3 }),
+    );
+    const [first, second] = await Promise.all([
+      scan(content, Readable.from([Buffer.from(CLEAN)])),
+      scan(content, Readable.from([Buffer.from(CLEAN)])),
+    ]);
+    assert.deepEqual(
+      [first.virus, second.virus].map((virus) => virus.status === 'unavailable' && virus.reason).sort(),
+      ['busy', 'timeout'],
+    );
+    const third = await scan(content, Readable.from([Buffer.from(CLEAN)]));
+    assert.equal(
+      third.virus.status === 'unavailable' && third.virus.reason,
+      'timeout',
+      'the slot was given back',
+    );
+  });
+
   it('a refused connection is unavailable (error) at once', async () => {
     const closed = await serve(() => {});
     servers.at(-1)!.close();
@@ -176,12 +202,14 @@ describe('scanners that are down, hung or slow', () => {
   it('a scanner that stops reading is cut off after the stall time; the upload goes on', async () => {
     // Accepts and never reads: its socket buffers fill up, then every write waits.
     const port = await serve((socket) => socket.pause());
-    const content = new ContentScanners({
-      rspamd: null,
-      clamd: { host: '127.0.0.1', port, maxBytes: 64 * 1024 * 1024 },
-      budget: 5,
-      stall: 0.3,
-    });
+    const content = new ContentScanners(
+      ScannersConfigSchema.parse({
+        rspamd: null,
+        clamd: { host: '127.0.0.1', port, maxBytes: 64 * 1024 * 1024 },
+        budget: 5,
+        stall: 0.3,
+      }),
+    );
     const bytes = 32 * 1024 * 1024;
     const result = await scan(content, largeMessage(bytes));
     assert.equal(result.stored, bytes);
@@ -191,12 +219,14 @@ describe('scanners that are down, hung or slow', () => {
 
   it('a scanner that reads everything but never answers is cut off at the budget', async () => {
     const port = await serve((socket) => socket.resume());
-    const content = new ContentScanners({
-      rspamd: null,
-      clamd: { host: '127.0.0.1', port, maxBytes: 64 * 1024 * 1024 },
-      budget: 0.3,
-      stall: 2,
-    });
+    const content = new ContentScanners(
+      ScannersConfigSchema.parse({
+        rspamd: null,
+        clamd: { host: '127.0.0.1', port, maxBytes: 64 * 1024 * 1024 },
+        budget: 0.3,
+        stall: 2,
+      }),
+    );
     const started = performance.now();
     const result = await scan(content, Readable.from([Buffer.from(CLEAN)]));
     assert.equal(result.virus.status === 'unavailable' && result.virus.reason, 'timeout');

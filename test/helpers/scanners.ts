@@ -154,6 +154,7 @@ const OFFLINE_DISABLED = [
   'emails',
   'fuzzy_check',
   'hfilter',
+  'once_received',
   'phishing',
   'rbl',
   'reputation',
