@@ -5,11 +5,12 @@
  * `node bench/scan.ts` alone, or part of `npm run bench`. Asserts nothing.
  */
 import { execFile } from 'node:child_process';
-import { Readable, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { ScannersConfigSchema } from '../core/filtering/index.ts';
 import { ContentScanners } from '../listener/filtering/scanning.ts';
+import { largeMessage } from '../test/filtering/messages.ts';
 import { skipUnless, startClamd, startRspamd } from '../test/helpers/scanners.ts';
 import { percentile } from './stats.ts';
 
@@ -21,26 +22,6 @@ const ENVELOPE = {
   hostname: 'mail.sender.test',
 };
 
-/** A text message of `bytes`, produced 64 KiB at a time as smtp-server hands DATA over. */
-function message(bytes: number): Readable {
-  const head = Buffer.from(
-    'From: alice@sender.test\r\nTo: support@example.test\r\nSubject: Bench\r\nMessage-ID: <b@sender.test>\r\n\r\n',
-  );
-  const line = Buffer.from(`${'The quick brown fox jumps over the lazy dog. '.repeat(2)}\r\n`);
-  const block = Buffer.concat([head, ...Array.from({ length: Math.ceil(65536 / line.length) }, () => line)]);
-  let sent = 0;
-  return new Readable({
-    read() {
-      if (sent >= bytes) return void this.push(null);
-      const start = sent === 0 ? 0 : head.length;
-      // Views of one block, no copies: the RSS measured is what the tee and its clients hold.
-      const chunk = block.subarray(start, start + Math.min(65536, bytes - sent));
-      sent += chunk.length;
-      this.push(chunk);
-    },
-  });
-}
-
 const discard = () => new Writable({ write: (_chunk, _encoding, callback) => callback() });
 
 // Verdicts that were not given, by scanner and reason (busy, timeout, …): part of each figure.
@@ -49,7 +30,7 @@ let unavailable: Record<string, number> = {};
 async function one(scanners: ContentScanners, bytes: number): Promise<number> {
   const started = performance.now();
   const scan = scanners.start(ENVELOPE);
-  await pipeline(message(bytes), scan.tee, discard());
+  await pipeline(largeMessage(bytes), scan.tee, discard());
   const verdicts = await scan.verdicts();
   for (const [name, verdict] of Object.entries(verdicts)) {
     if (verdict.status === 'unavailable' && verdict.reason !== 'disabled') {
