@@ -21,6 +21,7 @@ export type { SenderEntry, SenderFacts } from './senders.ts';
 export { parseSenderEntry, plainAddress, SenderList } from './senders.ts';
 export type {
   DmarcFacts,
+  RecipientDecision,
   RouteDecision,
   SpamScan,
   SpamVerdict,
@@ -28,4 +29,11 @@ export type {
   VirusScan,
   VirusVerdict,
 } from './verdicts.ts';
-export { combineRoutes, decideRoute, decideSpf, spamVerdict, virusVerdict } from './verdicts.ts';
+export {
+  combineRoutes,
+  decideRecipient,
+  decideRoute,
+  decideSpf,
+  spamVerdict,
+  virusVerdict,
+} from './verdicts.ts';

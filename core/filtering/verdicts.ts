@@ -1,6 +1,13 @@
 import type { SmtpError } from '../errors.ts';
-import { ContentRejectedError, dmarcRejected } from './errors.ts';
+import {
+  ContentRejectedError,
+  DnsblListedError,
+  dmarcRejected,
+  SenderBlockedError,
+  SpfFailError,
+} from './errors.ts';
 import type { RouteFiltering } from './schemas.ts';
+import { plainAddress, type SenderFacts, type SenderList } from './senders.ts';
 
 /**
  * Why a scanner gave no verdict: off, past the budget, cut off while DATA streamed, failed, too
@@ -176,4 +183,46 @@ export function decideSpf(
 ): 'accept' | 'tag' | 'refuse' {
   if (spf.result !== 'fail' || allowed) return 'accept';
   return policy.spf.fail;
+}
+
+/** One RCPT's answer from its route's sender policy; `tags` ride along with an accepted recipient. */
+export interface RecipientDecision {
+  readonly refusal: SmtpError | null;
+  readonly tags: readonly string[];
+  /** The sender is on the route's allow list: later content policies skip spam and DMARC. */
+  readonly allowed: boolean;
+}
+
+/**
+ * The route's sender policy at RCPT, where the route is first known (RFC 5321 §3.3: a refusal
+ * here refuses this recipient only): its block list (`550 5.7.1`), then its allow list (which
+ * skips the rest), then the DNS blocklists looked up at connect (`550 5.7.1` naming the zones, or
+ * a tag), then SPF from MAIL FROM (`550 5.7.23`, or a tag).
+ */
+export function decideRecipient(
+  policy: RouteFiltering,
+  facts: {
+    readonly sender: SenderFacts;
+    readonly allow: SenderList;
+    readonly block: SenderList;
+    readonly dnsbl: { readonly listed: boolean; readonly zones: readonly string[] } | null;
+    readonly dnsblAction: 'refuse' | 'tag';
+    readonly spf: { readonly result: string; readonly domain: string } | null;
+  },
+): RecipientDecision {
+  if (facts.block.matches(facts.sender))
+    return { refusal: new SenderBlockedError(), tags: [], allowed: false };
+  if (facts.allow.matches(facts.sender)) return { refusal: null, tags: [], allowed: true };
+  const tags: string[] = [];
+  if (facts.dnsbl?.listed) {
+    if (facts.dnsblAction === 'refuse') {
+      const refusal = new DnsblListedError(plainAddress(facts.sender.remoteAddress), facts.dnsbl.zones);
+      return { refusal, tags, allowed: false };
+    }
+    tags.push('dnsbl');
+  }
+  const spf = facts.spf ? decideSpf(policy, facts.spf, false) : 'accept';
+  if (spf === 'refuse') return { refusal: new SpfFailError(facts.spf!.domain), tags, allowed: false };
+  if (spf === 'tag') tags.push('spf_fail');
+  return { refusal: null, tags, allowed: false };
 }

@@ -66,7 +66,11 @@ export class ContentScanners {
     return this.#rspamd !== null || this.#clamd !== null;
   }
 
-  start(envelope: ScanEnvelope): MessageScan {
+  /**
+   * Starts the scan of one message. `alongside` are further sinks for the same pass (the DMARC
+   * check), under the same stall and budget limits.
+   */
+  start(envelope: ScanEnvelope, alongside: readonly StreamSink<unknown>[] = []): MessageScan {
     const disabled = { status: 'unavailable', reason: 'disabled' } as const;
     const busy = { status: 'unavailable', reason: 'busy' } as const;
     const rspamd = this.#rspamd;
@@ -78,7 +82,7 @@ export class ContentScanners {
       ? clamd.slots.open<VirusScan>(() => clamd.client.start(), busy)
       : off<VirusScan>(disabled);
     const tee = new ScanTee(
-      [spam, virus].filter((sink) => !sink.settled),
+      [spam, virus, ...alongside].filter((sink) => !sink.settled),
       {
         stallMs: this.#config.stall * 1000,
         budgetMs: this.#config.budget * 1000,

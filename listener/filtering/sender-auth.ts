@@ -62,14 +62,16 @@ async function evaluate(
   dkimDomains: { domain: string; aligned?: string | false }[],
   resolver: DnsResolver,
 ): Promise<DmarcFacts | null> {
-  const response = await dmarc({
-    headerFrom: [...from.from],
-    fromFields: from.fromFields,
-    spfDomains: spfFacts.result === 'pass' ? [spfFacts.domain] : [],
-    dkimDomains,
-    resolver: resolver as never,
-  });
-  if (!response || response.policy !== 'reject') return NOTHING_TO_ENFORCE;
+  // false: no single From domain (RFC 7489 §6.6.1).
+  const response =
+    (await dmarc({
+      headerFrom: [...from.from],
+      fromFields: from.fromFields,
+      spfDomains: spfFacts.result === 'pass' ? [spfFacts.domain] : [],
+      dkimDomains,
+      resolver: resolver as never,
+    })) || undefined;
+  if (response?.policy !== 'reject') return NOTHING_TO_ENFORCE;
   const result = response.status.result as DmarcFacts['result'];
   return { result, policy: 'reject', domain: response.status.header?.from ?? response.domain };
 }
@@ -107,7 +109,7 @@ export function startDmarc(options: {
   const onHeaders = (from: HeaderFacts) => {
     early = evaluate(from, options.spf, [], options.resolver).catch(() => NOTHING_TO_ENFORCE);
     void early.then((facts) => {
-      if (!facts || facts.result !== 'fail') settle(facts);
+      if (facts?.result !== 'fail') settle(facts);
     });
   };
   return {
@@ -123,7 +125,7 @@ export function startDmarc(options: {
       body.end();
       if (!early) return settle(NOTHING_TO_ENFORCE);
       void Promise.all([early, verified]).then(async ([facts, dkim]) => {
-        if (!facts || facts.result !== 'fail' || !dkim) return settle(facts);
+        if (facts?.result !== 'fail' || !dkim) return settle(facts);
         const passed = dkim.results
           .filter((row) => row.status.result === 'pass' && row.signingDomain)
           .map((row) => ({ domain: row.signingDomain!, aligned: row.status.aligned }));

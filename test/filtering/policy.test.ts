@@ -4,6 +4,7 @@ import { z } from 'zod';
 import {
   combineRoutes,
   DnsblConfigSchema,
+  decideRecipient,
   decideRoute,
   decideSpf,
   HeaderBlock,
@@ -177,6 +178,52 @@ describe('a route decides on the verdicts', () => {
     assert.equal(mixed.routes.get('a')?.action, 'quarantine');
     assert.deepEqual(mixed.routes.get('a')?.reasons, ['virus', 'refused_for_route']);
     assert.equal(mixed.routes.get('b')?.action, 'deliver');
+  });
+});
+
+describe('a route decides on each recipient', () => {
+  const policy = route({
+    spf: { fail: 'tag' },
+    senders: { allow: ['partner.test'], block: ['203.0.113.0/24'] },
+  });
+  const lists = { allow: new SenderList(policy.senders.allow), block: new SenderList(policy.senders.block) };
+  const decide = (
+    mailFrom: string,
+    remoteAddress: string,
+    over: Partial<Parameters<typeof decideRecipient>[1]> = {},
+  ) =>
+    decideRecipient(policy, {
+      sender: { mailFrom, remoteAddress },
+      ...lists,
+      dnsbl: null,
+      dnsblAction: 'refuse',
+      spf: null,
+      ...over,
+    });
+  const listed = { listed: true, zones: ['bl.test'] };
+
+  it('blocks before it allows, and an allowed sender skips DNSBL and SPF', () => {
+    assert.equal(decide('a@partner.test', '203.0.113.5').refusal?.reason, 'sender_blocked');
+    const allowed = decide('a@partner.test', '192.0.2.1', {
+      dnsbl: listed,
+      spf: { result: 'fail', domain: 'partner.test' },
+    });
+    assert.deepEqual([allowed.refusal, allowed.allowed], [null, true]);
+  });
+
+  it('refuses a listed client naming the zones, or tags it', () => {
+    assert.equal(
+      decide('a@x.test', '::ffff:192.0.2.1', { dnsbl: listed }).refusal?.message,
+      '5.7.1 Client address [192.0.2.1] is listed by bl.test',
+    );
+    assert.deepEqual(decide('a@x.test', '192.0.2.1', { dnsbl: listed, dnsblAction: 'tag' }).tags, ['dnsbl']);
+  });
+
+  it('tags an SPF fail where the route says tag', () => {
+    assert.deepEqual(decide('a@x.test', '192.0.2.1', { spf: { result: 'fail', domain: 'x.test' } }).tags, [
+      'spf_fail',
+    ]);
+    assert.deepEqual(decide('a@x.test', '192.0.2.1', { spf: { result: 'pass', domain: 'x.test' } }).tags, []);
   });
 });
 
