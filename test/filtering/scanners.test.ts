@@ -10,7 +10,7 @@ import {
   spamVerdict,
   virusVerdict,
 } from '../../core/filtering/index.ts';
-import { ContentScanners } from '../../listener/filtering/scanning.ts';
+import { ContentScanners } from '../../listener/filtering/index.ts';
 import { type RunningScanner, skipUnless, startClamd, startRspamd } from '../helpers/scanners.ts';
 import { CLEAN, countingSink, INFECTED, largeMessage, SPAM } from './messages.ts';
 

@@ -6,9 +6,13 @@ import { describe, it } from 'node:test';
 import type { DKIMSignOptions } from 'mailauth';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { DnsblConfigSchema } from '../../core/filtering/index.ts';
-import { DnsblChecker, dnsblQueryName } from '../../listener/filtering/dnsbl.ts';
-import { checkSpf, startDmarc } from '../../listener/filtering/sender-auth.ts';
-import { ScanTee } from '../../listener/filtering/tee.ts';
+import {
+  checkSpf,
+  DnsblChecker,
+  dnsblQueryName,
+  ScanTee,
+  startDmarc,
+} from '../../listener/filtering/index.ts';
 import { createDnsZone } from '../helpers/dns-zone.ts';
 import { countingSink } from './messages.ts';
 

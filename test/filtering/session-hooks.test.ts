@@ -24,10 +24,15 @@ import {
   ScannersConfigSchema,
   SenderList,
 } from '../../core/filtering/index.ts';
-import { DnsblChecker, type DnsblResult } from '../../listener/filtering/dnsbl.ts';
-import { ContentScanners } from '../../listener/filtering/scanning.ts';
-import { checkSpf, type SpfFacts, startDmarc } from '../../listener/filtering/sender-auth.ts';
-import { SessionGuard } from '../../listener/filtering/session-guard.ts';
+import {
+  ContentScanners,
+  checkSpf,
+  DnsblChecker,
+  type DnsblResult,
+  SessionGuard,
+  type SpfFacts,
+  startDmarc,
+} from '../../listener/filtering/index.ts';
 import { createDnsZone } from '../helpers/dns-zone.ts';
 import { type RunningScanner, skipUnless, startClamd, startRspamd } from '../helpers/scanners.ts';
 import { RawSmtp } from '../listener/helpers.ts';
