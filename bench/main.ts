@@ -106,6 +106,7 @@ try {
   log('bundles');
   json.bundles = await measureBundles(PLAN.coldImports);
   json.rcpt = await rcptBench(log);
+  json.scan = await (await import('./scan.ts')).scanBench(quick, log);
 } finally {
   await load.stop();
 }

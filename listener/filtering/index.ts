@@ -1,0 +1,11 @@
+export type { DnsblResult } from './dnsbl.ts';
+export { DnsblChecker, dnsblQueryName } from './dnsbl.ts';
+export type { ScanEnvelope } from './rspamd.ts';
+export type { MessageScan } from './scanning.ts';
+export { ContentScanners } from './scanning.ts';
+export type { DnsResolver, SpfFacts } from './sender-auth.ts';
+export { checkSpf, startDmarc } from './sender-auth.ts';
+export type { GuardedSession } from './session-guard.ts';
+export { SessionGuard } from './session-guard.ts';
+export type { StreamSink } from './sink.ts';
+export { ScanTee } from './tee.ts';
