@@ -15,6 +15,7 @@ import { E2E_RETRY_SCHEDULE, latency } from './latency.ts';
 import { memory } from './memory.ts';
 import { PARSE_CASES, type ParseCase, type Parser } from './parse.ts';
 import { rcptBench } from './rcpt.ts';
+import { scanBench } from './scan.ts';
 import { harakaBinary, postfixSinkBinary } from './servers.ts';
 
 const quick = process.argv.includes('--quick');
@@ -106,7 +107,7 @@ try {
   log('bundles');
   json.bundles = await measureBundles(PLAN.coldImports);
   json.rcpt = await rcptBench(log);
-  json.scan = await (await import('./scan.ts')).scanBench(quick, log);
+  json.scan = await scanBench(quick, log);
 } finally {
   await load.stop();
 }
