@@ -33,7 +33,16 @@ export type {
   WebhookRequest,
   WebhookSender,
 } from './delivery.ts';
-export { classifyAttempt, decideNext, MAX_RETRY_DELAY_SECONDS, parseRetryAfter } from './delivery.ts';
+export {
+  classifyAttempt,
+  decideNext,
+  INVOCATION_MARGIN_MS,
+  longestRetrySeconds,
+  MAX_RETRY_DELAY_SECONDS,
+  MAX_ROUTE_TIMEOUT_SECONDS,
+  parseRetryAfter,
+  tryTimeoutMs,
+} from './delivery.ts';
 export { parseDurationSeconds } from './duration.ts';
 export type { EndpointHealth, EndpointHealthStore, StoredEndpointHealth } from './endpoint-health.ts';
 export {
