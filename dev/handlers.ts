@@ -55,6 +55,8 @@ export interface LocalFunctionsOptions extends LocalHandlersOptions {
   readonly waitTimeSeconds: number;
   /** Batches in flight per poller. @default 2 */
   readonly concurrency?: number;
+  /** How long each poller gathers records before invoking with a partial batch (Lambda's MaximumBatchingWindow). @default 0 */
+  readonly batchingWindowMs?: number;
   /** Visibility asked for on receive, per function. @default each queue's own */
   readonly visibilityTimeoutSeconds?: { readonly parse?: number; readonly deliver?: number };
 }
@@ -78,6 +80,7 @@ export async function startLocalFunctions(options: LocalFunctionsOptions): Promi
     sqs,
     waitTimeSeconds,
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
+    ...(options.batchingWindowMs !== undefined ? { maxBatchingWindowMs: options.batchingWindowMs } : {}),
   };
   const delivery = await startPoller({
     ...tuning,
