@@ -27,6 +27,8 @@ export interface ResourceNames {
   readonly deliveryQueueUrl: string;
   /** `MAILBRIDGE_DELIVERY_DLQ_URL`: exhausted or permanently failed deliveries, with the reason. */
   readonly deliveryDlqUrl: string;
+  /** `MAILBRIDGE_INBOUND_DLQ_URL`: messages parse gave up on (recipients that no longer route, with the reason). */
+  readonly inboundDlqUrl: string;
 }
 
 /** Reads the resource names a part needs; each missing variable is named in the error. */
@@ -39,6 +41,7 @@ export function resourceNamesFromEnv<K extends keyof ResourceNames>(
     inboundQueueUrl: 'MAILBRIDGE_INBOUND_QUEUE_URL',
     deliveryQueueUrl: 'MAILBRIDGE_DELIVERY_QUEUE_URL',
     deliveryDlqUrl: 'MAILBRIDGE_DELIVERY_DLQ_URL',
+    inboundDlqUrl: 'MAILBRIDGE_INBOUND_DLQ_URL',
   };
   const missing = keys
     .filter((key) => !env[variables[key]])

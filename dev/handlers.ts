@@ -9,7 +9,7 @@ import { type Poller, startPoller } from './poller.ts';
 
 export interface LocalHandlersOptions
   extends Pick<DeliverDeps, 's3' | 'sqs' | 'config' | 'secrets' | 'send' | 'now'> {
-  readonly resources: Pick<ResourceNames, 'bucket' | 'deliveryQueueUrl' | 'deliveryDlqUrl'>;
+  readonly resources: Pick<ResourceNames, 'bucket' | 'deliveryQueueUrl' | 'deliveryDlqUrl' | 'inboundDlqUrl'>;
   /** DNS of the parse function. @default the system resolver */
   readonly resolver?: ParseDeps['resolver'];
   /** @default 'local' */
@@ -31,6 +31,7 @@ export function createLocalHandlers(options: LocalHandlersOptions): {
       sqs,
       bucket: resources.bucket,
       deliveryQueueUrl: resources.deliveryQueueUrl,
+      inboundDlqUrl: resources.inboundDlqUrl,
       config,
       ...(options.resolver ? { resolver: options.resolver } : {}),
     }),

@@ -95,6 +95,7 @@ export class MailbridgeStack extends Stack {
         ...shared,
         MAILBRIDGE_DELIVERY_QUEUE_URL: this.queues.delivery.queueUrl,
         MAILBRIDGE_DELIVERY_DLQ_URL: this.queues.deliveryDlq.queueUrl,
+        MAILBRIDGE_INBOUND_DLQ_URL: this.queues.inboundDlq.queueUrl,
       },
       parse: toFunctionOptions(settings.functions.parse),
       deliver: toFunctionOptions(settings.functions.deliver),
@@ -116,6 +117,8 @@ export class MailbridgeStack extends Stack {
     // Parse presigns the links to stored attachments, so it needs to be allowed to read them.
     this.storage.grantReadAttachments(parse);
     this.queues.delivery.grantSendMessages(parse);
+    // Mail whose recipients no longer route is dead-lettered by parse itself, with the reason.
+    this.queues.inboundDlq.grantSendMessages(parse);
 
     this.storage.grantReadPayloads(deliver);
     // Deliver signs the payload's links again at each try, so it must be allowed to read what they point at.

@@ -364,7 +364,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       assert.doesNotMatch(secrets, /signing/, 'the listener cannot read webhook signing secrets');
     });
 
-    it('lets parse read raw mail, write payloads and attachments, keep duplicate markers, but read no secret', () => {
+    it('lets parse read raw mail, write payloads and attachments, keep duplicate markers, dead-letter unrouted mail, but read no secret', () => {
       const grants = grantsOf(roleIdOf(stack.functions.parse.role!));
       assert.equal(grants.has('secretsmanager:GetSecretValue'), false);
       assert.match(json(grants.get('s3:GetObject')), /\/raw\/\*/);
@@ -378,6 +378,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       assert.match(json(grants.get('s3:GetObject')), /\/dedupe\/\*/);
       assert.deepEqual(grants.get('sqs:SendMessage'), [
         json({ 'Fn::GetAtt': [queueId(stack.queues.delivery), 'Arn'] }),
+        json({ 'Fn::GetAtt': [queueId(stack.queues.inboundDlq), 'Arn'] }),
       ]);
     });
 
