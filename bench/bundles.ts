@@ -31,6 +31,7 @@ const IMPORT_ENV = {
   MAILBRIDGE_INBOUND_QUEUE_URL: 'http://127.0.0.1:9/000000000000/mailbridge-inbound',
   MAILBRIDGE_DELIVERY_QUEUE_URL: 'http://127.0.0.1:9/000000000000/mailbridge-delivery',
   MAILBRIDGE_DELIVERY_DLQ_URL: 'http://127.0.0.1:9/000000000000/mailbridge-delivery-dlq',
+  MAILBRIDGE_INBOUND_DLQ_URL: 'http://127.0.0.1:9/000000000000/mailbridge-inbound-dlq',
   AWS_REGION: 'us-east-1',
   AWS_ACCESS_KEY_ID: 'bench',
   AWS_SECRET_ACCESS_KEY: 'bench',

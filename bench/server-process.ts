@@ -22,6 +22,7 @@ export interface ServerOptions {
   readonly inboundQueueUrl?: string;
   readonly deliveryQueueUrl?: string;
   readonly deliveryDlqUrl?: string;
+  readonly inboundDlqUrl?: string;
   /** Where the pipeline delivers webhooks. */
   readonly webhookUrl?: string;
   /** The pipeline's retry schedule, seconds. */
@@ -105,6 +106,7 @@ async function start(): Promise<{ port: number; close: () => Promise<void> }> {
         inboundQueueUrl,
         deliveryQueueUrl: required(options.deliveryQueueUrl, 'deliveryQueueUrl'),
         deliveryDlqUrl: required(options.deliveryDlqUrl, 'deliveryDlqUrl'),
+        inboundDlqUrl: required(options.inboundDlqUrl, 'inboundDlqUrl'),
       },
       config,
       secrets: async () => [SECRET],

@@ -35,6 +35,7 @@ export async function startServer(
         inboundQueueUrl: emulator.inboundQueueUrl,
         deliveryQueueUrl: emulator.deliveryQueueUrl,
         deliveryDlqUrl: emulator.deliveryDlqUrl,
+        inboundDlqUrl: emulator.inboundDlqUrl,
         ...extra,
       }
     : extra;

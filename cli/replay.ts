@@ -13,7 +13,6 @@ import {
   newMessageId,
   Router,
   rawObjectKey,
-  s3Presigner,
   s3TextReader,
 } from '../core/index.ts';
 import { type ConnectionOptions, connect, withConnectionOptions } from './connection.ts';
@@ -171,10 +170,10 @@ export function registerReplay(program: Command): void {
         sqs: connection.sqs,
         bucket,
         deliveryQueueUrl: await connection.queueUrl('delivery'),
+        inboundDlqUrl: await connection.queueUrl('inboundDlq'),
         config,
         router,
         resolver: boundedResolver(systemResolver()),
-        presign: s3Presigner(connection.s3),
         logger: createLogger('replay').createChild({ persistentKeys: { messageId: replayId } }),
         metrics: createMetrics('replay'),
       });

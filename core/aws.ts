@@ -40,8 +40,7 @@ export type Presign = (bucket: string, key: string) => Promise<string>;
 export const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
 
 /**
- * Presigns with the client's own credentials; parse links the payload it stores, deliver links
- * again at every try. A URL signed with temporary credentials (a Lambda role's session) stops
+ * Presigns with the client's own credentials; deliver signs a payload's links at every try. A URL signed with temporary credentials (a Lambda role's session) stops
  * working when they expire, whatever its X-Amz-Expires says, so the expiry is capped by the
  * credentials' expiration when the SDK knows it. Lambda hands its role session over in environment
  * variables without an expiration, so the default stays at 6 hours, short enough to sit within that

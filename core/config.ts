@@ -1,10 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { longestRetrySeconds, MAX_ROUTE_TIMEOUT_SECONDS } from './delivery.ts';
 import { parseDurationSeconds } from './duration.ts';
 import { DEFAULT_DISABLE_AFTER_SECONDS } from './endpoint-health.ts';
 import { ConfigError } from './errors.ts';
+import { QUEUE_SETTINGS } from './queues.ts';
 
 /** Where a config runs: `local` allows inline secrets and plain-http loopback endpoints; `aws` does not. */
 export type Runtime = 'local' | 'aws';
@@ -234,6 +237,27 @@ function isLoopbackHost(hostname: string): boolean {
   return host === '::1';
 }
 
+// Names that reach a cloud's instance metadata service, or this host, without an address in the URL.
+const INTERNAL_HOSTS =
+  /^(?:localhost|.*\.localhost|metadata|metadata\.google\.internal|metadata\.goog|instance-data|instance-data\.ec2\.internal|metadata\.azure\.com)$/;
+
+/**
+ * Why an endpoint host may not be used in AWS, or undefined: an address that is not public unicast
+ * (private, loopback, link-local, CGNAT, metadata, multicast, reserved, IPv4-mapped; the same
+ * ipaddr.js ranges the connect-time guard refuses), or a well-known internal name. Other names
+ * are checked on the address actually connected to, at each try.
+ */
+function internalHost(hostname: string): string | undefined {
+  const host = hostname
+    .replace(/^\[|\]$/g, '')
+    .toLowerCase()
+    .replace(/\.$/, '');
+  if (INTERNAL_HOSTS.test(host)) return `${host} is an internal name`;
+  if (!isIP(host)) return undefined;
+  const range = ipaddr.parse(host).range();
+  return range === 'unicast' ? undefined : `${host} is not a public address (range ${range})`;
+}
+
 /** Checks that depend on where the config runs, each naming the field it is about. */
 function runtimeIssues(config: Config, runtime: Runtime): string[] {
   const issues: string[] = [];
@@ -255,7 +279,22 @@ function runtimeIssues(config: Config, runtime: Runtime): string[] {
       if (url.protocol !== 'https:' && !loopbackHttp) {
         issues.push(`${field}: must be https:// (plain http:// only for loopback in local runs)`);
       }
+      const internal = runtime === 'aws' ? internalHost(url.hostname) : undefined;
+      if (internal) issues.push(`${field}: ${internal}; webhooks go to public endpoints only`);
     });
+    if (route.timeout > MAX_ROUTE_TIMEOUT_SECONDS) {
+      issues.push(
+        `routes[${r}].timeout: at most ${MAX_ROUTE_TIMEOUT_SECONDS}s, so a try fits in the deliver function's ${QUEUE_SETTINGS.functionTimeoutSeconds.deliver}s`,
+      );
+    }
+    const retention = QUEUE_SETTINGS.delivery.retentionDays * 86_400;
+    if (longestRetrySeconds(route.retrySchedule) > retention) {
+      let fits = 0;
+      while (longestRetrySeconds(Array.from({ length: fits + 1 }, () => 0)) <= retention) fits++;
+      issues.push(
+        `routes[${r}].retrySchedule: ${route.retrySchedule.length} retries can outlive the delivery queue's ${QUEUE_SETTINGS.delivery.retentionDays}-day retention (each wait may be stretched to ~12 h by Retry-After), and the job would expire without a DLQ entry; use at most ${fits}`,
+      );
+    }
     route.match.forEach((pattern, m) => {
       if (pattern.startsWith('/')) {
         const body = /^\/(.*)\/([a-z]*)$/.exec(pattern);

@@ -1,3 +1,5 @@
+import { QUEUE_SETTINGS } from './queues.ts';
+
 /** One signed webhook POST, as the deliver function hands it to a {@link WebhookSender}. */
 export interface WebhookRequest {
   readonly url: string;
@@ -63,6 +65,41 @@ export type DeliveryDecision =
  * and the function's run before the wait is set.
  */
 export const MAX_RETRY_DELAY_SECONDS = 12 * 3600 - 15 * 60;
+
+/**
+ * Time kept back at the end of an invocation: reading the payload and endpoint health, signing,
+ * recording the outcome and reporting the batch all happen around the try.
+ */
+export const INVOCATION_MARGIN_MS = 10_000;
+
+/** The longest route `timeout`: one try and {@link INVOCATION_MARGIN_MS} fit in the deliver function's timeout. */
+export const MAX_ROUTE_TIMEOUT_SECONDS =
+  QUEUE_SETTINGS.functionTimeoutSeconds.deliver - INVOCATION_MARGIN_MS / 1000;
+
+/** A try shorter than this is not worth making: the record waits for an invocation with time for it. */
+const MIN_TRY_MS = 1000;
+
+/**
+ * How long a try may take: the route's timeout, or less when the invocation has less time left
+ * (`remainingMs`, from the Lambda context) than that plus {@link INVOCATION_MARGIN_MS}, so a slow
+ * endpoint never times out the whole batch. `undefined`: too little time left to try at all.
+ */
+export function tryTimeoutMs(routeTimeoutSeconds: number, remainingMs?: number): number | undefined {
+  const timeout = Math.min(
+    routeTimeoutSeconds * 1000,
+    (remainingMs ?? Number.POSITIVE_INFINITY) - INVOCATION_MARGIN_MS,
+  );
+  return timeout >= MIN_TRY_MS ? timeout : undefined;
+}
+
+/**
+ * The longest a job can live on the delivery queue with this retry schedule: every wait stretched
+ * to {@link MAX_RETRY_DELAY_SECONDS} by an endpoint's `Retry-After`, plus one function timeout per try.
+ */
+export function longestRetrySeconds(schedule: readonly number[]): number {
+  const tryTime = QUEUE_SETTINGS.functionTimeoutSeconds.deliver;
+  return schedule.length * (MAX_RETRY_DELAY_SECONDS + tryTime) + tryTime;
+}
 
 // RFC 9110 §15: these statuses may succeed later without a change on our side.
 const RETRYABLE_STATUSES = new Set([408, 409, 425, 429]);

@@ -16,6 +16,7 @@ export const ENV = {
   inboundQueueUrl: 'MAILBRIDGE_INBOUND_QUEUE_URL',
   deliveryQueueUrl: 'MAILBRIDGE_DELIVERY_QUEUE_URL',
   deliveryDlqUrl: 'MAILBRIDGE_DELIVERY_DLQ_URL',
+  inboundDlqUrl: 'MAILBRIDGE_INBOUND_DLQ_URL',
 } as const;
 
 /** A required environment variable; the error names it. */
@@ -44,6 +45,8 @@ export interface ResourceNames {
   readonly deliveryQueueUrl: string;
   /** `MAILBRIDGE_DELIVERY_DLQ_URL`: exhausted or permanently failed deliveries, with the reason. */
   readonly deliveryDlqUrl: string;
+  /** `MAILBRIDGE_INBOUND_DLQ_URL`: messages parse gave up on (recipients that no longer route, with the reason). */
+  readonly inboundDlqUrl: string;
 }
 
 /** Reads the resource names a part needs; each missing variable is named in the error. */

@@ -31,7 +31,21 @@ export type InboundEvent = z.infer<typeof InboundEventSchema>;
 
 const ObjectRefSchema = z.object({ bucket: z.string(), key: z.string() });
 
-/** One delivery of one message to one endpoint of one route (parse → `delivery` queue). */
+/**
+ * An InboundEvent that parse gave up on, on the inbound DLQ: `reason` says why (`unrouted`: its
+ * recipients, the ones in `envelope.rcptTo`, no longer match any route). Redriven to `inbound`, it
+ * is parsed again, with the config of that time.
+ */
+export type InboundDeadLetterEntry = InboundEvent & {
+  readonly reason: 'unrouted';
+  readonly lastError: string;
+};
+
+/**
+ * One delivery of one message to one endpoint of one route (parse → `delivery` queue). It holds
+ * nothing that grows with the message (the payload holds that), so a route with many endpoints
+ * never makes an SQS batch too long.
+ */
 export const DeliveryJobSchema = z.object({
   version: z.literal(1),
   messageId: z.string(),
@@ -40,18 +54,6 @@ export const DeliveryJobSchema = z.object({
   recipients: z.array(z.string()).min(1),
   payload: ObjectRefSchema,
   webhookId: z.string(),
-  /**
-   * The objects behind the payload's presigned links (`raw.url`, and `message.attachments[index].url`
-   * for the attachments this route links), so the deliver function signs them afresh at every try:
-   * a link signed with a role's temporary credentials dies with them, hours before the last retry.
-   * Absent on jobs queued before links were recorded; their payload goes as stored.
-   */
-  links: z
-    .object({
-      raw: ObjectRefSchema,
-      attachments: z.array(ObjectRefSchema.extend({ index: z.number().int().min(0) })),
-    })
-    .optional(),
   /** Tries made so far, and the outcome of the last one; absent on the first try. */
   attempt: z.number().int().min(0).default(0),
   lastError: z.string().optional(),
@@ -82,4 +84,48 @@ export function parseRecordBody<T extends z.ZodType>(
     throw new InvalidRecordError(`record ${record.messageId}: not ${what}: ${issues.join('; ')}`);
   }
   return result.data;
+}
+
+/** SQS limits of a message and of a batch (SendMessageBatch). */
+export const SQS_LIMITS = {
+  /** Bytes of one message body, and of all the bodies of one batch together (1 MiB since 2025). */
+  messageBytes: 1024 * 1024,
+  batchEntries: 10,
+} as const;
+
+/**
+ * The JSON text of `value`, written so SQS takes it: SQS accepts only #x9 #xA #xD #x20-#xD7FF
+ * #xE000-#xFFFD #x10000-#x10FFFF (its "Valid unicode characters"), and refuses the whole message
+ * otherwise. JSON.stringify already escapes control characters and lone surrogates; U+FFFE and
+ * U+FFFF are escaped here too, as are surrogate pairs (the local emulator refuses them), which
+ * decodes to the same string.
+ */
+export function sqsJson(value: unknown): string {
+  return JSON.stringify(value).replace(
+    /[\ud800-\udfff\ufffe\uffff]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+/**
+ * Message bodies grouped into SendMessageBatch calls: at most {@link SQS_LIMITS}.batchEntries each,
+ * and at most {@link SQS_LIMITS}.messageBytes of bodies together (SQS answers a longer batch with
+ * BatchRequestTooLong, for every entry).
+ */
+export function sqsBatches(bodies: readonly string[], limits: typeof SQS_LIMITS = SQS_LIMITS): string[][] {
+  const batches: string[][] = [];
+  let batch: string[] = [];
+  let bytes = 0;
+  for (const body of bodies) {
+    const size = Buffer.byteLength(body);
+    if (batch.length > 0 && (batch.length === limits.batchEntries || bytes + size > limits.messageBytes)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(body);
+    bytes += size;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
 }

@@ -14,6 +14,25 @@ export function rawObjectKey(messageId: string, receivedAt: Date): string {
   return `raw/${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/${messageId}.eml`;
 }
 
+/** `attachments/<messageId>/<index>-<safe name>`: stable across re-runs, so a retry overwrites. */
+export function attachmentKey(messageId: string, index: number, filename: string | null): string {
+  const safe =
+    (filename ?? '')
+      .normalize('NFKD')
+      .replace(/[^\w.-]+/g, '_')
+      .replace(/^[._-]+/, '')
+      .slice(-100) || 'attachment';
+  return `attachments/${messageId}/${index}-${safe}`;
+}
+
+/** Whether `key` is the raw object or an attachment of message `messageId` (the layouts above). */
+export function isMessageObject(messageId: string, key: string): boolean {
+  return (
+    (key.startsWith('raw/') && key.endsWith(`/${messageId}.eml`)) ||
+    key.startsWith(`attachments/${messageId}/`)
+  );
+}
+
 /**
  * The Standard Webhooks `webhook-id` of one (message, route) delivery. Derived, not random, so a
  * job that runs twice, or a message parsed twice, produces the same id and receivers can dedupe.

@@ -33,7 +33,16 @@ export type {
   WebhookRequest,
   WebhookSender,
 } from './delivery.ts';
-export { classifyAttempt, decideNext, MAX_RETRY_DELAY_SECONDS, parseRetryAfter } from './delivery.ts';
+export {
+  classifyAttempt,
+  decideNext,
+  INVOCATION_MARGIN_MS,
+  longestRetrySeconds,
+  MAX_RETRY_DELAY_SECONDS,
+  MAX_ROUTE_TIMEOUT_SECONDS,
+  parseRetryAfter,
+  tryTimeoutMs,
+} from './delivery.ts';
 export { parseDurationSeconds } from './duration.ts';
 export type { EndpointHealth, EndpointHealthStore, StoredEndpointHealth } from './endpoint-health.ts';
 export {
@@ -60,9 +69,23 @@ export {
   TooManyRecipientsError,
   UnknownRecipientError,
 } from './errors.ts';
-export type { DeliveryJob, InboundEvent } from './events.ts';
-export { DeliveryJobSchema, InboundEventSchema, parseRecordBody } from './events.ts';
-export { DEDUPE_PREFIX, newMessageId, rawObjectKey, webhookId } from './ids.ts';
+export type { DeliveryJob, InboundDeadLetterEntry, InboundEvent } from './events.ts';
+export {
+  DeliveryJobSchema,
+  InboundEventSchema,
+  parseRecordBody,
+  SQS_LIMITS,
+  sqsBatches,
+  sqsJson,
+} from './events.ts';
+export {
+  attachmentKey,
+  DEDUPE_PREFIX,
+  isMessageObject,
+  newMessageId,
+  rawObjectKey,
+  webhookId,
+} from './ids.ts';
 export type { Logger, Metrics } from './observability.ts';
 export { createLogger, createMetrics, METRICS_NAMESPACE, MetricUnit } from './observability.ts';
 export type {
@@ -72,7 +95,12 @@ export type {
   WebhookMessage,
   WebhookPayload,
 } from './payload.ts';
-export { WEBHOOK_PAYLOAD_SCHEMA_PATH, WebhookPayloadSchema, webhookPayloadJsonSchema } from './payload.ts';
+export {
+  conformPayload,
+  WEBHOOK_PAYLOAD_SCHEMA_PATH,
+  WebhookPayloadSchema,
+  webhookPayloadJsonSchema,
+} from './payload.ts';
 export { QUEUE_SETTINGS } from './queues.ts';
 export type { ParsedAddress, RecipientRoute } from './routes.ts';
 export { parseAddress, Router } from './routes.ts';
@@ -80,3 +108,14 @@ export type { SecretStringReader } from './secrets.ts';
 export { resolveSecret } from './secrets.ts';
 export type { WebhookSignatureHeaders } from './signing.ts';
 export { InvalidSigningSecretError, signWebhook } from './signing.ts';
+export type { ObjectRef } from './stored-payload.ts';
+export {
+  capBodies,
+  capJsonString,
+  fillLinks,
+  fitPayload,
+  jsonByteLength,
+  jsonChunks,
+  linkPlaceholder,
+  PAYLOAD_LIMITS,
+} from './stored-payload.ts';

@@ -118,6 +118,15 @@ export const WebhookPayloadSchema = z
         description: 'The plain-text body in UTF-8 (made from the HTML when there is no text part).',
       }),
       html: z.string().nullable(),
+      truncated: z
+        .object({
+          text: z.boolean().optional().meta({ description: 'true: `text` (and so `strippedText`) was cut.' }),
+          html: z.boolean().optional().meta({ description: 'true: `html` was cut.' }),
+        })
+        .meta({
+          description:
+            'The bodies cut to fit the payload caps (`text` and `strippedText` 2 MiB, `html` 2 MiB, the whole payload 16 MiB, counted as JSON); {} when nothing was cut. The raw link always has the full message.',
+        }),
       strippedText: z
         .string()
         .nullable()
@@ -136,7 +145,7 @@ export const WebhookPayloadSchema = z
     }),
     warnings: z.array(z.string()).meta({
       description:
-        'Problems met while reading the message, as "code: detail" ("mime_parse_failed: …", "bare_lf", "duplicate: same content and envelope as message <id>" for a copy a sender resent). A message whose MIME cannot be parsed still arrives, with what could be read and the raw link.',
+        'Problems met while reading the message, as "code: detail" ("mime_parse_failed: …", "bare_lf", "duplicate: same content and envelope as message <id>" for a copy a sender resent, "invalid_date: …", "auth_limited: …", "payload_capped: …"). A message whose MIME cannot be parsed, or whose values the schema cannot carry, still arrives: what could be read, null for what could not, and the raw link.',
     }),
   })
   .meta({
@@ -156,4 +165,66 @@ export const WEBHOOK_PAYLOAD_SCHEMA_PATH = 'schema/webhook-payload.v1.json';
 /** The JSON Schema (draft 2020-12) of {@link WebhookPayloadSchema}, as committed under `schema/`. */
 export function webhookPayloadJsonSchema(): Record<string, unknown> {
   return z.toJSONSchema(WebhookPayloadSchema, { io: 'output' }) as Record<string, unknown>;
+}
+
+/** A message of which nothing could be read. */
+const EMPTY_MESSAGE: WebhookMessage = {
+  messageId: null,
+  inReplyTo: null,
+  references: [],
+  date: null,
+  subject: null,
+  from: [],
+  replyTo: [],
+  to: [],
+  cc: [],
+  headers: [],
+  text: null,
+  html: null,
+  truncated: {},
+  strippedText: null,
+  mailboxHash: null,
+  attachments: [],
+};
+
+function pathText(path: readonly PropertyKey[]): string {
+  return path
+    .map((key) => (typeof key === 'number' ? `[${key}]` : `.${String(key)}`))
+    .join('')
+    .slice(1);
+}
+
+/**
+ * The payload as the schema accepts it. A message value the schema cannot carry (a date out of
+ * range, a value of the wrong type) comes from the sender, so it must not stop the webhook: the
+ * field becomes empty (null, []), or the list entry holding it is left out, with an
+ * `invalid_value` warning. Anything else wrong is a bug of ours and throws.
+ */
+export function conformPayload(candidate: WebhookPayload): WebhookPayload {
+  let payload = candidate;
+  for (let round = 0; round < 3; round++) {
+    const result = WebhookPayloadSchema.safeParse(payload);
+    if (result.success) return result.data;
+    const message: Record<string, unknown> = { ...payload.message };
+    const warnings = [...payload.warnings];
+    const dropped = new Map<string, Set<number>>();
+    for (const issue of result.error.issues) {
+      const [root, field, index] = issue.path;
+      if (root !== 'message' || typeof field !== 'string' || !(field in EMPTY_MESSAGE)) {
+        throw new Error(`payload invalid at ${pathText(issue.path)}: ${issue.message}`);
+      }
+      warnings.push(`invalid_value: ${pathText(issue.path)}: ${issue.message}; left out`);
+      if (typeof index === 'number' && Array.isArray(message[field])) {
+        dropped.set(field, (dropped.get(field) ?? new Set()).add(index));
+      } else {
+        message[field] = EMPTY_MESSAGE[field as keyof WebhookMessage];
+      }
+    }
+    for (const [field, indexes] of dropped) {
+      const list = message[field];
+      if (Array.isArray(list)) message[field] = list.filter((_, at) => !indexes.has(at));
+    }
+    payload = { ...payload, message: message as WebhookMessage, warnings };
+  }
+  throw new Error('payload still invalid after leaving out the values the schema refused');
 }

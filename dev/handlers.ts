@@ -9,7 +9,7 @@ import { type Poller, startPoller } from './poller.ts';
 
 export interface LocalHandlersOptions
   extends Pick<DeliverDeps, 's3' | 'sqs' | 'config' | 'secrets' | 'send' | 'now'> {
-  readonly resources: Pick<ResourceNames, 'bucket' | 'deliveryQueueUrl' | 'deliveryDlqUrl'>;
+  readonly resources: Pick<ResourceNames, 'bucket' | 'deliveryQueueUrl' | 'deliveryDlqUrl' | 'inboundDlqUrl'>;
   /** DNS of the parse function. @default the system resolver */
   readonly resolver?: ParseDeps['resolver'];
   /** @default 'local' */
@@ -31,6 +31,7 @@ export function createLocalHandlers(options: LocalHandlersOptions): {
       sqs,
       bucket: resources.bucket,
       deliveryQueueUrl: resources.deliveryQueueUrl,
+      inboundDlqUrl: resources.inboundDlqUrl,
       config,
       ...(options.resolver ? { resolver: options.resolver } : {}),
     }),
@@ -55,6 +56,8 @@ export interface LocalFunctionsOptions extends LocalHandlersOptions {
   readonly waitTimeSeconds: number;
   /** Batches in flight per poller. @default 2 */
   readonly concurrency?: number;
+  /** How long each poller gathers records before invoking with a partial batch (Lambda's MaximumBatchingWindow). @default 0 */
+  readonly batchingWindowMs?: number;
   /** Visibility asked for on receive, per function. @default each queue's own */
   readonly visibilityTimeoutSeconds?: { readonly parse?: number; readonly deliver?: number };
 }
@@ -78,6 +81,7 @@ export async function startLocalFunctions(options: LocalFunctionsOptions): Promi
     sqs,
     waitTimeSeconds,
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
+    ...(options.batchingWindowMs !== undefined ? { maxBatchingWindowMs: options.batchingWindowMs } : {}),
   };
   const delivery = await startPoller({
     ...tuning,

@@ -84,6 +84,8 @@ export interface FunctionsProps {
   readonly deliveryQueue: IQueue;
   /** Where deliver moves exhausted and permanently failed jobs, with the reason. */
   readonly deliveryDlq: IQueue;
+  /** Where parse dead-letters mail whose recipients no longer route, with the reason. */
+  readonly inboundDlq: IQueue;
   /** The webhook signing secrets deliver reads. */
   readonly secrets: Secrets;
   /** @default - see FunctionOptions */
@@ -176,7 +178,10 @@ export class Functions extends Construct {
       props.parse ?? {},
       { memorySize: 1024, batchSize: 10 },
       props.inboundQueue,
-      { [ENV.deliveryQueueUrl]: props.deliveryQueue.queueUrl },
+      {
+        [ENV.deliveryQueueUrl]: props.deliveryQueue.queueUrl,
+        [ENV.inboundDlqUrl]: props.inboundDlq.queueUrl,
+      },
     );
     [this.deliver, this.deliverSource] = make(
       'deliver',
@@ -194,9 +199,9 @@ export class Functions extends Construct {
     storage.grantReadRaw(parse);
     storage.grantWritePayloads(parse);
     storage.grantDedupeMarkers(parse);
-    // Parse presigns the links to stored attachments, so it needs to be allowed to read them.
-    storage.grantReadAttachments(parse);
     props.deliveryQueue.grantSendMessages(parse);
+    // Mail whose recipients no longer route is dead-lettered by parse itself, with the reason.
+    props.inboundDlq.grantSendMessages(parse);
 
     storage.grantReadPayloads(deliver);
     // Deliver signs the payload's links again at each try, so it must be allowed to read what they point at.

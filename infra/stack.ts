@@ -87,6 +87,7 @@ export class MailbridgeStack extends Stack {
       inboundQueue: this.queues.inbound,
       deliveryQueue: this.queues.delivery,
       deliveryDlq: this.queues.deliveryDlq,
+      inboundDlq: this.queues.inboundDlq,
       secrets: this.secrets,
       parse: toFunctionOptions(settings.functions.parse),
       deliver: toFunctionOptions(settings.functions.deliver),

@@ -13,6 +13,8 @@ import {
   type DeliveryOutcome,
   decideNext,
   type FailedOutcome,
+  fillLinks,
+  isMessageObject,
   type Logger,
   MailbridgeError,
   type Metrics,
@@ -24,9 +26,12 @@ import {
   s3EndpointHealthStore,
   s3Presigner,
   signWebhook,
+  sqsJson,
+  tryTimeoutMs,
   type WebhookSender,
 } from '../../core/index.ts';
 import packageJson from '../../package.json' with { type: 'json' };
+import { OutOfTimeError } from '../time-left.ts';
 import { endpointHealthTracker } from './health.ts';
 import { createHttpSender } from './sender.ts';
 
@@ -100,34 +105,31 @@ export function createDeliverHandler(
       );
       return await object.Body!.transformToByteArray();
     } catch (error) {
-      if ((error as Error).name === 'NoSuchKey') return undefined;
+      // Without s3:ListBucket (the role has none on payloads/) S3 answers a missing key with 403
+      // AccessDenied, not 404: the role may read every payload, so a 403 means it is not there.
+      const name = (error as Error).name;
+      if (name === 'NoSuchKey' || name === 'AccessDenied') return undefined;
       throw error;
     }
   }
 
-  /** The stored payload with its presigned links signed now, so no try carries links that have died. */
-  async function withFreshLinks(body: Uint8Array, links: DeliveryJob['links']): Promise<Uint8Array> {
-    if (!links) return body;
-    const payload = JSON.parse(Buffer.from(body).toString('utf8')) as {
-      raw: { url: string };
-      message: { attachments: { url?: string }[] };
-    };
-    const [rawUrl, ...urls] = await Promise.all([
-      presign(links.raw.bucket, links.raw.key),
-      ...links.attachments.map((link) => presign(link.bucket, link.key)),
-    ]);
-    payload.raw.url = rawUrl!;
-    links.attachments.forEach((link, i) => {
-      const attachment = payload.message.attachments[link.index];
-      if (attachment && 'url' in attachment) attachment.url = urls[i]!;
-    });
-    return Buffer.from(JSON.stringify(payload));
+  /**
+   * The webhook body: the stored payload with its links signed now, so no try carries links that
+   * have died (see {@link fillLinks}); only this message's own objects are signed.
+   */
+  function withFreshLinks(stored: Uint8Array, job: DeliveryJob): Promise<Buffer> {
+    return fillLinks(
+      stored,
+      (ref) => presign(ref.bucket, ref.key),
+      (ref) => ref.bucket === job.payload.bucket && isMessageObject(job.messageId, ref.key),
+    );
   }
 
   /** One try, or the reason none is made; `tried` says whether the endpoint was asked. */
   async function attempt(
     job: DeliveryJob,
     route: Route | undefined,
+    remainingMs: number | undefined,
   ): Promise<{ outcome: DeliveryOutcome; tried: boolean }> {
     const untried = (reason: 'permanent' | 'parked', error: string) => ({
       outcome: { class: 'permanent', reason, error } as const,
@@ -145,14 +147,18 @@ export function createDeliverHandler(
     if (!stored) {
       return untried('permanent', `payload s3://${job.payload.bucket}/${job.payload.key} not found`);
     }
-    const body = await withFreshLinks(stored, job.links);
+    const timeoutMs = tryTimeoutMs(route.timeout, remainingMs);
+    if (timeoutMs === undefined) {
+      throw new OutOfTimeError('too little time left in this invocation for a try; it comes back later');
+    }
+    const body = await withFreshLinks(stored, job);
     const started = now();
     const headers = {
       'content-type': 'application/json',
       'user-agent': USER_AGENT,
       ...signWebhook(job.webhookId, Math.floor(started / 1000), body, await deps.secrets(route)),
     };
-    const result = await send({ url: job.endpoint, headers, body, timeoutMs: route.timeout * 1000 });
+    const result = await send({ url: job.endpoint, headers, body, timeoutMs });
     metrics.addMetric('delivery_latency', MetricUnit.Milliseconds, now() - started);
     const outcome = classifyAttempt(result, now());
     const { before, after } = await health.record(job.endpoint, outcome, route.disableAfter);
@@ -188,7 +194,7 @@ export function createDeliverHandler(
       lastError: outcome.error,
     };
     await deps.sqs.send(
-      new SendMessageCommand({ QueueUrl: deps.deliveryDlqUrl, MessageBody: JSON.stringify(entry) }),
+      new SendMessageCommand({ QueueUrl: deps.deliveryDlqUrl, MessageBody: sqsJson(entry) }),
     );
     const metric = metrics.singleMetric();
     metric.addDimension('reason', reason);
@@ -196,7 +202,7 @@ export function createDeliverHandler(
     if (reason === 'parked') metrics.addMetric('parked', MetricUnit.Count, 1);
   }
 
-  async function deliverRecord(record: SQSRecord): Promise<void> {
+  async function deliverRecord(record: SQSRecord, context?: Context): Promise<void> {
     let job: DeliveryJob;
     try {
       job = parseRecordBody(record, DeliveryJobSchema, 'a DeliveryJob');
@@ -207,7 +213,7 @@ export function createDeliverHandler(
     // A DLQ redrive brings the job back with a fresh receive count, and so a fresh schedule.
     const tries = job.attempt + (Number(record.attributes.ApproximateReceiveCount) || 1);
     const route = deps.config.routes.find((candidate) => candidate.id === job.routeId);
-    const { outcome, tried } = await attempt(job, route);
+    const { outcome, tried } = await attempt(job, route, context?.getRemainingTimeInMillis());
     const about = {
       messageId: job.messageId,
       webhookId: job.webhookId,

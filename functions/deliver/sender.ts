@@ -1,3 +1,4 @@
+import { lookup } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import type { LookupFunction } from 'node:net';
@@ -25,6 +26,19 @@ class TryTimeoutError extends Error {
 }
 
 /**
+ * `lookup` answering on a later tick. A lookup that answers at once makes Node connect inside
+ * tls.connect(), and a connect that fails at once (ENETUNREACH: no route, as for IPv6 in Lambda)
+ * destroys the socket before tls.connect() sets the server name: a TypeError thrown out of the
+ * request, and the socket's error emitted later with nobody listening (an uncaught exception).
+ */
+function deferred(lookup: LookupFunction): LookupFunction {
+  return (hostname, options, callback) =>
+    lookup(hostname, options, (...answer: unknown[]) =>
+      setImmediate(() => (callback as (...args: unknown[]) => void)(...answer)),
+    );
+}
+
+/**
  * The webhook sender over node:http(s) with the SSRF guard of request-filtering-agent, which checks
  * the address actually connected to: an IP literal before connecting, a host name on each address
  * its lookup returns, so DNS rebinding cannot get past it. Only public unicast addresses are
@@ -38,7 +52,7 @@ export function createHttpSender(options: HttpSenderOptions): WebhookSender {
   const maxResponseBytes = options.maxResponseBytes ?? 65536;
   const guard = {
     keepAlive: false,
-    ...(options.lookup ? { lookup: options.lookup } : {}),
+    lookup: deferred(options.lookup ?? lookup),
     allowIPAddressList: local ? LOOPBACK : [],
   };
   const httpsAgent = new RequestFilteringHttpsAgent(guard);
@@ -64,11 +78,19 @@ export function createHttpSender(options: HttpSenderOptions): WebhookSender {
         });
         return;
       }
-      const req = transport.request(url, {
-        method: 'POST',
-        agent,
-        headers: { ...request.headers, 'content-length': String(request.body.byteLength) },
-      });
+      let req: http.ClientRequest;
+      try {
+        req = transport.request(url, {
+          method: 'POST',
+          agent,
+          headers: { ...request.headers, 'content-length': String(request.body.byteLength) },
+        });
+      } catch (error) {
+        // Whatever fails before a request exists is still a failure to reach the endpoint.
+        const { code, name, message } = error as NodeJS.ErrnoException;
+        resolve({ kind: 'network', error: `${code ?? name}: ${message}` });
+        return;
+      }
       let settled = false;
       let response: { status: number; retryAfter?: string; location?: string } | undefined;
       const chunks: Buffer[] = [];

@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { AttachmentStream } from 'mailparser';
+import { attachmentKey } from '../../core/index.ts';
 import { Measure } from './measure.ts';
 import type { AttachmentSink } from './mime.ts';
 
@@ -17,17 +18,6 @@ export interface StoredAttachment {
   readonly contentId: string | null;
   /** The bytes, kept when they are no larger than the sink's `keepUpTo` (for inline delivery). */
   readonly bytes: Buffer | undefined;
-}
-
-/** `attachments/<messageId>/<index>-<safe name>`: stable across re-runs, so a retry overwrites. */
-function attachmentKey(messageId: string, index: number, filename: string | null): string {
-  const safe =
-    (filename ?? '')
-      .normalize('NFKD')
-      .replace(/[^\w.-]+/g, '_')
-      .replace(/^[._-]+/, '')
-      .slice(-100) || 'attachment';
-  return `attachments/${messageId}/${index}-${safe}`;
 }
 
 // RFC 6838 §4.2 type/subtype; anything else (a NUL, a parameter) is no valid Content-Type header.

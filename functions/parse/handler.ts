@@ -15,11 +15,15 @@ import { createParseHandler } from './create-handler.ts';
 const clientConfig = awsClientConfig();
 const s3 = new S3Client(clientConfig);
 const sqs = new SQSClient(clientConfig);
-const { bucket, deliveryQueueUrl } = resourceNamesFromEnv(['bucket', 'deliveryQueueUrl']);
+const { bucket, deliveryQueueUrl, inboundDlqUrl } = resourceNamesFromEnv([
+  'bucket',
+  'deliveryQueueUrl',
+  'inboundDlqUrl',
+]);
 const config = await loadConfig(requireEnv('MAILBRIDGE_CONFIG'), runtimeFromEnv(), {
   s3Text: s3TextReader(s3),
 });
-const parse = createParseHandler({ s3, sqs, bucket, deliveryQueueUrl, config });
+const parse = createParseHandler({ s3, sqs, bucket, deliveryQueueUrl, inboundDlqUrl, config });
 
 /** Lambda entry of the parse function (SQS `inbound` event source, partial batch responses on). */
 export const handler = (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>

@@ -1,5 +1,5 @@
-export type { SenderInfo } from './auth.ts';
-export { authenticateMessage } from './auth.ts';
+export type { AuthLimits, SenderInfo } from './auth.ts';
+export { AUTH_LIMITS, authenticateMessage } from './auth.ts';
 export type { ParseDeps } from './create-handler.ts';
 export { createParseHandler } from './create-handler.ts';
 export type { BoundedResolverOptions, DnsResolver } from './dns.ts';

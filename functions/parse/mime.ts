@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { htmlToText } from 'html-to-text';
 import {
   type AddressObject,
   type AttachmentStream,
@@ -13,12 +14,16 @@ import type { WebhookAddress, WebhookMessage } from '../../core/index.ts';
 export type AttachmentSink<T> = (attachment: AttachmentStream, index: number) => Promise<T>;
 
 /** The message fields that come straight from the MIME structure. */
-export type MimeFields = Omit<WebhookMessage, 'strippedText' | 'mailboxHash' | 'attachments'>;
+export type MimeFields = Omit<WebhookMessage, 'strippedText' | 'mailboxHash' | 'attachments' | 'truncated'>;
 
-/** What {@link parseMime} could read; `error` is set when the MIME broke part way. */
+/**
+ * What {@link parseMime} could read; `error` is set when the MIME broke part way, `warnings` name
+ * values that could not be read (an invalid date, HTML that could not be made into text).
+ */
 export interface MimeResult<T> {
   readonly fields: MimeFields;
   readonly attachments: T[];
+  readonly warnings: string[];
   readonly error?: Error;
 }
 
@@ -29,6 +34,8 @@ class MimeInputError extends Error {
 
 // Large HTML without a text part is converted to text only up to this length: html-to-text is slow.
 const MAX_HTML_TO_TEXT = 2_000_000;
+// mailparser's own bound on HTML nesting for the conversion (html-to-text recurses per level).
+const MAX_HTML_NESTING = 1000;
 
 function addresses(value: unknown): WebhookAddress[] {
   const objects = ([] as unknown[]).concat(value ?? []) as AddressObject[];
@@ -56,15 +63,48 @@ function stringValue(value: unknown): string | null {
   return typeof first === 'string' ? first : null;
 }
 
-function dateValue(lines: readonly { name: string; value: string }[]): string | null {
+const excerpt = (value: string) => JSON.stringify(value.slice(0, 100));
+
+/**
+ * The Date header in UTC ISO 8601, or null with a warning when it cannot be read or falls outside
+ * the years ISO 8601 writes with four digits (0000-9999): `Date: 1 Jan 10000` would otherwise
+ * become `+010000-01-01T…`, which no date-time parser takes.
+ */
+function dateValue(lines: readonly { name: string; value: string }[], warnings: string[]): string | null {
   const header = lines.find((line) => line.name.toLowerCase() === 'date');
   if (!header) return null;
   // mailparser substitutes "now" for an unparsable Date; a wrong date is worse than none.
   const time = Date.parse(header.value.replace(/\([^)]*\)/g, '').trim());
-  return Number.isNaN(time) ? null : new Date(time).toISOString();
+  const year = Number.isNaN(time) ? Number.NaN : new Date(time).getUTCFullYear();
+  if (!(year >= 0 && year <= 9999)) {
+    warnings.push(`invalid_date: Date header ${excerpt(header.value)} is not a date in years 0000-9999`);
+    return null;
+  }
+  return new Date(time).toISOString();
 }
 
-function fieldsFrom(headers: Headers | undefined, lines: HeaderLines | undefined): MimeFields {
+/**
+ * Text made from HTML, for a message with no text part: mailparser does so only when the HTML is the
+ * whole message, not when it sits in a multipart/mixed beside attachments.
+ */
+function textFromHtml(html: string, warnings: string[]): string | null {
+  if (html.length > MAX_HTML_TO_TEXT) {
+    warnings.push(`html_to_text_skipped: ${html.length} characters of HTML, over ${MAX_HTML_TO_TEXT}`);
+    return null;
+  }
+  try {
+    return htmlToText(html, { limits: { maxDepth: MAX_HTML_NESTING } });
+  } catch (error) {
+    warnings.push(`html_to_text_failed: ${(error as Error).message}`);
+    return null;
+  }
+}
+
+function fieldsFrom(
+  headers: Headers | undefined,
+  lines: HeaderLines | undefined,
+  warnings: string[],
+): MimeFields {
   const headerList = (lines ?? []).map(({ line }) => ({
     name: line.slice(0, Math.max(0, line.indexOf(':'))).trim(),
     value: rawValue(line),
@@ -77,7 +117,7 @@ function fieldsFrom(headers: Headers | undefined, lines: HeaderLines | undefined
     references: references.flatMap((ref) =>
       typeof ref === 'string' ? ref.split(/\s+/).filter(Boolean) : [],
     ),
-    date: dateValue(headerList),
+    date: dateValue(headerList, warnings),
     subject: stringValue(get('subject')),
     from: addresses(get('from')),
     replyTo: addresses(get('reply-to')),
@@ -119,10 +159,12 @@ export function parseMime<T>(input: Readable, sink: AttachmentSink<T>): Promise<
   parser.on('headerLines', (value) => {
     lines = value;
   });
+  const warnings: string[] = [];
   parser.on('data', (data) => {
     if (data.type === 'text') {
       text = data.text ?? null;
       html = data.html || null;
+      if (data.textConversionError) warnings.push(`html_to_text_failed: ${data.textConversionError.message}`);
       return;
     }
     const index = stored.length;
@@ -167,9 +209,11 @@ export function parseMime<T>(input: Readable, sink: AttachmentSink<T>): Promise<
       const attachments = outcomes.flatMap((outcome) =>
         outcome.status === 'fulfilled' ? [outcome.value] : [],
       );
+      const fields = fieldsFrom(headers, lines, warnings);
       resolve({
-        fields: { ...fieldsFrom(headers, lines), text, html },
+        fields: { ...fields, text: text ?? (html === null ? null : textFromHtml(html, warnings)), html },
         attachments,
+        warnings,
         ...(error ? { error } : {}),
       });
     };

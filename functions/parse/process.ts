@@ -1,29 +1,36 @@
 import { createHash } from 'node:crypto';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { Upload } from '@aws-sdk/lib-storage';
 import {
   type Config,
+  capBodies,
+  conformPayload,
   DEDUPE_PREFIX,
   type DeliveryJob,
   DeliveryJobSchema,
+  fitPayload,
+  type InboundDeadLetterEntry,
   type InboundEvent,
+  jsonChunks,
   type Logger,
+  linkPlaceholder,
   type Metrics,
   MetricUnit,
-  type Presign,
   parseAddress,
   type Route,
   type Router,
+  sqsBatches,
+  sqsJson,
   type WebhookAttachment,
   type WebhookAuth,
   type WebhookPayload,
-  WebhookPayloadSchema,
   webhookId,
 } from '../../core/index.ts';
 import { type StoredAttachment, s3AttachmentSink } from './attachments.ts';
-import { AUTH_UNAVAILABLE, authenticateMessage } from './auth.ts';
+import { AUTH_LIMITS, AUTH_UNAVAILABLE, type AuthLimits, authenticateMessage } from './auth.ts';
 import type { DnsResolver } from './dns.ts';
 import { Measure } from './measure.ts';
 import { type MimeResult, parseMime } from './mime.ts';
@@ -35,10 +42,13 @@ export interface ProcessDeps {
   readonly sqs: SQSClient;
   readonly bucket: string;
   readonly deliveryQueueUrl: string;
+  /** The inbound queue's DLQ: a message whose recipients no longer route goes there, as `unrouted`. */
+  readonly inboundDlqUrl: string;
   readonly config: Config;
   readonly router: Router;
   readonly resolver: DnsResolver;
-  readonly presign: Presign;
+  /** Deadline and key-lookup budget of each message's authentication. @default AUTH_LIMITS */
+  readonly auth?: AuthLimits;
   /** Logs about this message; every line carries its `messageId`. */
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -55,6 +65,7 @@ interface ReadMessage {
   readonly contentSha256: string;
   readonly bareLf: boolean;
   readonly auth: WebhookAuth;
+  readonly authWarnings: readonly string[];
   readonly mime: MimeResult<StoredAttachment>;
   readonly authError?: Error;
 }
@@ -88,6 +99,7 @@ async function readMessage(event: InboundEvent, deps: ProcessDeps, keepUpTo: num
       mta: deps.config.hostname,
     },
     deps.resolver,
+    deps.auth ?? AUTH_LIMITS,
   ).catch((error: Error) => {
     // Authentication gave up early: stop feeding it, so the parse pass is not held back.
     measure.unpipe(forAuth);
@@ -106,8 +118,12 @@ async function readMessage(event: InboundEvent, deps: ProcessDeps, keepUpTo: num
     bareLf: measure.bareLf,
     mime: mimeOutcome.value,
     ...(authOutcome.status === 'fulfilled'
-      ? { auth: authOutcome.value }
-      : { auth: AUTH_UNAVAILABLE, authError: authOutcome.reason as Error }),
+      ? { auth: authOutcome.value.auth, authWarnings: authOutcome.value.warnings }
+      : {
+          auth: AUTH_UNAVAILABLE,
+          authWarnings: [`auth_failed: ${(authOutcome.reason as Error).message}`],
+          authError: authOutcome.reason as Error,
+        }),
   };
 }
 
@@ -120,7 +136,6 @@ function dedupeKey(contentSha256: string, envelope: InboundEvent['envelope']): s
   return `${DEDUPE_PREFIX}${digest}`;
 }
 
-const isMissing = (error: unknown) => (error as Error).name === 'NoSuchKey';
 const isTaken = (error: unknown) =>
   (error as Error).name === 'PreconditionFailed' ||
   (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 412;
@@ -128,20 +143,12 @@ const isTaken = (error: unknown) =>
 /**
  * The id of the first message stored with the same content (trace header left out) and envelope:
  * a sender that saw no `250` (a timeout, a cut connection) sends the message again, and both copies
- * get here. Recorded with a conditional put, so in S3 of two concurrent copies exactly one is
- * first (the local emulator ignores the condition: there, two copies parsed at the same instant may
- * both pass as first).
+ * get here. The marker is written only if absent (`If-None-Match: *`); S3 answers 412 when it
+ * exists, and only then is it read. Never a read first: without s3:ListBucket, S3 answers a read of
+ * a missing key with 403, not 404. Of two concurrent copies exactly one is first. (The local
+ * emulator ignores the condition, so there every copy counts as first.)
  */
 async function firstMessageWith(key: string, id: string, deps: ProcessDeps): Promise<string> {
-  const read = async () => {
-    const object = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: key }));
-    return object.Body!.transformToString();
-  };
-  try {
-    return await read();
-  } catch (error) {
-    if (!isMissing(error)) throw error;
-  }
   try {
     await deps.s3.send(
       new PutObjectCommand({
@@ -155,32 +162,82 @@ async function firstMessageWith(key: string, id: string, deps: ProcessDeps): Pro
     return id;
   } catch (error) {
     if (!isTaken(error)) throw error;
-    return read();
   }
+  const object = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: key }));
+  return object.Body!.transformToString();
 }
 
 function routeAttachments(
   stored: readonly StoredAttachment[],
   route: Route,
-  urlOf: (index: number) => Promise<string>,
-): Promise<WebhookAttachment[]> {
-  return Promise.all(
-    stored.map(async ({ key: _key, bytes, ...meta }, index) =>
-      route.attachments.mode === 'inline' && bytes && meta.size <= route.attachments.inlineLimitBytes
-        ? { ...meta, content: bytes.toString('base64') }
-        : { ...meta, url: await urlOf(index) },
-    ),
+  bucket: string,
+): WebhookAttachment[] {
+  return stored.map(({ key, bytes, ...meta }) =>
+    route.attachments.mode === 'inline' && bytes && meta.size <= route.attachments.inlineLimitBytes
+      ? { ...meta, content: bytes.toString('base64') }
+      : { ...meta, url: linkPlaceholder({ bucket, key }) },
   );
 }
 
+/**
+ * The payload of one route, within the schema (what it cannot carry left out, see
+ * {@link conformPayload}) and the size caps (see {@link fitPayload}).
+ */
+function buildPayload(
+  event: InboundEvent,
+  read: ReadMessage,
+  group: { route: Route; recipients: string[] },
+  message: Omit<WebhookPayload['message'], 'attachments' | 'mailboxHash'>,
+  bucket: string,
+  warnings: readonly string[],
+): WebhookPayload {
+  const { route, recipients } = group;
+  const stored = read.mime.attachments;
+  const payload: WebhookPayload = {
+    type: 'email.received',
+    version: 1,
+    id: event.id,
+    receivedAt: event.receivedAt,
+    route: { id: route.id, recipients },
+    envelope: {
+      mailFrom: event.envelope.mailFrom,
+      rcptTo: recipients,
+      helo: event.envelope.helo,
+      remoteAddress: event.envelope.remoteAddress,
+      tls: event.envelope.tls,
+    },
+    message: {
+      ...message,
+      mailboxHash: parseAddress(recipients[0]!)?.mailboxHash ?? null,
+      attachments: routeAttachments(stored, route, bucket),
+    },
+    auth: read.auth,
+    raw: { size: read.size, sha256: read.sha256, url: linkPlaceholder(event.raw) },
+    warnings: [...warnings],
+  };
+  return fitPayload(conformPayload(payload), (index) => linkPlaceholder({ bucket, key: stored[index]!.key }));
+}
+
+/** Streams a payload's JSON to S3 (multipart beyond one part), so it is never one string in memory. */
+async function storePayload(deps: ProcessDeps, key: string, payload: WebhookPayload): Promise<void> {
+  const body = Readable.from(
+    (function* () {
+      for (const chunk of jsonChunks(payload)) yield Buffer.from(chunk);
+    })(),
+  );
+  await new Upload({
+    client: deps.s3,
+    queueSize: 1,
+    params: { Bucket: deps.bucket, Key: key, Body: body, ContentType: 'application/json' },
+  }).done();
+}
+
 async function sendJobs(deps: ProcessDeps, jobs: readonly DeliveryJob[]): Promise<void> {
-  // SendMessageBatch takes at most 10 entries.
-  for (let start = 0; start < jobs.length; start += 10) {
-    const batch = jobs.slice(start, start + 10);
+  for (const batch of sqsBatches(jobs.map(sqsJson))) {
     const result = await deps.sqs.send(
       new SendMessageBatchCommand({
         QueueUrl: deps.deliveryQueueUrl,
-        Entries: batch.map((job, index) => ({ Id: String(index), MessageBody: JSON.stringify(job) })),
+        Entries: batch.map((body, index) => ({ Id: String(index), MessageBody: body })),
       }),
     );
     if (result.Failed && result.Failed.length > 0) {
@@ -191,23 +248,56 @@ async function sendJobs(deps: ProcessDeps, jobs: readonly DeliveryJob[]): Promis
 }
 
 /**
- * Turns one stored message into webhooks: authenticates and parses it, stores its attachments and
- * one payload per route at {@link payloadKey}, and queues one DeliveryJob per route endpoint.
- * Idempotent: a re-run writes the same keys and the same webhook ids. Broken MIME gives a degraded
- * payload (with the raw link and a warning), never an error; S3 and SQS failures throw, so the
- * record is retried.
+ * Accepted mail whose recipients match no route now (the config changed between RCPT and parse):
+ * the event, for those recipients only, goes to the inbound DLQ with reason `unrouted`, so nothing
+ * the listener said 250 to disappears, and a redrive after the config is fixed parses it again.
  */
-export async function processInboundEvent(event: InboundEvent, deps: ProcessDeps): Promise<DeliveryJob[]> {
-  const { logger, metrics } = deps;
+async function deadLetterUnrouted(event: InboundEvent, unrouted: string[], deps: ProcessDeps): Promise<void> {
+  const entry: InboundDeadLetterEntry = {
+    ...event,
+    envelope: { ...event.envelope, rcptTo: unrouted },
+    reason: 'unrouted',
+    lastError: `no route matches ${unrouted.join(', ')} in the config in force at parse time`,
+  };
+  await deps.sqs.send(new SendMessageCommand({ QueueUrl: deps.inboundDlqUrl, MessageBody: sqsJson(entry) }));
+  deps.metrics.addMetric('unrouted_recipients', MetricUnit.Count, unrouted.length);
+  deps.logger.error('recipients no longer route anywhere: dead-lettered as unrouted', {
+    recipients: unrouted,
+  });
+}
+
+/**
+ * Turns one stored message into webhooks: authenticates and parses it, stores its attachments and
+ * one payload per route at {@link payloadKey}, and queues one DeliveryJob per route endpoint;
+ * recipients that route nowhere are dead-lettered (see {@link deadLetterUnrouted}).
+ * Idempotent: a re-run writes the same keys and the same webhook ids. What the sender wrote never
+ * makes it fail: broken MIME, values the schema cannot carry, sizes over the caps give a degraded
+ * payload (with the raw link and warnings). S3 and SQS failures throw, so the record is retried.
+ * Once `signal` aborts (the invocation is running out of time) nothing more is queued.
+ */
+export async function processInboundEvent(
+  event: InboundEvent,
+  deps: ProcessDeps,
+  signal?: AbortSignal,
+): Promise<DeliveryJob[]> {
   const groups = deps.router.group(event.envelope.rcptTo);
   const routed = new Set(groups.flatMap((group) => group.recipients));
   const unrouted = event.envelope.rcptTo.filter((recipient) => !routed.has(recipient));
+  const jobs = groups.length > 0 ? await queueDeliveries(event, groups, deps, signal) : [];
   if (unrouted.length > 0) {
-    logger.warn('recipients no longer route anywhere; no delivery for them', { recipients: unrouted });
-    metrics.addMetric('unrouted_recipients', MetricUnit.Count, unrouted.length);
+    signal?.throwIfAborted();
+    await deadLetterUnrouted(event, unrouted, deps);
   }
-  if (groups.length === 0) return [];
+  return jobs;
+}
 
+async function queueDeliveries(
+  event: InboundEvent,
+  groups: { route: Route; recipients: string[] }[],
+  deps: ProcessDeps,
+  signal: AbortSignal | undefined,
+): Promise<DeliveryJob[]> {
+  const { logger, metrics } = deps;
   const keepUpTo = Math.max(
     0,
     ...groups.map(({ route }) =>
@@ -235,10 +325,8 @@ export async function processInboundEvent(event: InboundEvent, deps: ProcessDeps
     logger.warn('duplicate check failed; delivering unmarked', { error: error as Error });
   }
   if (read.bareLf || event.bareLf) warnings.push('bare_lf: lines end in LF without CR (RFC 5321 §2.3.8)');
-  if (read.authError) {
-    warnings.push(`auth_failed: ${read.authError.message}`);
-    logger.error('sender authentication failed', { error: read.authError });
-  }
+  warnings.push(...read.authWarnings, ...read.mime.warnings);
+  if (read.authError) logger.error('sender authentication failed', { error: read.authError });
   if (read.mime.error) {
     warnings.push(`mime_parse_failed: ${read.mime.error.message}`);
     logger.error('MIME parse failed; sending what could be read with the raw link', {
@@ -247,59 +335,22 @@ export async function processInboundEvent(event: InboundEvent, deps: ProcessDeps
     metrics.addMetric('parse_errors', MetricUnit.Count, 1);
   }
 
-  const stored = read.mime.attachments;
-  // Presigned only for the routes that link rather than inline, and once per attachment.
-  const urls = new Map<number, Promise<string>>();
-  const urlOf = (index: number) => {
-    if (!urls.has(index)) urls.set(index, deps.presign(deps.bucket, stored[index]!.key));
-    return urls.get(index)!;
+  const { text, html, ...fields } = read.mime.fields;
+  const bodies = capBodies({ text, html });
+  const message = {
+    ...fields,
+    ...bodies,
+    strippedText: bodies.text === null ? null : stripQuotedReply(bodies.text),
   };
-  const rawUrl = await deps.presign(event.raw.bucket, event.raw.key);
-  const { fields } = read.mime;
-  const strippedText = fields.text === null ? null : stripQuotedReply(fields.text);
-
   const jobs: DeliveryJob[] = [];
-  for (const { route, recipients } of groups) {
-    const payload: WebhookPayload = WebhookPayloadSchema.parse({
-      type: 'email.received',
-      version: 1,
-      id: event.id,
-      receivedAt: event.receivedAt,
-      route: { id: route.id, recipients },
-      envelope: {
-        mailFrom: event.envelope.mailFrom,
-        rcptTo: recipients,
-        helo: event.envelope.helo,
-        remoteAddress: event.envelope.remoteAddress,
-        tls: event.envelope.tls,
-      },
-      message: {
-        ...fields,
-        strippedText,
-        mailboxHash: parseAddress(recipients[0]!)?.mailboxHash ?? null,
-        attachments: await routeAttachments(stored, route, urlOf),
-      },
-      auth: read.auth,
-      raw: { size: read.size, sha256: read.sha256, url: rawUrl },
-      warnings,
-    } satisfies WebhookPayload);
+  for (const group of groups) {
+    const { route, recipients } = group;
+    const payload = buildPayload(event, read, group, message, deps.bucket, warnings);
+    if (payload.message.truncated.text || payload.message.truncated.html) {
+      metrics.addMetric('payloads_truncated', MetricUnit.Count, 1);
+    }
     const key = payloadKey(event.id, route.id);
-    await deps.s3.send(
-      new PutObjectCommand({
-        Bucket: deps.bucket,
-        Key: key,
-        Body: JSON.stringify(payload),
-        ContentType: 'application/json',
-      }),
-    );
-    // In the job rather than a sidecar object: deliver reads no extra object per try, and the
-    // message grows by one key per linked attachment, far from the SQS limit.
-    const links = {
-      raw: { bucket: event.raw.bucket, key: event.raw.key },
-      attachments: payload.message.attachments.flatMap((attachment, index) =>
-        'url' in attachment ? [{ index, bucket: deps.bucket, key: stored[index]!.key }] : [],
-      ),
-    };
+    await storePayload(deps, key, payload);
     for (const endpoint of route.endpoints) {
       jobs.push(
         DeliveryJobSchema.parse({
@@ -310,17 +361,17 @@ export async function processInboundEvent(event: InboundEvent, deps: ProcessDeps
           recipients,
           payload: { bucket: deps.bucket, key },
           webhookId: webhookId(event.id, route.id),
-          links,
         }),
       );
     }
   }
+  signal?.throwIfAborted();
   await sendJobs(deps, jobs);
   metrics.addMetric('messages_parsed', MetricUnit.Count, 1);
   metrics.addMetric('deliveries_queued', MetricUnit.Count, jobs.length);
   logger.info('message parsed and queued for delivery', {
     size: read.size,
-    attachments: stored.length,
+    attachments: read.mime.attachments.length,
     routes: groups.map(({ route }) => route.id),
     jobs: jobs.length,
     warnings,

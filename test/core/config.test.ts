@@ -47,7 +47,10 @@ describe('config', () => {
 
   it('allows http to loopback only in local runs', () => {
     const route = `routes: [{ id: r1, match: ['*@example.test'], endpoints: ['http://127.0.0.1:8025/webhooks'], secret: { env: SECRET } }]`;
-    assert.equal(configIssues(minimal(route), 'aws').length, 1);
+    assert.deepEqual(configIssues(minimal(route), 'aws'), [
+      'routes[0].endpoints[0]: must be https:// (plain http:// only for loopback in local runs)',
+      'routes[0].endpoints[0]: 127.0.0.1 is not a public address (range loopback); webhooks go to public endpoints only',
+    ]);
     assert.doesNotThrow(() => parseConfigText(minimal(route), { source: 'x.yaml', runtime: 'local' }));
   });
 
@@ -63,6 +66,56 @@ describe('config', () => {
       'routes: Too small: expected array to have >=1 items',
       '(root): Unrecognized key: "colour"',
     ]);
+  });
+
+  it('refuses a route timeout the deliver function has no time for, and a schedule that outlives the queue', () => {
+    const route = (extra: string) =>
+      `routes: [{ id: r1, match: ['*@example.test'], endpoints: ['https://a.test/'], secret: { env: S }, ${extra} }]`;
+    assert.deepEqual(configIssues(minimal(route('timeout: 51s'))), [
+      "routes[0].timeout: at most 50s, so a try fits in the deliver function's 60s",
+    ]);
+    assert.doesNotThrow(() =>
+      parseConfigText(minimal(route('timeout: 50s')), { source: 'x', runtime: 'local' }),
+    );
+    const schedule = (n: number) =>
+      route(`retrySchedule: [${Array.from({ length: n }, () => '1s').join(', ')}]`);
+    assert.doesNotThrow(() => parseConfigText(minimal(schedule(28)), { source: 'x', runtime: 'local' }));
+    assert.deepEqual(configIssues(minimal(schedule(29))), [
+      "routes[0].retrySchedule: 29 retries can outlive the delivery queue's 14-day retention (each wait may be stretched to ~12 h by Retry-After), and the job would expire without a DLQ entry; use at most 28",
+    ]);
+  });
+
+  it('refuses private, loopback, link-local and metadata endpoints for AWS', () => {
+    const endpoints = [
+      'https://10.1.2.3/hook',
+      'https://172.16.0.1/hook',
+      'https://192.168.1.1/hook',
+      'https://127.0.0.1/hook',
+      'https://2130706433/hook',
+      'https://0x7f000001/hook',
+      'https://169.254.169.254/latest/meta-data/',
+      'https://[fd00:ec2::254]/',
+      'https://[::1]/hook',
+      'https://[::ffff:10.0.0.1]/hook',
+      'https://[fe80::1]/hook',
+      'https://100.64.0.1/hook',
+      'https://0.0.0.0/hook',
+      'https://localhost/hook',
+      'https://app.localhost/hook',
+      'https://metadata.google.internal/computeMetadata/v1/',
+      'https://instance-data/latest/',
+    ];
+    const route = `routes: [{ id: r1, match: ['*@example.test'], endpoints: [${endpoints.map((e) => `'${e}'`).join(', ')}], secret: { env: S } }]`;
+    const issues = configIssues(minimal(route), 'aws');
+    assert.equal(issues.length, endpoints.length, issues.join('\n'));
+    for (const [e, issue] of issues.entries()) {
+      assert.match(
+        issue,
+        new RegExp(`^routes\\[0\\]\\.endpoints\\[${e}\\]: .* webhooks go to public endpoints only$`),
+      );
+    }
+    const publicRoute = `routes: [{ id: r1, match: ['*@example.test'], endpoints: ['https://hooks.example.com/in', 'https://8.8.8.8/in', 'https://[2606:4700::1111]/in'], secret: { env: S } }]`;
+    assert.doesNotThrow(() => parseConfigText(minimal(publicRoute), { source: 'x', runtime: 'aws' }));
   });
 
   it('reports a file that is not YAML or JSON, and one that is missing', async () => {

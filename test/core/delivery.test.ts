@@ -4,8 +4,12 @@ import {
   classifyAttempt,
   DEFAULT_RETRY_SCHEDULE_SECONDS,
   decideNext,
+  longestRetrySeconds,
   MAX_RETRY_DELAY_SECONDS,
+  MAX_ROUTE_TIMEOUT_SECONDS,
   parseRetryAfter,
+  QUEUE_SETTINGS,
+  tryTimeoutMs,
 } from '../../core/index.ts';
 
 const NOW = Date.parse('2026-11-20T10:00:00Z');
@@ -127,5 +131,32 @@ describe('decideNext', () => {
 
   it('with an empty schedule, tries once', () => {
     assert.deepEqual(decideNext(failure, [], 1), { action: 'dead-letter', reason: 'exhausted' });
+  });
+});
+
+describe('tryTimeoutMs', () => {
+  it('is the route timeout while the invocation has time for it, less when it has not', () => {
+    assert.equal(tryTimeoutMs(15), 15_000);
+    assert.equal(tryTimeoutMs(15, 60_000), 15_000);
+    assert.equal(tryTimeoutMs(50, 40_000), 30_000);
+    assert.equal(tryTimeoutMs(15, 10_500), undefined, 'under a second left for the try: none');
+  });
+
+  it('lets the longest route timeout fit in the deliver function', () => {
+    assert.equal(
+      tryTimeoutMs(MAX_ROUTE_TIMEOUT_SECONDS, QUEUE_SETTINGS.functionTimeoutSeconds.deliver * 1000),
+      MAX_ROUTE_TIMEOUT_SECONDS * 1000,
+    );
+  });
+});
+
+describe('longestRetrySeconds', () => {
+  it('counts every wait as stretched to the Retry-After cap, plus a function timeout per try', () => {
+    const tryTime = QUEUE_SETTINGS.functionTimeoutSeconds.deliver;
+    assert.equal(longestRetrySeconds([]), tryTime);
+    assert.equal(longestRetrySeconds([5, 300]), 2 * (MAX_RETRY_DELAY_SECONDS + tryTime) + tryTime);
+    assert.ok(
+      longestRetrySeconds(DEFAULT_RETRY_SCHEDULE_SECONDS) < QUEUE_SETTINGS.delivery.retentionDays * 86_400,
+    );
   });
 });

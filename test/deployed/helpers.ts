@@ -43,6 +43,7 @@ export function emulatorRefs(app: SynthesizedApp, emulator: TestEmulator): Map<s
     [id(stack.queues.inbound), emulator.resources.inboundQueueUrl],
     [id(stack.queues.delivery), emulator.resources.deliveryQueueUrl],
     [id(stack.queues.deliveryDlq), emulator.resources.deliveryDlqUrl],
+    [id(stack.queues.inboundDlq), emulator.resources.inboundDlqUrl],
     ['AWS::Region', 'us-east-1'],
   ]);
 }

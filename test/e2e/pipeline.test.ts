@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
+import { ENDPOINT_HEALTH_PREFIX } from '../../core/index.ts';
 import { type Pipeline, startPipeline } from '../helpers/pipeline.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 
@@ -38,144 +39,149 @@ interface Payload {
   warnings: string[];
 }
 
-describe('end to end: SMTP in, signed webhooks out', () => {
-  let tickets: WebhookReceiver;
-  let sales: WebhookReceiver;
-  let pipeline: Pipeline;
+// Once against the emulator (conditional writes honoured by the proxy), once with S3 answering as AWS
+// does also for a missing key: 403 outside the prefixes a role may list, which the emulator says 404.
+for (const aws of [undefined, { listablePrefixes: [ENDPOINT_HEALTH_PREFIX] }]) {
+  describe(`end to end: SMTP in, signed webhooks out${aws ? ', S3 answering as AWS' : ''}`, () => {
+    let tickets: WebhookReceiver;
+    let sales: WebhookReceiver;
+    let pipeline: Pipeline;
 
-  before(async () => {
-    tickets = await startWebhookReceiver({ secret: SECRET_A });
-    sales = await startWebhookReceiver({ secret: SECRET_B });
-    pipeline = await startPipeline({
-      domains: ['example.test', 'sales.test'],
-      routes: [
-        {
-          id: 'tickets',
-          match: ['*@example.test'],
-          endpoints: [tickets.url],
-          secret: { value: SECRET_A },
-          attachments: { mode: 'inline', inlineLimitBytes: 1_000_000 },
-        },
-        {
-          id: 'sales',
-          match: ['*@sales.test'],
-          endpoints: [sales.url],
-          secret: { value: SECRET_B },
-          attachments: { mode: 'url' },
-        },
-      ],
-    });
-  });
-
-  after(async () => {
-    await pipeline.close();
-    await tickets.close();
-    await sales.close();
-  });
-
-  it('delivers every field of a nodemailer message to each route, signed and byte-exact', async () => {
-    const binary = randomBytes(300 * 1024);
-    const note = Buffer.from('Quarterly numbers: 42\r\nÜmlaut ok\r\n', 'utf8');
-    const html = '<p>Hello <b>team</b> — ünïcödé</p>';
-    const text = 'Hello team — ünïcödé\nsecond line';
-    const transport = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port: pipeline.smtpPort,
-      secure: false,
-      tls: { rejectUnauthorized: false },
-      name: 'client.sender.test',
-    });
-    let info: { response: string; messageId: string };
-    try {
-      info = await transport.sendMail({
-        from: 'Ann Sender <ann@sender.test>',
-        to: 'Ticket Desk <ticket+abc123@example.test>',
-        cc: 'Sales <sales@sales.test>',
-        replyTo: 'Replies <replies@sender.test>',
-        subject: 'Order #1234 — ready',
-        text,
-        html,
-        attachments: [
-          { filename: 'blob.bin', content: binary, contentType: 'application/octet-stream' },
-          { filename: 'note.txt', content: note, contentType: 'text/plain; charset=utf-8' },
+    before(async () => {
+      tickets = await startWebhookReceiver({ secret: SECRET_A });
+      sales = await startWebhookReceiver({ secret: SECRET_B });
+      pipeline = await startPipeline({
+        ...(aws ? { aws } : {}),
+        domains: ['example.test', 'sales.test'],
+        routes: [
+          {
+            id: 'tickets',
+            match: ['*@example.test'],
+            endpoints: [tickets.url],
+            secret: { value: SECRET_A },
+            attachments: { mode: 'inline', inlineLimitBytes: 1_000_000 },
+          },
+          {
+            id: 'sales',
+            match: ['*@sales.test'],
+            endpoints: [sales.url],
+            secret: { value: SECRET_B },
+            attachments: { mode: 'url' },
+          },
         ],
       });
-    } finally {
-      transport.close();
-    }
-    const queued = /queued as ([0-9A-Z]{26})/.exec(info.response)?.[1];
-    assert.ok(queued, info.response);
+    });
 
-    await tickets.waitForUnique(1, 20_000);
-    await sales.waitForUnique(1, 20_000);
-    assert.equal(tickets.invalid + sales.invalid, 0);
-    const first = [...tickets.unique.values()][0]!;
-    const second = [...sales.unique.values()][0]!;
-    assert.notEqual(first.webhookId, second.webhookId);
+    after(async () => {
+      await pipeline.close();
+      await tickets.close();
+      await sales.close();
+    });
 
-    const rawUrls = new Set<string>();
-    for (const [received, routeId, recipient] of [
-      [first, 'tickets', 'ticket+abc123@example.test'],
-      [second, 'sales', 'sales@sales.test'],
-    ] as const) {
-      const payload = received.payload as unknown as Payload;
-      assert.equal(payload.id, queued);
-      assert.equal(received.headers['user-agent'], 'mailbridge/0.1.0');
-      assert.deepEqual(payload.route, { id: routeId, recipients: [recipient] });
-      assert.equal(payload.envelope.mailFrom, 'ann@sender.test');
-      assert.deepEqual(payload.envelope.rcptTo, [recipient]);
-      assert.equal(payload.envelope.helo, 'client.sender.test');
-      assert.equal(payload.envelope.remoteAddress, '127.0.0.1');
-      const { message } = payload;
-      assert.equal(message.messageId, info.messageId);
-      assert.equal(message.subject, 'Order #1234 — ready');
-      assert.deepEqual(message.from, [{ name: 'Ann Sender', address: 'ann@sender.test' }]);
-      assert.deepEqual(message.to, [{ name: 'Ticket Desk', address: 'ticket+abc123@example.test' }]);
-      assert.deepEqual(message.cc, [{ name: 'Sales', address: 'sales@sales.test' }]);
-      assert.deepEqual(message.replyTo, [{ name: 'Replies', address: 'replies@sender.test' }]);
-      assert.equal(message.text.replace(/\r\n/g, '\n').trim(), text);
-      assert.equal(message.html.trim(), html);
-      assert.equal(message.mailboxHash, routeId === 'tickets' ? 'abc123' : null);
-      assert.equal(message.headers[0]!.name.toLowerCase(), 'received');
-      assert.deepEqual(
-        message.attachments.map(({ filename, contentType, size, sha256 }) => ({
-          filename,
-          contentType,
-          size,
-          sha256,
-        })),
-        [
-          {
-            filename: 'blob.bin',
-            contentType: 'application/octet-stream',
-            size: binary.length,
-            sha256: sha256(binary),
-          },
-          { filename: 'note.txt', contentType: 'text/plain', size: note.length, sha256: sha256(note) },
-        ],
-      );
-      for (const [index, expected] of [binary, note].entries()) {
-        const attachment = message.attachments[index]!;
-        if (routeId === 'tickets') {
-          assert.ok(attachment.content, 'inline route carries base64 content');
-          assert.ok(Buffer.from(attachment.content, 'base64').equals(expected));
-        } else {
-          assert.ok(attachment.url, 'url route carries a link');
-          const fetched = Buffer.from(await (await fetch(attachment.url)).arrayBuffer());
-          assert.ok(fetched.equals(expected));
-        }
+    it('delivers every field of a nodemailer message to each route, signed and byte-exact', async () => {
+      const binary = randomBytes(300 * 1024);
+      const note = Buffer.from('Quarterly numbers: 42\r\nÜmlaut ok\r\n', 'utf8');
+      const html = '<p>Hello <b>team</b> — ünïcödé</p>';
+      const text = 'Hello team — ünïcödé\nsecond line';
+      const transport = nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: pipeline.smtpPort,
+        secure: false,
+        tls: { rejectUnauthorized: false },
+        name: 'client.sender.test',
+      });
+      let info: { response: string; messageId: string };
+      try {
+        info = await transport.sendMail({
+          from: 'Ann Sender <ann@sender.test>',
+          to: 'Ticket Desk <ticket+abc123@example.test>',
+          cc: 'Sales <sales@sales.test>',
+          replyTo: 'Replies <replies@sender.test>',
+          subject: 'Order #1234 — ready',
+          text,
+          html,
+          attachments: [
+            { filename: 'blob.bin', content: binary, contentType: 'application/octet-stream' },
+            { filename: 'note.txt', content: note, contentType: 'text/plain; charset=utf-8' },
+          ],
+        });
+      } finally {
+        transport.close();
       }
-      const raw = Buffer.from(await (await fetch(payload.raw.url)).arrayBuffer());
-      assert.equal(raw.length, payload.raw.size);
-      assert.equal(sha256(raw), payload.raw.sha256);
-      assert.match(raw.toString('latin1'), /^Received: from client\.sender\.test \(\[127\.0\.0\.1\]\)/);
-      assert.ok(raw.toString('latin1').includes(`Message-ID: ${info.messageId}`));
-      assert.deepEqual(payload.warnings, []);
-      rawUrls.add(new URL(payload.raw.url).pathname);
-    }
-    assert.equal(rawUrls.size, 1, 'both routes link the same raw object');
+      const queued = /queued as ([0-9A-Z]{26})/.exec(info.response)?.[1];
+      assert.ok(queued, info.response);
+
+      await tickets.waitForUnique(1, 20_000);
+      await sales.waitForUnique(1, 20_000);
+      assert.equal(tickets.invalid + sales.invalid, 0);
+      const first = [...tickets.unique.values()][0]!;
+      const second = [...sales.unique.values()][0]!;
+      assert.notEqual(first.webhookId, second.webhookId);
+
+      const rawUrls = new Set<string>();
+      for (const [received, routeId, recipient] of [
+        [first, 'tickets', 'ticket+abc123@example.test'],
+        [second, 'sales', 'sales@sales.test'],
+      ] as const) {
+        const payload = received.payload as unknown as Payload;
+        assert.equal(payload.id, queued);
+        assert.equal(received.headers['user-agent'], 'mailbridge/0.1.0');
+        assert.deepEqual(payload.route, { id: routeId, recipients: [recipient] });
+        assert.equal(payload.envelope.mailFrom, 'ann@sender.test');
+        assert.deepEqual(payload.envelope.rcptTo, [recipient]);
+        assert.equal(payload.envelope.helo, 'client.sender.test');
+        assert.equal(payload.envelope.remoteAddress, '127.0.0.1');
+        const { message } = payload;
+        assert.equal(message.messageId, info.messageId);
+        assert.equal(message.subject, 'Order #1234 — ready');
+        assert.deepEqual(message.from, [{ name: 'Ann Sender', address: 'ann@sender.test' }]);
+        assert.deepEqual(message.to, [{ name: 'Ticket Desk', address: 'ticket+abc123@example.test' }]);
+        assert.deepEqual(message.cc, [{ name: 'Sales', address: 'sales@sales.test' }]);
+        assert.deepEqual(message.replyTo, [{ name: 'Replies', address: 'replies@sender.test' }]);
+        assert.equal(message.text.replace(/\r\n/g, '\n').trim(), text);
+        assert.equal(message.html.trim(), html);
+        assert.equal(message.mailboxHash, routeId === 'tickets' ? 'abc123' : null);
+        assert.equal(message.headers[0]!.name.toLowerCase(), 'received');
+        assert.deepEqual(
+          message.attachments.map(({ filename, contentType, size, sha256 }) => ({
+            filename,
+            contentType,
+            size,
+            sha256,
+          })),
+          [
+            {
+              filename: 'blob.bin',
+              contentType: 'application/octet-stream',
+              size: binary.length,
+              sha256: sha256(binary),
+            },
+            { filename: 'note.txt', contentType: 'text/plain', size: note.length, sha256: sha256(note) },
+          ],
+        );
+        for (const [index, expected] of [binary, note].entries()) {
+          const attachment = message.attachments[index]!;
+          if (routeId === 'tickets') {
+            assert.ok(attachment.content, 'inline route carries base64 content');
+            assert.ok(Buffer.from(attachment.content, 'base64').equals(expected));
+          } else {
+            assert.ok(attachment.url, 'url route carries a link');
+            const fetched = Buffer.from(await (await fetch(attachment.url)).arrayBuffer());
+            assert.ok(fetched.equals(expected));
+          }
+        }
+        const raw = Buffer.from(await (await fetch(payload.raw.url)).arrayBuffer());
+        assert.equal(raw.length, payload.raw.size);
+        assert.equal(sha256(raw), payload.raw.sha256);
+        assert.match(raw.toString('latin1'), /^Received: from client\.sender\.test \(\[127\.0\.0\.1\]\)/);
+        assert.ok(raw.toString('latin1').includes(`Message-ID: ${info.messageId}`));
+        assert.deepEqual(payload.warnings, []);
+        rawUrls.add(new URL(payload.raw.url).pathname);
+      }
+      assert.equal(rawUrls.size, 1, 'both routes link the same raw object');
+    });
   });
-});
+}
 
 describe('end to end: 200 messages while the endpoint fails 30% of tries', () => {
   const COUNT = 200;

@@ -31,6 +31,7 @@ export async function startTestEmulator(options: { dataDir?: string } = {}): Pro
     MAILBRIDGE_INBOUND_QUEUE_URL: resources.inboundQueueUrl,
     MAILBRIDGE_DELIVERY_QUEUE_URL: resources.deliveryQueueUrl,
     MAILBRIDGE_DELIVERY_DLQ_URL: resources.deliveryDlqUrl,
+    MAILBRIDGE_INBOUND_DLQ_URL: resources.inboundDlqUrl,
   };
   return {
     emulator,

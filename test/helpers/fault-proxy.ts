@@ -44,6 +44,32 @@ export interface ActiveRule {
   remove(): void;
 }
 
+/**
+ * Answers as AWS does where the emulator does not ("AWS mode"); each part can be turned off.
+ * fauxqs has no IAM and ignores S3 conditional writes, so without this a test cannot see what a
+ * deployed function sees.
+ */
+export interface AwsMode {
+  /**
+   * GET and HEAD of a missing S3 key answer 403 AccessDenied instead of 404 NoSuchKey, as S3 does
+   * for a role without s3:ListBucket on the key's prefix. @default true
+   */
+  readonly missingKeyAccessDenied?: boolean;
+  /** Key prefixes the roles may list, where a missing key stays 404 (S3 policies condition ListBucket on `s3:prefix`). @default none */
+  readonly listablePrefixes?: readonly string[];
+  /**
+   * PutObject with `If-None-Match: *` answers 412 PreconditionFailed when the key exists, and with
+   * `If-Match: <etag>` when its ETag differs (404 NoSuchKey when it is missing); writes to one key
+   * are checked one at a time, so of two concurrent conditional writes one loses. @default true
+   */
+  readonly conditionalWrites?: boolean;
+}
+
+export interface FaultProxyOptions {
+  /** Answer as AWS where the emulator differs; see {@link AwsMode}. @default off */
+  readonly aws?: AwsMode;
+}
+
 /** A fault-injecting HTTP proxy in front of the emulator. */
 export interface FaultProxy {
   /** Point SDK clients here instead of at the emulator. */
@@ -93,6 +119,23 @@ export function operationOf(req: IncomingMessage): AwsOperation {
   return s3Operation(req.method ?? 'GET', new URL(req.url ?? '/', 'http://proxy'));
 }
 
+/** An S3 error as S3 writes it (REST XML), the body left out for HEAD as S3 does. */
+function sendS3Error(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+) {
+  const requestId = randomUUID();
+  res.writeHead(status, { 'content-type': 'application/xml', 'x-amz-request-id': requestId });
+  if (req.method === 'HEAD') return void res.end();
+  res.end(
+    `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message>` +
+      `<RequestId>${requestId}</RequestId></Error>`,
+  );
+}
+
 /** The error body each protocol's SDK parser reads, so the client sees a proper AWS error. */
 function sendAwsError(res: ServerResponse, op: AwsOperation, status: 500 | 503): void {
   const requestId = randomUUID();
@@ -119,8 +162,15 @@ function sendAwsError(res: ServerResponse, op: AwsOperation, status: 500 | 503):
  * endpoint) and applies the rules added to it: fail, delay or drop matching operations, at a
  * rate or on given calls, before forwarding or after the emulator has acted.
  */
-export async function startFaultProxy(target: string): Promise<FaultProxy> {
+export async function startFaultProxy(target: string, options: FaultProxyOptions = {}): Promise<FaultProxy> {
   const upstream = new URL(target);
+  const aws = options.aws && {
+    missingKeyAccessDenied: options.aws.missingKeyAccessDenied ?? true,
+    listablePrefixes: options.aws.listablePrefixes ?? [],
+    conditionalWrites: options.aws.conditionalWrites ?? true,
+  };
+  // Conditional writes to one key, one after the other: the check and the write are one step in S3.
+  const keyLocks = new Map<string, Promise<void>>();
   const rules: { rule: FaultRule; seen: number; hits: number }[] = [];
   const calls = new Map<AwsOperation, number>();
   const faults = new Map<AwsOperation, number>();
@@ -157,12 +207,76 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     }
   };
 
+  /** The object's status and ETag as the emulator has it now. */
+  const head = (path: string) =>
+    new Promise<{ status: number; etag: string | undefined }>((resolve, reject) => {
+      const probe = request(
+        { host: upstream.hostname, port: upstream.port, method: 'HEAD', path },
+        (answer) => {
+          answer.resume();
+          resolve({ status: answer.statusCode ?? 0, etag: answer.headers.etag });
+        },
+      );
+      probe.on('error', reject);
+      probe.end();
+    });
+
+  /** The 412/404 S3 gives a conditional PutObject whose condition fails, or undefined when it holds. */
+  const failedCondition = async (req: IncomingMessage, path: string) => {
+    const ifNoneMatch = req.headers['if-none-match'];
+    const ifMatch = req.headers['if-match'];
+    if (ifNoneMatch === undefined && ifMatch === undefined) return undefined;
+    const { status, etag } = await head(path);
+    if (ifNoneMatch === '*' && status === 200) return { status: 412, code: 'PreconditionFailed' };
+    if (ifMatch !== undefined && status === 404) return { status: 404, code: 'NoSuchKey' };
+    if (ifMatch !== undefined && ifMatch !== etag) return { status: 412, code: 'PreconditionFailed' };
+    return undefined;
+  };
+
   const forward = (
     req: IncomingMessage,
     res: ServerResponse,
     lose: FaultRule | undefined,
     op: AwsOperation,
   ) => {
+    const path = new URL(req.url ?? '/', 'http://proxy').pathname;
+    if (aws?.conditionalWrites && op === 'S3.PutObject') {
+      const before = keyLocks.get(path) ?? Promise.resolve();
+      const turn = before.then(async () => {
+        const failed = await failedCondition(req, path).catch(() => undefined);
+        if (failed) {
+          req.resume();
+          await once(req, 'end').catch(() => undefined);
+          sendS3Error(
+            req,
+            res,
+            failed.status,
+            failed.code,
+            'At least one of the pre-conditions you specified did not hold',
+          );
+          return;
+        }
+        send(req, res, lose, op);
+        await once(res, 'close');
+      });
+      const released = turn.catch(() => undefined);
+      keyLocks.set(path, released);
+      void released.then(() => {
+        if (keyLocks.get(path) === released) keyLocks.delete(path);
+      });
+      return;
+    }
+    send(req, res, lose, op);
+  };
+
+  const deniesMissing = (op: AwsOperation, path: string) => {
+    if (!aws?.missingKeyAccessDenied || (op !== 'S3.GetObject' && op !== 'S3.HeadObject')) return false;
+    const key = decodeURIComponent(path).split('/').slice(2).join('/');
+    return !aws.listablePrefixes.some((prefix) => key.startsWith(prefix));
+  };
+
+  const send = (req: IncomingMessage, res: ServerResponse, lose: FaultRule | undefined, op: AwsOperation) => {
+    const path = new URL(req.url ?? '/', 'http://proxy').pathname;
     const out = request(
       {
         host: upstream.hostname,
@@ -181,6 +295,11 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           bump(faults, op);
           answer.pause();
           await sleep(lose.action.ms, undefined, { ref: false });
+        }
+        if (answer.statusCode === 404 && deniesMissing(op, path)) {
+          answer.resume();
+          sendS3Error(req, res, 403, 'AccessDenied', 'Access Denied');
+          return;
         }
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);

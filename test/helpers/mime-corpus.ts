@@ -407,6 +407,52 @@ export function hostileMimeCorpus(seed = 1): HostileMessage[] {
     );
   }
 
+  // Shapes that once cost a message its delivery, or its batch-mates theirs.
+  for (const date of [
+    'Mon, 1 Jan 10000 00:00:00 +0000',
+    'Sat, 13 Sep 275760 00:00:01 +0000',
+    '1 Jan -0001 00:00:00',
+  ]) {
+    add(`Date ${JSON.stringify(date)}`, () => `${HEAD}Subject: far date\r\nDate: ${date}\r\n\r\nbody`);
+  }
+  add('25 DKIM signatures of 25 domains', () => {
+    const signatures = Array.from(
+      { length: 25 },
+      (_, i) =>
+        `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=d${i}.sender.test; s=s1; h=from:to:subject; bh=${'A'.repeat(43)}=; b=${'B'.repeat(171)}=\r\n`,
+    );
+    return `${signatures.join('')}${HEAD}Subject: signed 25 times\r\n\r\nbody`;
+  });
+  add('6 MiB of control characters as text', () => {
+    const line = String.fromCharCode(
+      ...Array.from({ length: 998 }, (_, i) => [1, 2, 7, 8, 11, 12, 27, 31][i % 8]!),
+    );
+    return `${HEAD}Subject: noise\r\nContent-Type: text/plain\r\n\r\n${`${line}\r\n`.repeat(6 * 1049)}`;
+  });
+  add('990 attachments with long names', () =>
+    multipart(
+      'A',
+      Array.from({ length: 990 }, (_, i) =>
+        attachment(
+          `Content-Disposition: attachment; filename="file-${i}-${'n'.repeat(80)}.txt"`,
+          `file ${i}`,
+        ),
+      ),
+    ),
+  );
+  add('HTML beside an attachment, no text part', () =>
+    multipart('H', [
+      'Content-Type: text/html\r\n\r\n<p>Only <b>HTML</b> here</p>',
+      attachment('Content-Type: application/pdf; name="a.pdf"', '%PDF-1.4'),
+    ]),
+  );
+  add('U+FFFF and U+FFFE in headers and body', () =>
+    Buffer.from(
+      `${HEAD}Subject: non\uffffchar\ufffe\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nbody \uffff \ufffe\r\n`,
+      'utf8',
+    ),
+  );
+
   for (const [label, message] of boundaryCases()) add(`boundary: ${label}`, () => message);
   for (const [label, message] of structureCases()) add(label, () => message);
 

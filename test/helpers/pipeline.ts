@@ -1,12 +1,24 @@
+import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { SQSClient } from '@aws-sdk/client-sqs';
-import { type Config, type ConfigInput, createLogger, createMetrics, parseConfig } from '../../core/index.ts';
+import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { Upload } from '@aws-sdk/lib-storage';
+import {
+  type Config,
+  type ConfigInput,
+  createLogger,
+  createMetrics,
+  type InboundEvent,
+  newMessageId,
+  parseConfig,
+  rawObjectKey,
+} from '../../core/index.ts';
 import { emulatorClients, type Poller, startLocalFunctions } from '../../dev/index.ts';
+import type { DnsResolver } from '../../functions/index.ts';
 import { generateSelfSigned, type RunningListener, startListener } from '../../listener/index.ts';
 import { noDns } from './dns-zone.ts';
 import { startTestEmulator, type TestEmulator } from './emulator.ts';
-import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
+import { type AwsMode, type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 
 type RouteInput = ConfigInput['routes'][number];
 
@@ -29,6 +41,19 @@ export interface PipelineOptions {
   readonly deliveryVisibilitySeconds?: number;
   /** Batches in flight per poller. @default 2 */
   readonly concurrency?: number;
+  /** How long the pollers gather records into one batch. @default 0 */
+  readonly batchingWindowMs?: number;
+  /** The proxy answers as AWS does where the emulator differs. @default conditional writes only */
+  readonly aws?: AwsMode;
+  /** DNS of the parse function. @default every name unknown, at once */
+  readonly resolver?: DnsResolver;
+}
+
+/** A message to put on the inbound queue as the listener would have: stored raw, then its event. */
+export interface InjectedMessage {
+  readonly raw: Buffer | string;
+  readonly rcptTo: readonly string[];
+  readonly mailFrom?: string;
 }
 
 /**
@@ -46,6 +71,11 @@ export interface Pipeline {
   /** The MX-mode SMTP port; the same across listener restarts. */
   readonly smtpPort: number;
   readonly pollers: { readonly inbound: Poller; readonly delivery: Poller };
+  /**
+   * Stores each message's raw object and sends their InboundEvents in one SendMessageBatch, so that
+   * (with a batching window) the parse function gets them in one batch. At most 10.
+   */
+  injectBatch(messages: readonly InjectedMessage[]): Promise<InboundEvent[]>;
   /** Graceful stop of the listener (see `RunningListener.close`). */
   stopListener(): Promise<void>;
   startListener(): Promise<void>;
@@ -63,7 +93,10 @@ export async function freePort(): Promise<number> {
 
 export async function startPipeline(options: PipelineOptions): Promise<Pipeline> {
   const emulator = await startTestEmulator(options.dataDir ? { dataDir: options.dataDir } : {});
-  const proxy = await startFaultProxy(emulator.emulator.endpoint);
+  // S3 honours conditional writes, the emulator does not: the proxy always does, as S3 would.
+  const proxy = await startFaultProxy(emulator.emulator.endpoint, {
+    aws: options.aws ?? { missingKeyAccessDenied: false, conditionalWrites: true },
+  });
   const { s3, sqs } = emulatorClients(proxy.endpoint);
   const smtpPort = await freePort();
   const config = parseConfig(
@@ -87,9 +120,10 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
     resources,
     config,
     secrets: async (route) => secrets.get(route.id) ?? [],
-    resolver: noDns,
+    resolver: options.resolver ?? noDns,
     waitTimeSeconds: options.pollWaitSeconds ?? 1,
     concurrency: options.concurrency ?? 2,
+    ...(options.batchingWindowMs !== undefined ? { batchingWindowMs: options.batchingWindowMs } : {}),
     visibilityTimeoutSeconds: {
       parse: options.inboundVisibilitySeconds ?? 30,
       deliver: options.deliveryVisibilitySeconds ?? 5,
@@ -106,6 +140,48 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
     sqs,
     smtpPort,
     pollers,
+    async injectBatch(messages) {
+      const events = await Promise.all(
+        messages.map(async (message): Promise<InboundEvent> => {
+          const bytes = Buffer.from(message.raw);
+          const receivedAt = new Date();
+          const id = newMessageId(receivedAt.getTime());
+          const key = rawObjectKey(id, receivedAt);
+          await new Upload({
+            client: emulator.s3,
+            params: { Bucket: resources.bucket, Key: key, Body: bytes },
+          }).done();
+          return {
+            version: 1,
+            id,
+            receivedAt: receivedAt.toISOString(),
+            raw: {
+              bucket: resources.bucket,
+              key,
+              size: bytes.length,
+              sha256: createHash('sha256').update(bytes).digest('hex'),
+            },
+            envelope: {
+              mailFrom: message.mailFrom ?? 'sender@sender.test',
+              rcptTo: [...message.rcptTo],
+              helo: 'client.sender.test',
+              remoteAddress: '192.0.2.10',
+              remotePort: 40000,
+              localPort: smtpPort,
+              tls: null,
+              authUser: null,
+            },
+          };
+        }),
+      );
+      await emulator.sqs.send(
+        new SendMessageBatchCommand({
+          QueueUrl: resources.inboundQueueUrl,
+          Entries: events.map((event, index) => ({ Id: String(index), MessageBody: JSON.stringify(event) })),
+        }),
+      );
+      return events;
+    },
     async startListener() {
       listener = await startListener({
         config,

@@ -5,7 +5,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { createLogger, createMetrics, type DeliveryJob, Router, s3Presigner } from '../../core/index.ts';
+import { createLogger, createMetrics, type DeliveryJob, Router } from '../../core/index.ts';
 import { boundedResolver, processInboundEvent } from '../../functions/parse/index.ts';
 import { type ParseHarness, startParseHarness } from '../functions/parse/harness.ts';
 import { hostileMimeCorpus } from '../helpers/mime-corpus.ts';
@@ -77,10 +77,10 @@ describe('hostile input: MIME corpus through the parse function', () => {
       sqs: h.emu.sqs,
       bucket: h.emu.resources.bucket,
       deliveryQueueUrl: h.emu.resources.deliveryQueueUrl,
+      inboundDlqUrl: h.emu.resources.inboundDlqUrl,
       config: h.config,
       router: new Router(h.config),
       resolver: boundedResolver(h.zone.resolve),
-      presign: s3Presigner(h.emu.s3),
       logger,
       metrics,
     };

@@ -165,6 +165,7 @@ describe('constructs refuse conflicting props at synth', () => {
       inboundQueue: new Queue(stack, 'In'),
       deliveryQueue: new Queue(stack, 'Out'),
       deliveryDlq: new Queue(stack, 'Dlq'),
+      inboundDlq: new Queue(stack, 'InboundDlq'),
     };
   };
 

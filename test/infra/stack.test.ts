@@ -350,7 +350,10 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         'MAILBRIDGE_CONFIG_SHA256',
         'MAILBRIDGE_RUNTIME',
       ];
-      assert.deepEqual(names[0], [...common, 'MAILBRIDGE_DELIVERY_QUEUE_URL', 'NODE_OPTIONS'].sort());
+      assert.deepEqual(
+        names[0],
+        [...common, 'MAILBRIDGE_DELIVERY_QUEUE_URL', 'MAILBRIDGE_INBOUND_DLQ_URL', 'NODE_OPTIONS'].sort(),
+      );
       assert.deepEqual(
         names[1],
         [...common, 'MAILBRIDGE_DELIVERY_DLQ_URL', 'MAILBRIDGE_DELIVERY_QUEUE_URL', 'NODE_OPTIONS'].sort(),
@@ -424,7 +427,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       assert.doesNotMatch(secrets, /signing/, 'the listener cannot read webhook signing secrets');
     });
 
-    it('lets parse read raw mail, write payloads and attachments, keep duplicate markers, but read no secret', () => {
+    it('lets parse read raw mail, write payloads and attachments, keep duplicate markers, dead-letter unrouted mail, but read no secret', () => {
       const grants = grantsOf(roleIdOf(stack.functions.parse.role!));
       assert.equal(grants.has('secretsmanager:GetSecretValue'), false);
       assert.match(json(grants.get('s3:GetObject')), /\/raw\/\*/);
@@ -438,6 +441,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       assert.match(json(grants.get('s3:GetObject')), /\/dedupe\/\*/);
       assert.deepEqual(grants.get('sqs:SendMessage'), [
         json({ 'Fn::GetAtt': [queueId(stack.queues.delivery), 'Arn'] }),
+        json({ 'Fn::GetAtt': [queueId(stack.queues.inboundDlq), 'Arn'] }),
       ]);
     });
 

@@ -10,12 +10,13 @@ import {
   ReceiveMessageCommand,
   SendMessageCommand,
 } from '@aws-sdk/client-sqs';
-import type { SQSBatchResponse } from 'aws-lambda';
+import type { Context, SQSBatchResponse } from 'aws-lambda';
 import { Webhook } from 'standardwebhooks';
 import {
   type DeliveryJob,
   type EndpointHealth,
   endpointHealthKey,
+  linkPlaceholder,
   parseConfig,
   type Runtime,
   type WebhookSender,
@@ -24,6 +25,7 @@ import {
 import {
   createLocalHandlers,
   emulatorClients,
+  lambdaContext,
   provisionLocalResources,
   sqsEventFromMessages,
 } from '../../../dev/index.ts';
@@ -160,18 +162,16 @@ async function pipeline(options: {
   return {
     calls,
     bucket: resources.bucket,
-    /** Stores a payload and queues its job; returns the job. */
+    /** Stores a payload (or the payload made for the job's message id) and queues its job; returns the job. */
     async enqueue(
       endpoint = route.endpoints[0]!,
-      payload: object = { type: 'email.received', subject: 'Grüße' },
-      links?: DeliveryJob['links'],
+      payload: object | ((messageId: string) => object) = { type: 'email.received', subject: 'Grüße' },
     ) {
       jobs++;
       const messageId = `01JDELIVERTEST${String(pipelines).padStart(6, '0')}${String(jobs).padStart(6, '0')}`;
       const key = `payloads/${messageId}/support.json`;
-      await emulator.s3.send(
-        new PutObjectCommand({ Bucket: resources.bucket, Key: key, Body: JSON.stringify(payload) }),
-      );
+      const body = JSON.stringify(typeof payload === 'function' ? payload(messageId) : payload);
+      await emulator.s3.send(new PutObjectCommand({ Bucket: resources.bucket, Key: key, Body: body }));
       const job: DeliveryJob = {
         version: 1,
         messageId,
@@ -181,7 +181,6 @@ async function pipeline(options: {
         payload: { bucket: resources.bucket, key },
         webhookId: webhookId(messageId, route.id),
         attempt: 0,
-        ...(links ? { links } : {}),
       };
       await emulator.sqs.send(
         new SendMessageCommand({ QueueUrl: resources.deliveryQueueUrl, MessageBody: JSON.stringify(job) }),
@@ -206,8 +205,8 @@ async function pipeline(options: {
       );
       return Messages ?? [];
     },
-    run(messages: Message[]): Promise<SQSBatchResponse> {
-      return handler(sqsEventFromMessages(messages, Attributes!.QueueArn!));
+    run(messages: Message[], context?: Context): Promise<SQSBatchResponse> {
+      return handler(sqsEventFromMessages(messages, Attributes!.QueueArn!), context);
     },
     /** Receive-and-run until the queue stays empty for `idleSeconds`; the responses in order. */
     async drain(idleSeconds = 4): Promise<SQSBatchResponse[]> {
@@ -396,6 +395,25 @@ describe('deliver function', () => {
       assert.deepEqual(response.batchItemFailures, [{ itemIdentifier: message!.MessageId }]);
       assert.deepEqual(visibilityChanges(p.calls), [30]);
       assert.deepEqual(await p.deadLetters(), []);
+      p.close();
+    });
+  });
+
+  it('bounds a try by the time the invocation has left, not only by the route timeout', async () => {
+    await withReceiver(['hang'], async (receiver, url) => {
+      const p = await pipeline({ endpoints: [url], timeout: 30, retrySchedule: [] });
+      await p.enqueue();
+      // 12 s left: 10 s are kept to finish the batch, so the try gets 2 s of the route's 30.
+      const response = await p.run(
+        await p.receive(),
+        lambdaContext('mailbridge-deliver', 'us-east-1', 12_000),
+      );
+      assert.deepEqual(response.batchItemFailures, []);
+      const [entry] = await p.deadLetters();
+      assert.equal(entry?.reason, 'exhausted');
+      const bound = Number(/^no response within (\d+) ms$/.exec(entry?.lastError ?? '')?.[1]);
+      assert.ok(bound > 1000 && bound <= 2000, entry?.lastError);
+      assert.equal(receiver.requests.length, 1);
       p.close();
     });
   });
@@ -646,39 +664,52 @@ describe('deliver function links', () => {
       const first = second - 7 * 3600_000;
       let clock = first;
       const p = await pipeline({ endpoints: [url], now: () => clock });
-      const raw = { bucket: p.bucket, key: 'raw/2026/11/20/01JLINKS.eml' };
-      const attachment = { bucket: p.bucket, key: 'attachments/01JLINKS/0-report.pdf' };
+      const objects = (messageId: string) => ({
+        raw: { bucket: p.bucket, key: `raw/2026/11/20/${messageId}.eml` },
+        attachment: { bucket: p.bucket, key: `attachments/${messageId}/0-report.pdf` },
+        // Not this message's: a payload may not get links to it signed.
+        other: { bucket: p.bucket, key: 'attachments/01JOTHERMESSAGE/0-secret.pdf' },
+      });
+      const payload = (messageId: string) => {
+        const { raw, attachment, other } = objects(messageId);
+        return {
+          type: 'email.received',
+          message: {
+            subject: 'the link "url":"s3://x/y" in a subject stays text',
+            attachments: [
+              { filename: 'report.pdf', url: linkPlaceholder(attachment) },
+              { filename: 'logo.png', content: 'iVBORw0KGgo=' },
+              { filename: 'secret.pdf', url: linkPlaceholder(other) },
+            ],
+          },
+          raw: { size: 20, url: linkPlaceholder(raw) },
+        };
+      };
+      const job = await p.enqueue(url, payload);
+      const { raw, attachment } = objects(job.messageId);
       await emulator.s3.send(
         new PutObjectCommand({ Bucket: raw.bucket, Key: raw.key, Body: 'Subject: hi\r\n\r\nhi\r\n' }),
       );
       await emulator.s3.send(
         new PutObjectCommand({ Bucket: attachment.bucket, Key: attachment.key, Body: '%PDF-1.7 report' }),
       );
-      const payload = {
-        type: 'email.received',
-        message: {
-          attachments: [
-            { filename: 'report.pdf', url: 'https://expired.example/report.pdf' },
-            { filename: 'logo.png', content: 'iVBORw0KGgo=' },
-          ],
-        },
-        raw: { size: 20, url: 'https://expired.example/raw.eml' },
-      };
-      await p.enqueue(url, payload, { raw, attachments: [{ index: 0, ...attachment }] });
       assert.equal((await p.run(await p.receive())).batchItemFailures.length, 1);
       clock = second;
       assert.deepEqual((await p.run(await p.receive(5))).batchItemFailures, []);
 
+      type Sent = ReturnType<typeof payload> & {
+        message: { attachments: { url?: string; content?: string }[] };
+      };
       const [tried, delivered] = receiver.requests.map(
-        (request) =>
-          JSON.parse(request.body.toString('utf8')) as typeof payload & {
-            message: { attachments: { url?: string; content?: string }[] };
-          },
+        (request) => JSON.parse(request.body.toString('utf8')) as Sent,
       );
+      const expected = payload(job.messageId);
       assert.equal(signedAt(tried!.raw.url), first);
       assert.equal(signedAt(delivered!.raw.url), second);
       assert.equal(signedAt(delivered!.message.attachments[0]!.url!), second);
-      assert.deepEqual(delivered!.message.attachments[1], payload.message.attachments[1]);
+      assert.deepEqual(delivered!.message.attachments[1], expected.message.attachments[1]);
+      assert.deepEqual(delivered!.message.attachments[2], expected.message.attachments[2]);
+      assert.equal(delivered!.message.subject, expected.message.subject);
       assert.equal(delivered!.raw.size, 20);
       const { headers, body } = receiver.requests[1]!;
       assert.equal(headers['webhook-id'], receiver.requests[0]!.headers['webhook-id']);

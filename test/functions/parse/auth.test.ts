@@ -71,7 +71,7 @@ describe('sender authentication', () => {
 
   it('fails DKIM for a tampered header and SPF for an address outside the record', async () => {
     const tampered = (await signed(MESSAGE)).replace('Subject: Signed', 'Subject: Changed');
-    const auth = await authenticateMessage(
+    const { auth } = await authenticateMessage(
       Readable.from([tampered]),
       { ...sender, ip: '198.51.100.7' },
       createDnsZone(ZONE).resolve,
@@ -82,7 +82,7 @@ describe('sender authentication', () => {
   });
 
   it('reports an unsigned message with no DKIM rows and no DMARC record as none', async () => {
-    const auth = await authenticateMessage(
+    const { auth } = await authenticateMessage(
       Readable.from([MESSAGE.replaceAll('sender.test', 'other.test')]),
       { ...sender, mailFrom: 'x@other.test' },
       createDnsZone(ZONE).resolve,
@@ -98,7 +98,7 @@ describe('sender authentication', () => {
   it('turns a DNS server that does not answer into temperror within the deadline', async () => {
     const slow = createDnsZone(ZONE, { delayMs: 60_000 });
     const started = Date.now();
-    const auth = await authenticateMessage(
+    const { auth } = await authenticateMessage(
       Readable.from([await signed(MESSAGE)]),
       sender,
       boundedResolver(slow.resolve, { timeoutMs: 100 }),

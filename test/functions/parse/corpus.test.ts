@@ -133,7 +133,21 @@ const EXPECT: Record<string, Check> = {
     assert.deepEqual(message.from, [{ name: '用户', address: '用户@例子.test' }]);
     assert.equal(message.subject, '国际化地址');
   },
-  '37-invalid-date.eml': ({ message }) => assert.equal(message.date, null),
+  '37-invalid-date.eml': (payload) => {
+    assert.equal(payload.message.date, null);
+    assert.deepEqual(payload.warnings, [
+      'invalid_date: Date header "not a date at all" is not a date in years 0000-9999',
+    ]);
+  },
+  '39-html-with-attachment.eml': ({ message }) => {
+    // No text part, and the HTML not the whole message: the text is still made from it.
+    assert.match(message.text!, /THANK YOU\n\nOrder #4711 is paid: 12,50 €\.\n\nThe receipt is attached\./);
+    assert.equal(message.strippedText, message.text!.trim());
+    assert.deepEqual(
+      message.attachments.map((a) => a.filename),
+      ['receipt-4711.pdf'],
+    );
+  },
   '38-duplicate-headers.eml': ({ message }) => {
     assert.deepEqual(
       message.headers.slice(0, 2).map((h) => h.name),

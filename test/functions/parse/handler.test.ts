@@ -3,11 +3,13 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import {
+  INVOCATION_MARGIN_MS,
   WEBHOOK_PAYLOAD_SCHEMA_PATH,
   type WebhookPayload,
   webhookId,
   webhookPayloadJsonSchema,
 } from '../../../core/index.ts';
+import { lambdaContext } from '../../../dev/index.ts';
 import { payloadKey } from '../../../functions/parse/index.ts';
 import { sqsEvent } from '../../helpers/sqs-event.ts';
 import { type ParseHarness, startParseHarness } from './harness.ts';
@@ -120,10 +122,52 @@ describe('parse handler', () => {
     );
   });
 
-  it('queues nothing for recipients that no longer route', async () => {
-    const event = await h.store(await h.fixture('01-plain-ascii.eml'), { rcptTo: ['gone@example.test'] });
+  it('gives up the records still running shortly before the function times out, and reports only them', async () => {
+    // DNS for slow.test never answers, and nothing else bounds the wait: only the time left does.
+    const resolver = (name: string) =>
+      name.endsWith('slow.test')
+        ? new Promise<never>(() => {})
+        : Promise.reject(Object.assign(new Error(`ENOTFOUND ${name}`), { code: 'ENOTFOUND' }));
+    const parse = h.handler({
+      resolver,
+      dns: { timeoutMs: 600_000 },
+      auth: { deadlineMs: 600_000, maxKeyLookups: 10 },
+    });
+    const message = await h.fixture('01-plain-ascii.eml');
+    const [quick, stuck, alsoQuick] = [
+      await h.store(message),
+      await h.store(message, { mailFrom: 'someone@slow.test' }),
+      await h.store(message),
+    ];
+    const event = sqsEvent([quick, stuck, alsoQuick]);
+    // 1.5 s left once the margin the handler keeps is taken off.
+    const response = await parse(
+      event,
+      lambdaContext('mailbridge-parse', 'us-east-1', INVOCATION_MARGIN_MS + 1500),
+    );
+    assert.deepEqual(response.batchItemFailures, [{ itemIdentifier: event.Records[1]!.messageId }]);
+    assert.deepEqual(
+      (await h.drainJobs()).map((job) => job.messageId).sort(),
+      [quick.id, alsoQuick.id].sort(),
+    );
+  });
+
+  it('dead-letters recipients that no longer route as unrouted, and delivers the others', async () => {
+    const event = await h.store(await h.fixture('01-plain-ascii.eml'), {
+      rcptTo: ['gone@example.test', 'support@example.test', 'left@example.test'],
+    });
     assert.deepEqual(await h.handler()(sqsEvent([event])), { batchItemFailures: [] });
-    assert.deepEqual(await h.drainJobs(), []);
+    assert.deepEqual(
+      (await h.drainJobs()).map((job) => job.recipients),
+      [['support@example.test']],
+    );
+    const [entry, ...more] = await h.drainDeadLetters();
+    assert.deepEqual(more, []);
+    assert.equal(entry?.reason, 'unrouted');
+    assert.equal(entry?.id, event.id);
+    assert.deepEqual(entry?.raw, event.raw);
+    assert.deepEqual(entry?.envelope.rcptTo, ['gone@example.test', 'left@example.test']);
+    assert.match(entry?.lastError ?? '', /no route matches gone@example\.test, left@example\.test/);
   });
 
   it('inlines small attachments for inline routes and links the rest with working presigned URLs', async () => {
@@ -162,18 +206,8 @@ describe('parse handler', () => {
     }
     assert.match(new URL(linkedBig.url).pathname, /\/attachments\/[0-9A-Z]{26}\/1-etc_big_archive\.zip$/);
 
-    // Each job names the objects behind its payload's links, so deliver can sign them again.
-    const linksOf = (routeId: string) => jobs.find((job) => job.routeId === routeId)!.links!;
-    const keyOf = (url: string) => decodeURIComponent(new URL(url).pathname).replace(/^\/[^/]+\//, '');
-    assert.deepEqual(linksOf('support').raw, { bucket: event.raw.bucket, key: event.raw.key });
-    assert.deepEqual(
-      linksOf('support').attachments.map(({ index, key }) => [index, key]),
-      [[1, keyOf(linkedBig.url)]],
-    );
-    assert.deepEqual(
-      linksOf('sales').attachments.map(({ index }) => index),
-      [0, 1],
-    );
+    // The jobs carry no links: nothing in a job grows with the message.
+    for (const job of jobs) assert.ok(Buffer.byteLength(JSON.stringify(job)) < 1024, JSON.stringify(job));
 
     const raw = byRoute.get('support')!.raw;
     const rawResponse = await fetch(raw.url);

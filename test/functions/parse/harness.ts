@@ -7,10 +7,13 @@ import {
   type Config,
   type DeliveryJob,
   DeliveryJobSchema,
+  fillLinks,
+  type InboundDeadLetterEntry,
   type InboundEvent,
   newMessageId,
   parseConfigText,
   rawObjectKey,
+  s3Presigner,
   type WebhookPayload,
   webhookPayloadJsonSchema,
 } from '../../../core/index.ts';
@@ -64,7 +67,10 @@ export interface ParseHarness {
   fixture(name: string): Promise<Buffer>;
   /** Every job on the delivery queue, removed from it. */
   drainJobs(): Promise<DeliveryJob[]>;
+  /** Every entry on the inbound DLQ, removed from it. */
+  drainDeadLetters(): Promise<InboundDeadLetterEntry[]>;
   getObject(key: string): Promise<Buffer>;
+  /** The payload of a job as the deliver function sends it (links signed), checked against the JSON Schema. */
   payload(job: DeliveryJob): Promise<WebhookPayload>;
   close(): Promise<void>;
 }
@@ -73,7 +79,29 @@ export async function startParseHarness(records: ZoneRecords = {}): Promise<Pars
   const emu = await startTestEmulator();
   const config = parseConfigText(TEST_CONFIG, { source: 'test.yaml', runtime: 'local' });
   const zone = createDnsZone(records);
-  const { bucket, deliveryQueueUrl } = emu.resources;
+  const { bucket, deliveryQueueUrl, inboundDlqUrl } = emu.resources;
+  const presign = s3Presigner(emu.s3);
+  /** Receives and deletes everything on a queue. */
+  const drain = async (queueUrl: string): Promise<string[]> => {
+    const bodies: string[] = [];
+    for (;;) {
+      const received = await emu.sqs.send(
+        new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }),
+      );
+      const messages = received.Messages ?? [];
+      if (messages.length === 0) return bodies;
+      bodies.push(...messages.map((message) => message.Body!));
+      await emu.sqs.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: queueUrl,
+          Entries: messages.map((message, index) => ({
+            Id: String(index),
+            ReceiptHandle: message.ReceiptHandle!,
+          })),
+        }),
+      );
+    }
+  };
   const getObject = async (key: string) => {
     const object = await emu.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     return Buffer.from(await object.Body!.transformToByteArray());
@@ -88,6 +116,7 @@ export async function startParseHarness(records: ZoneRecords = {}): Promise<Pars
         sqs: emu.sqs,
         bucket,
         deliveryQueueUrl,
+        inboundDlqUrl,
         config,
         resolver: zone.resolve,
         ...overrides,
@@ -118,32 +147,19 @@ export async function startParseHarness(records: ZoneRecords = {}): Promise<Pars
     },
     fixture: (name) => readFile(new URL(name, FIXTURES)),
     async drainJobs() {
-      const jobs: DeliveryJob[] = [];
-      for (;;) {
-        const received = await emu.sqs.send(
-          new ReceiveMessageCommand({
-            QueueUrl: deliveryQueueUrl,
-            MaxNumberOfMessages: 10,
-            WaitTimeSeconds: 0,
-          }),
-        );
-        const messages = received.Messages ?? [];
-        if (messages.length === 0) return jobs;
-        for (const message of messages) jobs.push(DeliveryJobSchema.parse(JSON.parse(message.Body!)));
-        await emu.sqs.send(
-          new DeleteMessageBatchCommand({
-            QueueUrl: deliveryQueueUrl,
-            Entries: messages.map((message, index) => ({
-              Id: String(index),
-              ReceiptHandle: message.ReceiptHandle!,
-            })),
-          }),
-        );
-      }
+      return (await drain(deliveryQueueUrl)).map((body) => DeliveryJobSchema.parse(JSON.parse(body)));
+    },
+    async drainDeadLetters() {
+      return (await drain(inboundDlqUrl)).map((body) => JSON.parse(body) as InboundDeadLetterEntry);
     },
     getObject,
     async payload(job) {
-      const payload: unknown = JSON.parse((await getObject(job.payload.key)).toString('utf8'));
+      const body = await fillLinks(
+        await getObject(job.payload.key),
+        (ref) => presign(ref.bucket, ref.key),
+        () => true,
+      );
+      const payload: unknown = JSON.parse(body.toString('utf8'));
       assertSchemaValid(payload, job.payload.key);
       return payload;
     },
