@@ -69,8 +69,13 @@ export type {
   WebhookAddress,
   WebhookAttachment,
   WebhookAuth,
+  WebhookBounce,
+  WebhookFlags,
+  WebhookForwarded,
   WebhookMessage,
   WebhookPayload,
+  WebhookRecipientDetail,
+  WebhookUnpacked,
 } from './payload.ts';
 export { WEBHOOK_PAYLOAD_SCHEMA_PATH, WebhookPayloadSchema, webhookPayloadJsonSchema } from './payload.ts';
 export { QUEUE_SETTINGS } from './queues.ts';

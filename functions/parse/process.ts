@@ -26,8 +26,8 @@ import { type StoredAttachment, s3AttachmentSink } from './attachments.ts';
 import { AUTH_UNAVAILABLE, authenticateMessage } from './auth.ts';
 import type { DnsResolver } from './dns.ts';
 import { Measure } from './measure.ts';
+import { readMessageExtras, s3ExtrasPorts } from './message-extras.ts';
 import { type MimeResult, parseMime } from './mime.ts';
-import { stripQuotedReply } from './stripped-text.ts';
 
 /** What {@link processInboundEvent} works with; built once per function instance. */
 export interface ProcessDeps {
@@ -247,7 +247,24 @@ export async function processInboundEvent(event: InboundEvent, deps: ProcessDeps
     metrics.addMetric('parse_errors', MetricUnit.Count, 1);
   }
 
-  const stored = read.mime.attachments;
+  // Reply-by-email additions: flags, bounce, forward, unpacked winmail.dat/.msg, per-route reply text.
+  const extras = await readMessageExtras(
+    {
+      fields: read.mime.fields,
+      attachments: read.mime.attachments,
+      mailFrom: event.envelope.mailFrom,
+      routes: groups.map(({ route }) => route),
+    },
+    s3ExtrasPorts(
+      deps.s3,
+      deps.bucket,
+      event.raw,
+      s3AttachmentSink(deps.s3, deps.bucket, event.id, keepUpTo),
+    ),
+  );
+  warnings.push(...extras.warnings);
+
+  const stored = extras.attachments;
   // Presigned only for the routes that link rather than inline, and once per attachment.
   const urls = new Map<number, Promise<string>>();
   const urlOf = (index: number) => {
@@ -256,7 +273,6 @@ export async function processInboundEvent(event: InboundEvent, deps: ProcessDeps
   };
   const rawUrl = await deps.presign(event.raw.bucket, event.raw.key);
   const { fields } = read.mime;
-  const strippedText = fields.text === null ? null : stripQuotedReply(fields.text);
 
   const jobs: DeliveryJob[] = [];
   for (const { route, recipients } of groups) {
@@ -265,7 +281,7 @@ export async function processInboundEvent(event: InboundEvent, deps: ProcessDeps
       version: 1,
       id: event.id,
       receivedAt: event.receivedAt,
-      route: { id: route.id, recipients },
+      route: { id: route.id, recipients, ...extras.route(recipients) },
       envelope: {
         mailFrom: event.envelope.mailFrom,
         rcptTo: recipients,
@@ -275,9 +291,9 @@ export async function processInboundEvent(event: InboundEvent, deps: ProcessDeps
       },
       message: {
         ...fields,
-        strippedText,
         mailboxHash: parseAddress(recipients[0]!)?.mailboxHash ?? null,
         attachments: await routeAttachments(stored, route, urlOf),
+        ...extras.message(route),
       },
       auth: read.auth,
       raw: { size: read.size, sha256: read.sha256, url: rawUrl },
