@@ -79,6 +79,18 @@ export type {
 } from './payload.ts';
 export { WEBHOOK_PAYLOAD_SCHEMA_PATH, WebhookPayloadSchema, webhookPayloadJsonSchema } from './payload.ts';
 export { QUEUE_SETTINGS } from './queues.ts';
+export type {
+  ReplyTokenFailure,
+  ReplyTokenInput,
+  ReplyTokenResult,
+  VerifyReplyTokenOptions,
+} from './reply-token.ts';
+export {
+  createReplyAddress,
+  createReplyToken,
+  MAX_REPLY_REFERENCE_BYTES,
+  verifyReplyToken,
+} from './reply-token.ts';
 export type { ParsedAddress, RecipientRoute } from './routes.ts';
 export { parseAddress, Router } from './routes.ts';
 export type { SecretStringReader } from './secrets.ts';
