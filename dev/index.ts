@@ -1,3 +1,4 @@
+export { DEV_DKIM, DEV_DNS_ZONE_FILE, dkimSignMessage } from './auth/dev-dkim.ts';
 export type { Emulator, EmulatorOptions } from './emulator.ts';
 export { startEmulator } from './emulator.ts';
 export type { LocalFunctions, LocalFunctionsOptions, LocalHandlersOptions } from './handlers.ts';
