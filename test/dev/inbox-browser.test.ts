@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { Webhook } from 'standardwebhooks';
+import { newMessageId } from '../../core/index.ts';
+import { type Inbox, startInbox } from '../../dev/index.ts';
+
+// Debian's chromium, driven by playwright-core (which brings no browser of its own).
+const CHROMIUM = '/usr/bin/chromium';
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+const PDF = Buffer.from('%PDF-1.4\n% the invoice\n%%EOF\n');
+
+function webhook(subject: string, text: string): string {
+  return JSON.stringify({
+    type: 'email.received',
+    version: 1,
+    id: newMessageId(),
+    receivedAt: new Date().toISOString(),
+    route: { id: 'dev-inbox', recipients: ['support+t9@example.test'] },
+    message: {
+      subject,
+      from: [{ name: 'Dana', address: 'dana@customer.test' }],
+      to: [{ name: '', address: 'support+t9@example.test' }],
+      text,
+      strippedText: text,
+      html: `<p>${text}</p><script>parent.document.title = 'hacked'</script>`,
+      mailboxHash: 't9',
+      attachments: [
+        {
+          filename: 'invoice-2024-0117.pdf',
+          contentType: 'application/pdf',
+          size: PDF.length,
+          sha256: '0'.repeat(64),
+          content: PDF.toString('base64'),
+        },
+      ],
+    },
+    auth: { spf: { result: 'pass' }, dkim: [], dmarc: { result: 'pass' }, arc: { result: 'none' } },
+    warnings: [],
+  });
+}
+
+async function post(inbox: Inbox, body: string): Promise<void> {
+  const id = `msg_${Math.random().toString(36).slice(2)}`;
+  const now = new Date();
+  const response = await fetch(`${inbox.url}/webhooks`, {
+    method: 'POST',
+    body,
+    headers: {
+      'content-type': 'application/json',
+      'webhook-id': id,
+      'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
+      'webhook-signature': new Webhook(SECRET).sign(id, now, body),
+    },
+  });
+  assert.equal(response.status, 204);
+}
+
+describe('dev inbox in a real browser (headless Chromium)', () => {
+  let inbox: Inbox;
+  let browser: Browser;
+  let page: Page;
+  const pageErrors: string[] = [];
+
+  before(async () => {
+    assert.ok(
+      existsSync(CHROMIUM),
+      `${CHROMIUM} is missing: install Debian's browser with "apt-get install -y chromium" (CI's .ci/run does)`,
+    );
+    inbox = await startInbox({ port: 0, secrets: [SECRET] });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    page = await browser.newPage({ acceptDownloads: true });
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    page.on('console', (message) => {
+      if (message.type() === 'error') pageErrors.push(message.text());
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await inbox?.close();
+  });
+
+  it('loads the page and connects to the live event stream', async () => {
+    await page.goto(`${inbox.url}/`);
+    assert.equal(await page.title(), 'mailbridge dev inbox');
+    await page.locator('#live', { hasText: 'live' }).waitFor({ timeout: 10_000 });
+    assert.match(await page.locator('#empty').innerText(), /Nothing yet/);
+  });
+
+  it('shows a webhook POSTed to the inbox live, without reloading', async () => {
+    await page.evaluate(() => {
+      (globalThis as unknown as { marker: string }).marker = 'same page';
+    });
+    await post(inbox, webhook('Printer on the 3rd floor is on fire', 'It jams on page two.'));
+    const card = page.locator('#m1');
+    await card.waitFor({ timeout: 10_000 });
+    assert.equal(await card.locator('.subject').innerText(), 'Printer on the 3rd floor is on fire');
+    assert.match(await card.innerText(), /It jams on page two\./);
+    assert.match(await page.locator('#count').innerText(), /^1 webhook\(s\) received, 1 kept/);
+    assert.equal(
+      await page.evaluate(() => (globalThis as unknown as { marker?: string }).marker),
+      'same page',
+    );
+  });
+
+  it('finds a webhook by search and hides the others', async () => {
+    await post(inbox, webhook('Invoice 2024-0117 is wrong', 'Twelve seats, we have ten.'));
+    await page.locator('#m2').waitFor({ timeout: 10_000 });
+    await page.fill('#search', 'seats');
+    await page.locator('#m1').waitFor({ state: 'hidden', timeout: 10_000 });
+    assert.equal(await page.locator('#m2').isVisible(), true);
+    await page.fill('#search', 'printer fire');
+    await page.locator('#m2').waitFor({ state: 'hidden', timeout: 10_000 });
+    assert.equal(await page.locator('#m1').isVisible(), true);
+    await page.fill('#search', '');
+    await page.locator('#m2').waitFor({ state: 'visible', timeout: 10_000 });
+  });
+
+  it('downloads an attachment', async () => {
+    const [download] = await Promise.all([
+      page.waitForEvent('download', { timeout: 10_000 }),
+      page.locator('#m1 a.attachment').click(),
+    ]);
+    assert.equal(download.suggestedFilename(), 'invoice-2024-0117.pdf');
+    assert.deepEqual(await readFile(await download.path()), PDF);
+  });
+
+  it('opens a message with its HTML sandboxed: the message’s script does not run', async () => {
+    await page.locator('#m1 a.subject').click();
+    await page.waitForURL(/\/messages\/1$/);
+    const frame = page.frameLocator('iframe[sandbox]');
+    assert.equal(await frame.locator('p').innerText(), 'It jams on page two.');
+    assert.notEqual(await page.title(), 'hacked');
+    // Chromium reports the script it refused to run.
+    const blocked = pageErrors.filter((error) =>
+      /Blocked script execution in '.*\/messages\/1\/html'/.test(error),
+    );
+    assert.equal(blocked.length, 1, pageErrors.join('\n'));
+    pageErrors.splice(pageErrors.indexOf(blocked[0]!), 1);
+    await page.goBack();
+  });
+
+  it('clears the inbox from the page', async () => {
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.click('#clear');
+    await page.locator('#list .card').first().waitFor({ state: 'detached', timeout: 10_000 });
+    assert.equal(inbox.entries.length, 0);
+    assert.deepEqual(pageErrors, []);
+  });
+});
