@@ -183,12 +183,14 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
     const item = payload?.message?.attachments?.[index] as
       | { content?: unknown; url?: unknown; filename?: unknown; contentType?: unknown }
       | undefined;
-    if (!item) return notFound(response);
-    if (typeof item.url === 'string' && /^https?:\/\//.test(item.url)) {
+    if (typeof item?.url === 'string' && /^https?:\/\//.test(item.url)) {
       response.writeHead(302, { location: item.url, 'cache-control': 'no-store' }).end();
       return;
     }
-    if (typeof item.content !== 'string') return notFound(response);
+    if (typeof item?.content !== 'string') {
+      notFound(response);
+      return;
+    }
     const type =
       typeof item.contentType === 'string' && MEDIA_TYPE.test(item.contentType)
         ? item.contentType

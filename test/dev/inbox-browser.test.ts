@@ -96,7 +96,7 @@ describe('dev inbox in a real browser (headless Chromium)', () => {
     await page.goto(`${inbox.url}/`);
     assert.equal(await page.title(), 'mailbridge dev inbox');
     await page.locator('#live', { hasText: 'live' }).waitFor({ timeout: 10_000 });
-    assert.match(await page.locator('#empty').innerText(), /Nothing yet/);
+    assert.match((await page.locator('#empty').textContent()) ?? '', /Nothing yet/);
   });
 
   it('shows a webhook POSTed to the inbox live, without reloading', async () => {
@@ -106,9 +106,9 @@ describe('dev inbox in a real browser (headless Chromium)', () => {
     await post(inbox, webhook('Printer on the 3rd floor is on fire', 'It jams on page two.'));
     const card = page.locator('#m1');
     await card.waitFor({ timeout: 10_000 });
-    assert.equal(await card.locator('.subject').innerText(), 'Printer on the 3rd floor is on fire');
-    assert.match(await card.innerText(), /It jams on page two\./);
-    assert.match(await page.locator('#count').innerText(), /^1 webhook\(s\) received, 1 kept/);
+    assert.equal(await card.locator('.subject').textContent(), 'Printer on the 3rd floor is on fire');
+    assert.match((await card.textContent()) ?? '', /It jams on page two\./);
+    assert.match((await page.locator('#count').textContent()) ?? '', /^1 webhook\(s\) received, 1 kept/);
     assert.equal(
       await page.evaluate(() => (globalThis as unknown as { marker?: string }).marker),
       'same page',
@@ -141,7 +141,7 @@ describe('dev inbox in a real browser (headless Chromium)', () => {
     await page.locator('#m1 a.subject').click();
     await page.waitForURL(/\/messages\/1$/);
     const frame = page.frameLocator('iframe[sandbox]');
-    assert.equal(await frame.locator('p').innerText(), 'It jams on page two.');
+    assert.equal(await frame.locator('p').textContent(), 'It jams on page two.');
     assert.notEqual(await page.title(), 'hacked');
     // Chromium reports the script it refused to run.
     const blocked = pageErrors.filter((error) =>
