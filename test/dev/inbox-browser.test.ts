@@ -3,9 +3,9 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
-import { Webhook } from 'standardwebhooks';
 import { newMessageId } from '../../core/index.ts';
 import { type Inbox, startInbox } from '../../dev/index.ts';
+import { INBOX_SECRET, postSigned } from './inbox-helpers.ts';
 
 // Debian's chromium, driven by playwright-core (which brings no browser of its own).
 const CHROMIUM = '/usr/bin/chromium';
@@ -19,7 +19,6 @@ const FLAGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
-const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 const PDF = Buffer.from('%PDF-1.4\n% the invoice\n%%EOF\n');
 
 function webhook(subject: string, text: string): string {
@@ -52,22 +51,6 @@ function webhook(subject: string, text: string): string {
   });
 }
 
-async function post(inbox: Inbox, body: string): Promise<void> {
-  const id = `msg_${Math.random().toString(36).slice(2)}`;
-  const now = new Date();
-  const response = await fetch(`${inbox.url}/webhooks`, {
-    method: 'POST',
-    body,
-    headers: {
-      'content-type': 'application/json',
-      'webhook-id': id,
-      'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
-      'webhook-signature': new Webhook(SECRET).sign(id, now, body),
-    },
-  });
-  assert.equal(response.status, 204);
-}
-
 describe('dev inbox in a real browser (headless Chromium)', () => {
   let inbox: Inbox;
   let browser: Browser;
@@ -79,7 +62,7 @@ describe('dev inbox in a real browser (headless Chromium)', () => {
       existsSync(CHROMIUM),
       `${CHROMIUM} is missing: install Debian's browser with "apt-get install -y chromium" (CI's .ci/run does)`,
     );
-    inbox = await startInbox({ port: 0, secrets: [SECRET] });
+    inbox = await startInbox({ port: 0, secrets: [INBOX_SECRET] });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
     page = await browser.newPage({ acceptDownloads: true });
     page.on('pageerror', (error) => pageErrors.push(error.message));
@@ -103,7 +86,7 @@ describe('dev inbox in a real browser (headless Chromium)', () => {
     await page.evaluate(() => {
       (globalThis as unknown as { marker: string }).marker = 'same page';
     });
-    await post(inbox, webhook('Printer on the 3rd floor is on fire', 'It jams on page two.'));
+    await postSigned(inbox, webhook('Printer on the 3rd floor is on fire', 'It jams on page two.'));
     const card = page.locator('#m1');
     await card.waitFor({ timeout: 10_000 });
     assert.equal(await card.locator('.subject').textContent(), 'Printer on the 3rd floor is on fire');
@@ -116,7 +99,7 @@ describe('dev inbox in a real browser (headless Chromium)', () => {
   });
 
   it('finds a webhook by search and hides the others', async () => {
-    await post(inbox, webhook('Invoice 2024-0117 is wrong', 'Twelve seats, we have ten.'));
+    await postSigned(inbox, webhook('Invoice 2024-0117 is wrong', 'Twelve seats, we have ten.'));
     await page.locator('#m2').waitFor({ timeout: 10_000 });
     await page.fill('#search', 'seats');
     await page.locator('#m1').waitFor({ state: 'hidden', timeout: 10_000 });

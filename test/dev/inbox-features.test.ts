@@ -4,18 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { Webhook } from 'standardwebhooks';
 import { newMessageId, rawObjectKey } from '../../core/index.ts';
 import {
   type DeliveryOutcome,
   type DeliveryOutcomeSource,
-  type Inbox,
   s3RawReader,
   startInbox,
 } from '../../dev/index.ts';
 import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
-
-const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+import { INBOX_SECRET, postSigned } from './inbox-helpers.ts';
 
 function payload(fields: {
   id?: string;
@@ -72,22 +69,6 @@ function payload(fields: {
   });
 }
 
-async function post(inbox: Inbox, body: string): Promise<void> {
-  const id = `msg_${Math.random().toString(36).slice(2)}`;
-  const now = new Date();
-  const response = await fetch(`${inbox.url}/webhooks`, {
-    method: 'POST',
-    body,
-    headers: {
-      'content-type': 'application/json',
-      'webhook-id': id,
-      'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
-      'webhook-signature': new Webhook(SECRET).sign(id, now, body),
-    },
-  });
-  assert.equal(response.status, 204);
-}
-
 /** Opens the event stream and yields each event as { event, data }. */
 async function* sse(url: string, signal: AbortSignal) {
   const response = await fetch(`${url}/api/events`, { signal });
@@ -119,12 +100,12 @@ describe('dev inbox: persistence, live events, search, clear, message views', ()
   });
 
   it('keeps the webhooks across a restart, byte for byte, and forgets them on clear', async () => {
-    const first = await startInbox({ port: 0, secrets: [SECRET], dataDir });
+    const first = await startInbox({ port: 0, secrets: [INBOX_SECRET], dataDir });
     const bodies = [payload({ subject: 'one' }), `${payload({ subject: 'two' })}\n`];
-    for (const body of bodies) await post(first, body);
+    for (const body of bodies) await postSigned(first, body);
     await first.close();
 
-    const second = await startInbox({ port: 0, secrets: [SECRET], dataDir });
+    const second = await startInbox({ port: 0, secrets: [INBOX_SECRET], dataDir });
     try {
       const entries = (await (await fetch(`${second.url}/api/webhooks`)).json()) as {
         body: string;
@@ -135,7 +116,7 @@ describe('dev inbox: persistence, live events, search, clear, message views', ()
         bodies.map((body) => [body, true]),
       );
       assert.equal(second.received, 2);
-      await post(second, payload({ subject: 'three' }));
+      await postSigned(second, payload({ subject: 'three' }));
       assert.deepEqual(await (await fetch(`${second.url}/api/webhooks/count`)).json(), {
         received: 3,
         kept: 3,
@@ -146,19 +127,19 @@ describe('dev inbox: persistence, live events, search, clear, message views', ()
     } finally {
       await second.close();
     }
-    const third = await startInbox({ port: 0, secrets: [SECRET], dataDir });
+    const third = await startInbox({ port: 0, secrets: [INBOX_SECRET], dataDir });
     assert.equal(third.entries.length, 0, 'a clear is kept across restarts too');
     await third.close();
   });
 
   it('keeps only maxEntries on disk as in memory, rewriting its file', async () => {
     const folder = await mkdtemp(join(tmpdir(), 'mailbridge-inbox-'));
-    const inbox = await startInbox({ port: 0, secrets: [SECRET], dataDir: folder, maxEntries: 2 });
-    for (const subject of ['a', 'b', 'c', 'd', 'e']) await post(inbox, payload({ subject }));
+    const inbox = await startInbox({ port: 0, secrets: [INBOX_SECRET], dataDir: folder, maxEntries: 2 });
+    for (const subject of ['a', 'b', 'c', 'd', 'e']) await postSigned(inbox, payload({ subject }));
     await inbox.close();
     const lines = (await readFile(join(folder, 'inbox', 'webhooks.jsonl'), 'utf8')).trim().split('\n');
     assert.ok(lines.length <= 4, `${lines.length} lines`);
-    const again = await startInbox({ port: 0, secrets: [SECRET], dataDir: folder, maxEntries: 2 });
+    const again = await startInbox({ port: 0, secrets: [INBOX_SECRET], dataDir: folder, maxEntries: 2 });
     assert.deepEqual(
       again.entries.map((entry) => JSON.parse(entry.body).message.subject),
       ['d', 'e'],
@@ -177,12 +158,12 @@ describe('dev inbox: persistence, live events, search, clear, message views', ()
         return () => listeners.delete(listener);
       },
     };
-    const inbox = await startInbox({ port: 0, secrets: [SECRET], outcomes });
+    const inbox = await startInbox({ port: 0, secrets: [INBOX_SECRET], outcomes });
     const abort = new AbortController();
     try {
       const stream = sse(inbox.url, abort.signal);
       assert.deepEqual((await stream.next()).value, { event: 'hello', data: { received: 0 } });
-      await post(inbox, payload({ subject: 'live' }));
+      await postSigned(inbox, payload({ subject: 'live' }));
       assert.deepEqual((await stream.next()).value, { event: 'webhook', data: { seq: 1 } });
       const failure: DeliveryOutcome = {
         at: new Date().toISOString(),
@@ -219,10 +200,10 @@ describe('dev inbox: persistence, live events, search, clear, message views', ()
   });
 
   it('finds webhooks by words of their subject, text, addresses, hashes and attachment names', async () => {
-    const inbox = await startInbox({ port: 0, secrets: [SECRET] });
+    const inbox = await startInbox({ port: 0, secrets: [INBOX_SECRET] });
     try {
-      await post(inbox, payload({ subject: 'Printer on fire', text: 'third floor' }));
-      await post(inbox, payload({ subject: 'Invoice 2024-0117', text: 'twelve seats' }));
+      await postSigned(inbox, payload({ subject: 'Printer on fire', text: 'third floor' }));
+      await postSigned(inbox, payload({ subject: 'Invoice 2024-0117', text: 'twelve seats' }));
       const search = async (q: string) =>
         (
           (await (await fetch(`${inbox.url}/api/search?q=${encodeURIComponent(q)}`)).json()) as {
@@ -253,11 +234,11 @@ describe('dev inbox: persistence, live events, search, clear, message views', ()
     );
     const inbox = await startInbox({
       port: 0,
-      secrets: [SECRET],
+      secrets: [INBOX_SECRET],
       readRaw: s3RawReader(emulator.s3, emulator.resources.bucket),
     });
     try {
-      await post(inbox, payload({ id, receivedAt, subject: 'Views <b>' }));
+      await postSigned(inbox, payload({ id, receivedAt, subject: 'Views <b>' }));
       const page = await fetch(`${inbox.url}/messages/1`);
       const html = await page.text();
       assert.match(page.headers.get('content-security-policy')!, /frame-src 'self'/);
@@ -285,7 +266,7 @@ describe('dev inbox: persistence, live events, search, clear, message views', ()
       assert.equal(await raw.text(), rawSource);
       assert.equal(await (await fetch(`${inbox.url}/messages/1/raw`)).text(), rawSource);
 
-      await post(inbox, payload({ subject: 'not stored' }));
+      await postSigned(inbox, payload({ subject: 'not stored' }));
       assert.equal((await fetch(`${inbox.url}/messages/2/raw`)).status, 404);
       const card = await (await fetch(`${inbox.url}/fragments/messages/2`)).text();
       assert.match(card, /^<article class="card" id="m2"/);
