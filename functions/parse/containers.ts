@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { WebhookUnpacked } from '../../core/index.ts';
-import type { UnpackedContainer, UnpackedFile } from './tnef.ts';
+import { readTnef, type UnpackedContainer, type UnpackedFile } from './tnef.ts';
 
 /** Container attachments mailbridge opens. */
 export type ContainerFormat = 'tnef' | 'msg';
@@ -19,7 +19,7 @@ export function containerFormat(attachment: {
   return null;
 }
 
-/** Bounds of {@link readContainerBounded}. */
+/** Bounds of {@link readOutlookMsgBounded}. */
 export interface ContainerBounds {
   /** Wall-clock time for one container. @default 5000 */
   readonly timeoutMs?: number;
@@ -35,13 +35,13 @@ const WORKER_FILE = ['unpack-worker.ts', 'unpack-worker.mjs']
   .find((url) => existsSync(url));
 
 /**
- * Reads a container in a worker thread with its own heap limit and a deadline, so a hostile file
- * (a sector chain that loops, a length that claims gigabytes) ends in an error, never in a stuck or
- * out-of-memory function. Rejects with the reason.
+ * Reads an Outlook item in a worker thread with its own heap limit and a deadline, so a hostile
+ * file (a sector chain that loops, a length that claims gigabytes) ends in an error, never in a
+ * stuck or out-of-memory function. Rejects with the reason. (TNEF needs no worker: its reader
+ * checks every length against the bytes left, so it costs at most one pass and its input's size.)
  */
-export function readContainerBounded(
+export function readOutlookMsgBounded(
   bytes: Buffer,
-  format: ContainerFormat,
   bounds: ContainerBounds = {},
 ): Promise<UnpackedContainer> {
   const timeoutMs = bounds.timeoutMs ?? 5000;
@@ -49,14 +49,14 @@ export function readContainerBounded(
     return Promise.reject(new Error('the unpack worker is not installed beside the function'));
   return new Promise((resolve, reject) => {
     const worker = new Worker(WORKER_FILE, {
-      workerData: { bytes, format, maxFiles: bounds.maxFiles ?? 256 },
+      workerData: { bytes, maxFiles: bounds.maxFiles ?? 256 },
       resourceLimits: { maxOldGenerationSizeMb: bounds.maxHeapMb ?? 128, maxYoungGenerationSizeMb: 16 },
       stdout: true,
       stderr: true,
     });
     const timer = setTimeout(() => {
       void worker.terminate();
-      reject(new Error(`reading the ${format} attachment took over ${timeoutMs} ms`));
+      reject(new Error(`reading the .msg attachment took over ${timeoutMs} ms`));
     }, timeoutMs);
     const settle = (action: () => void) => {
       clearTimeout(timer);
@@ -77,7 +77,7 @@ export function readContainerBounded(
       settle(() =>
         reject(
           (error as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY'
-            ? new Error(`reading the ${format} attachment needed more than its memory bound`)
+            ? new Error('reading the .msg attachment needed more than its memory bound')
             : error,
         ),
       ),
@@ -130,7 +130,8 @@ export async function unpackContainers<T extends ContainerCandidate>(
     }
     let container: UnpackedContainer;
     try {
-      container = await readContainerBounded(await ports.read(attachment), format, bounds);
+      const bytes = await ports.read(attachment);
+      container = format === 'tnef' ? readTnef(bytes, bounds) : await readOutlookMsgBounded(bytes, bounds);
     } catch (error) {
       warnings.push(`unpack_failed: ${label}: ${(error as Error).message}`);
       continue;

@@ -9,7 +9,7 @@ const MsgReader = msgreader.default;
  * Reads an Outlook item (.msg, MS-OXMSG) with msgreader: its subject, sender, plain-text body and
  * attached files. msgreader follows the compound file's sector chains without a cycle check, so a
  * hostile file can loop and grow memory without end: run this only behind
- * {@link readContainerBounded}, never on the function's own thread.
+ * {@link readOutlookMsgBounded}, never on the function's own thread.
  */
 export function readOutlookMsg(bytes: Buffer, limits: ContainerLimits = {}): UnpackedContainer {
   const maxFiles = limits.maxFiles ?? 256;

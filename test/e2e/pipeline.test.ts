@@ -12,7 +12,11 @@ const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 
 interface Payload {
   id: string;
-  route: { id: string; recipients: string[] };
+  route: {
+    id: string;
+    recipients: string[];
+    recipientDetails?: { address: string; mailboxHash: string | null }[];
+  };
   envelope: { mailFrom: string; rcptTo: string[]; helo: string; remoteAddress: string; tls: unknown };
   message: {
     messageId: string;
@@ -121,7 +125,13 @@ describe('end to end: SMTP in, signed webhooks out', () => {
       const payload = received.payload as unknown as Payload;
       assert.equal(payload.id, queued);
       assert.equal(received.headers['user-agent'], 'mailbridge/0.1.0');
-      assert.deepEqual(payload.route, { id: routeId, recipients: [recipient] });
+      assert.deepEqual(payload.route, {
+        id: routeId,
+        recipients: [recipient],
+        recipientDetails: [
+          { address: recipient, mailboxHash: recipient.startsWith('ticket+') ? 'abc123' : null },
+        ],
+      });
       assert.equal(payload.envelope.mailFrom, 'ann@sender.test');
       assert.deepEqual(payload.envelope.rcptTo, [recipient]);
       assert.equal(payload.envelope.helo, 'client.sender.test');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { readContainerBounded } from '../../functions/parse/containers.ts';
+import { readOutlookMsgBounded } from '../../functions/parse/containers.ts';
 import { readTnef } from '../../functions/parse/tnef.ts';
 import { type ParseHarness, startParseHarness } from '../functions/parse/harness.ts';
 import { sqsEvent } from '../helpers/sqs-event.ts';
@@ -89,10 +89,10 @@ describe('hostile container attachments', () => {
 
   it('stops a .msg whose sector chain loops, by its memory or time bound, with the reason', async () => {
     await assert.rejects(
-      readContainerBounded(loopingMsg(), 'msg', { timeoutMs: 20_000, maxHeapMb: 32 }),
+      readOutlookMsgBounded(loopingMsg(), { timeoutMs: 20_000, maxHeapMb: 32 }),
       /more than its memory bound|took over/,
     );
-    await assert.rejects(readContainerBounded(loopingMsg(), 'msg', { timeoutMs: 200 }), /took over 200 ms/);
+    await assert.rejects(readOutlookMsgBounded(loopingMsg(), { timeoutMs: 200 }), /took over 200 ms/);
   });
 
   it('reads a TNEF stream cut short or lying about lengths up to the lie, and caps the files', () => {
@@ -124,7 +124,7 @@ describe('hostile container attachments', () => {
         'loop.msg',
         'application/vnd.ms-outlook',
         loopingMsg(),
-        /^unpack_failed: loop\.msg: reading the msg attachment/,
+        /^unpack_failed: loop\.msg: reading the \.msg attachment/,
       ],
       [
         'garbage.msg',
