@@ -19,6 +19,11 @@ const FIELD = {
   date: /^(date|sent|datum|gesendet|envoyé|enviado|fecha|verzonden|data|inviato)$/i,
 };
 
+/** Whether a subject starts with a forward prefix ("Fwd:", "FW:", "WG:", "TR:", …). */
+export function subjectSaysForward(subject: string | null): boolean {
+  return FORWARD_SUBJECT.test(subject ?? '');
+}
+
 /** "Name <a@b>", "Name [mailto:a@b]", "a@b" or a bare name, as forwards write a sender. */
 export function parseForwardedSender(value: string): WebhookForwarded['from'] {
   const text = value.trim();
@@ -70,23 +75,23 @@ export interface ForwardInput {
  * reply has the same header block, so without a forward banner the subject must say "FW:".
  */
 export function findForwarded(input: ForwardInput): WebhookForwarded | null {
-  const subjectSaysForward = FORWARD_SUBJECT.test(input.subject ?? '');
+  const forwardSubject = subjectSaysForward(input.subject);
   if (input.text) {
     const lines = input.text.replace(/\r\n?/g, '\n').split('\n');
     for (let index = 0; index < lines.length; index++) {
       const line = lines[index]!.trim();
       const forward = FORWARD_BANNER.some((pattern) => pattern.test(line));
-      const separator = subjectSaysForward && OUTLOOK_SEPARATOR.some((pattern) => pattern.test(line));
+      const separator = forwardSubject && OUTLOOK_SEPARATOR.some((pattern) => pattern.test(line));
       if (forward || separator) {
         const block = readHeaderBlock(lines, index + 1);
         if (block) return block;
       }
       // Outlook desktop may start the forwarded header block with no separator above it.
-      if (subjectSaysForward && /^\*?(from|von|de|van):/i.test(line)) {
+      if (forwardSubject && /^\*?(from|von|de|van):/i.test(line)) {
         const block = readHeaderBlock(lines, index);
         if (block?.date) return block;
       }
     }
   }
-  return subjectSaysForward ? (input.attachedMessage ?? null) : null;
+  return forwardSubject ? (input.attachedMessage ?? null) : null;
 }

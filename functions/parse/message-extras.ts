@@ -14,7 +14,7 @@ import type { StoredAttachment } from './attachments.ts';
 import { bounceFromReport, isDeliveryReport, readDeliveryReport } from './bounce.ts';
 import { type UnpackedFields, unpackContainers } from './containers.ts';
 import { messageFlags } from './flags.ts';
-import { findForwarded, parseForwardedSender } from './forwarded.ts';
+import { findForwarded, parseForwardedSender, subjectSaysForward } from './forwarded.ts';
 import type { AttachmentSink, MimeFields } from './mime.ts';
 import { stripQuotedHtml } from './stripped-html.ts';
 import { splitReply } from './stripped-text.ts';
@@ -114,9 +114,10 @@ export async function readMessageExtras(
   }
 
   let attachedMessage: WebhookForwarded | null = null;
-  const attached = input.attachments.find(
-    (attachment) => attachment.contentType.toLowerCase() === 'message/rfc822',
-  );
+  // A forward "as attachment" carries the original as message/rfc822; only a forward's is read.
+  const attached =
+    subjectSaysForward(fields.subject) &&
+    input.attachments.find((attachment) => attachment.contentType.toLowerCase() === 'message/rfc822');
   if (attached) {
     try {
       attachedMessage = await attachedMessageHeader(

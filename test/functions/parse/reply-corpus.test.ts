@@ -47,6 +47,7 @@ const ENVELOPES: Record<string, { mailFrom: string; rcptTo: string[] }> = {
   'outlook-winmail-dat.eml': { mailFrom: 'carl.jensen@contoso.com', rcptTo: ['support+t88@example.test'] },
   'outlook-msg-attachment.eml': { mailFrom: 'carl.jensen@contoso.com', rcptTo: ['sales+q311@example.test'] },
   'gmail-forward.eml': { mailFrom: 'pat.morgan@gmail.com', rcptTo: ['support@example.test'] },
+  'gmail-forward-as-attachment.eml': { mailFrom: 'pat.morgan@gmail.com', rcptTo: ['support@example.test'] },
   'outlook-forward.eml': {
     mailFrom: 'carl.jensen@contoso.com',
     rcptTo: ['support@example.test', 'support+vip@example.test'],
@@ -188,6 +189,16 @@ describe('reply-by-email fixtures through the parse function', () => {
     });
     assert.equal(message.strippedText, 'Can you take this one?');
     assert.equal(message.strippedHtml, '<div dir="ltr">Can you take this one?<br><br></div>');
+  });
+
+  it('gives the original of a forward sent as an attached message', () => {
+    const { message } = payload('gmail-forward-as-attachment.eml');
+    assert.deepEqual(message.forwarded, {
+      from: { name: 'Erin Bäker', address: 'erin.baker@fabrikam.example' },
+      subject: 'Contract renewal',
+      date: 'Tue, 16 Jan 2024 09:30:11 +0100',
+    });
+    assert.equal(message.attachments[0]!.contentType, 'message/rfc822');
   });
 
   it('gives an Outlook forward’s original sender and subject, and every recipient’s mailboxHash', () => {
