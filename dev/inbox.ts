@@ -36,7 +36,7 @@ export interface Inbox {
   readonly port: number;
   /** Entries kept, oldest first. */
   readonly entries: readonly InboxEntry[];
-  /** Webhooks received since the inbox was first started or last cleared, dropped ones included. */
+  /** Webhooks received since the inbox was first started, dropped and cleared ones included. */
   readonly received: number;
   /** Resolves with the entries once `count` webhooks have been received. */
   waitFor(count: number, timeoutMs?: number): Promise<readonly InboxEntry[]>;
@@ -274,7 +274,7 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
     if (path === '/api/webhooks' && request.method === 'DELETE') {
       await store.clear();
       broadcast('clear', {});
-      return sendJson(response, 200, { received: 0, kept: 0 });
+      return sendJson(response, 200, { received: store.received, kept: 0 });
     }
     if (request.method !== 'GET') return send(response, 405, 'text/plain', 'use GET\n');
     if (path === '/') return page(response);

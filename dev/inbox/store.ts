@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
@@ -13,7 +13,7 @@ export interface InboxEntry {
   readonly signatureValid: boolean;
 }
 
-/** An entry with its sequence number (1, 2, … since the inbox was first started or cleared). */
+/** An entry with its sequence number (1, 2, … since the inbox was first started). */
 export interface StoredEntry {
   readonly seq: number;
   readonly entry: InboxEntry;
@@ -68,13 +68,18 @@ export class InboxStore {
     })) {
       if (line.trim() === '') continue;
       // Only a line cut short by a crash can be broken: it is skipped.
-      let record: { seq: number; entry: InboxEntry };
+      let record: { seq: number; entry?: InboxEntry };
       try {
         record = JSON.parse(line);
       } catch {
         continue;
       }
       this.#lines++;
+      // A clear leaves its number behind, so numbering goes on after a restart.
+      if (!record.entry) {
+        this.#lastSeq = Math.max(this.#lastSeq, record.seq);
+        continue;
+      }
       this.#keep({ seq: record.seq, entry: record.entry, payload: parsePayload(record.entry.body) });
     }
   }
@@ -91,7 +96,7 @@ export class InboxStore {
     return this.#entries;
   }
 
-  /** Webhooks received since the store was created or cleared, dropped ones included. */
+  /** Webhooks received since the store was created, dropped and cleared ones included. */
   get received(): number {
     return this.#lastSeq;
   }
@@ -128,15 +133,17 @@ export class InboxStore {
     this.#lines = this.#entries.length;
   }
 
-  /** Forgets every entry, on disk too; numbering starts again at 1. */
+  /**
+   * Forgets every entry, on disk too. Numbering goes on (followers such as `mailbridge tail` ask for
+   * the entries after the last number they saw).
+   */
   async clear(): Promise<void> {
     this.#entries.length = 0;
-    this.#lastSeq = 0;
     if (!this.#folder) return;
     await this.#closeFile();
-    await rm(join(this.#folder, FILE), { force: true });
+    await writeFile(join(this.#folder, FILE), `${JSON.stringify({ seq: this.#lastSeq })}\n`);
     this.#file = createWriteStream(join(this.#folder, FILE), { flags: 'a' });
-    this.#lines = 0;
+    this.#lines = 1;
   }
 
   async #closeFile(): Promise<void> {

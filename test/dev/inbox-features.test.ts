@@ -122,13 +122,17 @@ describe('dev inbox: persistence, live events, search, clear, message views', ()
         kept: 3,
       });
       const cleared = await fetch(`${second.url}/api/webhooks`, { method: 'DELETE' });
-      assert.equal(cleared.status, 200);
+      assert.deepEqual(await cleared.json(), { received: 3, kept: 0 }, 'numbering goes on after a clear');
       assert.deepEqual(await (await fetch(`${second.url}/api/webhooks`)).json(), []);
     } finally {
       await second.close();
     }
     const third = await startInbox({ port: 0, secrets: [INBOX_SECRET], dataDir });
     assert.equal(third.entries.length, 0, 'a clear is kept across restarts too');
+    await postSigned(third, payload({ subject: 'four' }));
+    assert.equal(third.received, 4);
+    const fourth = (await (await fetch(`${third.url}/api/webhooks/4`)).json()) as { body: string };
+    assert.equal(JSON.parse(fourth.body).message.subject, 'four');
     await third.close();
   });
 
