@@ -54,9 +54,10 @@ const ASSET_TYPES: Record<string, string> = {
 // The page runs only its own script file; the message HTML is framed from this origin, sandboxed.
 const PAGE_CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'";
-// A message's own HTML: no script, no plugin, no remote load (tracking pixels included), no form.
-const MESSAGE_HTML_CSP =
-  "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; base-uri 'none'; form-action 'none'";
+// A message's own HTML: no script, no plugin, no remote load (tracking pixels included), no form;
+// its inline images (cid:) come from this inbox.
+const messageHtmlCsp = (origin: string) =>
+  `sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data: ${origin}; font-src data:; base-uri 'none'; form-action 'none'`;
 const SSE_KEEPALIVE_MS = 15_000;
 // RFC 6838 §4.2 type/subtype, else the download is plain bytes.
 const MEDIA_TYPE = /^[\w!#$&^.+-]{1,127}\/[\w!#$&^.+-]{1,127}$/;
@@ -242,7 +243,13 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
   }
 
   /** `/messages/<n>…`, `/fragments/messages/<n>` and `/api/webhooks/<n>`. */
-  async function message(response: ServerResponse, kind: string, stored: StoredEntry, rest: string) {
+  async function message(
+    request: IncomingMessage,
+    response: ServerResponse,
+    kind: string,
+    stored: StoredEntry,
+    rest: string,
+  ) {
     if (kind === 'api/webhooks' && rest === '') return sendJson(response, 200, stored.entry);
     if (kind === 'fragments/messages' && rest === '')
       return send(response, 200, 'text/html; charset=utf-8', renderCard(stored));
@@ -254,9 +261,19 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
     if (rest === '/html') {
       const html = viewOf(stored).html;
       if (html === null) return notFound(response);
-      return send(response, 200, 'text/html; charset=utf-8', html, {
-        'content-security-policy': MESSAGE_HTML_CSP,
+      // cid: links (RFC 2392) point at the message's inline parts, served by /cid/<Content-ID>.
+      const linked = html.replace(/(["'(])cid:([^"')\s]+)/gi, `$1/messages/${stored.seq}/cid/$2`);
+      return send(response, 200, 'text/html; charset=utf-8', linked, {
+        'content-security-policy': messageHtmlCsp(`http://${request.headers.host ?? '127.0.0.1'}`),
       });
+    }
+    const cid = /^\/cid\/(.+)$/.exec(rest)?.[1];
+    if (cid !== undefined) {
+      const contentId = decodeURIComponent(cid);
+      const attachments = viewOf(stored).attachments;
+      const found = attachments.find((item) => item.contentId === contentId);
+      if (!found) return notFound(response);
+      return attachment(response, stored, found.index);
     }
     if (rest === '/raw' || rest === '/raw.eml') return raw(response, stored, rest === '/raw.eml');
     const index = /^\/attachments\/(\d+)$/.exec(rest)?.[1];
@@ -300,7 +317,7 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
     const one = /^\/(api\/webhooks|fragments\/messages|messages)\/(\d+)(\/.*)?$/.exec(path);
     const stored = one ? store.get(Number(one[2])) : undefined;
     if (!one || !stored) return notFound(response);
-    return message(response, one[1]!, stored, one[3] ?? '');
+    return message(request, response, one[1]!, stored, one[3] ?? '');
   }
 
   const server = createServer((request, response) => {

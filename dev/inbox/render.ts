@@ -41,6 +41,7 @@ export interface AttachmentView {
   readonly contentType: string;
   readonly size: string;
   readonly containedIn: number | undefined;
+  readonly contentId: string | null;
 }
 
 /** What the page shows of one webhook, read defensively from its (untrusted) payload. */
@@ -115,6 +116,7 @@ export function viewOf(stored: StoredEntry): MessageView {
       filename: text(field(attachment, 'filename')) || '(unnamed)',
       contentType: text(field(attachment, 'contentType')),
       size: text(field(attachment, 'size')),
+      contentId: text(field(attachment, 'contentId')) || null,
       containedIn:
         typeof field(attachment, 'containedIn') === 'number'
           ? (field(attachment, 'containedIn') as number)

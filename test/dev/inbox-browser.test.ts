@@ -20,6 +20,11 @@ const FLAGS = [
   '--disable-sync',
 ];
 const PDF = Buffer.from('%PDF-1.4\n% the invoice\n%%EOF\n');
+// A 1×1 PNG, shown inline through its Content-ID.
+const PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==',
+  'base64',
+);
 
 function webhook(subject: string, text: string): string {
   return JSON.stringify({
@@ -34,7 +39,7 @@ function webhook(subject: string, text: string): string {
       to: [{ name: '', address: 'support+t9@example.test' }],
       text,
       strippedText: text,
-      html: `<p>${text}</p><script>parent.document.title = 'hacked'</script>`,
+      html: `<p>${text}</p><img src="cid:logo@customer.test" alt="logo"><script>parent.document.title = 'hacked'</script>`,
       mailboxHash: 't9',
       attachments: [
         {
@@ -43,6 +48,15 @@ function webhook(subject: string, text: string): string {
           size: PDF.length,
           sha256: '0'.repeat(64),
           content: PDF.toString('base64'),
+        },
+        {
+          filename: 'logo.png',
+          contentType: 'image/png',
+          size: PNG.length,
+          sha256: '0'.repeat(64),
+          disposition: 'inline',
+          contentId: 'logo@customer.test',
+          content: PNG.toString('base64'),
         },
       ],
     },
@@ -114,7 +128,7 @@ describe('dev inbox in a real browser (headless Chromium)', () => {
   it('downloads an attachment', async () => {
     const [download] = await Promise.all([
       page.waitForEvent('download', { timeout: 10_000 }),
-      page.locator('#m1 a.attachment').click(),
+      page.locator('#m1 a.attachment').first().click(),
     ]);
     assert.equal(download.suggestedFilename(), 'invoice-2024-0117.pdf');
     assert.deepEqual(await readFile(await download.path()), PDF);
@@ -125,6 +139,14 @@ describe('dev inbox in a real browser (headless Chromium)', () => {
     await page.waitForURL(/\/messages\/1$/);
     const frame = page.frameLocator('iframe[sandbox]');
     assert.equal(await frame.locator('p').textContent(), 'It jams on page two.');
+    // The cid: image loads from the inbox (polled: it may still be on its way).
+    const logo = frame.locator('img');
+    let width = 0;
+    for (let tries = 0; tries < 50 && width !== 1; tries++) {
+      width = await logo.evaluate((image) => (image as unknown as { naturalWidth: number }).naturalWidth);
+      if (width !== 1) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(width, 1, 'the cid: image is shown');
     assert.notEqual(await page.title(), 'hacked');
     // Chromium reports the script it refused to run.
     const blocked = pageErrors.filter((error) =>
