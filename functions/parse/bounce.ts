@@ -1,4 +1,5 @@
-import type { Readable } from 'node:stream';
+import type { Readable, Transform } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { Splitter } from '@zone-eu/mailsplit';
 import type { WebhookBounce } from '../../core/index.ts';
 import { headerValue, type MessageHeader } from './flags.ts';
@@ -90,16 +91,31 @@ export async function readDeliveryReport(
   const splitter = new Splitter({ maxHeadSize: 256 * 1024 });
   let deliveryStatus: string | null = null;
   let originalMessageId: string | null = null;
-  let collecting: { chunks: Buffer[]; size: number; kind: 'status' | 'headers' } | undefined;
+  let collecting:
+    | { decoder: Transform; chunks: Buffer[]; size: number; kind: 'status' | 'headers' }
+    | undefined;
   let afterRfc822 = false;
   let read = 0;
 
-  const finish = () => {
-    if (!collecting) return;
-    const text = Buffer.concat(collecting.chunks).toString('utf8');
-    if (collecting.kind === 'status') deliveryStatus ??= text;
-    else originalMessageId ??= firstMessageId(text);
+  // A part's body goes through its transfer decoding (RFC 2045 §6), up to MAX_PART_BYTES of it.
+  const collect = (node: { getDecoder(): Transform }, kind: 'status' | 'headers') => {
+    const part = { decoder: node.getDecoder(), chunks: [] as Buffer[], size: 0, kind };
+    part.decoder.on('data', (chunk: Buffer) => {
+      if (part.size >= MAX_PART_BYTES) return;
+      part.chunks.push(chunk);
+      part.size += chunk.length;
+    });
+    collecting = part;
+  };
+  const finish = async () => {
+    const part = collecting;
+    if (!part) return;
     collecting = undefined;
+    part.decoder.end();
+    await finished(part.decoder);
+    const text = Buffer.concat(part.chunks).toString('utf8');
+    if (part.kind === 'status') deliveryStatus ??= text;
+    else originalMessageId ??= firstMessageId(text);
   };
   const done = () => deliveryStatus !== null && originalMessageId !== null;
 
@@ -113,23 +129,22 @@ export async function readDeliveryReport(
   try {
     for await (const data of parts) {
       if (data.type === 'node') {
-        finish();
+        await finish();
         const type = String(data.contentType || '').toLowerCase();
         // mailsplit gives a returned message either as its own node (its header is ours) or as the
         // body of the message/rfc822 node (its first lines are).
         if (afterRfc822) originalMessageId ??= firstMessageId(data.getHeaders().toString());
         afterRfc822 = type === 'message/rfc822' || type === 'message/global';
         if (type === 'message/delivery-status' || type === 'message/global-delivery-status')
-          collecting = { chunks: [], size: 0, kind: 'status' };
-        else if (RETURNED.has(type)) collecting = { chunks: [], size: 0, kind: 'headers' };
+          collect(data, 'status');
+        else if (RETURNED.has(type)) collect(data, 'headers');
         if (done()) break;
-      } else if (data.type === 'body' && collecting && collecting.size < MAX_PART_BYTES) {
+      } else if (data.type === 'body' && collecting) {
         afterRfc822 = false;
-        collecting.chunks.push(data.value);
-        collecting.size += data.value.length;
+        collecting.decoder.write(data.value);
       }
     }
-    finish();
+    await finish();
   } finally {
     raw.destroy();
     splitter.destroy();

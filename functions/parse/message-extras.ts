@@ -14,7 +14,7 @@ import type { StoredAttachment } from './attachments.ts';
 import { bounceFromReport, isDeliveryReport, readDeliveryReport } from './bounce.ts';
 import { type UnpackedFields, unpackContainers } from './containers.ts';
 import { messageFlags } from './flags.ts';
-import { findForwarded, parseForwardedSender, subjectSaysForward } from './forwarded.ts';
+import { findForwarded, subjectSaysForward } from './forwarded.ts';
 import type { AttachmentSink, MimeFields } from './mime.ts';
 import { stripQuotedHtml } from './stripped-html.ts';
 import { splitReply } from './stripped-text.ts';
@@ -55,14 +55,14 @@ async function attachedMessageHeader(head: Buffer): Promise<WebhookForwarded | n
   const from = ([] as { value: { name: string; address?: string }[] }[]).concat(parsed.from ?? [])[0]
     ?.value[0];
   return {
-    from: from
-      ? (parseForwardedSender(from.address ? `${from.name} <${from.address}>` : from.name) ?? null)
-      : null,
+    from: from ? { name: from.name, address: from.address || null } : null,
     subject: parsed.subject ?? null,
     date: parsed.headerLines.find((line) => line.key === 'date')?.line.replace(/^date:\s*/i, '') ?? null,
   };
 }
 
+// An unpacked file as mailparser would hand it to the attachment sink, which reads its content,
+// type, disposition, name and Content-ID.
 function asAttachmentStream(file: UnpackedFile): AttachmentStream {
   return {
     type: 'attachment',

@@ -123,6 +123,34 @@ describe('message.bounce', () => {
     assert.match(exchange.deliveryStatus!, /RESOLVER\.ADR\.RecipientNotFound/);
     assert.equal(exchange.originalMessageId, '<ticket-77-update-1@example.test>');
   });
+
+  it('decodes a delivery-status part sent in base64', async () => {
+    const status = 'Final-Recipient: rfc822; gone@x.test\r\nAction: failed\r\nStatus: 5.1.1\r\n';
+    const report = [
+      'Content-Type: multipart/report; report-type=delivery-status; boundary="r"',
+      '',
+      '--r',
+      'Content-Type: message/delivery-status',
+      'Content-Transfer-Encoding: base64',
+      '',
+      Buffer.from(`Reporting-MTA: dns; relay.test\r\n\r\n${status}`).toString('base64'),
+      '--r',
+      'Content-Type: text/rfc822-headers',
+      '',
+      'Message-ID: <sent-1@app.test>',
+      'Subject: hi',
+      '--r--',
+      '',
+    ].join('\r\n');
+    const parts = await readDeliveryReport(Readable.from([Buffer.from(report)]));
+    assert.deepEqual(bounceFromReport(parts), {
+      action: 'failed',
+      status: '5.1.1',
+      finalRecipient: 'gone@x.test',
+      diagnosticCode: null,
+      originalMessageId: '<sent-1@app.test>',
+    });
+  });
 });
 
 describe('splitReply: stripped text and signature', () => {
