@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -7,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { Webhook } from 'standardwebhooks';
 import type { DeliveryOutcome, DeliveryOutcomeSource, RawMessageReader } from './inbox/ports.ts';
 import { renderCard, renderFailure, renderMessagePage, renderPage, viewOf } from './inbox/render.ts';
-import { type InboxEntry, InboxStore, matches, type StoredEntry } from './inbox/store.ts';
+import { containsWords, type InboxEntry, InboxStore, matches, type StoredEntry } from './inbox/store.ts';
 
 export type { DeliveryOutcome, DeliveryOutcomeSource, RawMessageReader } from './inbox/ports.ts';
 export { s3RawReader } from './inbox/ports.ts';
@@ -20,7 +21,7 @@ export interface InboxOptions {
   port?: number;
   /** Signing secrets (`whsec_…`) a webhook may be signed with. */
   secrets: readonly string[];
-  /** Oldest entries are dropped beyond this. @default 1000 */
+  /** Oldest entries (and failed deliveries shown) are dropped beyond this. @default 1000 */
   maxEntries?: number;
   /** Where the entries are kept across restarts (the runtime's data folder). @default memory only */
   dataDir?: string;
@@ -40,7 +41,7 @@ export interface Inbox {
   readonly received: number;
   /** Resolves with the entries once `count` webhooks have been received. */
   waitFor(count: number, timeoutMs?: number): Promise<readonly InboxEntry[]>;
-  /** Forgets every entry (on disk too), as the page's Clear button does. */
+  /** Forgets every entry (on disk too) and the failed deliveries shown, as the page's Clear button does. */
   clear(): Promise<void>;
   close(): Promise<void>;
 }
@@ -113,13 +114,18 @@ function contentDisposition(kind: 'attachment' | 'inline', filename: string): st
  */
 export async function startInbox(options: InboxOptions): Promise<Inbox> {
   const verifiers = options.secrets.map((secret) => new Webhook(secret));
+  const maxEntries = options.maxEntries ?? 1000;
   const store = await InboxStore.open({
-    maxEntries: options.maxEntries ?? 1000,
+    maxEntries,
     ...(options.dataDir ? { folder: join(options.dataDir, 'inbox') } : {}),
   });
+  // An open page that sees another value in `hello` after reconnecting reloads: failures are
+  // numbered again by each start.
+  const started = randomUUID();
   const waiters = new Set<() => void>();
   const streams = new Set<ServerResponse>();
-  const failures: DeliveryOutcome[] = [];
+  const failures: { seq: number; outcome: DeliveryOutcome }[] = [];
+  let failureSeq = 0;
 
   function broadcast(event: string, data: unknown): void {
     const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
@@ -128,8 +134,15 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
 
   function addFailure(outcome: DeliveryOutcome): void {
     if (outcome.outcome === 'delivered') return;
-    failures.push(outcome);
-    broadcast('failure', { index: failures.length - 1 });
+    failures.push({ seq: ++failureSeq, outcome });
+    if (failures.length > maxEntries) failures.splice(0, failures.length - maxEntries);
+    broadcast('failure', { seq: failureSeq });
+  }
+
+  async function clear(): Promise<void> {
+    await store.clear();
+    failures.length = 0;
+    broadcast('clear', {});
   }
   const unsubscribe = options.outcomes?.subscribe(addFailure);
   for (const outcome of (await options.outcomes?.recent()) ?? []) addFailure(outcome);
@@ -170,7 +183,9 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
       'cache-control': 'no-store',
       'x-content-type-options': 'nosniff',
     });
-    response.write(`retry: 1000\nevent: hello\ndata: ${JSON.stringify({ received: store.received })}\n\n`);
+    // What the page may have missed while it (re)connected: it fetches the entries up to these numbers.
+    const hello = { received: store.received, failures: failureSeq, started };
+    response.write(`retry: 1000\nevent: hello\ndata: ${JSON.stringify(hello)}\n\n`);
     streams.add(response);
     const keepalive = setInterval(() => response.write(': keep-alive\n\n'), SSE_KEEPALIVE_MS);
     request.once('close', () => {
@@ -223,22 +238,25 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
   }
 
   function search(query: string): { seqs: number[]; failures: number[] } {
-    const words = query.toLowerCase().split(/\s+/).filter(Boolean);
     return {
       seqs: store.entries.filter((stored) => matches(stored, query)).map((stored) => stored.seq),
-      failures: failures.flatMap((outcome, index) => {
-        const haystack = JSON.stringify(outcome).toLowerCase();
-        return words.every((word) => haystack.includes(word)) ? [index] : [];
-      }),
+      failures: failures
+        .filter(({ outcome }) => containsWords(JSON.stringify(outcome), query))
+        .map(({ seq }) => seq),
     };
   }
 
   function page(response: ServerResponse): void {
     const cards = [
       ...store.entries.map((stored) => ({ at: stored.entry.receivedAt, html: renderCard(stored) })),
-      ...failures.map((outcome, index) => ({ at: outcome.at, html: renderFailure(index, outcome) })),
+      ...failures.map(({ seq, outcome }) => ({ at: outcome.at, html: renderFailure(seq, outcome) })),
     ];
-    const html = renderPage(cards, store.received, store.entries.length);
+    const html = renderPage(cards, {
+      received: store.received,
+      kept: store.entries.length,
+      failures: failureSeq,
+      started,
+    });
     send(response, 200, 'text/html; charset=utf-8', html, { 'content-security-policy': PAGE_CSP });
   }
 
@@ -289,8 +307,7 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
       return record(request, response);
     }
     if (path === '/api/webhooks' && request.method === 'DELETE') {
-      await store.clear();
-      broadcast('clear', {});
+      await clear();
       return sendJson(response, 200, { received: store.received, kept: 0 });
     }
     if (request.method !== 'GET') return send(response, 405, 'text/plain', 'use GET\n');
@@ -309,10 +326,10 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
     if (path === '/api/search') return sendJson(response, 200, search(url.searchParams.get('q') ?? ''));
     const failure = /^\/fragments\/failures\/(\d+)$/.exec(path);
     if (failure) {
-      const index = Number(failure[1]);
-      const outcome = failures[index];
-      if (!outcome) return notFound(response);
-      return send(response, 200, 'text/html; charset=utf-8', renderFailure(index, outcome));
+      const seq = Number(failure[1]);
+      const found = failures.find((item) => item.seq === seq);
+      if (!found) return notFound(response);
+      return send(response, 200, 'text/html; charset=utf-8', renderFailure(seq, found.outcome));
     }
     const one = /^\/(api\/webhooks|fragments\/messages|messages)\/(\d+)(\/.*)?$/.exec(path);
     const stored = one ? store.get(Number(one[2])) : undefined;
@@ -359,10 +376,7 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
         check();
       });
     },
-    async clear() {
-      await store.clear();
-      broadcast('clear', {});
-    },
+    clear,
     async close() {
       unsubscribe?.();
       for (const stream of streams) stream.end();

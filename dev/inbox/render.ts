@@ -159,23 +159,23 @@ function facts(stored: StoredEntry, view: MessageView): string {
 <dt>Webhook</dt><dd>${escapeHtml(view.webhookId)} · signature ${signature}</dd>${view.warnings.length ? `<dt>Warnings</dt><dd><ul class="warnings">${view.warnings.map((warning) => `<li>${escapeHtml(warning)}</li>`).join('')}</ul></dd>` : ''}${attachmentLinks(stored.seq, view)}</dl>`;
 }
 
+const badges = (view: MessageView) =>
+  view.flags.map((flag) => `<span class="badge ${flag}">${FLAG_LABELS[flag]}</span>`).join(' ');
+
 /** One received webhook on the list. */
 export function renderCard(stored: StoredEntry): string {
   const view = viewOf(stored);
-  const badges = view.flags
-    .map((flag) => `<span class="badge ${flag}">${FLAG_LABELS[flag]}</span>`)
-    .join(' ');
   return `<article class="card" id="m${stored.seq}" data-seq="${stored.seq}">
-<header><a class="subject" href="/messages/${stored.seq}">${escapeHtml(view.subject)}</a> ${badges}<time>${escapeHtml(view.receivedAt)}</time></header>
+<header><a class="subject" href="/messages/${stored.seq}">${escapeHtml(view.subject)}</a> ${badges(view)}<time>${escapeHtml(view.receivedAt)}</time></header>
 ${facts(stored, view)}
 </article>`;
 }
 
-/** A delivery to another endpoint that failed, on the list beside the webhooks. */
-export function renderFailure(index: number, outcome: DeliveryOutcome): string {
+/** A delivery to another endpoint that failed (the inbox's `seq`th), on the list beside the webhooks. */
+export function renderFailure(seq: number, outcome: DeliveryOutcome): string {
   const title =
     outcome.outcome === 'failed' ? 'Delivery failed (dead-lettered)' : 'Delivery failed, will retry';
-  return `<article class="card failure" id="f${index}" data-failure="${index}">
+  return `<article class="card failure" id="f${seq}" data-failure="${seq}">
 <header><span class="subject">${title}: route ${escapeHtml(outcome.routeId)}</span><time>${escapeHtml(outcome.at)}</time></header>
 <dl>${row('Endpoint', outcome.endpoint)}${row('Message', outcome.messageId)}${row('Try', String(outcome.attempt))}${row('Status', outcome.status === null ? 'no response' : String(outcome.status))}${row('Error', outcome.error ?? '')}</dl>
 </article>`;
@@ -185,19 +185,27 @@ const HEAD = (title: string) => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${escapeHtml(title)}</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/assets/inbox.css"></head>`;
 
+/** What the list page was rendered from: the page script catches up from these numbers. */
+export interface PageState {
+  /** Webhooks received so far (the last entry number). */
+  readonly received: number;
+  readonly kept: number;
+  /** Failed deliveries shown so far (the last failure number). */
+  readonly failures: number;
+  /** Which start of the inbox rendered the page. */
+  readonly started: string;
+}
+
 /** The list page: the cards newest first, live through the page script. */
-export function renderPage(
-  cards: readonly { at: string; html: string }[],
-  received: number,
-  kept: number,
-): string {
+export function renderPage(cards: readonly { at: string; html: string }[], state: PageState): string {
+  const { received, kept } = state;
   const items = [...cards].sort((a, b) => b.at.localeCompare(a.at)).map((card) => card.html);
   return `${HEAD('mailbridge dev inbox')}
 <body><header class="bar"><h1>mailbridge dev inbox</h1>
 <input id="search" type="search" placeholder="Search subject, address, text, attachment, hash…" aria-label="Search">
 <button id="clear" type="button">Clear</button><span id="live" class="muted">connecting…</span></header>
 <p id="count">${received} webhook(s) received, ${kept} kept, newest first · <a href="/api/webhooks">/api/webhooks</a></p>
-<main id="list" data-received="${received}">
+<main id="list" data-received="${received}" data-failures="${state.failures}" data-started="${escapeHtml(state.started)}">
 ${items.join('\n') || '<p id="empty">Nothing yet. Send a mail to anything@example.test on 127.0.0.1:2525.</p>'}
 </main>
 <script src="/assets/inbox.js"></script></body></html>`;
@@ -212,7 +220,7 @@ export function renderMessagePage(stored: StoredEntry): string {
   const json = JSON.stringify({ ...stored.entry, body }, null, 2);
   return `${HEAD(`${view.subject} · mailbridge dev inbox`)}
 <body><nav class="bar"><a href="/">← inbox</a> · <a href="#text">Text</a> · <a href="#html">HTML</a> · <a href="#headers">Headers</a> · <a href="#json">JSON</a> · <a href="${base}/raw">Raw</a> (<a href="${base}/raw.eml" download>.eml</a>)</nav>
-<article class="card" data-seq="${stored.seq}"><header><h1 class="subject">${escapeHtml(view.subject)}</h1><time>${escapeHtml(view.receivedAt)}</time></header>
+<article class="card" data-seq="${stored.seq}"><header><h1 class="subject">${escapeHtml(view.subject)}</h1> ${badges(view)}<time>${escapeHtml(view.receivedAt)}</time></header>
 ${facts(stored, view)}</article>
 <section id="text"><h2>Text</h2><pre>${escapeHtml(view.text) || '<span class="muted">(none)</span>'}</pre></section>
 <section id="html"><h2>HTML</h2>${view.html === null ? '<p class="muted">(none)</p>' : `<p class="muted">Shown sandboxed: no scripts, forms or remote content.</p><iframe sandbox="" referrerpolicy="no-referrer" src="${base}/html" title="message HTML"></iframe>`}</section>

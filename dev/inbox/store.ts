@@ -164,13 +164,21 @@ function text(value: unknown): string {
   return value === null || value === undefined ? '' : String(value);
 }
 
+/** Whether every word of `query` appears in `haystack`, in any case. */
+export function containsWords(haystack: string, query: string): boolean {
+  const lower = haystack.toLowerCase();
+  return query
+    .toLowerCase()
+    .split(/\s+/)
+    .every((word) => lower.includes(word));
+}
+
 /**
  * Whether an entry matches a search: every word of `query` appears (any case) in its subject,
  * addresses, text, stripped text, attachment names, message ids, mailboxHashes, route or warnings.
  */
 export function matches(stored: StoredEntry, query: string): boolean {
-  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
-  if (words.length === 0) return true;
+  if (query.trim() === '') return true;
   const payload = (stored.payload ?? {}) as Record<string, Record<string, unknown> | undefined>;
   const message = payload.message ?? {};
   const haystack = [
@@ -192,7 +200,6 @@ export function matches(stored: StoredEntry, query: string): boolean {
     stored.payload === undefined ? stored.entry.body : '',
   ]
     .map(text)
-    .join('\n')
-    .toLowerCase();
-  return words.every((word) => haystack.includes(word));
+    .join('\n');
+  return containsWords(haystack, query);
 }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { newMessageId } from '../../core/index.ts';
@@ -67,6 +69,7 @@ function webhook(subject: string, text: string): string {
 
 describe('dev inbox in a real browser (headless Chromium)', () => {
   let inbox: Inbox;
+  let dataDir: string;
   let browser: Browser;
   let page: Page;
   const pageErrors: string[] = [];
@@ -76,7 +79,8 @@ describe('dev inbox in a real browser (headless Chromium)', () => {
       existsSync(CHROMIUM),
       `${CHROMIUM} is missing: install Debian's browser with "apt-get install -y chromium" (CI's .ci/run does)`,
     );
-    inbox = await startInbox({ port: 0, secrets: [INBOX_SECRET] });
+    dataDir = await mkdtemp(join(tmpdir(), 'mailbridge-inbox-browser-'));
+    inbox = await startInbox({ port: 0, secrets: [INBOX_SECRET], dataDir });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
     page = await browser.newPage({ acceptDownloads: true });
     page.on('pageerror', (error) => pageErrors.push(error.message));
@@ -87,6 +91,7 @@ describe('dev inbox in a real browser (headless Chromium)', () => {
   after(async () => {
     await browser?.close();
     await inbox?.close();
+    await rm(dataDir, { recursive: true, force: true });
   });
 
   it('loads the page and connects to the live event stream', async () => {
@@ -163,5 +168,38 @@ describe('dev inbox in a real browser (headless Chromium)', () => {
     await page.locator('#list .card').first().waitFor({ state: 'detached', timeout: 10_000 });
     assert.equal(inbox.entries.length, 0);
     assert.deepEqual(pageErrors, []);
+  });
+
+  it('shows a webhook that arrived while the page was connecting to the event stream', async () => {
+    // The stream is held until the webhook has been received: its event went to no one.
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await page.route('**/api/events', async (route) => {
+      await held;
+      await route.continue();
+    });
+    await page.reload();
+    await postSigned(inbox, webhook('Sent during the page load', 'Arrived before the stream.'));
+    release();
+    await page.locator(`#m${inbox.received}`).waitFor({ timeout: 10_000 });
+    await page.unroute('**/api/events');
+    assert.match((await page.locator('#count').textContent()) ?? '', /^3 webhook\(s\) received, 1 kept/);
+  });
+
+  it('shows what arrived while the inbox restarted, without a manual reload', async () => {
+    const { port } = inbox;
+    await page.locator('#live', { hasText: 'live' }).waitFor({ timeout: 10_000 });
+    await inbox.close();
+    inbox = await startInbox({ port, secrets: [INBOX_SECRET], dataDir });
+    // Received before the page's event stream reconnects (it retries after 1 s).
+    await postSigned(inbox, webhook('Sent during the restart', 'Arrived while the page was offline.'));
+    await page.locator('#m4').waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator('#m3 .subject').textContent(), 'Sent during the page load');
+    assert.deepEqual(
+      pageErrors.filter((error) => !/ERR_CONNECTION_REFUSED/.test(error)),
+      [],
+    );
   });
 });

@@ -166,7 +166,16 @@ describe('dev inbox: persistence, live events, search, clear, message views', ()
     const abort = new AbortController();
     try {
       const stream = sse(inbox.url, abort.signal);
-      assert.deepEqual((await stream.next()).value, { event: 'hello', data: { received: 0 } });
+      const hello = (await stream.next()).value as { event: string; data: Record<string, unknown> };
+      assert.equal(hello.event, 'hello');
+      assert.deepEqual(
+        { ...hello.data, started: typeof hello.data.started },
+        {
+          received: 0,
+          failures: 0,
+          started: 'string',
+        },
+      );
       await postSigned(inbox, payload({ subject: 'live' }));
       assert.deepEqual((await stream.next()).value, { event: 'webhook', data: { seq: 1 } });
       const failure: DeliveryOutcome = {
@@ -184,7 +193,7 @@ describe('dev inbox: persistence, live events, search, clear, message views', ()
       for (const listener of listeners) listener(failure);
       assert.deepEqual(
         (await stream.next()).value,
-        { event: 'failure', data: { index: 0 } },
+        { event: 'failure', data: { seq: 1 } },
         'successes are not shown',
       );
       const page = await (await fetch(`${inbox.url}/`)).text();
@@ -192,15 +201,44 @@ describe('dev inbox: persistence, live events, search, clear, message views', ()
       assert.ok(page.includes('HTTP 500 &lt;Internal Server Error&gt;'));
       assert.deepEqual(await (await fetch(`${inbox.url}/api/search?q=crm.app.test`)).json(), {
         seqs: [],
-        failures: [0],
+        failures: [1],
       });
       await inbox.clear();
       assert.deepEqual((await stream.next()).value, { event: 'clear', data: {} });
+      assert.doesNotMatch(await (await fetch(`${inbox.url}/`)).text(), /Delivery failed/, 'cleared too');
+      assert.equal((await fetch(`${inbox.url}/fragments/failures/1`)).status, 404);
+      for (const listener of listeners) listener({ ...failure, outcome: 'retry_scheduled', attempt: 2 });
+      assert.deepEqual((await stream.next()).value, { event: 'failure', data: { seq: 2 } });
     } finally {
       abort.abort();
       await inbox.close();
     }
     assert.equal(listeners.size, 0, 'unsubscribed on close');
+  });
+
+  it('keeps only the newest maxEntries failed deliveries', async () => {
+    const outcomes: DeliveryOutcomeSource = {
+      recent: async () =>
+        [1, 2, 3].map((attempt) => ({
+          at: new Date(Date.UTC(2026, 0, 1, 0, 0, attempt)).toISOString(),
+          messageId: '01HZZZZZZZZZZZZZZZZZZZZZZZ',
+          routeId: 'crm',
+          endpoint: 'https://crm.app.test/hook',
+          outcome: 'retry_scheduled' as const,
+          status: 503,
+          error: `try ${attempt}`,
+          attempt,
+        })),
+      subscribe: () => () => {},
+    };
+    const inbox = await startInbox({ port: 0, secrets: [INBOX_SECRET], outcomes, maxEntries: 2 });
+    try {
+      const page = await (await fetch(`${inbox.url}/`)).text();
+      assert.deepEqual(page.match(/id="f\d+"/g), ['id="f3"', 'id="f2"']);
+      assert.equal((await fetch(`${inbox.url}/fragments/failures/1`)).status, 404);
+    } finally {
+      await inbox.close();
+    }
   });
 
   it('finds webhooks by words of their subject, text, addresses, hashes and attachment names', async () => {
@@ -250,7 +288,7 @@ describe('dev inbox: persistence, live events, search, clear, message views', ()
       assert.ok(html.includes('<th>X-Probe</th><td>header &lt;value&gt;</td>'));
       assert.ok(html.includes('&quot;subject&quot;: &quot;Views &lt;b&gt;&quot;'), 'the full JSON, escaped');
       assert.ok(html.includes('ticket+t42@example.test: t42'), 'mailbox hashes');
-      assert.ok(html.includes('<span class="badge autoReply">auto-reply</span>') === false);
+      assert.ok(html.includes('<span class="badge autoReply">auto-reply</span>'), 'flags');
       assert.ok(html.includes('temperror: the DNS lookups got no answer (offline)'));
       assert.ok(html.includes('&lt;ticket-42@example.test&gt;'), 'threading fields');
 
