@@ -63,6 +63,10 @@ export interface MessageView {
   readonly references: string[];
   readonly mailboxHashes: string[];
   readonly flags: string[];
+  /** A delivery report's recipient, action, status and diagnostic, on one line. */
+  readonly bounce: string;
+  /** A forward's original sender and subject, on one line. */
+  readonly forwarded: string;
   readonly auth: { readonly summary: string; readonly temperror: boolean };
   readonly warnings: string[];
   readonly attachments: AttachmentView[];
@@ -106,6 +110,16 @@ export function viewOf(stored: StoredEntry): MessageView {
     references: list(field(message, 'references')).map(text),
     mailboxHashes: hashes,
     flags: ['autoReply', 'bulk', 'bounce'].filter((flag) => field(flags, flag) === true),
+    bounce: ['finalRecipient', 'action', 'status', 'diagnosticCode']
+      .map((key) => text(field(message, 'bounce', key)))
+      .filter(Boolean)
+      .join(' · '),
+    forwarded: [
+      addresses([field(message, 'forwarded', 'from')].filter(Boolean)),
+      text(field(message, 'forwarded', 'subject')),
+    ]
+      .filter(Boolean)
+      .join(' · '),
     auth: {
       summary: verdicts.join(' · '),
       temperror: verdicts.some((verdict) => verdict.includes('temperror')),
@@ -154,7 +168,7 @@ function facts(stored: StoredEntry, view: MessageView): string {
   const signature = stored.entry.signatureValid
     ? '<span class="ok">valid</span>'
     : '<span class="bad">INVALID</span>';
-  return `<dl>${row('From', view.from)}${row('To', view.to)}${row('Route', view.route)}${row('Mailbox hash', view.mailboxHashes.join('; '))}${row('Message-ID', view.messageId)}${row('In-Reply-To', view.inReplyTo)}${row('References', references)}${row('Stripped text', view.strippedText, 'stripped')}${row('Signature block', view.signature, 'stripped')}
+  return `<dl>${row('From', view.from)}${row('To', view.to)}${row('Route', view.route)}${row('Mailbox hash', view.mailboxHashes.join('; '))}${row('Message-ID', view.messageId)}${row('In-Reply-To', view.inReplyTo)}${row('References', references)}${row('Bounce', view.bounce)}${row('Forwarded', view.forwarded)}${row('Stripped text', view.strippedText, 'stripped')}${row('Signature block', view.signature, 'stripped')}
 <dt>Auth</dt><dd>${escapeHtml(view.auth.summary)}${view.auth.temperror ? `<br><span class="note">${escapeHtml(TEMPERROR_NOTE)}</span>` : ''}</dd>
 <dt>Webhook</dt><dd>${escapeHtml(view.webhookId)} · signature ${signature}</dd>${view.warnings.length ? `<dt>Warnings</dt><dd><ul class="warnings">${view.warnings.map((warning) => `<li>${escapeHtml(warning)}</li>`).join('')}</ul></dd>` : ''}${attachmentLinks(stored.seq, view)}</dl>`;
 }

@@ -47,6 +47,14 @@ function payload(fields: {
       strippedText: fields.text ?? 'Hello there',
       mailboxHash: 't42',
       flags: { autoReply: true, bulk: false, bounce: false },
+      bounce: {
+        action: 'failed',
+        status: '5.1.1',
+        finalRecipient: 'gone@customer.test',
+        diagnosticCode: 'smtp; 550 5.1.1 <gone@customer.test>: user unknown',
+        originalMessageId: '<n1@example.test>',
+      },
+      forwarded: { from: { name: 'Bo', address: 'bo@vendor.test' }, subject: 'Quote 7', date: null },
       attachments: [
         {
           filename: 'notes.txt',
@@ -291,6 +299,13 @@ describe('dev inbox: persistence, live events, search, clear, message views', ()
       assert.ok(html.includes('<span class="badge autoReply">auto-reply</span>'), 'flags');
       assert.ok(html.includes('temperror: the DNS lookups got no answer (offline)'));
       assert.ok(html.includes('&lt;ticket-42@example.test&gt;'), 'threading fields');
+      assert.ok(
+        html.includes(
+          'gone@customer.test · failed · 5.1.1 · smtp; 550 5.1.1 &lt;gone@customer.test&gt;: user unknown',
+        ),
+        'the bounce report',
+      );
+      assert.ok(html.includes('Bo &lt;bo@vendor.test&gt; · Quote 7'), 'the forwarded original');
 
       const messageHtml = await fetch(`${inbox.url}/messages/1/html`);
       assert.match(messageHtml.headers.get('content-security-policy')!, /^sandbox; default-src 'none'/);
