@@ -110,7 +110,10 @@ describe('dev inbox in a real browser (headless Chromium)', () => {
     await card.waitFor({ timeout: 10_000 });
     assert.equal(await card.locator('.subject').textContent(), 'Printer on the 3rd floor is on fire');
     assert.match((await card.textContent()) ?? '', /It jams on page two\./);
-    assert.match((await page.locator('#count').textContent()) ?? '', /^1 webhook\(s\) received, 1 kept/);
+    // The count is refreshed after the card is shown.
+    await page
+      .locator('#count', { hasText: /^1 webhook\(s\) received, 1 kept/ })
+      .waitFor({ timeout: 10_000 });
     assert.equal(
       await page.evaluate(() => (globalThis as unknown as { marker?: string }).marker),
       'same page',
@@ -185,7 +188,9 @@ describe('dev inbox in a real browser (headless Chromium)', () => {
     release();
     await page.locator(`#m${inbox.received}`).waitFor({ timeout: 10_000 });
     await page.unroute('**/api/events');
-    assert.match((await page.locator('#count').textContent()) ?? '', /^3 webhook\(s\) received, 1 kept/);
+    await page
+      .locator('#count', { hasText: /^3 webhook\(s\) received, 1 kept/ })
+      .waitFor({ timeout: 10_000 });
   });
 
   it('shows what arrived while the inbox restarted, without a manual reload', async () => {
