@@ -8,6 +8,7 @@ import { parseDurationSeconds } from './duration.ts';
 import { DEFAULT_DISABLE_AFTER_SECONDS } from './endpoint-health.ts';
 import { ConfigError } from './errors.ts';
 import { QUEUE_SETTINGS } from './queues.ts';
+import { ReplyMarkersSchema } from './reply-markers.ts';
 
 /** Where a config runs: `local` allows inline secrets and plain-http loopback endpoints; `aws` does not. */
 export type Runtime = 'local' | 'aws';
@@ -96,6 +97,7 @@ const RouteSchema = z.strictObject({
       description: 'Waits between tries after the first one; when exhausted the job goes to the DLQ.',
     }),
   timeout: duration.default(15).meta({ description: 'Per-try request timeout.' }),
+  replyMarkers: ReplyMarkersSchema,
   disableAfter: duration.nullable().default(DEFAULT_DISABLE_AFTER_SECONDS).meta({
     description:
       'Disable an endpoint once every try to it has failed for this long (5 days by default; a 410 Gone disables it at once): its new jobs go straight to the delivery DLQ as "parked" until `mailbridge dlq redrive` re-enables it. null: only a 410 disables.',

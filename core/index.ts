@@ -92,8 +92,13 @@ export type {
   WebhookAddress,
   WebhookAttachment,
   WebhookAuth,
+  WebhookBounce,
+  WebhookFlags,
+  WebhookForwarded,
   WebhookMessage,
   WebhookPayload,
+  WebhookRecipientDetail,
+  WebhookUnpacked,
 } from './payload.ts';
 export {
   conformPayload,
@@ -102,6 +107,18 @@ export {
   webhookPayloadJsonSchema,
 } from './payload.ts';
 export { QUEUE_SETTINGS } from './queues.ts';
+export type {
+  ReplyTokenFailure,
+  ReplyTokenInput,
+  ReplyTokenResult,
+  VerifyReplyTokenOptions,
+} from './reply-token.ts';
+export {
+  createReplyAddress,
+  createReplyToken,
+  MAX_REPLY_REFERENCE_BYTES,
+  verifyReplyToken,
+} from './reply-token.ts';
 export type { ParsedAddress, RecipientRoute } from './routes.ts';
 export { parseAddress, Router } from './routes.ts';
 export type { SecretStringReader } from './secrets.ts';

@@ -30,17 +30,46 @@ const AttachmentBaseSchema = z.object({
     .meta({ description: 'Content-ID without angle brackets, for cid: links in the HTML.' }),
 });
 
+/** What was read from an attachment that is itself a message: a TNEF `winmail.dat` or an Outlook `.msg`. */
+const UnpackedSchema = z.object({
+  format: z
+    .enum(['tnef', 'msg'])
+    .meta({ description: '"tnef" (winmail.dat, MS-OXTNEF) or "msg" (Outlook item, MS-OXMSG).' }),
+  subject: z.string().nullable(),
+  from: z.object({ name: z.string(), address: z.string().nullable() }).nullable().meta({
+    description: 'The sender the item names; the address is null when it only has an Exchange (X.500) one.',
+  }),
+  text: z.string().nullable().meta({ description: 'Its plain-text body, when it has one.' }),
+  attachments: z.number().int().min(0).meta({
+    description:
+      "How many files were unpacked from it; each follows in `attachments` with `containedIn` set to this one's index.",
+  }),
+});
+
+/** Fields added to v1 attachments (additive: absent on payloads made before them). */
+const AttachmentAdditions = {
+  containedIn: z.number().int().min(0).optional().meta({
+    description:
+      'Set on a file unpacked from a winmail.dat or .msg attachment: the index in `attachments` of that container, which is kept too.',
+  }),
+  unpacked: UnpackedSchema.optional().meta({
+    description: 'Set on a winmail.dat (TNEF) or .msg attachment that was opened: what it holds.',
+  }),
+};
+
 const AttachmentSchema = z.union([
   AttachmentBaseSchema.extend({
     content: z
       .string()
       .meta({ description: 'The bytes, base64; when the route asks for inline attachments and it fits.' }),
+    ...AttachmentAdditions,
   }),
   AttachmentBaseSchema.extend({
     url: z.string().meta({
       description:
         'A presigned HTTPS GET link to the bytes. It expires: after at most 7 days, and sooner when the signing credentials do; fetch it when the webhook arrives.',
     }),
+    ...AttachmentAdditions,
   }),
 ]);
 
@@ -73,6 +102,83 @@ const AuthSchema = z.object({
   arc: z.object({ result: z.enum(['pass', 'fail', 'none', 'temperror', 'permerror']) }),
 });
 
+const FlagsSchema = z.object({
+  autoReply: z.boolean().meta({
+    description:
+      'Sent by a program, not typed by a person: RFC 3834 Auto-Submitted other than "no", X-Autoreply, X-Autorespond, Precedence auto_reply/bulk/junk/list, or a null reverse-path (MAIL FROM:<>). Do not answer it, or tickets loop.',
+  }),
+  bulk: z
+    .boolean()
+    .meta({ description: 'Mailing-list or bulk mail: List-Id, List-Unsubscribe or Precedence: bulk.' }),
+  bounce: z.boolean().meta({
+    description:
+      'A delivery status notification (RFC 3464 multipart/report) or a non-standard bounce from MAILER-DAEMON/postmaster.',
+  }),
+});
+
+const BounceSchema = z.object({
+  action: z.string().nullable().meta({
+    description: 'RFC 3464 Action, lowercase: "failed", "delayed", "delivered", "relayed" or "expanded".',
+  }),
+  status: z
+    .string()
+    .nullable()
+    .meta({ description: 'RFC 3463 status code, e.g. "5.1.1" (5.x.x permanent, 4.x.x temporary).' }),
+  finalRecipient: z
+    .string()
+    .nullable()
+    .meta({ description: 'The address that could not be reached (Final-Recipient, without "rfc822;").' }),
+  diagnosticCode: z
+    .string()
+    .nullable()
+    .meta({ description: 'The remote server\'s answer, e.g. "smtp; 550 5.1.1 User unknown".' }),
+  originalMessageId: z.string().nullable().meta({
+    description:
+      'Message-ID of the message that bounced, from the returned message or headers: match it to what you sent.',
+  }),
+});
+
+const ForwardedSchema = z.object({
+  from: z.object({ name: z.string(), address: z.string().nullable() }).nullable().meta({
+    description: 'The original sender, as the forwarded header block or the attached message names it.',
+  }),
+  subject: z.string().nullable(),
+  date: z.string().nullable().meta({
+    description: 'The original date as written in the forward (clients write it in their own formats).',
+  }),
+});
+
+/** Reply-by-email fields added to v1 messages (additive: absent on payloads made before them). */
+const MessageAdditions = {
+  flags: FlagsSchema.optional().meta({
+    description: 'What kind of mail this is, so an app can stop reply loops without reading headers.',
+  }),
+  bounce: BounceSchema.nullable().optional().meta({
+    description:
+      "For a delivery status notification: the first failed (else the first) recipient's report; null otherwise.",
+  }),
+  strippedHtml: z.string().nullable().optional().meta({
+    description:
+      "The HTML without quoted history and signature (Gmail, Outlook, Apple Mail, Thunderbird, Yahoo quote blocks and the route's reply markers).",
+  }),
+  signature: z.string().nullable().optional().meta({
+    description:
+      'The signature split off the reply: after a "-- " line (RFC 3676 §4.3), or a "Sent from my iPhone" / "Get Outlook for Android" line.',
+  }),
+  forwarded: ForwardedSchema.nullable().optional().meta({
+    description:
+      'When the message is a forward (inline or as an attached message): who sent the original, and its subject.',
+  }),
+};
+
+const RecipientDetailSchema = z.object({
+  address: z.string(),
+  mailboxHash: z
+    .string()
+    .nullable()
+    .meta({ description: 'The plus tag: "abc" for ticket+abc@…, null without one.' }),
+});
+
 /**
  * The body of every webhook, version 1 (DESIGN.md "The webhook"). The published JSON Schema
  * (`schema/webhook-payload.v1.json`) is generated from this schema, as are the types.
@@ -89,6 +195,9 @@ export const WebhookPayloadSchema = z
         .array(z.string())
         .min(1)
         .meta({ description: 'The envelope recipients this webhook is for.' }),
+      recipientDetails: z.array(RecipientDetailSchema).optional().meta({
+        description: 'One entry per `recipients` entry, in the same order, with its mailboxHash.',
+      }),
     }),
     envelope: z.object({
       mailFrom: z.string().meta({ description: 'MAIL FROM; "" for a null sender (bounces).' }),
@@ -131,11 +240,12 @@ export const WebhookPayloadSchema = z
         .string()
         .nullable()
         .meta({ description: 'The text without quoted history and signature: the reply itself.' }),
-      mailboxHash: z
-        .string()
-        .nullable()
-        .meta({ description: 'The plus tag of the first route recipient: "abc" for ticket+abc@…' }),
+      mailboxHash: z.string().nullable().meta({
+        description:
+          'The plus tag of the first route recipient: "abc" for ticket+abc@…; every recipient\'s is in `route.recipientDetails`.',
+      }),
       attachments: z.array(AttachmentSchema),
+      ...MessageAdditions,
     }),
     auth: AuthSchema,
     raw: z.object({
@@ -158,6 +268,11 @@ export type WebhookMessage = WebhookPayload['message'];
 export type WebhookAttachment = WebhookMessage['attachments'][number];
 export type WebhookAddress = WebhookMessage['from'][number];
 export type WebhookAuth = WebhookPayload['auth'];
+export type WebhookFlags = NonNullable<WebhookMessage['flags']>;
+export type WebhookBounce = NonNullable<WebhookMessage['bounce']>;
+export type WebhookForwarded = NonNullable<WebhookMessage['forwarded']>;
+export type WebhookUnpacked = NonNullable<WebhookAttachment['unpacked']>;
+export type WebhookRecipientDetail = NonNullable<WebhookPayload['route']['recipientDetails']>[number];
 
 /** Where the payload schema is published in the repository. */
 export const WEBHOOK_PAYLOAD_SCHEMA_PATH = 'schema/webhook-payload.v1.json';

@@ -1,18 +1,18 @@
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { Webhook } from 'standardwebhooks';
+import type { DeliveryOutcome, DeliveryOutcomeSource, RawMessageReader } from './inbox/ports.ts';
+import { renderCard, renderFailure, renderMessagePage, renderPage, viewOf } from './inbox/render.ts';
+import { containsWords, type InboxEntry, InboxStore, matches, type StoredEntry } from './inbox/store.ts';
 
-/** One webhook the dev inbox received, as `GET /api/webhooks` returns it (DESIGN.md). */
-export interface InboxEntry {
-  readonly receivedAt: string;
-  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
-  /** The request body, byte for byte, as a string. */
-  readonly body: string;
-  /** Whether a Standard Webhooks signature verified with one of the inbox's secrets. */
-  readonly signatureValid: boolean;
-}
+export type { DeliveryOutcome, DeliveryOutcomeSource, RawMessageReader } from './inbox/ports.ts';
+export { s3RawReader } from './inbox/ports.ts';
+export type { InboxEntry } from './inbox/store.ts';
 
 export interface InboxOptions {
   /** @default '127.0.0.1' */
@@ -21,8 +21,14 @@ export interface InboxOptions {
   port?: number;
   /** Signing secrets (`whsec_…`) a webhook may be signed with. */
   secrets: readonly string[];
-  /** Oldest entries are dropped beyond this. @default 1000 */
+  /** Oldest entries (and failed deliveries shown) are dropped beyond this. @default 1000 */
   maxEntries?: number;
+  /** Where the entries are kept across restarts (the runtime's data folder). @default memory only */
+  dataDir?: string;
+  /** Reads a message's raw source for the "Raw" view. @default none: the view answers 404 */
+  readRaw?: RawMessageReader;
+  /** Deliveries to other endpoints, whose failures the page shows. @default none */
+  outcomes?: DeliveryOutcomeSource;
 }
 
 export interface Inbox {
@@ -31,165 +37,44 @@ export interface Inbox {
   readonly port: number;
   /** Entries kept, oldest first. */
   readonly entries: readonly InboxEntry[];
-  /** Webhooks received since start, including entries dropped since. */
+  /** Webhooks received since the inbox was first started, dropped and cleared ones included. */
   readonly received: number;
-  /** Resolves with the entries once `count` webhooks have been received since start. */
+  /** Resolves with the entries once `count` webhooks have been received. */
   waitFor(count: number, timeoutMs?: number): Promise<readonly InboxEntry[]>;
+  /** Forgets every entry (on disk too) and the failed deliveries shown, as the page's Clear button does. */
+  clear(): Promise<void>;
   close(): Promise<void>;
 }
 
-/** What the page shows of one entry, taken from the payload once, when it arrives. */
-interface Summary {
-  subject: string;
-  from: string;
-  to: string;
-  route: string;
-  webhookId: string;
-  attachments: string[];
-  auth: string;
-}
-
-interface Stored {
-  readonly seq: number;
-  readonly entry: InboxEntry;
-  readonly summary: Summary;
-}
-
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
+const ASSETS = join(import.meta.dirname, 'inbox');
+const ASSET_TYPES: Record<string, string> = {
+  'inbox.js': 'text/javascript; charset=utf-8',
+  'inbox.css': 'text/css; charset=utf-8',
+};
+// The page runs only its own script file; the message HTML is framed from this origin, sandboxed.
+const PAGE_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'";
+// A message's own HTML: no script, no plugin, no remote load (tracking pixels included), no form;
+// its inline images (cid:) come from this inbox.
+const messageHtmlCsp = (origin: string) =>
+  `sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data: ${origin}; font-src data:; base-uri 'none'; form-action 'none'`;
+const SSE_KEEPALIVE_MS = 15_000;
+// RFC 6838 §4.2 type/subtype, else the download is plain bytes.
+const MEDIA_TYPE = /^[\w!#$&^.+-]{1,127}\/[\w!#$&^.+-]{1,127}$/;
 
-function field(value: unknown, ...path: (string | number)[]): unknown {
-  let current = value;
-  for (const key of path) {
-    if (current === null || typeof current !== 'object') return undefined;
-    current = (current as Record<string | number, unknown>)[key];
-  }
-  return current;
-}
-
-function text(value: unknown): string {
-  return typeof value === 'string' || typeof value === 'number' ? String(value) : '';
-}
-
-function addresses(value: unknown): string {
-  if (!Array.isArray(value)) return '';
-  return value
-    .map((item) => {
-      const name = text(field(item, 'name'));
-      const address = text(field(item, 'address'));
-      return name ? `${name} <${address}>` : address;
-    })
-    .join(', ');
-}
-
-function summarize(body: string, headers: IncomingMessage['headers']): Summary {
-  let payload: unknown;
-  try {
-    payload = JSON.parse(body);
-  } catch {
-    payload = undefined;
-  }
-  const message = field(payload, 'message');
-  const attachments = field(message, 'attachments');
-  const dkim = field(payload, 'auth', 'dkim');
-  const dkimResults = Array.isArray(dkim)
-    ? dkim.map((signature) => `${text(field(signature, 'result'))} (${text(field(signature, 'domain'))})`)
-    : [];
-  return {
-    subject: payload === undefined ? '(not JSON)' : text(field(message, 'subject')) || '(no subject)',
-    from: addresses(field(message, 'from')),
-    to: addresses(field(message, 'to')) || text(field(payload, 'route', 'recipients')),
-    route: text(field(payload, 'route', 'id')),
-    webhookId: text(headers['webhook-id']),
-    attachments: Array.isArray(attachments)
-      ? attachments.map(
-          (attachment) =>
-            `${text(field(attachment, 'filename')) || '(unnamed)'} (${text(field(attachment, 'contentType'))}, ${text(field(attachment, 'size'))} bytes)`,
-        )
-      : [],
-    auth: [
-      `spf=${text(field(payload, 'auth', 'spf', 'result')) || '?'}`,
-      `dkim=${dkimResults.join(', ') || 'none'}`,
-      `dmarc=${text(field(payload, 'auth', 'dmarc', 'result')) || '?'}`,
-      `arc=${text(field(payload, 'auth', 'arc', 'result')) || '?'}`,
-    ].join(' · '),
-  };
-}
-
-// Email content is hostile input: everything shown is escaped for element text and quoted attributes.
-function escapeHtml(value: string): string {
-  return value.replace(
-    /[&<>"']/g,
-    (char) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[char]!,
-  );
-}
-
-function renderEntry({ seq, entry, summary }: Stored): string {
-  const row = (label: string, value: string) => `<dt>${label}</dt><dd>${escapeHtml(value)}</dd>`;
-  const verdict = entry.signatureValid ? '<span class="ok">valid</span>' : '<span class="bad">INVALID</span>';
-  return `<article id="w${seq}">
-<h2>${escapeHtml(summary.subject)}</h2>
-<dl>${row('From', summary.from)}${row('To', summary.to)}${row('Received', entry.receivedAt)}${row('Route', summary.route)}${row('Webhook id', summary.webhookId)}${row('Attachments', summary.attachments.join('; ') || 'none')}${row('Auth', summary.auth)}<dt>Signature</dt><dd>${verdict}</dd></dl>
-<details data-seq="${seq}"><summary>Full JSON</summary><pre></pre><a href="/api/webhooks/${seq}">/api/webhooks/${seq}</a></details>
-</article>`;
-}
-
-const STYLE = `body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:960px;padding:1rem;color:#222}
-article{border:1px solid #ccc;border-radius:6px;padding:.5rem 1rem;margin:.75rem 0}
-h2{font-size:1.1rem;margin:.3rem 0;overflow-wrap:anywhere}dl{display:grid;grid-template-columns:8rem 1fr;margin:0}
-dt{color:#666}dd{margin:0;overflow-wrap:anywhere}pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f6f6;padding:.5rem}
-.ok{color:#070;font-weight:600}.bad{color:#b00;font-weight:600}`;
-
-// Refreshes the list when a new webhook arrives, keeping open <details>; the JSON is set as text.
-const SCRIPT = `let list = document.getElementById('list');
-async function showJson(details) {
-  const pre = details.querySelector('pre');
-  if (pre.textContent) return;
-  const entry = await (await fetch('/api/webhooks/' + details.dataset.seq)).json();
-  let body = entry.body;
-  try { body = JSON.parse(body); } catch {}
-  pre.textContent = JSON.stringify({ ...entry, body }, null, 2);
-}
-function wire(root) {
-  for (const details of root.querySelectorAll('details')) {
-    details.addEventListener('toggle', () => details.open && showJson(details));
-  }
-}
-wire(list);
-setInterval(async () => {
-  try {
-    const { received } = await (await fetch('/api/webhooks/count')).json();
-    if (String(received) === list.dataset.received) return;
-    const page = new DOMParser().parseFromString(await (await fetch('/')).text(), 'text/html');
-    const next = page.getElementById('list');
-    for (const open of list.querySelectorAll('details[open]')) {
-      next.querySelector('details[data-seq="' + open.dataset.seq + '"]')?.setAttribute('open', '');
-    }
-    document.getElementById('count').replaceWith(page.getElementById('count'));
-    list.replaceWith(next);
-    list = next;
-    wire(list);
-    for (const details of list.querySelectorAll('details[open]')) showJson(details);
-  } catch {}
-}, 2000);`;
-
-function renderPage(stored: readonly Stored[], received: number, nonce: string): string {
-  const items = [...stored].reverse().map(renderEntry).join('\n');
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>mailbridge dev inbox</title><style>${STYLE}</style></head>
-<body><h1>mailbridge dev inbox</h1>
-<p id="count">${received} webhook(s) received, ${stored.length} kept, newest first · <a href="/api/webhooks">/api/webhooks</a></p>
-<main id="list" data-received="${received}">
-${items || '<p>Nothing yet. Send a mail to anything@example.test on 127.0.0.1:2525.</p>'}
-</main>
-<script nonce="${nonce}">${SCRIPT}</script></body></html>`;
-}
-
-function send(response: ServerResponse, status: number, type: string, body: string | Buffer = ''): void {
+function send(
+  response: ServerResponse,
+  status: number,
+  type: string,
+  body: string | Buffer = '',
+  headers: Record<string, string> = {},
+): void {
   response.writeHead(status, {
     'content-type': type,
     'x-content-type-options': 'nosniff',
     'cache-control': 'no-store',
+    ...headers,
   });
   response.end(body);
 }
@@ -197,6 +82,9 @@ function send(response: ServerResponse, status: number, type: string, body: stri
 function sendJson(response: ServerResponse, status: number, value: unknown): void {
   send(response, status, 'application/json; charset=utf-8', JSON.stringify(value));
 }
+
+const notFound = (response: ServerResponse) =>
+  send(response, 404, 'text/plain; charset=utf-8', 'not found\n');
 
 async function readBody(request: IncomingMessage): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
@@ -209,23 +97,61 @@ async function readBody(request: IncomingMessage): Promise<Buffer | undefined> {
   return Buffer.concat(chunks);
 }
 
+function header(value: string | string[] | undefined): string {
+  return typeof value === 'string' ? value : '';
+}
+
+function contentDisposition(kind: 'attachment' | 'inline', filename: string): string {
+  return `${kind}; filename*=UTF-8''${encodeURIComponent(filename.toWellFormed().slice(0, 200))}`;
+}
+
 /**
  * The dev inbox: the local webhook endpoint (`POST /webhooks`), which checks each request's
- * Standard Webhooks signature against `secrets` and keeps it; the JSON API (`GET /api/webhooks`,
- * newest last); and a self-contained page at `/` listing them newest first.
+ * Standard Webhooks signature against `secrets` and keeps it (in `dataDir` across restarts); the
+ * JSON API (`GET /api/webhooks`, newest last, exactly as received); server-sent events of new
+ * webhooks (`GET /api/events`); and the pages: the list at `/` (live, searchable, with the
+ * failures of deliveries to other endpoints) and one page per message at `/messages/<n>`.
  */
 export async function startInbox(options: InboxOptions): Promise<Inbox> {
   const verifiers = options.secrets.map((secret) => new Webhook(secret));
   const maxEntries = options.maxEntries ?? 1000;
-  const stored: Stored[] = [];
-  let received = 0;
+  const store = await InboxStore.open({
+    maxEntries,
+    ...(options.dataDir ? { folder: join(options.dataDir, 'inbox') } : {}),
+  });
+  // An open page that sees another value in `hello` after reconnecting reloads: failures are
+  // numbered again by each start.
+  const started = randomUUID();
   const waiters = new Set<() => void>();
+  const streams = new Set<ServerResponse>();
+  const failures: { seq: number; outcome: DeliveryOutcome }[] = [];
+  let failureSeq = 0;
+
+  function broadcast(event: string, data: unknown): void {
+    const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    for (const stream of streams) stream.write(frame);
+  }
+
+  function addFailure(outcome: DeliveryOutcome): void {
+    if (outcome.outcome === 'delivered') return;
+    failures.push({ seq: ++failureSeq, outcome });
+    if (failures.length > maxEntries) failures.splice(0, failures.length - maxEntries);
+    broadcast('failure', { seq: failureSeq });
+  }
+
+  async function clear(): Promise<void> {
+    await store.clear();
+    failures.length = 0;
+    broadcast('clear', {});
+  }
+  const unsubscribe = options.outcomes?.subscribe(addFailure);
+  for (const outcome of (await options.outcomes?.recent()) ?? []) addFailure(outcome);
 
   function verify(body: Buffer, headers: IncomingMessage['headers']): boolean {
     const signed = {
-      'webhook-id': text(headers['webhook-id']),
-      'webhook-timestamp': text(headers['webhook-timestamp']),
-      'webhook-signature': text(headers['webhook-signature']),
+      'webhook-id': header(headers['webhook-id']),
+      'webhook-timestamp': header(headers['webhook-timestamp']),
+      'webhook-signature': header(headers['webhook-signature']),
     };
     return verifiers.some((verifier) => {
       try {
@@ -240,51 +166,179 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
   async function record(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const bytes = await readBody(request);
     if (!bytes) return send(response, 413, 'text/plain', 'payload too large\n');
-    const body = bytes.toString('utf8');
-    const entry: InboxEntry = {
+    const stored = await store.add({
       receivedAt: new Date().toISOString(),
       headers: request.headers,
-      body,
+      body: bytes.toString('utf8'),
       signatureValid: verify(bytes, request.headers),
-    };
-    received++;
-    stored.push({ seq: received, entry, summary: summarize(body, request.headers) });
-    if (stored.length > maxEntries) stored.splice(0, stored.length - maxEntries);
+    });
     for (const wake of waiters) wake();
+    broadcast('webhook', { seq: stored.seq });
     response.writeHead(204).end();
   }
 
-  function route(request: IncomingMessage, response: ServerResponse): Promise<void> | void {
-    const path = new URL(request.url ?? '/', 'http://inbox').pathname;
+  function events(request: IncomingMessage, response: ServerResponse): void {
+    response.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+    });
+    // What the page may have missed while it (re)connected: it fetches the entries up to these numbers.
+    const hello = { received: store.received, failures: failureSeq, started };
+    response.write(`retry: 1000\nevent: hello\ndata: ${JSON.stringify(hello)}\n\n`);
+    streams.add(response);
+    const keepalive = setInterval(() => response.write(': keep-alive\n\n'), SSE_KEEPALIVE_MS);
+    request.once('close', () => {
+      clearInterval(keepalive);
+      streams.delete(response);
+    });
+  }
+
+  function attachment(response: ServerResponse, stored: StoredEntry, index: number): void {
+    const payload = stored.payload as { message?: { attachments?: unknown[] } } | undefined;
+    const item = payload?.message?.attachments?.[index] as
+      | { content?: unknown; url?: unknown; filename?: unknown; contentType?: unknown }
+      | undefined;
+    if (typeof item?.url === 'string' && /^https?:\/\//.test(item.url)) {
+      response.writeHead(302, { location: item.url, 'cache-control': 'no-store' }).end();
+      return;
+    }
+    if (typeof item?.content !== 'string') {
+      notFound(response);
+      return;
+    }
+    const type =
+      typeof item.contentType === 'string' && MEDIA_TYPE.test(item.contentType)
+        ? item.contentType
+        : 'application/octet-stream';
+    const filename = typeof item.filename === 'string' ? item.filename : `attachment-${index}`;
+    send(response, 200, type, Buffer.from(item.content, 'base64'), {
+      'content-disposition': contentDisposition('attachment', filename),
+      // Opened rather than saved, an HTML or SVG attachment still runs nothing.
+      'content-security-policy': "sandbox; default-src 'none'",
+    });
+  }
+
+  async function raw(response: ServerResponse, stored: StoredEntry, download: boolean): Promise<void> {
+    // The raw object is named by the message id and when the listener accepted it (the payload's).
+    const { id, receivedAt } = (stored.payload ?? {}) as { id?: unknown; receivedAt?: unknown };
+    const stream =
+      options.readRaw && typeof id === 'string' && typeof receivedAt === 'string'
+        ? await options.readRaw({ id, receivedAt })
+        : undefined;
+    if (!stream)
+      return send(response, 404, 'text/plain; charset=utf-8', 'the raw message is not available\n');
+    response.writeHead(200, {
+      'content-type': download ? 'message/rfc822' : 'text/plain; charset=utf-8',
+      'content-disposition': contentDisposition(download ? 'attachment' : 'inline', `${id}.eml`),
+      'x-content-type-options': 'nosniff',
+      'cache-control': 'no-store',
+    });
+    await pipeline(stream, response);
+  }
+
+  function search(query: string): { seqs: number[]; failures: number[] } {
+    return {
+      seqs: store.entries.filter((stored) => matches(stored, query)).map((stored) => stored.seq),
+      failures: failures
+        .filter(({ outcome }) => containsWords(JSON.stringify(outcome), query))
+        .map(({ seq }) => seq),
+    };
+  }
+
+  function page(response: ServerResponse): void {
+    const cards = [
+      ...store.entries.map((stored) => ({ at: stored.entry.receivedAt, html: renderCard(stored) })),
+      ...failures.map(({ seq, outcome }) => ({ at: outcome.at, html: renderFailure(seq, outcome) })),
+    ];
+    const html = renderPage(cards, {
+      received: store.received,
+      kept: store.entries.length,
+      failures: failureSeq,
+      started,
+    });
+    send(response, 200, 'text/html; charset=utf-8', html, { 'content-security-policy': PAGE_CSP });
+  }
+
+  /** `/messages/<n>…`, `/fragments/messages/<n>` and `/api/webhooks/<n>`. */
+  async function message(
+    request: IncomingMessage,
+    response: ServerResponse,
+    kind: string,
+    stored: StoredEntry,
+    rest: string,
+  ) {
+    if (kind === 'api/webhooks' && rest === '') return sendJson(response, 200, stored.entry);
+    if (kind === 'fragments/messages' && rest === '')
+      return send(response, 200, 'text/html; charset=utf-8', renderCard(stored));
+    if (kind !== 'messages') return notFound(response);
+    if (rest === '') {
+      const html = renderMessagePage(stored);
+      return send(response, 200, 'text/html; charset=utf-8', html, { 'content-security-policy': PAGE_CSP });
+    }
+    if (rest === '/html') {
+      const html = viewOf(stored).html;
+      if (html === null) return notFound(response);
+      // cid: links (RFC 2392) point at the message's inline parts, served by /cid/<Content-ID>.
+      const linked = html.replace(/(["'(])cid:([^"')\s]+)/gi, `$1/messages/${stored.seq}/cid/$2`);
+      return send(response, 200, 'text/html; charset=utf-8', linked, {
+        'content-security-policy': messageHtmlCsp(`http://${request.headers.host ?? '127.0.0.1'}`),
+      });
+    }
+    const cid = /^\/cid\/(.+)$/.exec(rest)?.[1];
+    if (cid !== undefined) {
+      const contentId = decodeURIComponent(cid);
+      const attachments = viewOf(stored).attachments;
+      const found = attachments.find((item) => item.contentId === contentId);
+      if (!found) return notFound(response);
+      return attachment(response, stored, found.index);
+    }
+    if (rest === '/raw' || rest === '/raw.eml') return raw(response, stored, rest === '/raw.eml');
+    const index = /^\/attachments\/(\d+)$/.exec(rest)?.[1];
+    if (index !== undefined) return attachment(response, stored, Number(index));
+    return notFound(response);
+  }
+
+  async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://inbox');
+    const path = url.pathname;
     if (path === '/webhooks') {
       if (request.method !== 'POST') return send(response, 405, 'text/plain', 'use POST\n');
       return record(request, response);
     }
-    if (request.method !== 'GET') return send(response, 405, 'text/plain', 'use GET\n');
-    if (path === '/') {
-      const nonce = randomBytes(16).toString('base64');
-      response.setHeader(
-        'content-security-policy',
-        `default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-${nonce}'; connect-src 'self'`,
-      );
-      return send(response, 200, 'text/html; charset=utf-8', renderPage(stored, received, nonce));
+    if (path === '/api/webhooks' && request.method === 'DELETE') {
+      await clear();
+      return sendJson(response, 200, { received: store.received, kept: 0 });
     }
-    if (path === '/api/webhooks') {
+    if (request.method !== 'GET') return send(response, 405, 'text/plain', 'use GET\n');
+    if (path === '/') return page(response);
+    const asset = /^\/assets\/(inbox\.(?:js|css))$/.exec(path)?.[1];
+    if (asset) return send(response, 200, ASSET_TYPES[asset]!, await readFile(join(ASSETS, asset)));
+    if (path === '/api/webhooks')
       return sendJson(
         response,
         200,
-        stored.map((item) => item.entry),
+        store.entries.map((stored) => stored.entry),
       );
+    if (path === '/api/webhooks/count')
+      return sendJson(response, 200, { received: store.received, kept: store.entries.length });
+    if (path === '/api/events') return events(request, response);
+    if (path === '/api/search') return sendJson(response, 200, search(url.searchParams.get('q') ?? ''));
+    const failure = /^\/fragments\/failures\/(\d+)$/.exec(path);
+    if (failure) {
+      const seq = Number(failure[1]);
+      const found = failures.find((item) => item.seq === seq);
+      if (!found) return notFound(response);
+      return send(response, 200, 'text/html; charset=utf-8', renderFailure(seq, found.outcome));
     }
-    if (path === '/api/webhooks/count') return sendJson(response, 200, { received, kept: stored.length });
-    const one = /^\/api\/webhooks\/(\d+)$/.exec(path);
-    const item = one && stored.find((candidate) => candidate.seq === Number(one[1]));
-    if (item) return sendJson(response, 200, item.entry);
-    return send(response, 404, 'text/plain', 'not found\n');
+    const one = /^\/(api\/webhooks|fragments\/messages|messages)\/(\d+)(\/.*)?$/.exec(path);
+    const stored = one ? store.get(Number(one[2])) : undefined;
+    if (!one || !stored) return notFound(response);
+    return message(request, response, one[1]!, stored, one[3] ?? '');
   }
 
   const server = createServer((request, response) => {
-    Promise.resolve(route(request, response)).catch(() => {
+    route(request, response).catch(() => {
       if (!response.headersSent) send(response, 500, 'text/plain', 'error\n');
       else response.destroy();
     });
@@ -297,21 +351,21 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
     url: `http://${host}:${port}`,
     port,
     get entries() {
-      return stored.map((item) => item.entry);
+      return store.entries.map((stored) => stored.entry);
     },
     get received() {
-      return received;
+      return store.received;
     },
     waitFor(count, timeoutMs = 10_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
-          if (received < count) return;
+          if (store.received < count) return;
           cleanup();
-          resolve(stored.map((item) => item.entry));
+          resolve(store.entries.map((stored) => stored.entry));
         };
         const timer = setTimeout(() => {
           cleanup();
-          reject(new Error(`dev inbox: ${received} of ${count} webhooks after ${timeoutMs} ms`));
+          reject(new Error(`dev inbox: ${store.received} of ${count} webhooks after ${timeoutMs} ms`));
         }, timeoutMs);
         timer.unref();
         const cleanup = () => {
@@ -322,9 +376,13 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
         check();
       });
     },
+    clear,
     async close() {
+      unsubscribe?.();
+      for (const stream of streams) stream.end();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await store.close();
     },
   };
 }

@@ -1,9 +1,17 @@
+export { DEV_DKIM, DEV_DNS_ZONE_FILE, dkimSignMessage } from './auth/dev-dkim.ts';
 export type { Emulator, EmulatorOptions } from './emulator.ts';
 export { startEmulator } from './emulator.ts';
 export type { LocalFunctions, LocalFunctionsOptions, LocalHandlersOptions } from './handlers.ts';
 export { createLocalHandlers, startLocalFunctions } from './handlers.ts';
-export type { Inbox, InboxEntry, InboxOptions } from './inbox.ts';
-export { startInbox } from './inbox.ts';
+export type {
+  DeliveryOutcome,
+  DeliveryOutcomeSource,
+  Inbox,
+  InboxEntry,
+  InboxOptions,
+  RawMessageReader,
+} from './inbox.ts';
+export { s3RawReader, startInbox } from './inbox.ts';
 export type { Poller, PollerOptions, PollerStats, SqsHandler } from './poller.ts';
 export { startPoller } from './poller.ts';
 export type { LocalResources } from './resources.ts';

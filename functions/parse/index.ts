@@ -8,4 +8,6 @@ export type { AttachmentSink, MimeFields, MimeResult } from './mime.ts';
 export { parseMime } from './mime.ts';
 export type { ProcessDeps } from './process.ts';
 export { payloadKey, processInboundEvent } from './process.ts';
-export { stripQuotedReply } from './stripped-text.ts';
+export { splitReply, stripQuotedReply } from './stripped-text.ts';
+export type { DnsZoneRecords } from './zone-resolver.ts';
+export { loadDnsZone, parseDnsZone, zoneResolver } from './zone-resolver.ts';

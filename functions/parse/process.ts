@@ -33,8 +33,8 @@ import { type StoredAttachment, s3AttachmentSink } from './attachments.ts';
 import { AUTH_LIMITS, AUTH_UNAVAILABLE, type AuthLimits, authenticateMessage } from './auth.ts';
 import type { DnsResolver } from './dns.ts';
 import { Measure } from './measure.ts';
+import { readMessageExtras, s3ExtrasPorts } from './message-extras.ts';
 import { type MimeResult, parseMime } from './mime.ts';
-import { stripQuotedReply } from './stripped-text.ts';
 
 /** What {@link processInboundEvent} works with; built once per function instance. */
 export interface ProcessDeps {
@@ -188,6 +188,7 @@ function buildPayload(
   read: ReadMessage,
   group: { route: Route; recipients: string[] },
   message: Omit<WebhookPayload['message'], 'attachments' | 'mailboxHash'>,
+  routeDetails: Pick<WebhookPayload['route'], 'recipientDetails'>,
   bucket: string,
   warnings: readonly string[],
 ): WebhookPayload {
@@ -198,7 +199,7 @@ function buildPayload(
     version: 1,
     id: event.id,
     receivedAt: event.receivedAt,
-    route: { id: route.id, recipients },
+    route: { id: route.id, recipients, ...routeDetails },
     envelope: {
       mailFrom: event.envelope.mailFrom,
       rcptTo: recipients,
@@ -337,15 +338,37 @@ async function queueDeliveries(
 
   const { text, html, ...fields } = read.mime.fields;
   const bodies = capBodies({ text, html });
-  const message = {
-    ...fields,
-    ...bodies,
-    strippedText: bodies.text === null ? null : stripQuotedReply(bodies.text),
-  };
+  // Reply-by-email additions (flags, bounce, forward, unpacked winmail.dat/.msg, per-route reply
+  // text), read from the capped bodies so that what is cut from them stays within the caps too.
+  const extras = await readMessageExtras(
+    {
+      fields: { ...read.mime.fields, ...bodies },
+      attachments: read.mime.attachments,
+      mailFrom: event.envelope.mailFrom,
+      routes: groups.map(({ route }) => route),
+    },
+    s3ExtrasPorts(
+      deps.s3,
+      deps.bucket,
+      event.raw,
+      s3AttachmentSink(deps.s3, deps.bucket, event.id, keepUpTo),
+    ),
+  );
+  warnings.push(...extras.warnings);
+  const withUnpacked: ReadMessage = { ...read, mime: { ...read.mime, attachments: extras.attachments } };
   const jobs: DeliveryJob[] = [];
   for (const group of groups) {
     const { route, recipients } = group;
-    const payload = buildPayload(event, read, group, message, deps.bucket, warnings);
+    const message = { ...fields, ...bodies, ...extras.message(route) };
+    const payload = buildPayload(
+      event,
+      withUnpacked,
+      group,
+      message,
+      extras.route(recipients),
+      deps.bucket,
+      warnings,
+    );
     if (payload.message.truncated.text || payload.message.truncated.html) {
       metrics.addMetric('payloads_truncated', MetricUnit.Count, 1);
     }

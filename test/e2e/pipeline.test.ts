@@ -13,7 +13,11 @@ const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 
 interface Payload {
   id: string;
-  route: { id: string; recipients: string[] };
+  route: {
+    id: string;
+    recipients: string[];
+    recipientDetails?: { address: string; mailboxHash: string | null }[];
+  };
   envelope: { mailFrom: string; rcptTo: string[]; helo: string; remoteAddress: string; tls: unknown };
   message: {
     messageId: string;
@@ -126,7 +130,13 @@ for (const aws of [undefined, { listablePrefixes: [ENDPOINT_HEALTH_PREFIX] }]) {
         const payload = received.payload as unknown as Payload;
         assert.equal(payload.id, queued);
         assert.equal(received.headers['user-agent'], 'mailbridge/0.1.0');
-        assert.deepEqual(payload.route, { id: routeId, recipients: [recipient] });
+        assert.deepEqual(payload.route, {
+          id: routeId,
+          recipients: [recipient],
+          recipientDetails: [
+            { address: recipient, mailboxHash: recipient.startsWith('ticket+') ? 'abc123' : null },
+          ],
+        });
         assert.equal(payload.envelope.mailFrom, 'ann@sender.test');
         assert.deepEqual(payload.envelope.rcptTo, [recipient]);
         assert.equal(payload.envelope.helo, 'client.sender.test');

@@ -79,7 +79,14 @@ describe('parse handler', () => {
     const support = first.find((job) => job.routeId === 'support')!;
     assert.deepEqual(support.recipients, ['support@example.test', 'ticket+ab12@example.test']);
     const payload = await h.payload(support);
-    assert.deepEqual(payload.route, { id: 'support', recipients: support.recipients });
+    assert.deepEqual(payload.route, {
+      id: 'support',
+      recipients: support.recipients,
+      recipientDetails: [
+        { address: 'support@example.test', mailboxHash: null },
+        { address: 'ticket+ab12@example.test', mailboxHash: 'ab12' },
+      ],
+    });
     assert.deepEqual(
       payload.envelope.rcptTo,
       support.recipients,
