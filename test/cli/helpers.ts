@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 
-const MAIN = join(import.meta.dirname, '..', '..', 'cli', 'main.ts');
+const MAIN = join(import.meta.dirname, '..', '..', 'cli', 'main.js');
 
 export interface CliResult {
   readonly code: number | null;
@@ -10,7 +10,7 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Spawns `node cli/main.ts …args`, collecting its output as it comes; `done` resolves with the result. */
+/** Spawns `node cli/main.js …args`, collecting its output as it comes; `done` resolves with the result. */
 function spawnCli(
   args: readonly string[],
   env: Record<string, string> | undefined,
@@ -32,7 +32,7 @@ function spawnCli(
   return { child, output: () => ({ stdout, stderr }), done };
 }
 
-/** Runs `node cli/main.ts …args` as a child process, with `input` on stdin, and collects its output. */
+/** Runs `node cli/main.js …args` as a child process, with `input` on stdin, and collects its output. */
 export async function runCli(
   args: readonly string[],
   options: { env?: Record<string, string>; input?: string } = {},

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
@@ -13,6 +13,16 @@ import { describeRuntime, type LocalRuntime, startLocalRuntime } from '../../dev
 import { noDns } from '../helpers/dns-zone.ts';
 
 const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0 };
+
+/** Every port variable of `mailbridge dev` set to 0 (any free port). */
+function freePorts(): Record<string, string> {
+  return Object.fromEntries(
+    ['SMTP', 'SUBMISSION', 'SMTPS', 'INBOX', 'HEALTH', 'EMULATOR'].map((name) => [
+      `MAILBRIDGE_${name}_PORT`,
+      '0',
+    ]),
+  );
+}
 
 describe('local runtime (npm start) in process', () => {
   let runtime: LocalRuntime;
@@ -127,17 +137,8 @@ describe('local runtime start-up', () => {
   });
 
   it('npm start prints the banner, then exits 0 on SIGTERM', async () => {
-    const child = spawn(process.execPath, ['cli/main.ts', 'dev'], {
-      env: {
-        ...process.env,
-        MAILBRIDGE_SMTP_PORT: '0',
-        MAILBRIDGE_SUBMISSION_PORT: '0',
-        MAILBRIDGE_SMTPS_PORT: '0',
-        MAILBRIDGE_INBOX_PORT: '0',
-        MAILBRIDGE_HEALTH_PORT: '0',
-        MAILBRIDGE_EMULATOR_PORT: '0',
-        MAILBRIDGE_DATA_DIR: join(dir, 'data'),
-      },
+    const child = spawn(process.execPath, ['cli/main.js', 'dev'], {
+      env: { ...process.env, ...freePorts(), MAILBRIDGE_DATA_DIR: join(dir, 'data') },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const exited = once(child, 'exit');
@@ -157,7 +158,7 @@ describe('local runtime start-up', () => {
   it('npm start exits 1 with the bad field on a bad --config', async () => {
     const file = join(dir, 'broken.yaml');
     await writeFile(file, 'version: 1\ndomains: []\n');
-    const child = spawn(process.execPath, ['cli/main.ts', 'dev', '--config', file], {
+    const child = spawn(process.execPath, ['cli/main.js', 'dev', '--config', file], {
       env: { ...process.env, MAILBRIDGE_DATA_DIR: join(dir, 'data2') },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -168,5 +169,63 @@ describe('local runtime start-up', () => {
     const [code] = await once(child, 'exit');
     assert.equal(code, 1);
     assert.match(stderr, /domains: /);
+  });
+});
+
+/** A Node older than package.json's minimum on this machine (Debian's is 20), or undefined. */
+function oldNode(): string | undefined {
+  for (const candidate of ['/usr/bin/node', '/usr/local/bin/node']) {
+    const version = spawnSync(candidate, ['-p', 'process.versions.node'], {
+      encoding: 'utf8',
+    }).stdout?.trim();
+    const [major = 99, minor = 0] = (version ?? '').split('.').map(Number);
+    if (version && (major < 22 || (major === 22 && minor < 19))) return candidate;
+  }
+  return undefined;
+}
+
+describe('the first run on a machine whose Node is too old', {
+  skip: oldNode() ? false : 'no Node < 22.19 here',
+}, () => {
+  const node = oldNode()!;
+  const onlyOldNode = { ...process.env, PATH: `${dirname(node)}:/bin` };
+
+  it('node cli/main.js says in one line which Node is needed', () => {
+    const result = spawnSync(node, ['cli/main.js', '--version'], { encoding: 'utf8', env: onlyOldNode });
+    assert.equal(result.status, 1);
+    const lines = result.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, result.stderr);
+    assert.match(lines[0]!, /^mailbridge needs Node\.js 22\.19 or later \(24 recommended\), this is v\d+\./);
+  });
+
+  it('npm start runs the pipeline with the Node 24 of node_modules', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-old-node-'));
+    // detached: npm does not pass signals on to the script, so the whole group is stopped.
+    const child = spawn(join(dirname(node), 'npm'), ['start'], {
+      env: { ...onlyOldNode, ...freePorts(), MAILBRIDGE_DATA_DIR: join(dir, 'data') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const exited = once(child, 'exit');
+    try {
+      const lines: string[] = [];
+      for await (const line of createInterface({ input: child.stdout })) {
+        lines.push(line);
+        if (line.startsWith('signing secret: ')) break;
+      }
+      child.stdout.resume();
+      assert.ok(
+        lines.some((line) => line.startsWith('SMTP, MX-style')),
+        `stdout: ${lines.join('\n')}\nstderr: ${stderr}`,
+      );
+    } finally {
+      process.kill(-child.pid!, 'SIGTERM');
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
