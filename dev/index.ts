@@ -1,3 +1,5 @@
+export type { ConsoleSink, MessageEvent } from './console.ts';
+export { formatMessageEvent, messageEventOf } from './console.ts';
 export type { Emulator, EmulatorOptions } from './emulator.ts';
 export { startEmulator } from './emulator.ts';
 export type { LocalFunctions, LocalFunctionsOptions, LocalHandlersOptions } from './handlers.ts';
@@ -9,5 +11,7 @@ export { startPoller } from './poller.ts';
 export type { LocalResources } from './resources.ts';
 export { emulatorClients, LOCAL_RESOURCE_NAMES, provisionLocalResources } from './resources.ts';
 export type { LocalPorts, LocalRuntime, LocalRuntimeOptions } from './runtime.ts';
-export { describeRuntime, startLocalRuntime } from './runtime.ts';
+export { describeRuntime, PortsInUseError, startLocalRuntime } from './runtime.ts';
+export type { RunningRuntime } from './runtime-state.ts';
+export { findRunningRuntime, PORT_VARIABLES } from './runtime-state.ts';
 export { lambdaContext, sqsEventFromMessages } from './sqs-event.ts';

@@ -42,23 +42,35 @@ export async function runCli(
   return done;
 }
 
-/** Starts the CLI and resolves once its stderr contains `ready`; `done` resolves with the result. */
+/**
+ * Starts the CLI and resolves once its output contains `ready`; `done` resolves with the result. A CLI
+ * that has not said it within `readyMs` is killed and the start fails, in seconds rather than at the
+ * test runner's timeout.
+ */
 export async function startCli(
   args: readonly string[],
   ready: string,
-  options: { env?: Record<string, string> } = {},
+  options: { env?: Record<string, string>; readyMs?: number } = {},
 ): Promise<{ done: Promise<CliResult>; kill(signal: NodeJS.Signals): void; stdout(): string }> {
   const { child, output, done } = spawnCli(args, options.env, 'ignore');
   await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`no "${ready}" within ${options.readyMs ?? 30_000} ms: ${JSON.stringify(output())}`));
+    }, options.readyMs ?? 30_000);
     const check = () => {
       const { stdout, stderr } = output();
-      if (stderr.includes(ready) || stdout.includes(ready)) resolve();
+      if (stderr.includes(ready) || stdout.includes(ready)) {
+        clearTimeout(timer);
+        resolve();
+      }
     };
     child.stdout!.on('data', check);
     child.stderr!.on('data', check);
-    void done.then((result) =>
-      reject(new Error(`exited ${result.code} before "${ready}": ${result.stderr}`)),
-    );
+    void done.then((result) => {
+      clearTimeout(timer);
+      reject(new Error(`exited ${result.code} before "${ready}": ${result.stderr}`));
+    });
   });
   return { done, kill: (signal) => child.kill(signal), stdout: () => output().stdout };
 }
