@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -9,10 +10,26 @@ import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import { Webhook } from 'standardwebhooks';
 import { ConfigError } from '../../core/index.ts';
-import { describeRuntime, type LocalRuntime, startLocalRuntime } from '../../dev/index.ts';
+import { describeRuntime, type LocalRuntime, PortsInUseError, startLocalRuntime } from '../../dev/index.ts';
+import { writeConfigFile } from '../helpers/config-file.ts';
 import { noDns } from '../helpers/dns-zone.ts';
+import { startWebhookReceiver } from '../helpers/webhook-receiver.ts';
 
 const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0 };
+
+/** Sends one message to `to` through the MX port. */
+async function send(port: number, to: string[]): Promise<void> {
+  const transport = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    tls: { rejectUnauthorized: false },
+  });
+  try {
+    await transport.sendMail({ from: 'ann@sender.test', to, subject: 'console', text: 'hello' });
+  } finally {
+    transport.close();
+  }
+}
 
 /** Every port variable of `mailbridge dev` set to 0 (any free port). */
 function freePorts(): Record<string, string> {
@@ -136,10 +153,103 @@ describe('local runtime start-up', () => {
     });
   });
 
+  it('checks every port first and names each taken one with its variable, in one message', async () => {
+    const taken = await Promise.all(
+      [0, 1].map(async () => {
+        const server = createServer().listen(0, '127.0.0.1');
+        await once(server, 'listening');
+        return server;
+      }),
+    );
+    const [smtp, inbox] = taken.map((server) => (server.address() as AddressInfo).port);
+    try {
+      await assert.rejects(startLocalRuntime({ ports: { ...ALL_PORTS_FREE, smtp, inbox } }), (error) => {
+        assert.ok(error instanceof PortsInUseError, String(error));
+        assert.equal(
+          error.message,
+          [
+            'cannot start: ports taken (is another `mailbridge dev` running?)',
+            `  127.0.0.1:${smtp} (SMTP, MX-style, MAILBRIDGE_SMTP_PORT): in use`,
+            `  127.0.0.1:${inbox} (dev inbox, MAILBRIDGE_INBOX_PORT): in use`,
+            'Stop the other one, or set these variables to free ports (0 picks any).',
+          ].join('\n'),
+        );
+        return true;
+      });
+    } finally {
+      for (const server of taken) server.close();
+    }
+  });
+
+  it('npm start prints one line per message accepted, delivered, retried or failed, not JSON', async () => {
+    const failing = await startWebhookReceiver({ secret: 'whsec_ZmFpbGluZw==' });
+    failing.down = true;
+    const configFile = await writeConfigFile(dir, {
+      domains: ['example.test'],
+      routes: [
+        {
+          id: 'failing',
+          match: ['fails@example.test'],
+          endpoints: [failing.url],
+          secret: { value: 'whsec_ZmFpbGluZw==' },
+          retrySchedule: ['1s'],
+        },
+        {
+          id: 'dev-inbox',
+          match: ['*@example.test'],
+          endpoints: ['http://127.0.0.1:8025/webhooks'],
+          secret: { value: 'whsec_ZGV2' },
+        },
+      ],
+      listeners: [{ host: '127.0.0.1', port: 0, mode: 'mx' }],
+      health: { host: '127.0.0.1', port: 0 },
+    });
+    const child = spawn(process.execPath, ['cli/main.js', 'dev', '--config', configFile], {
+      env: { ...process.env, ...freePorts(), MAILBRIDGE_DATA_DIR: join(dir, 'console') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+    const exited = once(child, 'exit');
+    const lines: string[] = [];
+    try {
+      const input = createInterface({ input: child.stdout });
+      let sent: Promise<unknown> | undefined;
+      for await (const line of input) {
+        lines.push(line);
+        const mx = /^SMTP, MX-style .*: 127\.0\.0\.1:(\d+)$/.exec(line);
+        if (mx) sent = send(Number(mx[1]), ['ok@example.test', 'fails@example.test']);
+        if (/ failed {4}/.test(line)) break;
+      }
+      await sent;
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+      await failing.close();
+    }
+    const events = lines.filter((line) => /^\d\d:\d\d:\d\d /.test(line));
+    assert.deepEqual(
+      events.map((line) => line.split(/ +/)[1]),
+      ['accepted', 'delivered', 'retry', 'failed'],
+      lines.join('\n'),
+    );
+    assert.match(
+      events[1]!,
+      /delivered \w{26} → route dev-inbox http:\/\/127\.0\.0\.1:\d+\/webhooks HTTP 204 \(try 1\)$/,
+    );
+    assert.match(events[2]!, /retry {5}\w{26} → route failing \S+: HTTP 503.* \(try 1\), next in 1 s$/);
+    assert.match(
+      events[3]!,
+      /failed {4}\w{26} → route failing \S+ exhausted: HTTP 503.* \(try 2\), in the delivery DLQ$/,
+    );
+    assert.ok(!lines.some((line) => line.startsWith('{')), 'no JSON log or EMF line');
+  });
+
   it('npm start prints the banner, then exits 0 on SIGTERM', async () => {
     const child = spawn(process.execPath, ['cli/main.js', 'dev'], {
       env: { ...process.env, ...freePorts(), MAILBRIDGE_DATA_DIR: join(dir, 'data') },
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Ends the read loop below in seconds if the banner never comes.
+      timeout: 60_000,
     });
     const exited = once(child, 'exit');
     const lines: string[] = [];
@@ -161,6 +271,7 @@ describe('local runtime start-up', () => {
     const child = spawn(process.execPath, ['cli/main.js', 'dev', '--config', file], {
       env: { ...process.env, MAILBRIDGE_DATA_DIR: join(dir, 'data2') },
       stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
     });
     let stderr = '';
     child.stderr.on('data', (chunk) => {
@@ -206,6 +317,8 @@ describe('the first run on a machine whose Node is too old', {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
+    // Ends the read loop below in seconds if the banner never comes.
+    const deadline = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 60_000);
     let stderr = '';
     child.stderr.on('data', (chunk) => {
       stderr += chunk;
@@ -223,6 +336,7 @@ describe('the first run on a machine whose Node is too old', {
         `stdout: ${lines.join('\n')}\nstderr: ${stderr}`,
       );
     } finally {
+      clearTimeout(deadline);
       process.kill(-child.pid!, 'SIGTERM');
       await exited;
       await rm(dir, { recursive: true, force: true });
