@@ -188,7 +188,9 @@ function definedOnly(options: ConnectionOptions): ResourceOptions {
  */
 async function stackResourceNames(stack: string): Promise<ResourceOptions> {
   const { CloudFormationClient, DescribeStacksCommand } = await import('@aws-sdk/client-cloudformation');
-  const cloudFormation = new CloudFormationClient(awsClientConfig());
+  // The SDK's own endpoint resolution (AWS_ENDPOINT_URL_CLOUDFORMATION among others), not the emulator's.
+  const { region, credentials } = awsClientConfig();
+  const cloudFormation = new CloudFormationClient({ region, ...(credentials ? { credentials } : {}) });
   try {
     const { Stacks = [] } = await cloudFormation
       .send(new DescribeStacksCommand({ StackName: stack }))
