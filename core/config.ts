@@ -377,15 +377,21 @@ function describeIssue(issue: z.core.$ZodIssue, document: unknown): string[] {
   }
   if (issue.code === 'invalid_union') {
     const schema = schemaAt(ConfigSchema, issue.path);
+    // A secret reference, described (a copy of SecretRefSchema with the same forms) or not, or a
+    // union of one and a list of them.
+    const forms = (candidate: unknown) =>
+      (candidate as z.core.$ZodType | undefined)?._zod.def.type === 'union' &&
+      (candidate as { _zod: { def: { options: unknown[] } } })._zod.def.options[0] ===
+        SecretRefSchema.options[0];
     const options = (schema?._zod.def as { options?: unknown[] } | undefined)?.options ?? [];
-    const isSecret = schema === SecretRefSchema || options.includes(SecretRefSchema);
-    if (isSecret) {
+    const single = forms(schema);
+    if (single || options.some(forms)) {
       const value = issue.path.reduce<unknown>(
         (node, key) =>
           node !== null && typeof node === 'object' ? (node as Record<PropertyKey, unknown>)[key] : undefined,
         document,
       );
-      const list = schema === SecretRefSchema ? '' : ', or a list of them';
+      const list = single ? '' : ', or a list of them';
       return [`${at}: ${SECRET_FORMS}${list}; got ${kindOf(value)}`];
     }
   }

@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 
-/** One webhook the dev inbox received, as `GET /api/webhooks` returns it (DESIGN.md). */
+/** One webhook the dev inbox received, as `GET /api/webhooks` returns it (docs/architecture.md, "The local runtime"). */
 export interface InboxEntry {
   readonly receivedAt: string;
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
