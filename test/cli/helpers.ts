@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const MAIN = join(import.meta.dirname, '..', '..', 'cli', 'main.js');
+const NO_RUNTIME = join(tmpdir(), 'mailbridge-test-no-runtime');
 
 export interface CliResult {
   readonly code: number | null;
@@ -17,7 +19,8 @@ function spawnCli(
   stdin: 'pipe' | 'ignore',
 ): { child: ChildProcess; output(): { stdout: string; stderr: string }; done: Promise<CliResult> } {
   const child = spawn(process.execPath, [MAIN, ...args], {
-    env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'SILENT', ...env },
+    // No `mailbridge dev` the developer may be running is found, unless a test names its data folder.
+    env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'SILENT', MAILBRIDGE_DATA_DIR: NO_RUNTIME, ...env },
     stdio: [stdin, 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -155,3 +155,12 @@ describe('mailbridge dev', () => {
     assert.match(result.stderr, /invalid config .*missing\.yaml/);
   });
 });
+
+describe('mailbridge send --help', () => {
+  it('shows the defaults the command uses', async () => {
+    const help = await runCli(['send', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /--to <address>\s+recipient, repeatable \(default: test@example\.test\)/);
+    assert.match(help.stdout, /--server <host:port>\s+SMTP server \(default: "127\.0\.0\.1:2525"\)/);
+  });
+});
