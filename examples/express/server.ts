@@ -1,5 +1,5 @@
 // A mailbridge webhook receiver with Express: verify the signature, then dedupe on webhook-id.
-// Run: MAILBRIDGE_SIGNING_SECRET=whsec_… node examples/express/server.ts
+// Run: MAILBRIDGE_SIGNING_SECRET=whsec_… PORT=3000 npx node examples/express/server.ts (docs/receivers.md)
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import express, { type Express } from 'express';
