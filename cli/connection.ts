@@ -105,9 +105,10 @@ export interface Connection {
 }
 
 /**
- * Connects to the local emulator or, with `--aws`, to AWS with the SDK's credentials. Resources are
- * named by flags or environment variables, locally defaulting to the names `npm start` creates; a
- * queue given by name (as the stack outputs give it) is looked up.
+ * Connects to the local emulator (the running `mailbridge dev`'s, found through its data folder) or,
+ * with `--aws`, to AWS with the SDK's credentials. Resources are named by `--stack`'s outputs, flags
+ * or environment variables, locally defaulting to the names `npm start` creates; a queue given by
+ * name (as the stack outputs give it) is looked up.
  */
 export async function connect(options: ConnectionOptions): Promise<Connection> {
   const local = !options.aws;
