@@ -1,8 +1,7 @@
-import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { DeliveryJobSchema } from '../core/index.ts';
-import type { MessageEvent } from '../dev/index.ts';
+import type { MessageEvent, MessageEventReader } from '../dev/index.ts';
 import { type Connection, type ConnectionOptions, connect, withConnectionOptions } from './connection.ts';
 import { CliError, positiveInt, seconds } from './output.ts';
 import { peek } from './queue.ts';
@@ -14,33 +13,8 @@ interface TailOptions extends ConnectionOptions {
   json?: boolean;
 }
 
-/** A source of events: each call returns those that happened since the previous one. */
-type Follower = () => Promise<MessageEvent[]>;
-
-/**
- * The message events the running `mailbridge dev` records (accepted, and every delivery, retry
- * and failure of every route), from the end of its file on.
- */
-async function eventsFollower(file: string): Promise<Follower> {
-  const handle = await open(file, 'r');
-  let position = (await handle.stat()).size;
-  let partial = '';
-  return async () => {
-    const { size } = await handle.stat();
-    // The runtime was restarted: its file started again.
-    if (size < position) position = 0;
-    if (size === position) return [];
-    const buffer = Buffer.alloc(size - position);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
-    position += bytesRead;
-    const lines = (partial + buffer.subarray(0, bytesRead).toString('utf8')).split('\n');
-    partial = lines.pop() ?? '';
-    return lines.filter(Boolean).map((line) => JSON.parse(line) as MessageEvent);
-  };
-}
-
 /** In AWS: the jobs that reach the delivery DLQ (deliveries and retries are in the deliver function's logs). */
-async function deadLetterFollower(connection: Connection): Promise<Follower> {
+async function deadLetterFollower(connection: Connection): Promise<MessageEventReader> {
   const dlqUrl = await connection.queueUrl('deliveryDlq');
   const seen = new Set<string>();
   const read = async () => {
@@ -50,7 +24,7 @@ async function deadLetterFollower(connection: Connection): Promise<Follower> {
     return fresh;
   };
   await read();
-  return async () =>
+  const events = async () =>
     (await read()).flatMap((message): MessageEvent[] => {
       let document: unknown;
       try {
@@ -77,6 +51,7 @@ async function deadLetterFollower(connection: Connection): Promise<Follower> {
         },
       ];
     });
+  return { read: events, close: async () => {} };
 }
 
 /** `mailbridge tail`. */
@@ -93,8 +68,8 @@ export function registerTail(program: Command): void {
       .option('--json', 'JSON lines'),
   ).action(async (options: TailOptions) => {
     const connection = await connect(options);
+    let events: MessageEventReader | undefined;
     try {
-      let follow: Follower;
       let what: string;
       if (connection.local) {
         if (!connection.runtime) {
@@ -102,21 +77,23 @@ export function registerTail(program: Command): void {
             `no running \`mailbridge dev\` has its data folder at ${options.dataDir}: start it (npm start), or name its folder with --data-dir`,
           );
         }
-        follow = await eventsFollower(connection.runtime.eventsFile);
+        const { followMessageEvents } = await import('../dev/index.ts');
+        events = await followMessageEvents(connection.runtime.eventsFile, { from: 'end' });
         what = `the messages of mailbridge dev (pid ${connection.runtime.pid})`;
       } else {
-        follow = await deadLetterFollower(connection);
+        events = await deadLetterFollower(connection);
         what = 'the delivery DLQ';
       }
       console.error(`following ${what} (Ctrl-C stops)`);
-      await print(follow, options);
+      await print(events, options);
     } finally {
+      await events?.close();
       connection.close();
     }
   });
 }
 
-async function print(follow: Follower, options: TailOptions): Promise<void> {
+async function print(events: MessageEventReader, options: TailOptions): Promise<void> {
   const { formatMessageEvent } = await import('../dev/index.ts');
   const deadline = options.timeout === undefined ? Infinity : Date.now() + options.timeout * 1000;
   let printed = 0;
@@ -127,7 +104,7 @@ async function print(follow: Follower, options: TailOptions): Promise<void> {
   process.once('SIGINT', stop);
   try {
     while (!interrupted && Date.now() < deadline) {
-      for (const event of await follow()) {
+      for (const event of await events.read()) {
         console.log(
           options.json ? JSON.stringify(event) : `${event.at.slice(0, 11)}${formatMessageEvent(event)}`,
         );

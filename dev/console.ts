@@ -1,46 +1,17 @@
-import { appendFileSync } from 'node:fs';
 import { Logger, type LogItem, LogLevelThreshold } from '@aws-lambda-powertools/logger';
 import type { ConstructorOptions } from '@aws-lambda-powertools/logger/types';
-
-/**
- * What happened to one message, as the local runtime sees it in the log records of the parts: the
- * listener's `accepted`, and the deliver function's `webhook delivered`, `webhook try failed, retry
- * scheduled` and `webhook dead-lettered` (docs/architecture.md, "Log events"). `mailbridge tail`
- * reads them back from the runtime's data folder.
- */
-export type MessageEvent =
-  | {
-      readonly kind: 'accepted';
-      readonly at: string;
-      readonly messageId: string;
-      readonly size: number | null;
-      readonly recipients: number | null;
-      readonly remoteAddress: string | null;
-    }
-  | {
-      readonly kind: 'delivered' | 'retry' | 'failed';
-      readonly at: string;
-      readonly messageId: string;
-      readonly routeId: string | null;
-      readonly endpoint: string | null;
-      readonly webhookId: string | null;
-      /** Tries made so far. */
-      readonly tries: number | null;
-      /** The endpoint's HTTP status, when it answered. */
-      readonly status: number | null;
-      readonly error: string | null;
-      /** Retry: seconds until the next try. */
-      readonly delaySeconds?: number;
-      /** Failed: why the job is in the delivery DLQ (`permanent`, `exhausted`, `gone`, `parked`…). */
-      readonly reason?: string;
-    };
+import { appendMessageEvent, type MessageEvent } from './message-events.ts';
 
 type Attributes = Record<string, unknown>;
 
 const str = (value: unknown) => (typeof value === 'string' ? value : null);
 const num = (value: unknown) => (typeof value === 'number' ? value : null);
 
-/** The message event a log record stands for, or undefined for every other record. */
+/**
+ * The message event a log record stands for, or undefined for every other record: the listener's
+ * `accepted`, and the deliver function's `webhook delivered`, `webhook try failed, retry scheduled`
+ * and `webhook dead-lettered` (docs/architecture.md, "Log events").
+ */
 export function messageEventOf(record: Attributes): MessageEvent | undefined {
   const at = str(record.timestamp) ?? new Date().toISOString();
   const messageId = str(record.messageId);
@@ -55,16 +26,8 @@ export function messageEventOf(record: Attributes): MessageEvent | undefined {
       remoteAddress: str(record.remoteAddress),
     };
   }
-  const kind = (
-    {
-      'webhook delivered': 'delivered',
-      'webhook try failed, retry scheduled': 'retry',
-      'webhook dead-lettered': 'failed',
-    } as const
-  )[String(record.message)];
-  if (record.service !== 'deliver' || !kind) return undefined;
-  return {
-    kind,
+  if (record.service !== 'deliver') return undefined;
+  const delivery = {
     at,
     messageId,
     routeId: str(record.routeId),
@@ -73,9 +36,17 @@ export function messageEventOf(record: Attributes): MessageEvent | undefined {
     tries: num(record.tries),
     status: num(record.status),
     error: str(record.error),
-    ...(kind === 'retry' ? { delaySeconds: num(record.delaySeconds) ?? 0 } : {}),
-    ...(kind === 'failed' ? { reason: str(record.reason) ?? 'unknown' } : {}),
   };
+  switch (record.message) {
+    case 'webhook delivered':
+      return { kind: 'delivered', ...delivery };
+    case 'webhook try failed, retry scheduled':
+      return { kind: 'retry', ...delivery, delaySeconds: num(record.delaySeconds) ?? 0 };
+    case 'webhook dead-lettered':
+      return { kind: 'failed', ...delivery, reason: str(record.reason) ?? 'unknown' };
+    default:
+      return undefined;
+  }
 }
 
 function bytes(size: number): string {
@@ -160,7 +131,7 @@ export class RuntimeLogger extends Logger {
   protected override printLog(logLevel: number, log: LogItem): void {
     const record = log.getAttributes() as Attributes;
     const event = messageEventOf(record);
-    if (event && this.#sink.eventsFile) appendFileSync(this.#sink.eventsFile, `${JSON.stringify(event)}\n`);
+    if (event && this.#sink.eventsFile) appendMessageEvent(this.#sink.eventsFile, event);
     if (this.#sink.json) {
       if (logLevel >= jsonThreshold()) super.printLog(logLevel, log);
       return;

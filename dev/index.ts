@@ -1,4 +1,4 @@
-export type { ConsoleSink, MessageEvent } from './console.ts';
+export type { ConsoleSink } from './console.ts';
 export { formatMessageEvent, messageEventOf } from './console.ts';
 export type { Emulator, EmulatorOptions } from './emulator.ts';
 export { startEmulator } from './emulator.ts';
@@ -6,6 +6,8 @@ export type { LocalFunctions, LocalFunctionsOptions, LocalHandlersOptions } from
 export { createLocalHandlers, startLocalFunctions } from './handlers.ts';
 export type { Inbox, InboxEntry, InboxOptions } from './inbox.ts';
 export { startInbox } from './inbox.ts';
+export type { MessageEvent, MessageEventReader } from './message-events.ts';
+export { followMessageEvents, MessageEventSchema, messageEventsFile } from './message-events.ts';
 export type { Poller, PollerOptions, PollerStats, SqsHandler } from './poller.ts';
 export { startPoller } from './poller.ts';
 export type { LocalResources } from './resources.ts';

@@ -28,17 +28,12 @@ const RunningRuntimeSchema = z.object({
   emulator: z.string(),
   /** The dev inbox's base URL. */
   inbox: z.string(),
-  /** Every message event (accepted, delivered, retry, failed) as JSON lines, see dev/console.ts. */
+  /** Its message events (accepted, delivered, retry, failed) as JSON lines: dev/message-events.ts. */
   eventsFile: z.string(),
 });
 export type RunningRuntime = z.infer<typeof RunningRuntimeSchema>;
 
 const RUNTIME_FILE = 'runtime.json';
-
-/** Where a runtime with this data folder records its message events. */
-export function eventsFileIn(dataDir: string): string {
-  return join(dataDir, 'events.jsonl');
-}
 
 /** Records the running runtime in its data folder; returns a function that removes the record. */
 export async function recordRunningRuntime(

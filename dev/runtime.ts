@@ -1,4 +1,3 @@
-import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -25,9 +24,10 @@ import { type ConsoleSink, runtimeLoggers } from './console.ts';
 import { type Emulator, startEmulator } from './emulator.ts';
 import { startLocalFunctions } from './handlers.ts';
 import { type Inbox, startInbox } from './inbox.ts';
+import { messageEventsFile } from './message-events.ts';
 import type { Poller } from './poller.ts';
 import { emulatorClients, type LocalResources, provisionLocalResources } from './resources.ts';
-import { eventsFileIn, PORT_VARIABLES, recordRunningRuntime } from './runtime-state.ts';
+import { PORT_VARIABLES, recordRunningRuntime } from './runtime-state.ts';
 
 // The local default config, used when no other file is given.
 const DEFAULT_CONFIG_FILE = join(import.meta.dirname, 'mailbridge.yaml');
@@ -203,7 +203,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
   const authUsers = await resolveAuthUsers(loaded);
   await checkPorts(loaded, ports);
   const tls = await tlsMaterial(loaded, options.dataDir);
-  const eventsFile = options.dataDir ? eventsFileIn(options.dataDir) : undefined;
+  const eventsFile = options.dataDir ? messageEventsFile(options.dataDir) : undefined;
   const loggers = runtimeLoggers({
     json: options.console?.json ?? true,
     ...(options.console?.print ? { print: options.console.print } : {}),
@@ -225,8 +225,6 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       ...(options.dataDir ? { dataDir: options.dataDir } : {}),
     });
     cleanups.push(() => emulator.close());
-    // Fresh for each run (the emulator made the folder): `mailbridge tail` follows it from its end.
-    if (eventsFile) await writeFile(eventsFile, '');
     const { s3, sqs } = emulatorClients(emulator.endpoint);
     cleanups.push(async () => {
       s3.destroy();
@@ -317,8 +315,8 @@ const MODE_LABELS: Record<ListenerConfig['mode'], string> = {
 
 /**
  * The start banner: one line per endpoint of the local table (docs/architecture.md, "The local
- * runtime") with the addresses actually
- * bound, the local credentials, the signing secret, and where to look at stored mail and queues.
+ * runtime") with the addresses actually bound, the local credentials, the signing secret, and where
+ * to look at stored mail and queues.
  */
 export function describeRuntime(runtime: LocalRuntime): string[] {
   const { emulator, resources, inbox, config, dataDir } = runtime;
