@@ -22,6 +22,8 @@ function spawnCli(
     // No `mailbridge dev` the developer may be running is found, unless a test names its data folder.
     env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'SILENT', MAILBRIDGE_DATA_DIR: NO_RUNTIME, ...env },
     stdio: [stdin, 'pipe', 'pipe'],
+    // A command that hangs fails its test in two minutes, not at the runner's timeout.
+    timeout: 120_000,
   });
   let stdout = '';
   let stderr = '';

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -7,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { inspectLocal } from '../../cli/queue.ts';
@@ -16,6 +18,7 @@ import { writeConfigFile } from '../helpers/config-file.ts';
 import { noDns } from '../helpers/dns-zone.ts';
 import { runCli, startCli } from './helpers.ts';
 
+const execFileAsync = promisify(execFile);
 const SECRET = 'whsec_dGVzdC1zZWNyZXQtZm9yLXRoZS1jbGktdGVzdHM=';
 const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0 };
 
@@ -220,6 +223,26 @@ describe('mailbridge CLI against the local runtime', () => {
       ['notes.txt'],
     );
     assert.ok(payload.message.headers.some((h) => h.name.toLowerCase() === 'x-ticket' && h.value === '42'));
+  });
+
+  it("the README's swaks command delivers the attachment under its file name", async () => {
+    const readme = await readFile(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
+    const line = /^swaks --server 127\.0\.0\.1:2525 .*--attach.*$/m.exec(readme)?.[0];
+    assert.ok(line, 'the README shows how to send an attachment with swaks');
+    await writeFile(join(dir, 'some.pdf'), '%PDF-1.4\n% a test document\n');
+    // As typed in a shell (no quoting in that line), on this runtime's MX port, next to some.pdf.
+    const args = line
+      .split(/\s+/)
+      .slice(1)
+      .map((arg) => (arg === '127.0.0.1:2525' ? mx : arg));
+    const { stdout } = await execFileAsync('swaks', args, { cwd: dir });
+    const id = /queued as ([0-9A-Z]{26})/.exec(stdout)?.[1];
+    assert.ok(id, stdout);
+    const payload = JSON.parse((await webhookWhere((sent) => sent.id === id)).body) as Payload;
+    assert.deepEqual(
+      payload.message.attachments.map((a) => a.filename),
+      ['some.pdf'],
+    );
   });
 
   it('send: a refused recipient prints the SMTP reply and exits 1', async () => {

@@ -244,7 +244,7 @@ describe('local runtime start-up', () => {
     assert.ok(!lines.some((line) => line.startsWith('{')), 'no JSON log or EMF line');
   });
 
-  it('npm start prints the banner, then exits 0 on SIGTERM', async () => {
+  it('npm start prints the banner the README and docs/cli.md show, then exits 0 on SIGTERM', async () => {
     const child = spawn(process.execPath, ['cli/main.js', 'dev'], {
       env: { ...process.env, ...freePorts(), MAILBRIDGE_DATA_DIR: join(dir, 'data') },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -255,14 +255,68 @@ describe('local runtime start-up', () => {
     const lines: string[] = [];
     for await (const line of createInterface({ input: child.stdout })) {
       lines.push(line);
-      if (line.startsWith('queues:')) break;
+      if (line.startsWith('one line per message')) break;
     }
     child.stdout.resume();
-    assert.ok(lines.some((line) => line.startsWith('signing secret: whsec_')));
-    assert.ok(lines.some((line) => line.startsWith('dev inbox API: GET http://127.0.0.1:')));
     child.kill('SIGTERM');
     const [code] = await exited;
     assert.equal(code, 0);
+    assert.ok(lines.some((line) => line.startsWith('signing secret: whsec_')));
+    // The samples were taken on the default ports and data folder; this run has its own.
+    const general = (line: string) =>
+      line.replace(/127\.0\.0\.1:\d+/g, '127.0.0.1:PORT').replace(/kept in \S+$/, 'kept in DATA');
+    for (const doc of ['README.md', 'docs/cli.md']) {
+      const text = await readFile(doc, 'utf8');
+      const start = text.indexOf('\nSMTP, MX-style');
+      const end = text.indexOf('\n', text.indexOf('\none line per message', start) + 1);
+      assert.ok(start !== -1 && end > start, `${doc} shows the banner`);
+      assert.deepEqual(
+        text
+          .slice(start + 1, end)
+          .split('\n')
+          .map(general),
+        lines.map(general),
+        doc,
+      );
+    }
+  });
+
+  it('npm start -- --json-logs prints the JSON logs and EMF metrics of AWS instead', async () => {
+    const child = spawn(process.execPath, ['cli/main.js', 'dev', '--json-logs'], {
+      env: {
+        ...process.env,
+        ...freePorts(),
+        MAILBRIDGE_DATA_DIR: join(dir, 'json-logs'),
+        POWERTOOLS_LOG_LEVEL: 'INFO',
+        POWERTOOLS_METRICS_DISABLED: 'false',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+    const exited = once(child, 'exit');
+    const json: Record<string, unknown>[] = [];
+    let sent: Promise<void> | undefined;
+    try {
+      for await (const line of createInterface({ input: child.stdout })) {
+        const mx = /^SMTP, MX-style .*: 127\.0\.0\.1:(\d+)$/.exec(line);
+        if (mx) sent = send(Number(mx[1]), ['json@example.test']);
+        if (line.startsWith('{')) json.push(JSON.parse(line) as Record<string, unknown>);
+        const delivered = json.find((record) => record.message === 'webhook delivered');
+        if (delivered && json.some((record) => record.service === 'deliver' && '_aws' in record)) break;
+      }
+      await sent;
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+    const accepted = json.find((record) => record.service === 'listener' && record.message === 'accepted');
+    assert.ok(accepted, JSON.stringify(json));
+    assert.equal(
+      json.find((record) => record.message === 'webhook delivered')?.messageId,
+      accepted.messageId,
+    );
+    const emf = json.find((record) => record.service === 'deliver' && '_aws' in record);
+    assert.equal(emf?.delivered, 1);
   });
 
   it('npm start exits 1 with the bad field on a bad --config', async () => {
