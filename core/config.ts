@@ -50,7 +50,7 @@ export const SecretRefSchema = z.union([
 ]);
 export type SecretRef = z.infer<typeof SecretRefSchema>;
 
-/** The design's default retry schedule after the first try: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. */
+/** The default retry schedule after the first try (docs/architecture.md, "Delivery semantics"). */
 export const DEFAULT_RETRY_SCHEDULE_SECONDS: readonly number[] = [5, 300, 1800, 7200, 18000, 36000, 36000];
 
 const RouteSchema = z.strictObject({
