@@ -9,7 +9,7 @@ import { SMTPServer } from 'smtp-server';
  * The peer of the durable path: a durable sink the way most teams write it first. Per message one
  * lib-storage `Upload` with its defaults (4 parts of 5 MiB in flight), then one `SendMessage`,
  * then 250. No batching, no tuning. The PassThrough is the one fix everybody needs (lib-storage
- * misreads the DATA stream's live `byteLength`, see STACK-NOTES §2).
+ * reads a body stream's live `byteLength` as its total length, which is 0 at the start of DATA).
  */
 export function naiveDurableSink(options: {
   endpoint: string;

@@ -1,8 +1,16 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { type Command, Option } from 'commander';
-import { awsClientConfig } from '../core/index.ts';
-import { UsageError } from './output.ts';
+import {
+  awsClientConfig,
+  type Config,
+  loadConfig,
+  parseConfig,
+  type Runtime,
+  s3TextReader,
+} from '../core/index.ts';
+import type { RunningRuntime } from '../dev/index.ts';
+import { CliError, DEFAULT_DATA_DIR, LOCAL_CONFIG_FILE, UsageError } from './output.ts';
 
 /** The emulator `npm start` runs. */
 export const DEFAULT_LOCAL_ENDPOINT = 'http://127.0.0.1:4566';
@@ -12,6 +20,8 @@ export type QueueRole = 'inbound' | 'inboundDlq' | 'delivery' | 'deliveryDlq';
 
 export interface ConnectionOptions {
   aws?: boolean;
+  stack?: string;
+  dataDir?: string;
   endpoint?: string;
   bucket?: string;
   inboundQueue?: string;
@@ -22,7 +32,12 @@ export interface ConnectionOptions {
 
 const QUEUE_FLAGS: Record<
   QueueRole,
-  { flag: string; key: Exclude<keyof ConnectionOptions, 'aws'>; env: string; output: string }
+  {
+    flag: string;
+    key: 'inboundQueue' | 'inboundDlq' | 'deliveryQueue' | 'deliveryDlq';
+    env: string;
+    output: string;
+  }
 > = {
   inbound: {
     flag: '--inbound-queue',
@@ -54,10 +69,20 @@ const QUEUE_FLAGS: Record<
 export function withConnectionOptions(command: Command): Command {
   command
     .option(
+      '--data-dir <dir>',
+      'data folder of the running `mailbridge dev`, whose config and ports are used (env MAILBRIDGE_DATA_DIR)',
+      DEFAULT_DATA_DIR,
+    )
+    .option(
       '--endpoint <url>',
-      `S3/SQS endpoint of the local emulator (env AWS_ENDPOINT_URL, default ${DEFAULT_LOCAL_ENDPOINT})`,
+      `S3/SQS endpoint of the local emulator (default: the running runtime's, else env AWS_ENDPOINT_URL, else ${DEFAULT_LOCAL_ENDPOINT})`,
     )
     .option('--aws', 'use the deployed stack in AWS (SDK credentials) instead of the local emulator')
+    .addOption(
+      new Option('--stack <name>', "with --aws: read the resource names from this stack's outputs").env(
+        'MAILBRIDGE_STACK',
+      ),
+    )
     .addOption(new Option('--bucket <name>', 'bucket (stack output BucketName)').env('MAILBRIDGE_BUCKET'));
   for (const { flag, env, output } of Object.values(QUEUE_FLAGS)) {
     command.addOption(new Option(`${flag} <name-or-url>`, `queue (stack output ${output})`).env(env));
@@ -70,6 +95,8 @@ export interface Connection {
   readonly s3: S3Client;
   readonly sqs: SQSClient;
   readonly local: boolean;
+  /** The running `mailbridge dev` found in the data folder (local only). */
+  readonly runtime: RunningRuntime | undefined;
   /** The emulator's endpoint; undefined in AWS. */
   readonly endpoint: string | undefined;
   bucket(): string;
@@ -78,14 +105,20 @@ export interface Connection {
 }
 
 /**
- * Connects to the local emulator or, with `--aws`, to AWS with the SDK's credentials. Resources are
- * named by flags or environment variables, locally defaulting to the names `npm start` creates; a
- * queue given by name (as the stack outputs give it) is looked up.
+ * Connects to the local emulator (the running `mailbridge dev`'s, found through its data folder) or,
+ * with `--aws`, to AWS with the SDK's credentials. Resources are named by `--stack`'s outputs, flags
+ * or environment variables, locally defaulting to the names `npm start` creates; a queue given by
+ * name (as the stack outputs give it) is looked up.
  */
 export async function connect(options: ConnectionOptions): Promise<Connection> {
   const local = !options.aws;
+  if (local && options.stack) throw new UsageError('--stack names a deployed stack: add --aws');
   // Loaded on use: the local runtime's modules are most of the CLI's start-up time.
-  const { emulatorClients, LOCAL_RESOURCE_NAMES } = await import('../dev/index.ts');
+  const { emulatorClients, findRunningRuntime, LOCAL_RESOURCE_NAMES } = await import('../dev/index.ts');
+  const runtime = local ? await findRunningRuntime(options.dataDir ?? DEFAULT_DATA_DIR) : undefined;
+  const named = options.stack
+    ? { ...(await stackResourceNames(options.stack)), ...definedOnly(options) }
+    : options;
   const localQueues: Record<QueueRole, string> = {
     inbound: LOCAL_RESOURCE_NAMES.inbound,
     inboundDlq: `${LOCAL_RESOURCE_NAMES.inbound}-dlq`,
@@ -93,7 +126,12 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
     deliveryDlq: `${LOCAL_RESOURCE_NAMES.delivery}-dlq`,
   };
   const endpoint = local
-    ? (options.endpoint ?? process.env.AWS_ENDPOINT_URL ?? DEFAULT_LOCAL_ENDPOINT).replace(/\/$/, '')
+    ? (
+        options.endpoint ??
+        runtime?.emulator ??
+        process.env.AWS_ENDPOINT_URL ??
+        DEFAULT_LOCAL_ENDPOINT
+      ).replace(/\/$/, '')
     : undefined;
   const { s3, sqs } = endpoint
     ? emulatorClients(endpoint)
@@ -101,9 +139,9 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
   const urls = new Map<QueueRole, Promise<string>>();
   const lookUp = async (role: QueueRole): Promise<string> => {
     const { flag, key, env, output } = QUEUE_FLAGS[role];
-    const given = options[key] ?? (local ? localQueues[role] : undefined);
+    const given = named[key] ?? (local ? localQueues[role] : undefined);
     if (!given) {
-      throw new UsageError(`--aws needs ${flag} (or ${env}): the stack output ${output}`);
+      throw new UsageError(`--aws needs --stack, or ${flag} (or ${env}): the stack output ${output}`);
     }
     if (/^https?:\/\//.test(given)) return given;
     return (await sqs.send(new GetQueueUrlCommand({ QueueName: given }))).QueueUrl!;
@@ -112,11 +150,14 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
     s3,
     sqs,
     local,
+    runtime,
     endpoint,
     bucket() {
-      const bucket = options.bucket ?? (local ? LOCAL_RESOURCE_NAMES.bucket : undefined);
+      const bucket = named.bucket ?? (local ? LOCAL_RESOURCE_NAMES.bucket : undefined);
       if (!bucket)
-        throw new UsageError('--aws needs --bucket (or MAILBRIDGE_BUCKET): the stack output BucketName');
+        throw new UsageError(
+          '--aws needs --stack, or --bucket (or MAILBRIDGE_BUCKET): the stack output BucketName',
+        );
       return bucket;
     },
     queueUrl(role) {
@@ -132,4 +173,74 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
       sqs.destroy();
     },
   };
+}
+
+type ResourceOptions = Pick<ConnectionOptions, 'bucket' | (typeof QUEUE_FLAGS)[QueueRole]['key']>;
+
+/** The resource flags that were given; they win over the stack's outputs. */
+function definedOnly(options: ConnectionOptions): ResourceOptions {
+  const keys = ['bucket', ...Object.values(QUEUE_FLAGS).map((queue) => queue.key)] as const;
+  return Object.fromEntries(keys.flatMap((key) => (options[key] ? [[key, options[key]]] : [])));
+}
+
+/**
+ * The bucket and queue names of a deployed stack, from its outputs (CloudFormation DescribeStacks;
+ * `cdk deploy` prints the same outputs).
+ */
+async function stackResourceNames(stack: string): Promise<ResourceOptions> {
+  const { CloudFormationClient, DescribeStacksCommand } = await import('@aws-sdk/client-cloudformation');
+  // The SDK's own endpoint resolution (AWS_ENDPOINT_URL_CLOUDFORMATION among others), not the emulator's.
+  const { region, credentials } = awsClientConfig();
+  const cloudFormation = new CloudFormationClient({ region, ...(credentials ? { credentials } : {}) });
+  try {
+    const { Stacks = [] } = await cloudFormation
+      .send(new DescribeStacksCommand({ StackName: stack }))
+      .catch((error: Error) => {
+        throw new CliError(`cannot read the outputs of stack ${stack}: ${error.message}`);
+      });
+    const outputs = new Map(
+      (Stacks[0]?.Outputs ?? []).map((output) => [output.OutputKey, output.OutputValue]),
+    );
+    const wanted: [keyof ResourceOptions, string][] = [
+      ['bucket', 'BucketName'],
+      ...Object.values(QUEUE_FLAGS).map(({ key, output }): [keyof ResourceOptions, string] => [key, output]),
+    ];
+    const missing = wanted.filter(([, output]) => !outputs.get(output)).map(([, output]) => output);
+    if (missing.length > 0) {
+      throw new CliError(`stack ${stack} has no output ${missing.join(', ')}: is it a mailbridge stack?`);
+    }
+    const names = Object.fromEntries(wanted.map(([key, output]) => [key, outputs.get(output)]));
+    return names as ResourceOptions;
+  } finally {
+    cloudFormation.destroy();
+  }
+}
+
+/**
+ * The config a command works with: the file given; else, locally, the one in effect in the running
+ * `mailbridge dev` (it may have been started with `--config`), else the default local config.
+ * `source` says which, for messages.
+ */
+export async function configInUse(
+  connection: Connection,
+  given: string | undefined,
+  runtime: Runtime,
+): Promise<{ config: Config; source: string }> {
+  if (given) {
+    return {
+      config: await loadConfig(given, runtime, { s3Text: s3TextReader(connection.s3) }),
+      source: given,
+    };
+  }
+  if (connection.runtime) {
+    const { configFile, pid } = connection.runtime;
+    const source = `${configFile} (as run by mailbridge dev, pid ${pid})`;
+    return { config: parseConfig(connection.runtime.config, { source, runtime }), source };
+  }
+  if (!connection.local) {
+    throw new UsageError(
+      '--aws needs --config (or MAILBRIDGE_CONFIG): the deployed config file or s3:// URL',
+    );
+  }
+  return { config: await loadConfig(LOCAL_CONFIG_FILE, runtime), source: LOCAL_CONFIG_FILE };
 }

@@ -1,17 +1,8 @@
-import { join } from 'node:path';
 import type { Command } from 'commander';
-import { ConfigError } from '../core/index.ts';
+import { ConfigError, MailbridgeError } from '../core/index.ts';
 import type { LocalPorts, LocalRuntime } from '../dev/index.ts';
-import { CliError } from './output.ts';
-
-const PORT_VARIABLES: Record<keyof LocalPorts, string> = {
-  smtp: 'MAILBRIDGE_SMTP_PORT',
-  submission: 'MAILBRIDGE_SUBMISSION_PORT',
-  smtps: 'MAILBRIDGE_SMTPS_PORT',
-  inbox: 'MAILBRIDGE_INBOX_PORT',
-  health: 'MAILBRIDGE_HEALTH_PORT',
-  emulator: 'MAILBRIDGE_EMULATOR_PORT',
-};
+import { PORT_VARIABLES } from '../dev/runtime-state.ts';
+import { CliError, DEFAULT_DATA_DIR } from './output.ts';
 
 /** Port overrides from the environment; a bad value names its variable. */
 function portsFromEnv(env: NodeJS.ProcessEnv): LocalPorts {
@@ -35,7 +26,9 @@ function portsFromEnv(env: NodeJS.ProcessEnv): LocalPorts {
  * Runs the local pipeline until SIGINT or SIGTERM, then drains in-flight work and exits 0; a second
  * signal exits 1 at once. Prints the banner of {@link describeRuntime}.
  */
-async function serve(options: { config?: string; dataDir: string }): Promise<void> {
+async function serve(options: DevOptions): Promise<void> {
+  // EMF metrics are JSON lines too: only with the JSON logs.
+  if (!options.jsonLogs) process.env.POWERTOOLS_METRICS_DISABLED = 'true';
   const { describeRuntime, startLocalRuntime } = await import('../dev/index.ts');
   let runtime: LocalRuntime;
   try {
@@ -43,10 +36,11 @@ async function serve(options: { config?: string; dataDir: string }): Promise<voi
       ...(options.config ? { configFile: options.config } : {}),
       dataDir: options.dataDir,
       ports: portsFromEnv(process.env),
+      console: { json: options.jsonLogs === true },
     });
   } catch (error) {
     throw new CliError(
-      error instanceof ConfigError ? error.message : `mailbridge failed to start: ${String(error)}`,
+      error instanceof MailbridgeError ? error.message : `mailbridge failed to start: ${String(error)}`,
     );
   }
   let stopping = false;
@@ -69,6 +63,17 @@ async function serve(options: { config?: string; dataDir: string }): Promise<voi
   process.on('SIGTERM', stop);
   // Only now: a script that waits for the banner may signal at once.
   for (const line of describeRuntime(runtime)) console.log(line);
+  if (!options.jsonLogs) {
+    console.log(
+      'one line per message accepted, delivered, retried or failed follows (--json-logs for JSON logs and EMF metrics)',
+    );
+  }
+}
+
+interface DevOptions {
+  config?: string;
+  dataDir: string;
+  jsonLogs?: boolean;
 }
 
 /** `mailbridge dev`: what `npm start` runs. */
@@ -80,11 +85,12 @@ export function registerDev(program: Command): void {
     .option(
       '--data-dir <dir>',
       'where stored mail and queues are kept across restarts (env MAILBRIDGE_DATA_DIR)',
-      process.env.MAILBRIDGE_DATA_DIR || join(import.meta.dirname, '..', '.mailbridge', 'data'),
+      DEFAULT_DATA_DIR,
     )
+    .option('--json-logs', 'log JSON lines and EMF metrics as in AWS, instead of one line per message')
     .addHelpText(
       'after',
       `\nPorts: ${Object.values(PORT_VARIABLES).join(', ')} override the config's (0 picks a free one).`,
     )
-    .action((options: { config?: string; dataDir: string }) => serve(options));
+    .action((options: DevOptions) => serve(options));
 }

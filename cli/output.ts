@@ -5,6 +5,10 @@ import { InvalidArgumentError } from 'commander';
 /** The config `npm start` uses when given none. */
 export const LOCAL_CONFIG_FILE = join(import.meta.dirname, '..', 'dev', 'mailbridge.yaml');
 
+/** Where `npm start` keeps stored mail, queues and its record for the other commands. */
+export const DEFAULT_DATA_DIR =
+  process.env.MAILBRIDGE_DATA_DIR || join(import.meta.dirname, '..', '.mailbridge', 'data');
+
 /** Exit codes scripts can rely on. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 

@@ -9,14 +9,12 @@ import {
   createMetrics,
   type InboundEvent,
   InboundEventSchema,
-  loadConfig,
   newMessageId,
   Router,
   rawObjectKey,
-  s3TextReader,
 } from '../core/index.ts';
-import { type ConnectionOptions, connect, withConnectionOptions } from './connection.ts';
-import { CliError, collect, LOCAL_CONFIG_FILE, printJson, UsageError } from './output.ts';
+import { type ConnectionOptions, configInUse, connect, withConnectionOptions } from './connection.ts';
+import { CliError, collect, printJson, UsageError } from './output.ts';
 
 interface ReplayOptions extends ConnectionOptions {
   config?: string;
@@ -90,9 +88,10 @@ export function registerReplay(program: Command): void {
       )
       .argument('<message-id>', 'the id from `250 2.0.0 queued as <id>`')
       .addOption(
-        new Option('--config <file>', `config file or s3:// URL (default ${LOCAL_CONFIG_FILE} locally)`).env(
-          'MAILBRIDGE_CONFIG',
-        ),
+        new Option(
+          '--config <file>',
+          'config file or s3:// URL (default locally: the one the running `mailbridge dev` uses, else dev/mailbridge.yaml)',
+        ).env('MAILBRIDGE_CONFIG'),
       )
       .option('--route <id>', 'only the recipients of this route')
       .option('--new-id', 'a new message id, so new webhook-ids (receivers will not dedupe it)')
@@ -119,14 +118,11 @@ export function registerReplay(program: Command): void {
       '../functions/index.ts'
     );
     try {
-      const source = options.config ?? (connection.local ? LOCAL_CONFIG_FILE : undefined);
-      if (!source)
-        throw new UsageError(
-          '--aws needs --config (or MAILBRIDGE_CONFIG): the deployed config file or s3:// URL',
-        );
-      const config = await loadConfig(source, connection.local ? 'local' : 'aws', {
-        s3Text: s3TextReader(connection.s3),
-      });
+      const { config, source } = await configInUse(
+        connection,
+        options.config,
+        connection.local ? 'local' : 'aws',
+      );
       const router = new Router(config);
       if (options.route && !config.routes.some((route) => route.id === options.route)) {
         throw new UsageError(`no route ${options.route} in ${source}`);

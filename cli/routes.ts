@@ -1,17 +1,23 @@
 import { type Command, Option } from 'commander';
 import {
+  type Config,
   ConfigError,
   type EndpointHealth,
-  loadConfig,
   Router,
   SmtpError,
   s3EndpointHealthStore,
 } from '../core/index.ts';
-import { type ConnectionOptions, connect, withConnectionOptions } from './connection.ts';
-import { CliError, formatTable, LOCAL_CONFIG_FILE, printJson } from './output.ts';
+import {
+  type Connection,
+  type ConnectionOptions,
+  configInUse,
+  connect,
+  withConnectionOptions,
+} from './connection.ts';
+import { CliError, formatTable, printJson } from './output.ts';
 
 interface RoutesOptions extends ConnectionOptions {
-  config: string;
+  config?: string;
   runtime: 'local' | 'aws';
   json?: boolean;
 }
@@ -24,26 +30,21 @@ interface EndpointStatus extends EndpointHealth {
 
 /** Reads the health of `endpoints` where the deliver function keeps it; an error says why it could not. */
 async function readHealth(
-  options: ConnectionOptions,
+  connection: Connection,
   endpoints: readonly string[],
 ): Promise<{ where: string; statuses: EndpointStatus[] } | { error: string }> {
   try {
-    const connection = await connect(options);
-    try {
-      const bucket = connection.bucket();
-      const store = s3EndpointHealthStore(connection.s3, bucket);
-      const statuses = await Promise.all(
-        endpoints.map(async (endpoint): Promise<EndpointStatus> => {
-          const { state } = await store.read(endpoint);
-          const status = state.disabledAt ? 'disabled' : state.firstFailureAt ? 'failing' : 'enabled';
-          return { endpoint, status, ...state };
-        }),
-      );
-      const where = connection.endpoint ? `${connection.endpoint}, bucket ${bucket}` : `bucket ${bucket}`;
-      return { where, statuses };
-    } finally {
-      connection.close();
-    }
+    const bucket = connection.bucket();
+    const store = s3EndpointHealthStore(connection.s3, bucket);
+    const statuses = await Promise.all(
+      endpoints.map(async (endpoint): Promise<EndpointStatus> => {
+        const { state } = await store.read(endpoint);
+        const status = state.disabledAt ? 'disabled' : state.firstFailureAt ? 'failing' : 'enabled';
+        return { endpoint, status, ...state };
+      }),
+    );
+    const where = connection.endpoint ? `${connection.endpoint}, bucket ${bucket}` : `bucket ${bucket}`;
+    return { where, statuses };
   } catch (error) {
     return { error: (error as Error).message };
   }
@@ -84,7 +85,10 @@ export function registerRoutes(program: Command): void {
       "validate a config; for each address show its route and endpoints, or the SMTP reply it gets (exit 1 if any is refused); each endpoint's health when it can be read (the local emulator by default, or --aws)",
     )
     .argument('[address...]', 'recipient addresses to try')
-    .option('--config <file>', 'config file (JSON or YAML)', LOCAL_CONFIG_FILE)
+    .option(
+      '--config <file>',
+      'config file (JSON or YAML) (default: the one the running `mailbridge dev` uses, else dev/mailbridge.yaml)',
+    )
     .addOption(
       new Option(
         '--runtime <runtime>',
@@ -95,64 +99,77 @@ export function registerRoutes(program: Command): void {
     )
     .option('--json', 'print JSON');
   withConnectionOptions(checkCommand).action(async (addresses: string[], options: RoutesOptions) => {
-    let config: Awaited<ReturnType<typeof loadConfig>>;
+    const connection = await connect(options);
     try {
-      config = await loadConfig(options.config, options.runtime);
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      if (options.json) printJson({ valid: false, source: options.config, issues: error.issues });
-      throw new CliError(options.json ? '' : error.message);
+      await checkRoutes(connection, addresses, options);
+    } finally {
+      connection.close();
     }
-    const router = new Router(config);
-    const results = addresses.map((address) => check(router, address));
-    const summary = config.routes.map((route) => ({
-      id: route.id,
-      match: route.match,
-      endpoints: route.endpoints,
-    }));
-    const health = await readHealth(options, [...new Set(config.routes.flatMap((route) => route.endpoints))]);
-    if (options.json) {
-      printJson({
-        valid: true,
-        source: options.config,
-        routes: summary,
-        addresses: results,
-        ...('error' in health ? { health: null, healthError: health.error } : { health: health.statuses }),
-      });
-    } else {
-      const disabled = new Set(
-        'error' in health
-          ? []
-          : health.statuses.filter((s) => s.status === 'disabled').map((s) => s.endpoint),
-      );
-      const mark = (endpoint: string) => (disabled.has(endpoint) ? `${endpoint} (disabled)` : endpoint);
-      console.log(
-        `${options.config}: valid, ${config.routes.length} route(s), domains ${config.domains.join(', ')}`,
-      );
-      if (addresses.length === 0) {
-        for (const line of formatTable(
-          summary.map((route) => [route.id, route.match.join(' '), route.endpoints.join(' ')]),
-        ))
-          console.log(`  ${line}`);
-      }
-      for (const result of results) {
-        console.log(
-          result.accepted
-            ? `${result.address} → route ${result.route} → ${result.endpoints.map(mark).join(', ')}`
-            : `${result.address} → ${result.reply}`,
-        );
-      }
-      if ('error' in health) {
-        console.log(`endpoint health: not read (${health.error})`);
-      } else {
-        console.log(`endpoint health (${health.where}):`);
-        for (const line of formatTable(
-          health.statuses.map((status) => [status.endpoint, describeHealth(status)]),
-        ))
-          console.log(`  ${line}`);
-      }
-    }
-    const refused = results.filter((result) => !result.accepted).length;
-    if (refused > 0) throw new CliError(options.json ? '' : `${refused} address(es) refused`);
   });
+}
+
+/** `routes check` on one connection: exit 1 (a CliError) when the config is bad or an address is refused. */
+async function checkRoutes(
+  connection: Connection,
+  addresses: readonly string[],
+  options: RoutesOptions,
+): Promise<void> {
+  let config: Config;
+  let source: string;
+  try {
+    ({ config, source } = await configInUse(connection, options.config, options.runtime));
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    if (options.json) printJson({ valid: false, source: options.config ?? null, issues: error.issues });
+    throw new CliError(options.json ? '' : error.message);
+  }
+  const router = new Router(config);
+  const results = addresses.map((address) => check(router, address));
+  const summary = config.routes.map((route) => ({
+    id: route.id,
+    match: route.match,
+    endpoints: route.endpoints,
+  }));
+  const health = await readHealth(connection, [
+    ...new Set(config.routes.flatMap((route) => route.endpoints)),
+  ]);
+  if (options.json) {
+    printJson({
+      valid: true,
+      source,
+      routes: summary,
+      addresses: results,
+      ...('error' in health ? { health: null, healthError: health.error } : { health: health.statuses }),
+    });
+  } else {
+    const disabled = new Set(
+      'error' in health ? [] : health.statuses.filter((s) => s.status === 'disabled').map((s) => s.endpoint),
+    );
+    const mark = (endpoint: string) => (disabled.has(endpoint) ? `${endpoint} (disabled)` : endpoint);
+    console.log(`${source}: valid, ${config.routes.length} route(s), domains ${config.domains.join(', ')}`);
+    if (addresses.length === 0) {
+      for (const line of formatTable(
+        summary.map((route) => [route.id, route.match.join(' '), route.endpoints.join(' ')]),
+      ))
+        console.log(`  ${line}`);
+    }
+    for (const result of results) {
+      console.log(
+        result.accepted
+          ? `${result.address} → route ${result.route} → ${result.endpoints.map(mark).join(', ')}`
+          : `${result.address} → ${result.reply}`,
+      );
+    }
+    if ('error' in health) {
+      console.log(`endpoint health: not read (${health.error})`);
+    } else {
+      console.log(`endpoint health (${health.where}):`);
+      for (const line of formatTable(
+        health.statuses.map((status) => [status.endpoint, describeHealth(status)]),
+      ))
+        console.log(`  ${line}`);
+    }
+  }
+  const refused = results.filter((result) => !result.accepted).length;
+  if (refused > 0) throw new CliError(options.json ? '' : `${refused} address(es) refused`);
 }

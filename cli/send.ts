@@ -10,7 +10,7 @@ interface SendOptions {
   auth?: string;
   insecure?: boolean;
   from: string;
-  to: string[];
+  to?: string[];
   subject: string;
   body: string;
   attach: string[];
@@ -59,9 +59,12 @@ function printResult(result: SendResult, count: number): void {
   console.log(`${result.index + 1}/${count} ${result.response}`);
 }
 
+/** Routed to the dev inbox by the default local config. */
+const DEFAULT_TO = 'test@example.test';
+
 const LOOPBACK = /^(?:127\.\d+\.\d+\.\d+|localhost|::1)$/;
 
-async function send(options: SendOptions): Promise<SendResult[]> {
+async function send(options: SendOptions & { to: string[] }): Promise<SendResult[]> {
   if (options.tls && options.starttls) throw new UsageError('--tls and --starttls exclude each other');
   const { host, port } = parseServer(options.server);
   const auth = parseAuth(options.auth);
@@ -129,7 +132,7 @@ export function registerSend(program: Command): void {
     .option('--auth <user:password>', 'SMTP AUTH (PLAIN/LOGIN)')
     .option('--insecure', "don't verify the server certificate (never verified for loopback servers)")
     .option('--from <address>', 'sender', 'sender@example.com')
-    .option('--to <address>', 'recipient, repeatable', collect, [])
+    .option('--to <address>', `recipient, repeatable (default: ${DEFAULT_TO})`, collect)
     .option('--subject <text>', 'subject', 'mailbridge test')
     .option('--body <text>', 'plain-text body', 'Sent by mailbridge send.')
     .option('--attach <file>', 'attachment, repeatable', collect, [])
@@ -138,8 +141,7 @@ export function registerSend(program: Command): void {
     .option('--concurrency <n>', 'connections in parallel', positiveInt, 1)
     .option('--json', 'print JSON')
     .action(async (options: SendOptions) => {
-      if (options.to.length === 0) options.to = ['test@example.test'];
-      const results = await send(options);
+      const results = await send({ ...options, to: options.to ?? [DEFAULT_TO] });
       const failed = results.filter((result) => !result.ok).length;
       if (failed > 0) throw new CliError(`${failed} of ${results.length} messages not accepted`);
     });

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import leven from 'leven';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { longestRetrySeconds, MAX_ROUTE_TIMEOUT_SECONDS } from './delivery.ts';
@@ -53,7 +54,7 @@ export const SecretRefSchema = z.union([
 ]);
 export type SecretRef = z.infer<typeof SecretRefSchema>;
 
-/** The design's default retry schedule after the first try: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. */
+/** The default retry schedule after the first try (docs/architecture.md, "Delivery semantics"). */
 export const DEFAULT_RETRY_SCHEDULE_SECONDS: readonly number[] = [5, 300, 1800, 7200, 18000, 36000, 36000];
 
 const RouteSchema = z.strictObject({
@@ -117,10 +118,17 @@ export type ListenerConfig = z.output<typeof ListenerSchema>;
 
 const TlsSchema = z.discriminatedUnion('source', [
   z.strictObject({ source: z.literal('self-signed') }).meta({ description: 'Made at first local start.' }),
-  z.strictObject({ source: z.literal('files'), certFile: z.string(), keyFile: z.string() }),
+  z.strictObject({
+    source: z.literal('files'),
+    certFile: z.string().meta({ description: 'PEM certificate chain file, leaf first.' }),
+    keyFile: z.string().meta({ description: 'PEM private key file of the certificate.' }),
+  }),
   z.strictObject({
     source: z.literal('secrets-manager'),
-    secretId: z.string().min(1),
+    secretId: z
+      .string()
+      .min(1)
+      .meta({ description: 'Secrets Manager secret holding `{"cert", "key"}` as PEM strings.' }),
     reloadInterval: duration
       .default(3600)
       .meta({ description: 'How often the listener re-reads the secret.' }),
@@ -214,7 +222,12 @@ export const ConfigSchema = z.strictObject({
   auth: z
     .strictObject({
       users: z
-        .array(z.strictObject({ user: z.string().min(1), password: SecretRefSchema }))
+        .array(
+          z.strictObject({
+            user: z.string().min(1).meta({ description: 'User name given to AUTH PLAIN or LOGIN.' }),
+            password: SecretRefSchema.meta({ description: 'Its password, by reference.' }),
+          }),
+        )
         .default([])
         .meta({ description: 'SMTP AUTH users of the submission and implicit-TLS ports.' }),
     })
@@ -341,6 +354,91 @@ function runtimeIssues(config: Config, runtime: Runtime): string[] {
   return issues;
 }
 
+/** The part of the config schema at `path`, through defaults, arrays and unions; undefined if none. */
+function schemaAt(schema: z.core.$ZodType, path: readonly PropertyKey[]): z.core.$ZodType | undefined {
+  const def = schema._zod.def as z.core.$ZodTypeDef & {
+    innerType?: z.core.$ZodType;
+    in?: z.core.$ZodType;
+    element?: z.core.$ZodType;
+    shape?: Record<string, z.core.$ZodType>;
+    options?: z.core.$ZodType[];
+  };
+  if (def.innerType) return schemaAt(def.innerType, path);
+  if (def.type === 'pipe' && def.in) return schemaAt(def.in, path);
+  if (path.length === 0) return schema;
+  const [key, ...rest] = path;
+  if (def.type === 'union' && def.options) {
+    for (const option of def.options) {
+      const found = schemaAt(option, path);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  if (def.type === 'array' && def.element && typeof key === 'number') return schemaAt(def.element, rest);
+  if (def.type === 'object' && def.shape && typeof key === 'string' && key in def.shape) {
+    return schemaAt(def.shape[key]!, rest);
+  }
+  return undefined;
+}
+
+/** The known key closest to a misspelt one (`endpoint` → `endpoints`), if one is close. */
+function closestKey(key: string, known: readonly string[]): string | undefined {
+  let best: { key: string; distance: number } | undefined;
+  for (const candidate of known) {
+    const distance = leven(key.toLowerCase(), candidate.toLowerCase());
+    if (distance <= Math.max(2, Math.floor(candidate.length / 3)) && (!best || distance < best.distance)) {
+      best = { key: candidate, distance };
+    }
+  }
+  return best?.key;
+}
+
+const SECRET_FORMS =
+  'a secret is one of { value: "…" } (the secret itself, local runs only), { env: "VARIABLE_NAME" }, { secretsManager: "name or ARN", jsonKey?: "key" }';
+
+function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}
+
+/**
+ * One line per schema issue, by the field's path, in words a person editing the file can act on:
+ * the three forms of a secret reference, "did you mean" for a misspelt key.
+ */
+function describeIssue(issue: z.core.$ZodIssue, document: unknown): string[] {
+  const at = formatPath(issue.path) || '(root)';
+  if (issue.code === 'unrecognized_keys') {
+    const shape = (schemaAt(ConfigSchema, issue.path)?._zod.def as { shape?: object } | undefined)?.shape;
+    const known = Object.keys(shape ?? {});
+    return issue.keys.map((key) => {
+      const close = closestKey(key, known);
+      return `${at}: unknown key "${key}"${close ? `; did you mean "${close}"?` : ''}`;
+    });
+  }
+  if (issue.code === 'invalid_union') {
+    const schema = schemaAt(ConfigSchema, issue.path);
+    // A secret reference, described (a copy of SecretRefSchema with the same forms) or not, or a
+    // union of one and a list of them.
+    const forms = (candidate: unknown) =>
+      (candidate as z.core.$ZodType | undefined)?._zod.def.type === 'union' &&
+      (candidate as { _zod: { def: { options: unknown[] } } })._zod.def.options[0] ===
+        SecretRefSchema.options[0];
+    const options = (schema?._zod.def as { options?: unknown[] } | undefined)?.options ?? [];
+    const single = forms(schema);
+    if (single || options.some(forms)) {
+      const value = issue.path.reduce<unknown>(
+        (node, key) =>
+          node !== null && typeof node === 'object' ? (node as Record<PropertyKey, unknown>)[key] : undefined,
+        document,
+      );
+      const list = single ? '' : ', or a list of them';
+      return [`${at}: ${SECRET_FORMS}${list}; got ${kindOf(value)}`];
+    }
+  }
+  return [`${at}: ${issue.message}`];
+}
+
 /**
  * Validates a parsed config document. Throws a {@link ConfigError} listing every bad field by
  * its path (`routes[2].endpoints[0]: …`), so a bad file fails at start and says where.
@@ -350,7 +448,7 @@ export function parseConfig(document: unknown, options: { source: string; runtim
   if (!result.success) {
     throw new ConfigError(
       options.source,
-      result.error.issues.map((issue) => `${formatPath(issue.path) || '(root)'}: ${issue.message}`),
+      result.error.issues.flatMap((issue) => describeIssue(issue, document)),
     );
   }
   const issues = runtimeIssues(result.data, options.runtime);

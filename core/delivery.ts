@@ -34,7 +34,7 @@ export type WebhookSender = (request: WebhookRequest) => Promise<AttemptResult>;
  */
 export type DeadLetterReason = 'permanent' | 'gone' | 'blocked' | 'exhausted' | 'parked';
 
-/** The class of one try's outcome (DESIGN.md "Delivery semantics"). */
+/** The class of one try's outcome (docs/architecture.md, "Delivery semantics"). */
 export type DeliveryOutcome =
   | { readonly class: 'delivered'; readonly status: number }
   | {

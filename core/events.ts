@@ -3,7 +3,7 @@ import { InvalidRecordError } from './errors.ts';
 
 const TlsInfoSchema = z.object({ protocol: z.string(), cipher: z.string() });
 
-/** The message the listener queues on `inbound` once the raw message is stored (DESIGN.md). */
+/** The message the listener queues on `inbound` once the raw message is stored (docs/architecture.md, "InboundEvent"). */
 export const InboundEventSchema = z.object({
   version: z.literal(1),
   id: z.string().regex(/^[0-9A-HJKMNP-TV-Z]{26}$/, 'a ULID'),

@@ -180,7 +180,7 @@ const RecipientDetailSchema = z.object({
 });
 
 /**
- * The body of every webhook, version 1 (DESIGN.md "The webhook"). The published JSON Schema
+ * The body of every webhook, version 1 (docs/architecture.md, "The webhook payload"). The published JSON Schema
  * (`schema/webhook-payload.v1.json`) is generated from this schema, as are the types.
  */
 export const WebhookPayloadSchema = z

@@ -1,4 +1,4 @@
-import { QUEUE_SETTINGS, type ResourceNames, type Runtime } from '../core/index.ts';
+import { type Logger, QUEUE_SETTINGS, type ResourceNames, type Runtime } from '../core/index.ts';
 import {
   createDeliverHandler,
   createParseHandler,
@@ -14,6 +14,8 @@ export interface LocalHandlersOptions
   readonly resolver?: ParseDeps['resolver'];
   /** @default 'local' */
   readonly runtime?: Runtime;
+  /** The logger of each part (`parse`, `deliver`, `poller`). @default each part's own */
+  readonly loggers?: (serviceName: string) => Logger;
 }
 
 /**
@@ -34,6 +36,7 @@ export function createLocalHandlers(options: LocalHandlersOptions): {
       inboundDlqUrl: resources.inboundDlqUrl,
       config,
       ...(options.resolver ? { resolver: options.resolver } : {}),
+      ...(options.loggers ? { logger: options.loggers('parse') } : {}),
     }),
     deliver: createDeliverHandler({
       s3,
@@ -46,6 +49,7 @@ export function createLocalHandlers(options: LocalHandlersOptions): {
       runtime: options.runtime ?? 'local',
       ...(options.send ? { send: options.send } : {}),
       ...(options.now ? { now: options.now } : {}),
+      ...(options.loggers ? { logger: options.loggers('deliver') } : {}),
     }),
   };
 }
@@ -80,6 +84,7 @@ export async function startLocalFunctions(options: LocalFunctionsOptions): Promi
   const tuning = {
     sqs,
     waitTimeSeconds,
+    ...(options.loggers ? { logger: options.loggers('poller') } : {}),
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
     ...(options.batchingWindowMs !== undefined ? { maxBatchingWindowMs: options.batchingWindowMs } : {}),
   };

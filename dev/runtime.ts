@@ -1,12 +1,13 @@
-import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import {
   type Config,
-  createLogger,
   createMetrics,
   type ListenerConfig,
   loadConfig,
+  MailbridgeError,
   type Route,
   resolveSecret,
 } from '../core/index.ts';
@@ -19,17 +20,22 @@ import {
   startListener,
   type TlsMaterial,
 } from '../listener/index.ts';
+import { type ConsoleSink, runtimeLoggers } from './console.ts';
 import { type Emulator, startEmulator } from './emulator.ts';
 import { startLocalFunctions } from './handlers.ts';
 import { type Inbox, startInbox } from './inbox.ts';
+import { messageEventsFile } from './message-events.ts';
 import type { Poller } from './poller.ts';
 import { emulatorClients, type LocalResources, provisionLocalResources } from './resources.ts';
+import { PORT_VARIABLES, recordRunningRuntime } from './runtime-state.ts';
 
 // The local default config, used when no other file is given.
 const DEFAULT_CONFIG_FILE = join(import.meta.dirname, 'mailbridge.yaml');
 
-/** The dev inbox's address in the default config (DESIGN.md "Local runtime"). */
+/** The dev inbox's address in the default config (docs/architecture.md, "The local runtime"). */
 const DEFAULT_INBOX_ORIGINS = ['http://127.0.0.1:8025', 'http://localhost:8025'];
+const DEFAULT_INBOX_PORT = 8025;
+const DEFAULT_EMULATOR_PORT = 4566;
 
 /** Ports that replace the config's; 0 picks a free one. */
 export interface LocalPorts {
@@ -47,6 +53,67 @@ export interface LocalPorts {
   emulator?: number;
 }
 
+const PORT_LABELS: Readonly<Record<keyof LocalPorts, string>> = {
+  smtp: 'SMTP, MX-style',
+  submission: 'submission',
+  smtps: 'implicit TLS',
+  inbox: 'dev inbox',
+  health: 'listener health',
+  emulator: 'S3 + SQS emulator',
+};
+
+const PORT_OF_MODE: Readonly<Record<ListenerConfig['mode'], keyof LocalPorts>> = {
+  mx: 'smtp',
+  submission: 'submission',
+  'implicit-tls': 'smtps',
+};
+
+/** Some of the runtime's ports cannot be bound; the message names each with its variable. */
+export class PortsInUseError extends MailbridgeError {
+  override name = 'PortsInUseError';
+  constructor(taken: readonly { host: string; port: number; use: keyof LocalPorts; code: string }[]) {
+    const lines = taken.map(
+      ({ host, port, use, code }) =>
+        `  ${host}:${port} (${PORT_LABELS[use]}, ${PORT_VARIABLES[use]}): ${code === 'EADDRINUSE' ? 'in use' : code}`,
+    );
+    super(
+      [
+        'cannot start: ports taken (is another `mailbridge dev` running?)',
+        ...lines,
+        'Stop the other one, or set these variables to free ports (0 picks any).',
+      ].join('\n'),
+    );
+  }
+}
+
+/** Why `port` cannot be bound on `host` (`EADDRINUSE`, `EACCES`…), or undefined when it can. */
+function bindError(host: string, port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(undefined)));
+  });
+}
+
+/** Checks every fixed port before anything starts, so that one message names all the taken ones. */
+async function checkPorts(config: Config, ports: LocalPorts): Promise<void> {
+  const wanted = [
+    ...config.listeners.map((listener) => ({
+      host: listener.host,
+      port: listener.port,
+      use: PORT_OF_MODE[listener.mode],
+    })),
+    { host: config.health.host, port: config.health.port, use: 'health' as const },
+    { host: '127.0.0.1', port: ports.inbox ?? DEFAULT_INBOX_PORT, use: 'inbox' as const },
+    { host: '127.0.0.1', port: ports.emulator ?? DEFAULT_EMULATOR_PORT, use: 'emulator' as const },
+  ].filter((entry) => entry.port !== 0);
+  const checked = await Promise.all(
+    wanted.map(async (entry) => ({ ...entry, code: await bindError(entry.host, entry.port) })),
+  );
+  const taken = checked.flatMap(({ code, ...entry }) => (code ? [{ ...entry, code }] : []));
+  if (taken.length > 0) throw new PortsInUseError(taken);
+}
+
 export interface LocalRuntimeOptions {
   /** Config file (JSON or YAML), validated for the `local` runtime. @default dev/mailbridge.yaml */
   configFile?: string;
@@ -57,6 +124,12 @@ export interface LocalRuntimeOptions {
   resolver?: DnsResolver;
   /** Long-poll wait of the pollers; stopping may take this long. @default 2 */
   pollWaitSeconds?: number;
+  /**
+   * What the parts' logs print: the JSON lines of AWS (`json: true`), or one human line per
+   * accepted, delivered, retried or failed message and per warning. With a `dataDir` the message
+   * events are also recorded there for `mailbridge tail`. @default JSON lines
+   */
+  console?: Pick<ConsoleSink, 'json' | 'print'>;
 }
 
 /** A running local pipeline: emulator, listener, both functions behind pollers, dev inbox. */
@@ -76,27 +149,32 @@ export interface LocalRuntime {
   readonly authUser: { readonly user: string; readonly password: string } | undefined;
   /** Signing secrets of the routes that deliver to the dev inbox. */
   readonly signingSecrets: readonly string[];
+  /** Where message events are recorded (JSON lines), with a `dataDir`. */
+  readonly eventsFile: string | undefined;
   /** Stops the listener gracefully, drains both pollers, closes the inbox and the emulator. */
   close(): Promise<void>;
 }
 
-function withPorts(config: Config, ports: LocalPorts, inboxUrl: string): Config {
-  const portFor: Record<ListenerConfig['mode'], number | undefined> = {
-    mx: ports.smtp,
-    submission: ports.submission,
-    'implicit-tls': ports.smtps,
+/** The config with the port overrides applied. */
+function withPorts(config: Config, ports: LocalPorts): Config {
+  return {
+    ...config,
+    listeners: config.listeners.map((listener) => ({
+      ...listener,
+      port: ports[PORT_OF_MODE[listener.mode]] ?? listener.port,
+    })),
+    health: { ...config.health, port: ports.health ?? config.health.port },
   };
+}
+
+/** The config with its dev-inbox endpoints on the inbox actually running. */
+function withInbox(config: Config, inboxUrl: string): Config {
   const toInbox = (endpoint: string) => {
     const origin = DEFAULT_INBOX_ORIGINS.find((candidate) => endpoint.startsWith(`${candidate}/`));
     return origin ? inboxUrl + endpoint.slice(origin.length) : endpoint;
   };
   return {
     ...config,
-    listeners: config.listeners.map((listener) => ({
-      ...listener,
-      port: portFor[listener.mode] ?? listener.port,
-    })),
-    health: { ...config.health, port: ports.health ?? config.health.port },
     routes: config.routes.map((route) => ({ ...route, endpoints: route.endpoints.map(toInbox) })),
   };
 }
@@ -119,10 +197,18 @@ function routeSecrets(route: Route, index: number): Promise<string[]> {
  */
 export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
   const ports = options.ports ?? {};
-  const loaded = await loadConfig(options.configFile ?? DEFAULT_CONFIG_FILE, 'local');
+  const configFile = resolve(options.configFile ?? DEFAULT_CONFIG_FILE);
+  const loaded = withPorts(await loadConfig(configFile, 'local'), ports);
   const secretsByRoute = await Promise.all(loaded.routes.map(routeSecrets));
   const authUsers = await resolveAuthUsers(loaded);
+  await checkPorts(loaded, ports);
   const tls = await tlsMaterial(loaded, options.dataDir);
+  const eventsFile = options.dataDir ? messageEventsFile(options.dataDir) : undefined;
+  const loggers = runtimeLoggers({
+    json: options.console?.json ?? true,
+    ...(options.console?.print ? { print: options.console.print } : {}),
+    ...(eventsFile ? { eventsFile } : {}),
+  });
 
   // Undone in reverse: listener first (no new mail), pollers drained, then inbox and emulator.
   const cleanups: (() => Promise<void>)[] = [];
@@ -135,7 +221,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
   };
   try {
     const emulator = await startEmulator({
-      port: ports.emulator ?? 4566,
+      port: ports.emulator ?? DEFAULT_EMULATOR_PORT,
       ...(options.dataDir ? { dataDir: options.dataDir } : {}),
     });
     cleanups.push(() => emulator.close());
@@ -154,9 +240,13 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         : [],
     );
     const signingSecrets = [...new Set(inboxRoutes.flatMap((r) => secretsByRoute[r]!))];
-    const inbox = await startInbox({ host: '127.0.0.1', port: ports.inbox ?? 8025, secrets: signingSecrets });
+    const inbox = await startInbox({
+      host: '127.0.0.1',
+      port: ports.inbox ?? DEFAULT_INBOX_PORT,
+      secrets: signingSecrets,
+    });
     cleanups.push(() => inbox.close());
-    const config = withPorts(loaded, ports, inbox.url);
+    const config = withInbox(loaded, inbox.url);
     const secretsById = new Map(config.routes.map((route, r) => [route.id, secretsByRoute[r]!]));
 
     const pollers = await startLocalFunctions({
@@ -166,6 +256,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       config,
       secrets: async (route) => secretsById.get(route.id) ?? [],
       waitTimeSeconds: options.pollWaitSeconds ?? 2,
+      loggers,
       ...(options.resolver ? { resolver: options.resolver } : {}),
     });
     cleanups.push(() => pollers.stop());
@@ -178,10 +269,21 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       inboundQueueUrl: resources.inboundQueueUrl,
       tls,
       authUsers,
-      logger: createLogger('listener'),
+      logger: loggers('listener'),
       metrics: createMetrics('listener'),
     });
     cleanups.push(() => listener.close());
+    if (options.dataDir) {
+      cleanups.push(
+        await recordRunningRuntime(options.dataDir, {
+          configFile,
+          config,
+          emulator: emulator.endpoint,
+          inbox: inbox.url,
+          eventsFile: eventsFile!,
+        }),
+      );
+    }
     const [firstUser] = authUsers;
 
     return {
@@ -196,6 +298,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       pollers,
       authUser: firstUser && { user: firstUser[0], password: firstUser[1] },
       signingSecrets,
+      eventsFile,
       close: cleanup,
     };
   } catch (error) {
@@ -211,8 +314,9 @@ const MODE_LABELS: Record<ListenerConfig['mode'], string> = {
 };
 
 /**
- * The start banner: one line per endpoint of DESIGN.md's local table with the addresses actually
- * bound, the local credentials, the signing secret, and where to look at stored mail and queues.
+ * The start banner: one line per endpoint of the local table (docs/architecture.md, "The local
+ * runtime") with the addresses actually bound, the local credentials, the signing secret, and where
+ * to look at stored mail and queues.
  */
 export function describeRuntime(runtime: LocalRuntime): string[] {
   const { emulator, resources, inbox, config, dataDir } = runtime;

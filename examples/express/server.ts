@@ -1,5 +1,6 @@
 // A mailbridge webhook receiver with Express: verify the signature, then dedupe on webhook-id.
-// Run: MAILBRIDGE_SIGNING_SECRET=whsec_… node examples/express/server.ts
+// Run: MAILBRIDGE_SIGNING_SECRET=whsec_… PORT=3000 npx node examples/express/server.ts (docs/receivers.md)
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import express, { type Express } from 'express';
 import { Webhook } from 'standardwebhooks';
@@ -54,7 +55,13 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     },
   });
   const port = Number(process.env.PORT ?? 3000);
-  app.listen(port, '127.0.0.1', () =>
-    console.log(`listening on http://127.0.0.1:${port}/webhooks/mailbridge`),
-  );
+  // Express 5 hands a listen error (EADDRINUSE: the port is taken) to this callback.
+  const server = app.listen(port, '127.0.0.1', (error?: Error) => {
+    if (error) {
+      console.error(`cannot listen on 127.0.0.1:${port}: ${error.message}`);
+      process.exit(1);
+    }
+    const { port: bound } = server.address() as AddressInfo;
+    console.log(`listening on http://127.0.0.1:${bound}/webhooks/mailbridge`);
+  });
 }

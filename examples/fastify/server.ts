@@ -1,5 +1,5 @@
 // A mailbridge webhook receiver with Fastify: verify the signature, then dedupe on webhook-id.
-// Run: MAILBRIDGE_SIGNING_SECRET=whsec_… node examples/fastify/server.ts
+// Run: MAILBRIDGE_SIGNING_SECRET=whsec_… PORT=3000 npx node examples/fastify/server.ts (docs/receivers.md)
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Webhook } from 'standardwebhooks';

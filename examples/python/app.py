@@ -1,7 +1,8 @@
 """A mailbridge webhook receiver with Flask: verify the signature, then dedupe on webhook-id.
 
 Verification uses only the standard library (Standard Webhooks, HMAC-SHA256 over id.timestamp.body).
-Run: MAILBRIDGE_SIGNING_SECRET=whsec_... PORT=3000 python3 examples/python/app.py
+Run: pip install flask, then MAILBRIDGE_SIGNING_SECRET=whsec_... PORT=3000 python3 examples/python/app.py
+(docs/receivers.md, "Running the examples").
 """
 
 import base64

@@ -74,7 +74,7 @@ class RetryScheduledError extends MailbridgeError {
 
 /**
  * The deliver function: for each SQS record, a signed POST of the stored payload to the job's
- * endpoint, then done, a retry later, or the delivery DLQ (DESIGN.md "Delivery semantics").
+ * endpoint, then done, a retry later, or the delivery DLQ (docs/architecture.md, "Delivery semantics").
  * Returns only the failed records (Powertools batch), so one bad record never re-runs the others.
  *
  * Retries wait as in-flight messages: ChangeMessageVisibility to the scheduled delay, then the

@@ -41,7 +41,7 @@ describe('mailbridge verify', () => {
     assert.equal(old.code, 1);
     assert.match(
       (JSON.parse(old.stdout) as { reason: string }).reason,
-      /^timestamp 60\d s old, tolerance 300 s/,
+      /^timestamp 6\d\d s old, tolerance 300 s/,
     );
     assert.equal(oldTolerated.code, 0, oldTolerated.stdout);
     assert.equal(rotated.code, 0, rotated.stdout);
@@ -153,5 +153,25 @@ describe('mailbridge dev', () => {
     const result = await runCli(['dev', '--config', join(import.meta.dirname, 'missing.yaml')]);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /invalid config .*missing\.yaml/);
+  });
+});
+
+describe('mailbridge send --help', () => {
+  it('shows the defaults the command uses', async () => {
+    const help = await runCli(['send', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /--to <address>\s+recipient, repeatable \(default: test@example\.test\)/);
+    assert.match(help.stdout, /--server <host:port>\s+SMTP server \(default: "127\.0\.0\.1:2525"\)/);
+  });
+});
+
+describe('mailbridge tail without a running runtime', () => {
+  it('says that none runs with that data folder, and exits 1', async () => {
+    const result = await runCli(['tail', '--data-dir', join(tmpdir(), 'mailbridge-none-here')]);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      /no running `mailbridge dev` has its data folder at \S+mailbridge-none-here: start it \(npm start\)/,
+    );
   });
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -7,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { inspectLocal } from '../../cli/queue.ts';
@@ -16,6 +18,7 @@ import { writeConfigFile } from '../helpers/config-file.ts';
 import { noDns } from '../helpers/dns-zone.ts';
 import { runCli, startCli } from './helpers.ts';
 
+const execFileAsync = promisify(execFile);
 const SECRET = 'whsec_dGVzdC1zZWNyZXQtZm9yLXRoZS1jbGktdGVzdHM=';
 const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0 };
 
@@ -63,7 +66,6 @@ async function startRefusingEndpoint(status: number, text: string): Promise<Refu
 describe('mailbridge CLI against the local runtime', () => {
   let runtime: LocalRuntime;
   let dir: string;
-  let effectiveConfig: string;
   let env: Record<string, string>;
   let mx: string;
   let submission: string;
@@ -117,13 +119,14 @@ describe('mailbridge CLI against the local runtime', () => {
     });
     runtime = await startLocalRuntime({
       configFile,
+      dataDir: join(dir, 'data'),
       ports: ALL_PORTS_FREE,
       resolver: noDns,
       pollWaitSeconds: 1,
     });
-    // The config in effect (dev-inbox endpoint on the inbox's real port), for the commands that need it.
-    effectiveConfig = await writeConfigFile(dir, runtime.config, 'effective.json');
-    env = { AWS_ENDPOINT_URL: runtime.emulator.endpoint };
+    // As after `npm start -- --config FILE`: the commands find the runtime, its config and its
+    // ports through its data folder alone.
+    env = { MAILBRIDGE_DATA_DIR: join(dir, 'data') };
     const port = (mode: string) => runtime.listener.listeners.find((l) => l.mode === mode)!.port;
     mx = `127.0.0.1:${port('mx')}`;
     submission = `127.0.0.1:${port('submission')}`;
@@ -222,6 +225,26 @@ describe('mailbridge CLI against the local runtime', () => {
     assert.ok(payload.message.headers.some((h) => h.name.toLowerCase() === 'x-ticket' && h.value === '42'));
   });
 
+  it("the README's swaks command delivers the attachment under its file name", async () => {
+    const readme = await readFile(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
+    const line = /^swaks --server 127\.0\.0\.1:2525 .*--attach.*$/m.exec(readme)?.[0];
+    assert.ok(line, 'the README shows how to send an attachment with swaks');
+    await writeFile(join(dir, 'some.pdf'), '%PDF-1.4\n% a test document\n');
+    // As typed in a shell (no quoting in that line), on this runtime's MX port, next to some.pdf.
+    const args = line
+      .split(/\s+/)
+      .slice(1)
+      .map((arg) => (arg === '127.0.0.1:2525' ? mx : arg));
+    const { stdout } = await execFileAsync('swaks', args, { cwd: dir });
+    const id = /queued as ([0-9A-Z]{26})/.exec(stdout)?.[1];
+    assert.ok(id, stdout);
+    const payload = JSON.parse((await webhookWhere((sent) => sent.id === id)).body) as Payload;
+    assert.deepEqual(
+      payload.message.attachments.map((a) => a.filename),
+      ['some.pdf'],
+    );
+  });
+
   it('send: a refused recipient prints the SMTP reply and exits 1', async () => {
     const result = await runCli(['send', '--server', mx, '--to', 'someone@elsewhere.test']);
     assert.equal(result.code, 1);
@@ -230,18 +253,7 @@ describe('mailbridge CLI against the local runtime', () => {
 
   it('tail, dlq list/show/redrive: a failed delivery is followed, explained and redriven', async () => {
     const tail = await startCli(
-      [
-        'tail',
-        '--json',
-        '--count',
-        '2',
-        '--timeout',
-        '30',
-        '--interval',
-        '0.2',
-        '--inbox',
-        runtime.inbox.url,
-      ],
+      ['tail', '--json', '--count', '3', '--timeout', '30', '--interval', '0.2'],
       'following',
       { env },
     );
@@ -263,10 +275,15 @@ describe('mailbridge CLI against the local runtime', () => {
       .trim()
       .split('\n')
       .map((line) => JSON.parse(line) as Record<string, unknown>);
-    assert.deepEqual(lines.map((line) => line.kind).sort(), ['delivered', 'failed']);
+    // Every delivery and failure, whatever the endpoint: not only those of the dev inbox.
+    assert.deepEqual(lines.map((line) => line.kind).sort(), ['accepted', 'delivered', 'failed']);
+    assert.ok(lines.every((line) => line.messageId === id));
     const failed = lines.find((line) => line.kind === 'failed')!;
-    assert.equal(failed.messageId, id);
-    assert.equal(failed.lastStatus, 400);
+    assert.equal(failed.routeId, 'flaky');
+    assert.equal(failed.endpoint, flaky.url);
+    assert.equal(failed.reason, 'permanent');
+    assert.equal(failed.status, 400);
+    assert.equal(lines.find((line) => line.kind === 'delivered')!.routeId, 'dev-inbox');
 
     const listed = await runCli(['dlq', 'list', '--json'], { env });
     assert.equal(listed.code, 0, listed.stderr);
@@ -364,14 +381,19 @@ describe('mailbridge CLI against the local runtime', () => {
     const first = await webhookWhere((payload) => payload.id === id);
     const webhookId = String(first.headers['webhook-id']);
 
-    const replayed = await runCli(['replay', id, '--config', effectiveConfig, '--json'], { env });
+    // No --config: the one the runtime runs, whose dev-inbox endpoint is on the inbox's real port.
+    const replayed = await runCli(['replay', id, '--json'], { env });
     assert.equal(replayed.code, 0, replayed.stderr);
     const result = JSON.parse(replayed.stdout) as {
       replayedAs: string;
       envelopeSource: string;
-      jobs: { webhookId: string }[];
+      jobs: { webhookId: string; endpoint: string }[];
     };
     assert.equal(result.replayedAs, id);
+    assert.deepEqual(
+      result.jobs.map((job) => job.endpoint),
+      [`${runtime.inbox.url}/webhooks`],
+    );
     assert.equal(result.envelopeSource, 'stored payloads');
     assert.deepEqual(
       result.jobs.map((job) => job.webhookId),
@@ -379,12 +401,9 @@ describe('mailbridge CLI against the local runtime', () => {
     );
     await webhookWhere((payload, entry) => payload.id === id && entry !== first);
 
-    const renewed = await runCli(
-      ['replay', id, '--config', effectiveConfig, '--new-id', '--route', 'dev-inbox', '--json'],
-      {
-        env,
-      },
-    );
+    const renewed = await runCli(['replay', id, '--new-id', '--route', 'dev-inbox', '--json'], {
+      env,
+    });
     assert.equal(renewed.code, 0, renewed.stderr);
     const fresh = JSON.parse(renewed.stdout) as { replayedAs: string; jobs: { webhookId: string }[] };
     assert.notEqual(fresh.replayedAs, id);
@@ -394,8 +413,8 @@ describe('mailbridge CLI against the local runtime', () => {
     assert.equal(again.signatureValid, true);
 
     const [unknownRoute, unknownMessage] = await Promise.all([
-      runCli(['replay', id, '--config', effectiveConfig, '--route', 'nope'], { env }),
-      runCli(['replay', newMessageId(), '--config', effectiveConfig], { env }),
+      runCli(['replay', id, '--route', 'nope'], { env }),
+      runCli(['replay', newMessageId()], { env }),
     ]);
     assert.equal(unknownRoute.code, 2);
     assert.equal(unknownMessage.code, 1);
@@ -427,9 +446,8 @@ describe('mailbridge CLI against the local runtime', () => {
     );
     assert.equal(retired.received.length, 1, 'the job after the 410 was parked without a request');
 
-    const checked = await runCli(['routes', 'check', '--config', effectiveConfig, 'retired@example.test'], {
-      env,
-    });
+    // No --config: the routes of the running runtime (`retired` is not in the default config).
+    const checked = await runCli(['routes', 'check', 'retired@example.test'], { env });
     assert.equal(checked.code, 0, checked.stderr);
     assert.match(
       checked.stdout,
@@ -439,7 +457,7 @@ describe('mailbridge CLI against the local runtime', () => {
       checked.stdout,
       new RegExp(`^  ${endpoint}\\s+disabled since \\S+Z because 410 Gone: HTTP 410: endpoint removed$`, 'm'),
     );
-    const asJson = await runCli(['routes', 'check', '--config', effectiveConfig, '--json'], { env });
+    const asJson = await runCli(['routes', 'check', '--json'], { env });
     const { health } = JSON.parse(asJson.stdout) as { health: { endpoint: string; status: string }[] };
     assert.equal(health.find((entry) => entry.endpoint === endpoint)?.status, 'disabled');
     assert.equal(health.find((entry) => entry.endpoint !== endpoint)?.status, 'enabled');
@@ -454,9 +472,7 @@ describe('mailbridge CLI against the local runtime', () => {
     assert.match(redriven.stdout, /redrove 2 entries/);
     for (let waited = 0; retired.received.length < 3 && waited < 20_000; waited += 100) await sleep(100);
     assert.equal(retired.received.length, 3, 'both jobs delivered after the re-enable');
-    const after = await runCli(['routes', 'check', '--config', effectiveConfig, 'retired@example.test'], {
-      env,
-    });
+    const after = await runCli(['routes', 'check', 'retired@example.test'], { env });
     assert.match(after.stdout, new RegExp(`^  ${endpoint}\\s+enabled$`, 'm'));
   });
 });

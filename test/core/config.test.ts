@@ -64,7 +64,7 @@ describe('config', () => {
     assert.ok(issues.includes('routes[1].match[0]: expected local@domain, *@domain or /regex/'));
     assert.deepEqual(configIssues(`${minimal('routes: []')}\ncolour: blue`), [
       'routes: Too small: expected array to have >=1 items',
-      '(root): Unrecognized key: "colour"',
+      '(root): unknown key "colour"',
     ]);
   });
 
@@ -121,5 +121,37 @@ describe('config', () => {
   it('reports a file that is not YAML or JSON, and one that is missing', async () => {
     assert.match(configIssues('{ "domains": [')[0]!, /^\(file\): not valid JSON or YAML/);
     await assert.rejects(loadConfig('does/not/exist.yaml', 'local'), /cannot read/);
+  });
+});
+
+describe('config errors a person can act on', () => {
+  it('names the three forms of a secret reference', () => {
+    const forms =
+      'a secret is one of { value: "…" } (the secret itself, local runs only), { env: "VARIABLE_NAME" }, { secretsManager: "name or ARN", jsonKey?: "key" }';
+    assert.deepEqual(
+      configIssues(
+        minimal(`routes: [{ id: r1, match: ['*@example.test'], endpoints: ['https://a.test/'], secret: whsec_x }]
+auth: { users: [{ user: dev, password: hunter2 }] }`),
+      ),
+      [
+        `routes[0].secret: ${forms}, or a list of them; got a string`,
+        `auth.users[0].password: ${forms}; got a string`,
+      ],
+    );
+  });
+
+  it('suggests the key meant for a misspelt one', () => {
+    assert.deepEqual(
+      configIssues(
+        minimal(`routes: [{ id: r1, match: ['*@example.test'], endpoint: ['https://a.test/'], secret: { value: whsec_x } }]
+limits: { maxConnection: 5, colour: blue }`),
+      ),
+      [
+        'routes[0].endpoints: Invalid input: expected array, received undefined',
+        'routes[0]: unknown key "endpoint"; did you mean "endpoints"?',
+        'limits: unknown key "maxConnection"; did you mean "maxConnections"?',
+        'limits: unknown key "colour"',
+      ],
+    );
   });
 });

@@ -1,18 +1,45 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import { Webhook } from 'standardwebhooks';
 import { ConfigError } from '../../core/index.ts';
-import { describeRuntime, type LocalRuntime, startLocalRuntime } from '../../dev/index.ts';
+import { describeRuntime, type LocalRuntime, PortsInUseError, startLocalRuntime } from '../../dev/index.ts';
+import { writeConfigFile } from '../helpers/config-file.ts';
 import { noDns } from '../helpers/dns-zone.ts';
+import { startWebhookReceiver } from '../helpers/webhook-receiver.ts';
 
 const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0 };
+
+/** Sends one message to `to` through the MX port. */
+async function send(port: number, to: string[]): Promise<void> {
+  const transport = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    tls: { rejectUnauthorized: false },
+  });
+  try {
+    await transport.sendMail({ from: 'ann@sender.test', to, subject: 'console', text: 'hello' });
+  } finally {
+    transport.close();
+  }
+}
+
+/** Every port variable of `mailbridge dev` set to 0 (any free port). */
+function freePorts(): Record<string, string> {
+  return Object.fromEntries(
+    ['SMTP', 'SUBMISSION', 'SMTPS', 'INBOX', 'HEALTH', 'EMULATOR'].map((name) => [
+      `MAILBRIDGE_${name}_PORT`,
+      '0',
+    ]),
+  );
+}
 
 describe('local runtime (npm start) in process', () => {
   let runtime: LocalRuntime;
@@ -126,40 +153,179 @@ describe('local runtime start-up', () => {
     });
   });
 
-  it('npm start prints the banner, then exits 0 on SIGTERM', async () => {
-    const child = spawn(process.execPath, ['cli/main.ts', 'dev'], {
-      env: {
-        ...process.env,
-        MAILBRIDGE_SMTP_PORT: '0',
-        MAILBRIDGE_SUBMISSION_PORT: '0',
-        MAILBRIDGE_SMTPS_PORT: '0',
-        MAILBRIDGE_INBOX_PORT: '0',
-        MAILBRIDGE_HEALTH_PORT: '0',
-        MAILBRIDGE_EMULATOR_PORT: '0',
-        MAILBRIDGE_DATA_DIR: join(dir, 'data'),
-      },
+  it('checks every port first and names each taken one with its variable, in one message', async () => {
+    const taken = await Promise.all(
+      [0, 1].map(async () => {
+        const server = createServer().listen(0, '127.0.0.1');
+        await once(server, 'listening');
+        return server;
+      }),
+    );
+    const [smtp, inbox] = taken.map((server) => (server.address() as AddressInfo).port);
+    try {
+      await assert.rejects(startLocalRuntime({ ports: { ...ALL_PORTS_FREE, smtp, inbox } }), (error) => {
+        assert.ok(error instanceof PortsInUseError, String(error));
+        assert.equal(
+          error.message,
+          [
+            'cannot start: ports taken (is another `mailbridge dev` running?)',
+            `  127.0.0.1:${smtp} (SMTP, MX-style, MAILBRIDGE_SMTP_PORT): in use`,
+            `  127.0.0.1:${inbox} (dev inbox, MAILBRIDGE_INBOX_PORT): in use`,
+            'Stop the other one, or set these variables to free ports (0 picks any).',
+          ].join('\n'),
+        );
+        return true;
+      });
+    } finally {
+      for (const server of taken) server.close();
+    }
+  });
+
+  it('npm start prints one line per message accepted, delivered, retried or failed, not JSON', async () => {
+    const failing = await startWebhookReceiver({ secret: 'whsec_ZmFpbGluZw==' });
+    failing.down = true;
+    const configFile = await writeConfigFile(dir, {
+      domains: ['example.test'],
+      routes: [
+        {
+          id: 'failing',
+          match: ['fails@example.test'],
+          endpoints: [failing.url],
+          secret: { value: 'whsec_ZmFpbGluZw==' },
+          retrySchedule: ['1s'],
+        },
+        {
+          id: 'dev-inbox',
+          match: ['*@example.test'],
+          endpoints: ['http://127.0.0.1:8025/webhooks'],
+          secret: { value: 'whsec_ZGV2' },
+        },
+      ],
+      listeners: [{ host: '127.0.0.1', port: 0, mode: 'mx' }],
+      health: { host: '127.0.0.1', port: 0 },
+    });
+    const child = spawn(process.execPath, ['cli/main.js', 'dev', '--config', configFile], {
+      env: { ...process.env, ...freePorts(), MAILBRIDGE_DATA_DIR: join(dir, 'console') },
       stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+    const exited = once(child, 'exit');
+    const lines: string[] = [];
+    try {
+      const input = createInterface({ input: child.stdout });
+      let sent: Promise<unknown> | undefined;
+      for await (const line of input) {
+        lines.push(line);
+        const mx = /^SMTP, MX-style .*: 127\.0\.0\.1:(\d+)$/.exec(line);
+        if (mx) sent = send(Number(mx[1]), ['ok@example.test', 'fails@example.test']);
+        if (/ failed {4}/.test(line)) break;
+      }
+      await sent;
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+      await failing.close();
+    }
+    const events = lines.filter((line) => /^\d\d:\d\d:\d\d /.test(line));
+    assert.deepEqual(
+      events.map((line) => line.split(/ +/)[1]),
+      ['accepted', 'delivered', 'retry', 'failed'],
+      lines.join('\n'),
+    );
+    assert.match(
+      events[1]!,
+      /delivered \w{26} → route dev-inbox http:\/\/127\.0\.0\.1:\d+\/webhooks HTTP 204 \(try 1\)$/,
+    );
+    assert.match(events[2]!, /retry {5}\w{26} → route failing \S+: HTTP 503.* \(try 1\), next in 1 s$/);
+    assert.match(
+      events[3]!,
+      /failed {4}\w{26} → route failing \S+ exhausted: HTTP 503.* \(try 2\), in the delivery DLQ$/,
+    );
+    assert.ok(!lines.some((line) => line.startsWith('{')), 'no JSON log or EMF line');
+  });
+
+  it('npm start prints the banner the README and docs/cli.md show, then exits 0 on SIGTERM', async () => {
+    const child = spawn(process.execPath, ['cli/main.js', 'dev'], {
+      env: { ...process.env, ...freePorts(), MAILBRIDGE_DATA_DIR: join(dir, 'data') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Ends the read loop below in seconds if the banner never comes.
+      timeout: 60_000,
     });
     const exited = once(child, 'exit');
     const lines: string[] = [];
     for await (const line of createInterface({ input: child.stdout })) {
       lines.push(line);
-      if (line.startsWith('queues:')) break;
+      if (line.startsWith('one line per message')) break;
     }
     child.stdout.resume();
-    assert.ok(lines.some((line) => line.startsWith('signing secret: whsec_')));
-    assert.ok(lines.some((line) => line.startsWith('dev inbox API: GET http://127.0.0.1:')));
     child.kill('SIGTERM');
     const [code] = await exited;
     assert.equal(code, 0);
+    assert.ok(lines.some((line) => line.startsWith('signing secret: whsec_')));
+    // The samples were taken on the default ports and data folder; this run has its own.
+    const general = (line: string) =>
+      line.replace(/127\.0\.0\.1:\d+/g, '127.0.0.1:PORT').replace(/kept in \S+$/, 'kept in DATA');
+    for (const doc of ['README.md', 'docs/cli.md']) {
+      const text = await readFile(doc, 'utf8');
+      const start = text.indexOf('\nSMTP, MX-style');
+      const end = text.indexOf('\n', text.indexOf('\none line per message', start) + 1);
+      assert.ok(start !== -1 && end > start, `${doc} shows the banner`);
+      assert.deepEqual(
+        text
+          .slice(start + 1, end)
+          .split('\n')
+          .map(general),
+        lines.map(general),
+        doc,
+      );
+    }
+  });
+
+  it('npm start -- --json-logs prints the JSON logs and EMF metrics of AWS instead', async () => {
+    const child = spawn(process.execPath, ['cli/main.js', 'dev', '--json-logs'], {
+      env: {
+        ...process.env,
+        ...freePorts(),
+        MAILBRIDGE_DATA_DIR: join(dir, 'json-logs'),
+        POWERTOOLS_LOG_LEVEL: 'INFO',
+        POWERTOOLS_METRICS_DISABLED: 'false',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+    const exited = once(child, 'exit');
+    const json: Record<string, unknown>[] = [];
+    let sent: Promise<void> | undefined;
+    try {
+      for await (const line of createInterface({ input: child.stdout })) {
+        const mx = /^SMTP, MX-style .*: 127\.0\.0\.1:(\d+)$/.exec(line);
+        if (mx) sent = send(Number(mx[1]), ['json@example.test']);
+        if (line.startsWith('{')) json.push(JSON.parse(line) as Record<string, unknown>);
+        const delivered = json.find((record) => record.message === 'webhook delivered');
+        if (delivered && json.some((record) => record.service === 'deliver' && '_aws' in record)) break;
+      }
+      await sent;
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+    const accepted = json.find((record) => record.service === 'listener' && record.message === 'accepted');
+    assert.ok(accepted, JSON.stringify(json));
+    assert.equal(
+      json.find((record) => record.message === 'webhook delivered')?.messageId,
+      accepted.messageId,
+    );
+    const emf = json.find((record) => record.service === 'deliver' && '_aws' in record);
+    assert.equal(emf?.delivered, 1);
   });
 
   it('npm start exits 1 with the bad field on a bad --config', async () => {
     const file = join(dir, 'broken.yaml');
     await writeFile(file, 'version: 1\ndomains: []\n');
-    const child = spawn(process.execPath, ['cli/main.ts', 'dev', '--config', file], {
+    const child = spawn(process.execPath, ['cli/main.js', 'dev', '--config', file], {
       env: { ...process.env, MAILBRIDGE_DATA_DIR: join(dir, 'data2') },
       stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
     });
     let stderr = '';
     child.stderr.on('data', (chunk) => {
@@ -168,5 +334,66 @@ describe('local runtime start-up', () => {
     const [code] = await once(child, 'exit');
     assert.equal(code, 1);
     assert.match(stderr, /domains: /);
+  });
+});
+
+/** A Node older than package.json's minimum on this machine (Debian's is 20), or undefined. */
+function oldNode(): string | undefined {
+  for (const candidate of ['/usr/bin/node', '/usr/local/bin/node']) {
+    const version = spawnSync(candidate, ['-p', 'process.versions.node'], {
+      encoding: 'utf8',
+    }).stdout?.trim();
+    const [major = 99, minor = 0] = (version ?? '').split('.').map(Number);
+    if (version && (major < 22 || (major === 22 && minor < 19))) return candidate;
+  }
+  return undefined;
+}
+
+describe('the first run on a machine whose Node is too old', {
+  skip: oldNode() ? false : 'no Node < 22.19 here',
+}, () => {
+  const node = oldNode()!;
+  const onlyOldNode = { ...process.env, PATH: `${dirname(node)}:/bin` };
+
+  it('node cli/main.js says in one line which Node is needed', () => {
+    const result = spawnSync(node, ['cli/main.js', '--version'], { encoding: 'utf8', env: onlyOldNode });
+    assert.equal(result.status, 1);
+    const lines = result.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, result.stderr);
+    assert.match(lines[0]!, /^mailbridge needs Node\.js 22\.19 or later \(24 recommended\), this is v\d+\./);
+  });
+
+  it('npm start runs the pipeline with the Node 24 of node_modules', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-old-node-'));
+    // detached: npm does not pass signals on to the script, so the whole group is stopped.
+    const child = spawn(join(dirname(node), 'npm'), ['start'], {
+      env: { ...onlyOldNode, ...freePorts(), MAILBRIDGE_DATA_DIR: join(dir, 'data') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    // Ends the read loop below in seconds if the banner never comes.
+    const deadline = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 60_000);
+    let stderr = '';
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const exited = once(child, 'exit');
+    try {
+      const lines: string[] = [];
+      for await (const line of createInterface({ input: child.stdout })) {
+        lines.push(line);
+        if (line.startsWith('signing secret: ')) break;
+      }
+      child.stdout.resume();
+      assert.ok(
+        lines.some((line) => line.startsWith('SMTP, MX-style')),
+        `stdout: ${lines.join('\n')}\nstderr: ${stderr}`,
+      );
+    } finally {
+      clearTimeout(deadline);
+      process.kill(-child.pid!, 'SIGTERM');
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

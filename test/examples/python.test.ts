@@ -33,6 +33,8 @@ describe('examples/python Flask receiver', { skip }, () => {
         if (line.startsWith('processed ')) processed++;
       });
       child!.once('exit', (code) => reject(new Error(`app.py exited with ${code}`)));
+      // Fails in seconds, not at the runner's timeout, if the app never says it listens.
+      setTimeout(() => reject(new Error('app.py did not print "listening on" within 30 s')), 30_000).unref();
     });
     // stdout lines arrive a moment after the HTTP response; wait for the count to settle.
     const settled = async () => {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import type { WebhookPayload } from '../../../core/index.ts';
+import type { InboundEvent, WebhookPayload } from '../../../core/index.ts';
 import { sqsEvent } from '../../helpers/sqs-event.ts';
-import { FIXTURES, type ParseHarness, startParseHarness } from './harness.ts';
+import { assertSchemaValid, FIXTURES, type ParseHarness, startParseHarness } from './harness.ts';
 
 type Check = (payload: WebhookPayload) => void;
 
@@ -164,6 +164,7 @@ const EXPECT: Record<string, Check> = {
 describe('fixture corpus', () => {
   let h: ParseHarness;
   const payloads = new Map<string, WebhookPayload>();
+  const stored = new Map<string, InboundEvent>();
   let names: string[] = [];
 
   before(async () => {
@@ -175,7 +176,11 @@ describe('fixture corpus', () => {
     for (let start = 0; start < events.length; start += 10) {
       assert.deepEqual(await parse(sqsEvent(events.slice(start, start + 10))), { batchItemFailures: [] });
     }
-    const byId = new Map(events.map((event, index) => [event.id, names[index]!]));
+    const byId = new Map<string, string>();
+    events.forEach((event, index) => {
+      stored.set(names[index]!, event);
+      byId.set(event.id, names[index]!);
+    });
     for (const job of await h.drainJobs()) payloads.set(byId.get(job.messageId)!, await h.payload(job));
   });
   after(() => h.close());
@@ -184,13 +189,29 @@ describe('fixture corpus', () => {
     assert.ok(names.length >= 30, `${names.length} fixtures`);
     assert.deepEqual([...payloads.keys()].sort(), names);
     for (const [name, payload] of payloads) {
-      assert.equal(payload.type, 'email.received', name);
+      // Each payload is its own message's: its id and the measured raw object it links to.
+      const event = stored.get(name)!;
+      assert.equal(payload.id, event.id, name);
+      assert.deepEqual(
+        { size: payload.raw.size, sha256: payload.raw.sha256 },
+        { size: event.raw.size, sha256: event.raw.sha256 },
+        name,
+      );
       assert.ok(payload.message.headers.length > 0, `${name} has headers`);
       assert.ok(
         !payload.warnings.some((w) => w.startsWith('mime_parse_failed')),
         `${name}: ${payload.warnings}`,
       );
     }
+  });
+
+  it('the schema check refuses what the schema refuses: a receivedAt that is not an RFC 3339 date-time', () => {
+    const payload = payloads.get('02-alternative.eml');
+    assert.ok(payload);
+    assert.throws(
+      () => assertSchemaValid({ ...payload, receivedAt: 'yesterday' }),
+      /receivedAt must match format "date-time"/,
+    );
   });
 
   for (const [name, check] of Object.entries(EXPECT)) {

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 import {
   type Config,
   type DeliveryJob,
@@ -46,7 +47,8 @@ routes:
     attachments: { mode: url }
 `;
 
-const ajv = new Ajv2020({ allErrors: true, formats: { 'date-time': true } });
+// ajv-formats checks `date-time` (RFC 3339) for real; `formats: { 'date-time': true }` accepts anything.
+const ajv = addFormats.default(new Ajv2020({ allErrors: true }));
 const validatePayload = ajv.compile(webhookPayloadJsonSchema());
 
 /** Asserts a payload against the published JSON Schema (ajv, draft 2020-12). */
