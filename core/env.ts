@@ -16,6 +16,10 @@ export const ENV = {
   inboundQueueUrl: 'MAILBRIDGE_INBOUND_QUEUE_URL',
   deliveryQueueUrl: 'MAILBRIDGE_DELIVERY_QUEUE_URL',
   deliveryDlqUrl: 'MAILBRIDGE_DELIVERY_DLQ_URL',
+  /** The control plane's DynamoDB table: message log, refusals, API routes, domains and keys. */
+  controlTable: 'MAILBRIDGE_CONTROL_TABLE',
+  /** Days the message log keeps a message: the raw mail's lifecycle, so a log entry never outlives its mail. */
+  controlRetentionDays: 'MAILBRIDGE_CONTROL_RETENTION_DAYS',
 } as const;
 
 /** A required environment variable; the error names it. */
