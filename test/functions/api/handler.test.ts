@@ -7,6 +7,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from '
 import { newApiKey } from '../../../core/control/index.ts';
 import { newMessageId, parseConfigText } from '../../../core/index.ts';
 import { createApiFunctionHandler } from '../../../functions/api/index.ts';
+import { apiGatewayEvent } from '../../helpers/api-gateway.ts';
 import { startTestControlStore, TABLE, type TestControlStore } from '../../helpers/control-store.ts';
 import { type SecretsManagerService, startSecretsManager } from '../../helpers/secrets-manager.ts';
 
@@ -15,35 +16,6 @@ const CONFIG = parseConfigText(readFileSync('infra/example/mailbridge.yaml', 'ut
   runtime: 'aws',
 });
 
-/** An HTTP API (payload format 2.0) request as API Gateway hands it to the function. */
-function event(method: string, path: string, key: string, body?: unknown): APIGatewayProxyEventV2 {
-  const [rawPath, rawQueryString = ''] = path.split('?') as [string, string?];
-  return {
-    version: '2.0',
-    routeKey: '$default',
-    rawPath,
-    rawQueryString,
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    ...(rawQueryString
-      ? { queryStringParameters: Object.fromEntries(new URLSearchParams(rawQueryString)) }
-      : {}),
-    requestContext: {
-      accountId: '123456789012',
-      apiId: 'api1',
-      domainName: 'api1.execute-api.us-east-1.amazonaws.com',
-      domainPrefix: 'api1',
-      http: { method, path: rawPath, protocol: 'HTTP/1.1', sourceIp: '198.51.100.1', userAgent: 'test' },
-      requestId: 'r1',
-      routeKey: '$default',
-      stage: '$default',
-      time: '04/Dec/2026:10:00:00 +0000',
-      timeEpoch: 1_796_378_400_000,
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    isBase64Encoded: false,
-  };
-}
-
 describe('the API function: the API over DynamoDB, Secrets Manager and S3 links', () => {
   let control: TestControlStore;
   let secrets: SecretsManagerService & { url: string; close(): Promise<void> };
@@ -51,7 +23,7 @@ describe('the API function: the API over DynamoDB, Secrets Manager and S3 links'
   let key: string;
   let handle: (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredResultV2>;
   const call = async (method: string, path: string, body?: unknown) => {
-    const result = await handle(event(method, path, key, body));
+    const result = await handle(apiGatewayEvent(method, path, { authorization: `Bearer ${key}` }, body));
     return { status: result.statusCode, body: result.body ? JSON.parse(result.body) : undefined };
   };
 
