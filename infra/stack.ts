@@ -137,7 +137,12 @@ export class MailbridgeStack extends Stack {
       maxAzs: settings.maxAzs,
       natGateways: 0,
       subnetConfiguration: [{ name: 'public', subnetType: SubnetType.PUBLIC, cidrMask: 24 }],
-      gatewayEndpoints: { S3: { service: GatewayVpcEndpointAwsService.S3 } },
+      // Gateway endpoints are free: the tasks' S3 and DynamoDB (message log, route sync) traffic
+      // stays on AWS's network instead of leaving through their public IPs.
+      gatewayEndpoints: {
+        S3: { service: GatewayVpcEndpointAwsService.S3 },
+        DynamoDB: { service: GatewayVpcEndpointAwsService.DYNAMODB },
+      },
     });
     vpc.addFlowLog('FlowLog', {
       destination: FlowLogDestination.toS3(this.storage.accessLogsBucket, 'vpc-flow-logs/'),

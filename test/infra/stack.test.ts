@@ -126,6 +126,26 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
     });
   });
 
+  describe('network', () => {
+    it('gives the tasks’ subnets free gateway endpoints to S3 and DynamoDB', () => {
+      const routeTables = ofType('AWS::EC2::RouteTable')
+        .map(([id]) => id)
+        .sort();
+      const endpoints = ofType('AWS::EC2::VPCEndpoint').map(([, endpoint]) => endpoint.Properties);
+      assert.deepEqual(
+        endpoints.map((endpoint) => json(endpoint.ServiceName).match(/\.(s3|dynamodb)"/)?.[1]).sort(),
+        ['dynamodb', 's3'],
+      );
+      for (const endpoint of endpoints) {
+        assert.equal(endpoint.VpcEndpointType, 'Gateway');
+        assert.deepEqual(
+          (endpoint.RouteTableIds as { Ref: string }[]).map((ref) => ref.Ref).sort(),
+          routeTables,
+        );
+      }
+    });
+  });
+
   describe('listener service', () => {
     it('runs an ARM64 Fargate task from listener/Dockerfile, logging JSON to CloudWatch, with a stop timeout above closeTimeout', () => {
       const [[, task]] = ofType('AWS::ECS::TaskDefinition') as [[string, Resource]];
