@@ -5,29 +5,21 @@ import { cpSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import type { SQSBatchResponse } from 'aws-lambda';
-import {
-  type ControlStore,
-  dynamoControlStore,
-  ensureControlTable,
-  newApiKey,
-} from '../../core/control/index.ts';
+import { newApiKey } from '../../core/control/index.ts';
 import { type InboundEvent, newMessageId, rawObjectKey } from '../../core/index.ts';
-import { type LocalDynamo, startLocalDynamo } from '../../dev/dynamo.ts';
 import { sqsEventFromMessages } from '../../dev/sqs-event.ts';
 import { apiGatewayEvent } from '../helpers/api-gateway.ts';
-import { dynamoClient } from '../helpers/control-store.ts';
+import { receivedEvent, startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
 import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 import { tempDir } from '../infra/helpers.ts';
 import {
   type AwsEndpoint,
   emulatorRefs,
-  LOCAL_CONTROL_TABLE,
   putDeployedConfig,
   resolveEnvironment,
   type SynthesizedApp,
@@ -79,8 +71,7 @@ describe('the function bundles, as Lambda loads them', () => {
   let app: SynthesizedApp;
   let emulator: TestEmulator;
   let aws: AwsEndpoint;
-  let dynamo: LocalDynamo;
-  let control: { client: DynamoDBClient; store: ControlStore };
+  let control: TestControlStore;
   let receiver: WebhookReceiver;
   let dir: string;
   let cleanupDir: () => void;
@@ -89,11 +80,8 @@ describe('the function bundles, as Lambda loads them', () => {
   before(async () => {
     app = synthesizeApp();
     emulator = await startTestEmulator();
-    dynamo = await startLocalDynamo();
-    const client = dynamoClient(dynamo.endpoint, 3);
-    await ensureControlTable(client, LOCAL_CONTROL_TABLE);
-    control = { client, store: dynamoControlStore(client, LOCAL_CONTROL_TABLE) };
-    aws = await startAwsEndpoint(emulator.emulator.endpoint, { dynamoEndpoint: dynamo.endpoint });
+    control = await startTestControlStore();
+    aws = await startAwsEndpoint(emulator.emulator.endpoint, { dynamoEndpoint: control.dynamo.endpoint });
     receiver = await startWebhookReceiver({ secret: `whsec_${signingSecret}` });
     ({ dir, cleanup: cleanupDir } = tempDir('mailbridge-deployed-'));
     aws.secretsManager.set('mailbridge/signing/support', signingSecret);
@@ -106,8 +94,7 @@ describe('the function bundles, as Lambda loads them', () => {
   after(async () => {
     await receiver.close();
     await aws.close();
-    control.client.destroy();
-    await dynamo.close();
+    await control.close();
     await emulator.close();
     app.cleanup();
     cleanupDir();
@@ -241,21 +228,7 @@ describe('the function bundles, as Lambda loads them', () => {
     const made = newApiKey('first', 'full', new Date());
     await control.store.createKey(made.stored);
     const messageId = newMessageId();
-    await control.store.appendEvents(messageId, [
-      {
-        eventId: newMessageId(),
-        event: {
-          at: new Date().toISOString(),
-          type: 'received',
-          mailFrom: 'ada@sender.example',
-          rcptTo: ['support@example.com'],
-          size: 1200,
-          remoteAddress: '203.0.113.7',
-          helo: 'mail.sender.example',
-          tls: true,
-        },
-      },
-    ]);
+    await control.store.appendEvents(messageId, [receivedEvent()]);
     const request = (method: string, path: string, body?: unknown, key = made.secret) =>
       apiGatewayEvent(method, path, { authorization: `Bearer ${key}` }, body);
     const results = (await runBundle(app.stack.controlPlane.function, [

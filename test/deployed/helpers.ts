@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Template } from 'aws-cdk-lib/assertions';
 import { CONFIG_OBJECT_KEY, loadDeployment, type MailbridgeStack } from '../../infra/index.ts';
+import { TABLE } from '../helpers/control-store.ts';
 import type { TestEmulator } from '../helpers/emulator.ts';
 import { createSecretsManager, type SecretsManagerService } from '../helpers/secrets-manager.ts';
 import { buildStack, EXAMPLE_SETTINGS } from '../infra/helpers.ts';
@@ -34,9 +35,6 @@ export function synthesizeApp(): SynthesizedApp {
   };
 }
 
-/** The table name the control plane's table has locally (dynalite), in place of the stack's. */
-export const LOCAL_CONTROL_TABLE = 'mailbridge-control';
-
 /** The logical ids of the stack's bucket, queues and table, each with what stands in for it locally. */
 export function emulatorRefs(app: SynthesizedApp, emulator: TestEmulator): Map<string, string> {
   const { stack } = app;
@@ -47,7 +45,7 @@ export function emulatorRefs(app: SynthesizedApp, emulator: TestEmulator): Map<s
     [id(stack.queues.inbound), emulator.resources.inboundQueueUrl],
     [id(stack.queues.delivery), emulator.resources.deliveryQueueUrl],
     [id(stack.queues.deliveryDlq), emulator.resources.deliveryDlqUrl],
-    [id(stack.controlPlane.table.table), LOCAL_CONTROL_TABLE],
+    [id(stack.controlPlane.table.table), TABLE],
     ['AWS::Region', 'us-east-1'],
   ]);
 }

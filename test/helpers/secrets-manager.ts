@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 
 /** One stored secret, as Secrets Manager keeps it. */
 interface StoredSecret {
@@ -184,6 +185,16 @@ export function createSecretsManager(): SecretsManagerService {
         .end(JSON.stringify(answer.body));
     },
   };
+}
+
+/** An SDK client for a local Secrets Manager at `url`, with test credentials and no SDK retries. */
+export function secretsManagerClient(url: string): SecretsManagerClient {
+  return new SecretsManagerClient({
+    endpoint: url,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    maxAttempts: 1,
+  });
 }
 
 /** {@link createSecretsManager} served on 127.0.0.1 (a free port): point the SDK's `endpoint` at `url`. */

@@ -2,14 +2,23 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { newApiKey } from '../../../core/control/index.ts';
 import { newMessageId, parseConfigText } from '../../../core/index.ts';
 import { createApiFunctionHandler } from '../../../functions/api/index.ts';
 import { apiGatewayEvent } from '../../helpers/api-gateway.ts';
-import { startTestControlStore, TABLE, type TestControlStore } from '../../helpers/control-store.ts';
-import { type SecretsManagerService, startSecretsManager } from '../../helpers/secrets-manager.ts';
+import {
+  receivedEvent,
+  startTestControlStore,
+  TABLE,
+  type TestControlStore,
+} from '../../helpers/control-store.ts';
+import {
+  type SecretsManagerService,
+  secretsManagerClient,
+  startSecretsManager,
+} from '../../helpers/secrets-manager.ts';
 
 const CONFIG = parseConfigText(readFileSync('infra/example/mailbridge.yaml', 'utf8'), {
   source: 'mailbridge.yaml',
@@ -30,12 +39,7 @@ describe('the API function: the API over DynamoDB, Secrets Manager and S3 links'
   before(async () => {
     control = await startTestControlStore();
     secrets = await startSecretsManager();
-    secretsClient = new SecretsManagerClient({
-      endpoint: secrets.url,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-      maxAttempts: 1,
-    });
+    secretsClient = secretsManagerClient(secrets.url);
     const made = newApiKey('ops', 'full', new Date());
     await control.store.createKey(made.stored);
     key = made.secret;
@@ -139,25 +143,10 @@ describe('the API function: the API over DynamoDB, Secrets Manager and S3 links'
 
   it('links a message to its raw copy for 15 minutes', async () => {
     const id = newMessageId();
-    await control.store.appendEvents(
-      id,
-      [
-        {
-          eventId: newMessageId(),
-          event: {
-            at: new Date().toISOString(),
-            type: 'received',
-            mailFrom: 'ada@sender.example',
-            rcptTo: ['support@example.com'],
-            size: 1200,
-            remoteAddress: '203.0.113.7',
-            helo: 'mail.sender.example',
-            tls: true,
-          },
-        },
-      ],
-      { bucket: 'mail-bucket', key: `raw/2026/12/04/${id}.eml` },
-    );
+    await control.store.appendEvents(id, [receivedEvent()], {
+      bucket: 'mail-bucket',
+      key: `raw/2026/12/04/${id}.eml`,
+    });
     const shown = await call('GET', `/v1/messages/${id}`);
     assert.equal(shown.status, 200);
     const url = new URL(shown.body.raw.url);

@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { SigningSecretStore } from '../../../core/control/index.ts';
 import { createLogger, type Logger, resolveSecret, secretsManagerReader } from '../../../core/index.ts';
 import { routeSecretName, secretsManagerSigningSecretStore } from '../../../functions/api/index.ts';
-import { type SecretsManagerService, startSecretsManager } from '../../helpers/secrets-manager.ts';
+import {
+  type SecretsManagerService,
+  secretsManagerClient,
+  startSecretsManager,
+} from '../../helpers/secrets-manager.ts';
 
 /** A logger that keeps what it was told, by level. */
 function recordingLogger(): { logger: Logger; lines: { level: string; message: string; extra: unknown }[] } {
@@ -26,12 +30,7 @@ describe('signing secrets of API routes in Secrets Manager (over its JSON 1.1 AP
 
   before(async () => {
     service = await startSecretsManager();
-    client = new SecretsManagerClient({
-      endpoint: service.url,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-      maxAttempts: 1,
-    });
+    client = secretsManagerClient(service.url);
   });
   beforeEach(() => {
     const recorded = recordingLogger();
