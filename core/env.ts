@@ -17,6 +17,10 @@ export const ENV = {
   deliveryQueueUrl: 'MAILBRIDGE_DELIVERY_QUEUE_URL',
   deliveryDlqUrl: 'MAILBRIDGE_DELIVERY_DLQ_URL',
   inboundDlqUrl: 'MAILBRIDGE_INBOUND_DLQ_URL',
+  /** The control plane's DynamoDB table: message log, refusals, API routes, domains and keys. */
+  controlTable: 'MAILBRIDGE_CONTROL_TABLE',
+  /** Days the message log keeps a message: the raw mail's lifecycle, so a log entry never outlives its mail. */
+  controlRetentionDays: 'MAILBRIDGE_CONTROL_RETENTION_DAYS',
 } as const;
 
 /** A required environment variable; the error names it. */

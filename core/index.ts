@@ -86,6 +86,13 @@ export {
   rawObjectKey,
   webhookId,
 } from './ids.ts';
+export type { ControlMetricName, MetricName, MetricService } from './metric-names.ts';
+export {
+  CONTROL_METRIC_SERVICES,
+  CONTROL_METRICS,
+  METRIC_SERVICES,
+  METRICS,
+} from './metric-names.ts';
 export type { Logger, Metrics } from './observability.ts';
 export { createLogger, createMetrics, METRICS_NAMESPACE, MetricUnit } from './observability.ts';
 export type {

@@ -15,8 +15,6 @@ const deployment = loadDeployment(settingsPath);
 const { settings } = deployment;
 const stack = new MailbridgeStack(app, settings.stackName, {
   deployment,
-  env:
-    settings.account && settings.region ? { account: settings.account, region: settings.region } : undefined,
   description: 'mailbridge: inbound SMTP to signed webhooks',
 });
 if (settingsPath === EXAMPLE_SETTINGS) {

@@ -8,13 +8,14 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ENV, QUEUE_SETTINGS } from '../core/index.ts';
+import type { ControlTable } from './control-plane.ts';
 import type { DeployedConfig } from './deployed-config.ts';
 import type { Secrets } from './secrets.ts';
 import type { Storage } from './storage.ts';
 
 const REPO_ROOT = resolve(import.meta.dirname, '..');
 
-/** The functions, each bundled from `functions/<name>/handler.ts`. */
+/** The queue-triggered functions, each bundled from `functions/<name>/handler.ts` (the API's is in ControlPlane). */
 export const FUNCTION_NAMES = ['parse', 'deliver'] as const;
 
 /**
@@ -48,6 +49,62 @@ export const FUNCTION_BUNDLING = {
   banner:
     "import { createRequire as __mbCreateRequire } from 'node:module'; import { fileURLToPath as __mbFileURLToPath } from 'node:url'; import { dirname as __mbDirname } from 'node:path'; const require = __mbCreateRequire(import.meta.url); const __filename = __mbFileURLToPath(import.meta.url); const __dirname = __mbDirname(__filename);",
 };
+
+/** One Lambda function bundled from `functions/<entry>/handler.ts`, as {@link bundledFunction} makes it. */
+export interface BundledFunctionProps {
+  /** The folder under functions/ holding its `handler.ts`. */
+  readonly entry: 'parse' | 'deliver' | 'api';
+  readonly memorySize: number;
+  readonly timeout: Duration;
+  readonly reservedConcurrentExecutions?: number;
+  /** The deployed config it reads (and waits for); its location goes in the environment. */
+  readonly deployedConfig: DeployedConfig;
+  /** Resource names; secret values are read from Secrets Manager, never put here. */
+  readonly environment: Readonly<Record<string, string>>;
+  readonly logRetention: RetentionDays;
+}
+
+/**
+ * A function as every mailbridge function is deployed: Node.js 24 on arm64, bundled at synth by
+ * the locally installed esbuild (no Docker), JSON logs to a log group of its own with its
+ * retention, and a role of its own that may write to that group and read the deployed config,
+ * nothing else yet: callers grant the rest. Construct ids `<label>`, `<label>Role`, `<label>Logs`.
+ */
+export function bundledFunction(
+  scope: Construct,
+  label: string,
+  props: BundledFunctionProps,
+): NodejsFunction {
+  const logGroup = new LogGroup(scope, `${label}Logs`, {
+    retention: props.logRetention,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  // A role of our own instead of the AWSLambdaBasicExecutionRole managed policy: logs to this group only.
+  const role = new Role(scope, `${label}Role`, { assumedBy: new ServicePrincipal('lambda.amazonaws.com') });
+  logGroup.grantWrite(role);
+  const fn = new NodejsFunction(scope, label, {
+    entry: resolve(REPO_ROOT, 'functions', props.entry, 'handler.ts'),
+    handler: 'handler',
+    projectRoot: REPO_ROOT,
+    depsLockFilePath: resolve(REPO_ROOT, 'package-lock.json'),
+    runtime: Runtime.NODEJS_24_X,
+    architecture: Architecture.ARM_64,
+    memorySize: props.memorySize,
+    timeout: props.timeout,
+    reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+    role,
+    logGroup,
+    loggingFormat: LoggingFormat.JSON,
+    environment: {
+      ...props.deployedConfig.environment,
+      ...props.environment,
+      NODE_OPTIONS: FUNCTION_NODE_OPTIONS,
+    },
+    bundling: { ...FUNCTION_BUNDLING, forceDockerBundling: false },
+  });
+  props.deployedConfig.addReader(fn, fn);
+  return fn;
+}
 
 /** Settings of one function and its SQS trigger. */
 export interface FunctionOptions {
@@ -88,6 +145,8 @@ export interface FunctionsProps {
   readonly inboundDlq: IQueue;
   /** The webhook signing secrets deliver reads. */
   readonly secrets: Secrets;
+  /** The control plane's table: both read API routes from it and write the message log. */
+  readonly controlTable: ControlTable;
   /** @default - see FunctionOptions */
   readonly parse?: FunctionOptions;
   /** @default - see FunctionOptions */
@@ -114,7 +173,7 @@ export class Functions extends Construct {
   constructor(scope: Construct, id: string, props: FunctionsProps) {
     super(scope, id);
     const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
-    const { storage, deployedConfig } = props;
+    const { storage, deployedConfig, controlTable } = props;
     const make = (
       name: 'parse' | 'deliver',
       options: FunctionOptions,
@@ -132,37 +191,14 @@ export class Functions extends Construct {
           `${this.node.path}: ${name} maxConcurrency ${maxConcurrency} exceeds reservedConcurrency ${reservedConcurrency}; the excess would be throttled`,
         );
       }
-      const label = name === 'parse' ? 'Parse' : 'Deliver';
-      const logGroup = new LogGroup(this, `${label}Logs`, {
-        retention: logRetention,
-        removalPolicy: RemovalPolicy.DESTROY,
-      });
-      // A role of our own instead of the AWSLambdaBasicExecutionRole managed policy: logs to this group only.
-      const role = new Role(this, `${label}Role`, {
-        assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
-      });
-      logGroup.grantWrite(role);
-      const fn = new NodejsFunction(this, label, {
-        entry: resolve(REPO_ROOT, 'functions', name, 'handler.ts'),
-        handler: 'handler',
-        projectRoot: REPO_ROOT,
-        depsLockFilePath: resolve(REPO_ROOT, 'package-lock.json'),
-        runtime: Runtime.NODEJS_24_X,
-        architecture: Architecture.ARM_64,
+      const fn = bundledFunction(this, name === 'parse' ? 'Parse' : 'Deliver', {
+        entry: name,
         memorySize: options.memorySize ?? defaults.memorySize,
         timeout: Duration.seconds(QUEUE_SETTINGS.functionTimeoutSeconds[name]),
         reservedConcurrentExecutions: reservedConcurrency,
-        role,
-        logGroup,
-        loggingFormat: LoggingFormat.JSON,
-        // Resource names and the config location only; secret values are read from Secrets Manager.
-        environment: {
-          ...deployedConfig.environment,
-          [ENV.bucket]: storage.bucket.bucketName,
-          ...environment,
-          NODE_OPTIONS: FUNCTION_NODE_OPTIONS,
-        },
-        bundling: { ...FUNCTION_BUNDLING, forceDockerBundling: false },
+        deployedConfig,
+        environment: { [ENV.bucket]: storage.bucket.bucketName, ...controlTable.environment, ...environment },
+        logRetention,
       });
       const source = new SqsEventSource(queue, {
         batchSize: options.batchSize ?? defaults.batchSize,
@@ -170,7 +206,6 @@ export class Functions extends Construct {
         maxConcurrency,
       });
       fn.addEventSource(source);
-      deployedConfig.addReader(fn, fn);
       return [fn, source] as const;
     };
     [this.parse, this.parseSource] = make(
@@ -210,5 +245,13 @@ export class Functions extends Construct {
     storage.grantEndpointHealth(deliver);
     props.secrets.grantSigningRead(deliver);
     props.deliveryDlq.grantSendMessages(deliver);
+
+    // Parse resolves recipients against API routes too; both write the message log.
+    for (const fn of [parse, deliver]) {
+      controlTable.grantRouteReads(fn);
+      controlTable.grantLogWrites(fn);
+    }
+    // Deliver signs for API routes with the secrets the API made.
+    controlTable.grantRouteSecretsRead(deliver);
   }
 }

@@ -1,7 +1,11 @@
+export type { ControlPlaneProps, ControlTableProps } from './control-plane.ts';
+export { ControlPlane, ControlTable } from './control-plane.ts';
 export type { DeployedConfigProps } from './deployed-config.ts';
 export { DeployedConfig } from './deployed-config.ts';
-export type { FunctionOptions, FunctionsProps } from './functions.ts';
+export { FARGATE_CPUS, fargateMemoryChoices, fargateTaskSize } from './fargate.ts';
+export type { BundledFunctionProps, FunctionOptions, FunctionsProps } from './functions.ts';
 export {
+  bundledFunction,
   FUNCTION_BUNDLING,
   FUNCTION_NAMES,
   FUNCTION_NODE_OPTIONS,
@@ -11,9 +15,18 @@ export {
 export type { ListenerServiceProps } from './listener-service.ts';
 export { ListenerService } from './listener-service.ts';
 export type { MonitoringProps } from './monitoring.ts';
-export { METRIC_NAMES, METRIC_SERVICES, Monitoring } from './monitoring.ts';
+export { Monitoring } from './monitoring.ts';
 export type { QueuesProps } from './queues.ts';
 export { DLQ_RETENTION_DAYS, Queues } from './queues.ts';
+export type { ScannerSidecarSettings, ScannerSidecarsProps } from './scanner-sidecars.ts';
+export {
+  addScannerSidecars,
+  rspamdHealthCheck,
+  SCANNER_IMAGES,
+  SIDECAR_SIZES,
+  sidecarResources,
+  withScannerSidecars,
+} from './scanner-sidecars.ts';
 export type { SecretsProps } from './secrets.ts';
 export { Secrets } from './secrets.ts';
 export type { Deployment, DeploySettings, DeploySettingsInput } from './settings.ts';

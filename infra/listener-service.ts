@@ -35,9 +35,13 @@ import {
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import type { ScannersConfig } from '../core/filtering/index.ts';
 import { type Config, ConfigError, ENV } from '../core/index.ts';
 import { healthCheckCommand } from '../listener/healthcheck.ts';
+import type { ControlTable } from './control-plane.ts';
 import type { DeployedConfig } from './deployed-config.ts';
+import { fargateTaskSize } from './fargate.ts';
+import { addScannerSidecars, sidecarResources } from './scanner-sidecars.ts';
 import type { Secrets } from './secrets.ts';
 import type { Storage } from './storage.ts';
 
@@ -68,6 +72,14 @@ export interface ListenerServiceProps {
   readonly inboundQueue: IQueue;
   /** The STARTTLS certificate and the SMTP AUTH passwords the tasks read. */
   readonly secrets: Secrets;
+  /** The control plane's table: API routes and domains for RCPT decisions, the message log, refusals. */
+  readonly controlTable: ControlTable;
+  /**
+   * The content scanners the listener uses (the config's `scanners` section, as deployed): each one
+   * that is not null runs as a sidecar in every task, and the task grows by what it takes.
+   * @default - none
+   */
+  readonly scanners?: ScannersConfig;
   /**
    * The listener image.
    * @default - built from listener/Dockerfile for linux/arm64 at `cdk deploy` (synth only stages the context)
@@ -95,12 +107,12 @@ export interface ListenerServiceProps {
    */
   readonly maxCount?: number;
   /**
-   * Task CPU units (arm64).
+   * The listener's CPU units (arm64): the task's, without scanner sidecars.
    * @default 512
    */
   readonly cpu?: number;
   /**
-   * Task memory, MiB.
+   * The listener's memory, MiB: the task's, without scanner sidecars.
    * @default 1024
    */
   readonly memoryLimitMiB?: number;
@@ -149,6 +161,8 @@ export class ListenerService extends Construct {
   public readonly logGroup: LogGroup;
   /** NLB port → container port. */
   public readonly publicPorts: Readonly<Record<number, number>>;
+  /** The scanner sidecars in the task, as the `scanners` prop asked. */
+  public readonly scanners: { readonly rspamd?: ContainerDefinition; readonly clamav?: ContainerDefinition };
 
   constructor(scope: Construct, id: string, props: ListenerServiceProps) {
     super(scope, id);
@@ -178,9 +192,16 @@ export class ListenerService extends Construct {
 
     this.cluster = new Cluster(this, 'Cluster', { vpc, containerInsightsV2: ContainerInsights.ENABLED });
 
+    const listenerSize = { cpu: props.cpu ?? 512, memoryMiB: props.memoryLimitMiB ?? 1024 };
+    const scanners = props.scanners ?? { rspamd: null, clamd: null, budget: 5, stall: 2 };
+    const sidecars = sidecarResources(scanners);
+    const withSidecars = sidecars.cpu > 0;
+    const taskSize = withSidecars
+      ? fargateTaskSize(listenerSize.cpu + sidecars.cpu, listenerSize.memoryMiB + sidecars.memoryMiB)
+      : listenerSize;
     this.taskDefinition = new FargateTaskDefinition(this, 'Task', {
-      cpu: props.cpu ?? 512,
-      memoryLimitMiB: props.memoryLimitMiB ?? 1024,
+      cpu: taskSize.cpu,
+      memoryLimitMiB: taskSize.memoryMiB,
       runtimePlatform: {
         cpuArchitecture: CpuArchitecture.ARM64,
         operatingSystemFamily: OperatingSystemFamily.LINUX,
@@ -189,7 +210,7 @@ export class ListenerService extends Construct {
     Validations.of(this.taskDefinition).acknowledge({
       id: 'AwsSolutions-ECS2',
       reason:
-        'The environment holds only resource names (bucket, queue URL, config location, region); secret values are read from Secrets Manager by the listener at start and re-read on reloadInterval, so a certificate rotation needs no task restart.',
+        'The environment holds only resource names (bucket, queue URL, table, config location, region) and ClamAV settings; secret values are read from Secrets Manager by the listener at start and re-read on reloadInterval, so a certificate rotation needs no task restart.',
     });
     this.logGroup = new LogGroup(this, 'Logs', {
       retention: props.logRetention ?? RetentionDays.ONE_MONTH,
@@ -208,8 +229,11 @@ export class ListenerService extends Construct {
         ...props.deployedConfig.environment,
         [ENV.bucket]: props.storage.bucket.bucketName,
         [ENV.inboundQueueUrl]: props.inboundQueue.queueUrl,
+        ...props.controlTable.environment,
         AWS_REGION: Stack.of(this).region,
       },
+      // Beside sidecars, the listener's own share is reserved for it.
+      ...(withSidecars ? { cpu: listenerSize.cpu, memoryReservationMiB: listenerSize.memoryMiB } : {}),
       // The JSON log lines (and EMF metrics) go to CloudWatch as written; a full buffer drops lines rather than blocking SMTP sessions.
       logging: LogDrivers.awsLogs({
         logGroup: this.logGroup,
@@ -231,6 +255,9 @@ export class ListenerService extends Construct {
       portMappings: [...containerPorts, healthPort].map((containerPort) => ({ containerPort })),
     });
 
+    // Scanners answer on the task's loopback; the listener does not wait for them (a verdict is `unavailable` until they answer).
+    this.scanners = addScannerSidecars(this.taskDefinition, { scanners, logGroup: this.logGroup });
+
     if (this.taskDefinition.executionRole) {
       Validations.of(this.taskDefinition.executionRole).acknowledge({
         id: 'AwsSolutions-IAM5[Resource::*]',
@@ -244,13 +271,17 @@ export class ListenerService extends Construct {
     props.storage.grantPutRaw(taskRole);
     props.inboundQueue.grantSendMessages(taskRole);
     props.secrets.grantListenerRead(taskRole);
+    props.controlTable.grantRouteReads(taskRole);
+    props.controlTable.grantLogWrites(taskRole);
+    props.controlTable.grantRefusalWrites(taskRole);
 
     this.securityGroup = new SecurityGroup(this, 'TaskSecurityGroup', {
       vpc,
       description: 'mailbridge listener tasks: SMTP and health from the NLB only',
       allowAllOutbound: false,
     });
-    // The tasks only call AWS APIs (S3, SQS, Secrets Manager, CloudWatch Logs, ECR), all over HTTPS.
+    // The tasks only call AWS APIs (S3, SQS, DynamoDB, Secrets Manager, CloudWatch Logs, ECR) and, with
+    // ClamAV, its signature mirrors: all over HTTPS.
     this.securityGroup.addEgressRule(Peer.anyIpv4(), Port.tcp(443), 'AWS APIs over HTTPS');
 
     this.service = new FargateService(this, 'Service', {

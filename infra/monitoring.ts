@@ -11,6 +11,7 @@ import {
   TreatMissingData,
 } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import { Operation } from 'aws-cdk-lib/aws-dynamodb';
 import { ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
@@ -18,18 +19,32 @@ import { Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { METRICS_NAMESPACE } from '../core/index.ts';
+import type { UnavailableReason } from '../core/filtering/index.ts';
+import {
+  CONTROL_METRIC_SERVICES,
+  type ControlMetricName,
+  METRIC_SERVICES,
+  METRICS,
+  METRICS_NAMESPACE,
+  type MetricName,
+  type MetricService,
+} from '../core/index.ts';
+import type { ControlPlane } from './control-plane.ts';
 import type { ListenerService } from './listener-service.ts';
 
-/** The `service` dimension Powertools adds to each part's EMF metrics (its serviceName). */
-export const METRIC_SERVICES = { listener: 'listener', parse: 'parse', deliver: 'deliver' } as const;
+/** The DynamoDB operations the parts call on the control table (core/control/dynamodb-store.ts). */
+const CONTROL_TABLE_OPERATIONS = [
+  Operation.GET_ITEM,
+  Operation.BATCH_GET_ITEM,
+  Operation.QUERY,
+  Operation.PUT_ITEM,
+  Operation.UPDATE_ITEM,
+  Operation.DELETE_ITEM,
+  Operation.BATCH_WRITE_ITEM,
+];
 
-/** The EMF metric names each part emits in the `mailbridge` namespace. */
-export const METRIC_NAMES = {
-  listener: ['connections', 'accepted', 'rejected', 'bytes', 's3_failures', 'sqs_failures'],
-  parse: ['parse_errors'],
-  deliver: ['delivered', 'retried', 'dead_lettered', 'delivery_latency', 'parked', 'endpoint_disabled'],
-} as const;
+/** Reasons a scanner gives no verdict by design, not because it is down: the message is too large, or the scanner is off. */
+const EXPECTED_UNAVAILABLE: readonly UnavailableReason[] = ['too_large', 'disabled'];
 
 export interface MonitoringProps {
   readonly listener: ListenerService;
@@ -39,6 +54,13 @@ export interface MonitoringProps {
   readonly deliveryDlq: IQueue;
   readonly parseFunction: IFunction;
   readonly deliverFunction: IFunction;
+  /** The control plane: its API, function and table, and the message log the parts write. */
+  readonly controlPlane: ControlPlane;
+  /**
+   * Messages quarantined in an hour that raise an alarm (with scanner sidecars only).
+   * @default 100
+   */
+  readonly quarantinedPerHour?: number;
   /**
    * Subscribed to the alarm topic (the address must confirm the subscription).
    * @default - no subscription; subscribe to the topic yourself
@@ -99,13 +121,46 @@ export class Monitoring extends Construct {
     if (props.alarmEmail) this.topic.addSubscription(new EmailSubscription(props.alarmEmail));
     const action = new SnsAction(this.topic);
 
-    const emf = (service: keyof typeof METRIC_SERVICES, metricName: string, statistic = 'Sum') =>
+    const emf = <S extends MetricService>(service: S, metricName: MetricName<S>, statistic = 'Sum') =>
       new Metric({
         namespace: METRICS_NAMESPACE,
         metricName,
         dimensionsMap: { service: METRIC_SERVICES[service] },
         statistic,
         period: Duration.minutes(1),
+      });
+    /** A control plane metric, summed over the parts that emit it. */
+    const control = (metricName: ControlMetricName, period = Duration.minutes(1)) =>
+      new MathExpression({
+        label: metricName,
+        expression: CONTROL_METRIC_SERVICES.map((service) => `FILL(${service}, 0)`).join(' + '),
+        usingMetrics: Object.fromEntries(
+          CONTROL_METRIC_SERVICES.map((service) => [
+            service,
+            new Metric({
+              namespace: METRICS_NAMESPACE,
+              metricName,
+              dimensionsMap: { service: METRIC_SERVICES[service] },
+              statistic: 'Sum',
+              period,
+            }),
+          ]),
+        ),
+        period,
+      });
+    /** Every series of a metric, one per value of its dimensions (dashboards only: alarms cannot search). */
+    const search = (metricName: string, dimensions: readonly string[], service?: MetricService) =>
+      new MathExpression({
+        label: metricName,
+        expression: `SEARCH('{${METRICS_NAMESPACE},${[...dimensions, 'service'].sort().join(',')}} MetricName="${metricName}"${service ? ` service="${METRIC_SERVICES[service]}"` : ''}', 'Sum', 60)`,
+        period: Duration.minutes(1),
+      });
+    /** One listener metric summed over all its dimension values (a Metrics Insights query, which alarms accept). */
+    const listenerTotal = (metricName: MetricName<'listener'>, period: Duration, where = '') =>
+      new MathExpression({
+        label: metricName,
+        expression: `SELECT SUM(${metricName}) FROM SCHEMA("${METRICS_NAMESPACE}", ${[...METRICS.listener[metricName], 'service'].join(', ')}) WHERE service = '${METRIC_SERVICES.listener}'${where}`,
+        period,
       });
     const queueDepth = (queue: IQueue) =>
       queue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(1) });
@@ -275,13 +330,81 @@ export class Monitoring extends Construct {
       emf('listener', 'sqs_failures'),
       1,
     );
+    const { controlPlane } = props;
+    const { table } = controlPlane.table;
+    const fiveMinutes = Duration.minutes(5);
+    alarm(
+      'ApiServerErrors',
+      'The control plane API answered 5xx: the function failed or timed out, or the table or Secrets Manager failed it.',
+      controlPlane.apiMetric('5xx', 'Sum', fiveMinutes),
+      1,
+    );
+    alarm(
+      'ApiThrottled',
+      'API Gateway answered 429: clients asked for more than the API rate or burst limit.',
+      emf('api', 'throttled').with({ period: fiveMinutes }),
+      1,
+    );
+    alarm(
+      'ControlTableThrottled',
+      'DynamoDB throttled requests to the control table (on-demand: a burst beyond twice the previous peak, or an account limit).',
+      table.metricThrottledRequestsForOperations({
+        operations: CONTROL_TABLE_OPERATIONS,
+        period: fiveMinutes,
+      }),
+      1,
+    );
+    alarm(
+      'ControlTableSystemErrors',
+      'DynamoDB answered 500 to requests on the control table.',
+      table.metricSystemErrorsForOperations({ operations: CONTROL_TABLE_OPERATIONS, period: fiveMinutes }),
+      1,
+    );
+    alarm(
+      'ControlLogWriteFailures',
+      'Message log writes have failed for 5 minutes in a row; the writers keep retrying, mail is not affected.',
+      control('ControlLogWriteFailures'),
+      1,
+      { evaluationPeriods: 5 },
+    );
+    alarm(
+      'ControlLogDropped',
+      'Message log events were dropped: a writer held as many as it may while the table kept failing.',
+      control('ControlLogDropped', fiveMinutes),
+      1,
+    );
+    alarm(
+      'RouteSyncFailing',
+      'Reading route and domain changes has failed for 3 minutes in a row: API changes are not in force at RCPT or in parse.',
+      control('RouteSyncFailures'),
+      1,
+      { evaluationPeriods: 3 },
+    );
+    const scanning = Boolean(listener.scanners.rspamd || listener.scanners.clamav);
+    if (scanning) {
+      alarm(
+        'ScannerUnavailable',
+        'A scanner sidecar gave no verdict (down, timing out or at its concurrency cap) for 10 minutes; mail is delivered or held per route as `unavailable`.',
+        listenerTotal(
+          'scanner_unavailable',
+          fiveMinutes,
+          EXPECTED_UNAVAILABLE.map((reason) => ` AND reason != '${reason}'`).join(''),
+        ),
+        5,
+        { evaluationPeriods: 2 },
+      );
+      const quarantinedPerHour = props.quarantinedPerHour ?? 100;
+      alarm(
+        'QuarantineGrowing',
+        `More than ${quarantinedPerHour} messages were quarantined in an hour: stored, not delivered, waiting for review.`,
+        listenerTotal('quarantined', Duration.hours(1)),
+        quarantinedPerHour,
+        { comparison: ComparisonOperator.GREATER_THAN_THRESHOLD },
+      );
+    }
     this.alarms = alarms;
 
-    const rejectedByReason = new MathExpression({
-      label: 'rejected',
-      expression: `SEARCH('{${METRICS_NAMESPACE},reason,service} MetricName="rejected" service="${METRIC_SERVICES.listener}"', 'Sum', 60)`,
-      period: Duration.minutes(1),
-    });
+    const rejectedByReason = search('rejected', METRICS.listener.rejected, 'listener');
     const graph = (title: string, left: IMetric[], right: IMetric[] = [], width = 8) =>
       new GraphWidget({ title, left, right, width, height: 6 });
     const nlb = listener.loadBalancer.metrics;
@@ -360,6 +483,76 @@ export class Monitoring extends Construct {
         12,
       ),
     );
+    this.dashboard.addWidgets(new TextWidget({ markdown: '## Control plane API', width: 24, height: 1 }));
+    this.dashboard.addWidgets(
+      graph('API requests', [
+        controlPlane.apiMetric('Count', 'Sum'),
+        controlPlane.apiMetric('4xx', 'Sum'),
+        controlPlane.apiMetric('5xx', 'Sum'),
+        emf('api', 'throttled'),
+      ]),
+      graph('API latency (ms)', [
+        controlPlane.apiMetric('Latency', 'p50'),
+        controlPlane.apiMetric('Latency', 'p99'),
+        controlPlane.apiMetric('IntegrationLatency', 'p99'),
+      ]),
+      graph(
+        'API function errors / throttles',
+        [controlPlane.function.metricErrors(), controlPlane.function.metricThrottles()],
+        [controlPlane.function.metricDuration({ statistic: 'p99' })],
+      ),
+    );
+    this.dashboard.addWidgets(new TextWidget({ markdown: '## Message log', width: 24, height: 1 }));
+    this.dashboard.addWidgets(
+      graph('Log writes failed / dropped, refusals not logged', [
+        search('ControlLogWriteFailures', []),
+        search('ControlLogDropped', []),
+        search('RefusalsSampledOut', []),
+      ]),
+      graph('Route sync failures', [search('RouteSyncFailures', [])]),
+      graph(
+        'Control table: capacity used / throttled / errors',
+        [
+          table.metricConsumedReadCapacityUnits({ statistic: 'Sum', period: Duration.minutes(1) }),
+          table.metricConsumedWriteCapacityUnits({ statistic: 'Sum', period: Duration.minutes(1) }),
+        ],
+        [
+          // One graph cannot hold two per-operation sums (their ids collide); throttle events cover throttling.
+          table.metric('ReadThrottleEvents', { statistic: 'Sum', period: Duration.minutes(1) }),
+          table.metric('WriteThrottleEvents', { statistic: 'Sum', period: Duration.minutes(1) }),
+          table.metricSystemErrorsForOperations({ operations: CONTROL_TABLE_OPERATIONS }),
+        ],
+      ),
+    );
+    if (scanning) {
+      this.dashboard.addWidgets(new TextWidget({ markdown: '## Spam and malware', width: 24, height: 1 }));
+      this.dashboard.addWidgets(
+        graph(
+          'Verdicts by scanner',
+          [search('scan_verdicts', METRICS.listener.scan_verdicts, 'listener')],
+          [],
+          6,
+        ),
+        graph(
+          'Scanner unavailable by reason',
+          [search('scanner_unavailable', METRICS.listener.scanner_unavailable, 'listener')],
+          [],
+          6,
+        ),
+        graph(
+          'Quarantined by reason',
+          [search('quarantined', METRICS.listener.quarantined, 'listener')],
+          [],
+          6,
+        ),
+        graph(
+          'Scan time (ms)',
+          [emf('listener', 'scan_ms', 'p50'), emf('listener', 'scan_ms', 'p99')],
+          [],
+          6,
+        ),
+      );
+    }
   }
 
   /** The dashboard in the CloudWatch console. */

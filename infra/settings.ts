@@ -2,24 +2,16 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import type { ScannersConfig } from '../core/filtering/index.ts';
 import { type Config, ConfigError, parseConfigText } from '../core/index.ts';
+import { fargateMemoryChoices } from './fargate.ts';
 import { DLQ_RETENTION_DAYS } from './queues.ts';
+import { type ScannerSidecarSettings, withScannerSidecars } from './scanner-sidecars.ts';
 
 /** CloudWatch Logs retention periods, in days, that the service accepts. */
 const LOG_RETENTION_DAYS = [
   1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 ] as const;
-
-/** Fargate's valid memory sizes (MiB) per CPU size (CPU units). */
-function fargateMemoryChoices(cpu: number): number[] {
-  if (cpu === 256) return [512, 1024, 2048];
-  const gib = cpu / 1024;
-  const choices: number[] = [];
-  for (let memory = Math.max(1, 2 * gib) * 1024; memory <= Math.min(30, 8 * gib) * 1024; memory += 1024) {
-    choices.push(memory);
-  }
-  return choices;
-}
 
 const FunctionSettingsSchema = (defaults: { memoryMiB: number; batchSize: number }) =>
   z
@@ -118,6 +110,36 @@ export const DeploySettingsSchema = z
           description:
             'Scale out above this many open connections per task. Unset: half of limits.maxConnections.',
         }),
+        scanners: z
+          .strictObject({
+            rspamd: z.boolean().default(false).meta({
+              description:
+                'Run rspamd beside the listener in each task (spam verdicts); the config gets its address.',
+            }),
+            clamav: z.boolean().default(false).meta({
+              description:
+                'Run ClamAV (clamd and freshclam) beside the listener in each task (malware verdicts); the config gets its address.',
+            }),
+            quarantineAlarmPerHour: z.number().int().min(1).default(100).meta({
+              description: 'Alarm when more messages than this are quarantined in an hour.',
+            }),
+          })
+          .prefault({})
+          .meta({
+            description:
+              'Content scanners as sidecar containers; each raises the task size (docs/cost.md). Off by default.',
+          }),
+      })
+      .prefault({}),
+    api: z
+      .strictObject({
+        rateLimit: z.number().int().min(1).default(50).meta({
+          description: 'Requests per second the control plane API takes on average; beyond it, 429.',
+        }),
+        burstLimit: z.number().int().min(1).default(100).meta({
+          description: 'Requests the API takes at once above the rate.',
+        }),
+        memoryMiB: z.number().int().min(128).max(10240).default(512),
       })
       .prefault({}),
     functions: z
@@ -129,7 +151,10 @@ export const DeploySettingsSchema = z
       .prefault({}),
     storage: z
       .strictObject({
-        encryption: z.enum(['s3', 'kms']).default('s3'),
+        encryption: z.enum(['s3', 'kms']).default('s3').meta({
+          description:
+            "'s3': S3-managed keys for the bucket, a DynamoDB-owned key for the control table. 'kms': a key of your own (rotated yearly) for both; needs account and region.",
+        }),
         versioned: z.boolean().default(false),
         rawDays: z.number().int().min(1).default(30),
         payloadDays: z.number().int().min(1).default(30),
@@ -157,6 +182,8 @@ export const DeploySettingsSchema = z
     const { listener, storage, functions, vpc } = settings;
     if (listener.maxTasks < listener.tasks)
       issue(['listener', 'maxTasks'], 'must be at least listener.tasks');
+    if (settings.api.burstLimit < settings.api.rateLimit)
+      issue(['api', 'burstLimit'], 'must be at least api.rateLimit');
     const memory = fargateMemoryChoices(listener.cpu);
     if (!memory.includes(listener.memoryMiB)) {
       const range = `${memory[0]}-${memory.at(-1)}`;
@@ -194,6 +221,12 @@ export const DeploySettingsSchema = z
     if (vpc.id && (!settings.account || !settings.region)) {
       issue(['vpc', 'id'], 'an existing VPC is looked up at synth: set account and region too');
     }
+    if (storage.encryption === 'kms' && (!settings.account || !settings.region)) {
+      issue(
+        ['storage', 'encryption'],
+        "'kms' also encrypts the control table with the bucket's key, which a DynamoDB table can use only in a stack bound to one account and region: set account and region too",
+      );
+    }
   });
 
 export type DeploySettings = z.output<typeof DeploySettingsSchema>;
@@ -204,8 +237,13 @@ export interface Deployment {
   readonly settings: DeploySettings;
   /** The config, validated for the `aws` runtime. */
   readonly config: Config;
-  /** The config document as written (defaults unapplied), serialized as JSON for the bucket. */
+  /**
+   * The config document as deployed to the bucket, in JSON: as written (defaults unapplied), plus
+   * the scanner sidecars' addresses when the settings run them.
+   */
   readonly configJson: string;
+  /** The `scanners` section the listener reads from `configJson` (each non-null one runs as a sidecar). */
+  readonly scanners: ScannersConfig;
   /** Absolute path of the config file. */
   readonly configPath: string;
 }
@@ -305,7 +343,16 @@ export function loadDeployment(settingsPath: string): Deployment {
   const config = parseConfigText(text, { source: configPath, runtime: 'aws' });
   const configIssues = deploymentIssues(config);
   if (configIssues.length > 0) throw new ConfigError(configPath, configIssues);
-  const raw: unknown =
-    configPath.endsWith('.json') || text.trimStart().startsWith('{') ? JSON.parse(text) : parseYaml(text);
-  return { settings, config, configJson: JSON.stringify(raw), configPath };
+  const raw = (
+    configPath.endsWith('.json') || text.trimStart().startsWith('{') ? JSON.parse(text) : parseYaml(text)
+  ) as Record<string, unknown>;
+  const sidecars = withScannerSidecars(raw, settings.listener.scanners satisfies ScannerSidecarSettings);
+  if (sidecars.issues.length > 0) throw new ConfigError(configPath, sidecars.issues);
+  return {
+    settings,
+    config,
+    configJson: JSON.stringify(sidecars.document),
+    scanners: sidecars.scanners,
+    configPath,
+  };
 }

@@ -9,6 +9,7 @@ import {
 } from 'aws-cdk-lib/aws-ec2';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
+import { ControlPlane } from './control-plane.ts';
 import { DeployedConfig } from './deployed-config.ts';
 import { Functions } from './functions.ts';
 import { ListenerService } from './listener-service.ts';
@@ -25,22 +26,26 @@ export interface MailbridgeStackProps extends StackProps {
 
 /**
  * The whole pipeline: NLB → listener tasks → S3 + inbound queue → parse → delivery queue → deliver,
- * with secrets, alarms and a dashboard. Each compute construct grants its role what the resources
- * it is given need (ListenerService, Functions).
+ * with secrets, the control plane (its table and HTTP API), alarms and a dashboard. Each compute
+ * construct grants its role what the resources it is given need (ListenerService, Functions,
+ * ControlPlane).
  */
 export class MailbridgeStack extends Stack {
   public readonly storage: Storage;
   public readonly queues: Queues;
   public readonly secrets: Secrets;
   public readonly deployedConfig: DeployedConfig;
+  public readonly controlPlane: ControlPlane;
   public readonly listener: ListenerService;
   public readonly functions: Functions;
   public readonly monitoring: Monitoring;
   public readonly vpc: IVpc;
 
   constructor(scope: Construct, id: string, props: MailbridgeStackProps) {
-    super(scope, id, props);
-    const { settings, config, configJson } = props.deployment;
+    const { account, region } = props.deployment.settings;
+    // Bound to the settings' account and region when they name both, environment-agnostic otherwise.
+    super(scope, id, { env: account && region ? { account, region } : undefined, ...props });
+    const { settings, config, configJson, scanners } = props.deployment;
     const logRetention = settings.logRetentionDays as RetentionDays;
 
     this.storage = new Storage(this, 'Storage', {
@@ -58,6 +63,16 @@ export class MailbridgeStack extends Stack {
       logRetention,
     });
     this.vpc = this.createVpc(settings.vpc);
+    this.controlPlane = new ControlPlane(this, 'ControlPlane', {
+      deployedConfig: this.deployedConfig,
+      storage: this.storage,
+      // A log entry lives as long as the raw message it links to.
+      retentionDays: settings.storage.rawDays,
+      encryptionKey: this.storage.encryptionKey,
+      throttle: { rateLimit: settings.api.rateLimit, burstLimit: settings.api.burstLimit },
+      memorySize: settings.api.memoryMiB,
+      logRetention,
+    });
 
     // Each construct sets its environment and its grants from the resources it is given.
     this.listener = new ListenerService(this, 'Listener', {
@@ -67,6 +82,8 @@ export class MailbridgeStack extends Stack {
       storage: this.storage,
       inboundQueue: this.queues.inbound,
       secrets: this.secrets,
+      controlTable: this.controlPlane.table,
+      scanners,
       publicPorts: settings.listener.publicPorts
         ? Object.fromEntries(
             Object.entries(settings.listener.publicPorts).map(([port, target]) => [Number(port), target]),
@@ -89,6 +106,7 @@ export class MailbridgeStack extends Stack {
       deliveryDlq: this.queues.deliveryDlq,
       inboundDlq: this.queues.inboundDlq,
       secrets: this.secrets,
+      controlTable: this.controlPlane.table,
       parse: toFunctionOptions(settings.functions.parse),
       deliver: toFunctionOptions(settings.functions.deliver),
       logRetention,
@@ -103,6 +121,8 @@ export class MailbridgeStack extends Stack {
       deliveryDlq: this.queues.deliveryDlq,
       parseFunction: parse,
       deliverFunction: deliver,
+      controlPlane: this.controlPlane,
+      quarantinedPerHour: settings.listener.scanners.quarantineAlarmPerHour,
       alarmEmail: settings.alarmEmail,
       nothingAcceptedHours: settings.nothingAcceptedHours,
     });
@@ -118,7 +138,12 @@ export class MailbridgeStack extends Stack {
       maxAzs: settings.maxAzs,
       natGateways: 0,
       subnetConfiguration: [{ name: 'public', subnetType: SubnetType.PUBLIC, cidrMask: 24 }],
-      gatewayEndpoints: { S3: { service: GatewayVpcEndpointAwsService.S3 } },
+      // Gateway endpoints are free: the tasks' S3 and DynamoDB (message log, route sync) traffic
+      // stays on AWS's network instead of leaving through their public IPs.
+      gatewayEndpoints: {
+        S3: { service: GatewayVpcEndpointAwsService.S3 },
+        DynamoDB: { service: GatewayVpcEndpointAwsService.DYNAMODB },
+      },
     });
     vpc.addFlowLog('FlowLog', {
       destination: FlowLogDestination.toS3(this.storage.accessLogsBucket, 'vpc-flow-logs/'),
@@ -141,6 +166,14 @@ export class MailbridgeStack extends Stack {
     new CfnOutput(this, 'MxRecords', {
       value: domains.map((domain) => `${domain}. MX 10 ${hostname}.`).join(' ; '),
       description: 'MX records to publish, one per domain in the config',
+    });
+    new CfnOutput(this, 'ApiUrl', {
+      value: this.controlPlane.url,
+      description: 'The control plane API (Authorization: Bearer mbk_…); docs/deploy.md makes the first key',
+    });
+    new CfnOutput(this, 'ControlTableName', {
+      value: this.controlPlane.table.table.tableName,
+      description: 'The control plane table: `mailbridge keys create --aws` writes the first API key there',
     });
     new CfnOutput(this, 'DashboardUrl', { value: this.monitoring.dashboardUrl });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.monitoring.topic.topicArn });

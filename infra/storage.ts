@@ -257,13 +257,21 @@ export class Storage extends Construct {
       return;
     }
     this.encryptionKey.grantEncryptDecrypt(grantee);
-    const principal = grantee.grantPrincipal;
-    if (!Construct.isConstruct(principal)) return;
-    for (const action of ['kms:GenerateDataKey*', 'kms:ReEncrypt*']) {
-      Validations.of(principal).acknowledge({
-        id: `AwsSolutions-IAM5[Action::${action}]`,
-        reason: `${action} is how the KMS encrypt grant for SSE-KMS writes is expressed; it applies to the mail bucket's key only.`,
-      });
-    }
+    acknowledgeKeyWrites(grantee, "the mail bucket's key");
+  }
+}
+
+/**
+ * Acknowledges cdk-nag's finding on the wildcard actions of a KMS encrypt grant (`grantEncryptDecrypt`),
+ * for a grantee that writes data encrypted with `key` (named in the reason).
+ */
+export function acknowledgeKeyWrites(grantee: IGrantable, key: string): void {
+  const principal = grantee.grantPrincipal;
+  if (!Construct.isConstruct(principal)) return;
+  for (const action of ['kms:GenerateDataKey*', 'kms:ReEncrypt*']) {
+    Validations.of(principal).acknowledge({
+      id: `AwsSolutions-IAM5[Action::${action}]`,
+      reason: `${action} is how the KMS encrypt grant for encrypted writes is expressed; it applies to ${key} only.`,
+    });
   }
 }

@@ -7,9 +7,13 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import type { SQSBatchResponse } from 'aws-lambda';
+import { newApiKey } from '../../core/control/index.ts';
 import { type InboundEvent, newMessageId, rawObjectKey } from '../../core/index.ts';
 import { sqsEventFromMessages } from '../../dev/sqs-event.ts';
+import { apiGatewayEvent } from '../helpers/api-gateway.ts';
+import { receivedEvent, startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
 import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 import { tempDir } from '../infra/helpers.ts';
@@ -25,15 +29,19 @@ import {
 
 const run = promisify(execFile);
 
-// What the Lambda runtime does with a bundle: import it, then call `handler(event, context)`.
+// What the Lambda runtime does with a bundle: import it once, then call `handler(event, context)`
+// for each event in turn, as a warm container does.
 const RUNTIME = `
 import { readFileSync } from 'node:fs';
-const [bundle, eventFile, timeoutMs] = process.argv.slice(2);
+const [bundle, eventsFile, timeoutMs] = process.argv.slice(2);
 const { handler } = await import(bundle);
-const deadline = Date.now() + Number(timeoutMs);
-const context = { functionName: 'deployed', awsRequestId: 'test', getRemainingTimeInMillis: () => deadline - Date.now() };
-const result = await handler(JSON.parse(readFileSync(eventFile, 'utf8')), context);
-process.stdout.write(JSON.stringify(result));
+const results = [];
+for (const event of JSON.parse(readFileSync(eventsFile, 'utf8'))) {
+  const deadline = Date.now() + Number(timeoutMs);
+  const context = { functionName: 'deployed', awsRequestId: 'test', getRemainingTimeInMillis: () => deadline - Date.now() };
+  results.push(await handler(event, context));
+}
+process.stdout.write(JSON.stringify(results));
 `;
 
 const MESSAGE = [
@@ -63,6 +71,7 @@ describe('the function bundles, as Lambda loads them', () => {
   let app: SynthesizedApp;
   let emulator: TestEmulator;
   let aws: AwsEndpoint;
+  let control: TestControlStore;
   let receiver: WebhookReceiver;
   let dir: string;
   let cleanupDir: () => void;
@@ -71,10 +80,11 @@ describe('the function bundles, as Lambda loads them', () => {
   before(async () => {
     app = synthesizeApp();
     emulator = await startTestEmulator();
-    aws = await startAwsEndpoint(emulator.emulator.endpoint);
+    control = await startTestControlStore();
+    aws = await startAwsEndpoint(emulator.emulator.endpoint, { dynamoEndpoint: control.dynamo.endpoint });
     receiver = await startWebhookReceiver({ secret: `whsec_${signingSecret}` });
     ({ dir, cleanup: cleanupDir } = tempDir('mailbridge-deployed-'));
-    aws.secrets.set('mailbridge/signing/support', signingSecret);
+    aws.secretsManager.set('mailbridge/signing/support', signingSecret);
     // The deployed document, its endpoints pointed at the local receiver.
     await putDeployedConfig(
       emulator,
@@ -84,6 +94,7 @@ describe('the function bundles, as Lambda loads them', () => {
   after(async () => {
     await receiver.close();
     await aws.close();
+    await control.close();
     await emulator.close();
     app.cleanup();
     cleanupDir();
@@ -91,22 +102,51 @@ describe('the function bundles, as Lambda loads them', () => {
 
   /**
    * Copies the function's asset directory alone to an empty folder (no node_modules anywhere above
-   * it), and runs one SQS event through its handler in a fresh Node process with exactly the
-   * template's environment (NODE_OPTIONS included), plus what points the SDK at the emulator.
+   * it), and runs events through its handler in one fresh Node process with exactly the template's
+   * environment (NODE_OPTIONS included), plus what points the SDK at the local stand-ins.
    */
-  async function invoke(fn: 'parse' | 'deliver', queueUrl: string): Promise<SQSBatchResponse> {
-    const construct = app.stack.functions[fn];
+  async function runBundle(
+    construct: NodejsFunction,
+    events: unknown[],
+    overrides: Record<string, string> = {},
+  ): Promise<unknown[]> {
     const properties =
       app.resources[app.stack.getLogicalId(construct.node.defaultChild as never)]!.Properties;
     const asset = join(
       app.outdir,
       `asset.${(properties.Code as { S3Key: string }).S3Key.replace(/\.zip$/, '')}`,
     );
-    const code = join(dir, fn);
+    const code = join(dir, construct.node.id);
     cpSync(asset, code, { recursive: true });
     assert.deepEqual(readdirSync(code), ['index.mjs']);
     const template = (properties.Environment as { Variables: Record<string, unknown> }).Variables;
     const environment = resolveEnvironment(template, emulatorRefs(app, emulator));
+    const eventsFile = join(dir, `${construct.node.id}-events.json`);
+    writeFileSync(eventsFile, JSON.stringify(events));
+    const runtime = join(dir, 'runtime.mjs');
+    writeFileSync(runtime, RUNTIME);
+    const { stdout } = await run(
+      process.execPath,
+      [runtime, join(code, 'index.mjs'), eventsFile, String((properties.Timeout as number) * 1000)],
+      {
+        cwd: code,
+        env: {
+          ...environment,
+          AWS_ENDPOINT_URL: aws.url,
+          AWS_REGION: 'us-east-1',
+          AWS_ACCESS_KEY_ID: 'deployed',
+          AWS_SECRET_ACCESS_KEY: 'deployed',
+          POWERTOOLS_METRICS_DISABLED: 'true',
+          POWERTOOLS_LOG_LEVEL: 'SILENT',
+          ...overrides,
+        },
+      },
+    );
+    return JSON.parse(stdout) as unknown[];
+  }
+
+  /** One SQS event with what is on `queueUrl`, through the bundle of `fn`. */
+  async function invoke(fn: 'parse' | 'deliver', queueUrl: string): Promise<SQSBatchResponse> {
     const { Messages = [] } = await emulator.sqs.send(
       new ReceiveMessageCommand({
         QueueUrl: queueUrl,
@@ -119,30 +159,13 @@ describe('the function bundles, as Lambda loads them', () => {
     const { Attributes } = await emulator.sqs.send(
       new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }),
     );
-    const eventFile = join(dir, `${fn}-event.json`);
-    writeFileSync(eventFile, JSON.stringify(sqsEventFromMessages(Messages, Attributes!.QueueArn!)));
-    const runtime = join(dir, 'runtime.mjs');
-    writeFileSync(runtime, RUNTIME);
-    const { stdout } = await run(
-      process.execPath,
-      [runtime, join(code, 'index.mjs'), eventFile, String((properties.Timeout as number) * 1000)],
-      {
-        cwd: code,
-        env: {
-          ...environment,
-          // The only override: the aws runtime refuses a loopback endpoint (SSRF guard), and the
-          // receiver is on 127.0.0.1.
-          MAILBRIDGE_RUNTIME: 'local',
-          AWS_ENDPOINT_URL: aws.url,
-          AWS_REGION: 'us-east-1',
-          AWS_ACCESS_KEY_ID: 'deployed',
-          AWS_SECRET_ACCESS_KEY: 'deployed',
-          POWERTOOLS_METRICS_DISABLED: 'true',
-          POWERTOOLS_LOG_LEVEL: 'SILENT',
-        },
-      },
+    const [response] = await runBundle(
+      app.stack.functions[fn],
+      [sqsEventFromMessages(Messages, Attributes!.QueueArn!)],
+      // The aws runtime refuses a loopback endpoint (SSRF guard), and the receiver is on 127.0.0.1.
+      { MAILBRIDGE_RUNTIME: 'local' },
     );
-    return JSON.parse(stdout) as SQSBatchResponse;
+    return response as SQSBatchResponse;
   }
 
   it('parse reads its config from the bucket, parses a multipart message and queues its job', async () => {
@@ -197,5 +220,51 @@ describe('the function bundles, as Lambda loads them', () => {
       ]),
       [['notes.bin', 16]],
     );
+  });
+
+  it('the API answers API Gateway HTTP API events from the table, the config and Secrets Manager, as deployed', async () => {
+    // The deployed config as written (https endpoints): the API runs with the aws runtime, unchanged.
+    await putDeployedConfig(emulator, app.configJson);
+    const made = newApiKey('first', 'full', new Date());
+    await control.store.createKey(made.stored);
+    const messageId = newMessageId();
+    await control.store.appendEvents(messageId, [receivedEvent()]);
+    const request = (method: string, path: string, body?: unknown, key = made.secret) =>
+      apiGatewayEvent(method, path, { authorization: `Bearer ${key}` }, body);
+    const results = (await runBundle(app.stack.controlPlane.function, [
+      request('GET', '/v1/routes'),
+      request('POST', '/v1/routes', {
+        id: 'tenant-a',
+        match: ['*@tenant-a.example'],
+        endpoints: ['https://tenant-a.example/hooks/mail'],
+      }),
+      request('GET', '/v1/routes/tenant-a'),
+      request('GET', '/v1/routes', undefined, 'mbk_not-a-key'),
+      request('POST', `/v1/messages/${messageId}/retry`, {}),
+    ])) as { statusCode: number; body: string }[];
+    const [listed, created, shown, unauthorized, retried] = results.map((result) => ({
+      status: result.statusCode,
+      body: JSON.parse(result.body),
+    }));
+    assert.equal(listed!.status, 200);
+    assert.deepEqual(
+      listed!.body.items.map((route: { id: string; source: string }) => [route.id, route.source]),
+      [
+        ['support', 'config'],
+        ['catch-all', 'config'],
+      ],
+    );
+    assert.equal(created!.status, 201);
+    const [{ id: secretId }] = created!.body.signingSecrets;
+    assert.equal(
+      aws.secretsManager.secrets.get(`mailbridge/routes/tenant-a/${secretId}`),
+      created!.body.signingSecret,
+    );
+    assert.deepEqual(
+      [shown!.status, shown!.body.source, shown!.body.endpoints],
+      [200, 'api', ['https://tenant-a.example/hooks/mail']],
+    );
+    assert.equal(unauthorized!.status, 401);
+    assert.deepEqual([retried!.status, retried!.body.error.code], [501, 'not_implemented']);
   });
 });

@@ -150,8 +150,11 @@ describe('the listener container, as ECS runs it', () => {
     linkSync(process.execPath, join(bin, 'node'));
     for (const path of [dir, join(dir, 'image'), bin]) chmodSync(path, 0o755);
     const tls = await testTls();
-    aws.secrets.set('mailbridge/tls', JSON.stringify({ cert: String(tls.cert), key: String(tls.key) }));
-    aws.secrets.set('mailbridge/smtp/app', 'app password');
+    aws.secretsManager.set(
+      'mailbridge/tls',
+      JSON.stringify({ cert: String(tls.cert), key: String(tls.key) }),
+    );
+    aws.secretsManager.set('mailbridge/smtp/app', 'app password');
     // The deployed document, bound to loopback and free ports instead of the container's fixed ones.
     const config = JSON.parse(app.configJson) as Record<string, unknown>;
     await putDeployedConfig(

@@ -4,7 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Template } from 'aws-cdk-lib/assertions';
 import { CONFIG_OBJECT_KEY, loadDeployment, type MailbridgeStack } from '../../infra/index.ts';
+import { TABLE } from '../helpers/control-store.ts';
 import type { TestEmulator } from '../helpers/emulator.ts';
+import { createSecretsManager, type SecretsManagerService } from '../helpers/secrets-manager.ts';
 import { buildStack, EXAMPLE_SETTINGS } from '../infra/helpers.ts';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
@@ -33,7 +35,7 @@ export function synthesizeApp(): SynthesizedApp {
   };
 }
 
-/** The logical ids of the stack's bucket and queues, each with what stands in for it on the emulator. */
+/** The logical ids of the stack's bucket, queues and table, each with what stands in for it locally. */
 export function emulatorRefs(app: SynthesizedApp, emulator: TestEmulator): Map<string, string> {
   const { stack } = app;
   const id = (construct: { node: { defaultChild?: unknown } }) =>
@@ -44,6 +46,7 @@ export function emulatorRefs(app: SynthesizedApp, emulator: TestEmulator): Map<s
     [id(stack.queues.delivery), emulator.resources.deliveryQueueUrl],
     [id(stack.queues.deliveryDlq), emulator.resources.deliveryDlqUrl],
     [id(stack.queues.inboundDlq), emulator.resources.inboundDlqUrl],
+    [id(stack.controlPlane.table.table), TABLE],
     ['AWS::Region', 'us-east-1'],
   ]);
 }
@@ -81,49 +84,35 @@ export async function putDeployedConfig(emulator: TestEmulator, json: string): P
   );
 }
 
-/** One endpoint for every AWS API the parts call: Secrets Manager answered here, S3 and SQS by the emulator. */
+/** One endpoint for every AWS API the parts call: Secrets Manager and DynamoDB answered beside the emulator's S3 and SQS. */
 export interface AwsEndpoint {
   readonly url: string;
-  /** Secret name → its string value. */
-  readonly secrets: Map<string, string>;
+  /** Secrets Manager as AWS answers it (secrets stored, requests seen, faults to inject). */
+  readonly secretsManager: SecretsManagerService;
   close(): Promise<void>;
 }
 
 /**
- * The emulator has no Secrets Manager, and the SDK clients share one `AWS_ENDPOINT_URL`: this
- * endpoint answers `GetSecretValue` (AWS JSON 1.1, as Secrets Manager does, with
- * `ResourceNotFoundException` for an unknown name) and forwards every other request to the emulator.
+ * The SDK clients share one `AWS_ENDPOINT_URL`, and the emulator speaks only S3 and SQS: this
+ * endpoint answers Secrets Manager itself (AWS JSON 1.1, with AWS's error shapes), forwards
+ * DynamoDB requests to `dynamoEndpoint` (dynalite) when given, and everything else to the emulator.
  */
-export async function startAwsEndpoint(emulatorEndpoint: string): Promise<AwsEndpoint> {
-  const secrets = new Map<string, string>();
-  const target = new URL(emulatorEndpoint);
-  const server = createServer(async (req, res) => {
-    if (String(req.headers['x-amz-target'] ?? '').startsWith('secretsmanager.')) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of req) chunks.push(chunk as Buffer);
-      const { SecretId } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { SecretId: string };
-      const value = secrets.get(SecretId);
-      const type = { 'content-type': 'application/x-amz-json-1.1' };
-      if (req.headers['x-amz-target'] !== 'secretsmanager.GetSecretValue' || value === undefined) {
-        res.writeHead(400, type).end(
-          JSON.stringify({
-            __type: 'ResourceNotFoundException',
-            message: "Secrets Manager can't find the specified secret.",
-          }),
-        );
-        return;
-      }
-      res.writeHead(200, type).end(
-        JSON.stringify({
-          ARN: `arn:aws:secretsmanager:us-east-1:000000000000:secret:${SecretId}-AbCdEf`,
-          Name: SecretId,
-          SecretString: value,
-        }),
-      );
+export async function startAwsEndpoint(
+  emulatorEndpoint: string,
+  options: { dynamoEndpoint?: string } = {},
+): Promise<AwsEndpoint> {
+  const secretsManager = createSecretsManager();
+  const emulator = new URL(emulatorEndpoint);
+  const dynamo = options.dynamoEndpoint ? new URL(options.dynamoEndpoint) : undefined;
+  const server = createServer((req, res) => {
+    const target = String(req.headers['x-amz-target'] ?? '');
+    if (target.startsWith('secretsmanager.')) {
+      void secretsManager.handle(req, res);
       return;
     }
+    const to = dynamo && target.startsWith('DynamoDB_') ? dynamo : emulator;
     const forward = request(
-      { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+      { host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
@@ -137,7 +126,7 @@ export async function startAwsEndpoint(emulatorEndpoint: string): Promise<AwsEnd
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    secrets,
+    secretsManager,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();

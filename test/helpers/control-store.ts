@@ -8,6 +8,7 @@ import {
   dynamoControlStore,
   ensureControlTable,
 } from '../../core/control/index.ts';
+import { newMessageId } from '../../core/index.ts';
 import { type LocalDynamo, startLocalDynamo } from '../../dev/dynamo.ts';
 
 export const TABLE = 'mailbridge-control';
@@ -20,6 +21,23 @@ export function dynamoClient(endpoint: string, maxAttempts = 1): DynamoDBClient 
     credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
     maxAttempts,
   });
+}
+
+/** A message log `received` event as the listener writes it, with a fresh event id. */
+export function receivedEvent() {
+  return {
+    eventId: newMessageId(),
+    event: {
+      at: new Date().toISOString(),
+      type: 'received' as const,
+      mailFrom: 'ada@sender.example',
+      rcptTo: ['support@example.com'],
+      size: 1200,
+      remoteAddress: '203.0.113.7',
+      helo: 'mail.sender.example',
+      tls: true,
+    },
+  };
 }
 
 /** dynalite on 127.0.0.1:0 over a fresh folder, the table made, a store on it. */

@@ -6,6 +6,8 @@ import { SubnetType, Vpc } from 'aws-cdk-lib/aws-ec2';
 import { Queue } from 'aws-cdk-lib/aws-sqs';
 import { ConfigError } from '../../core/index.ts';
 import {
+  ControlPlane,
+  ControlTable,
   DeployedConfig,
   Functions,
   ListenerService,
@@ -94,6 +96,17 @@ describe('deployment settings', () => {
       'storage.attachmentDays: must be at least storage.payloadDays (payloads link to attachments)',
       'vpc.id: an existing VPC is looked up at synth: set account and region too',
     ]);
+    const controlPlane = issuesOf(() =>
+      parseDeploySettings(
+        { config: 'c.yaml', api: { rateLimit: 200 }, storage: { encryption: 'kms' } },
+        'settings.json',
+      ),
+    );
+    assert.deepEqual(
+      controlPlane.map((issue) => issue.slice(0, issue.indexOf(':'))),
+      ['api.burstLimit', 'storage.encryption'],
+    );
+    assert.match(controlPlane[1]!, /control table .* set account and region/);
   });
 
   it('fails on a bad routes file, naming the field in it', () => {
@@ -166,6 +179,7 @@ describe('constructs refuse conflicting props at synth', () => {
       deliveryQueue: new Queue(stack, 'Out'),
       deliveryDlq: new Queue(stack, 'Dlq'),
       inboundDlq: new Queue(stack, 'InboundDlq'),
+      controlTable: new ControlTable(stack, 'Control'),
     };
   };
 
@@ -206,6 +220,24 @@ describe('constructs refuse conflicting props at synth', () => {
         message,
       );
     }
+  });
+
+  it('ControlTable and ControlPlane: a retention under a day, a burst below the rate', () => {
+    assert.throws(
+      () => new ControlTable(scope(), 'Control', { retentionDays: 0 }),
+      /retentionDays 0: whole days/,
+    );
+    const stack = scope();
+    const { storage, deployedConfig } = resources(stack);
+    assert.throws(
+      () =>
+        new ControlPlane(stack, 'ControlPlane', {
+          storage,
+          deployedConfig,
+          throttle: { rateLimit: 100, burstLimit: 10 },
+        }),
+      /burstLimit 10 is below rateLimit 100/,
+    );
   });
 
   it('Secrets: two fields reading different JSON keys of one generated secret', () => {

@@ -10,42 +10,19 @@ import { QUEUE_SETTINGS } from '../../core/index.ts';
 import { loadDeployment, type MailbridgeStack } from '../../infra/index.ts';
 import { healthCheckCommand } from '../../listener/healthcheck.ts';
 import { buildStack, EXAMPLE_SETTINGS } from './helpers.ts';
-
-type Resource = { Type: string; Properties: Record<string, unknown>; DeletionPolicy?: string };
-type Statement = { Effect: string; Action: string | string[]; Resource: unknown };
+import { actionsOf, json, type Resource, StackTemplate, type Statement } from './template.ts';
 
 let stack: MailbridgeStack;
+let t: StackTemplate;
 let template: Template;
 let resources: Record<string, Resource>;
 let cleanup: () => void;
 let outdir: string;
 
-const ofType = (type: string) => Object.entries(resources).filter(([, resource]) => resource.Type === type);
-const json = (value: unknown) => JSON.stringify(value);
-const actionsOf = (statement: Statement) => [statement.Action].flat();
-
-/** Every Allow statement attached to the role with this logical id. */
-function statementsOfRole(roleId: string): Statement[] {
-  return ofType('AWS::IAM::Policy')
-    .filter(([, policy]) => json(policy.Properties.Roles).includes(`"${roleId}"`))
-    .flatMap(([, policy]) => (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement)
-    .filter((statement) => statement.Effect === 'Allow');
-}
-
-function roleIdOf(construct: IConstruct): string {
-  return stack.getLogicalId(construct.node.defaultChild as never);
-}
-
-/** `action → resources` (as JSON text) granted to a role. */
-function grantsOf(roleId: string): Map<string, string[]> {
-  const grants = new Map<string, string[]>();
-  for (const statement of statementsOfRole(roleId)) {
-    for (const action of actionsOf(statement)) {
-      grants.set(action, [...(grants.get(action) ?? []), ...[statement.Resource].flat().map(json)]);
-    }
-  }
-  return grants;
-}
+const ofType = (type: string) => t.ofType(type);
+const statementsOfRole = (roleId: string) => t.statementsOfRole(roleId);
+const grantsOf = (roleId: string) => t.grantsOf(roleId);
+const roleIdOf = (construct: IConstruct) => t.idOf(construct);
 
 const bucketId = () => stack.getLogicalId(stack.storage.bucket.node.defaultChild as never);
 const queueId = (queue: IConstruct) => stack.getLogicalId(queue.node.defaultChild as never);
@@ -56,8 +33,9 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
     stack = built.stack;
     cleanup = built.cleanup;
     outdir = built.app.outdir;
-    template = Template.fromStack(stack);
-    resources = template.toJSON().Resources as Record<string, Resource>;
+    t = new StackTemplate(stack);
+    template = t.template;
+    resources = t.resources;
   });
   after(() => cleanup());
 
@@ -145,6 +123,26 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
           ToPort: 443,
         },
       ]);
+    });
+  });
+
+  describe('network', () => {
+    it('gives the tasks’ subnets free gateway endpoints to S3 and DynamoDB', () => {
+      const routeTables = ofType('AWS::EC2::RouteTable')
+        .map(([id]) => id)
+        .sort();
+      const endpoints = ofType('AWS::EC2::VPCEndpoint').map(([, endpoint]) => endpoint.Properties);
+      assert.deepEqual(
+        endpoints.map((endpoint) => json(endpoint.ServiceName).match(/\.(s3|dynamodb)"/)?.[1]).sort(),
+        ['dynamodb', 's3'],
+      );
+      for (const endpoint of endpoints) {
+        assert.equal(endpoint.VpcEndpointType, 'Gateway');
+        assert.deepEqual(
+          (endpoint.RouteTableIds as { Ref: string }[]).map((ref) => ref.Ref).sort(),
+          routeTables,
+        );
+      }
     });
   });
 
@@ -348,6 +346,8 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         'MAILBRIDGE_BUCKET',
         'MAILBRIDGE_CONFIG',
         'MAILBRIDGE_CONFIG_SHA256',
+        'MAILBRIDGE_CONTROL_RETENTION_DAYS',
+        'MAILBRIDGE_CONTROL_TABLE',
         'MAILBRIDGE_RUNTIME',
       ];
       assert.deepEqual(
@@ -363,7 +363,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
     });
 
     it('ship only the bundle in each zip: no source map', () => {
-      for (const fn of [stack.functions.parse, stack.functions.deliver]) {
+      for (const fn of [stack.functions.parse, stack.functions.deliver, stack.controlPlane.function]) {
         const code = resources[stack.getLogicalId(fn.node.defaultChild as never)]!.Properties.Code as {
           S3Key: string;
         };
@@ -404,6 +404,10 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         stack.getLogicalId(stack.listener.taskDefinition.taskRole.node.defaultChild as never),
       );
       assert.deepEqual([...grants.keys()].sort(), [
+        'dynamodb:BatchWriteItem',
+        'dynamodb:GetItem',
+        'dynamodb:Query',
+        'dynamodb:UpdateItem',
         's3:AbortMultipartUpload',
         's3:GetObject',
         's3:PutObject',
@@ -449,6 +453,10 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       const deliverRole = roleIdOf(stack.functions.deliver.role!);
       const grants = grantsOf(deliverRole);
       assert.deepEqual([...grants.keys()].sort(), [
+        'dynamodb:BatchWriteItem',
+        'dynamodb:GetItem',
+        'dynamodb:Query',
+        'dynamodb:UpdateItem',
         'logs:CreateLogStream',
         'logs:PutLogEvents',
         's3:GetObject',
@@ -492,6 +500,12 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         .map((name) => name.replace(/^Mailbridge-/, ''))
         .sort();
       assert.deepEqual(names, [
+        'ApiServerErrors',
+        'ApiThrottled',
+        'ControlLogDropped',
+        'ControlLogWriteFailures',
+        'ControlTableSystemErrors',
+        'ControlTableThrottled',
         'DeliverFunctionErrors',
         'DeliverFunctionThrottles',
         'DeliveryDlqNotEmpty',
@@ -509,6 +523,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         'ListenerUnhealthyTargets',
         'ParseFunctionErrors',
         'ParseFunctionThrottles',
+        'RouteSyncFailing',
       ]);
       const topic = stack.getLogicalId(stack.monitoring.topic.node.defaultChild as never);
       for (const alarm of Object.values(stack.monitoring.alarms)) {
@@ -632,6 +647,32 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         'Delivery latency (ms)': ['mailbridge/delivery_latency deliver'],
         'Function duration (ms)': ['AWS/Lambda/Duration'],
         'Deliver errors / throttles': ['AWS/Lambda/Errors', 'AWS/Lambda/Throttles'],
+        'API requests': [
+          'AWS/ApiGateway/4xx',
+          'AWS/ApiGateway/5xx',
+          'AWS/ApiGateway/Count',
+          'mailbridge/throttled api',
+        ],
+        'API latency (ms)': ['AWS/ApiGateway/IntegrationLatency', 'AWS/ApiGateway/Latency'],
+        'API function errors / throttles': [
+          'AWS/Lambda/Duration',
+          'AWS/Lambda/Errors',
+          'AWS/Lambda/Throttles',
+        ],
+        'Log writes failed / dropped, refusals not logged': [
+          `= SEARCH('{mailbridge,service} MetricName="ControlLogDropped"', 'Sum', 60)`,
+          `= SEARCH('{mailbridge,service} MetricName="ControlLogWriteFailures"', 'Sum', 60)`,
+          `= SEARCH('{mailbridge,service} MetricName="RefusalsSampledOut"', 'Sum', 60)`,
+        ],
+        'Route sync failures': [`= SEARCH('{mailbridge,service} MetricName="RouteSyncFailures"', 'Sum', 60)`],
+        'Control table: capacity used / throttled / errors': [
+          '= getitem + batchgetitem + query + putitem + updateitem + deleteitem + batchwriteitem',
+          'AWS/DynamoDB/ConsumedReadCapacityUnits',
+          'AWS/DynamoDB/ConsumedWriteCapacityUnits',
+          'AWS/DynamoDB/ReadThrottleEvents',
+          'AWS/DynamoDB/SystemErrors',
+          'AWS/DynamoDB/WriteThrottleEvents',
+        ],
       });
     });
 
@@ -645,7 +686,9 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
     const outputs = Object.keys(template.toJSON().Outputs as object).sort();
     assert.deepEqual(outputs, [
       'AlarmTopicArn',
+      'ApiUrl',
       'BucketName',
+      'ControlTableName',
       'DashboardUrl',
       'DeliveryDlqName',
       'DeliveryQueueName',
@@ -686,6 +729,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       }
       const rules = [...new Set(acknowledged.map(([id]) => id.replace(/\[.*$/, '')))].sort();
       assert.deepEqual(rules, [
+        'AwsSolutions-APIG4',
         'AwsSolutions-EC23',
         'AwsSolutions-ECS2',
         'AwsSolutions-ELB2',
@@ -696,11 +740,16 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
     });
   });
 
-  it('with storage.encryption "kms": encrypts the bucket with a rotated key, still with nothing unacknowledged', () => {
+  it('with storage.encryption "kms": encrypts the bucket and the control table with one rotated key, still with nothing unacknowledged', () => {
     const example = loadDeployment(EXAMPLE_SETTINGS);
     const kms = buildStack({
       ...example,
-      settings: { ...example.settings, storage: { ...example.settings.storage, encryption: 'kms' } },
+      settings: {
+        ...example.settings,
+        account: '123456789012',
+        region: 'us-east-1',
+        storage: { ...example.settings.storage, encryption: 'kms' },
+      },
     });
     try {
       const encrypted = Template.fromStack(kms.stack);
@@ -714,6 +763,35 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         },
       });
       encrypted.resourcePropertiesCountIs('AWS::KMS::Key', { EnableKeyRotation: true }, 2);
+      const bucketKey = kms.stack.getLogicalId(kms.stack.storage.encryptionKey!.node.defaultChild as never);
+      encrypted.hasResourceProperties('AWS::DynamoDB::GlobalTable', {
+        SSESpecification: { SSEEnabled: true, SSEType: 'KMS' },
+        Replicas: [
+          Match.objectLike({
+            SSESpecification: { KMSMasterKeyId: { 'Fn::GetAtt': [bucketKey, 'Arn'] } },
+          }),
+        ],
+      });
+      // Every part that reads or writes the table may use the key for it.
+      for (const role of [
+        kms.stack.listener.taskDefinition.taskRole,
+        kms.stack.functions.parse.role!,
+        kms.stack.functions.deliver.role!,
+        kms.stack.controlPlane.function.role!,
+      ]) {
+        const roleId = kms.stack.getLogicalId(role.node.defaultChild as never);
+        const statements = Object.values(encrypted.findResources('AWS::IAM::Policy'))
+          .filter((policy) => json(policy.Properties.Roles).includes(`"${roleId}"`))
+          .flatMap((policy) => policy.Properties.PolicyDocument.Statement as Statement[]);
+        assert.ok(
+          statements.some(
+            (statement) =>
+              actionsOf(statement).includes('kms:Decrypt') &&
+              json(statement.Resource) === json({ 'Fn::GetAtt': [bucketKey, 'Arn'] }),
+          ),
+          `${roleId} may decrypt with the key`,
+        );
+      }
       assert.deepEqual(new AwsSolutionsChecks(kms.stack).validateScope(kms.stack).violations, []);
     } finally {
       kms.cleanup();

@@ -104,7 +104,11 @@ describe('a failed first deploy leaves nothing behind; later deploys and deletes
 
   it('Elastic IPs, both buckets and both KMS keys are RETAIN_ON_UPDATE_OR_DELETE', () => {
     // Retain on a failed create leaked 2 EIPs per try, against a default quota of 5 per region.
-    const resources = synth(dir, { storage: { encryption: 'kms' } }, example);
+    const resources = synth(
+      dir,
+      { account: '123456789012', region: 'us-east-1', storage: { encryption: 'kms' } },
+      example,
+    );
     const kept = Object.values(resources).filter((r) =>
       ['AWS::EC2::EIP', 'AWS::S3::Bucket', 'AWS::KMS::Key'].includes(r.Type),
     );
