@@ -26,6 +26,8 @@ export interface ServerOptions {
   readonly webhookUrl?: string;
   /** The pipeline's retry schedule, seconds. */
   readonly retrySchedule?: number[];
+  /** The listener's `limits`, replacing the throughput bench's (no per-address limits). */
+  readonly limits?: Record<string, unknown>;
 }
 
 const SECRET = 'whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQ=';
@@ -90,7 +92,11 @@ async function start(): Promise<{ port: number; close: () => Promise<void> }> {
       ],
       listeners: [{ host: '127.0.0.1', port: 0, mode: 'mx' }],
       health: { host: '127.0.0.1', port: 0 },
-      limits: { maxConnections: 5000, maxConnectionsPerIp: 5000, maxMessageBytes: 64 * 1024 * 1024 },
+      limits: options.limits ?? {
+        maxConnections: 5000,
+        maxConnectionsPerIp: 5000,
+        maxMessageBytes: 64 * 1024 * 1024,
+      },
     },
     { source: 'bench', runtime: 'local' },
   );

@@ -170,6 +170,10 @@ const LimitsSchema = z
         description:
           'Bytes all messages in progress may buffer together before their senders are paused (each S3 part is 5 MiB); raise it with task memory for more large-message throughput.',
       }),
+    spoolWait: duration.default(5).meta({
+      description:
+        'How long a message waits, its sender paused, for room in spoolMemoryBytes; then it is answered 451 4.3.1 and the sender retries later.',
+    }),
     rejectBareLf: z.boolean().default(false).meta({
       description: 'Refuse DATA with bare-LF line endings (550 5.6.0) instead of only flagging it.',
     }),

@@ -108,3 +108,14 @@ export class BareLineFeedError extends SmtpError {
     super(550, '5.6.0', 'Bare LF line endings are not allowed (RFC 5321 section 2.3.8)', 'bare_lf');
   }
 }
+
+/**
+ * `451 4.3.1`: the message could not get room in the spool memory budget in time (RFC 3463 X.3.1:
+ * mail system full); nothing was stored and the sending MTA retries later.
+ */
+export class SpoolFullError extends SmtpError {
+  override name = 'SpoolFullError';
+  constructor() {
+    super(451, '4.3.1', 'Mail system busy, try again later', 'spool_full');
+  }
+}

@@ -54,6 +54,7 @@ export {
   MessageTooLargeError,
   RelayDeniedError,
   SmtpError,
+  SpoolFullError,
   TemporaryFailureError,
   TlsRequiredError,
   TooManyConnectionsError,

@@ -149,7 +149,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     hostname: config.hostname,
     maxMessageBytes: limits.maxMessageBytes,
     rejectBareLf: limits.rejectBareLf,
-    budget: new MemoryBudget(limits.spoolMemoryBytes),
+    budget: new MemoryBudget(limits.spoolMemoryBytes, limits.spoolWait * 1000),
   };
   let draining = false;
   let onSessionClosed = () => {};

@@ -330,3 +330,65 @@ describe('hostile input: AUTH brute force and connection floods', () => {
     await listener.close();
   });
 });
+
+describe('hostile input: senders that stall mid-DATA', () => {
+  const t = useListener(() => testConfig({ limits: { spoolMemoryBytes: 5 * 1024 * 1024, spoolWait: '1s' } }));
+
+  it('answers 451 4.3.1 to a message that finds no room in the spool memory budget, and stores nothing of it', async () => {
+    // The first sender holds 4.5 MiB of the 5 MiB budget and stalls; the second needs 2 MiB.
+    const holder = await RawSmtp.open(t.listener.port('mx'));
+    await holder.startData('holder@sender.test', 'someone@example.test');
+    const held = makeMessage(4.5 * 1024 * 1024, 'holder');
+    await new Promise<void>((resolve) => holder.socket.write(held, () => resolve()));
+    const late = await RawSmtp.open(t.listener.port('mx'));
+    await late.hello();
+    const reply = await late.send(
+      'late@sender.test',
+      ['someone@example.test'],
+      makeMessage(2 * 1024 * 1024, 'late'),
+    );
+    assert.equal(reply, '451 4.3.1 Mail system busy, try again later');
+    assert.deepEqual(await t.events.from('late@sender.test'), []);
+    // The session goes on: the sender may try again at once, and the holder's message is whole.
+    assert.equal(await late.command('NOOP'), '250 2.0.0 OK');
+    holder.write('.\r\n');
+    const event = await t.events.get(queuedId(await holder.reply()));
+    assert.equal(event.envelope.mailFrom, 'holder@sender.test');
+    assert.match(
+      await late.send('late@sender.test', ['someone@example.test'], makeMessage(2 * 1024 * 1024, 'again')),
+      /^250 2\.0\.0 queued as /,
+    );
+    holder.close();
+    late.close();
+  });
+});
+
+describe('hostile input: slow senders competing for the spool memory budget', () => {
+  const t = useListener(() => testConfig({ limits: { spoolMemoryBytes: 5 * 1024 * 1024, spoolWait: '5s' } }));
+
+  it('lets an older message take room from a younger one that holds it: the younger gets 451 4.3.1, both older ones 250', async () => {
+    const port = t.listener.port('mx');
+    const write = (client: RawSmtp, data: Buffer) =>
+      new Promise<void>((resolve) => client.socket.write(data, () => resolve()));
+    // Ages: oldest, older, younger; each message holds budget from its first bytes on.
+    const oldest = await RawSmtp.open(port);
+    await oldest.startData('oldest@sender.test', 'someone@example.test');
+    await write(oldest, makeMessage(64 * 1024, 'oldest'));
+    const older = await RawSmtp.open(port);
+    await older.startData('older@sender.test', 'someone@example.test');
+    await write(older, makeMessage(64 * 1024, 'older'));
+    const younger = await RawSmtp.open(port);
+    await younger.startData('younger@sender.test', 'someone@example.test');
+    await write(younger, makeMessage(4.5 * 1024 * 1024, 'younger'));
+    // The older message now needs 2 MiB more than is free; the younger one stalls.
+    await write(older, makeMessage(2 * 1024 * 1024, 'older-rest'));
+    older.write('.\r\n');
+    assert.match(await older.reply(), /^250 2\.0\.0 queued as /);
+    younger.write('.\r\n');
+    assert.equal(await younger.reply(), '451 4.3.1 Mail system busy, try again later');
+    oldest.write('.\r\n');
+    assert.match(await oldest.reply(), /^250 2\.0\.0 queued as /);
+    assert.deepEqual(await t.events.from('younger@sender.test'), []);
+    for (const client of [oldest, older, younger]) client.close();
+  });
+});
