@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseDurationSeconds } from './duration.ts';
@@ -203,10 +204,25 @@ export const ConfigSchema = z.strictObject({
         .meta({ description: 'TCP port (8080 in AWS); 0 picks a free one.' }),
     })
     .meta({ description: 'HTTP `GET /healthz` for the load balancer.' }),
-  proxyProtocol: z
-    .boolean()
-    .default(false)
-    .meta({ description: 'Expect a PROXY protocol v1 or v2 header first on every connection (NLB).' }),
+  proxyProtocol: z.boolean().default(false).meta({
+    description:
+      'Expect a PROXY protocol v2 header first on every connection (an NLB with proxy protocol v2 on its target groups). Connections from peers outside trustedProxies, and v1 headers, are refused.',
+  }),
+  trustedProxies: z
+    .array(
+      z
+        .string()
+        .trim()
+        .refine(
+          (range) => ipaddr.isValidCIDR(range) || ipaddr.isValid(range),
+          'not an IP address or CIDR range',
+        ),
+    )
+    .default([])
+    .meta({
+      description:
+        'Addresses or CIDR ranges (e.g. the VPC CIDR) of the load balancer whose PROXY headers are believed; required with proxyProtocol.',
+    }),
   tls: TlsSchema.prefault({ source: 'self-signed' }).meta({
     description: 'Certificate and key for STARTTLS and port 465.',
   }),
@@ -294,6 +310,11 @@ function runtimeIssues(config: Config, runtime: Runtime): string[] {
   const needsAuth = config.listeners.some((listener) => listener.mode !== 'mx');
   if (needsAuth && config.auth.users.length === 0) {
     issues.push('auth.users: submission and implicit-tls listeners need at least one user');
+  }
+  if (config.proxyProtocol && config.trustedProxies.length === 0) {
+    issues.push(
+      'trustedProxies: proxyProtocol needs the load balancer addresses or VPC CIDR ranges whose PROXY headers are believed',
+    );
   }
   const ports = new Set<number>();
   config.listeners.forEach((listener, l) => {

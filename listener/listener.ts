@@ -32,7 +32,7 @@ import { type BatchingOptions, SqsEventQueue } from './event-queue.ts';
 import { createHealthServer } from './health.ts';
 import { AuthFailures, ConnectionLimits } from './limits.ts';
 import { ListenerMetrics } from './metrics.ts';
-import { translateProxyV2 } from './proxy.ts';
+import { translateProxyV2, trustedPeers } from './proxy.ts';
 import { MailbridgeSmtpServer } from './smtp.ts';
 import { type Envelope, MemoryBudget, type SpoolTarget, spoolMessage } from './spool.ts';
 import type { TlsMaterial } from './tls.ts';
@@ -138,6 +138,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   const router = new Router(config);
   const verify = typeof options.authUsers === 'function' ? options.authUsers : mapVerifier(options.authUsers);
   const connections = new ConnectionLimits(limits.maxConnections, limits.maxConnectionsPerIp);
+  const trustedProxy = trustedPeers(config.trustedProxies);
   const authFailures = new AuthFailures(limits.maxAuthFailuresPerIp);
   const sweeper = setInterval(() => authFailures.sweep(), 60_000).unref();
   const tlsOf = new WeakMap<SMTPServerSession, { protocol: string; cipher: string }>();
@@ -235,6 +236,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     authMethods: ['PLAIN', 'LOGIN'],
     // AUTH is enforced in onMailFrom instead, so the reply can say what is missing (TLS, then AUTH).
     authOptional: true,
+    // Only the v1 line translateProxyV2 writes for a trusted peer's v2 header ever reaches it.
     useProxy: config.proxyProtocol,
     // Reverse DNS would delay every greeting; SPF and friends run in the parse function.
     disableReverseLookup: true,
@@ -338,6 +340,15 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
       // and one shutdown path whether or not a PROXY header is expected.
       const front = createServer((socket) => {
         if (!config.proxyProtocol) return void smtp.server.emit('connection', socket);
+        if (!trustedProxy(socket.remoteAddress)) {
+          // Its PROXY header could claim any client address (and so dodge SPF and the AUTH lockout).
+          metrics.rejected('untrusted_proxy');
+          logger.warn('connection refused: not from a trusted proxy', {
+            remoteAddress: socket.remoteAddress,
+          });
+          socket.on('error', () => {});
+          return void socket.destroy();
+        }
         handshaking.add(socket);
         void translateProxyV2(socket, limits.socketTimeout * 1000).then((ok) => {
           handshaking.delete(socket);
