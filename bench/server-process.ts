@@ -95,6 +95,7 @@ async function start(): Promise<{ port: number; close: () => Promise<void> }> {
       limits: options.limits ?? {
         maxConnections: 5000,
         maxConnectionsPerIp: 5000,
+        maxConnectionsPerNetwork: 5000,
         maxMessageBytes: 64 * 1024 * 1024,
       },
     },

@@ -150,8 +150,26 @@ const LimitsSchema = z
       .min(1)
       .default(20)
       .meta({ description: 'Open sessions per client address; then 421 4.7.0.' }),
+    maxConnectionsPerNetwork: z.number().int().min(1).default(50).meta({
+      description:
+        'Open sessions per client network (the /24 of an IPv4 address, the /64 of an IPv6 one); then 421 4.7.0.',
+    }),
     // RFC 5321 §4.5.3.2 suggests 5 minutes; keep below the NLB idle timeout (350 s).
     socketTimeout: duration.default(300).meta({ description: 'Idle time allowed between commands.' }),
+    // A legitimate client, pipelining or not, sends its envelope within seconds; one that only
+    // keeps the line alive (NOOP every few seconds) would otherwise hold a slot for ever.
+    envelopeTimeout: duration.default(60).meta({
+      description:
+        'Time a session has, from connecting or from the end of its last message, to send the next envelope up to DATA. NOOP, RSET and other commands do not extend it; then 421 4.4.2.',
+    }),
+    maxIdleCommands: z.number().int().min(1).default(20).meta({
+      description:
+        'Commands that make no progress (any but EHLO, HELO, STARTTLS, AUTH, MAIL, RCPT, DATA and QUIT: NOOP, RSET, HELP, VRFY, unknown ones) a session may send before its first message or between two; the next gets 421 4.7.0.',
+    }),
+    maxUnauthenticatedCommands: z.number().int().min(3).default(10).meta({
+      description:
+        'Commands a client may send on a submission or implicit-TLS port before AUTH succeeds (AUTH itself not counted); the next gets 421 4.7.0.',
+    }),
     // Below the ECS stop timeout (at most 120 s) so open sessions finish before SIGKILL.
     closeTimeout: duration
       .default(60)

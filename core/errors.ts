@@ -77,7 +77,7 @@ export class TemporaryFailureError extends SmtpError {
   }
 }
 
-/** `421 4.7.0`: too many connections overall or from this client address. */
+/** `421 4.7.0`: too many connections overall, from this client address or from its network. */
 export class TooManyConnectionsError extends SmtpError {
   override name = 'TooManyConnectionsError';
   constructor(text: string, reason: string) {
@@ -106,6 +106,25 @@ export class BareLineFeedError extends SmtpError {
   override name = 'BareLineFeedError';
   constructor() {
     super(550, '5.6.0', 'Bare LF line endings are not allowed (RFC 5321 section 2.3.8)', 'bare_lf');
+  }
+}
+
+/**
+ * `421 4.7.0`: a session that holds a slot without sending mail: too many commands that make no
+ * progress, too many before AUTH, or closed to make room for a new client at the connection limit.
+ */
+export class SessionLimitError extends SmtpError {
+  override name = 'SessionLimitError';
+  constructor(text: string, reason: string) {
+    super(421, '4.7.0', text, reason);
+  }
+}
+
+/** `421 4.4.2`: no envelope within the envelope timeout (RFC 3463 X.4.2: bad connection). */
+export class EnvelopeTimeoutError extends SmtpError {
+  override name = 'EnvelopeTimeoutError';
+  constructor(seconds: number) {
+    super(421, '4.4.2', `No mail transaction within ${seconds} s, closing connection`, 'envelope_timeout');
   }
 }
 

@@ -22,6 +22,7 @@ import {
   MessageTooLargeError,
   type Metrics,
   Router,
+  SessionLimitError,
   SmtpError,
   TemporaryFailureError,
   TlsRequiredError,
@@ -33,7 +34,7 @@ import { createHealthServer } from './health.ts';
 import { AuthFailures, ConnectionLimits } from './limits.ts';
 import { ListenerMetrics } from './metrics.ts';
 import { translateProxyV2, trustedPeers } from './proxy.ts';
-import { MailbridgeSmtpServer } from './smtp.ts';
+import { MailbridgeConnection, MailbridgeSmtpServer } from './smtp.ts';
 import { type Envelope, MemoryBudget, type SpoolTarget, spoolMessage } from './spool.ts';
 import type { TlsMaterial } from './tls.ts';
 
@@ -134,10 +135,11 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   const metrics = new ListenerMetrics(
     options.metrics ?? createMetrics('listener'),
     options.metricsIntervalMs ?? 60_000,
+    limits.maxConnections,
   );
   const router = new Router(config);
   const verify = typeof options.authUsers === 'function' ? options.authUsers : mapVerifier(options.authUsers);
-  const connections = new ConnectionLimits(limits.maxConnections, limits.maxConnectionsPerIp);
+  const connections = new ConnectionLimits(limits);
   const trustedProxy = trustedPeers(config.trustedProxies);
   const authFailures = new AuthFailures(limits.maxAuthFailuresPerIp);
   const sweeper = setInterval(() => authFailures.sweep(), 60_000).unref();
@@ -155,13 +157,16 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   let draining = false;
   let onSessionClosed = () => {};
 
-  const refuse = (error: SmtpError, session: SMTPServerSession, callback: (error: Error) => void) => {
+  const noteRefusal = (session: SMTPServerSession, error: SmtpError) => {
     metrics.rejected(error.reason);
     logger.info('refused', {
       sessionId: session.id,
       remoteAddress: session.remoteAddress,
       reply: error.message,
     });
+  };
+  const refuse = (error: SmtpError, session: SMTPServerSession, callback: (error: Error) => void) => {
+    noteRefusal(session, error);
     callback(error);
   };
 
@@ -248,9 +253,13 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
       if (mode !== 'mx' && authFailures.blocked(session.remoteAddress)) {
         return refuse(authRateLimited(), session, callback);
       }
-      const refusal = connections.admit(session.id, session.remoteAddress);
+      let refusal = connections.admit(session.id, session.remoteAddress);
+      if (refusal?.reason === 'max_connections' && evictIdlest(session.id)) {
+        refusal = connections.admit(session.id, session.remoteAddress);
+      }
       if (refusal) return refuse(refusal, session, callback);
       metrics.connection();
+      metrics.sessionsOpen(connections.open);
       callback();
     },
 
@@ -317,6 +326,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
 
     onClose(session) {
       connections.release(session.id);
+      metrics.sessionsOpen(connections.open);
       onSessionClosed();
     },
   });
@@ -334,6 +344,12 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     for (const listener of config.listeners) {
       const smtp = new MailbridgeSmtpServer(policy(listener.mode), {
         onOversized: () => metrics.rejected('too_large'),
+        policy: {
+          envelopeTimeoutMs: limits.envelopeTimeout * 1000,
+          maxIdleCommands: limits.maxIdleCommands,
+          maxUnauthenticatedCommands: listener.mode === 'mx' ? undefined : limits.maxUnauthenticatedCommands,
+        },
+        onPolicyRefusal: noteRefusal,
       });
       smtp.on('error', onServerError);
       // Our own accepting server hands sockets to smtp-server: the place to translate PROXY v2,
@@ -379,6 +395,34 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   const healthPort = healthAddress && typeof healthAddress === 'object' ? healthAddress.port : 0;
 
   const openSessions = () => servers.reduce((sum, { smtp }) => sum + smtp.connections.size, 0);
+
+  /**
+   * At the connection limit, a newcomer takes the place of the session that has gone longest
+   * without progress (and has no transaction open), so sessions that only idle cannot lock real
+   * senders out. Only a session idle for a quarter of the envelope timeout qualifies: one that has
+   * just connected is still greeting and negotiating TLS, and a flood must not churn through them.
+   * False when no session qualifies.
+   */
+  function evictIdlest(newcomer: string): boolean {
+    let idlest: MailbridgeConnection | undefined;
+    let oldest = Date.now() - (limits.envelopeTimeout * 1000) / 4;
+    for (const { smtp } of servers) {
+      for (const connection of smtp.connections) {
+        if (!(connection instanceof MailbridgeConnection) || connection.id === newcomer) continue;
+        const since = connections.has(connection.id) ? connection.idleSince() : undefined;
+        if (since !== undefined && since <= oldest) {
+          idlest = connection;
+          oldest = since;
+        }
+      }
+    }
+    if (!idlest) return false;
+    connections.release(idlest.id);
+    idlest.refuse(
+      new SessionLimitError('Closing an idle session to make room, try again later', 'evicted_idle'),
+    );
+    return true;
+  }
 
   const drain = async () => {
     draining = true;

@@ -9,6 +9,7 @@ import {
   delay,
   makeMessage,
   PASSWORD,
+  proxyV2Header,
   queuedId,
   RawSmtp,
   startTestListener,
@@ -247,7 +248,9 @@ describe('hostile input: AUTH brute force and connection floods', () => {
     const limit = 5;
     const listener = await startTestListener(
       emulator,
-      testConfig({ limits: { maxAuthFailuresPerIp: limit, maxConnectionsPerIp: 50 } }),
+      testConfig({
+        limits: { maxAuthFailuresPerIp: limit, maxConnectionsPerIp: 50, maxConnectionsPerNetwork: 50 },
+      }),
     );
     const clients = await Promise.all(
       Array.from({ length: 31 }, () => RawSmtp.open(listener.port('implicit-tls'), { tls: true })),
@@ -390,5 +393,174 @@ describe('hostile input: slow senders competing for the spool memory budget', ()
     assert.match(await oldest.reply(), /^250 2\.0\.0 queued as /);
     assert.deepEqual(await t.events.from('younger@sender.test'), []);
     for (const client of [oldest, older, younger]) client.close();
+  });
+});
+
+describe('hostile input: sessions that hold slots without sending mail', () => {
+  let emulator: TestEmulator;
+  before(async () => {
+    emulator = await startTestEmulator();
+  });
+  after(async () => {
+    await emulator.close();
+  });
+
+  /** Sends `commands` in turn, over and over, until a reply is 421 or `rounds` commands went by. */
+  async function keepBusy(client: RawSmtp, commands: string[], rounds: number): Promise<string[]> {
+    const replies: string[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const reply = await client.command(commands[i % commands.length]!);
+      replies.push(reply);
+      if (reply.startsWith('421') || reply === '') break;
+      await delay(50);
+    }
+    return replies;
+  }
+
+  it('closes a session that only idles with 421 4.4.2 once the envelope timeout passes: NOOP, RSET and MAIL do not extend it', async () => {
+    const listener = await startTestListener(
+      emulator,
+      testConfig({ limits: { envelopeTimeout: '1s', maxIdleCommands: 1000 } }),
+    );
+    const client = await RawSmtp.open(listener.port('mx'));
+    await client.hello();
+    const replies = await keepBusy(client, ['NOOP', 'RSET', 'MAIL FROM:<idle@sender.test>', 'RSET'], 400);
+    assert.equal(replies.at(-1), '421 4.4.2 No mail transaction within 1 s, closing connection');
+    assert.equal(await client.reply(), '');
+    client.close();
+    // A sender that gets on with its mail is not affected.
+    const sender = await RawSmtp.open(listener.port('mx'));
+    await sender.hello();
+    assert.match(
+      await sender.send('busy@sender.test', ['a@example.test'], makeMessage(300, 'busy')),
+      /^250 /,
+    );
+    sender.close();
+    await listener.close();
+  });
+
+  it('allows maxIdleCommands commands that make no progress between messages; the next gets 421 4.7.0', async () => {
+    const listener = await startTestListener(emulator, testConfig({ limits: { maxIdleCommands: 20 } }));
+    const client = await RawSmtp.open(listener.port('mx'));
+    await client.hello();
+    for (let i = 0; i < 15; i++) assert.match(await client.command(i % 2 ? 'RSET' : 'NOOP'), /^250 /);
+    // A message is progress: the count starts again after it.
+    assert.match(
+      await client.send('chatty@sender.test', ['a@example.test'], makeMessage(300, 'chatty')),
+      /^250 /,
+    );
+    const after: string[] = [];
+    for (let i = 0; i < 21; i++)
+      after.push(await client.command(['NOOP', 'HELP', 'VRFY x', 'XYZZY'][i % 4]!));
+    assert.equal(after.filter((reply) => reply.startsWith('421')).length, 1);
+    assert.equal(after.at(-1), '421 4.7.0 Too many commands without sending mail');
+    assert.equal(await client.reply(), '');
+    client.close();
+    await listener.close();
+  });
+
+  it('caps commands before AUTH on the submission port (authOptional lifts smtp-server cap), not after it', async () => {
+    const listener = await startTestListener(
+      emulator,
+      testConfig({ limits: { maxUnauthenticatedCommands: 10 } }),
+    );
+    const anonymous = await RawSmtp.open(listener.port('submission'));
+    const replies = await keepBusy(anonymous, ['EHLO client.test'], 300);
+    assert.equal(replies.length, 11);
+    assert.equal(replies.at(-1), '421 4.7.0 Too many commands before authentication');
+    anonymous.close();
+    const user = await RawSmtp.open(listener.port('submission'));
+    await user.hello();
+    await user.startTls();
+    await user.hello({ user: USER, password: PASSWORD });
+    for (let i = 0; i < 15; i++) assert.match(await user.command('EHLO client.test'), /^250/);
+    assert.match(await user.send('auth@sender.test', ['a@example.test'], makeMessage(300, 'auth')), /^250 /);
+    user.close();
+    await listener.close();
+  });
+
+  it('at the connection limit closes the session idle the longest so a real sender gets in', async () => {
+    const listener = await startTestListener(
+      emulator,
+      testConfig({
+        limits: {
+          maxConnections: 10,
+          maxConnectionsPerIp: 50,
+          maxConnectionsPerNetwork: 50,
+          envelopeTimeout: '4s',
+        },
+      }),
+    );
+    const idle: RawSmtp[] = [];
+    for (let i = 0; i < 10; i++) {
+      const client = await RawSmtp.open(listener.port(i % 2 ? 'mx' : 'submission'));
+      await client.hello();
+      await client.command('NOOP');
+      idle.push(client);
+    }
+    // Sessions become evictable after a quarter of the envelope timeout without progress.
+    await delay(1200);
+    const transport = createTransport({
+      host: '127.0.0.1',
+      port: listener.port('mx'),
+      secure: false,
+      ignoreTLS: true,
+    });
+    const info = await transport.sendMail({
+      envelope: { from: 'real@sender.test', to: ['a@example.test'] },
+      raw: makeMessage(300, 'real'),
+    });
+    assert.match(info.response, /^250 2\.0\.0 queued as /);
+    transport.close();
+    assert.equal(await idle[0]!.reply(), '421 4.7.0 Closing an idle session to make room, try again later');
+    for (const client of idle.slice(1)) assert.equal(await client.command('NOOP'), '250 2.0.0 OK');
+    for (const client of idle) client.close();
+    await listener.close();
+  });
+
+  it('holds one /24 to maxConnectionsPerNetwork while another network is served', async () => {
+    const listener = await startTestListener(
+      emulator,
+      testConfig({ limits: { maxConnectionsPerIp: 5, maxConnectionsPerNetwork: 5 } }),
+    );
+    const flood = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => greetingFrom(listener.port('mx'), `127.0.9.${i + 1}`)),
+    );
+    const greetings = flood.map(({ greeting }) => greeting).sort();
+    assert.deepEqual(greetings, [
+      ...Array(5).fill('220 mx.mailbridge.test ESMTP mailbridge'),
+      ...Array(3).fill('421 4.7.0 Too many connections from your network'),
+    ]);
+    const other = await greetingFrom(listener.port('mx'), '127.0.10.1');
+    assert.equal(other.greeting, '220 mx.mailbridge.test ESMTP mailbridge');
+    for (const { socket } of [...flood, other]) socket.destroy();
+    await listener.close();
+  });
+
+  it('holds one IPv6 /64 to maxConnectionsPerNetwork (client addresses from PROXY v2 headers)', async () => {
+    const listener = await startTestListener(
+      emulator,
+      testConfig({
+        proxyProtocol: true,
+        trustedProxies: ['127.0.0.0/8'],
+        limits: { maxConnectionsPerIp: 3, maxConnectionsPerNetwork: 3 },
+      }),
+    );
+    const greet = async (address: string) => {
+      const client = await RawSmtp.open(listener.port('mx'), {
+        proxyHeader: proxyV2Header({ address, port: 40000 }),
+        greeting: false,
+      });
+      return { client, greeting: await client.reply() };
+    };
+    const flood = await Promise.all([1, 2, 3, 4, 5].map((host) => greet(`2001:db8:1:0:${host}::1`)));
+    assert.deepEqual(flood.map(({ greeting }) => greeting).sort(), [
+      ...Array(3).fill('220 mx.mailbridge.test ESMTP mailbridge'),
+      ...Array(2).fill('421 4.7.0 Too many connections from your network'),
+    ]);
+    const other = await greet('2001:db8:2::1');
+    assert.equal(other.greeting, '220 mx.mailbridge.test ESMTP mailbridge');
+    for (const { client } of [...flood, other]) client.close();
+    await listener.close();
   });
 });

@@ -229,9 +229,11 @@ describe('listener: connection and authentication limits', () => {
     await listener.close();
   });
 
-  it('refuses connections over the global limit with 421 4.7.0', async () => {
+  it('refuses connections over the global limit with 421 4.7.0 while every session has a message open', async () => {
     const listener = await startTestListener(emulator, testConfig({ limits: { maxConnections: 1 } }));
     const first = await RawSmtp.open(listener.port('mx'));
+    await first.hello();
+    assert.match(await first.command('MAIL FROM:<busy@sender.test>'), /^250 /);
     const second = await RawSmtp.open(listener.port('submission'), { greeting: false });
     assert.equal(await second.reply(), '421 4.7.0 Too many connections, try again later');
     first.close();
