@@ -193,6 +193,16 @@ const LimitsSchema = z
       description:
         'How long a message waits, its sender paused, for room in spoolMemoryBytes; then it is answered 451 4.3.1 and the sender retries later.',
     }),
+    // A hung S3 or SQS call would otherwise hold the sender until its own timeout (RFC 5321
+    // §4.5.3.2.6: 10 minutes after the final dot). With 3 tries each for S3 and SQS, a hang is
+    // answered 451 4.3.0 within about 30 s: well inside that, and inside closeTimeout on shutdown.
+    storageConnectTimeout: duration.default(3).meta({
+      description: 'Time the listener allows to open a connection to S3 or SQS.',
+    }),
+    storageRequestTimeout: duration.default(5).meta({
+      description:
+        'Time the listener allows one S3 or SQS request, sending and answer included (a 5 MiB part takes well under a second within AWS). The SDK tries 3 times; then the message is answered 451 4.3.0.',
+    }),
     rejectBareLf: z.boolean().default(false).meta({
       description: 'Refuse DATA with bare-LF line endings (550 5.6.0) instead of only flagging it.',
     }),
