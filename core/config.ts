@@ -189,9 +189,11 @@ const LimitsSchema = z
         description:
           'Bytes all messages in progress may buffer together before their senders are paused (each S3 part is 5 MiB); raise it with task memory for more large-message throughput.',
       }),
-    spoolWait: duration.default(5).meta({
+    // A paused sender waits for TCP to take its data: RFC 5321 §4.5.3.2.5 gives it 3 minutes per
+    // block, and smtp-server's socketTimeout still bounds a session that stalls altogether.
+    spoolWait: duration.default(60).meta({
       description:
-        'How long a message waits, its sender paused, for room in spoolMemoryBytes; then it is answered 451 4.3.1 and the sender retries later.',
+        'How long a message waits, its sender paused, for room in spoolMemoryBytes; then it takes room from younger messages, or is answered 451 4.3.1 and the sender retries later.',
     }),
     // A hung S3 or SQS call would otherwise hold the sender until its own timeout (RFC 5321
     // §4.5.3.2.6: 10 minutes after the final dot). With 3 tries each for S3 and SQS, a hang is

@@ -54,13 +54,13 @@ const BUDGETED_PER_MESSAGE = 2 * PART_SIZE;
 
 /**
  * Bytes held in memory by all messages being spooled, bounded by backpressure: a message that
- * would go over the capacity waits (its sender is paused through TCP) until others finish. Older
- * messages come first: the oldest holder always proceeds, so the holders can never all wait on
- * each other (the bytes held never exceed the capacity plus what one message may hold), and a
- * message that needs room takes it from messages younger than itself, which are refused. A
- * message that gets no room within `maxWaitMs` is refused too, rather than let through: senders
- * that stall mid-DATA can neither freeze everyone else nor grow memory past the bound, and many
- * slow senders at once see the oldest of them finish instead of all of them failing together.
+ * would go over the capacity waits (its sender is paused through TCP) until others finish. The
+ * oldest holder always proceeds, so the holders can never all wait on each other: the bytes held
+ * never exceed the capacity plus what one message may hold. A message still without room after
+ * `maxWaitMs` takes it from messages younger than itself, which are refused; with none younger it
+ * is refused itself, rather than let through. So senders that stall mid-DATA can neither freeze
+ * everyone else nor grow memory past the bound, and of many slow senders at once the oldest finish
+ * instead of all of them failing together.
  */
 export class MemoryBudget {
   readonly #capacity: number;
@@ -78,15 +78,18 @@ export class MemoryBudget {
 
   /**
    * Takes `bytes` for `owner`; resolves true at once while they fit or once room is made, false
-   * (nothing taken) when no room was made within the wait or the owner was preempted. `preempt`
-   * is called (once) when an older message takes the owner's room: the owner must then give up
-   * its message, whose bytes no longer count.
+   * (nothing taken) when the owner was preempted or no room could be made. `preempt` is called
+   * (once) when an older message takes the owner's room: the owner must then give up its message,
+   * whose bytes no longer count.
    */
   async take(owner: object, bytes: number, preempt: () => void): Promise<boolean> {
     const deadline = Date.now() + this.#maxWaitMs;
-    while (!this.#preempted.has(owner) && !this.#makeRoom(owner, bytes)) {
+    while (!this.#preempted.has(owner) && !this.#fits(owner, bytes)) {
       const left = deadline - Date.now();
-      if (left <= 0) return false;
+      if (left <= 0) {
+        if (this.#preemptYounger(owner, bytes)) break;
+        return false;
+      }
       await new Promise<void>((resolve) => {
         const wake = () => {
           clearTimeout(timer);
@@ -116,11 +119,15 @@ export class MemoryBudget {
     for (const wake of waiting) wake();
   }
 
-  /** Whether `bytes` fit for `owner` now, after preempting younger holders if need be. */
-  #makeRoom(owner: object, bytes: number): boolean {
+  #fits(owner: object, bytes: number): boolean {
     if (this.#used + bytes <= this.#capacity) return true;
+    const oldest = this.#holders.keys().next();
+    return oldest.done === true || oldest.value === owner;
+  }
+
+  /** Preempts holders younger than `owner`, youngest first, until `bytes` fit; whether they do. */
+  #preemptYounger(owner: object, bytes: number): boolean {
     const holders = [...this.#holders.keys()];
-    if (holders.length === 0 || holders[0] === owner) return true;
     const age = holders.indexOf(owner);
     // A message holding nothing yet is younger than every holder: it takes no one's room.
     if (age === -1) return false;
