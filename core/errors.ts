@@ -109,14 +109,20 @@ export class BareLineFeedError extends SmtpError {
   }
 }
 
+const SESSION_LIMIT_REPLIES = {
+  idle_commands: 'Too many commands without sending mail',
+  unauthenticated_commands: 'Too many commands before authentication',
+  evicted_idle: 'Closing an idle session to make room, try again later',
+} as const;
+
 /**
  * `421 4.7.0`: a session that holds a slot without sending mail: too many commands that make no
  * progress, too many before AUTH, or closed to make room for a new client at the connection limit.
  */
 export class SessionLimitError extends SmtpError {
   override name = 'SessionLimitError';
-  constructor(text: string, reason: string) {
-    super(421, '4.7.0', text, reason);
+  constructor(reason: keyof typeof SESSION_LIMIT_REPLIES) {
+    super(421, '4.7.0', SESSION_LIMIT_REPLIES[reason], reason);
   }
 }
 

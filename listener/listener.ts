@@ -418,9 +418,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     }
     if (!idlest) return false;
     connections.release(idlest.id);
-    idlest.refuse(
-      new SessionLimitError('Closing an idle session to make room, try again later', 'evicted_idle'),
-    );
+    idlest.refuse(new SessionLimitError('evicted_idle'));
     return true;
   }
 

@@ -120,13 +120,13 @@ export class MailbridgeConnection extends SMTPConnection {
     if (maxUnauthenticatedCommands !== undefined && !this.session.user && name !== 'AUTH') {
       this.#unauthenticatedCommands += 1;
       if (this.#unauthenticatedCommands > maxUnauthenticatedCommands) {
-        return new SessionLimitError('Too many commands before authentication', 'unauthenticated_commands');
+        return new SessionLimitError('unauthenticated_commands');
       }
     }
     if (!PROGRESS_COMMANDS.has(name)) {
       this.#idleCommands += 1;
       if (this.#idleCommands > maxIdleCommands) {
-        return new SessionLimitError('Too many commands without sending mail', 'idle_commands');
+        return new SessionLimitError('idle_commands');
       }
     }
     return undefined;

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { connect as netConnect, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { createTransport } from 'nodemailer';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
 import {
   delay,
   makeMessage,
@@ -16,11 +15,38 @@ import {
   type TestListener,
   testConfig,
   USER,
+  useEmulator,
   useListener,
 } from '../listener/helpers.ts';
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 const OUR_DOMAINS = ['example.test', 'strict.test'];
+
+/** One ordinary message from `sender` on a fresh MX session; returns the final reply. */
+async function deliverOne(listener: TestListener, sender: string): Promise<string> {
+  const client = await RawSmtp.open(listener.port('mx'));
+  await client.hello();
+  const reply = await client.send(sender, ['a@example.test'], makeMessage(300, sender));
+  client.close();
+  return reply;
+}
+
+/** The same through nodemailer, from `localAddress`; returns the final reply. */
+async function sendWithNodemailer(listener: TestListener, sender: string, localAddress = '127.0.0.1') {
+  const transport = createTransport({
+    host: '127.0.0.1',
+    port: listener.port('mx'),
+    localAddress,
+    secure: false,
+    ignoreTLS: true,
+  });
+  const info = await transport.sendMail({
+    envelope: { from: sender, to: ['a@example.test'] },
+    raw: makeMessage(300, sender),
+  });
+  transport.close();
+  return info.response;
+}
 
 /** Waits until the listener has no session open (server-side close events trail the client's). */
 async function noSessionsLeft(listener: TestListener): Promise<number> {
@@ -203,16 +229,10 @@ describe('hostile input: STARTTLS command injection', () => {
 });
 
 describe('hostile input: AUTH brute force and connection floods', () => {
-  let emulator: TestEmulator;
-  before(async () => {
-    emulator = await startTestEmulator();
-  });
-  after(async () => {
-    await emulator.close();
-  });
+  const t = useEmulator();
 
   it('counts AUTH failures per address across connections and ports; then even the right password gets 421', async () => {
-    const listener = await startTestListener(emulator, testConfig({ limits: { maxAuthFailuresPerIp: 3 } }));
+    const listener = await startTestListener(t.emulator, testConfig({ limits: { maxAuthFailuresPerIp: 3 } }));
     const wrongPlain = `AUTH PLAIN ${b64(`\0${USER}\0guess`)}`;
     const first = await RawSmtp.open(listener.port('implicit-tls'), { tls: true });
     await first.hello();
@@ -247,7 +267,7 @@ describe('hostile input: AUTH brute force and connection floods', () => {
   it('stops a parallel brute force at the limit: 30 simultaneous guesses get limit - 1 checks, a late right password 421', async () => {
     const limit = 5;
     const listener = await startTestListener(
-      emulator,
+      t.emulator,
       testConfig({
         limits: { maxAuthFailuresPerIp: limit, maxConnectionsPerIp: 50, maxConnectionsPerNetwork: 50 },
       }),
@@ -276,7 +296,7 @@ describe('hostile input: AUTH brute force and connection floods', () => {
 
   it('answers a flood beyond maxConnections with 421 4.7.0 (or drops it), leaks no session and then serves a legit client', async () => {
     const listener = await startTestListener(
-      emulator,
+      t.emulator,
       testConfig({ limits: { maxConnections: 20, maxConnectionsPerIp: 20 } }),
     );
     const flood = await Promise.all(
@@ -291,19 +311,13 @@ describe('hostile input: AUTH brute force and connection floods', () => {
     }
     for (const { socket } of flood) socket.destroy();
     assert.equal(await noSessionsLeft(listener), 0);
-    const client = await RawSmtp.open(listener.port('mx'));
-    await client.hello();
-    assert.match(
-      await client.send('legit@sender.test', ['a@example.test'], makeMessage(300, 'legit')),
-      /^250 /,
-    );
-    client.close();
+    assert.match(await deliverOne(listener, 'legit@sender.test'), /^250 /);
     await listener.close();
   });
 
   it('holds one address to maxConnectionsPerIp while other addresses are still served', async () => {
     const listener = await startTestListener(
-      emulator,
+      t.emulator,
       testConfig({ limits: { maxConnections: 100, maxConnectionsPerIp: 5 } }),
     );
     const flood = await Promise.all(
@@ -315,19 +329,10 @@ describe('hostile input: AUTH brute force and connection floods', () => {
       greetings.filter((greeting) => greeting === '421 4.7.0 Too many connections from your address').length,
       25,
     );
-    const transport = createTransport({
-      host: '127.0.0.1',
-      port: listener.port('mx'),
-      localAddress: '127.0.0.3',
-      secure: false,
-      ignoreTLS: true,
-    });
-    const info = await transport.sendMail({
-      envelope: { from: 'other-address@sender.test', to: ['a@example.test'] },
-      raw: makeMessage(300, 'other-address'),
-    });
-    assert.match(info.response, /^250 2\.0\.0 queued as /);
-    transport.close();
+    assert.match(
+      await sendWithNodemailer(listener, 'other-address@sender.test', '127.0.0.3'),
+      /^250 2\.0\.0 queued as /,
+    );
     for (const { socket } of flood) socket.destroy();
     assert.equal(await noSessionsLeft(listener), 0);
     await listener.close();
@@ -367,9 +372,9 @@ describe('hostile input: senders that stall mid-DATA', () => {
 });
 
 describe('hostile input: slow senders competing for the spool memory budget', () => {
-  const t = useListener(() => testConfig({ limits: { spoolMemoryBytes: 5 * 1024 * 1024, spoolWait: '5s' } }));
+  const t = useListener(() => testConfig({ limits: { spoolMemoryBytes: 5 * 1024 * 1024, spoolWait: '1s' } }));
 
-  it('lets an older message take room from a younger one that holds it: the younger gets 451 4.3.1, both older ones 250', async () => {
+  it('lets an older message that waited in vain take room from a younger one: the younger gets 451 4.3.1, both older ones 250', async () => {
     const port = t.listener.port('mx');
     const write = (client: RawSmtp, data: Buffer) =>
       new Promise<void>((resolve) => client.socket.write(data, () => resolve()));
@@ -397,13 +402,7 @@ describe('hostile input: slow senders competing for the spool memory budget', ()
 });
 
 describe('hostile input: sessions that hold slots without sending mail', () => {
-  let emulator: TestEmulator;
-  before(async () => {
-    emulator = await startTestEmulator();
-  });
-  after(async () => {
-    await emulator.close();
-  });
+  const t = useEmulator();
 
   /** Sends `commands` in turn, over and over, until a reply is 421 or `rounds` commands went by. */
   async function keepBusy(client: RawSmtp, commands: string[], rounds: number): Promise<string[]> {
@@ -419,7 +418,7 @@ describe('hostile input: sessions that hold slots without sending mail', () => {
 
   it('closes a session that only idles with 421 4.4.2 once the envelope timeout passes: NOOP, RSET and MAIL do not extend it', async () => {
     const listener = await startTestListener(
-      emulator,
+      t.emulator,
       testConfig({ limits: { envelopeTimeout: '1s', maxIdleCommands: 1000 } }),
     );
     const client = await RawSmtp.open(listener.port('mx'));
@@ -429,18 +428,12 @@ describe('hostile input: sessions that hold slots without sending mail', () => {
     assert.equal(await client.reply(), '');
     client.close();
     // A sender that gets on with its mail is not affected.
-    const sender = await RawSmtp.open(listener.port('mx'));
-    await sender.hello();
-    assert.match(
-      await sender.send('busy@sender.test', ['a@example.test'], makeMessage(300, 'busy')),
-      /^250 /,
-    );
-    sender.close();
+    assert.match(await deliverOne(listener, 'busy@sender.test'), /^250 /);
     await listener.close();
   });
 
   it('allows maxIdleCommands commands that make no progress between messages; the next gets 421 4.7.0', async () => {
-    const listener = await startTestListener(emulator, testConfig({ limits: { maxIdleCommands: 20 } }));
+    const listener = await startTestListener(t.emulator, testConfig({ limits: { maxIdleCommands: 20 } }));
     const client = await RawSmtp.open(listener.port('mx'));
     await client.hello();
     for (let i = 0; i < 15; i++) assert.match(await client.command(i % 2 ? 'RSET' : 'NOOP'), /^250 /);
@@ -461,7 +454,7 @@ describe('hostile input: sessions that hold slots without sending mail', () => {
 
   it('caps commands before AUTH on the submission port (authOptional lifts smtp-server cap), not after it', async () => {
     const listener = await startTestListener(
-      emulator,
+      t.emulator,
       testConfig({ limits: { maxUnauthenticatedCommands: 10 } }),
     );
     const anonymous = await RawSmtp.open(listener.port('submission'));
@@ -481,7 +474,7 @@ describe('hostile input: sessions that hold slots without sending mail', () => {
 
   it('at the connection limit closes the session idle the longest so a real sender gets in', async () => {
     const listener = await startTestListener(
-      emulator,
+      t.emulator,
       testConfig({
         limits: {
           maxConnections: 10,
@@ -500,18 +493,7 @@ describe('hostile input: sessions that hold slots without sending mail', () => {
     }
     // Sessions become evictable after a quarter of the envelope timeout without progress.
     await delay(1200);
-    const transport = createTransport({
-      host: '127.0.0.1',
-      port: listener.port('mx'),
-      secure: false,
-      ignoreTLS: true,
-    });
-    const info = await transport.sendMail({
-      envelope: { from: 'real@sender.test', to: ['a@example.test'] },
-      raw: makeMessage(300, 'real'),
-    });
-    assert.match(info.response, /^250 2\.0\.0 queued as /);
-    transport.close();
+    assert.match(await sendWithNodemailer(listener, 'real@sender.test'), /^250 2\.0\.0 queued as /);
     assert.equal(await idle[0]!.reply(), '421 4.7.0 Closing an idle session to make room, try again later');
     for (const client of idle.slice(1)) assert.equal(await client.command('NOOP'), '250 2.0.0 OK');
     for (const client of idle) client.close();
@@ -520,7 +502,7 @@ describe('hostile input: sessions that hold slots without sending mail', () => {
 
   it('holds one /24 to maxConnectionsPerNetwork while another network is served', async () => {
     const listener = await startTestListener(
-      emulator,
+      t.emulator,
       testConfig({ limits: { maxConnectionsPerIp: 5, maxConnectionsPerNetwork: 5 } }),
     );
     const flood = await Promise.all(
@@ -539,7 +521,7 @@ describe('hostile input: sessions that hold slots without sending mail', () => {
 
   it('holds one IPv6 /64 to maxConnectionsPerNetwork (client addresses from PROXY v2 headers)', async () => {
     const listener = await startTestListener(
-      emulator,
+      t.emulator,
       testConfig({
         proxyProtocol: true,
         trustedProxies: ['127.0.0.0/8'],

@@ -64,6 +64,18 @@ export function useListener(config: () => Config = testConfig): {
   return fixture;
 }
 
+/** A fresh emulator for the enclosing `describe`, for tests that start listeners of their own. */
+export function useEmulator(): { emulator: TestEmulator } {
+  const fixture = {} as { emulator: TestEmulator };
+  before(async () => {
+    fixture.emulator = await startTestEmulator();
+  });
+  after(async () => {
+    await fixture.emulator.close();
+  });
+  return fixture;
+}
+
 /**
  * A fresh emulator, an event collector on its inbound queue and a temporary directory (prefix
  * `prefix`) for the enclosing `describe`; with `tlsFiles`, the directory holds the test TLS pair as
