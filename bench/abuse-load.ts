@@ -84,23 +84,21 @@ function tally(replies: readonly string[]): Outcomes {
 
 /**
  * `sessions` senders spread over `addresses` source addresses, all starting DATA at once and
- * trickling the body at `bytesPerSecond` each for `durationMs`, then ending it; returns the final
- * replies.
+ * trickling the body at `bytesPerSecond` each, `chunkBytes` at a time, for `durationMs`, then
+ * ending it; returns the final replies.
  */
 async function slowSenders(args: {
   port: number;
   sessions: number;
   addresses: number;
   bytesPerSecond: number;
+  chunkBytes: number;
   durationMs: number;
 }): Promise<{ outcomes: Outcomes; seconds: number }> {
   const sources = sourceAddresses(args.addresses);
   const started = now();
-  const tickMs = 250;
-  const chunk = messageBody(Math.ceil((args.bytesPerSecond * tickMs) / 1000), 'slow', RECIPIENT).subarray(
-    0,
-    -3,
-  );
+  const tickMs = (1000 * args.chunkBytes) / args.bytesPerSecond;
+  const chunk = messageBody(args.chunkBytes, 'slow', RECIPIENT).subarray(0, -3);
   const replies = await Promise.all(
     Array.from({ length: args.sessions }, async (_, i) => {
       const session = new Session(args.port, sources[i % sources.length]!);

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { createLogger, createMetrics, parseConfig } from '../core/index.ts';
 import { emulatorClients, startLocalFunctions } from '../dev/index.ts';
-import { generateSelfSigned, startListener } from '../listener/index.ts';
+import { generateSelfSigned, startListener, storageClients } from '../listener/index.ts';
 import { noDns } from '../test/helpers/dns-zone.ts';
 import { serve } from './ipc.ts';
 import { naiveDurableSink } from './naive-sink.ts';
@@ -120,10 +120,16 @@ async function start(): Promise<{ port: number; close: () => Promise<void> }> {
     });
     closers.push(() => pollers.stop());
   }
+  // The listener's own clients, with the timeouts listener/main.ts gives them in production.
+  const storage = storageClients(config.limits, {
+    region: 'us-east-1',
+    endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
   const listener = await startListener({
     config,
-    s3,
-    sqs,
+    ...storage,
     bucket,
     inboundQueueUrl,
     tls,
@@ -136,8 +142,7 @@ async function start(): Promise<{ port: number; close: () => Promise<void> }> {
     port: listener.listeners[0]!.port,
     close: async () => {
       for (const close of closers) await close();
-      s3.destroy();
-      sqs.destroy();
+      for (const client of [s3, sqs, storage.s3, storage.sqs]) client.destroy();
     },
   };
 }
@@ -147,6 +152,10 @@ serve(
   {
     close: () => server.close(),
     memory: () => process.memoryUsage(),
+    liveMemory: () => {
+      globalThis.gc?.();
+      return process.memoryUsage();
+    },
   },
   { port: server.port },
 );
