@@ -24,6 +24,7 @@ const config = testConfig({
     maxMessageBytes: 1024 * 1024,
     maxConnections: 2000,
     maxConnectionsPerIp: 2000,
+    maxConnectionsPerNetwork: 2000,
     maxAuthFailuresPerIp: 1_000_000_000,
     socketTimeout: '10s',
     closeTimeout: '2s',

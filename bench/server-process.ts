@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { createLogger, createMetrics, parseConfig } from '../core/index.ts';
 import { emulatorClients, startLocalFunctions } from '../dev/index.ts';
-import { generateSelfSigned, startListener } from '../listener/index.ts';
+import { generateSelfSigned, startListener, storageClients } from '../listener/index.ts';
 import { noDns } from '../test/helpers/dns-zone.ts';
 import { serve } from './ipc.ts';
 import { naiveDurableSink } from './naive-sink.ts';
@@ -27,6 +27,8 @@ export interface ServerOptions {
   readonly webhookUrl?: string;
   /** The pipeline's retry schedule, seconds. */
   readonly retrySchedule?: number[];
+  /** The listener's `limits`, replacing the throughput bench's (no per-address limits). */
+  readonly limits?: Record<string, unknown>;
 }
 
 const SECRET = 'whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQ=';
@@ -91,7 +93,12 @@ async function start(): Promise<{ port: number; close: () => Promise<void> }> {
       ],
       listeners: [{ host: '127.0.0.1', port: 0, mode: 'mx' }],
       health: { host: '127.0.0.1', port: 0 },
-      limits: { maxConnections: 5000, maxConnectionsPerIp: 5000, maxMessageBytes: 64 * 1024 * 1024 },
+      limits: options.limits ?? {
+        maxConnections: 5000,
+        maxConnectionsPerIp: 5000,
+        maxConnectionsPerNetwork: 5000,
+        maxMessageBytes: 64 * 1024 * 1024,
+      },
     },
     { source: 'bench', runtime: 'local' },
   );
@@ -115,10 +122,16 @@ async function start(): Promise<{ port: number; close: () => Promise<void> }> {
     });
     closers.push(() => pollers.stop());
   }
+  // The listener's own clients, with the timeouts listener/main.ts gives them in production.
+  const storage = storageClients(config.limits, {
+    region: 'us-east-1',
+    endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
   const listener = await startListener({
     config,
-    s3,
-    sqs,
+    ...storage,
     bucket,
     inboundQueueUrl,
     tls,
@@ -131,8 +144,7 @@ async function start(): Promise<{ port: number; close: () => Promise<void> }> {
     port: listener.listeners[0]!.port,
     close: async () => {
       for (const close of closers) await close();
-      s3.destroy();
-      sqs.destroy();
+      for (const client of [s3, sqs, storage.s3, storage.sqs]) client.destroy();
     },
   };
 }
@@ -142,6 +154,10 @@ serve(
   {
     close: () => server.close(),
     memory: () => process.memoryUsage(),
+    liveMemory: () => {
+      globalThis.gc?.();
+      return process.memoryUsage();
+    },
   },
   { port: server.port },
 );

@@ -158,7 +158,12 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
         ...retry,
       },
     ],
-    limits: { closeTimeout: '3s', maxConnectionsPerIp: senders * 2, maxMessageBytes: maxBytes * 2 },
+    limits: {
+      closeTimeout: '3s',
+      maxConnectionsPerIp: senders * 2,
+      maxConnectionsPerNetwork: senders * 2,
+      maxMessageBytes: maxBytes * 2,
+    },
     dataDir,
     concurrency: 4,
   });

@@ -162,8 +162,26 @@ const LimitsSchema = z
       .min(1)
       .default(20)
       .meta({ description: 'Open sessions per client address; then 421 4.7.0.' }),
+    maxConnectionsPerNetwork: z.number().int().min(1).default(50).meta({
+      description:
+        'Open sessions per client network (the /24 of an IPv4 address, the /64 of an IPv6 one); then 421 4.7.0.',
+    }),
     // RFC 5321 §4.5.3.2 suggests 5 minutes; keep below the NLB idle timeout (350 s).
     socketTimeout: duration.default(300).meta({ description: 'Idle time allowed between commands.' }),
+    // A legitimate client, pipelining or not, sends its envelope within seconds; one that only
+    // keeps the line alive (NOOP every few seconds) would otherwise hold a slot for ever.
+    envelopeTimeout: duration.default(60).meta({
+      description:
+        'Time a session has, from connecting or from the end of its last message, to send the next envelope up to DATA. NOOP, RSET and other commands do not extend it; then 421 4.4.2.',
+    }),
+    maxIdleCommands: z.number().int().min(1).default(20).meta({
+      description:
+        'Commands that make no progress (any but EHLO, HELO, STARTTLS, AUTH, MAIL, RCPT, DATA and QUIT: NOOP, RSET, HELP, VRFY, unknown ones) a session may send before its first message or between two; the next gets 421 4.7.0.',
+    }),
+    maxUnauthenticatedCommands: z.number().int().min(3).default(10).meta({
+      description:
+        'Commands a client may send on a submission or implicit-TLS port before AUTH succeeds (AUTH itself not counted); the next gets 421 4.7.0.',
+    }),
     // Below the ECS stop timeout (at most 120 s) so open sessions finish before SIGKILL.
     closeTimeout: duration
       .default(60)
@@ -183,6 +201,22 @@ const LimitsSchema = z
         description:
           'Bytes all messages in progress may buffer together before their senders are paused (each S3 part is 5 MiB); raise it with task memory for more large-message throughput.',
       }),
+    // A paused sender waits for TCP to take its data: RFC 5321 §4.5.3.2.5 gives it 3 minutes per
+    // block, and smtp-server's socketTimeout still bounds a session that stalls altogether.
+    spoolWait: duration.default(60).meta({
+      description:
+        'How long a message waits, its sender paused, for room in spoolMemoryBytes; then it takes room from younger messages, or is answered 451 4.3.1 and the sender retries later.',
+    }),
+    // A hung S3 or SQS call would otherwise hold the sender until its own timeout (RFC 5321
+    // §4.5.3.2.6: 10 minutes after the final dot). With 3 tries each for S3 and SQS, a hang is
+    // answered 451 4.3.0 within about 30 s: well inside that, and inside closeTimeout on shutdown.
+    storageConnectTimeout: duration.default(3).meta({
+      description: 'Time the listener allows to open a connection to S3 or SQS.',
+    }),
+    storageRequestTimeout: duration.default(5).meta({
+      description:
+        'Time the listener allows one S3 or SQS request, sending and answer included (a 5 MiB part takes well under a second within AWS). The SDK tries 3 times; then the message is answered 451 4.3.0.',
+    }),
     rejectBareLf: z.boolean().default(false).meta({
       description: 'Refuse DATA with bare-LF line endings (550 5.6.0) instead of only flagging it.',
     }),
@@ -212,10 +246,25 @@ export const ConfigSchema = z.strictObject({
         .meta({ description: 'TCP port (8080 in AWS); 0 picks a free one.' }),
     })
     .meta({ description: 'HTTP `GET /healthz` for the load balancer.' }),
-  proxyProtocol: z
-    .boolean()
-    .default(false)
-    .meta({ description: 'Expect a PROXY protocol v1 or v2 header first on every connection (NLB).' }),
+  proxyProtocol: z.boolean().default(false).meta({
+    description:
+      'Expect a PROXY protocol v2 header first on every connection (an NLB with proxy protocol v2 on its target groups). Connections from peers outside trustedProxies, and v1 headers, are refused.',
+  }),
+  trustedProxies: z
+    .array(
+      z
+        .string()
+        .trim()
+        .refine(
+          (range) => ipaddr.isValidCIDR(range) || ipaddr.isValid(range),
+          'not an IP address or CIDR range',
+        ),
+    )
+    .default([])
+    .meta({
+      description:
+        'Addresses or CIDR ranges (e.g. the VPC CIDR) of the load balancer whose PROXY headers are believed; required with proxyProtocol.',
+    }),
   tls: TlsSchema.prefault({ source: 'self-signed' }).meta({
     description: 'Certificate and key for STARTTLS and port 465.',
   }),
@@ -344,6 +393,11 @@ function runtimeIssues(config: Config, runtime: Runtime): string[] {
   const needsAuth = config.listeners.some((listener) => listener.mode !== 'mx');
   if (needsAuth && config.auth.users.length === 0) {
     issues.push('auth.users: submission and implicit-tls listeners need at least one user');
+  }
+  if (config.proxyProtocol && config.trustedProxies.length === 0) {
+    issues.push(
+      'trustedProxies: proxyProtocol needs the load balancer addresses or VPC CIDR ranges whose PROXY headers are believed',
+    );
   }
   const ports = new Set<number>();
   config.listeners.forEach((listener, l) => {

@@ -77,7 +77,7 @@ export class TemporaryFailureError extends SmtpError {
   }
 }
 
-/** `421 4.7.0`: too many connections overall or from this client address. */
+/** `421 4.7.0`: too many connections overall, from this client address or from its network. */
 export class TooManyConnectionsError extends SmtpError {
   override name = 'TooManyConnectionsError';
   constructor(text: string, reason: string) {
@@ -106,5 +106,41 @@ export class BareLineFeedError extends SmtpError {
   override name = 'BareLineFeedError';
   constructor() {
     super(550, '5.6.0', 'Bare LF line endings are not allowed (RFC 5321 section 2.3.8)', 'bare_lf');
+  }
+}
+
+const SESSION_LIMIT_REPLIES = {
+  idle_commands: 'Too many commands without sending mail',
+  unauthenticated_commands: 'Too many commands before authentication',
+  evicted_idle: 'Closing an idle session to make room, try again later',
+} as const;
+
+/**
+ * `421 4.7.0`: a session that holds a slot without sending mail: too many commands that make no
+ * progress, too many before AUTH, or closed to make room for a new client at the connection limit.
+ */
+export class SessionLimitError extends SmtpError {
+  override name = 'SessionLimitError';
+  constructor(reason: keyof typeof SESSION_LIMIT_REPLIES) {
+    super(421, '4.7.0', SESSION_LIMIT_REPLIES[reason], reason);
+  }
+}
+
+/** `421 4.4.2`: no envelope within the envelope timeout (RFC 3463 X.4.2: bad connection). */
+export class EnvelopeTimeoutError extends SmtpError {
+  override name = 'EnvelopeTimeoutError';
+  constructor(seconds: number) {
+    super(421, '4.4.2', `No mail transaction within ${seconds} s, closing connection`, 'envelope_timeout');
+  }
+}
+
+/**
+ * `451 4.3.1`: the message could not get room in the spool memory budget in time (RFC 3463 X.3.1:
+ * mail system full); nothing was stored and the sending MTA retries later.
+ */
+export class SpoolFullError extends SmtpError {
+  override name = 'SpoolFullError';
+  constructor() {
+    super(451, '4.3.1', 'Mail system busy, try again later', 'spool_full');
   }
 }

@@ -22,6 +22,7 @@ import {
   MessageTooLargeError,
   type Metrics,
   Router,
+  SessionLimitError,
   SmtpError,
   TemporaryFailureError,
   TlsRequiredError,
@@ -32,8 +33,8 @@ import { type BatchingOptions, SqsEventQueue } from './event-queue.ts';
 import { type HealthServer, startHealthServer, storageReadiness } from './health.ts';
 import { AuthFailures, ConnectionLimits } from './limits.ts';
 import { ListenerMetrics } from './metrics.ts';
-import { translateProxyV2 } from './proxy.ts';
-import { MailbridgeSmtpServer } from './smtp.ts';
+import { translateProxyV2, trustedPeers } from './proxy.ts';
+import { MailbridgeConnection, MailbridgeSmtpServer } from './smtp.ts';
 import { type Envelope, MemoryBudget, type SpoolTarget, spoolMessage } from './spool.ts';
 import type { TlsMaterial } from './tls.ts';
 
@@ -134,10 +135,12 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   const metrics = new ListenerMetrics(
     options.metrics ?? createMetrics('listener'),
     options.metricsIntervalMs ?? 60_000,
+    limits.maxConnections,
   );
   const router = new Router(config);
   const verify = typeof options.authUsers === 'function' ? options.authUsers : mapVerifier(options.authUsers);
-  const connections = new ConnectionLimits(limits.maxConnections, limits.maxConnectionsPerIp);
+  const connections = new ConnectionLimits(limits);
+  const trustedProxy = trustedPeers(config.trustedProxies);
   const authFailures = new AuthFailures(limits.maxAuthFailuresPerIp);
   const sweeper = setInterval(() => authFailures.sweep(), 60_000).unref();
   const tlsOf = new WeakMap<SMTPServerSession, { protocol: string; cipher: string }>();
@@ -149,18 +152,21 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     hostname: config.hostname,
     maxMessageBytes: limits.maxMessageBytes,
     rejectBareLf: limits.rejectBareLf,
-    budget: new MemoryBudget(limits.spoolMemoryBytes),
+    budget: new MemoryBudget(limits.spoolMemoryBytes, limits.spoolWait * 1000),
   };
   let draining = false;
   let onSessionClosed = () => {};
 
-  const refuse = (error: SmtpError, session: SMTPServerSession, callback: (error: Error) => void) => {
+  const noteRefusal = (session: SMTPServerSession, error: SmtpError) => {
     metrics.rejected(error.reason);
     logger.info('refused', {
       sessionId: session.id,
       remoteAddress: session.remoteAddress,
       reply: error.message,
     });
+  };
+  const refuse = (error: SmtpError, session: SMTPServerSession, callback: (error: Error) => void) => {
+    noteRefusal(session, error);
     callback(error);
   };
 
@@ -235,6 +241,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     authMethods: ['PLAIN', 'LOGIN'],
     // AUTH is enforced in onMailFrom instead, so the reply can say what is missing (TLS, then AUTH).
     authOptional: true,
+    // Only the v1 line translateProxyV2 writes for a trusted peer's v2 header ever reaches it.
     useProxy: config.proxyProtocol,
     // Reverse DNS would delay every greeting; SPF and friends run in the parse function.
     disableReverseLookup: true,
@@ -246,9 +253,13 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
       if (mode !== 'mx' && authFailures.blocked(session.remoteAddress)) {
         return refuse(authRateLimited(), session, callback);
       }
-      const refusal = connections.admit(session.id, session.remoteAddress);
+      let refusal = connections.admit(session.id, session.remoteAddress);
+      if (refusal?.reason === 'max_connections' && evictIdlest(session.id)) {
+        refusal = connections.admit(session.id, session.remoteAddress);
+      }
       if (refusal) return refuse(refusal, session, callback);
       metrics.connection();
+      metrics.sessionsOpen(connections.open);
       callback();
     },
 
@@ -315,6 +326,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
 
     onClose(session) {
       connections.release(session.id);
+      metrics.sessionsOpen(connections.open);
       onSessionClosed();
     },
   });
@@ -331,12 +343,27 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     for (const listener of config.listeners) {
       const smtp = new MailbridgeSmtpServer(policy(listener.mode), {
         onOversized: () => metrics.rejected('too_large'),
+        policy: {
+          envelopeTimeoutMs: limits.envelopeTimeout * 1000,
+          maxIdleCommands: limits.maxIdleCommands,
+          maxUnauthenticatedCommands: listener.mode === 'mx' ? undefined : limits.maxUnauthenticatedCommands,
+        },
+        onPolicyRefusal: noteRefusal,
       });
       smtp.on('error', onServerError);
       // Our own accepting server hands sockets to smtp-server: the place to translate PROXY v2,
       // and one shutdown path whether or not a PROXY header is expected.
       const front = createServer((socket) => {
         if (!config.proxyProtocol) return void smtp.server.emit('connection', socket);
+        if (!trustedProxy(socket.remoteAddress)) {
+          // Its PROXY header could claim any client address (and so dodge SPF and the AUTH lockout).
+          metrics.rejected('untrusted_proxy');
+          logger.warn('connection refused: not from a trusted proxy', {
+            remoteAddress: socket.remoteAddress,
+          });
+          socket.on('error', () => {});
+          return void socket.destroy();
+        }
         handshaking.add(socket);
         void translateProxyV2(socket, limits.socketTimeout * 1000).then((ok) => {
           handshaking.delete(socket);
@@ -372,6 +399,32 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   const healthServer = health;
 
   const openSessions = () => servers.reduce((sum, { smtp }) => sum + smtp.connections.size, 0);
+
+  /**
+   * At the connection limit, a newcomer takes the place of the session that has gone longest
+   * without progress (and has no transaction open), so sessions that only idle cannot lock real
+   * senders out. Only a session idle for a quarter of the envelope timeout qualifies: one that has
+   * just connected is still greeting and negotiating TLS, and a flood must not churn through them.
+   * False when no session qualifies.
+   */
+  function evictIdlest(newcomer: string): boolean {
+    let idlest: MailbridgeConnection | undefined;
+    let oldest = Date.now() - (limits.envelopeTimeout * 1000) / 4;
+    for (const { smtp } of servers) {
+      for (const connection of smtp.connections) {
+        if (!(connection instanceof MailbridgeConnection) || connection.id === newcomer) continue;
+        const since = connections.has(connection.id) ? connection.idleSince() : undefined;
+        if (since !== undefined && since <= oldest) {
+          idlest = connection;
+          oldest = since;
+        }
+      }
+    }
+    if (!idlest) return false;
+    connections.release(idlest.id);
+    idlest.refuse(new SessionLimitError('evicted_idle'));
+    return true;
+  }
 
   const drain = async () => {
     draining = true;

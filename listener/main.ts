@@ -6,7 +6,6 @@
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { SQSClient } from '@aws-sdk/client-sqs';
 import {
   awsClientConfig,
   ConfigError,
@@ -20,6 +19,7 @@ import {
 } from '../core/index.ts';
 import { resolveAuthUsers } from './credentials.ts';
 import { startListener } from './listener.ts';
+import { storageClients } from './storage-clients.ts';
 import { loadTlsMaterial, parseTlsSecret, type TlsMaterial } from './tls.ts';
 
 // Local state (the self-signed pair) lives where `npm start` keeps it.
@@ -30,13 +30,16 @@ async function main(): Promise<void> {
   const runtime = runtimeFromEnv();
   const source = requireEnv('MAILBRIDGE_CONFIG');
   const { bucket, inboundQueueUrl } = resourceNamesFromEnv(['bucket', 'inboundQueueUrl']);
-  const { forcePathStyle, ...common } = awsClientConfig();
-  const s3 = new S3Client({ ...common, forcePathStyle });
-  const sqs = new SQSClient(common);
+  const aws = awsClientConfig();
+  const { forcePathStyle, ...common } = aws;
   const secrets = new SecretsManagerClient(common);
   const secretsManager = secretsManagerReader(secrets);
 
-  const config = await loadConfig(source, runtime, { s3Text: s3TextReader(s3) });
+  const configReader = new S3Client({ ...common, forcePathStyle });
+  const config = await loadConfig(source, runtime, { s3Text: s3TextReader(configReader) }).finally(() =>
+    configReader.destroy(),
+  );
+  const { s3, sqs } = storageClients(config.limits, aws);
   const authUsers = await resolveAuthUsers(config, { secretsManager });
   let tls: TlsMaterial = await loadTlsMaterial(config, { runtime, secretsManager, dataDir: DATA_DIR });
   const listener = await startListener({ config, s3, sqs, bucket, inboundQueueUrl, tls, authUsers, logger });

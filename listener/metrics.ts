@@ -4,6 +4,9 @@ import { type Metrics, MetricUnit } from '../core/index.ts';
  * The listener's EMF metrics, counted in memory and published every `intervalMs` (and by
  * `flush()`), so a busy listener writes a few lines a minute rather than one per SMTP reply.
  * `rejected` carries a `reason` dimension (the SmtpError reason: relay_denied, too_large, …).
+ * `session_usage` is the highest share of the session capacity (`limits.maxConnections`) in use
+ * during the interval, in percent, published every interval (0 included) for autoscaling: sessions
+ * that hold slots cost no CPU, so CPU alone never scales out against them.
  */
 export class ListenerMetrics {
   readonly #metrics: Metrics;
@@ -14,9 +17,13 @@ export class ListenerMetrics {
   #sqsFailures = 0;
   #connections = 0;
   #rejected = new Map<string, number>();
+  readonly #capacity: number;
+  #sessions = 0;
+  #peakSessions = 0;
 
-  constructor(metrics: Metrics, intervalMs: number) {
+  constructor(metrics: Metrics, intervalMs: number, sessionCapacity: number) {
     this.#metrics = metrics;
+    this.#capacity = sessionCapacity;
     this.#timer = setInterval(() => this.flush(), intervalMs).unref();
   }
 
@@ -41,7 +48,13 @@ export class ListenerMetrics {
     this.#connections += 1;
   }
 
-  /** Publishes what was counted since the last flush; nothing when nothing happened. */
+  /** Sessions open now. */
+  sessionsOpen(count: number): void {
+    this.#sessions = count;
+    this.#peakSessions = Math.max(this.#peakSessions, count);
+  }
+
+  /** Publishes what was counted since the last flush, and the session usage. */
   flush(): void {
     for (const [reason, count] of this.#rejected) {
       this.#metrics.addDimension('reason', reason);
@@ -56,10 +69,12 @@ export class ListenerMetrics {
       ['sqs_failures', MetricUnit.Count, this.#sqsFailures],
       ['connections', MetricUnit.Count, this.#connections],
     ];
-    const nonZero = counters.filter(([, , value]) => value > 0);
-    if (nonZero.length === 0) return;
-    for (const [name, unit, value] of nonZero) this.#metrics.addMetric(name, unit, value);
+    for (const [name, unit, value] of counters.filter(([, , value]) => value > 0)) {
+      this.#metrics.addMetric(name, unit, value);
+    }
+    this.#metrics.addMetric('session_usage', MetricUnit.Percent, (100 * this.#peakSessions) / this.#capacity);
     this.#metrics.publishStoredMetrics();
+    this.#peakSessions = this.#sessions;
     this.#accepted = 0;
     this.#acceptedBytes = 0;
     this.#s3Failures = 0;

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { Command, IPv4ProxyAddress, IPv6ProxyAddress, V2ProxyProtocol } from 'proxy-protocol-js';
 
 // PROXY protocol v2 (haproxy proxy-protocol.txt §2.2): 12-byte signature, version/command,
@@ -29,6 +30,23 @@ function v1LineFor(header: V2ProxyProtocol): string {
   }
   // LOCAL (the balancer's own health check) or an unspecified family: keep the socket's address.
   return 'PROXY UNKNOWN\r\n';
+}
+
+/**
+ * Whether a peer address is one of `ranges` (addresses or CIDR ranges, validated with the config);
+ * an IPv4-mapped IPv6 peer matches its IPv4 range.
+ */
+export function trustedPeers(ranges: readonly string[]): (address: string | undefined) => boolean {
+  const parsed = ranges.map((range): [ipaddr.IPv4 | ipaddr.IPv6, number] => {
+    if (range.includes('/')) return ipaddr.parseCIDR(range);
+    const ip = ipaddr.parse(range);
+    return [ip, ip.kind() === 'ipv4' ? 32 : 128];
+  });
+  return (address) => {
+    if (!address || !ipaddr.isValid(address)) return false;
+    const ip = ipaddr.process(address);
+    return parsed.some((range) => range[0].kind() === ip.kind() && ip.match(range));
+  };
 }
 
 function isV2Prefix(data: Buffer): boolean {
@@ -88,14 +106,18 @@ export function readProxyV2Header(
 
 /**
  * Makes a connection that starts with a PROXY v2 header readable by smtp-server, which parses only
- * v1: reads the binary header and puts back an equivalent v1 line (and whatever followed). A
- * connection that starts otherwise is put back untouched, so a v1 header passes through and
- * anything else is refused by smtp-server. Resolves false if the socket closed or sent a broken
- * v2 header (the socket is then destroyed).
+ * v1: reads the binary header and puts back an equivalent v1 line (and whatever followed). Only v2
+ * is taken, as an NLB sends it: a connection that starts otherwise (a v1 line included) is refused,
+ * so the only v1 line smtp-server ever reads is ours. Call it only for trusted peers. Resolves false
+ * if the socket closed, sent no v2 header or a broken one (the socket is then destroyed).
  */
 export async function translateProxyV2(socket: Socket, timeoutMs: number): Promise<boolean> {
   const header = await readProxyV2Header(socket, timeoutMs);
-  if (header === false) return false;
-  if (header) socket.unshift(Buffer.from(v1LineFor(header), 'latin1'));
+  if (header === null) {
+    socket.on('error', () => {});
+    socket.destroy();
+  }
+  if (!header) return false;
+  socket.unshift(Buffer.from(v1LineFor(header), 'latin1'));
   return true;
 }

@@ -12,6 +12,7 @@ import {
   newMessageId,
   rawObjectKey,
   SmtpError,
+  SpoolFullError,
   TemporaryFailureError,
 } from '../core/index.ts';
 import type { SqsEventQueue } from './event-queue.ts';
@@ -54,28 +55,41 @@ const BUDGETED_PER_MESSAGE = 2 * PART_SIZE;
 /**
  * Bytes held in memory by all messages being spooled, bounded by backpressure: a message that
  * would go over the capacity waits (its sender is paused through TCP) until others finish. The
- * oldest holder always proceeds, so the holders can never all wait on each other; and no message
- * waits longer than `maxWaitMs`, so senders that stall mid-DATA cannot freeze everyone else.
+ * oldest holder always proceeds, so the holders can never all wait on each other: the bytes held
+ * never exceed the capacity plus what one message may hold. A message still without room after
+ * `maxWaitMs` takes it from messages younger than itself, which are refused; with none younger it
+ * is refused itself, rather than let through. So senders that stall mid-DATA can neither freeze
+ * everyone else nor grow memory past the bound, and of many slow senders at once the oldest finish
+ * instead of all of them failing together.
  */
 export class MemoryBudget {
   readonly #capacity: number;
   readonly #maxWaitMs: number;
   #used = 0;
   // Insertion order: the first key is the oldest holder.
-  readonly #holders = new Map<object, number>();
+  readonly #holders = new Map<object, { bytes: number; preempt: () => void }>();
+  readonly #preempted = new WeakSet<object>();
   readonly #waiting = new Set<() => void>();
 
-  constructor(capacity: number, maxWaitMs = 5000) {
+  constructor(capacity: number, maxWaitMs: number) {
     this.#capacity = capacity;
     this.#maxWaitMs = maxWaitMs;
   }
 
-  /** Takes `bytes` for `owner`; resolves at once while they fit, or once room is made. */
-  async take(owner: object, bytes: number): Promise<void> {
+  /**
+   * Takes `bytes` for `owner`; resolves true at once while they fit or once room is made, false
+   * (nothing taken) when the owner was preempted or no room could be made. `preempt` is called
+   * (once) when an older message takes the owner's room: the owner must then give up its message,
+   * whose bytes no longer count.
+   */
+  async take(owner: object, bytes: number, preempt: () => void): Promise<boolean> {
     const deadline = Date.now() + this.#maxWaitMs;
-    while (!this.#fits(owner, bytes)) {
+    while (!this.#preempted.has(owner) && !this.#fits(owner, bytes)) {
       const left = deadline - Date.now();
-      if (left <= 0) break;
+      if (left <= 0) {
+        if (this.#preemptYounger(owner, bytes)) break;
+        return false;
+      }
       await new Promise<void>((resolve) => {
         const wake = () => {
           clearTimeout(timer);
@@ -86,8 +100,12 @@ export class MemoryBudget {
         this.#waiting.add(wake);
       });
     }
+    if (this.#preempted.has(owner)) return false;
     this.#used += bytes;
-    this.#holders.set(owner, (this.#holders.get(owner) ?? 0) + bytes);
+    const held = this.#holders.get(owner);
+    if (held) held.bytes += bytes;
+    else this.#holders.set(owner, { bytes, preempt });
+    return true;
   }
 
   /** Gives back everything `owner` holds and wakes the waiters. */
@@ -95,7 +113,7 @@ export class MemoryBudget {
     const held = this.#holders.get(owner);
     if (held === undefined) return;
     this.#holders.delete(owner);
-    this.#used -= held;
+    this.#used -= held.bytes;
     const waiting = [...this.#waiting];
     this.#waiting.clear();
     for (const wake of waiting) wake();
@@ -105,6 +123,22 @@ export class MemoryBudget {
     if (this.#used + bytes <= this.#capacity) return true;
     const oldest = this.#holders.keys().next();
     return oldest.done === true || oldest.value === owner;
+  }
+
+  /** Preempts holders younger than `owner`, youngest first, until `bytes` fit; whether they do. */
+  #preemptYounger(owner: object, bytes: number): boolean {
+    const holders = [...this.#holders.keys()];
+    const age = holders.indexOf(owner);
+    // A message holding nothing yet is younger than every holder: it takes no one's room.
+    if (age === -1) return false;
+    for (let i = holders.length - 1; i > age && this.#used + bytes > this.#capacity; i--) {
+      const younger = holders[i]!;
+      this.#preempted.add(younger);
+      const { preempt } = this.#holders.get(younger)!;
+      this.release(younger);
+      preempt();
+    }
+    return this.#used + bytes <= this.#capacity;
   }
 }
 
@@ -182,9 +216,10 @@ class MessageMeter extends Transform {
       return;
     }
     this.#budgeted += budgeted;
-    void this.#budget.take(this, budgeted).then(() => {
+    const preempt = () => this.destroy(new SpoolFullError());
+    void this.#budget.take(this, budgeted, preempt).then((granted) => {
       if (this.#settled) this.#budget.release(this);
-      callback(null, chunk);
+      callback(granted ? null : new SpoolFullError(), chunk);
     });
   }
 
@@ -211,9 +246,10 @@ class MessageMeter extends Transform {
  * Streams one DATA body to `raw/YYYY/MM/DD/<id>.eml` behind a `Received:` header, then queues
  * its {@link InboundEvent}. Resolves only when both are durable; rejects otherwise with the
  * {@link SmtpError} to answer (`451 4.3.0`, reason `s3_failure` or `sqs_failure`, for storage
- * failures, so the sender retries). Whatever goes wrong
- * (client gone, too large, S3 down) the upload is aborted: no object, no open multipart upload,
- * and the source stream is always read to its end so smtp-server can answer.
+ * failures, and `451 4.3.1` when the memory budget had no room in time, so the sender retries).
+ * Whatever goes wrong (client gone, too large, no room, S3 down) the upload is aborted: no object,
+ * no open multipart upload, and the source stream is always read to its end so smtp-server can
+ * answer.
  */
 export async function spoolMessage(
   source: SMTPServerDataStream,

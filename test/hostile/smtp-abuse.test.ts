@@ -1,25 +1,52 @@
 import assert from 'node:assert/strict';
 import { connect as netConnect, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { createTransport } from 'nodemailer';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
 import {
   delay,
   makeMessage,
   PASSWORD,
+  proxyV2Header,
   queuedId,
   RawSmtp,
   startTestListener,
   type TestListener,
   testConfig,
   USER,
+  useEmulator,
   useListener,
 } from '../listener/helpers.ts';
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 const OUR_DOMAINS = ['example.test', 'strict.test'];
+
+/** One ordinary message from `sender` on a fresh MX session; returns the final reply. */
+async function deliverOne(listener: TestListener, sender: string): Promise<string> {
+  const client = await RawSmtp.open(listener.port('mx'));
+  await client.hello();
+  const reply = await client.send(sender, ['a@example.test'], makeMessage(300, sender));
+  client.close();
+  return reply;
+}
+
+/** The same through nodemailer, from `localAddress`; returns the final reply. */
+async function sendWithNodemailer(listener: TestListener, sender: string, localAddress = '127.0.0.1') {
+  const transport = createTransport({
+    host: '127.0.0.1',
+    port: listener.port('mx'),
+    localAddress,
+    secure: false,
+    ignoreTLS: true,
+  });
+  const info = await transport.sendMail({
+    envelope: { from: sender, to: ['a@example.test'] },
+    raw: makeMessage(300, sender),
+  });
+  transport.close();
+  return info.response;
+}
 
 /** Waits until the listener has no session open (server-side close events trail the client's). */
 async function noSessionsLeft(listener: TestListener): Promise<number> {
@@ -202,16 +229,10 @@ describe('hostile input: STARTTLS command injection', () => {
 });
 
 describe('hostile input: AUTH brute force and connection floods', () => {
-  let emulator: TestEmulator;
-  before(async () => {
-    emulator = await startTestEmulator();
-  });
-  after(async () => {
-    await emulator.close();
-  });
+  const t = useEmulator();
 
   it('counts AUTH failures per address across connections and ports; then even the right password gets 421', async () => {
-    const listener = await startTestListener(emulator, testConfig({ limits: { maxAuthFailuresPerIp: 3 } }));
+    const listener = await startTestListener(t.emulator, testConfig({ limits: { maxAuthFailuresPerIp: 3 } }));
     const wrongPlain = `AUTH PLAIN ${b64(`\0${USER}\0guess`)}`;
     const first = await RawSmtp.open(listener.port('implicit-tls'), { tls: true });
     await first.hello();
@@ -246,8 +267,10 @@ describe('hostile input: AUTH brute force and connection floods', () => {
   it('stops a parallel brute force at the limit: 30 simultaneous guesses get limit - 1 checks, a late right password 421', async () => {
     const limit = 5;
     const listener = await startTestListener(
-      emulator,
-      testConfig({ limits: { maxAuthFailuresPerIp: limit, maxConnectionsPerIp: 50 } }),
+      t.emulator,
+      testConfig({
+        limits: { maxAuthFailuresPerIp: limit, maxConnectionsPerIp: 50, maxConnectionsPerNetwork: 50 },
+      }),
     );
     const clients = await Promise.all(
       Array.from({ length: 31 }, () => RawSmtp.open(listener.port('implicit-tls'), { tls: true })),
@@ -273,7 +296,7 @@ describe('hostile input: AUTH brute force and connection floods', () => {
 
   it('answers a flood beyond maxConnections with 421 4.7.0 (or drops it), leaks no session and then serves a legit client', async () => {
     const listener = await startTestListener(
-      emulator,
+      t.emulator,
       testConfig({ limits: { maxConnections: 20, maxConnectionsPerIp: 20 } }),
     );
     const flood = await Promise.all(
@@ -288,19 +311,13 @@ describe('hostile input: AUTH brute force and connection floods', () => {
     }
     for (const { socket } of flood) socket.destroy();
     assert.equal(await noSessionsLeft(listener), 0);
-    const client = await RawSmtp.open(listener.port('mx'));
-    await client.hello();
-    assert.match(
-      await client.send('legit@sender.test', ['a@example.test'], makeMessage(300, 'legit')),
-      /^250 /,
-    );
-    client.close();
+    assert.match(await deliverOne(listener, 'legit@sender.test'), /^250 /);
     await listener.close();
   });
 
   it('holds one address to maxConnectionsPerIp while other addresses are still served', async () => {
     const listener = await startTestListener(
-      emulator,
+      t.emulator,
       testConfig({ limits: { maxConnections: 100, maxConnectionsPerIp: 5 } }),
     );
     const flood = await Promise.all(
@@ -312,21 +329,220 @@ describe('hostile input: AUTH brute force and connection floods', () => {
       greetings.filter((greeting) => greeting === '421 4.7.0 Too many connections from your address').length,
       25,
     );
-    const transport = createTransport({
-      host: '127.0.0.1',
-      port: listener.port('mx'),
-      localAddress: '127.0.0.3',
-      secure: false,
-      ignoreTLS: true,
-    });
-    const info = await transport.sendMail({
-      envelope: { from: 'other-address@sender.test', to: ['a@example.test'] },
-      raw: makeMessage(300, 'other-address'),
-    });
-    assert.match(info.response, /^250 2\.0\.0 queued as /);
-    transport.close();
+    assert.match(
+      await sendWithNodemailer(listener, 'other-address@sender.test', '127.0.0.3'),
+      /^250 2\.0\.0 queued as /,
+    );
     for (const { socket } of flood) socket.destroy();
     assert.equal(await noSessionsLeft(listener), 0);
+    await listener.close();
+  });
+});
+
+describe('hostile input: senders that stall mid-DATA', () => {
+  const t = useListener(() => testConfig({ limits: { spoolMemoryBytes: 5 * 1024 * 1024, spoolWait: '1s' } }));
+
+  it('answers 451 4.3.1 to a message that finds no room in the spool memory budget, and stores nothing of it', async () => {
+    // The first sender holds 4.5 MiB of the 5 MiB budget and stalls; the second needs 2 MiB.
+    const holder = await RawSmtp.open(t.listener.port('mx'));
+    await holder.startData('holder@sender.test', 'someone@example.test');
+    const held = makeMessage(4.5 * 1024 * 1024, 'holder');
+    await new Promise<void>((resolve) => holder.socket.write(held, () => resolve()));
+    const late = await RawSmtp.open(t.listener.port('mx'));
+    await late.hello();
+    const reply = await late.send(
+      'late@sender.test',
+      ['someone@example.test'],
+      makeMessage(2 * 1024 * 1024, 'late'),
+    );
+    assert.equal(reply, '451 4.3.1 Mail system busy, try again later');
+    assert.deepEqual(await t.events.from('late@sender.test'), []);
+    // The session goes on: the sender may try again at once, and the holder's message is whole.
+    assert.equal(await late.command('NOOP'), '250 2.0.0 OK');
+    holder.write('.\r\n');
+    const event = await t.events.get(queuedId(await holder.reply()));
+    assert.equal(event.envelope.mailFrom, 'holder@sender.test');
+    assert.match(
+      await late.send('late@sender.test', ['someone@example.test'], makeMessage(2 * 1024 * 1024, 'again')),
+      /^250 2\.0\.0 queued as /,
+    );
+    holder.close();
+    late.close();
+  });
+});
+
+describe('hostile input: slow senders competing for the spool memory budget', () => {
+  const t = useListener(() => testConfig({ limits: { spoolMemoryBytes: 5 * 1024 * 1024, spoolWait: '1s' } }));
+
+  it('lets an older message that waited in vain take room from a younger one: the younger gets 451 4.3.1, both older ones 250', async () => {
+    const port = t.listener.port('mx');
+    const write = (client: RawSmtp, data: Buffer) =>
+      new Promise<void>((resolve) => client.socket.write(data, () => resolve()));
+    // Ages: oldest, older, younger; each message holds budget from its first bytes on.
+    const oldest = await RawSmtp.open(port);
+    await oldest.startData('oldest@sender.test', 'someone@example.test');
+    await write(oldest, makeMessage(64 * 1024, 'oldest'));
+    const older = await RawSmtp.open(port);
+    await older.startData('older@sender.test', 'someone@example.test');
+    await write(older, makeMessage(64 * 1024, 'older'));
+    const younger = await RawSmtp.open(port);
+    await younger.startData('younger@sender.test', 'someone@example.test');
+    await write(younger, makeMessage(4.5 * 1024 * 1024, 'younger'));
+    // The older message now needs 2 MiB more than is free; the younger one stalls.
+    await write(older, makeMessage(2 * 1024 * 1024, 'older-rest'));
+    older.write('.\r\n');
+    assert.match(await older.reply(), /^250 2\.0\.0 queued as /);
+    younger.write('.\r\n');
+    assert.equal(await younger.reply(), '451 4.3.1 Mail system busy, try again later');
+    oldest.write('.\r\n');
+    assert.match(await oldest.reply(), /^250 2\.0\.0 queued as /);
+    assert.deepEqual(await t.events.from('younger@sender.test'), []);
+    for (const client of [oldest, older, younger]) client.close();
+  });
+});
+
+describe('hostile input: sessions that hold slots without sending mail', () => {
+  const t = useEmulator();
+
+  /** Sends `commands` in turn, over and over, until a reply is 421 or `rounds` commands went by. */
+  async function keepBusy(client: RawSmtp, commands: string[], rounds: number): Promise<string[]> {
+    const replies: string[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const reply = await client.command(commands[i % commands.length]!);
+      replies.push(reply);
+      if (reply.startsWith('421') || reply === '') break;
+      await delay(50);
+    }
+    return replies;
+  }
+
+  it('closes a session that only idles with 421 4.4.2 once the envelope timeout passes: NOOP, RSET and MAIL do not extend it', async () => {
+    const listener = await startTestListener(
+      t.emulator,
+      testConfig({ limits: { envelopeTimeout: '1s', maxIdleCommands: 1000 } }),
+    );
+    const client = await RawSmtp.open(listener.port('mx'));
+    await client.hello();
+    const replies = await keepBusy(client, ['NOOP', 'RSET', 'MAIL FROM:<idle@sender.test>', 'RSET'], 400);
+    assert.equal(replies.at(-1), '421 4.4.2 No mail transaction within 1 s, closing connection');
+    assert.equal(await client.reply(), '');
+    client.close();
+    // A sender that gets on with its mail is not affected.
+    assert.match(await deliverOne(listener, 'busy@sender.test'), /^250 /);
+    await listener.close();
+  });
+
+  it('allows maxIdleCommands commands that make no progress between messages; the next gets 421 4.7.0', async () => {
+    const listener = await startTestListener(t.emulator, testConfig({ limits: { maxIdleCommands: 20 } }));
+    const client = await RawSmtp.open(listener.port('mx'));
+    await client.hello();
+    for (let i = 0; i < 15; i++) assert.match(await client.command(i % 2 ? 'RSET' : 'NOOP'), /^250 /);
+    // A message is progress: the count starts again after it.
+    assert.match(
+      await client.send('chatty@sender.test', ['a@example.test'], makeMessage(300, 'chatty')),
+      /^250 /,
+    );
+    const after: string[] = [];
+    for (let i = 0; i < 21; i++)
+      after.push(await client.command(['NOOP', 'HELP', 'VRFY x', 'XYZZY'][i % 4]!));
+    assert.equal(after.filter((reply) => reply.startsWith('421')).length, 1);
+    assert.equal(after.at(-1), '421 4.7.0 Too many commands without sending mail');
+    assert.equal(await client.reply(), '');
+    client.close();
+    await listener.close();
+  });
+
+  it('caps commands before AUTH on the submission port (authOptional lifts smtp-server cap), not after it', async () => {
+    const listener = await startTestListener(
+      t.emulator,
+      testConfig({ limits: { maxUnauthenticatedCommands: 10 } }),
+    );
+    const anonymous = await RawSmtp.open(listener.port('submission'));
+    const replies = await keepBusy(anonymous, ['EHLO client.test'], 300);
+    assert.equal(replies.length, 11);
+    assert.equal(replies.at(-1), '421 4.7.0 Too many commands before authentication');
+    anonymous.close();
+    const user = await RawSmtp.open(listener.port('submission'));
+    await user.hello();
+    await user.startTls();
+    await user.hello({ user: USER, password: PASSWORD });
+    for (let i = 0; i < 15; i++) assert.match(await user.command('EHLO client.test'), /^250/);
+    assert.match(await user.send('auth@sender.test', ['a@example.test'], makeMessage(300, 'auth')), /^250 /);
+    user.close();
+    await listener.close();
+  });
+
+  it('at the connection limit closes the session idle the longest so a real sender gets in', async () => {
+    const listener = await startTestListener(
+      t.emulator,
+      testConfig({
+        limits: {
+          maxConnections: 10,
+          maxConnectionsPerIp: 50,
+          maxConnectionsPerNetwork: 50,
+          envelopeTimeout: '4s',
+        },
+      }),
+    );
+    const idle: RawSmtp[] = [];
+    for (let i = 0; i < 10; i++) {
+      const client = await RawSmtp.open(listener.port(i % 2 ? 'mx' : 'submission'));
+      await client.hello();
+      await client.command('NOOP');
+      idle.push(client);
+    }
+    // Sessions become evictable after a quarter of the envelope timeout without progress.
+    await delay(1200);
+    assert.match(await sendWithNodemailer(listener, 'real@sender.test'), /^250 2\.0\.0 queued as /);
+    assert.equal(await idle[0]!.reply(), '421 4.7.0 Closing an idle session to make room, try again later');
+    for (const client of idle.slice(1)) assert.equal(await client.command('NOOP'), '250 2.0.0 OK');
+    for (const client of idle) client.close();
+    await listener.close();
+  });
+
+  it('holds one /24 to maxConnectionsPerNetwork while another network is served', async () => {
+    const listener = await startTestListener(
+      t.emulator,
+      testConfig({ limits: { maxConnectionsPerIp: 5, maxConnectionsPerNetwork: 5 } }),
+    );
+    const flood = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => greetingFrom(listener.port('mx'), `127.0.9.${i + 1}`)),
+    );
+    const greetings = flood.map(({ greeting }) => greeting).sort();
+    assert.deepEqual(greetings, [
+      ...Array(5).fill('220 mx.mailbridge.test ESMTP mailbridge'),
+      ...Array(3).fill('421 4.7.0 Too many connections from your network'),
+    ]);
+    const other = await greetingFrom(listener.port('mx'), '127.0.10.1');
+    assert.equal(other.greeting, '220 mx.mailbridge.test ESMTP mailbridge');
+    for (const { socket } of [...flood, other]) socket.destroy();
+    await listener.close();
+  });
+
+  it('holds one IPv6 /64 to maxConnectionsPerNetwork (client addresses from PROXY v2 headers)', async () => {
+    const listener = await startTestListener(
+      t.emulator,
+      testConfig({
+        proxyProtocol: true,
+        trustedProxies: ['127.0.0.0/8'],
+        limits: { maxConnectionsPerIp: 3, maxConnectionsPerNetwork: 3 },
+      }),
+    );
+    const greet = async (address: string) => {
+      const client = await RawSmtp.open(listener.port('mx'), {
+        proxyHeader: proxyV2Header({ address, port: 40000 }),
+        greeting: false,
+      });
+      return { client, greeting: await client.reply() };
+    };
+    const flood = await Promise.all([1, 2, 3, 4, 5].map((host) => greet(`2001:db8:1:0:${host}::1`)));
+    assert.deepEqual(flood.map(({ greeting }) => greeting).sort(), [
+      ...Array(3).fill('220 mx.mailbridge.test ESMTP mailbridge'),
+      ...Array(2).fill('421 4.7.0 Too many connections from your network'),
+    ]);
+    const other = await greet('2001:db8:2::1');
+    assert.equal(other.greeting, '220 mx.mailbridge.test ESMTP mailbridge');
+    for (const { client } of [...flood, other]) client.close();
     await listener.close();
   });
 });

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
 import { emulatorClients } from '../../dev/index.ts';
+import { storageClients } from '../../listener/index.ts';
 import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+import { startFaultProxy } from '../helpers/fault-proxy.ts';
 import { freePort } from '../helpers/pipeline.ts';
 import {
   delay,
@@ -84,6 +86,32 @@ describe('listener: fault injection', () => {
     assert.deepEqual(await events.from('nosqs@sender.test'), []);
     await listener.close();
   });
+
+  for (const [store, op, reply] of [
+    ['S3', 'S3.PutObject', '451 4.3.0 Temporary storage failure, try again later'],
+    ['SQS', 'SQS.SendMessageBatch', '451 4.3.0 Temporary queueing failure, try again later'],
+  ] as const) {
+    it(`answers 451 4.3.0 when ${store} hangs, after the storage timeouts rather than the hang`, async () => {
+      const proxy = await startFaultProxy(emulator.emulator.endpoint);
+      // Held for ten minutes: longer than this test, as long as a sender waits for its reply.
+      const hang = proxy.add({ ops: [op], action: { kind: 'delay', ms: 600_000 } });
+      const config = testConfig({ limits: { storageConnectTimeout: '1s', storageRequestTimeout: '1s' } });
+      const { s3, sqs } = storageClients(config.limits, {
+        region: 'us-east-1',
+        endpoint: proxy.endpoint,
+        forcePathStyle: true,
+        credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      });
+      const listener = await startTestListener(emulator, config, { s3, sqs });
+      assert.equal(await deliver(listener.port('mx'), `hang-${store}@sender.test`), reply);
+      assert.equal(hang.hits, 3, 'the SDK tried three times, each cut off by the request timeout');
+      assert.deepEqual(await events.from(`hang-${store}@sender.test`), []);
+      await listener.close();
+      s3.destroy();
+      sqs.destroy();
+      await proxy.close();
+    });
+  }
 
   for (const [label, sentBeforeAbort] of [
     ['in the first part', 1024 * 1024],

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect as netConnect, type Socket } from 'node:net';
+import { isIPv4, connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -10,6 +10,7 @@ import { after, before } from 'node:test';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import ipaddr from 'ipaddr.js';
 import { type Config, type InboundEvent, InboundEventSchema } from '../../core/index.ts';
 import { type ListenerOptions, type RunningListener, startListener } from '../../listener/index.ts';
 import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
@@ -58,6 +59,18 @@ export function useListener(config: () => Config = testConfig): {
   });
   after(async () => {
     await fixture.listener.close();
+    await fixture.emulator.close();
+  });
+  return fixture;
+}
+
+/** A fresh emulator for the enclosing `describe`, for tests that start listeners of their own. */
+export function useEmulator(): { emulator: TestEmulator } {
+  const fixture = {} as { emulator: TestEmulator };
+  before(async () => {
+    fixture.emulator = await startTestEmulator();
+  });
+  after(async () => {
     await fixture.emulator.close();
   });
   return fixture;
@@ -281,18 +294,42 @@ export class RawSmtp {
     socket.on('error', () => {});
   }
 
-  /** Connects (with TLS from the first byte when `tls`) and, unless `greeting` is false, reads the greeting. */
+  /**
+   * Connects from `localAddress` (any 127/8 address; 127.0.0.1 by default), sends `proxyHeader`
+   * first when given, then (with `tls`) does the TLS handshake of an implicit-TLS port and, unless
+   * `greeting` is false, reads the greeting. A connection the server closes before TLS is up
+   * resolves with `closed` set.
+   */
   static async open(
     port: number,
-    options: { tls?: boolean; greeting?: boolean; preamble?: Buffer } = {},
+    options: {
+      tls?: boolean;
+      greeting?: boolean;
+      preamble?: Buffer;
+      localAddress?: string;
+      proxyHeader?: Buffer;
+    } = {},
   ): Promise<RawSmtp> {
-    const socket = options.tls
-      ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false })
-      : netConnect({ host: '127.0.0.1', port });
+    const tcp = netConnect({ host: '127.0.0.1', port, localAddress: options.localAddress ?? '127.0.0.1' });
     await new Promise<void>((resolve, reject) => {
-      socket.once(options.tls ? 'secureConnect' : 'connect', () => resolve());
-      socket.once('error', reject);
+      tcp.once('connect', () => resolve());
+      tcp.once('error', reject);
     });
+    if (options.proxyHeader) tcp.write(options.proxyHeader);
+    let socket: Socket | TLSSocket = tcp;
+    if (options.tls) {
+      socket = tlsConnect({ socket: tcp, rejectUnauthorized: false });
+      const secure = await new Promise<boolean>((resolve) => {
+        socket.once('secureConnect', () => resolve(true));
+        socket.once('error', () => resolve(false));
+        socket.once('close', () => resolve(false));
+      });
+      if (!secure) {
+        const refused = new RawSmtp(socket);
+        refused.closed = true;
+        return refused;
+      }
+    }
     const client = new RawSmtp(socket);
     if (options.preamble) socket.write(options.preamble);
     if (options.greeting !== false) await client.reply();
@@ -399,3 +436,25 @@ export async function healthOf(port: number): Promise<{ status: number; body: un
 }
 
 export const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const PROXY_V2_SIGNATURE = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
+
+/**
+ * A PROXY protocol v2 header as an NLB sends it (haproxy proxy-protocol.txt §2.2): `PROXY` over TCP
+ * from `source` (IPv4 or IPv6) to port 25, with `tlvs` appended; without a source, `LOCAL` (the
+ * balancer's own connection).
+ */
+export function proxyV2Header(source?: { address: string; port: number }, tlvs = Buffer.alloc(0)): Buffer {
+  if (!source) return Buffer.concat([PROXY_V2_SIGNATURE, Buffer.from([0x20, 0x00, 0x00, 0x00])]);
+  const port = (value: number) => Buffer.from([value >> 8, value & 0xff]);
+  const ipv4 = isIPv4(source.address);
+  const bytes = (address: string) => Buffer.from(ipaddr.parse(address).toByteArray());
+  const destination = bytes(ipv4 ? '198.51.100.1' : '2001:db8::1');
+  const body = Buffer.concat([bytes(source.address), destination, port(source.port), port(25), tlvs]);
+  return Buffer.concat([
+    PROXY_V2_SIGNATURE,
+    Buffer.from([0x21, ipv4 ? 0x11 : 0x21]),
+    port(body.length),
+    body,
+  ]);
+}

@@ -81,7 +81,7 @@ describe('listener: health, graceful close and TLS material', () => {
     await listener.close();
   });
 
-  it('publishes EMF metrics: connections, accepted and bytes, rejected by reason', async () => {
+  it('publishes EMF metrics: connections, accepted and bytes, rejected by reason, session usage', async () => {
     const disabled = process.env.POWERTOOLS_METRICS_DISABLED;
     process.env.POWERTOOLS_METRICS_DISABLED = 'false';
     const metrics = createMetrics('listener-test');
@@ -121,6 +121,15 @@ describe('listener: health, graceful close and TLS material', () => {
     assert.equal(totals.accepted, 1);
     assert.equal(totals.bytes, raw.size);
     assert.equal(totals.connections, 1);
+    // One session of the default 1000 at its peak: what autoscaling on held slots reads.
+    assert.equal(totals.session_usage, 0.1);
+    const definitions = (
+      totals._aws as { CloudWatchMetrics: { Metrics: { Name: string; Unit: string }[] }[] }
+    ).CloudWatchMetrics[0]!.Metrics;
+    assert.deepEqual(
+      definitions.find((metric) => metric.Name === 'session_usage'),
+      { Name: 'session_usage', Unit: 'Percent' },
+    );
     assert.ok((totals._aws as { CloudWatchMetrics: unknown[] }).CloudWatchMetrics.length > 0, 'EMF envelope');
   });
 

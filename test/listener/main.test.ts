@@ -65,12 +65,9 @@ describe('listener/main.ts as a process', () => {
     assert.deepEqual(await listRawKeys(t.emulator.s3, t.emulator.resources.bucket), before);
   });
 
-  it('exits non-zero on a bad config, naming the field', async () => {
-    const path = await writeConfigFile(
-      t.dir,
-      { ...config('1s'), listeners: [{ port: 25, mode: 'relay' }] },
-      'bad.json',
-    );
+  /** Starts listener/main.ts on `document`; resolves with its exit code and stderr. */
+  async function failedStart(document: Record<string, unknown>, name: string) {
+    const path = await writeConfigFile(t.dir, document, name);
     const child = spawn(process.execPath, ['listener/main.ts'], {
       env: { ...process.env, ...t.emulator.env, MAILBRIDGE_CONFIG: path },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -80,7 +77,27 @@ describe('listener/main.ts as a process', () => {
       stderr += chunk.toString();
     });
     const [code] = await once(child, 'exit');
+    return { code, stderr };
+  }
+
+  it('exits non-zero on a bad config, naming the field', async () => {
+    const { code, stderr } = await failedStart(
+      { ...config('1s'), listeners: [{ port: 25, mode: 'relay' }] },
+      'bad.json',
+    );
     assert.equal(code, 1);
     assert.match(stderr, /listeners\[0\]\.mode/);
+  });
+
+  it('refuses at start to read PROXY headers without trusted proxies, or with a range that is not one', async () => {
+    const untrusted = await failedStart({ ...config('1s'), proxyProtocol: true }, 'proxy-anyone.json');
+    assert.equal(untrusted.code, 1);
+    assert.match(untrusted.stderr, /trustedProxies: proxyProtocol needs the load balancer addresses/);
+    const garbled = await failedStart(
+      { ...config('1s'), proxyProtocol: true, trustedProxies: ['10.0.0.0/8', '10.0.0.300/24'] },
+      'proxy-garbled.json',
+    );
+    assert.equal(garbled.code, 1);
+    assert.match(garbled.stderr, /trustedProxies\[1\]: not an IP address or CIDR range/);
   });
 });

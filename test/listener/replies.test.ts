@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
 import {
   delay,
   listRawKeys,
@@ -14,6 +13,7 @@ import {
   startTestListener,
   testConfig,
   USER,
+  useEmulator,
   useListener,
 } from './helpers.ts';
 
@@ -203,18 +203,10 @@ describe('listener: reply codes', () => {
 });
 
 describe('listener: connection and authentication limits', () => {
-  let emulator: TestEmulator;
-
-  before(async () => {
-    emulator = await startTestEmulator();
-  });
-
-  after(async () => {
-    await emulator.close();
-  });
+  const t = useEmulator();
 
   it('refuses a client over the per-address limit with 421 4.7.0, and admits it again once one closed', async () => {
-    const listener = await startTestListener(emulator, testConfig({ limits: { maxConnectionsPerIp: 2 } }));
+    const listener = await startTestListener(t.emulator, testConfig({ limits: { maxConnectionsPerIp: 2 } }));
     const first = await RawSmtp.open(listener.port('mx'));
     const second = await RawSmtp.open(listener.port('mx'));
     const third = await RawSmtp.open(listener.port('mx'), { greeting: false });
@@ -229,9 +221,11 @@ describe('listener: connection and authentication limits', () => {
     await listener.close();
   });
 
-  it('refuses connections over the global limit with 421 4.7.0', async () => {
-    const listener = await startTestListener(emulator, testConfig({ limits: { maxConnections: 1 } }));
+  it('refuses connections over the global limit with 421 4.7.0 while every session has a message open', async () => {
+    const listener = await startTestListener(t.emulator, testConfig({ limits: { maxConnections: 1 } }));
     const first = await RawSmtp.open(listener.port('mx'));
+    await first.hello();
+    assert.match(await first.command('MAIL FROM:<busy@sender.test>'), /^250 /);
     const second = await RawSmtp.open(listener.port('submission'), { greeting: false });
     assert.equal(await second.reply(), '421 4.7.0 Too many connections, try again later');
     first.close();
@@ -240,7 +234,7 @@ describe('listener: connection and authentication limits', () => {
   });
 
   it('rate-limits authentication failures per client address with 421 4.7.0 and a disconnect', async () => {
-    const listener = await startTestListener(emulator, testConfig({ limits: { maxAuthFailuresPerIp: 2 } }));
+    const listener = await startTestListener(t.emulator, testConfig({ limits: { maxAuthFailuresPerIp: 2 } }));
     const client = await RawSmtp.open(listener.port('implicit-tls'), { tls: true });
     await client.hello();
     const wrong = `AUTH PLAIN ${b64(`\0${USER}\0guess`)}`;
@@ -259,7 +253,7 @@ describe('listener: connection and authentication limits', () => {
   });
 
   it('closes an idle session after the configured socket timeout with 421', async () => {
-    const listener = await startTestListener(emulator, testConfig({ limits: { socketTimeout: '1s' } }));
+    const listener = await startTestListener(t.emulator, testConfig({ limits: { socketTimeout: '1s' } }));
     const client = await RawSmtp.open(listener.port('mx'));
     await client.hello();
     assert.match(await client.reply(5000), /^421 4\.4\.2 Timeout - closing connection$/);
