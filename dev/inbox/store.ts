@@ -3,7 +3,7 @@ import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
-/** One webhook the dev inbox received, as `GET /api/webhooks` returns it (DESIGN.md). */
+/** One webhook the dev inbox received, as `GET /api/webhooks` returns it (docs/architecture.md, "The local runtime"). */
 export interface InboxEntry {
   readonly receivedAt: string;
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
