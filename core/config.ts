@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import leven from 'leven';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { formatConfigPath, parseDocumentText } from './config-text.ts';
 import { longestRetrySeconds, MAX_ROUTE_TIMEOUT_SECONDS } from './delivery.ts';
 import { parseDurationSeconds } from './duration.ts';
 import { DEFAULT_DISABLE_AFTER_SECONDS } from './endpoint-health.ts';
@@ -286,14 +286,6 @@ export const ConfigSchema = z.strictObject({
 export type Config = z.output<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 
-function formatPath(path: readonly PropertyKey[]): string {
-  return path.reduce<string>(
-    (text, key) =>
-      typeof key === 'number' ? `${text}[${key}]` : text ? `${text}.${String(key)}` : String(key),
-    '',
-  );
-}
-
 function isLoopbackHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '');
   if (host === 'localhost') return true;
@@ -461,7 +453,7 @@ function kindOf(value: unknown): string {
  * the three forms of a secret reference, "did you mean" for a misspelt key.
  */
 function describeIssue(issue: z.core.$ZodIssue, document: unknown): string[] {
-  const at = formatPath(issue.path) || '(root)';
+  const at = formatConfigPath(issue.path) || '(root)';
   if (issue.code === 'unrecognized_keys') {
     const shape = (schemaAt(ConfigSchema, issue.path)?._zod.def as { shape?: object } | undefined)?.shape;
     const known = Object.keys(shape ?? {});
@@ -512,18 +504,7 @@ export function parseConfig(document: unknown, options: { source: string; runtim
 
 /** Parses config text: JSON when it looks like JSON or the name ends in .json, YAML otherwise. */
 export function parseConfigText(text: string, options: { source: string; runtime: Runtime }): Config {
-  let document: unknown;
-  try {
-    document =
-      options.source.endsWith('.json') || text.trimStart().startsWith('{')
-        ? JSON.parse(text)
-        : parseYaml(text);
-  } catch (error) {
-    throw new ConfigError(options.source, [`(file): not valid JSON or YAML: ${(error as Error).message}`], {
-      cause: error,
-    });
-  }
-  return parseConfig(document, options);
+  return parseConfig(parseDocumentText(text, options.source), options);
 }
 
 /** Reads an object's text from S3; implemented by the AWS adapters. */

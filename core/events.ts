@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { formatConfigPath } from './config-text.ts';
 import { InvalidRecordError } from './errors.ts';
 
 const TlsInfoSchema = z.object({ protocol: z.string(), cipher: z.string() });
@@ -79,7 +80,7 @@ export function parseRecordBody<T extends z.ZodType>(
   const result = schema.safeParse(body);
   if (!result.success) {
     const issues = result.error.issues.map(
-      (issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`,
+      (issue) => `${formatConfigPath(issue.path) || '(root)'}: ${issue.message}`,
     );
     throw new InvalidRecordError(`record ${record.messageId}: not ${what}: ${issues.join('; ')}`);
   }

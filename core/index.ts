@@ -24,6 +24,7 @@ export {
   parseConfigText,
   SecretRefSchema,
 } from './config.ts';
+export { formatConfigPath, parseDocumentText } from './config-text.ts';
 export type {
   AttemptResult,
   DeadLetterReason,

@@ -8,6 +8,7 @@ import {
 } from 'aws-cdk-lib/aws-ecs';
 import type { ILogGroup } from 'aws-cdk-lib/aws-logs';
 import { type ScannersConfig, ScannersConfigSchema } from '../core/filtering/index.ts';
+import { formatConfigPath } from '../core/index.ts';
 
 /**
  * The official images, by feature-release tag: their maintainers rebuild a feature tag for each
@@ -84,7 +85,7 @@ export function withScannerSidecars(
   const parsed = ScannersConfigSchema.safeParse(section);
   if (!parsed.success) {
     for (const problem of parsed.error.issues) {
-      issues.push(`scanners.${problem.path.map(String).join('.')}: ${problem.message}`);
+      issues.push(`${formatConfigPath(['scanners', ...problem.path])}: ${problem.message}`);
     }
     return { document, scanners: ScannersConfigSchema.parse({}), issues };
   }

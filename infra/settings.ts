@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { ScannersConfig } from '../core/filtering/index.ts';
-import { type Config, ConfigError, parseConfigText } from '../core/index.ts';
+import { type Config, ConfigError, formatConfigPath, parseConfig, parseDocumentText } from '../core/index.ts';
 import { fargateMemoryChoices } from './fargate.ts';
 import { DLQ_RETENTION_DAYS } from './queues.ts';
 import { type ScannerSidecarSettings, withScannerSidecars } from './scanner-sidecars.ts';
@@ -248,21 +247,13 @@ export interface Deployment {
   readonly configPath: string;
 }
 
-function formatPath(path: readonly PropertyKey[]): string {
-  return path.reduce<string>(
-    (text, key) =>
-      typeof key === 'number' ? `${text}[${key}]` : text ? `${text}.${String(key)}` : String(key),
-    '',
-  );
-}
-
 /** Validates a settings document; the error names each bad setting by its path. */
 export function parseDeploySettings(document: unknown, source: string): DeploySettings {
   const result = DeploySettingsSchema.safeParse(document);
   if (!result.success) {
     throw new ConfigError(
       source,
-      result.error.issues.map((issue) => `${formatPath(issue.path) || '(root)'}: ${issue.message}`),
+      result.error.issues.map((issue) => `${formatConfigPath(issue.path) || '(root)'}: ${issue.message}`),
     );
   }
   return result.data;
@@ -340,12 +331,10 @@ export function loadDeployment(settingsPath: string): Deployment {
       cause: error,
     });
   }
-  const config = parseConfigText(text, { source: configPath, runtime: 'aws' });
+  const raw = parseDocumentText(text, configPath) as Record<string, unknown>;
+  const config = parseConfig(raw, { source: configPath, runtime: 'aws' });
   const configIssues = deploymentIssues(config);
   if (configIssues.length > 0) throw new ConfigError(configPath, configIssues);
-  const raw = (
-    configPath.endsWith('.json') || text.trimStart().startsWith('{') ? JSON.parse(text) : parseYaml(text)
-  ) as Record<string, unknown>;
   const sidecars = withScannerSidecars(raw, settings.listener.scanners satisfies ScannerSidecarSettings);
   if (sidecars.issues.length > 0) throw new ConfigError(configPath, sidecars.issues);
   return {
