@@ -22,6 +22,14 @@ export class InvalidRecordError extends MailbridgeError {
   override name = 'InvalidRecordError';
 }
 
+/**
+ * SQS refused some entries of a batch (`SendMessageBatch` answers 200 with a `Failed` list) or did
+ * not report on them: the caller retries or answers a temporary failure.
+ */
+export class QueueSendError extends MailbridgeError {
+  override name = 'QueueSendError';
+}
+
 /** An error that maps to one SMTP reply: `code` (RFC 5321) and `enhanced` status (RFC 3463). */
 export class SmtpError extends MailbridgeError {
   override name = 'SmtpError';
@@ -142,5 +150,21 @@ export class SpoolFullError extends SmtpError {
   override name = 'SpoolFullError';
   constructor() {
     super(451, '4.3.1', 'Mail system busy, try again later', 'spool_full');
+  }
+}
+
+/** `530 5.7.0`: the submission ports take mail only after AUTH (RFC 4954 §6). */
+export class AuthRequiredError extends SmtpError {
+  override name = 'AuthRequiredError';
+  constructor() {
+    super(530, '5.7.0', 'Authentication required', 'auth_required');
+  }
+}
+
+/** `454 4.7.0`: the credentials could not be checked now (RFC 4954 §6); the client may retry. */
+export class AuthUnavailableError extends SmtpError {
+  override name = 'AuthUnavailableError';
+  constructor(options?: ErrorOptions) {
+    super(454, '4.7.0', 'Temporary authentication failure', 'auth_error', options);
   }
 }

@@ -57,12 +57,15 @@ export type { ResourceNames } from './env.ts';
 export { awsClientConfig, ENV, requireEnv, resourceNamesFromEnv, runtimeFromEnv } from './env.ts';
 export {
   AuthFailedError,
+  AuthRequiredError,
+  AuthUnavailableError,
   BareLineFeedError,
   ConfigError,
   EnvelopeTimeoutError,
   InvalidRecordError,
   MailbridgeError,
   MessageTooLargeError,
+  QueueSendError,
   RelayDeniedError,
   SessionLimitError,
   SmtpError,

@@ -1,4 +1,5 @@
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { QueueSendError } from '../core/index.ts';
 
 /** How {@link SqsEventQueue} groups messages into `SendMessageBatch` calls. */
 export interface BatchingOptions {
@@ -93,11 +94,13 @@ export class SqsEventQueue {
       for (const ok of result.Successful ?? []) batch[Number(ok.Id)]?.resolve();
       for (const failed of result.Failed ?? []) {
         batch[Number(failed.Id)]?.reject(
-          new Error(`SQS refused the message: ${failed.Code ?? 'unknown'} ${failed.Message ?? ''}`.trim()),
+          new QueueSendError(
+            `SQS refused the message: ${failed.Code ?? 'unknown'} ${failed.Message ?? ''}`.trim(),
+          ),
         );
       }
       // Settling twice is a no-op, so this only reaches an entry SQS reported on neither way.
-      for (const entry of batch) entry.reject(new Error('SQS did not report on the message'));
+      for (const entry of batch) entry.reject(new QueueSendError('SQS did not report on the message'));
     } catch (error) {
       for (const entry of batch) entry.reject(error as Error);
     }

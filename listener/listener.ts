@@ -14,6 +14,8 @@ import type {
 } from 'smtp-server';
 import {
   AuthFailedError,
+  AuthRequiredError,
+  AuthUnavailableError,
   type Config,
   createLogger,
   createMetrics,
@@ -44,6 +46,8 @@ export type AuthVerifier = (user: string, password: string) => boolean | Promise
 /** What {@link startListener} needs; AWS clients and secrets are resolved by the caller. */
 export interface ListenerOptions {
   readonly config: Config;
+  /** Which recipients are ours (the config's routes by default). */
+  readonly router?: Router;
   readonly s3: S3Client;
   readonly sqs: SQSClient;
   /** Bucket for raw messages (`MAILBRIDGE_BUCKET`). */
@@ -99,7 +103,6 @@ const TLS12_CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
-const authRequired = () => new SmtpError(530, '5.7.0', 'Authentication required', 'auth_required');
 const authRateLimited = () =>
   new TooManyConnectionsError('Too many authentication failures, try again later', 'auth_rate_limited');
 
@@ -137,7 +140,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     options.metricsIntervalMs ?? 60_000,
     limits.maxConnections,
   );
-  const router = new Router(config);
+  const router = options.router ?? new Router(config);
   const verify = typeof options.authUsers === 'function' ? options.authUsers : mapVerifier(options.authUsers);
   const connections = new ConnectionLimits(limits);
   const trustedProxy = trustedPeers(config.trustedProxies);
@@ -291,14 +294,14 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
         },
         (error: unknown) => {
           logger.error('authentication check failed', { sessionId: session.id, error: String(error) });
-          reply(new SmtpError(454, '4.7.0', 'Temporary authentication failure', 'auth_error'));
+          reply(new AuthUnavailableError({ cause: error }));
         },
       );
     },
 
     onMailFrom(_address: SMTPServerAddress, session, callback) {
       if (mode === 'submission' && !session.secure) return refuse(new TlsRequiredError(), session, callback);
-      if (mode !== 'mx' && !session.user) return refuse(authRequired(), session, callback);
+      if (mode !== 'mx' && !session.user) return refuse(new AuthRequiredError(), session, callback);
       callback();
     },
 
@@ -313,7 +316,13 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
         router.resolve(address.address);
       } catch (error) {
         if (error instanceof SmtpError) return refuse(error, session, callback);
-        throw error;
+        // A fault of ours, not the sender's: a temporary reply, so the sending MTA retries.
+        logger.error('recipient check failed', { sessionId: session.id, error: error as Error });
+        return refuse(
+          new TemporaryFailureError('Temporary failure, try again later', 'rcpt_error', { cause: error }),
+          session,
+          callback,
+        );
       }
       callback();
     },

@@ -69,12 +69,19 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     logger.info('draining', { signal });
     clearInterval(reload);
-    await listener.close();
+    try {
+      await listener.close();
+    } catch (error) {
+      // Messages still in flight were not answered 250, so their senders retry: nothing is lost,
+      // but the orchestrator should see a failed stop.
+      logger.error('drain failed', { error: error as Error });
+      process.exitCode = 1;
+    }
     s3.destroy();
     sqs.destroy();
     secrets.destroy();
     logger.info('stopped');
-    process.exit(0);
+    process.exit();
   };
   process.once('SIGTERM', (signal) => void stop(signal));
   process.once('SIGINT', (signal) => void stop(signal));

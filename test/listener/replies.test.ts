@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
+import { Router } from '../../core/index.ts';
 import {
   delay,
   listRawKeys,
@@ -230,6 +231,27 @@ describe('listener: connection and authentication limits', () => {
     assert.equal(await second.reply(), '421 4.7.0 Too many connections, try again later');
     first.close();
     second.close();
+    await listener.close();
+  });
+
+  it('answers 451 4.3.0 when the recipient check itself fails, and keeps serving', async () => {
+    class BrokenRouter extends Router {
+      override resolve(address: string) {
+        if (address.startsWith('broken@')) throw new TypeError('route index not loaded');
+        return super.resolve(address);
+      }
+    }
+    const config = testConfig();
+    const listener = await startTestListener(t.emulator, config, { router: new BrokenRouter(config) });
+    const client = await RawSmtp.open(listener.port('mx'));
+    await client.hello();
+    await client.command('MAIL FROM:<a@sender.test>');
+    assert.equal(
+      await client.command('RCPT TO:<broken@example.test>'),
+      '451 4.3.0 Temporary failure, try again later',
+    );
+    assert.equal(await client.command('RCPT TO:<known@strict.test>'), '250 2.1.5 Accepted');
+    client.close();
     await listener.close();
   });
 
