@@ -67,12 +67,12 @@ export type RecipientRoute = { route: Route; address: ParsedAddress };
 /** Resolves recipients to routes; built once per config. */
 export class Router {
   readonly #domains: readonly string[];
-  readonly #matchers: { route: Route; matcher: Matcher; order: number }[];
+  readonly #matchers: { route: Route; matcher: Matcher }[];
 
   constructor(config: Pick<Config, 'domains' | 'routes'>) {
     this.#domains = config.domains;
-    this.#matchers = config.routes.flatMap((route, order) =>
-      route.match.map((pattern) => ({ route, matcher: compileMatcher(pattern), order })),
+    this.#matchers = config.routes.flatMap((route) =>
+      route.match.map((pattern) => ({ route, matcher: compileMatcher(pattern) })),
     );
   }
 
@@ -83,11 +83,11 @@ export class Router {
   resolve(recipient: string): RecipientRoute {
     const address = parseAddress(recipient);
     if (!address || !domainIsOurs(this.#domains, address.domain)) throw new RelayDeniedError(recipient);
-    let best: { route: Route; specificity: number; order: number } | undefined;
-    for (const { route, matcher, order } of this.#matchers) {
+    // Strictly more specific only: among equals the first in the file wins.
+    let best: { route: Route; specificity: number } | undefined;
+    for (const { route, matcher } of this.#matchers) {
       if (!matcher.test(address)) continue;
-      if (!best || matcher.specificity > best.specificity)
-        best = { route, specificity: matcher.specificity, order };
+      if (!best || matcher.specificity > best.specificity) best = { route, specificity: matcher.specificity };
     }
     if (!best) throw new UnknownRecipientError(recipient);
     return { route: best.route, address };

@@ -25,6 +25,16 @@ describe('Router', () => {
     assert.equal(router.resolve('anyone@example.test').route.id, 'catch-all');
   });
 
+  it('gives an address that two equally specific patterns take to the route listed first', () => {
+    const twice = (first: string, second: string) =>
+      new Router({
+        domains: ['example.test'],
+        routes: [first, second].map((id) => ({ ...config.routes[0]!, id, match: ['sales-*@example.test'] })),
+      }).resolve('sales-eu@example.test').route.id;
+    assert.equal(twice('alpha', 'beta'), 'alpha');
+    assert.equal(twice('beta', 'alpha'), 'beta');
+  });
+
   it('matches case-insensitively and strips the plus tag into mailboxHash', () => {
     const resolved = router.resolve('CEO+Ticket-123@Example.TEST');
     assert.equal(resolved.route.id, 'ceo');
