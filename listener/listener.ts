@@ -250,7 +250,6 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     disableReverseLookup: true,
     logger: false,
     socketTimeout: limits.socketTimeout * 1000,
-    closeTimeout: limits.closeTimeout * 1000,
 
     onConnect(session, callback) {
       if (mode !== 'mx' && authFailures.blocked(session.remoteAddress)) {
