@@ -4,6 +4,7 @@ import { type Command, Option } from 'commander';
 import {
   awsClientConfig,
   type Config,
+  ENV,
   loadConfig,
   parseConfig,
   type Runtime,
@@ -42,25 +43,25 @@ const QUEUE_FLAGS: Record<
   inbound: {
     flag: '--inbound-queue',
     key: 'inboundQueue',
-    env: 'MAILBRIDGE_INBOUND_QUEUE_URL',
+    env: ENV.inboundQueueUrl,
     output: 'InboundQueueName',
   },
   inboundDlq: {
     flag: '--inbound-dlq',
     key: 'inboundDlq',
-    env: 'MAILBRIDGE_INBOUND_DLQ_URL',
+    env: ENV.inboundDlqUrl,
     output: 'InboundDlqName',
   },
   delivery: {
     flag: '--delivery-queue',
     key: 'deliveryQueue',
-    env: 'MAILBRIDGE_DELIVERY_QUEUE_URL',
+    env: ENV.deliveryQueueUrl,
     output: 'DeliveryQueueName',
   },
   deliveryDlq: {
     flag: '--delivery-dlq',
     key: 'deliveryDlq',
-    env: 'MAILBRIDGE_DELIVERY_DLQ_URL',
+    env: ENV.deliveryDlqUrl,
     output: 'DeliveryDlqName',
   },
 };
@@ -83,7 +84,7 @@ export function withConnectionOptions(command: Command): Command {
         'MAILBRIDGE_STACK',
       ),
     )
-    .addOption(new Option('--bucket <name>', 'bucket (stack output BucketName)').env('MAILBRIDGE_BUCKET'));
+    .addOption(new Option('--bucket <name>', 'bucket (stack output BucketName)').env(ENV.bucket));
   for (const { flag, env, output } of Object.values(QUEUE_FLAGS)) {
     command.addOption(new Option(`${flag} <name-or-url>`, `queue (stack output ${output})`).env(env));
   }

@@ -7,6 +7,7 @@ import { decodeTime } from 'ulid';
 import {
   createLogger,
   createMetrics,
+  ENV,
   type InboundEvent,
   InboundEventSchema,
   newMessageId,
@@ -91,7 +92,7 @@ export function registerReplay(program: Command): void {
         new Option(
           '--config <file>',
           'config file or s3:// URL (default locally: the one the running `mailbridge dev` uses, else dev/mailbridge.yaml)',
-        ).env('MAILBRIDGE_CONFIG'),
+        ).env(ENV.config),
       )
       .option('--route <id>', 'only the recipients of this route')
       .option('--new-id', 'a new message id, so new webhook-ids (receivers will not dedupe it)')

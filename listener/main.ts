@@ -10,6 +10,7 @@ import {
   awsClientConfig,
   ConfigError,
   createLogger,
+  ENV,
   loadConfig,
   requireEnv,
   resourceNamesFromEnv,
@@ -28,7 +29,7 @@ const DATA_DIR = '.mailbridge';
 async function main(): Promise<void> {
   const logger = createLogger('listener');
   const runtime = runtimeFromEnv();
-  const source = requireEnv('MAILBRIDGE_CONFIG');
+  const source = requireEnv(ENV.config);
   const { bucket, inboundQueueUrl } = resourceNamesFromEnv(['bucket', 'inboundQueueUrl']);
   const aws = awsClientConfig();
   const { forcePathStyle, ...common } = aws;
