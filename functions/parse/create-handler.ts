@@ -22,6 +22,16 @@ import { type ParseResult, processInboundEvent } from './process.ts';
 /** How old the route index may get before an invocation reads the change feed (in force within 10 s). */
 export const ROUTE_POLL_MS = 5000;
 
+/** Whether `router` takes `recipient`. */
+function routes(router: Router, recipient: string): boolean {
+  try {
+    router.resolve(recipient);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** What the parse handler needs; AWS clients are built once by the caller and passed in. */
 export interface ParseDeps {
   readonly s3: S3Client;
@@ -75,14 +85,17 @@ export function createParseHandler(
    * dead-letter mail for API routes; a failed later poll keeps the index in force.
    */
   const configRouter = new Router(deps.config);
-  async function currentRoutes(): Promise<Router> {
+  async function currentRoutes(event: InboundEvent): Promise<Router> {
     if (!sync) return configRouter;
     loaded ??= sync.reload().catch((error: unknown) => {
       loaded = undefined;
       throw error;
     });
     await loaded;
-    if (now().getTime() - lastPoll >= ROUTE_POLL_MS) {
+    // A recipient the index does not know may be on a route made since the last read (the listener
+    // took it, so it routed then): read the feed now rather than dead-letter it as unrouted.
+    const stale = now().getTime() - lastPoll >= ROUTE_POLL_MS;
+    if (stale || event.envelope.rcptTo.some((recipient) => !routes(sync.index, recipient))) {
       lastPoll = now().getTime();
       polling ??= sync.poll().finally(() => {
         polling = undefined;
@@ -118,7 +131,7 @@ export function createParseHandler(
     }
     const messageLogger = logger.createChild({ persistentKeys: { messageId: event.id } });
     try {
-      const router = await currentRoutes();
+      const router = await currentRoutes(event);
       const result = await untilAborted(
         processInboundEvent(
           event,
