@@ -1,6 +1,4 @@
-import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import type { Readable } from 'node:stream';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { type Command, Option } from 'commander';
 import { decodeTime } from 'ulid';
@@ -11,6 +9,7 @@ import {
   type InboundEvent,
   InboundEventSchema,
   newMessageId,
+  payloadKey,
   Router,
   rawObjectKey,
 } from '../core/index.ts';
@@ -27,25 +26,6 @@ interface ReplayOptions extends ConnectionOptions {
 
 type Envelope = Pick<InboundEvent['envelope'], 'mailFrom' | 'rcptTo' | 'helo' | 'remoteAddress' | 'tls'>;
 
-function isMissing(error: unknown): boolean {
-  const name = (error as { name?: string }).name;
-  return name === 'NoSuchKey' || name === 'NotFound';
-}
-
-/** Size and SHA-256 of the stored raw message, read once as a stream. */
-async function measure(s3: S3Client, bucket: string, key: string): Promise<{ size: number; sha256: string }> {
-  const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key })).catch((error: unknown) => {
-    throw isMissing(error) ? new CliError(`no raw message at s3://${bucket}/${key}`) : error;
-  });
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of object.Body as Readable) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { size, sha256: hash.digest('hex') };
-}
-
 /** The envelope as the stored payloads of the first parse recorded it (one payload per route). */
 async function envelopeFromPayloads(
   s3: S3Client,
@@ -61,22 +41,6 @@ async function envelopeFromPayloads(
     envelope = { ...payload.envelope, rcptTo };
   }
   return envelope;
-}
-
-/** The envelope as far as the listener's `Received:` trace header (RFC 5321 §4.4) tells it. */
-async function envelopeFromReceived(s3: S3Client, bucket: string, key: string): Promise<Envelope> {
-  const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: 'bytes=0-4095' }));
-  const head = (await object.Body!.transformToString('latin1')).split(/\r?\n(?![ \t])/)[0] ?? '';
-  const from = /^Received: from (\S+) \(\[([^\]]+)\]\)/.exec(head);
-  const tls = /\(using (\S+) with cipher (\S+)\)/.exec(head);
-  const rcpt = /\bfor <([^>]+)>;/.exec(head);
-  return {
-    mailFrom: '',
-    rcptTo: rcpt ? [rcpt[1]!] : [],
-    helo: from?.[1] ?? '',
-    remoteAddress: from?.[2] ?? '',
-    tls: tls ? { protocol: tls[1]!, cipher: tls[2]! } : null,
-  };
 }
 
 /** `mailbridge replay`. */
@@ -115,9 +79,8 @@ export function registerReplay(program: Command): void {
     process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
     const connection = await connect(options);
     // Loaded on use, like the runtime: the parser and mail authentication take long to load.
-    const { boundedResolver, payloadKey, processInboundEvent, systemResolver } = await import(
-      '../functions/index.ts'
-    );
+    const { boundedResolver, envelopeFromReceived, measureRaw, processInboundEvent, systemResolver } =
+      await import('../functions/index.ts');
     try {
       const { config, source } = await configInUse(
         connection,
@@ -130,13 +93,23 @@ export function registerReplay(program: Command): void {
       }
       const bucket = connection.bucket();
       const key = rawObjectKey(id, new Date(time));
-      const raw = { bucket, key, ...(await measure(connection.s3, bucket, key)) };
+      const raw = {
+        bucket,
+        key,
+        ...(await measureRaw(connection.s3, { bucket, key }).catch((error: unknown) => {
+          const name = (error as { name?: string }).name;
+          if (name === 'NoSuchKey' || name === 'NotFound') {
+            throw new CliError(`no raw message at s3://${bucket}/${key}`);
+          }
+          throw error;
+        })),
+      };
       const stored = await envelopeFromPayloads(
         connection.s3,
         bucket,
         `${posix.dirname(payloadKey(id, 'route'))}/`,
       );
-      const envelope = stored ?? (await envelopeFromReceived(connection.s3, bucket, key));
+      const envelope = stored ?? (await envelopeFromReceived(connection.s3, { bucket, key }));
       const envelopeSource = stored ? 'stored payloads' : 'Received header';
       const recipients = (options.rcpt.length > 0 ? options.rcpt : envelope.rcptTo).filter((rcpt) => {
         if (!options.route) return true;
@@ -162,7 +135,7 @@ export function registerReplay(program: Command): void {
         // Not recorded anywhere after the session; parse does not use them.
         envelope: { ...envelope, rcptTo: recipients, remotePort: 0, localPort: 0, authUser: null },
       } satisfies InboundEvent);
-      const jobs = await processInboundEvent(event, {
+      const { jobs } = await processInboundEvent(event, {
         s3: connection.s3,
         sqs: connection.sqs,
         bucket,

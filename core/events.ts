@@ -27,10 +27,26 @@ export const InboundEventSchema = z.object({
   }),
   /** Set when DATA had lines ending in a bare LF (RFC 5321 §2.3.8); kept so the parser can flag it. */
   bareLf: z.boolean().optional(),
+  /**
+   * Set on a retry of one route (`POST /v1/messages/{id}/retry`): parse delivers to this route only,
+   * and leaves the recipients of the message's other routes alone.
+   */
+  onlyRoute: z.string().min(1).optional(),
 });
 export type InboundEvent = z.infer<typeof InboundEventSchema>;
 
 const ObjectRefSchema = z.object({ bucket: z.string(), key: z.string() });
+
+/**
+ * Where a delivery job's webhook payload is: inside the job (`inline`, the payload document itself)
+ * when the job fits one SQS message, else an S3 object (`bucket`, `key`) the deliver function reads.
+ * Either way its links are still `s3://` placeholders, signed at each try.
+ */
+export const JobPayloadSchema = z.union([
+  z.object({ inline: z.record(z.string(), z.unknown()) }),
+  ObjectRefSchema,
+]);
+export type JobPayload = z.output<typeof JobPayloadSchema>;
 
 /**
  * An InboundEvent that parse gave up on, on the inbound DLQ: `reason` says why (`unrouted`: its
@@ -43,9 +59,9 @@ export type InboundDeadLetterEntry = InboundEvent & {
 };
 
 /**
- * One delivery of one message to one endpoint of one route (parse → `delivery` queue). It holds
- * nothing that grows with the message (the payload holds that), so a route with many endpoints
- * never makes an SQS batch too long.
+ * One delivery of one message to one endpoint of one route (parse → `delivery` queue). The payload
+ * travels inside it when the job fits {@link INLINE_JOB_BYTES}, so a typical message costs no S3
+ * write beyond its raw copy; a larger one refers to the payload in S3.
  */
 export const DeliveryJobSchema = z.object({
   version: z.literal(1),
@@ -53,7 +69,7 @@ export const DeliveryJobSchema = z.object({
   routeId: z.string(),
   endpoint: z.string(),
   recipients: z.array(z.string()).min(1),
-  payload: ObjectRefSchema,
+  payload: JobPayloadSchema,
   webhookId: z.string(),
   /** Tries made so far, and the outcome of the last one; absent on the first try. */
   attempt: z.number().int().min(0).default(0),
@@ -92,7 +108,20 @@ export const SQS_LIMITS = {
   /** Bytes of one message body, and of all the bodies of one batch together (1 MiB since 2025). */
   messageBytes: 1024 * 1024,
   batchEntries: 10,
+  /** SQS bills each 64 KiB of a message body as one request ("Amazon SQS pricing", request size). */
+  billingChunkBytes: 64 * 1024,
 } as const;
+
+/**
+ * The largest delivery job that carries its payload inline: one SQS message less a margin, so the
+ * delivery DLQ entry (the job plus reason, attempts and last error) still fits one message.
+ */
+export const INLINE_JOB_BYTES = SQS_LIMITS.messageBytes - 16 * 1024;
+
+/** Requests SQS bills for sending (or receiving) one message body of `bytes`: one per 64 KiB chunk. */
+export function billedSqsRequests(bytes: number): number {
+  return Math.max(1, Math.ceil(bytes / SQS_LIMITS.billingChunkBytes));
+}
 
 /**
  * The JSON text of `value`, written so SQS takes it: SQS accepts only #x9 #xA #xD #x20-#xD7FF

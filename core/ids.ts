@@ -43,7 +43,9 @@ export function webhookId(messageId: string, routeId: string): string {
 }
 
 /**
- * Where the parse function records the first message of each (content, envelope), so a copy a
- * sender resends after a timeout is marked as a duplicate. Kept a little longer than senders retry.
+ * Where the payload of one (message, route) is stored when its delivery job cannot carry it (over
+ * one SQS message), and where a delivery DLQ entry too large for the DLQ puts it.
  */
-export const DEDUPE_PREFIX = 'dedupe/';
+export function payloadKey(messageId: string, routeId: string): string {
+  return `payloads/${messageId}/${routeId}.json`;
+}

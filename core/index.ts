@@ -76,9 +76,11 @@ export {
   TooManyRecipientsError,
   UnknownRecipientError,
 } from './errors.ts';
-export type { DeliveryJob, InboundDeadLetterEntry, InboundEvent } from './events.ts';
+export type { DeliveryJob, InboundDeadLetterEntry, InboundEvent, JobPayload } from './events.ts';
 export {
+  billedSqsRequests,
   DeliveryJobSchema,
+  INLINE_JOB_BYTES,
   InboundEventSchema,
   parseRecordBody,
   SQS_LIMITS,
@@ -87,9 +89,9 @@ export {
 } from './events.ts';
 export {
   attachmentKey,
-  DEDUPE_PREFIX,
   isMessageObject,
   newMessageId,
+  payloadKey,
   rawObjectKey,
   webhookId,
 } from './ids.ts';

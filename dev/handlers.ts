@@ -1,3 +1,4 @@
+import type { ControlStore } from '../core/control/index.ts';
 import { type Logger, QUEUE_SETTINGS, type ResourceNames, type Runtime } from '../core/index.ts';
 import {
   createDeliverHandler,
@@ -14,6 +15,11 @@ export interface LocalHandlersOptions
   readonly resolver?: ParseDeps['resolver'];
   /** @default 'local' */
   readonly runtime?: Runtime;
+  /**
+   * The control plane's store, shared with the listener and the API: API routes, the message log,
+   * duplicate markers. @default none: config routes only, no log, duplicates not marked
+   */
+  readonly controlStore?: ControlStore;
   /** The logger of each part (`parse`, `deliver`, `poller`). @default each part's own */
   readonly loggers?: (serviceName: string) => Logger;
 }
@@ -27,6 +33,7 @@ export function createLocalHandlers(options: LocalHandlersOptions): {
   deliver: ReturnType<typeof createDeliverHandler>;
 } {
   const { s3, sqs, config, resources } = options;
+  const control = options.controlStore ? { controlStore: options.controlStore } : {};
   return {
     parse: createParseHandler({
       s3,
@@ -35,6 +42,7 @@ export function createLocalHandlers(options: LocalHandlersOptions): {
       deliveryQueueUrl: resources.deliveryQueueUrl,
       inboundDlqUrl: resources.inboundDlqUrl,
       config,
+      ...control,
       ...(options.resolver ? { resolver: options.resolver } : {}),
       ...(options.loggers ? { logger: options.loggers('parse') } : {}),
     }),
@@ -45,6 +53,7 @@ export function createLocalHandlers(options: LocalHandlersOptions): {
       deliveryQueueUrl: resources.deliveryQueueUrl,
       deliveryDlqUrl: resources.deliveryDlqUrl,
       config,
+      ...control,
       secrets: options.secrets,
       runtime: options.runtime ?? 'local',
       ...(options.send ? { send: options.send } : {}),

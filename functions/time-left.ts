@@ -34,3 +34,9 @@ export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<
     work.then(resolve, reject).finally(() => signal.removeEventListener('abort', stop));
   });
 }
+
+/**
+ * How long the end of an invocation waits for the message log (a frozen function sends nothing);
+ * a write still failing then stays queued for the next invocation, and never holds a message.
+ */
+export const LOG_FLUSH_MS = 2000;

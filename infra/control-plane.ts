@@ -19,8 +19,13 @@ import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import type { IKey } from 'aws-cdk-lib/aws-kms';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { FilterPattern, LogGroup, MetricFilter, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { CONTROL_TABLE_KEYS, controlTableDefinition } from '../core/control/index.ts';
+import {
+  CONTROL_TABLE_KEYS,
+  controlTableDefinition,
+  DEDUPE_PARTITION_PREFIX,
+} from '../core/control/index.ts';
 import { ENV, METRIC_SERVICES, type METRICS, METRICS_NAMESPACE } from '../core/index.ts';
 import { ROUTE_SECRET_PREFIX } from '../functions/api/index.ts';
 import type { DeployedConfig } from './deployed-config.ts';
@@ -37,6 +42,8 @@ const PARTITIONS = {
   /** Messages (`M#<id>`), one item per message plus one per further recipient. */
   messages: ['M#*'],
   refusals: ['REFUSALS'],
+  /** Duplicate markers (`DEDUPE#<fingerprint>`), one item each. */
+  dedupe: [`${DEDUPE_PARTITION_PREFIX}*`],
 } as const;
 
 /** The table's keys and indexes as CDK takes them, from the one definition the local store is created with. */
@@ -129,6 +136,11 @@ export class ControlTable extends Construct {
   /** Write message log events (one update per message and part, and an item per further recipient). */
   public grantLogWrites(grantee: IGrantable): void {
     this.grantItems(grantee, ['dynamodb:UpdateItem', 'dynamodb:BatchWriteItem'], PARTITIONS.messages, true);
+  }
+
+  /** Mark duplicates: a conditional PutItem, and a GetItem of the marker that was there first (parse). */
+  public grantDuplicateMarkers(grantee: IGrantable): void {
+    this.grantItems(grantee, ['dynamodb:PutItem', 'dynamodb:GetItem'], PARTITIONS.dedupe, true);
   }
 
   /** Write SMTP refusals (batched puts in their own partition). */
@@ -225,6 +237,8 @@ export interface ControlPlaneProps {
   readonly deployedConfig: DeployedConfig;
   /** Raw messages, which the API links to for 15 minutes. */
   readonly storage: Storage;
+  /** Where `POST /v1/messages/{id}/retry` puts a message back, for parse to deliver again. */
+  readonly inboundQueue: IQueue;
   /** @see ControlTableProps.retentionDays @default 30 */
   readonly retentionDays?: number;
   /** @see ControlTableProps.encryptionKey @default - a key DynamoDB owns */
@@ -282,10 +296,11 @@ export class ControlPlane extends Construct {
       memorySize: props.memorySize ?? 512,
       timeout: API_TIMEOUT,
       deployedConfig: props.deployedConfig,
-      environment: this.table.environment,
+      environment: { ...this.table.environment, [ENV.inboundQueueUrl]: props.inboundQueue.queueUrl },
       logRetention,
     });
     this.table.grantFullAccess(this.function);
+    props.inboundQueue.grantSendMessages(this.function);
     this.table.grantRouteSecretsManage(this.function);
     props.storage.grantReadRaw(this.function);
 

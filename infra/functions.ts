@@ -133,7 +133,7 @@ export interface FunctionOptions {
 export interface FunctionsProps {
   /** The deployed config both functions read (and wait for). */
   readonly deployedConfig: DeployedConfig;
-  /** Raw mail, payloads, attachments, duplicate markers and endpoint health. */
+  /** Raw mail, payloads (those too large for a job), attachments and endpoint health. */
   readonly storage: Storage;
   /** The inbound queue: the parse function's trigger. */
   readonly inboundQueue: IQueue;
@@ -233,12 +233,13 @@ export class Functions extends Construct {
     const { parse, deliver } = this;
     storage.grantReadRaw(parse);
     storage.grantWritePayloads(parse);
-    storage.grantDedupeMarkers(parse);
     props.deliveryQueue.grantSendMessages(parse);
     // Mail whose recipients no longer route is dead-lettered by parse itself, with the reason.
     props.inboundDlq.grantSendMessages(parse);
 
     storage.grantReadPayloads(deliver);
+    // A DLQ entry too large for one message stores its inline payload first.
+    storage.grantPutPayloads(deliver);
     // Deliver signs the payload's links again at each try, so it must be allowed to read what they point at.
     storage.grantReadRaw(deliver);
     storage.grantReadAttachments(deliver);
@@ -251,6 +252,8 @@ export class Functions extends Construct {
       controlTable.grantRouteReads(fn);
       controlTable.grantLogWrites(fn);
     }
+    // Parse marks duplicates with a conditional write in the table.
+    controlTable.grantDuplicateMarkers(parse);
     // Deliver signs for API routes with the secrets the API made.
     controlTable.grantRouteSecretsRead(deliver);
   }

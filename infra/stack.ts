@@ -66,6 +66,7 @@ export class MailbridgeStack extends Stack {
     this.controlPlane = new ControlPlane(this, 'ControlPlane', {
       deployedConfig: this.deployedConfig,
       storage: this.storage,
+      inboundQueue: this.queues.inbound,
       // A log entry lives as long as the raw message it links to.
       retentionDays: settings.storage.rawDays,
       encryptionKey: this.storage.encryptionKey,

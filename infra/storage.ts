@@ -10,7 +10,7 @@ import {
   ObjectOwnership,
 } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { DEDUPE_PREFIX, ENDPOINT_HEALTH_PREFIX } from '../core/index.ts';
+import { ENDPOINT_HEALTH_PREFIX } from '../core/index.ts';
 
 /** Where each kind of object lives in the bucket. */
 export const BUCKET_PREFIXES = {
@@ -20,8 +20,6 @@ export const BUCKET_PREFIXES = {
   config: 'config/',
   /** One small object per failing or disabled endpoint; no lifecycle rule, a disabled endpoint stays so. */
   endpointHealth: ENDPOINT_HEALTH_PREFIX,
-  /** Duplicate markers of the parse function; a sender's retries end within days (RFC 5321 §4.5.4.1). */
-  dedupe: DEDUPE_PREFIX,
 } as const;
 
 /** The key the deployed config is written to and read from. */
@@ -124,7 +122,6 @@ export class Storage extends Construct {
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
       lifecycleRules: [
         { id: 'orphan-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
-        { id: 'expire-dedupe', prefix: BUCKET_PREFIXES.dedupe, expiration: Duration.days(14) },
         ...Object.entries(retention).map(([name, days]) => ({
           id: `expire-${name}`,
           prefix: BUCKET_PREFIXES[name as keyof typeof retention],
@@ -184,9 +181,9 @@ export class Storage extends Construct {
     );
   }
 
-  /** Read and write the duplicate markers (`dedupe/`). */
-  public grantDedupeMarkers(grantee: IGrantable): Grant {
-    return this.grantObjects(grantee, ['s3:GetObject', 's3:PutObject'], [`${BUCKET_PREFIXES.dedupe}*`], true);
+  /** Write webhook payloads only (one PutObject each, no multipart). */
+  public grantPutPayloads(grantee: IGrantable): Grant {
+    return this.grantObjects(grantee, ['s3:PutObject'], [`${BUCKET_PREFIXES.payloads}*`], true);
   }
 
   /** Read attachments, so the grantee can presign links to them. */

@@ -46,6 +46,7 @@ import type {
  * | API domain    | DOMAIN      | <name>                      | same tombstones                               |
  * | API key       | KEY         | <key id>                    | SHA-256 of the secret, never the secret       |
  * | change        | CHANGE      | <ULID>                      | state after a route/domain write, TTL 1 day   |
+ * | dup. marker   | DEDUPE#<fp> | D                           | first message id of a fingerprint, TTL 14 days|
  *
  * Global secondary indexes, KEYS_ONLY (a list reads the items by key afterwards), all sorted by
  * message id, a ULID, so newest first is a descending query and a time range is a key range:
@@ -66,6 +67,12 @@ import type {
  */
 
 export const CONTROL_TABLE_KEYS = { partitionKey: 'pk', sortKey: 'sk', ttlAttribute: 'expiresAt' } as const;
+
+/**
+ * Partition key prefix of the duplicate markers: one partition per fingerprint, so marking spreads
+ * over the table instead of loading one key (a single partition key takes ~1,000 writes a second).
+ */
+export const DEDUPE_PARTITION_PREFIX = 'DEDUPE#';
 
 /** Global secondary indexes: name → partition key attribute; each sorts by `id`. */
 export const CONTROL_TABLE_INDEXES = { byDay: 'day', byRecipient: 'rcpt', bySender: 'sender' } as const;
@@ -122,6 +129,8 @@ export interface DynamoControlStoreOptions {
 }
 
 const DAY_SECONDS = 86400;
+/** A sender gives up retrying within days (RFC 5321 §4.5.4.1 suggests 4–5); a marker outlives that. */
+const DEDUPE_TTL_SECONDS = 14 * DAY_SECONDS;
 const CHANGE_TTL_SECONDS = DAY_SECONDS;
 const TOMBSTONE_TTL_SECONDS = DAY_SECONDS;
 /** Message candidates read for one list page before it returns with a cursor (DynamoDB reads 1 MB per Query alike). */
@@ -705,6 +714,27 @@ export function dynamoControlStore(
       await recordChange('domain', name, item.rev as number, null);
     },
 
+    async firstMessageWith(fingerprint, messageId) {
+      const key = { pk: `${DEDUPE_PARTITION_PREFIX}${fingerprint}`, sk: 'D' };
+      const at = epochSeconds(now());
+      try {
+        // A marker past its TTL may still be there (TTL deletion lags, dynalite has none): it is free.
+        await doc.send(
+          new PutCommand({
+            TableName: tableName,
+            Item: { ...key, messageId, expiresAt: at + DEDUPE_TTL_SECONDS },
+            ConditionExpression: 'attribute_not_exists(#pk) OR #expiresAt <= :now OR #messageId = :id',
+            ExpressionAttributeNames: names('pk', 'expiresAt', 'messageId'),
+            ExpressionAttributeValues: { ':now': at, ':id': messageId },
+          }),
+        );
+        return messageId;
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+      }
+      const first = await getItem(key.pk, key.sk);
+      return (first?.messageId as string | undefined) ?? messageId;
+    },
     async createKey(key) {
       await conditional(
         () =>

@@ -13,6 +13,7 @@ export {
   CONTROL_TABLE_INDEXES,
   CONTROL_TABLE_KEYS,
   controlTableDefinition,
+  DEDUPE_PARTITION_PREFIX,
   dynamoControlStore,
   ensureControlTable,
 } from './dynamodb-store.ts';

@@ -36,6 +36,11 @@ export const ReceivedEventSchema = z
     remoteAddress: z.string(),
     helo: z.string(),
     tls: z.boolean().meta({ description: 'Whether the session was encrypted.' }),
+    sha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional()
+      .meta({ description: 'SHA-256 of the bytes stored, as the listener computed it.' }),
   })
   .meta({ description: 'The listener stored the message and answered 250.' });
 

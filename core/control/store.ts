@@ -7,7 +7,26 @@ import type { KeyScope, MessageQuery, Refusal, RouteInput, TimelineEvent } from 
  * in AWS and, against the embedded DynamoDB-compatible store, locally. A conditional write that
  * loses a race throws {@link StoreConflictError}; everything else is the backend's error.
  */
-export interface ControlStore extends MessageLogStore, RouteStore, DomainStore, KeyStore, ChangeFeed {}
+export interface ControlStore
+  extends MessageLogStore,
+    RouteStore,
+    DomainStore,
+    KeyStore,
+    ChangeFeed,
+    DuplicateMarkers {}
+
+/**
+ * The first message of each fingerprint (content and envelope), so a copy that a sender resends
+ * after a lost `250` is marked as a duplicate of the one already delivered.
+ */
+export interface DuplicateMarkers {
+  /**
+   * Records `messageId` as the first with `fingerprint` unless another is recorded already, in one
+   * conditional write; returns the first's id (`messageId` itself when this is the first, or again).
+   * Of two concurrent callers exactly one is first.
+   */
+  firstMessageWith(fingerprint: string, messageId: string): Promise<string>;
+}
 
 /** A page of results; `nextCursor` is opaque, null on the last page. */
 export interface Page<T> {

@@ -1,10 +1,9 @@
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import {
+  type ControlStore,
   createApiHandler,
-  dynamoControlStore,
   type RetryPort,
   type TxtResolver,
 } from '../../core/control/index.ts';
@@ -18,13 +17,10 @@ export const RAW_LINK_SECONDS = 15 * 60;
 
 /** What the API function needs; the AWS clients are built once by the caller and passed in. */
 export interface ApiFunctionDeps {
-  readonly dynamodb: DynamoDBClient;
+  /** The control plane's store (its table). */
+  readonly store: ControlStore;
   readonly s3: S3Client;
   readonly secretsManager: SecretsManagerClient;
-  /** The control plane's table. */
-  readonly tableName: string;
-  /** Days the message log keeps a message. @default 30 */
-  readonly retentionDays?: number;
   /** The deployed config: its routes and domains are the read-only base, `hostname` the MX host. */
   readonly config: Config;
   readonly runtime: Runtime;
@@ -50,10 +46,7 @@ export function createApiFunctionHandler(
     ...(deps.now ? { now: deps.now } : {}),
   });
   const api = createApiHandler({
-    store: dynamoControlStore(deps.dynamodb, deps.tableName, {
-      ...(deps.retentionDays !== undefined ? { retentionDays: deps.retentionDays } : {}),
-      ...(deps.now ? { now: deps.now } : {}),
-    }),
+    store: deps.store,
     config: deps.config,
     runtime: deps.runtime,
     mxHost: deps.config.hostname,

@@ -1,8 +1,10 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ChangeMessageVisibilityCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { type ControlStore, MessageLogWriter, pipelineRoute } from '../../core/control/index.ts';
 import {
+  type AttemptResult,
   type Config,
   classifyAttempt,
   createLogger,
@@ -21,8 +23,10 @@ import {
   MetricUnit,
   type Presign,
   parseRecordBody,
+  payloadKey,
   type Route,
   type Runtime,
+  SQS_LIMITS,
   s3EndpointHealthStore,
   s3Presigner,
   signWebhook,
@@ -31,7 +35,7 @@ import {
   type WebhookSender,
 } from '../../core/index.ts';
 import packageJson from '../../package.json' with { type: 'json' };
-import { OutOfTimeError } from '../time-left.ts';
+import { LOG_FLUSH_MS, OutOfTimeError } from '../time-left.ts';
 import { endpointHealthTracker } from './health.ts';
 import { createHttpSender } from './sender.ts';
 
@@ -47,6 +51,12 @@ export interface DeliverDeps {
   readonly deliveryQueueUrl: string;
   readonly deliveryDlqUrl: string;
   readonly config: Config;
+  /**
+   * The control plane: routes made through the API (read by id at each try, so a rotated secret
+   * signs at once) and the message log of each try.
+   * @default none: the config's routes only, no log
+   */
+  readonly controlStore?: ControlStore;
   /** The route's signing secrets (`whsec_…`), resolved from its references; several during a rotation. */
   readonly secrets: (route: Route) => Promise<readonly string[]>;
   /** Sends one try. @default createHttpSender({ runtime }) */
@@ -98,7 +108,26 @@ export function createDeliverHandler(
     logger,
   });
 
+  const log = deps.controlStore ? new MessageLogWriter(deps.controlStore, { logger, metrics }) : undefined;
+  /** The timeline fields every event of one job carries. */
+  const jobFields = (job: DeliveryJob) => ({
+    at: new Date(now()).toISOString(),
+    route: job.routeId,
+    endpoint: job.endpoint,
+    webhookId: job.webhookId,
+  });
+
+  /** The job's route as it is now: the config's, or the API's as stored (its current secrets). */
+  async function currentRoute(job: DeliveryJob): Promise<Route | undefined> {
+    const configured = deps.config.routes.find((candidate) => candidate.id === job.routeId);
+    if (configured || !deps.controlStore) return configured;
+    const stored = await deps.controlStore.getRoute(job.routeId);
+    return stored ? pipelineRoute(stored, new Date(now())) : undefined;
+  }
+
+  /** The stored payload's bytes; undefined when it is gone. */
   async function readPayload(job: DeliveryJob): Promise<Uint8Array | undefined> {
+    if ('inline' in job.payload) return Buffer.from(JSON.stringify(job.payload.inline));
     try {
       const object = await deps.s3.send(
         new GetObjectCommand({ Bucket: job.payload.bucket, Key: job.payload.key }),
@@ -121,19 +150,18 @@ export function createDeliverHandler(
     return fillLinks(
       stored,
       (ref) => presign(ref.bucket, ref.key),
-      (ref) => ref.bucket === job.payload.bucket && isMessageObject(job.messageId, ref.key),
+      (ref) => ref.bucket === deps.bucket && isMessageObject(job.messageId, ref.key),
     );
   }
 
-  /** One try, or the reason none is made; `tried` says whether the endpoint was asked. */
+  /** One try, or the reason none is made; `tried` is what the endpoint answered, when it was asked. */
   async function attempt(
     job: DeliveryJob,
     route: Route | undefined,
     remainingMs: number | undefined,
-  ): Promise<{ outcome: DeliveryOutcome; tried: boolean }> {
+  ): Promise<{ outcome: DeliveryOutcome; tried?: { result: AttemptResult; durationMs: number } }> {
     const untried = (reason: 'permanent' | 'parked', error: string) => ({
       outcome: { class: 'permanent', reason, error } as const,
-      tried: false,
     });
     // The config may have changed since the job was queued: stop retrying what is no longer wanted.
     if (!route?.endpoints.includes(job.endpoint)) {
@@ -145,7 +173,8 @@ export function createDeliverHandler(
     }
     const stored = await readPayload(job);
     if (!stored) {
-      return untried('permanent', `payload s3://${job.payload.bucket}/${job.payload.key} not found`);
+      const where = 'inline' in job.payload ? 'inline' : `s3://${job.payload.bucket}/${job.payload.key}`;
+      return untried('permanent', `payload ${where} not found`);
     }
     const timeoutMs = tryTimeoutMs(route.timeout, remainingMs);
     if (timeoutMs === undefined) {
@@ -159,7 +188,8 @@ export function createDeliverHandler(
       ...signWebhook(job.webhookId, Math.floor(started / 1000), body, await deps.secrets(route)),
     };
     const result = await send({ url: job.endpoint, headers, body, timeoutMs });
-    metrics.addMetric('delivery_latency', MetricUnit.Milliseconds, now() - started);
+    const tried = { result, durationMs: now() - started };
+    metrics.addMetric('delivery_latency', MetricUnit.Milliseconds, tried.durationMs);
     const outcome = classifyAttempt(result, now());
     const { before, after } = await health.record(job.endpoint, outcome, route.disableAfter);
     if (after.disabledAt !== null && before.disabledAt === null) {
@@ -172,12 +202,12 @@ export function createDeliverHandler(
       // Its retries would only be parked later: park this one now.
       if (outcome.class === 'retry') {
         const { retryAfterSeconds: _wait, ...failure } = outcome;
-        return { outcome: { ...failure, class: 'permanent', reason: 'parked' }, tried: true };
+        return { outcome: { ...failure, class: 'permanent', reason: 'parked' }, tried };
       }
     } else if (before.firstFailureAt !== null && after.firstFailureAt === null) {
       logger.info('endpoint recovered', { messageId: job.messageId, endpoint: job.endpoint });
     }
-    return { outcome, tried: true };
+    return { outcome, tried };
   }
 
   async function deadLetter(
@@ -193,9 +223,21 @@ export function createDeliverHandler(
       ...(outcome.status === undefined ? {} : { lastStatus: outcome.status }),
       lastError: outcome.error,
     };
-    await deps.sqs.send(
-      new SendMessageCommand({ QueueUrl: deps.deliveryDlqUrl, MessageBody: sqsJson(entry) }),
-    );
+    let body = sqsJson(entry);
+    if (Buffer.byteLength(body) > SQS_LIMITS.messageBytes && 'inline' in job.payload) {
+      // The inline payload and a long last error together overflow one message: store the payload.
+      const key = payloadKey(job.messageId, job.routeId);
+      await deps.s3.send(
+        new PutObjectCommand({
+          Bucket: deps.bucket,
+          Key: key,
+          Body: JSON.stringify(job.payload.inline),
+          ContentType: 'application/json',
+        }),
+      );
+      body = sqsJson({ ...entry, payload: { bucket: deps.bucket, key } });
+    }
+    await deps.sqs.send(new SendMessageCommand({ QueueUrl: deps.deliveryDlqUrl, MessageBody: body }));
     const metric = metrics.singleMetric();
     metric.addDimension('reason', reason);
     metric.addMetric('dead_lettered', MetricUnit.Count, 1);
@@ -212,8 +254,22 @@ export function createDeliverHandler(
     }
     // A DLQ redrive brings the job back with a fresh receive count, and so a fresh schedule.
     const tries = job.attempt + (Number(record.attributes.ApproximateReceiveCount) || 1);
-    const route = deps.config.routes.find((candidate) => candidate.id === job.routeId);
+    const route = await currentRoute(job);
     const { outcome, tried } = await attempt(job, route, context?.getRemainingTimeInMillis());
+    if (tried) {
+      const { result, durationMs } = tried;
+      log?.record(job.messageId, {
+        ...jobFields(job),
+        type: 'attempt',
+        attempt: tries,
+        status: result.kind === 'response' ? result.status : null,
+        error:
+          outcome.class === 'delivered'
+            ? null
+            : { class: result.kind === 'response' ? 'http' : result.kind, text: outcome.error },
+        durationMs,
+      });
+    }
     const about = {
       messageId: job.messageId,
       webhookId: job.webhookId,
@@ -224,6 +280,7 @@ export function createDeliverHandler(
     if (outcome.class === 'delivered') {
       metrics.addMetric('delivered', MetricUnit.Count, 1);
       logger.info('webhook delivered', { ...about, status: outcome.status });
+      log?.record(job.messageId, { ...jobFields(job), type: 'delivered', status: outcome.status });
       return;
     }
     const decision = decideNext(outcome, route?.retrySchedule ?? [], tries);
@@ -236,6 +293,12 @@ export function createDeliverHandler(
         }),
       );
       metrics.addMetric('retried', MetricUnit.Count, 1);
+      log?.record(job.messageId, {
+        ...jobFields(job),
+        type: 'retry_scheduled',
+        attempt: tries + 1,
+        nextAttemptAt: new Date(now() + decision.delaySeconds * 1000).toISOString(),
+      });
       logger.warn('webhook try failed, retry scheduled', {
         ...about,
         ...outcome,
@@ -245,6 +308,13 @@ export function createDeliverHandler(
     }
     await deadLetter(job, outcome, decision.reason, tried ? tries : tries - 1);
     logger.error('webhook dead-lettered', { ...about, ...outcome, reason: decision.reason });
+    log?.record(job.messageId, {
+      ...jobFields(job),
+      type: 'dead_lettered',
+      reason: decision.reason,
+      status: outcome.status ?? null,
+      error: outcome.error,
+    });
   }
 
   return async (event, context) => {
@@ -256,6 +326,8 @@ export function createDeliverHandler(
         processInParallel: true,
       });
     } finally {
+      // A frozen function sends nothing: what is not written by then waits for the next invocation.
+      await log?.flush(LOG_FLUSH_MS);
       if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
     }
   };

@@ -13,6 +13,7 @@ import {
   s3TextReader,
   secretsManagerReader,
 } from '../../core/index.ts';
+import { controlStoreFromEnv } from '../control-store.ts';
 import { createDeliverHandler } from './deliver.ts';
 
 // Built once per container at init, reused by every invocation.
@@ -22,7 +23,9 @@ const clientConfig = awsClientConfig();
 const s3 = new S3Client(clientConfig);
 const sqs = new SQSClient(clientConfig);
 const secretsManager = new SecretsManagerClient(clientConfig);
-const secretsByRoute = new Map<string, Promise<string[]>>();
+const controlStore = controlStoreFromEnv(clientConfig);
+/** By the route's secret references, not its id: an API route's rotation changes them, and signs at once. */
+const secretsByRefs = new Map<string, Promise<string[]>>();
 
 /** A failed load is forgotten, so the next invocation tries again instead of failing for the container's life. */
 function cached<T>(load: () => Promise<T>, forget: () => void): Promise<T> {
@@ -32,7 +35,8 @@ function cached<T>(load: () => Promise<T>, forget: () => void): Promise<T> {
 }
 
 function routeSecrets(route: Route): Promise<string[]> {
-  let secrets = secretsByRoute.get(route.id);
+  const refs = JSON.stringify(route.secret);
+  let secrets = secretsByRefs.get(refs);
   if (!secrets) {
     const readers = { secretsManager: secretsManagerReader(secretsManager) };
     secrets = cached(
@@ -42,9 +46,9 @@ function routeSecrets(route: Route): Promise<string[]> {
             resolveSecret(ref, `routes[${route.id}].secret[${index}]`, readers),
           ),
         ),
-      () => secretsByRoute.delete(route.id),
+      () => secretsByRefs.delete(refs),
     );
-    secretsByRoute.set(route.id, secrets);
+    secretsByRefs.set(refs, secrets);
   }
   return secrets;
 }
@@ -56,7 +60,15 @@ export const handler = async (event: SQSEvent, context: Context): Promise<SQSBat
   deliver ??= cached(
     async () => {
       const config = await loadConfig(requireEnv('MAILBRIDGE_CONFIG'), runtime, { s3Text: s3TextReader(s3) });
-      return createDeliverHandler({ s3, sqs, ...names, config, secrets: routeSecrets, runtime });
+      return createDeliverHandler({
+        s3,
+        sqs,
+        ...names,
+        config,
+        controlStore,
+        secrets: routeSecrets,
+        runtime,
+      });
     },
     () => {
       deliver = undefined;

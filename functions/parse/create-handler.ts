@@ -2,6 +2,7 @@ import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-p
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { type ControlStore, MessageLogWriter, RouteSync } from '../../core/control/index.ts';
 import {
   type Config,
   createLogger,
@@ -13,10 +14,23 @@ import {
   parseRecordBody,
   Router,
 } from '../../core/index.ts';
-import { timeLeftSignal, untilAborted } from '../time-left.ts';
+import { LOG_FLUSH_MS, timeLeftSignal, untilAborted } from '../time-left.ts';
 import type { AuthLimits } from './auth.ts';
 import { type BoundedResolverOptions, boundedResolver, type DnsResolver, systemResolver } from './dns.ts';
-import { processInboundEvent } from './process.ts';
+import { type ParseResult, processInboundEvent } from './process.ts';
+
+/** How old the route index may get before an invocation reads the change feed (in force within 10 s). */
+export const ROUTE_POLL_MS = 5000;
+
+/** Whether `router` takes `recipient`. */
+function routes(router: Router, recipient: string): boolean {
+  try {
+    router.resolve(recipient);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** What the parse handler needs; AWS clients are built once by the caller and passed in. */
 export interface ParseDeps {
@@ -28,6 +42,11 @@ export interface ParseDeps {
   /** Where a message whose recipients no longer route is dead-lettered (reason `unrouted`). */
   readonly inboundDlqUrl: string;
   readonly config: Config;
+  /**
+   * The control plane: API routes beside the config's, the message log, duplicate markers.
+   * @default none: the config's routes only, no log, duplicates not marked
+   */
+  readonly controlStore?: ControlStore;
   /** DNS for SPF, DKIM, DMARC and ARC, mailauth-style. @default the system resolver */
   readonly resolver?: DnsResolver;
   /** Deadline and cache around `resolver`. @default 3 s per lookup, 1000 answers for 5 min */
@@ -51,7 +70,52 @@ export function createParseHandler(
 ): (event: SQSEvent, context?: Context) => Promise<SQSBatchResponse> {
   const logger = deps.logger ?? createLogger('parse');
   const metrics = deps.metrics ?? createMetrics('parse');
-  const router = new Router(deps.config);
+  const sync = deps.controlStore
+    ? new RouteSync(deps.config, deps.controlStore, { logger, metrics })
+    : undefined;
+  const log = deps.controlStore ? new MessageLogWriter(deps.controlStore, { logger, metrics }) : undefined;
+  const now = deps.now ?? (() => new Date());
+  let loaded: Promise<void> | undefined;
+  let polling: Promise<void> | undefined;
+  let lastPoll = 0;
+  /**
+   * The route index, current within {@link ROUTE_POLL_MS} plus one read: a Lambda container is
+   * frozen between invocations, so it reads the change feed when it runs, not on a timer. A failed
+   * first load fails the batch (its records come back), as routing on the config alone would
+   * dead-letter mail for API routes; a failed later poll keeps the index in force.
+   */
+  const configRouter = new Router(deps.config);
+  async function currentRoutes(event: InboundEvent): Promise<Router> {
+    if (!sync) return configRouter;
+    loaded ??= sync.reload().catch((error: unknown) => {
+      loaded = undefined;
+      throw error;
+    });
+    await loaded;
+    // A recipient the index does not know may be on a route made since the last read (the listener
+    // took it, so it routed then): read the feed now rather than dead-letter it as unrouted.
+    const stale = now().getTime() - lastPoll >= ROUTE_POLL_MS;
+    if (stale || event.envelope.rcptTo.some((recipient) => !routes(sync.index, recipient))) {
+      lastPoll = now().getTime();
+      polling ??= sync.poll().finally(() => {
+        polling = undefined;
+      });
+    }
+    await polling;
+    return sync.index;
+  }
+
+  function logParsed(event: InboundEvent, result: ParseResult) {
+    log?.record(event.id, {
+      at: now().toISOString(),
+      type: 'parsed',
+      subject: result.subject,
+      from: result.from,
+      jobs: result.jobs.map(({ routeId, endpoint, webhookId }) => ({ route: routeId, endpoint, webhookId })),
+      unrouted: result.unrouted,
+      warnings: result.warnings,
+    });
+  }
   const resolver = boundedResolver(deps.resolver ?? systemResolver(), {
     ...(deps.now ? { now: () => deps.now!().getTime() } : {}),
     ...deps.dns,
@@ -67,10 +131,23 @@ export function createParseHandler(
     }
     const messageLogger = logger.createChild({ persistentKeys: { messageId: event.id } });
     try {
-      await untilAborted(
-        processInboundEvent(event, { ...deps, router, resolver, logger: messageLogger, metrics }, signal),
+      const router = await currentRoutes(event);
+      const result = await untilAborted(
+        processInboundEvent(
+          event,
+          {
+            ...deps,
+            router,
+            resolver,
+            ...(deps.controlStore ? { duplicates: deps.controlStore } : {}),
+            logger: messageLogger,
+            metrics,
+          },
+          signal,
+        ),
         signal,
       );
+      logParsed(event, result);
     } catch (error) {
       messageLogger.error('processing failed; the record will be retried', { error: error as Error });
       throw error;
@@ -94,6 +171,8 @@ export function createParseHandler(
       );
     } finally {
       timeLeft.clear();
+      // A frozen function sends nothing: what is not written by then waits for the next invocation.
+      await log?.flush(LOG_FLUSH_MS);
       metrics.publishStoredMetrics();
     }
   };

@@ -9,6 +9,7 @@ import {
   runtimeFromEnv,
   s3TextReader,
 } from '../../core/index.ts';
+import { controlStoreFromEnv } from '../control-store.ts';
 import { createParseHandler } from './create-handler.ts';
 
 // Built once per Lambda instance and reused by every invocation.
@@ -23,7 +24,15 @@ const { bucket, deliveryQueueUrl, inboundDlqUrl } = resourceNamesFromEnv([
 const config = await loadConfig(requireEnv('MAILBRIDGE_CONFIG'), runtimeFromEnv(), {
   s3Text: s3TextReader(s3),
 });
-const parse = createParseHandler({ s3, sqs, bucket, deliveryQueueUrl, inboundDlqUrl, config });
+const parse = createParseHandler({
+  s3,
+  sqs,
+  bucket,
+  deliveryQueueUrl,
+  inboundDlqUrl,
+  config,
+  controlStore: controlStoreFromEnv(clientConfig),
+});
 
 /** Lambda entry of the parse function (SQS `inbound` event source, partial batch responses on). */
 export const handler = (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>

@@ -1,13 +1,13 @@
 export type { AuthLimits, SenderInfo } from './auth.ts';
 export { AUTH_LIMITS, authenticateMessage } from './auth.ts';
 export type { ParseDeps } from './create-handler.ts';
-export { createParseHandler } from './create-handler.ts';
+export { createParseHandler, ROUTE_POLL_MS } from './create-handler.ts';
 export type { BoundedResolverOptions, DnsResolver } from './dns.ts';
 export { boundedResolver, systemResolver } from './dns.ts';
 export type { AttachmentSink, MimeFields, MimeResult } from './mime.ts';
 export { parseMime } from './mime.ts';
-export type { ProcessDeps } from './process.ts';
-export { payloadKey, processInboundEvent } from './process.ts';
+export type { ParseResult, ProcessDeps } from './process.ts';
+export { processInboundEvent } from './process.ts';
 export { splitReply, stripQuotedReply } from './stripped-text.ts';
 export type { DnsZoneRecords } from './zone-resolver.ts';
 export { loadDnsZone, parseDnsZone, zoneResolver } from './zone-resolver.ts';

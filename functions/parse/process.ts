@@ -1,25 +1,29 @@
 import { createHash } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { Upload } from '@aws-sdk/lib-storage';
+import type { DuplicateMarkers } from '../../core/control/index.ts';
 import {
   type Config,
   capBodies,
   conformPayload,
-  DEDUPE_PREFIX,
   type DeliveryJob,
   DeliveryJobSchema,
   fitPayload,
+  INLINE_JOB_BYTES,
   type InboundDeadLetterEntry,
   type InboundEvent,
+  type JobPayload,
+  jsonByteLength,
   jsonChunks,
   type Logger,
   linkPlaceholder,
   type Metrics,
   MetricUnit,
   parseAddress,
+  payloadKey,
   type Route,
   type Router,
   sqsBatches,
@@ -47,6 +51,8 @@ export interface ProcessDeps {
   readonly config: Config;
   readonly router: Router;
   readonly resolver: DnsResolver;
+  /** Where the first message of each content and envelope is recorded. @default duplicates are not marked */
+  readonly duplicates?: DuplicateMarkers;
   /** Deadline and key-lookup budget of each message's authentication. @default AUTH_LIMITS */
   readonly auth?: AuthLimits;
   /** Logs about this message; every line carries its `messageId`. */
@@ -54,9 +60,15 @@ export interface ProcessDeps {
   readonly metrics: Metrics;
 }
 
-/** Where the payload of one (message, route) is stored for the deliver function. */
-export function payloadKey(messageId: string, routeId: string): string {
-  return `payloads/${messageId}/${routeId}.json`;
+/** What parse made of one message: the jobs queued, and what the message log's `parsed` event tells. */
+export interface ParseResult {
+  readonly jobs: DeliveryJob[];
+  /** Recipients dead-lettered as `unrouted`. */
+  readonly unrouted: string[];
+  /** Null when nothing routed, so the message was not read. */
+  readonly subject: string | null;
+  readonly from: string | null;
+  readonly warnings: string[];
 }
 
 interface ReadMessage {
@@ -127,44 +139,15 @@ async function readMessage(event: InboundEvent, deps: ProcessDeps, keepUpTo: num
   };
 }
 
-/** Where the first message with a given content and envelope is recorded. */
-function dedupeKey(contentSha256: string, envelope: InboundEvent['envelope']): string {
+/**
+ * The fingerprint of a message for duplicate marking: its content (trace header left out) and
+ * envelope. A sender that saw no `250` (a timeout, a cut connection) sends the same again.
+ */
+function fingerprint(contentSha256: string, envelope: InboundEvent['envelope']): string {
   const recipients = envelope.rcptTo.map((address) => address.toLowerCase()).sort();
-  const digest = createHash('sha256')
+  return createHash('sha256')
     .update(JSON.stringify([contentSha256, envelope.mailFrom.toLowerCase(), recipients]))
     .digest('hex');
-  return `${DEDUPE_PREFIX}${digest}`;
-}
-
-const isTaken = (error: unknown) =>
-  (error as Error).name === 'PreconditionFailed' ||
-  (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 412;
-
-/**
- * The id of the first message stored with the same content (trace header left out) and envelope:
- * a sender that saw no `250` (a timeout, a cut connection) sends the message again, and both copies
- * get here. The marker is written only if absent (`If-None-Match: *`); S3 answers 412 when it
- * exists, and only then is it read. Never a read first: without s3:ListBucket, S3 answers a read of
- * a missing key with 403, not 404. Of two concurrent copies exactly one is first. (The local
- * emulator ignores the condition, so there every copy counts as first.)
- */
-async function firstMessageWith(key: string, id: string, deps: ProcessDeps): Promise<string> {
-  try {
-    await deps.s3.send(
-      new PutObjectCommand({
-        Bucket: deps.bucket,
-        Key: key,
-        Body: id,
-        ContentType: 'text/plain',
-        IfNoneMatch: '*',
-      }),
-    );
-    return id;
-  } catch (error) {
-    if (!isTaken(error)) throw error;
-  }
-  const object = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: key }));
-  return object.Body!.transformToString();
 }
 
 function routeAttachments(
@@ -219,6 +202,26 @@ function buildPayload(
   return fitPayload(conformPayload(payload), (index) => linkPlaceholder({ bucket, key: stored[index]!.key }));
 }
 
+/**
+ * Where a route's jobs find the payload: inside them when a job with it inline fits
+ * {@link INLINE_JOB_BYTES} (no S3 write), else stored at {@link payloadKey}. The size is counted
+ * before any JSON text is built, so a large payload is never one string in memory.
+ */
+async function payloadFor(
+  deps: ProcessDeps,
+  job: Omit<DeliveryJob, 'payload' | 'endpoint'> & { endpoint: string },
+  payload: WebhookPayload,
+): Promise<JobPayload> {
+  const inline: JobPayload = { inline: payload as unknown as Record<string, unknown> };
+  const fits =
+    jsonByteLength(payload) < INLINE_JOB_BYTES &&
+    Buffer.byteLength(sqsJson({ ...job, payload: inline })) <= INLINE_JOB_BYTES;
+  if (fits) return inline;
+  const key = payloadKey(job.messageId, job.routeId);
+  await storePayload(deps, key, payload);
+  return { bucket: deps.bucket, key };
+}
+
 /** Streams a payload's JSON to S3 (multipart beyond one part), so it is never one string in memory. */
 async function storePayload(deps: ProcessDeps, key: string, payload: WebhookPayload): Promise<void> {
   const body = Readable.from(
@@ -268,28 +271,33 @@ async function deadLetterUnrouted(event: InboundEvent, unrouted: string[], deps:
 }
 
 /**
- * Turns one stored message into webhooks: authenticates and parses it, stores its attachments and
- * one payload per route at {@link payloadKey}, and queues one DeliveryJob per route endpoint;
- * recipients that route nowhere are dead-lettered (see {@link deadLetterUnrouted}).
- * Idempotent: a re-run writes the same keys and the same webhook ids. What the sender wrote never
- * makes it fail: broken MIME, values the schema cannot carry, sizes over the caps give a degraded
- * payload (with the raw link and warnings). S3 and SQS failures throw, so the record is retried.
- * Once `signal` aborts (the invocation is running out of time) nothing more is queued.
+ * Turns one stored message into webhooks: authenticates and parses it, builds one payload per
+ * route (inside its jobs when they fit one SQS message, else stored at {@link payloadKey}), and
+ * queues one DeliveryJob per route endpoint; recipients that route nowhere are dead-lettered (see
+ * {@link deadLetterUnrouted}). An event with `onlyRoute` (a retry of one route) delivers to that
+ * route only. Idempotent: a re-run writes the same keys and the same webhook ids. What the sender
+ * wrote never makes it fail: broken MIME, values the schema cannot carry, sizes over the caps give
+ * a degraded payload (with the raw link and warnings). S3 and SQS failures throw, so the record is
+ * retried. Once `signal` aborts (the invocation is running out of time) nothing more is queued.
  */
 export async function processInboundEvent(
   event: InboundEvent,
   deps: ProcessDeps,
   signal?: AbortSignal,
-): Promise<DeliveryJob[]> {
-  const groups = deps.router.group(event.envelope.rcptTo);
-  const routed = new Set(groups.flatMap((group) => group.recipients));
+): Promise<ParseResult> {
+  const all = deps.router.group(event.envelope.rcptTo);
+  const routed = new Set(all.flatMap((group) => group.recipients));
+  const groups = event.onlyRoute ? all.filter(({ route }) => route.id === event.onlyRoute) : all;
   const unrouted = event.envelope.rcptTo.filter((recipient) => !routed.has(recipient));
-  const jobs = groups.length > 0 ? await queueDeliveries(event, groups, deps, signal) : [];
+  const parsed =
+    groups.length > 0
+      ? await queueDeliveries(event, groups, deps, signal)
+      : { jobs: [], subject: null, from: null, warnings: [] };
   if (unrouted.length > 0) {
     signal?.throwIfAborted();
     await deadLetterUnrouted(event, unrouted, deps);
   }
-  return jobs;
+  return { ...parsed, unrouted };
 }
 
 async function queueDeliveries(
@@ -297,7 +305,7 @@ async function queueDeliveries(
   groups: { route: Route; recipients: string[] }[],
   deps: ProcessDeps,
   signal: AbortSignal | undefined,
-): Promise<DeliveryJob[]> {
+): Promise<Omit<ParseResult, 'unrouted'>> {
   const { logger, metrics } = deps;
   const keepUpTo = Math.max(
     0,
@@ -315,8 +323,11 @@ async function queueDeliveries(
     metrics.addMetric('raw_mismatch', MetricUnit.Count, 1);
   }
   try {
-    const first = await firstMessageWith(dedupeKey(read.contentSha256, event.envelope), event.id, deps);
-    if (first !== event.id) {
+    const first = await deps.duplicates?.firstMessageWith(
+      fingerprint(read.contentSha256, event.envelope),
+      event.id,
+    );
+    if (first !== undefined && first !== event.id) {
       warnings.push(`duplicate: same content and envelope as message ${first}`);
       logger.warn('a copy of an earlier message; marked as a duplicate', { duplicateOf: first });
       metrics.addMetric('duplicates', MetricUnit.Count, 1);
@@ -372,20 +383,12 @@ async function queueDeliveries(
     if (payload.message.truncated.text || payload.message.truncated.html) {
       metrics.addMetric('payloads_truncated', MetricUnit.Count, 1);
     }
-    const key = payloadKey(event.id, route.id);
-    await storePayload(deps, key, payload);
+    const job = { version: 1 as const, messageId: event.id, routeId: route.id, recipients };
+    const ids = { webhookId: webhookId(event.id, route.id), attempt: 0 };
+    const longest = route.endpoints.reduce((a, b) => (a.length >= b.length ? a : b));
+    const where = await payloadFor(deps, { ...job, ...ids, endpoint: longest }, payload);
     for (const endpoint of route.endpoints) {
-      jobs.push(
-        DeliveryJobSchema.parse({
-          version: 1,
-          messageId: event.id,
-          routeId: route.id,
-          endpoint,
-          recipients,
-          payload: { bucket: deps.bucket, key },
-          webhookId: webhookId(event.id, route.id),
-        }),
-      );
+      jobs.push(DeliveryJobSchema.parse({ ...job, endpoint, payload: where, ...ids }));
     }
   }
   signal?.throwIfAborted();
@@ -399,5 +402,6 @@ async function queueDeliveries(
     jobs: jobs.length,
     warnings,
   });
-  return jobs;
+  const from = read.mime.fields.from[0]?.address ?? null;
+  return { jobs, subject: read.mime.fields.subject, from, warnings };
 }

@@ -269,10 +269,12 @@ describe('mailbridge --aws, against the emulator with the stack resource names',
       new ReceiveMessageCommand({ QueueUrl: stack.deliveryQueueUrl, MaxNumberOfMessages: 10 }),
     );
     const queued = Messages.map(
-      (message) => JSON.parse(message.Body!) as { messageId: string; payload: { bucket: string } },
+      (message) =>
+        JSON.parse(message.Body!) as { messageId: string; payload: { inline: { raw: { url: string } } } },
     );
     const job = queued.find((entry) => entry.messageId === id);
     assert.ok(job, 'the job is on the stack delivery queue');
-    assert.equal(job.payload.bucket, NAMES.bucket);
+    // The payload rides in the job; its raw link names the stack bucket, to be signed at delivery.
+    assert.ok(job.payload.inline.raw.url.startsWith(`s3://${NAMES.bucket}/raw/`));
   });
 });

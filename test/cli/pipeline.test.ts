@@ -394,7 +394,8 @@ describe('mailbridge CLI against the local runtime', () => {
       result.jobs.map((job) => job.endpoint),
       [`${runtime.inbox.url}/webhooks`],
     );
-    assert.equal(result.envelopeSource, 'stored payloads');
+    // A typical payload rides in its job, so no stored payload names the envelope; the trace header does.
+    assert.equal(result.envelopeSource, 'Received header');
     assert.deepEqual(
       result.jobs.map((job) => job.webhookId),
       [webhookId],

@@ -228,7 +228,9 @@ describe('the function bundles, as Lambda loads them', () => {
     const made = newApiKey('first', 'full', new Date());
     await control.store.createKey(made.stored);
     const messageId = newMessageId();
-    await control.store.appendEvents(messageId, [receivedEvent()]);
+    const raw = { bucket: emulator.resources.bucket, key: rawObjectKey(messageId, new Date()) };
+    await emulator.s3.send(new PutObjectCommand({ Bucket: raw.bucket, Key: raw.key, Body: MESSAGE }));
+    await control.store.appendEvents(messageId, [receivedEvent()], raw);
     const request = (method: string, path: string, body?: unknown, key = made.secret) =>
       apiGatewayEvent(method, path, { authorization: `Bearer ${key}` }, body);
     const results = (await runBundle(app.stack.controlPlane.function, [
@@ -265,6 +267,15 @@ describe('the function bundles, as Lambda loads them', () => {
       [200, 'api', ['https://tenant-a.example/hooks/mail']],
     );
     assert.equal(unauthorized!.status, 401);
-    assert.deepEqual([retried!.status, retried!.body.error.code], [501, 'not_implemented']);
+    // A retry puts the message back on the inbound queue, rebuilt from its log entry.
+    assert.deepEqual([retried!.status, retried!.body], [202, { messageId, jobs: [] }]);
+    const { Messages = [] } = await emulator.sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: emulator.resources.inboundQueueUrl, WaitTimeSeconds: 1 }),
+    );
+    const requeued = Messages.map((message) => JSON.parse(message.Body!) as InboundEvent);
+    assert.deepEqual(
+      requeued.map((event) => [event.id, event.raw.key, event.envelope.rcptTo]),
+      [[messageId, raw.key, receivedEvent().event.rcptTo]],
+    );
   });
 });

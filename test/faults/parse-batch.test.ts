@@ -6,8 +6,8 @@ import { type ParseHarness, startParseHarness } from '../functions/parse/harness
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { sqsEvent } from '../helpers/sqs-event.ts';
 
-const message = (tag: string) =>
-  `From: a@sender.test\r\nTo: support@example.test\r\nSubject: ${tag}\r\nMessage-ID: <${tag}@sender.test>\r\n\r\nbody ${tag}\r\n`;
+const message = (tag: string, bodyLines = 1) =>
+  `From: a@sender.test\r\nTo: support@example.test\r\nSubject: ${tag}\r\nMessage-ID: <${tag}@sender.test>\r\n\r\n${`body ${tag}\r\n`.repeat(bodyLines)}`;
 
 describe('faults: the parse function failing for some records of a batch', () => {
   let harness: ParseHarness;
@@ -61,7 +61,10 @@ describe('faults: the parse function failing for some records of a batch', () =>
   });
 
   it('a payload write failing for one record fails that record only', async () => {
-    const records = await Promise.all(['w1', 'w2', 'w3'].map((tag) => harness.store(message(tag))));
+    // w2's payload is too large to ride in its job (over 1 MiB of text), so it is written to S3.
+    const records = await Promise.all(
+      ['w1', 'w2', 'w3'].map((tag) => harness.store(message(tag, tag === 'w2' ? 100_000 : 1))),
+    );
     proxy.add({
       ops: ['S3.PutObject'],
       pathIncludes: `payloads/${records[1]!.id}/`,

@@ -5,6 +5,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import nodemailer from 'nodemailer';
 import { emulatorClients } from '../../dev/index.ts';
 import { BUCKET_PREFIXES, Storage } from '../../infra/index.ts';
+import { startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
 import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
 import {
   type AwsOperation,
@@ -146,13 +147,17 @@ describe('faults: storage slower than the sending client waits', () => {
   const SECRET = 'whsec_c2xvdy1zdG9yYWdlLXNlY3JldA==';
   let receiver: WebhookReceiver;
   let pipeline: Pipeline;
+  let control: TestControlStore;
 
   before(async () => {
     receiver = await startWebhookReceiver({ secret: SECRET });
+    // Duplicates are marked by a conditional write in the control table.
+    control = await startTestControlStore();
     pipeline = await startPipeline({
       routes: [
         { id: 'all', match: ['*@example.test'], endpoints: [receiver.url], secret: { value: SECRET } },
       ],
+      controlStore: control.store,
     });
   });
 
@@ -161,6 +166,7 @@ describe('faults: storage slower than the sending client waits', () => {
   after(async () => {
     await pipeline.close();
     await receiver.close();
+    await control.close();
   });
 
   for (const op of ['S3.PutObject', 'SQS.SendMessageBatch'] as const) {

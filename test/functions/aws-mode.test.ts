@@ -6,16 +6,11 @@ import { parseConfig, webhookId } from '../../core/index.ts';
 import { createLocalHandlers, emulatorClients, sqsEventFromMessages } from '../../dev/index.ts';
 import type { DeadLetterEntry } from '../../functions/index.ts';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
-import { sqsEvent } from '../helpers/sqs-event.ts';
 import { type ParseHarness, startParseHarness } from './parse/harness.ts';
 
-const MESSAGE =
-  'From: Bob <bob@sender.test>\r\nTo: support@example.test\r\nSubject: resent\r\nMessage-ID: <resent@sender.test>\r\n\r\nthe same bytes twice\r\n';
-
 /**
- * The parse and deliver functions against S3 as AWS answers it (through the fault proxy's AWS
- * mode): 403 for a missing key, as the roles have no s3:ListBucket on these prefixes, and 412 for a
- * conditional write whose condition fails. The emulator alone answers 404 and ignores conditions.
+ * The deliver function against S3 as AWS answers it (through the fault proxy's AWS mode): 403 for
+ * a missing key, as the role has no s3:ListBucket on payloads/. The emulator alone answers 404.
  */
 describe('functions against S3 answering as AWS does', () => {
   let h: ParseHarness;
@@ -35,32 +30,6 @@ describe('functions against S3 answering as AWS does', () => {
     clients.sqs.destroy();
     await proxy.close();
     await h.close();
-  });
-
-  it('marks the second copy of a message a duplicate, one of two copies parsed at once', async () => {
-    const parse = h.handler({ s3: clients.s3, sqs: clients.sqs });
-    const first = await h.store(MESSAGE);
-    assert.deepEqual(await parse(sqsEvent([first])), { batchItemFailures: [] });
-    const [original] = await h.drainJobs();
-    assert.deepEqual((await h.payload(original!)).warnings, []);
-
-    const [a, b] = [await h.store(MESSAGE), await h.store(MESSAGE)];
-    assert.deepEqual(await parse(sqsEvent([a, b])), { batchItemFailures: [] });
-    const copies = await Promise.all((await h.drainJobs()).map((job) => h.payload(job)));
-    assert.deepEqual(
-      copies.map((payload) => payload.warnings),
-      [
-        [`duplicate: same content and envelope as message ${first.id}`],
-        [`duplicate: same content and envelope as message ${first.id}`],
-      ],
-    );
-
-    // Two new copies at the same time: the conditional write lets exactly one be first.
-    const message = MESSAGE.replace('resent', 'raced');
-    const [c, d] = [await h.store(message), await h.store(message)];
-    await Promise.all([parse(sqsEvent([c])), parse(sqsEvent([d]))]);
-    const raced = await Promise.all((await h.drainJobs()).map((job) => h.payload(job)));
-    assert.deepEqual(raced.map((payload) => payload.warnings.length).sort(), [0, 1]);
   });
 
   it('deliver dead-letters a job whose payload is gone (403 without ListBucket) at once, as not found', async () => {
@@ -89,13 +58,14 @@ describe('functions against S3 answering as AWS does', () => {
       secrets: async () => ['whsec_dGVzdA=='],
     });
     const messageId = '01JAWSMODE0000000000000001';
+    const payload = { bucket: resources.bucket, key: `payloads/${messageId}/support.json` };
     const job: DeliveryJob = {
       version: 1,
       messageId,
       routeId: 'support',
       endpoint: 'http://127.0.0.1:9/hook',
       recipients: ['help@example.test'],
-      payload: { bucket: resources.bucket, key: `payloads/${messageId}/support.json` },
+      payload,
       webhookId: webhookId(messageId, 'support'),
       attempt: 0,
     };
@@ -120,7 +90,7 @@ describe('functions against S3 answering as AWS does', () => {
     const entries = (dead.Messages ?? []).map((message) => JSON.parse(message.Body!) as DeadLetterEntry);
     assert.deepEqual(
       entries.map((entry) => [entry.messageId, entry.reason, entry.attempts, entry.lastError]),
-      [[messageId, 'permanent', 0, `payload s3://${resources.bucket}/${job.payload.key} not found`]],
+      [[messageId, 'permanent', 0, `payload s3://${payload.bucket}/${payload.key} not found`]],
     );
     assert.ok((proxy.calls.get('S3.GetObject') ?? 0) > 0, 'the read went through the AWS-mode proxy');
   });

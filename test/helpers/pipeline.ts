@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { Upload } from '@aws-sdk/lib-storage';
+import type { ControlStore } from '../../core/control/index.ts';
 import {
   type Config,
   type ConfigInput,
@@ -47,6 +48,8 @@ export interface PipelineOptions {
   readonly aws?: AwsMode;
   /** DNS of the parse function. @default every name unknown, at once */
   readonly resolver?: DnsResolver;
+  /** The control plane's store, for parse and deliver (API routes, message log, duplicate markers). @default none */
+  readonly controlStore?: ControlStore;
 }
 
 /** A message to put on the inbound queue as the listener would have: stored raw, then its event. */
@@ -110,16 +113,15 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
     },
     { source: 'test', runtime: 'local' },
   );
-  const secrets = new Map(
-    config.routes.map((route) => [route.id, route.secret.map((ref) => ('value' in ref ? ref.value : ''))]),
-  );
   const { resources } = emulator;
   const pollers = await startLocalFunctions({
     s3,
     sqs,
     resources,
     config,
-    secrets: async (route) => secrets.get(route.id) ?? [],
+    // Config and API routes alike: local runs keep the values in the references.
+    secrets: async (route) => route.secret.map((ref) => ('value' in ref ? ref.value : '')),
+    ...(options.controlStore ? { controlStore: options.controlStore } : {}),
     resolver: options.resolver ?? noDns,
     waitTimeSeconds: options.pollWaitSeconds ?? 1,
     concurrency: options.concurrency ?? 2,

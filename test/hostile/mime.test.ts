@@ -95,7 +95,7 @@ describe('hostile input: MIME corpus through the parse function', () => {
       const event = await store(raw);
       let jobs: DeliveryJob[] = [];
       try {
-        jobs = await withDeadline(processInboundEvent(event, deps), message.name);
+        ({ jobs } = await withDeadline(processInboundEvent(event, deps), message.name));
       } catch (error) {
         const reason = (error as Error).message;
         if (/no outcome within/.test(reason)) throw error;

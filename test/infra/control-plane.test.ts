@@ -45,6 +45,11 @@ const REFUSAL_WRITES = {
   resources: [tableArn],
   condition: () => leadingKeys('ForAllValues:StringEquals', ['REFUSALS']),
 };
+const DUPLICATE_MARKERS = {
+  actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+  resources: [tableArn],
+  condition: () => leadingKeys('ForAllValues:StringLike', ['DEDUPE#*']),
+};
 const expected = (...grants: (typeof ROUTE_READS)[]) =>
   grants.map((grant) => ({
     actions: grant.actions,
@@ -151,7 +156,7 @@ describe('the control plane in the CDK app', () => {
       ]);
     });
 
-    it('runs the API function on nodejs24.x arm64 with the config location, the table and the retention, nothing else', () => {
+    it('runs the API function on nodejs24.x arm64 with the config location, the table, the retention and the inbound queue (retries), nothing else', () => {
       const fn = t.propertiesOf(stack.controlPlane.function);
       assert.equal(fn.Runtime, 'nodejs24.x');
       assert.deepEqual(fn.Architectures, ['arm64']);
@@ -164,6 +169,7 @@ describe('the control plane in the CDK app', () => {
         'MAILBRIDGE_CONFIG_SHA256',
         'MAILBRIDGE_CONTROL_RETENTION_DAYS',
         'MAILBRIDGE_CONTROL_TABLE',
+        'MAILBRIDGE_INBOUND_QUEUE_URL',
         'MAILBRIDGE_RUNTIME',
         'NODE_OPTIONS',
       ]);
@@ -202,10 +208,12 @@ describe('the control plane in the CDK app', () => {
       assert.deepEqual(statements, expected(ROUTE_READS, LOG_WRITES, REFUSAL_WRITES));
     });
 
-    it('parse and deliver read routes and write the message log, no refusals; deliver reads API routes’ secrets', () => {
-      for (const fn of [stack.functions.parse, stack.functions.deliver]) {
-        assert.deepEqual(tableStatements(fn.role!), expected(ROUTE_READS, LOG_WRITES));
-      }
+    it('parse and deliver read routes and write the message log, no refusals; parse marks duplicates; deliver reads API routes’ secrets', () => {
+      assert.deepEqual(
+        tableStatements(stack.functions.parse.role!),
+        expected(ROUTE_READS, LOG_WRITES, DUPLICATE_MARKERS),
+      );
+      assert.deepEqual(tableStatements(stack.functions.deliver.role!), expected(ROUTE_READS, LOG_WRITES));
       const secretsOf = (role: Parameters<StackTemplate['idOf']>[0]) =>
         t
           .statementsOfRole(t.idOf(role))
@@ -232,7 +240,7 @@ describe('the control plane in the CDK app', () => {
       assert.deepEqual(secretsOf(stack.listener.taskDefinition.taskRole), []);
     });
 
-    it('the API has the table and its indexes, makes and deletes route secrets, reads raw mail to link it, and nothing else', () => {
+    it('the API has the table and its indexes, makes and deletes route secrets, reads raw mail to link it, puts a retried message back on the inbound queue, and nothing else', () => {
       const grants = t.grantsOf(t.idOf(stack.controlPlane.function.role!));
       const dynamo = [...grants.keys()].filter((action) => action.startsWith('dynamodb:'));
       assert.ok(dynamo.includes('dynamodb:UpdateItem') && dynamo.includes('dynamodb:DeleteItem'));
@@ -252,6 +260,12 @@ describe('the control plane in the CDK app', () => {
         'secretsmanager:CreateSecret',
         'secretsmanager:DeleteSecret',
         'secretsmanager:TagResource',
+        'sqs:GetQueueAttributes',
+        'sqs:GetQueueUrl',
+        'sqs:SendMessage',
+      ]);
+      assert.deepEqual(grants.get('sqs:SendMessage'), [
+        json({ 'Fn::GetAtt': [t.idOf(stack.queues.inbound), 'Arn'] }),
       ]);
       const bucket = t.idOf(stack.storage.bucket);
       assert.deepEqual(grants.get('s3:GetObject')!.sort(), [

@@ -234,6 +234,7 @@ describe('constructs refuse conflicting props at synth', () => {
         new ControlPlane(stack, 'ControlPlane', {
           storage,
           deployedConfig,
+          inboundQueue: new Queue(stack, 'Inbound'),
           throttle: { rateLimit: 100, burstLimit: 10 },
         }),
       /burstLimit 10 is below rateLimit 100/,

@@ -8,12 +8,7 @@ import { newApiKey } from '../../../core/control/index.ts';
 import { newMessageId, parseConfigText } from '../../../core/index.ts';
 import { createApiFunctionHandler } from '../../../functions/api/index.ts';
 import { apiGatewayEvent } from '../../helpers/api-gateway.ts';
-import {
-  receivedEvent,
-  startTestControlStore,
-  TABLE,
-  type TestControlStore,
-} from '../../helpers/control-store.ts';
+import { receivedEvent, startTestControlStore, type TestControlStore } from '../../helpers/control-store.ts';
 import {
   type SecretsManagerService,
   secretsManagerClient,
@@ -44,7 +39,7 @@ describe('the API function: the API over DynamoDB, Secrets Manager and S3 links'
     await control.store.createKey(made.stored);
     key = made.secret;
     handle = createApiFunctionHandler({
-      dynamodb: control.client,
+      store: control.store,
       // Presigning is local arithmetic: no request reaches this endpoint.
       s3: new S3Client({
         region: 'us-east-1',
@@ -53,7 +48,6 @@ describe('the API function: the API over DynamoDB, Secrets Manager and S3 links'
         credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' },
       }),
       secretsManager: secretsClient,
-      tableName: TABLE,
       config: CONFIG,
       runtime: 'aws',
       retry: { retry: async () => [] },

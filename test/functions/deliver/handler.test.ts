@@ -9,14 +9,17 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { Context } from 'aws-lambda';
 import { Webhook } from 'standardwebhooks';
+import { newMessageId } from '../../../core/index.ts';
 import { lambdaContext, sqsEventFromMessages } from '../../../dev/index.ts';
 import { writeConfigFile } from '../../helpers/config-file.ts';
+import { startTestControlStore, TABLE, type TestControlStore } from '../../helpers/control-store.ts';
 import { startTestEmulator, type TestEmulator } from '../../helpers/emulator.ts';
 
 const SECRET = `whsec_${Buffer.from('the Lambda entry point signing key').toString('base64')}`;
 
 describe('deliver Lambda entry point', () => {
   let emulator: TestEmulator;
+  let control: TestControlStore;
   let dir: string;
   const received: { headers: IncomingHttpHeaders; body: string }[] = [];
   const receiver = createServer((req, res) => {
@@ -32,12 +35,14 @@ describe('deliver Lambda entry point', () => {
 
   before(async () => {
     emulator = await startTestEmulator();
+    control = await startTestControlStore();
     await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
     dir = await mkdtemp(join(tmpdir(), 'mailbridge-deliver-'));
   });
   after(async () => {
     receiver.close();
     await emulator.close();
+    await control.close();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -51,7 +56,13 @@ describe('deliver Lambda entry point', () => {
       listeners: [{ port: 0, mode: 'mx' }],
       health: { port: 0 },
     });
-    Object.assign(process.env, emulator.env, { MAILBRIDGE_CONFIG: configFile, HOOK_SECRET: SECRET });
+    Object.assign(process.env, emulator.env, {
+      MAILBRIDGE_CONFIG: configFile,
+      HOOK_SECRET: SECRET,
+      MAILBRIDGE_CONTROL_TABLE: TABLE,
+      MAILBRIDGE_CONTROL_RETENTION_DAYS: '30',
+      AWS_ENDPOINT_URL_DYNAMODB: control.dynamo.endpoint,
+    });
     const { handler } = await import('../../../functions/deliver/handler.ts');
 
     const { bucket, deliveryQueueUrl } = emulator.resources;
@@ -60,7 +71,7 @@ describe('deliver Lambda entry point', () => {
     );
     const job = {
       version: 1,
-      messageId: '01JDELIVERHANDLERTEST00001',
+      messageId: newMessageId(),
       routeId: 'support',
       endpoint,
       recipients: ['help@example.test'],
@@ -90,6 +101,12 @@ describe('deliver Lambda entry point', () => {
       {
         id: 1,
       },
+    );
+    // The try and its outcome are in the message log before the invocation returns.
+    const logged = await control.store.getMessage(job.messageId);
+    assert.deepEqual(
+      logged?.timeline.map((event) => event.type),
+      ['attempt', 'delivered'],
     );
   });
 });

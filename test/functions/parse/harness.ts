@@ -156,13 +156,17 @@ export async function startParseHarness(records: ZoneRecords = {}): Promise<Pars
     },
     getObject,
     async payload(job) {
+      const stored =
+        'inline' in job.payload
+          ? Buffer.from(JSON.stringify(job.payload.inline))
+          : await getObject(job.payload.key);
       const body = await fillLinks(
-        await getObject(job.payload.key),
+        stored,
         (ref) => presign(ref.bucket, ref.key),
         () => true,
       );
       const payload: unknown = JSON.parse(body.toString('utf8'));
-      assertSchemaValid(payload, job.payload.key);
+      assertSchemaValid(payload, `payload of ${job.webhookId}`);
       return payload;
     },
     close: () => emu.close(),

@@ -1,0 +1,367 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import nodemailer from 'nodemailer';
+import { Webhook } from 'standardwebhooks';
+import {
+  type ApiRequest,
+  createApiHandler,
+  dynamoControlStore,
+  localSigningSecretStore,
+  newApiKey,
+  type TimelineEvent,
+} from '../../core/control/index.ts';
+import { type InboundEvent, s3Presigner } from '../../core/index.ts';
+import { inboundRetryPort } from '../../functions/index.ts';
+import {
+  dynamoClient,
+  startTestControlStore,
+  TABLE,
+  type TestControlStore,
+} from '../helpers/control-store.ts';
+import { type DynamoFaultProxy, startDynamoFaultProxy } from '../helpers/dynamo-fault-proxy.ts';
+import { type Pipeline, startPipeline } from '../helpers/pipeline.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+
+const SECRET = 'whsec_Y29udHJvbC1wbGFuZS10aW1lbGluZQ==';
+
+const raw = (subject: string, to: string) =>
+  `From: Ada <ada@sender.test>\r\nTo: ${to}\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}@sender.test>\r\n\r\n${'A line of a typical message body.\r\n'.repeat(280)}`;
+
+/** Polls `check` every 100 ms until it returns a value, or fails after `timeoutMs`. */
+async function until<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/**
+ * The pipeline (emulator, parse and deliver behind their pollers) on the control plane's store
+ * (dynalite), with the API handler over the same store and the retry port over the emulator: what
+ * `npm start` runs, and what AWS runs with DynamoDB and SQS.
+ */
+describe('the pipeline on the control plane: message log, API routes, retry', () => {
+  let control: TestControlStore;
+  let pipeline: Pipeline;
+  let tickets: WebhookReceiver;
+  let broken: WebhookReceiver;
+  let api: ReturnType<typeof createApiHandler>;
+  let key: string;
+
+  const call = async (method: string, path: string, body?: unknown) => {
+    const request: ApiRequest = {
+      method,
+      path,
+      query: {},
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: body === undefined ? null : JSON.stringify(body),
+    };
+    const response = await api(request);
+    return { status: response.status, body: response.body ? JSON.parse(response.body) : undefined };
+  };
+  const timeline = async (id: string): Promise<TimelineEvent[]> => {
+    const shown = await call('GET', `/v1/messages/${id}`);
+    return shown.status === 200 ? shown.body.timeline : [];
+  };
+  const types = async (id: string) => (await timeline(id)).map((event) => event.type);
+  /** Stores a message as the listener does: raw object, InboundEvent on the queue, `received` logged. */
+  const receive = async (to: string, subject: string): Promise<InboundEvent> => {
+    const [event] = await pipeline.injectBatch([{ raw: raw(subject, to), rcptTo: [to] }]);
+    await control.store.appendEvents(
+      event!.id,
+      [
+        {
+          eventId: event!.id,
+          event: {
+            at: event!.receivedAt,
+            type: 'received',
+            mailFrom: event!.envelope.mailFrom,
+            rcptTo: event!.envelope.rcptTo,
+            size: event!.raw.size,
+            remoteAddress: event!.envelope.remoteAddress,
+            helo: event!.envelope.helo,
+            tls: false,
+            sha256: event!.raw.sha256,
+          },
+        },
+      ],
+      { bucket: event!.raw.bucket, key: event!.raw.key },
+    );
+    return event!;
+  };
+
+  before(async () => {
+    control = await startTestControlStore();
+    tickets = await startWebhookReceiver({ secret: SECRET, failures: ['500'] });
+    broken = await startWebhookReceiver({ secret: SECRET });
+    broken.down = true;
+    pipeline = await startPipeline({
+      domains: ['example.test', 'tenant.test'],
+      routes: [
+        {
+          id: 'tickets',
+          match: ['support@example.test'],
+          endpoints: [tickets.url],
+          secret: { value: SECRET },
+          retrySchedule: [1],
+        },
+        {
+          id: 'broken',
+          match: ['broken@example.test'],
+          endpoints: [broken.url],
+          secret: { value: SECRET },
+          retrySchedule: [],
+        },
+      ],
+      controlStore: control.store,
+    });
+    const made = newApiKey('ops', 'full', new Date());
+    await control.store.createKey(made.stored);
+    key = made.secret;
+    const presign = s3Presigner(pipeline.s3);
+    api = createApiHandler({
+      store: control.store,
+      config: pipeline.config,
+      runtime: 'local',
+      mxHost: pipeline.config.hostname,
+      resolver: async () => [],
+      secrets: localSigningSecretStore,
+      retry: inboundRetryPort({
+        store: control.store,
+        s3: pipeline.s3,
+        sqs: pipeline.sqs,
+        inboundQueueUrl: pipeline.emulator.resources.inboundQueueUrl,
+      }),
+      presign: (ref) => presign(ref.bucket, ref.key),
+    });
+  });
+
+  after(async () => {
+    await pipeline.close();
+    await tickets.close();
+    await broken.close();
+    await control.close();
+  });
+
+  it('a failed try, its retry and the delivery are one timeline: parsed, attempt 503, retry_scheduled, attempt 200, delivered', async () => {
+    tickets.down = true;
+    const event = await receive('support@example.test', 'timeline');
+    await until(
+      async () => ((await types(event.id)).includes('retry_scheduled') ? true : undefined),
+      'a retry',
+    );
+    tickets.down = false;
+    await until(async () => ((await types(event.id)).includes('delivered') ? true : undefined), 'delivery');
+    const shown = await call('GET', `/v1/messages/${event.id}`);
+    assert.equal(shown.body.status, 'delivered');
+    assert.equal(shown.body.subject, 'timeline');
+    assert.deepEqual(shown.body.routes, ['tickets']);
+    const events: TimelineEvent[] = shown.body.timeline;
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['received', 'parsed', 'attempt', 'retry_scheduled', 'attempt', 'delivered'],
+    );
+    const [, parsed, first, scheduled, second] = events;
+    const webhookId = [...tickets.unique.keys()].find(
+      (id) => (tickets.unique.get(id)!.payload as { id: string }).id === event.id,
+    );
+    assert.deepEqual(parsed, {
+      ...parsed,
+      from: 'ada@sender.test',
+      jobs: [{ route: 'tickets', endpoint: tickets.url, webhookId }],
+      unrouted: [],
+    });
+    assert.deepEqual(
+      [first, second].map((e) => e?.type === 'attempt' && [e.attempt, e.status, e.error?.class ?? null]),
+      [
+        [1, 503, 'http'],
+        [2, 200, null],
+      ],
+    );
+    assert.ok(scheduled?.type === 'retry_scheduled' && scheduled.attempt === 2);
+  });
+
+  it('an exhausted delivery is dead-lettered in the log with its reason, and the message shows failed', async () => {
+    const event = await receive('broken@example.test', 'dead end');
+    await until(
+      async () => ((await types(event.id)).includes('dead_lettered') ? true : undefined),
+      'the DLQ',
+    );
+    const shown = await call('GET', `/v1/messages/${event.id}`);
+    assert.equal(shown.body.status, 'failed');
+    const dead = shown.body.timeline.find((e: TimelineEvent) => e.type === 'dead_lettered');
+    assert.deepEqual(
+      { reason: dead.reason, status: dead.status, route: dead.route },
+      { reason: 'exhausted', status: 503, route: 'broken' },
+    );
+  });
+
+  it('retry by the API delivers again under the same webhook-id, and the timeline shows who asked', async () => {
+    const event = await receive('support@example.test', 'retry me');
+    await until(async () => ((await types(event.id)).includes('delivered') ? true : undefined), 'delivery');
+    const before = tickets.received.filter((w) => (w.payload as { id: string }).id === event.id);
+    assert.equal(before.length, 1);
+
+    const retried = await call('POST', `/v1/messages/${event.id}/retry`, { route: 'tickets' });
+    assert.equal(retried.status, 202);
+    assert.deepEqual(retried.body.jobs, [
+      { route: 'tickets', endpoint: tickets.url, webhookId: before[0]!.webhookId },
+    ]);
+    const again = await until(async () => {
+      const all = tickets.received.filter((w) => (w.payload as { id: string }).id === event.id);
+      return all.length === 2 ? all : undefined;
+    }, 'the second delivery');
+    assert.equal(again[1]!.webhookId, again[0]!.webhookId, 'receivers dedupe on it');
+    // The same document but for its links, signed afresh at each try.
+    const unsigned = (body: string) => body.replace(/"url":"[^"]*"/g, '"url":""');
+    assert.equal(unsigned(again[1]!.body), unsigned(again[0]!.body), 'the same document');
+    const events = await until(async () => {
+      const all = await timeline(event.id);
+      return all.filter((e) => e.type === 'delivered').length === 2 ? all : undefined;
+    }, 'the second delivered event');
+    const asked = events.find((e) => e.type === 'retried');
+    assert.ok(asked?.type === 'retried');
+    assert.equal(asked.by, (await control.store.listKeys())[0]!.id);
+    assert.deepEqual(
+      events.filter((e) => e.type === 'parsed').map((e) => e.type === 'parsed' && e.warnings),
+      [[], []],
+      'parsed again from the raw message, and not a duplicate of itself',
+    );
+  });
+
+  it('a route made through the API takes mail at once, signed with the secret the API showed once, and a rotation signs at once', async () => {
+    const created = await call('POST', '/v1/routes', {
+      id: 'tenant',
+      match: ['*@tenant.test'],
+      endpoints: ['http://127.0.0.1:9/placeholder'],
+    });
+    assert.equal(created.status, 201);
+    const tenant = await startWebhookReceiver({ secret: created.body.signingSecret });
+    try {
+      const moved = await call('PUT', '/v1/routes/tenant', {
+        id: 'tenant',
+        match: ['*@tenant.test'],
+        endpoints: [tenant.url],
+      });
+      assert.equal(moved.status, 200, JSON.stringify(moved.body));
+      const event = await receive('orders@tenant.test', 'tenant mail');
+      await tenant.waitForUnique(1, 20_000);
+      assert.equal(tenant.invalid, 0, 'the signature verifies with the secret the API returned');
+      assert.equal((tenant.received[0]!.payload as { id: string }).id, event.id);
+
+      // A rotation signs the next delivery with both secrets at once: deliver reads the route as stored.
+      const rotated = await call('POST', '/v1/routes/tenant/secrets', { overlapSeconds: 3600 });
+      assert.equal(rotated.status, 201);
+      await receive('orders@tenant.test', 'after rotation');
+      await tenant.waitForUnique(2, 20_000);
+      const { body, headers } = tenant.received[1]!;
+      assert.equal(String(headers['webhook-signature']).split(' ').length, 2, 'old and new secret');
+      assert.doesNotThrow(() =>
+        new Webhook(rotated.body.signingSecret).verify(body, headers as Record<string, string>),
+      );
+    } finally {
+      await tenant.close();
+    }
+  });
+});
+
+describe('the message log store failing costs no delivery', () => {
+  let control: TestControlStore;
+  let faults: DynamoFaultProxy;
+  let pipeline: Pipeline;
+  let tickets: WebhookReceiver;
+
+  before(async () => {
+    control = await startTestControlStore();
+    faults = await startDynamoFaultProxy(control.dynamo.endpoint);
+    tickets = await startWebhookReceiver({ secret: SECRET });
+    pipeline = await startPipeline({
+      routes: [
+        { id: 'tickets', match: ['*@example.test'], endpoints: [tickets.url], secret: { value: SECRET } },
+      ],
+      controlStore: dynamoControlStore(dynamoClient(faults.endpoint, 2), TABLE),
+    });
+  });
+
+  after(async () => {
+    await pipeline.close();
+    await tickets.close();
+    await faults.close();
+    await control.close();
+  });
+
+  it('500s, throttling and dropped connections on every store call: each message is still delivered once', async () => {
+    // Warm: the first message loads the routes while the store answers.
+    await pipeline.injectBatch([{ raw: raw('warm', 'a@example.test'), rcptTo: ['a@example.test'] }]);
+    await tickets.waitForUnique(1, 20_000);
+    const answers = ['internal', 'throttle', 'drop'] as const;
+    for (const [index, answer] of answers.entries()) {
+      faults.fault = { answer };
+      await pipeline.injectBatch([
+        { raw: raw(`during ${answer}`, `b${index}@example.test`), rcptTo: [`b${index}@example.test`] },
+      ]);
+      await tickets.waitForUnique(2 + index, 20_000);
+    }
+    assert.equal(tickets.invalid, 0);
+    faults.fault = null;
+    assert.ok((faults.calls.get('UpdateItem') ?? 0) > 0, 'the log writes went to the store and failed');
+  });
+});
+
+describe('one S3 PUT per typical message', () => {
+  let control: TestControlStore;
+  let pipeline: Pipeline;
+  let tickets: WebhookReceiver;
+
+  before(async () => {
+    control = await startTestControlStore();
+    tickets = await startWebhookReceiver({ secret: SECRET });
+    pipeline = await startPipeline({
+      routes: [
+        { id: 'tickets', match: ['*@example.test'], endpoints: [tickets.url], secret: { value: SECRET } },
+      ],
+      controlStore: control.store,
+    });
+  });
+
+  after(async () => {
+    await pipeline.close();
+    await tickets.close();
+    await control.close();
+  });
+
+  it('10 KB messages over SMTP: the raw copy is the only S3 write, and the duplicate marker a table write', async () => {
+    const count = () => {
+      const s3Writes = ['S3.PutObject', 'S3.CreateMultipartUpload', 'S3.UploadPart'].reduce(
+        (sum, op) => sum + (pipeline.proxy.calls.get(op as never) ?? 0),
+        0,
+      );
+      return { s3Writes, s3Reads: pipeline.proxy.calls.get('S3.GetObject' as never) ?? 0 };
+    };
+    const start = count();
+    const transport = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: pipeline.smtpPort,
+      secure: false,
+      ignoreTLS: true,
+    });
+    const messages = 5;
+    for (let i = 0; i < messages; i++) {
+      await transport.sendMail({
+        envelope: { from: 'ada@sender.test', to: [`ticket${i}@example.test`] },
+        raw: raw(`typical ${i}`, `ticket${i}@example.test`),
+      });
+    }
+    transport.close();
+    await tickets.waitForUnique(messages, 30_000);
+    const end = count();
+    assert.equal(end.s3Writes - start.s3Writes, messages, 'one PUT per message: its raw copy');
+    assert.equal(end.s3Reads - start.s3Reads, messages, 'one GET per message: parse reading it');
+    const body = tickets.received[0]!.body;
+    assert.ok(Buffer.byteLength(body) > 10_000, 'a 10 KB message');
+  });
+});

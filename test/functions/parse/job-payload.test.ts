@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  billedSqsRequests,
+  type DeliveryJob,
+  INLINE_JOB_BYTES,
+  payloadKey,
+  SQS_LIMITS,
+  sqsJson,
+} from '../../../core/index.ts';
+import { emulatorClients } from '../../../dev/index.ts';
+import { startTestControlStore, type TestControlStore } from '../../helpers/control-store.ts';
+import { startFaultProxy } from '../../helpers/fault-proxy.ts';
+import { sqsEvent } from '../../helpers/sqs-event.ts';
+import { type ParseHarness, startParseHarness } from './harness.ts';
+
+/** A plain message to support@ whose body is `lines` lines of 75 letters. */
+function message(lines: number, subject = 'sized'): string {
+  const line = `${'a'.repeat(75)}\r\n`;
+  return `From: Bob <bob@sender.test>\r\nTo: support@example.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@sender.test>\r\n\r\n${line.repeat(lines)}`;
+}
+
+const jobBytes = (job: DeliveryJob) => Buffer.byteLength(sqsJson(job));
+
+describe('the webhook payload inside the delivery job, or in S3 when the job would not fit', () => {
+  let h: ParseHarness;
+  let control: TestControlStore;
+
+  before(async () => {
+    h = await startParseHarness();
+    control = await startTestControlStore();
+  });
+  after(async () => {
+    await control.close();
+    await h.close();
+  });
+
+  it('billed SQS requests: one per 64 KiB chunk of a body', () => {
+    assert.equal(billedSqsRequests(0), 1);
+    assert.equal(billedSqsRequests(10 * 1024), 1);
+    assert.equal(billedSqsRequests(64 * 1024), 1);
+    assert.equal(billedSqsRequests(64 * 1024 + 1), 2);
+    assert.equal(billedSqsRequests(SQS_LIMITS.messageBytes), 16);
+  });
+
+  it('inline up to the limit, one line more goes to S3; both deliver the same document shape', async () => {
+    const parse = h.handler();
+    // Two probes give the job's size as a function of the body's line count (it is linear).
+    const sizeOf = async (lines: number) => {
+      await parse(sqsEvent([await h.store(message(lines))]));
+      const [job] = await h.drainJobs();
+      assert.ok(job && 'inline' in job.payload);
+      return jobBytes(job);
+    };
+    const [at10, at20] = [await sizeOf(10), await sizeOf(20)];
+    const perLine = (at20 - at10) / 10;
+    // Close to the limit by the line count, then one line at a time until the payload leaves the job.
+    let lines = 10 + Math.floor((INLINE_JOB_BYTES - at10) / perLine) - 3;
+    let inline: DeliveryJob | undefined;
+    let stored: DeliveryJob | undefined;
+    let over: Awaited<ReturnType<ParseHarness['store']>> | undefined;
+    for (let step = 0; step < 20 && !stored; step++, lines++) {
+      over = await h.store(message(lines));
+      await parse(sqsEvent([over]));
+      const [job] = await h.drainJobs();
+      if (job && 'inline' in job.payload) inline = job;
+      else stored = job;
+    }
+    assert.ok(inline && stored && over, 'the boundary was crossed');
+    assert.ok(jobBytes(inline) <= INLINE_JOB_BYTES, 'the largest job that fits carries its payload');
+    assert.ok(jobBytes(inline) > INLINE_JOB_BYTES - 2 * perLine, `${jobBytes(inline)} is at the boundary`);
+    assert.equal(billedSqsRequests(jobBytes(inline)), 16);
+    assert.deepEqual(
+      stored.payload,
+      { bucket: h.emu.resources.bucket, key: payloadKey(over.id, 'support') },
+      'one line more: the payload is in S3',
+    );
+    assert.ok(jobBytes(stored) < 1024, 'the job itself stays small');
+
+    const [a, b] = [await h.payload(inline), await h.payload(stored)];
+    assert.equal(b.message.text!.length - a.message.text!.length, 76, 'the same document, one line longer');
+  });
+
+  it('a typical message costs no S3 write in parse: the payload rides in the job, duplicates are marked in the table', async () => {
+    const proxy = await startFaultProxy(h.emu.emulator.endpoint);
+    const clients = emulatorClients(proxy.endpoint);
+    try {
+      const parse = h.handler({ s3: clients.s3, sqs: clients.sqs, controlStore: control.store });
+      await parse(sqsEvent([await h.store(message(130, 'typical'))]));
+      const [job] = await h.drainJobs();
+      assert.ok(job && 'inline' in job.payload);
+      const writes = [...proxy.calls].filter(([op]) =>
+        /^S3\.(PutObject|CreateMultipartUpload|UploadPart|CompleteMultipartUpload)$/.test(op),
+      );
+      assert.deepEqual(writes, [], 'the raw copy (the listener’s) is the message’s only S3 write');
+      assert.equal(proxy.calls.get('S3.GetObject'), 1, 'parse reads the raw message once');
+    } finally {
+      clients.s3.destroy();
+      clients.sqs.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('marks copies as duplicates locally too: of two copies parsed at once exactly one is first', async () => {
+    const parse = h.handler({ controlStore: control.store });
+    const first = await h.store(message(3, 'resent'));
+    await parse(sqsEvent([first]));
+    const [original] = await h.drainJobs();
+    assert.deepEqual((await h.payload(original!)).warnings, []);
+
+    const copy = await h.store(message(3, 'resent'));
+    await parse(sqsEvent([copy]));
+    const [again] = await h.drainJobs();
+    assert.deepEqual((await h.payload(again!)).warnings, [
+      `duplicate: same content and envelope as message ${first.id}`,
+    ]);
+
+    // Parsing the same message again (a retry) does not make it a duplicate of itself.
+    await parse(sqsEvent([first]));
+    const [reparsed] = await h.drainJobs();
+    assert.deepEqual((await h.payload(reparsed!)).warnings, []);
+
+    const [c, d] = [await h.store(message(3, 'raced')), await h.store(message(3, 'raced'))];
+    await Promise.all([parse(sqsEvent([c])), parse(sqsEvent([d]))]);
+    const raced = await Promise.all((await h.drainJobs()).map((job) => h.payload(job)));
+    assert.deepEqual(raced.map((payload) => payload.warnings.length).sort(), [0, 1]);
+  });
+});
