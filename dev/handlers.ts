@@ -1,3 +1,4 @@
+import type { ControlStore } from '../core/control/index.ts';
 import { type Logger, QUEUE_SETTINGS, type ResourceNames, type Runtime } from '../core/index.ts';
 import {
   createDeliverHandler,
@@ -16,6 +17,8 @@ export interface LocalHandlersOptions
   readonly runtime?: Runtime;
   /** The logger of each part (`parse`, `deliver`, `poller`). @default each part's own */
   readonly loggers?: (serviceName: string) => Logger;
+  /** The control plane's store: API routes, the message log. */
+  readonly controlStore?: ControlStore;
 }
 
 /**

@@ -21,7 +21,6 @@ import {
   type Logger,
   MessageTooLargeError,
   type Metrics,
-  Router,
   SessionLimitError,
   SmtpError,
   TemporaryFailureError,
@@ -29,6 +28,7 @@ import {
   TooManyConnectionsError,
   TooManyRecipientsError,
 } from '../core/index.ts';
+import { type ListenerControlOptions, startListenerControl } from './control.ts';
 import { type BatchingOptions, SqsEventQueue } from './event-queue.ts';
 import { type HealthServer, startHealthServer, storageReadiness } from './health.ts';
 import { AuthFailures, ConnectionLimits } from './limits.ts';
@@ -62,6 +62,12 @@ export interface ListenerOptions {
   readonly metricsIntervalMs?: number;
   /** How InboundEvents of concurrent sessions are grouped into SQS batch sends. */
   readonly batching?: BatchingOptions;
+  /**
+   * The control plane: RCPT decided by the config's and the API's routes and domains, kept in step
+   * with the store; SMTP refusals and each message's `received` event in the message log.
+   * @default none: the config's routes only, nothing logged
+   */
+  readonly control?: ListenerControlOptions;
 }
 
 /** One bound SMTP port. */
@@ -132,12 +138,14 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   const { config } = options;
   const limits = config.limits;
   const logger = options.logger ?? createLogger('listener');
+  const metricsIntervalMs = options.metricsIntervalMs ?? 60_000;
+  // First: a listener that cannot load its routes must not answer RCPT (it throws).
+  const control = await startListenerControl(config, options.control, logger, metricsIntervalMs);
   const metrics = new ListenerMetrics(
     options.metrics ?? createMetrics('listener'),
-    options.metricsIntervalMs ?? 60_000,
+    metricsIntervalMs,
     limits.maxConnections,
   );
-  const router = new Router(config);
   const verify = typeof options.authUsers === 'function' ? options.authUsers : mapVerifier(options.authUsers);
   const connections = new ConnectionLimits(limits);
   const trustedProxy = trustedPeers(config.trustedProxies);
@@ -169,6 +177,16 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     noteRefusal(session, error);
     callback(error);
   };
+  /** A refusal of MAIL FROM or RCPT TO: also in the message log's refusals ("why did my mail bounce?"). */
+  const refuseEnvelope = (
+    error: SmtpError,
+    session: SMTPServerSession,
+    attempt: { mailFrom?: string; recipient?: string },
+    callback: (error: Error) => void,
+  ) => {
+    control.refused(session, `${error.responseCode} ${error.message}`, attempt);
+    refuse(error, session, callback);
+  };
 
   const envelopeOf = (session: SMTPServerSession): Envelope => {
     const envelope = session.envelope;
@@ -194,6 +212,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     const envelope = envelopeOf(session);
     try {
       const message = await spoolMessage(stream, envelope, target);
+      control.received(message, envelope, target.bucket);
       metrics.accepted(message.size);
       logger.info('accepted', {
         messageId: message.id,
@@ -296,9 +315,11 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
       );
     },
 
-    onMailFrom(_address: SMTPServerAddress, session, callback) {
-      if (mode === 'submission' && !session.secure) return refuse(new TlsRequiredError(), session, callback);
-      if (mode !== 'mx' && !session.user) return refuse(authRequired(), session, callback);
+    onMailFrom(address: SMTPServerAddress, session, callback) {
+      const attempt = { mailFrom: address.address };
+      if (mode === 'submission' && !session.secure)
+        return refuseEnvelope(new TlsRequiredError(), session, attempt, callback);
+      if (mode !== 'mx' && !session.user) return refuseEnvelope(authRequired(), session, attempt, callback);
       callback();
     },
 
@@ -306,13 +327,14 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
       const recipients = session.envelope.rcptTo;
       const lower = address.address.toLowerCase();
       const repeated = recipients.some((recipient) => recipient.address.toLowerCase() === lower);
+      const attempt = { recipient: address.address };
       if (!repeated && recipients.length >= limits.maxRecipients) {
-        return refuse(new TooManyRecipientsError(limits.maxRecipients), session, callback);
+        return refuseEnvelope(new TooManyRecipientsError(limits.maxRecipients), session, attempt, callback);
       }
       try {
-        router.resolve(address.address);
+        control.router.resolve(address.address);
       } catch (error) {
-        if (error instanceof SmtpError) return refuse(error, session, callback);
+        if (error instanceof SmtpError) return refuseEnvelope(error, session, attempt, callback);
         throw error;
       }
       callback();
@@ -342,7 +364,11 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   try {
     for (const listener of config.listeners) {
       const smtp = new MailbridgeSmtpServer(policy(listener.mode), {
-        onOversized: () => metrics.rejected('too_large'),
+        onOversized: (session, reply) => {
+          metrics.rejected('too_large');
+          // Before MAIL is accepted it is the SIZE= of MAIL FROM; later, the DATA itself.
+          if (!session.envelope.mailFrom) control.refused(session, reply, {});
+        },
         policy: {
           envelopeTimeoutMs: limits.envelopeTimeout * 1000,
           maxIdleCommands: limits.maxIdleCommands,
@@ -394,6 +420,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     await health?.close();
     clearInterval(sweeper);
     metrics.close();
+    await control.close();
     throw error;
   }
   const healthServer = health;
@@ -453,6 +480,8 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     }
     await Promise.allSettled([...inFlight]);
     await target.events.flush();
+    // Every accepted message's `received` event is queued by now; write them before exiting.
+    await control.close();
     await healthServer.close();
     clearInterval(sweeper);
     metrics.close();
