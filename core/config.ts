@@ -223,6 +223,33 @@ const LimitsSchema = z
   })
   .prefault({});
 
+/** The raw mail's lifecycle when the deployment names none (the storage settings' `rawDays` default). */
+export const DEFAULT_RAW_RETENTION_DAYS = 30;
+
+const ControlPlaneSchema = z
+  .strictObject({
+    tableName: z.string().min(3).max(255).default('mailbridge-control').meta({
+      description:
+        "DynamoDB table of the message log, refusals, API routes, domains and keys. In AWS the deployment's table (MAILBRIDGE_CONTROL_TABLE) takes its place.",
+    }),
+    retentionDays: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .meta({
+        description: `Days the message log keeps a message. Default: the raw mail's lifecycle (MAILBRIDGE_CONTROL_RETENTION_DAYS, set by the deployment from its storage settings; ${DEFAULT_RAW_RETENTION_DAYS} without one), so a log entry never outlives its mail.`,
+      }),
+    acceptUnverifiedDomains: z.boolean().default(false).meta({
+      description:
+        'Take mail for domains added through the API before their DNS proof is checked. Local runs only: otherwise one tenant could receive mail for a domain it does not control (550 5.7.1 until `POST /v1/domains/{name}/verify`).',
+    }),
+    mxHost: z.string().trim().min(1).optional().meta({
+      description: 'Host name API domains publish as their MX. Default: `hostname`.',
+    }),
+  })
+  .prefault({});
+
 export const ConfigSchema = z.strictObject({
   version: z.literal(1).default(1).meta({ description: 'Format version of this file.' }),
   hostname: z
@@ -282,6 +309,9 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   limits: LimitsSchema,
+  controlPlane: ControlPlaneSchema.meta({
+    description: 'The control plane: its store, how long the message log is kept, API domains.',
+  }),
 });
 export type Config = z.output<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
@@ -381,6 +411,11 @@ function runtimeIssues(config: Config, runtime: Runtime): string[] {
         issues.push(`auth.users[${u}].password: inline secrets are for local runs only`);
     });
     if (config.tls.source === 'self-signed') issues.push('tls.source: self-signed is for local runs only');
+    if (config.controlPlane.acceptUnverifiedDomains) {
+      issues.push(
+        'controlPlane.acceptUnverifiedDomains: local runs only; in AWS a domain takes mail once its DNS proof is checked',
+      );
+    }
   }
   const needsAuth = config.listeners.some((listener) => listener.mode !== 'mx');
   if (needsAuth && config.auth.users.length === 0) {

@@ -1,4 +1,4 @@
-import type { Runtime } from './config.ts';
+import { type Config, DEFAULT_RAW_RETENTION_DAYS, type Runtime } from './config.ts';
 import { ConfigError } from './errors.ts';
 
 /**
@@ -37,6 +37,44 @@ export function runtimeFromEnv(env: NodeJS.ProcessEnv = process.env): Runtime {
     throw new ConfigError('environment', [`${ENV.runtime}: expected "local" or "aws", got "${value}"`]);
   }
   return value;
+}
+
+/** The control plane's settings in force in one part. */
+export interface ControlPlaneSettings {
+  /** `MAILBRIDGE_CONTROL_TABLE` when the deployment sets it, else `controlPlane.tableName`. */
+  readonly tableName: string;
+  /** `controlPlane.retentionDays`, else `MAILBRIDGE_CONTROL_RETENTION_DAYS` (the raw mail's lifecycle), else its default. */
+  readonly retentionDays: number;
+  readonly acceptUnverifiedDomains: boolean;
+  /** `controlPlane.mxHost`, else `hostname`. */
+  readonly mxHost: string;
+}
+
+/**
+ * The config's `controlPlane` section completed by what the deployment hands over: its table and
+ * the raw mail's lifecycle. A bad retention variable is named in the error.
+ */
+export function controlPlaneSettings(
+  config: Pick<Config, 'hostname' | 'controlPlane'>,
+  env: NodeJS.ProcessEnv = process.env,
+): ControlPlaneSettings {
+  const { controlPlane } = config;
+  let retentionDays = controlPlane.retentionDays;
+  const fromEnv = env[ENV.controlRetentionDays];
+  if (retentionDays === undefined && fromEnv) {
+    retentionDays = Number(fromEnv);
+    if (!Number.isInteger(retentionDays) || retentionDays < 1) {
+      throw new ConfigError('environment', [
+        `${ENV.controlRetentionDays}: whole days, at least 1; got "${fromEnv}"`,
+      ]);
+    }
+  }
+  return {
+    tableName: env[ENV.controlTable] || controlPlane.tableName,
+    retentionDays: retentionDays ?? DEFAULT_RAW_RETENTION_DAYS,
+    acceptUnverifiedDomains: controlPlane.acceptUnverifiedDomains,
+    mxHost: controlPlane.mxHost ?? config.hostname,
+  };
 }
 
 /** Names of the deployment's resources, handed to every part by environment variables. */

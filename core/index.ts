@@ -53,8 +53,15 @@ export {
   HEALTHY_ENDPOINT,
   nextEndpointHealth,
 } from './endpoint-health.ts';
-export type { ResourceNames } from './env.ts';
-export { awsClientConfig, ENV, requireEnv, resourceNamesFromEnv, runtimeFromEnv } from './env.ts';
+export type { ControlPlaneSettings, ResourceNames } from './env.ts';
+export {
+  awsClientConfig,
+  controlPlaneSettings,
+  ENV,
+  requireEnv,
+  resourceNamesFromEnv,
+  runtimeFromEnv,
+} from './env.ts';
 export {
   AuthFailedError,
   AuthRequiredError,

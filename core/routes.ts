@@ -28,15 +28,20 @@ export function parseAddress(address: string): ParsedAddress | undefined {
   };
 }
 
-type Matcher = { specificity: 0 | 1 | 2; test: (address: ParsedAddress) => boolean };
+/** A compiled `match` pattern: how specific it is, and whether an address matches. */
+export type Matcher = { specificity: 0 | 1 | 2; test: (address: ParsedAddress) => boolean };
 
-function globToRegExp(glob: string): RegExp {
+/** A `*` glob as a case-insensitive regular expression of the whole text. */
+export function globToRegExp(glob: string): RegExp {
   const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
   return new RegExp(`^${escaped}$`, 'i');
 }
 
-/** Exact addresses beat patterns, patterns beat `*@domain`; equals keep the file's order. */
-function compileMatcher(pattern: string): Matcher {
+/**
+ * Compiles one `match` pattern of a route (exact address, `*@domain`, glob, `/regex/`). Exact
+ * addresses beat patterns, patterns beat `*@domain`; equals keep the file's order.
+ */
+export function compileMatcher(pattern: string): Matcher {
   if (pattern.startsWith('/')) {
     const [, body = '', flags = ''] = /^\/(.*)\/([a-z]*)$/.exec(pattern) ?? [];
     const regex = new RegExp(body, flags.includes('i') ? flags : `${flags}i`);

@@ -20,7 +20,7 @@ export type { Poller, PollerOptions, PollerStats, SqsHandler } from './poller.ts
 export { startPoller } from './poller.ts';
 export type { LocalResources } from './resources.ts';
 export { emulatorClients, LOCAL_RESOURCE_NAMES, provisionLocalResources } from './resources.ts';
-export type { LocalPorts, LocalRuntime, LocalRuntimeOptions } from './runtime.ts';
+export type { LocalApi, LocalPorts, LocalRuntime, LocalRuntimeOptions } from './runtime.ts';
 export { describeRuntime, PortsInUseError, startLocalRuntime } from './runtime.ts';
 export type { RunningRuntime } from './runtime-state.ts';
 export { findRunningRuntime, PORT_VARIABLES } from './runtime-state.ts';

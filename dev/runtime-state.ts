@@ -11,11 +11,13 @@ export const PORT_VARIABLES: Readonly<Record<keyof LocalPorts, string>> = {
   inbox: 'MAILBRIDGE_INBOX_PORT',
   health: 'MAILBRIDGE_HEALTH_PORT',
   emulator: 'MAILBRIDGE_EMULATOR_PORT',
+  api: 'MAILBRIDGE_API_PORT',
 };
 
 /**
  * What a running `mailbridge dev` records in its data folder, so that the other commands
- * (`routes check`, `replay`, `tail`, `dlq`) work on that runtime: its config and its addresses.
+ * (`routes check`, `replay`, `tail`, `dlq`, the API commands) work on that runtime: its config, its
+ * addresses and where its dev API key is.
  */
 const RunningRuntimeSchema = z.object({
   pid: z.number().int(),
@@ -30,6 +32,8 @@ const RunningRuntimeSchema = z.object({
   inbox: z.string(),
   /** Its message events (accepted, delivered, retry, failed) as JSON lines: dev/message-events.ts. */
   eventsFile: z.string(),
+  /** The control plane API: its base URL (the API is under `/v1`) and the file holding the dev key. */
+  api: z.object({ url: z.string(), keyFile: z.string() }),
 });
 export type RunningRuntime = z.infer<typeof RunningRuntimeSchema>;
 

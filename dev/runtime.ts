@@ -1,17 +1,32 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import {
+  ApiError,
+  type ControlStore,
+  createApiHandler,
+  dynamoControlStore,
+  ensureControlTable,
+  findApiKey,
+  localSigningSecretStore,
+  newApiKey,
+  type RetryPort,
+} from '../core/control/index.ts';
+import {
   type Config,
+  controlPlaneSettings,
   createMetrics,
   type ListenerConfig,
   loadConfig,
   MailbridgeError,
   type Route,
   resolveSecret,
+  s3Presigner,
 } from '../core/index.ts';
-import type { DnsResolver } from '../functions/index.ts';
+import { boundedResolver, type DnsResolver, systemResolver } from '../functions/index.ts';
 import {
   generateSelfSigned,
   loadTlsMaterial,
@@ -20,7 +35,9 @@ import {
   startListener,
   type TlsMaterial,
 } from '../listener/index.ts';
+import { startApiServer } from './api-server.ts';
 import { type ConsoleSink, runtimeLoggers } from './console.ts';
+import { type LocalDynamo, startLocalDynamo } from './dynamo.ts';
 import { type Emulator, startEmulator } from './emulator.ts';
 import { startLocalFunctions } from './handlers.ts';
 import { type Inbox, startInbox } from './inbox.ts';
@@ -36,6 +53,12 @@ const DEFAULT_CONFIG_FILE = join(import.meta.dirname, 'mailbridge.yaml');
 const DEFAULT_INBOX_ORIGINS = ['http://127.0.0.1:8025', 'http://localhost:8025'];
 const DEFAULT_INBOX_PORT = 8025;
 const DEFAULT_EMULATOR_PORT = 4566;
+const DEFAULT_API_PORT = 8027;
+/** Where the control plane's store and the dev API key live, under the data folder. */
+const CONTROL_DIR = 'control';
+const DEV_KEY_FILE = 'dev-key';
+/** How long the API's links to raw messages work; the emulator's credentials never expire. */
+const RAW_LINK_SECONDS = 15 * 60;
 
 /** Ports that replace the config's; 0 picks a free one. */
 export interface LocalPorts {
@@ -51,6 +74,8 @@ export interface LocalPorts {
   health?: number;
   /** The S3 + SQS emulator. @default 4566 */
   emulator?: number;
+  /** The control plane API. @default 8027 */
+  api?: number;
 }
 
 const PORT_LABELS: Readonly<Record<keyof LocalPorts, string>> = {
@@ -60,6 +85,7 @@ const PORT_LABELS: Readonly<Record<keyof LocalPorts, string>> = {
   inbox: 'dev inbox',
   health: 'listener health',
   emulator: 'S3 + SQS emulator',
+  api: 'control plane API',
 };
 
 const PORT_OF_MODE: Readonly<Record<ListenerConfig['mode'], keyof LocalPorts>> = {
@@ -106,6 +132,7 @@ async function checkPorts(config: Config, ports: LocalPorts): Promise<void> {
     { host: config.health.host, port: config.health.port, use: 'health' as const },
     { host: '127.0.0.1', port: ports.inbox ?? DEFAULT_INBOX_PORT, use: 'inbox' as const },
     { host: '127.0.0.1', port: ports.emulator ?? DEFAULT_EMULATOR_PORT, use: 'emulator' as const },
+    { host: '127.0.0.1', port: ports.api ?? DEFAULT_API_PORT, use: 'api' as const },
   ].filter((entry) => entry.port !== 0);
   const checked = await Promise.all(
     wanted.map(async (entry) => ({ ...entry, code: await bindError(entry.host, entry.port) })),
@@ -120,7 +147,7 @@ export interface LocalRuntimeOptions {
   /** Emulator SQLite folder (objects, queues) and the self-signed TLS pair. @default in memory */
   dataDir?: string;
   ports?: LocalPorts;
-  /** DNS for SPF/DKIM/DMARC in the parse function. @default the system resolver */
+  /** DNS for SPF/DKIM/DMARC in the parse function, and for API domain verification. @default the system resolver */
   resolver?: DnsResolver;
   /** Long-poll wait of the pollers; stopping may take this long. @default 2 */
   pollWaitSeconds?: number;
@@ -132,7 +159,17 @@ export interface LocalRuntimeOptions {
   console?: Pick<ConsoleSink, 'json' | 'print'>;
 }
 
-/** A running local pipeline: emulator, listener, both functions behind pollers, dev inbox. */
+/** The control plane API of a local runtime. */
+export interface LocalApi {
+  /** `http://127.0.0.1:8027`; the API is under `/v1`. */
+  readonly url: string;
+  /** The full-scope dev key (`mbk_…`), made once per data folder. */
+  readonly key: string;
+  /** Where the dev key is kept, with a data folder. */
+  readonly keyFile: string | undefined;
+}
+
+/** A running local pipeline: emulator, listener, both functions behind pollers, dev inbox, API. */
 export interface LocalRuntime {
   /** The config in effect, with port overrides applied and dev-inbox endpoints pointing at it. */
   readonly config: Config;
@@ -142,6 +179,10 @@ export interface LocalRuntime {
   readonly s3: S3Client;
   readonly sqs: SQSClient;
   readonly resources: LocalResources;
+  /** The embedded DynamoDB-compatible store (`<dataDir>/control`) and the control plane on it. */
+  readonly dynamo: LocalDynamo;
+  readonly controlStore: ControlStore;
+  readonly api: LocalApi;
   readonly listener: RunningListener;
   readonly inbox: Inbox;
   readonly pollers: { readonly inbound: Poller; readonly delivery: Poller };
@@ -186,9 +227,44 @@ async function tlsMaterial(config: Config, dataDir: string | undefined): Promise
   return loadTlsMaterial(config, { runtime: 'local', dataDir: dataDir ?? process.cwd() });
 }
 
-function routeSecrets(route: Route, index: number): Promise<string[]> {
-  return Promise.all(route.secret.map((ref, s) => resolveSecret(ref, `routes[${index}].secret[${s}]`)));
+/** A route's signing secrets; `where` names the route in an error (`routes[2]`, `route "billing"`). */
+function routeSecrets(route: Route, where: string): Promise<string[]> {
+  return Promise.all(route.secret.map((ref, s) => resolveSecret(ref, `${where}.secret[${s}]`)));
 }
+
+/**
+ * The full-scope dev key: the one kept in `<control>/dev-key` while the store still knows it, else a
+ * new one (first start, or a store wiped since). Without a data folder, a key for this run only.
+ */
+async function devKey(store: ControlStore, controlDir: string | undefined): Promise<LocalApi['key']> {
+  const file = controlDir && join(controlDir, DEV_KEY_FILE);
+  if (file) {
+    const kept = await readFile(file, 'utf8').then(
+      (text) => text.trim(),
+      () => undefined,
+    );
+    if (kept && (await findApiKey(store, kept))) return kept;
+  }
+  const { secret, stored } = newApiKey('dev', 'full', new Date());
+  await store.createKey(stored);
+  // Mode 0600: whoever reads it may change every route.
+  if (file) await writeFile(file, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}
+
+/**
+ * `POST /v1/messages/{id}/retry` needs the pipeline's retry port (it rebuilds a message's delivery
+ * jobs from what parse stored); until it is wired in, the API answers 501 and queues nothing.
+ */
+const retryNotWired: RetryPort = {
+  retry: async () => {
+    throw new ApiError(
+      501,
+      'not_implemented',
+      'retry through the API is not wired into the local runtime yet',
+    );
+  },
+};
 
 /**
  * Starts the whole pipeline in this process, as `npm start` runs it: the emulator, bucket and
@@ -199,7 +275,10 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
   const ports = options.ports ?? {};
   const configFile = resolve(options.configFile ?? DEFAULT_CONFIG_FILE);
   const loaded = withPorts(await loadConfig(configFile, 'local'), ports);
-  const secretsByRoute = await Promise.all(loaded.routes.map(routeSecrets));
+  const secretsByRoute = await Promise.all(
+    loaded.routes.map((route, r) => routeSecrets(route, `routes[${r}]`)),
+  );
+  const control = controlPlaneSettings(loaded);
   const authUsers = await resolveAuthUsers(loaded);
   await checkPorts(loaded, ports);
   const tls = await tlsMaterial(loaded, options.dataDir);
@@ -232,6 +311,21 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     });
     const resources = await provisionLocalResources({ s3, sqs });
 
+    const controlDir = options.dataDir && join(options.dataDir, CONTROL_DIR);
+    if (controlDir) await mkdir(controlDir, { recursive: true, mode: 0o700 });
+    const dynamo = await startLocalDynamo(controlDir ? { dataDir: controlDir } : {});
+    cleanups.push(() => dynamo.close());
+    const dynamodb = new DynamoDBClient({
+      endpoint: dynamo.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+    cleanups.push(async () => dynamodb.destroy());
+    await ensureControlTable(dynamodb, control.tableName);
+    const controlStore = dynamoControlStore(dynamodb, control.tableName, {
+      retentionDays: control.retentionDays,
+    });
+
     const inboxRoutes = loaded.routes.flatMap((route, r) =>
       route.endpoints.some((endpoint) =>
         DEFAULT_INBOX_ORIGINS.some((origin) => endpoint.startsWith(`${origin}/`)),
@@ -254,7 +348,9 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       sqs,
       resources,
       config,
-      secrets: async (route) => secretsById.get(route.id) ?? [],
+      controlStore,
+      // API routes keep their secrets in the route itself (the local SigningSecretStore).
+      secrets: async (route) => secretsById.get(route.id) ?? routeSecrets(route, `route "${route.id}"`),
       waitTimeSeconds: options.pollWaitSeconds ?? 2,
       loggers,
       ...(options.resolver ? { resolver: options.resolver } : {}),
@@ -271,8 +367,32 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       authUsers,
       logger: loggers('listener'),
       metrics: createMetrics('listener'),
+      control: { store: controlStore, acceptUnverifiedDomains: control.acceptUnverifiedDomains },
     });
     cleanups.push(() => listener.close());
+
+    const presign = s3Presigner(s3, { expiresInSeconds: RAW_LINK_SECONDS });
+    const handleApi = createApiHandler({
+      store: controlStore,
+      config,
+      runtime: 'local',
+      mxHost: control.mxHost,
+      resolver: options.resolver ?? boundedResolver(systemResolver()),
+      secrets: localSigningSecretStore,
+      retry: retryNotWired,
+      presign: (raw) => presign(raw.bucket, raw.key),
+      logger: loggers('api'),
+    });
+    const apiServer = await startApiServer(handleApi, {
+      host: '127.0.0.1',
+      port: ports.api ?? DEFAULT_API_PORT,
+    });
+    cleanups.push(() => apiServer.close());
+    const api: LocalApi = {
+      url: apiServer.url,
+      key: await devKey(controlStore, controlDir),
+      keyFile: controlDir && join(controlDir, DEV_KEY_FILE),
+    };
     if (options.dataDir) {
       cleanups.push(
         await recordRunningRuntime(options.dataDir, {
@@ -281,6 +401,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
           emulator: emulator.endpoint,
           inbox: inbox.url,
           eventsFile: eventsFile!,
+          api: { url: api.url, keyFile: api.keyFile! },
         }),
       );
     }
@@ -293,6 +414,9 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       s3,
       sqs,
       resources,
+      dynamo,
+      controlStore,
+      api,
       listener,
       inbox,
       pollers,
@@ -327,6 +451,8 @@ export function describeRuntime(runtime: LocalRuntime): string[] {
     `dev inbox page: ${inbox.url}/`,
     `dev inbox API: GET ${inbox.url}/api/webhooks`,
     `listener health: GET http://${config.health.host}:${runtime.listener.healthPort}/healthz`,
+    `API: ${runtime.api.url}/v1`,
+    `API key: ${runtime.api.key}`,
   );
   if (runtime.authUser) {
     lines.push(`SMTP AUTH user: ${runtime.authUser.user} password: ${runtime.authUser.password}`);

@@ -23,7 +23,7 @@ import {
   type Logger,
   MessageTooLargeError,
   type Metrics,
-  Router,
+  type Router,
   SessionLimitError,
   SmtpError,
   TemporaryFailureError,
@@ -31,6 +31,7 @@ import {
   TooManyConnectionsError,
   TooManyRecipientsError,
 } from '../core/index.ts';
+import { type ListenerControlOptions, startListenerControl } from './control.ts';
 import { type BatchingOptions, SqsEventQueue } from './event-queue.ts';
 import { type HealthServer, startHealthServer, storageReadiness } from './health.ts';
 import { AuthFailures, ConnectionLimits } from './limits.ts';
@@ -46,7 +47,7 @@ export type AuthVerifier = (user: string, password: string) => boolean | Promise
 /** What {@link startListener} needs; AWS clients and secrets are resolved by the caller. */
 export interface ListenerOptions {
   readonly config: Config;
-  /** Which recipients are ours (the config's routes by default). */
+  /** Which recipients are ours without a control plane (the config's routes by default). */
   readonly router?: Router;
   readonly s3: S3Client;
   readonly sqs: SQSClient;
@@ -66,6 +67,12 @@ export interface ListenerOptions {
   readonly metricsIntervalMs?: number;
   /** How InboundEvents of concurrent sessions are grouped into SQS batch sends. */
   readonly batching?: BatchingOptions;
+  /**
+   * The control plane: RCPT decided by the config's and the API's routes and domains, kept in step
+   * with the store; SMTP refusals and each message's `received` event in the message log.
+   * @default none: the config's routes only, nothing logged
+   */
+  readonly control?: ListenerControlOptions;
 }
 
 /** One bound SMTP port. */
@@ -135,12 +142,20 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   const { config } = options;
   const limits = config.limits;
   const logger = options.logger ?? createLogger('listener');
+  const metricsIntervalMs = options.metricsIntervalMs ?? 60_000;
+  // First: a listener that cannot load its routes must not answer RCPT (it throws).
+  const control = await startListenerControl(
+    config,
+    options.control,
+    logger,
+    metricsIntervalMs,
+    options.router,
+  );
   const metrics = new ListenerMetrics(
     options.metrics ?? createMetrics('listener'),
-    options.metricsIntervalMs ?? 60_000,
+    metricsIntervalMs,
     limits.maxConnections,
   );
-  const router = options.router ?? new Router(config);
   const verify = typeof options.authUsers === 'function' ? options.authUsers : mapVerifier(options.authUsers);
   const connections = new ConnectionLimits(limits);
   const trustedProxy = trustedPeers(config.trustedProxies);
@@ -172,6 +187,16 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     noteRefusal(session, error);
     callback(error);
   };
+  /** A refusal of MAIL FROM or RCPT TO: also in the message log's refusals ("why did my mail bounce?"). */
+  const refuseEnvelope = (
+    error: SmtpError,
+    session: SMTPServerSession,
+    attempt: { mailFrom?: string; recipient?: string },
+    callback: (error: Error) => void,
+  ) => {
+    control.refused(session, `${error.responseCode} ${error.message}`, attempt);
+    refuse(error, session, callback);
+  };
 
   const envelopeOf = (session: SMTPServerSession): Envelope => {
     const envelope = session.envelope;
@@ -197,6 +222,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     const envelope = envelopeOf(session);
     try {
       const message = await spoolMessage(stream, envelope, target);
+      control.received(message, envelope, target.bucket);
       metrics.accepted(message.size);
       logger.info('accepted', {
         messageId: message.id,
@@ -298,9 +324,12 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
       );
     },
 
-    onMailFrom(_address: SMTPServerAddress, session, callback) {
-      if (mode === 'submission' && !session.secure) return refuse(new TlsRequiredError(), session, callback);
-      if (mode !== 'mx' && !session.user) return refuse(new AuthRequiredError(), session, callback);
+    onMailFrom(address: SMTPServerAddress, session, callback) {
+      const attempt = { mailFrom: address.address };
+      if (mode === 'submission' && !session.secure)
+        return refuseEnvelope(new TlsRequiredError(), session, attempt, callback);
+      if (mode !== 'mx' && !session.user)
+        return refuseEnvelope(new AuthRequiredError(), session, attempt, callback);
       callback();
     },
 
@@ -308,18 +337,20 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
       const recipients = session.envelope.rcptTo;
       const lower = address.address.toLowerCase();
       const repeated = recipients.some((recipient) => recipient.address.toLowerCase() === lower);
+      const attempt = { recipient: address.address };
       if (!repeated && recipients.length >= limits.maxRecipients) {
-        return refuse(new TooManyRecipientsError(limits.maxRecipients), session, callback);
+        return refuseEnvelope(new TooManyRecipientsError(limits.maxRecipients), session, attempt, callback);
       }
       try {
-        router.resolve(address.address);
+        control.router.resolve(address.address);
       } catch (error) {
-        if (error instanceof SmtpError) return refuse(error, session, callback);
+        if (error instanceof SmtpError) return refuseEnvelope(error, session, attempt, callback);
         // A fault of ours, not the sender's: a temporary reply, so the sending MTA retries.
         logger.error('recipient check failed', { sessionId: session.id, error: error as Error });
-        return refuse(
+        return refuseEnvelope(
           new TemporaryFailureError('Temporary failure, try again later', 'rcpt_error', { cause: error }),
           session,
+          attempt,
           callback,
         );
       }
@@ -350,7 +381,11 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   try {
     for (const listener of config.listeners) {
       const smtp = new MailbridgeSmtpServer(policy(listener.mode), {
-        onOversized: () => metrics.rejected('too_large'),
+        onOversized: (session, reply) => {
+          metrics.rejected('too_large');
+          // Before MAIL is accepted it is the SIZE= of MAIL FROM; later, the DATA itself.
+          if (!session.envelope.mailFrom) control.refused(session, reply, {});
+        },
         policy: {
           envelopeTimeoutMs: limits.envelopeTimeout * 1000,
           maxIdleCommands: limits.maxIdleCommands,
@@ -402,6 +437,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     await health?.close();
     clearInterval(sweeper);
     metrics.close();
+    await control.close();
     throw error;
   }
   const healthServer = health;
@@ -461,6 +497,8 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     }
     await Promise.allSettled([...inFlight]);
     await target.events.flush();
+    // Every accepted message's `received` event is queued by now; write them before exiting.
+    await control.close();
     await healthServer.close();
     clearInterval(sweeper);
     metrics.close();

@@ -1,14 +1,18 @@
 /**
  * The listener container's entry point (`node listener/main.ts`). Reads `MAILBRIDGE_CONFIG` (a
  * file or `s3://bucket/key`), `MAILBRIDGE_RUNTIME`, `MAILBRIDGE_BUCKET`,
- * `MAILBRIDGE_INBOUND_QUEUE_URL` and optionally `AWS_ENDPOINT_URL`; logs one JSON line per bound
- * port; on SIGTERM or SIGINT drains and exits 0. A bad config exits 1 naming the bad field.
+ * `MAILBRIDGE_INBOUND_QUEUE_URL`, `MAILBRIDGE_CONTROL_TABLE` (the control plane: API routes and
+ * domains at RCPT, the message log; without it the config's routes only, nothing logged) and
+ * optionally `AWS_ENDPOINT_URL`; logs one JSON line per bound port; on SIGTERM or SIGINT drains
+ * and exits 0. A bad config exits 1 naming the bad field.
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { dynamoControlStore } from '../core/control/index.ts';
 import {
   awsClientConfig,
   ConfigError,
+  controlPlaneSettings,
   createLogger,
   ENV,
   loadConfig,
@@ -40,10 +44,27 @@ async function main(): Promise<void> {
   const config = await loadConfig(source, runtime, { s3Text: s3TextReader(configReader) }).finally(() =>
     configReader.destroy(),
   );
-  const { s3, sqs } = storageClients(config.limits, aws);
+  const { s3, sqs, dynamodb } = storageClients(config.limits, aws);
   const authUsers = await resolveAuthUsers(config, { secretsManager });
   let tls: TlsMaterial = await loadTlsMaterial(config, { runtime, secretsManager, dataDir: DATA_DIR });
-  const listener = await startListener({ config, s3, sqs, bucket, inboundQueueUrl, tls, authUsers, logger });
+  const settings = controlPlaneSettings(config);
+  const control = process.env[ENV.controlTable]
+    ? {
+        store: dynamoControlStore(dynamodb, settings.tableName, { retentionDays: settings.retentionDays }),
+        acceptUnverifiedDomains: settings.acceptUnverifiedDomains,
+      }
+    : undefined;
+  const listener = await startListener({
+    config,
+    s3,
+    sqs,
+    bucket,
+    inboundQueueUrl,
+    tls,
+    authUsers,
+    logger,
+    ...(control ? { control } : {}),
+  });
   for (const bound of listener.listeners) logger.info('listening', { ...bound });
   logger.info('health endpoint', { host: config.health.host, port: listener.healthPort, path: '/healthz' });
 
@@ -80,6 +101,7 @@ async function main(): Promise<void> {
     }
     s3.destroy();
     sqs.destroy();
+    dynamodb.destroy();
     secrets.destroy();
     logger.info('stopped');
     process.exit();

@@ -23,8 +23,8 @@ export interface SessionPolicy {
 
 /** Hooks of {@link MailbridgeSmtpServer} beyond smtp-server's own. */
 export interface SmtpServerHooks {
-  /** A message was refused for its size, declared (SIZE=) or actual. */
-  readonly onOversized: () => void;
+  /** A message was refused for its size, declared (SIZE=) or actual; `reply` as sent. */
+  readonly onOversized: (session: SMTPServerSession, reply: string) => void;
   readonly policy: SessionPolicy;
   /** The policy closed a session; its reply is sent. */
   readonly onPolicyRefusal: (session: SMTPServerSession, error: SmtpError) => void;
@@ -87,7 +87,7 @@ export class MailbridgeConnection extends SMTPConnection {
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {
     // smtp-server refuses SIZE= at MAIL FROM and oversized DATA itself; this is where we see it.
-    if (context === 'MESSAGE_TOO_BIG') this.#hooks.onOversized();
+    if (context === 'MESSAGE_TOO_BIG') this.#hooks.onOversized(this.session, `${code} 5.3.4 ${data}`);
     super.send(code, data, typeof data === 'string' && ENHANCED_CODE.test(data) ? false : context);
   }
 

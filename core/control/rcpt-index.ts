@@ -1,6 +1,14 @@
 import type { Config, Route } from '../config.ts';
 import { RelayDeniedError, UnknownRecipientError } from '../errors.ts';
-import { parseAddress, type RecipientRoute, Router } from '../routes.ts';
+import {
+  compileMatcher,
+  globToRegExp,
+  type Matcher,
+  type ParsedAddress,
+  parseAddress,
+  type RecipientRoute,
+  Router,
+} from '../routes.ts';
 import { DomainNotVerifiedError } from './errors.ts';
 
 /** A route in the index; `rank` orders routes of equal specificity (config file order, then API routes by age). */
@@ -9,9 +17,14 @@ interface Entry {
   readonly rank: string;
 }
 
+/** A glob of one domain: tests the local part. */
 interface PatternEntry extends Entry {
-  /** Whether an address matches (global patterns), or a local part of this domain does (domain globs). */
-  readonly test: (text: string) => boolean;
+  readonly test: (local: string) => boolean;
+}
+
+/** A regex, or a glob with a `*` in its domain: tests the whole address, as Router does. */
+interface GlobalEntry extends Entry {
+  readonly matcher: Matcher;
 }
 
 /** What the index knows about one domain name: whether mail for it is ours, and its non-exact routes. */
@@ -31,11 +44,6 @@ interface Placement {
   readonly list: Entry[];
   readonly entry: Entry;
   readonly refresh: () => void;
-}
-
-function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
-  return new RegExp(`^${escaped}$`, 'i');
 }
 
 /**
@@ -63,10 +71,15 @@ function insertSorted<T extends Entry>(list: T[], entry: T): void {
 
 const better = (a: Entry | undefined, b: Entry | undefined) => (!a ? b : !b ? a : a.rank <= b.rank ? a : b);
 
-/** The first (best-ranked) pattern taking either form of the address. */
+/** The first (best-ranked) domain glob taking either form of the local part. */
 function firstMatch(list: readonly PatternEntry[] | undefined, full: string, bare: string) {
   if (!list) return undefined;
   for (const entry of list) if (entry.test(full) || (bare !== full && entry.test(bare))) return entry;
+  return undefined;
+}
+
+function firstGlobal(list: readonly GlobalEntry[], address: ParsedAddress) {
+  for (const entry of list) if (entry.matcher.test(address)) return entry;
   return undefined;
 }
 
@@ -97,7 +110,7 @@ export class RcptIndex extends Router {
   readonly #exact = new Map<string, Entry[]>();
   readonly #exactBest = new Map<string, Entry>();
   /** Regexes, and globs with a `*` in the domain: tried for every address. */
-  readonly #globalPatterns: PatternEntry[] = [];
+  readonly #globalPatterns: GlobalEntry[] = [];
   readonly #apiRoutes = new Map<string, Placement[]>();
 
   constructor(config: Pick<Config, 'domains' | 'routes'>, options: RcptIndexOptions = {}) {
@@ -168,8 +181,7 @@ export class RcptIndex extends Router {
       tagged ? this.#exactBest.get(bare) : undefined,
     );
     if (exact) return { route: exact.route, address };
-    const global =
-      this.#globalPatterns.length > 0 ? firstMatch(this.#globalPatterns, address.address, bare) : undefined;
+    const global = this.#globalPatterns.length > 0 ? firstGlobal(this.#globalPatterns, address) : undefined;
     const local =
       entry?.patterns && address.address.slice(0, address.address.length - address.domain.length - 1);
     const pattern = better(local ? firstMatch(entry.patterns, local, address.local) : undefined, global);
@@ -203,7 +215,7 @@ export class RcptIndex extends Router {
     if (entry.status === undefined && empty) this.#domains.delete(name);
   }
 
-  /** Puts each pattern of a route in its list, compiled as Router compiles it. */
+  /** Puts each pattern of a route in its list; regexes and domain-wide globs compiled by Router's compiler. */
   #place(route: Route, rank: string): Placement[] {
     const placements: Placement[] = [];
     const add = <T extends Entry>(list: T[], entry: T, refresh: () => void) => {
@@ -212,9 +224,7 @@ export class RcptIndex extends Router {
     };
     for (const pattern of route.match) {
       if (pattern.startsWith('/')) {
-        const [, body = '', flags = ''] = /^\/(.*)\/([a-z]*)$/.exec(pattern) ?? [];
-        const regex = new RegExp(body, flags.includes('i') ? flags : `${flags}i`);
-        add(this.#globalPatterns, { route, rank, test: (text) => regex.test(text) }, () => undefined);
+        add(this.#globalPatterns, { route, rank, matcher: compileMatcher(pattern) }, () => undefined);
         continue;
       }
       const lower = pattern.toLowerCase();
@@ -227,8 +237,7 @@ export class RcptIndex extends Router {
         domain.catchAll ??= [];
         add(domain.catchAll, { route, rank }, forget);
       } else if (local.includes('*') && name.includes('*')) {
-        const regex = globToRegExp(lower);
-        add(this.#globalPatterns, { route, rank, test: (text) => regex.test(text) }, forget);
+        add(this.#globalPatterns, { route, rank, matcher: compileMatcher(lower) }, forget);
       } else if (local.includes('*')) {
         // A glob with a plain domain only matches addresses of that domain: test the local part.
         domain.patterns ??= [];

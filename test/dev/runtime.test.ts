@@ -15,7 +15,7 @@ import { writeConfigFile } from '../helpers/config-file.ts';
 import { noDns } from '../helpers/dns-zone.ts';
 import { startWebhookReceiver } from '../helpers/webhook-receiver.ts';
 
-const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0 };
+const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0, api: 0 };
 
 /** Sends one message to `to` through the MX port. */
 async function send(port: number, to: string[]): Promise<void> {
@@ -34,7 +34,7 @@ async function send(port: number, to: string[]): Promise<void> {
 /** Every port variable of `mailbridge dev` set to 0 (any free port). */
 function freePorts(): Record<string, string> {
   return Object.fromEntries(
-    ['SMTP', 'SUBMISSION', 'SMTPS', 'INBOX', 'HEALTH', 'EMULATOR'].map((name) => [
+    ['SMTP', 'SUBMISSION', 'SMTPS', 'INBOX', 'HEALTH', 'EMULATOR', 'API'].map((name) => [
       `MAILBRIDGE_${name}_PORT`,
       '0',
     ]),
@@ -126,6 +126,9 @@ describe('local runtime (npm start) in process', () => {
     assert.ok(lines.includes(`dev inbox page: ${runtime.inbox.url}/`));
     assert.ok(lines.includes(`dev inbox API: GET ${runtime.inbox.url}/api/webhooks`));
     assert.ok(lines.some((line) => /^listener health: GET http:\/\/127\.0\.0\.1:\d+\/healthz$/.test(line)));
+    assert.ok(lines.includes(`API: ${runtime.api.url}/v1`));
+    assert.ok(lines.includes(`API key: ${runtime.api.key}`));
+    assert.match(runtime.api.key, /^mbk_[\w-]{43}$/);
     assert.ok(lines.includes('SMTP AUTH user: dev password: mailbridge-dev'));
     assert.ok(lines.includes('signing secret: whsec_bWFpbGJyaWRnZS1sb2NhbC1kZXYtc2VjcmV0'));
   });
@@ -264,7 +267,10 @@ describe('local runtime start-up', () => {
     assert.ok(lines.some((line) => line.startsWith('signing secret: whsec_')));
     // The samples were taken on the default ports and data folder; this run has its own.
     const general = (line: string) =>
-      line.replace(/127\.0\.0\.1:\d+/g, '127.0.0.1:PORT').replace(/kept in \S+$/, 'kept in DATA');
+      line
+        .replace(/127\.0\.0\.1:\d+/g, '127.0.0.1:PORT')
+        .replace(/kept in \S+$/, 'kept in DATA')
+        .replace(/mbk_[\w-]{43}/, 'mbk_KEY');
     for (const doc of ['README.md', 'docs/cli.md']) {
       const text = await readFile(doc, 'utf8');
       const start = text.indexOf('\nSMTP, MX-style');

@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { dynamoControlStore } from '../../core/control/index.ts';
+import {
+  dynamoClient,
+  startTestControlStore,
+  TABLE,
+  type TestControlStore,
+} from '../helpers/control-store.ts';
+import { type DynamoFaultProxy, startDynamoFaultProxy } from '../helpers/dynamo-fault-proxy.ts';
+import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+import {
+  EventCollector,
+  makeMessage,
+  queuedId,
+  RawSmtp,
+  startTestListener,
+  testConfig,
+} from '../listener/helpers.ts';
+
+/** One message over a raw session; the final reply. */
+async function sendRaw(port: number, to: string, body: Buffer): Promise<string> {
+  const client = await RawSmtp.open(port);
+  try {
+    await client.command('EHLO client.test');
+    await client.command('MAIL FROM:<ann@sender.test>');
+    await client.command(`RCPT TO:<${to}>`);
+    await client.command('DATA');
+    client.write(body);
+    client.write('\r\n.\r\n');
+    return await client.reply(30_000);
+  } finally {
+    client.close();
+  }
+}
+
+async function eventually<T>(read: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) assert.fail(`not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('listener and the message log store between it and dynalite', () => {
+  let emulator: TestEmulator;
+  let control: TestControlStore;
+  let proxy: DynamoFaultProxy;
+  let events: EventCollector;
+
+  before(async () => {
+    emulator = await startTestEmulator();
+    control = await startTestControlStore();
+    proxy = await startDynamoFaultProxy(control.dynamo.endpoint);
+    events = new EventCollector(emulator.sqs, emulator.resources.inboundQueueUrl);
+  });
+  after(async () => {
+    await proxy.close();
+    await control.close();
+    await emulator.close();
+  });
+
+  /** A listener whose control store goes through the fault proxy, with fast log retries. */
+  const listenerThroughProxy = (log = {}) => {
+    const client = dynamoClient(proxy.endpoint);
+    return startTestListener(emulator, testConfig(), {
+      control: {
+        store: dynamoControlStore(client, TABLE),
+        log: { retryBaseMs: 50, retryMaxMs: 200, ...log },
+      },
+    });
+  };
+
+  it('a failing log store costs no 250: the message is queued, and its received event written once the store is back', async () => {
+    const listener = await listenerThroughProxy();
+    try {
+      proxy.fault = { op: 'UpdateItem', answer: 'internal' };
+      const reply = await sendRaw(listener.port('mx'), 'a@example.test', makeMessage(2000, 'log-down'));
+      assert.match(reply, /^250 2\.0\.0 queued as /);
+      const id = queuedId(reply);
+      assert.equal((await events.get(id)).envelope.rcptTo[0], 'a@example.test');
+      await eventually(async () => ((proxy.calls.get('UpdateItem') ?? 0) >= 2 ? true : undefined));
+      assert.equal(await control.store.getMessage(id), undefined);
+
+      proxy.fault = { answer: 'drop' };
+      const second = await sendRaw(listener.port('mx'), 'b@example.test', makeMessage(2000, 'log-gone'));
+      assert.match(second, /^250 2\.0\.0 queued as /);
+      await events.get(queuedId(second));
+
+      proxy.fault = null;
+      for (const [messageId, to] of [
+        [id, 'a@example.test'],
+        [queuedId(second), 'b@example.test'],
+      ] as const) {
+        const stored = await eventually(() => control.store.getMessage(messageId));
+        const received = stored.timeline.find((event) => event.type === 'received');
+        assert.deepEqual(received?.type === 'received' && received.rcptTo, [to]);
+        assert.equal(stored.timeline.length, 1);
+      }
+    } finally {
+      proxy.fault = null;
+      await listener.close();
+    }
+  });
+
+  it('on shutdown the received events still queued are written before close resolves', async () => {
+    // A batch delay longer than the test: only close() can write it.
+    const listener = await listenerThroughProxy({ batchDelayMs: 600_000 });
+    const reply = await sendRaw(listener.port('mx'), 'c@example.test', makeMessage(1000, 'drain'));
+    const id = queuedId(reply);
+    await events.get(id);
+    assert.equal(await control.store.getMessage(id), undefined);
+    await listener.close();
+    const stored = await control.store.getMessage(id);
+    assert.equal(stored?.timeline[0]?.type, 'received');
+    assert.deepEqual(stored?.raw?.bucket, emulator.resources.bucket);
+  });
+
+  it('a SIZE= refused at MAIL FROM is a logged refusal with the reply sent', async () => {
+    const listener = await listenerThroughProxy({ batchDelayMs: 10 });
+    try {
+      const client = await RawSmtp.open(listener.port('mx'));
+      await client.command('EHLO client.test');
+      const reply = await client.command('MAIL FROM:<big@sender.test> SIZE=999999999999');
+      client.close();
+      assert.match(reply, /^552 5\.3\.4 /);
+      const refusal = await eventually(async () => {
+        const page = await control.store.listRefusals({
+          since: new Date(Date.now() - 60_000).toISOString(),
+          limit: 50,
+        });
+        return page.items.find((item) => item.reply.startsWith('552 '));
+      });
+      assert.equal(refusal.reply, reply);
+      assert.equal(refusal.recipient, '');
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('a listener that cannot load its routes does not start', async () => {
+    proxy.fault = { op: 'Query', answer: 'internal' };
+    try {
+      await assert.rejects(listenerThroughProxy(), /InternalServerError|Internal server error/);
+    } finally {
+      proxy.fault = null;
+    }
+  });
+});
