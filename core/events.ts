@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { InvalidRecordError } from './errors.ts';
+import { FilteringFactsSchema } from './filtering/schemas.ts';
 
 const TlsInfoSchema = z.object({ protocol: z.string(), cipher: z.string() });
 
@@ -26,6 +27,11 @@ export const InboundEventSchema = z.object({
   }),
   /** Set when DATA had lines ending in a bare LF (RFC 5321 §2.3.8); kept so the parser can flag it. */
   bareLf: z.boolean().optional(),
+  /**
+   * The scans and the per-route decisions made before the `250` (see FilteringFactsSchema); absent
+   * on events written before the listener filtered, which parse delivers with verdicts `unavailable`.
+   */
+  filtering: FilteringFactsSchema.optional(),
 });
 export type InboundEvent = z.infer<typeof InboundEventSchema>;
 

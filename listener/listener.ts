@@ -21,17 +21,18 @@ import {
   type Logger,
   MessageTooLargeError,
   type Metrics,
+  type Route,
   Router,
   SessionLimitError,
   SmtpError,
   TemporaryFailureError,
   TlsRequiredError,
-  TooManyConnectionsError,
   TooManyRecipientsError,
 } from '../core/index.ts';
 import { type BatchingOptions, SqsEventQueue } from './event-queue.ts';
+import { type DnsResolver, SessionFilter } from './filtering/index.ts';
 import { type HealthServer, startHealthServer, storageReadiness } from './health.ts';
-import { AuthFailures, ConnectionLimits } from './limits.ts';
+import { ConnectionLimits } from './limits.ts';
 import { ListenerMetrics } from './metrics.ts';
 import { translateProxyV2, trustedPeers } from './proxy.ts';
 import { MailbridgeConnection, MailbridgeSmtpServer } from './smtp.ts';
@@ -62,6 +63,8 @@ export interface ListenerOptions {
   readonly metricsIntervalMs?: number;
   /** How InboundEvents of concurrent sessions are grouped into SQS batch sends. */
   readonly batching?: BatchingOptions;
+  /** DNS of the DNSBL, SPF and DMARC checks. @default the system resolver */
+  readonly resolver?: DnsResolver;
 }
 
 /** One bound SMTP port. */
@@ -100,8 +103,6 @@ const TLS12_CIPHERS = [
 ].join(':');
 
 const authRequired = () => new SmtpError(530, '5.7.0', 'Authentication required', 'auth_required');
-const authRateLimited = () =>
-  new TooManyConnectionsError('Too many authentication failures, try again later', 'auth_rate_limited');
 
 function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
@@ -141,8 +142,10 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   const verify = typeof options.authUsers === 'function' ? options.authUsers : mapVerifier(options.authUsers);
   const connections = new ConnectionLimits(limits);
   const trustedProxy = trustedPeers(config.trustedProxies);
-  const authFailures = new AuthFailures(limits.maxAuthFailuresPerIp);
-  const sweeper = setInterval(() => authFailures.sweep(), 60_000).unref();
+  const filter = new SessionFilter(config, {
+    report: metrics,
+    ...(options.resolver ? { resolver: options.resolver } : {}),
+  });
   const tlsOf = new WeakMap<SMTPServerSession, { protocol: string; cipher: string }>();
   const inFlight = new Set<Promise<void>>();
   const target: SpoolTarget = {
@@ -192,8 +195,9 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   ) => {
     // smtp-server resets session.envelope once the callback returns; take it now.
     const envelope = envelopeOf(session);
+    const screen = filter.startMessage(session, envelope);
     try {
-      const message = await spoolMessage(stream, envelope, target);
+      const message = await spoolMessage(stream, envelope, target, screen);
       metrics.accepted(message.size);
       logger.info('accepted', {
         messageId: message.id,
@@ -250,9 +254,8 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     closeTimeout: limits.closeTimeout * 1000,
 
     onConnect(session, callback) {
-      if (mode !== 'mx' && authFailures.blocked(session.remoteAddress)) {
-        return refuse(authRateLimited(), session, callback);
-      }
+      const limited = filter.onConnect(session, { authPort: mode !== 'mx' });
+      if (limited) return refuse(limited, session, callback);
       let refusal = connections.admit(session.id, session.remoteAddress);
       if (refusal?.reason === 'max_connections' && evictIdlest(session.id)) {
         refusal = connections.admit(session.id, session.remoteAddress);
@@ -282,12 +285,13 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
         });
         callback(null, { ...response, message: error.message, responseCode: error.responseCode });
       };
-      if (authFailures.blocked(session.remoteAddress)) return reply(authRateLimited());
+      const locked = filter.authLocked(session);
+      if (locked) return reply(locked);
       Promise.resolve(verify(auth.username ?? '', auth.password ?? '')).then(
         (ok) => {
-          if (ok) return callback(null, { user: auth.username });
-          const limitReached = authFailures.record(session.remoteAddress);
-          reply(limitReached ? authRateLimited() : new AuthFailedError());
+          if (!ok) return reply(filter.onAuthFailure(session) ?? new AuthFailedError());
+          filter.onAuthSuccess(session);
+          callback(null, { user: auth.username });
         },
         (error: unknown) => {
           logger.error('authentication check failed', { sessionId: session.id, error: String(error) });
@@ -296,10 +300,12 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
       );
     },
 
-    onMailFrom(_address: SMTPServerAddress, session, callback) {
+    onMailFrom(address: SMTPServerAddress, session, callback) {
       if (mode === 'submission' && !session.secure) return refuse(new TlsRequiredError(), session, callback);
       if (mode !== 'mx' && !session.user) return refuse(authRequired(), session, callback);
-      callback();
+      void filter
+        .onMailFrom(session, address.address)
+        .then((refusal) => (refusal ? refuse(refusal, session, callback) : callback()), callback);
     },
 
     onRcptTo(address: SMTPServerAddress, session, callback) {
@@ -309,13 +315,17 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
       if (!repeated && recipients.length >= limits.maxRecipients) {
         return refuse(new TooManyRecipientsError(limits.maxRecipients), session, callback);
       }
+      let route: Route;
       try {
-        router.resolve(address.address);
+        route = router.resolve(address.address).route;
       } catch (error) {
-        if (error instanceof SmtpError) return refuse(error, session, callback);
+        if (error instanceof SmtpError)
+          return refuse(filter.onRcptRefused(session) ?? error, session, callback);
         throw error;
       }
-      callback();
+      void filter
+        .onRcptTo(session, route)
+        .then((refusal) => (refusal ? refuse(refusal, session, callback) : callback()), callback);
     },
 
     onData(stream, session, callback) {
@@ -325,6 +335,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     },
 
     onClose(session) {
+      filter.onClose(session);
       connections.release(session.id);
       metrics.sessionsOpen(connections.open);
       onSessionClosed();
@@ -392,7 +403,6 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   } catch (error) {
     for (const { front } of servers) front.close();
     await health?.close();
-    clearInterval(sweeper);
     metrics.close();
     throw error;
   }
@@ -454,7 +464,6 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     await Promise.allSettled([...inFlight]);
     await target.events.flush();
     await healthServer.close();
-    clearInterval(sweeper);
     metrics.close();
   };
 
