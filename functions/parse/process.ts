@@ -4,6 +4,7 @@ import { finished } from 'node:stream/promises';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { Upload } from '@aws-sdk/lib-storage';
+import { routeOutcome } from '../../core/filtering/index.ts';
 import {
   type Config,
   capBodies,
@@ -52,6 +53,11 @@ export interface ProcessDeps {
   /** Logs about this message; every line carries its `messageId`. */
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /**
+   * Records that a route's copy is held back by its filtering policy (the message log's
+   * `quarantined` event). @default none: the log line and the stored payload only
+   */
+  readonly quarantined?: (messageId: string, routeId: string, reasons: readonly string[]) => Promise<void>;
 }
 
 /** Where the payload of one (message, route) is stored for the deliver function. */
@@ -191,8 +197,10 @@ function buildPayload(
   routeDetails: Pick<WebhookPayload['route'], 'recipientDetails'>,
   bucket: string,
   warnings: readonly string[],
+  filtering: ReturnType<typeof routeOutcome>,
 ): WebhookPayload {
   const { route, recipients } = group;
+  const { spam, virus } = filtering;
   const stored = read.mime.attachments;
   const payload: WebhookPayload = {
     type: 'email.received',
@@ -213,8 +221,10 @@ function buildPayload(
       attachments: routeAttachments(stored, route, bucket),
     },
     auth: read.auth,
+    spam,
+    virus,
     raw: { size: read.size, sha256: read.sha256, url: linkPlaceholder(event.raw) },
-    warnings: [...warnings],
+    warnings: [...warnings, ...filtering.warnings],
   };
   return fitPayload(conformPayload(payload), (index) => linkPlaceholder({ bucket, key: stored[index]!.key }));
 }
@@ -271,6 +281,8 @@ async function deadLetterUnrouted(event: InboundEvent, unrouted: string[], deps:
  * Turns one stored message into webhooks: authenticates and parses it, stores its attachments and
  * one payload per route at {@link payloadKey}, and queues one DeliveryJob per route endpoint;
  * recipients that route nowhere are dead-lettered (see {@link deadLetterUnrouted}).
+ * A route whose copy the listener quarantined (and that was not released) gets its payload stored
+ * but no job: it waits there for a release.
  * Idempotent: a re-run writes the same keys and the same webhook ids. What the sender wrote never
  * makes it fail: broken MIME, values the schema cannot carry, sizes over the caps give a degraded
  * payload (with the raw link and warnings). S3 and SQS failures throw, so the record is retried.
@@ -360,6 +372,7 @@ async function queueDeliveries(
   for (const group of groups) {
     const { route, recipients } = group;
     const message = { ...fields, ...bodies, ...extras.message(route) };
+    const filtering = routeOutcome(event.filtering, route);
     const payload = buildPayload(
       event,
       withUnpacked,
@@ -368,12 +381,22 @@ async function queueDeliveries(
       extras.route(recipients),
       deps.bucket,
       warnings,
+      filtering,
     );
     if (payload.message.truncated.text || payload.message.truncated.html) {
       metrics.addMetric('payloads_truncated', MetricUnit.Count, 1);
     }
     const key = payloadKey(event.id, route.id);
     await storePayload(deps, key, payload);
+    const held = filtering.quarantine;
+    if (held) {
+      logger.warn('quarantined: payload stored, nothing queued until released', {
+        route: route.id,
+        reasons: held,
+      });
+      await deps.quarantined?.(event.id, route.id, held);
+      continue;
+    }
     for (const endpoint of route.endpoints) {
       jobs.push(
         DeliveryJobSchema.parse({

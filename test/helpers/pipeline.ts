@@ -9,6 +9,7 @@ import {
   createLogger,
   createMetrics,
   type InboundEvent,
+  type Metrics,
   newMessageId,
   parseConfig,
   rawObjectKey,
@@ -47,6 +48,12 @@ export interface PipelineOptions {
   readonly aws?: AwsMode;
   /** DNS of the parse function. @default every name unknown, at once */
   readonly resolver?: DnsResolver;
+  /** The config's content scanners and DNS blocklists. @default both off */
+  readonly filtering?: Pick<ConfigInput, 'scanners' | 'dnsbl'>;
+  /** DNS of the listener (DNSBL, SPF, DMARC). @default the `resolver` of parse */
+  readonly listenerResolver?: DnsResolver;
+  /** The listener's metrics. @default createMetrics('listener') */
+  readonly listenerMetrics?: Metrics;
 }
 
 /** A message to put on the inbound queue as the listener would have: stored raw, then its event. */
@@ -107,6 +114,7 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
       listeners: [{ host: '127.0.0.1', port: smtpPort, mode: 'mx' }],
       health: { host: '127.0.0.1', port: 0 },
       ...(options.limits ? { limits: options.limits } : {}),
+      ...options.filtering,
     },
     { source: 'test', runtime: 'local' },
   );
@@ -192,7 +200,8 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
         tls,
         authUsers: new Map(),
         logger: createLogger('listener'),
-        metrics: createMetrics('listener'),
+        metrics: options.listenerMetrics ?? createMetrics('listener'),
+        resolver: options.listenerResolver ?? options.resolver ?? noDns,
       });
     },
     async stopListener() {
