@@ -120,7 +120,7 @@ export interface LocalRuntimeOptions {
   /** Emulator SQLite folder (objects, queues) and the self-signed TLS pair. @default in memory */
   dataDir?: string;
   ports?: LocalPorts;
-  /** DNS for SPF/DKIM/DMARC in the parse function. @default the system resolver */
+  /** DNS for SPF/DKIM/DMARC in the parse function and the listener's DNSBL and SPF. @default the system resolver */
   resolver?: DnsResolver;
   /** Long-poll wait of the pollers; stopping may take this long. @default 2 */
   pollWaitSeconds?: number;
@@ -271,6 +271,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       authUsers,
       logger: loggers('listener'),
       metrics: createMetrics('listener'),
+      ...(options.resolver ? { resolver: options.resolver } : {}),
     });
     cleanups.push(() => listener.close());
     if (options.dataDir) {
@@ -307,6 +308,14 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
   }
 }
 
+/** The banner line of the content scanners: those in use, or how to turn them on. */
+function describeScanners({ rspamd, clamd }: Config['scanners']): string {
+  if (!rspamd && !clamd)
+    return 'content scanners: off, verdicts "unavailable" (to scan, run rspamd and clamd and set scanners.rspamd and scanners.clamd in the config: docs/operations.md)';
+  const used = [rspamd && `rspamd ${rspamd.url}`, clamd && `clamd ${clamd.host}:${clamd.port}`];
+  return `content scanners: ${used.filter(Boolean).join(', ')}`;
+}
+
 const MODE_LABELS: Record<ListenerConfig['mode'], string> = {
   mx: 'SMTP, MX-style (STARTTLS offered, no AUTH)',
   submission: 'submission (STARTTLS then AUTH)',
@@ -332,6 +341,7 @@ export function describeRuntime(runtime: LocalRuntime): string[] {
     lines.push(`SMTP AUTH user: ${runtime.authUser.user} password: ${runtime.authUser.password}`);
   }
   for (const secret of runtime.signingSecrets) lines.push(`signing secret: ${secret}`);
+  lines.push(describeScanners(config.scanners));
   const { endpoint } = emulator;
   const queues = [
     resources.inboundQueueUrl,

@@ -128,6 +128,9 @@ describe('local runtime (npm start) in process', () => {
     assert.ok(lines.some((line) => /^listener health: GET http:\/\/127\.0\.0\.1:\d+\/healthz$/.test(line)));
     assert.ok(lines.includes('SMTP AUTH user: dev password: mailbridge-dev'));
     assert.ok(lines.includes('signing secret: whsec_bWFpbGJyaWRnZS1sb2NhbC1kZXYtc2VjcmV0'));
+    assert.ok(
+      lines.some((line) => line.startsWith('content scanners: off, verdicts "unavailable" (to scan')),
+    );
   });
 });
 
