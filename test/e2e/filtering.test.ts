@@ -5,9 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import nodemailer from 'nodemailer';
 import { createMetrics } from '../../core/index.ts';
-import { CLEAN, INFECTED, SPAM } from '../filtering/messages.ts';
+import { CLEAN, INFECTED, SPAM, sendFrom } from '../filtering/messages.ts';
 import { createDnsZone } from '../helpers/dns-zone.ts';
 import { type Pipeline, startPipeline } from '../helpers/pipeline.ts';
 import { type RunningScanner, skipUnless, startClamd, startRspamd } from '../helpers/scanners.ts';
@@ -29,38 +28,8 @@ interface Payload {
   warnings: string[];
 }
 
-/** Sends with nodemailer from `localAddress`; the final reply, or the refusal. */
-async function send(
-  port: number,
-  options: { from?: string; to: string; body: string; localAddress?: string },
-) {
-  const transport = nodemailer.createTransport({
-    host: '127.0.0.1',
-    port,
-    secure: false,
-    ignoreTLS: true,
-    localAddress: options.localAddress ?? '127.0.0.1',
-  });
-  try {
-    const info = await transport.sendMail({
-      envelope: { from: options.from ?? 'alice@sender.test', to: [options.to] },
-      raw: options.body,
-    });
-    return { code: 250, response: info.response };
-  } catch (error) {
-    const failure = error as {
-      responseCode?: number;
-      response?: string;
-      rejectedErrors?: { response: string }[];
-    };
-    return {
-      code: failure.responseCode,
-      response: failure.rejectedErrors?.[0]?.response ?? failure.response,
-    };
-  } finally {
-    transport.close();
-  }
-}
+const send = (port: number, options: { from?: string; to: string; body: string; localAddress?: string }) =>
+  sendFrom(port, { ...options, from: options.from ?? 'alice@sender.test', to: [options.to] });
 
 describe('spam, malware and flood defence through the whole pipeline', {
   skip: skipUnless('rspamd') || skipUnless('clamd'),
