@@ -8,6 +8,12 @@ import { longestRetrySeconds, MAX_ROUTE_TIMEOUT_SECONDS } from './delivery.ts';
 import { parseDurationSeconds } from './duration.ts';
 import { DEFAULT_DISABLE_AFTER_SECONDS } from './endpoint-health.ts';
 import { ConfigError } from './errors.ts';
+import {
+  DnsblConfigSchema,
+  RATE_LIMIT_FIELDS,
+  RouteFilteringSchema,
+  ScannersConfigSchema,
+} from './filtering/schemas.ts';
 import { QUEUE_SETTINGS } from './queues.ts';
 import { ReplyMarkersSchema } from './reply-markers.ts';
 
@@ -103,6 +109,10 @@ const RouteSchema = z.strictObject({
     description:
       'Disable an endpoint once every try to it has failed for this long (5 days by default; a 410 Gone disables it at once): its new jobs go straight to the delivery DLQ as "parked" until `mailbridge dlq redrive` re-enables it. null: only a 410 disables.',
   }),
+  filtering: RouteFilteringSchema.meta({
+    description:
+      'Spam, malware and sender policy of this route, decided before the 250: what a verdict does (reject, quarantine or tag), sender allow and block lists, SPF and DMARC policy.',
+  }),
 });
 export type Route = z.output<typeof RouteSchema>;
 
@@ -186,12 +196,6 @@ const LimitsSchema = z
     closeTimeout: duration
       .default(60)
       .meta({ description: 'On shutdown, how long open sessions may finish.' }),
-    maxAuthFailuresPerIp: z
-      .number()
-      .int()
-      .min(1)
-      .default(5)
-      .meta({ description: 'Failed AUTH tries per client address before 421 4.7.0.' }),
     spoolMemoryBytes: z
       .number()
       .int()
@@ -220,6 +224,7 @@ const LimitsSchema = z
     rejectBareLf: z.boolean().default(false).meta({
       description: 'Refuse DATA with bare-LF line endings (550 5.6.0) instead of only flagging it.',
     }),
+    ...RATE_LIMIT_FIELDS,
   })
   .prefault({});
 
@@ -311,6 +316,13 @@ export const ConfigSchema = z.strictObject({
   limits: LimitsSchema,
   controlPlane: ControlPlaneSchema.meta({
     description: 'The control plane: its store, how long the message log is kept, API domains.',
+  }),
+  scanners: ScannersConfigSchema.meta({
+    description:
+      'Content scanners the listener streams each message to before answering DATA: rspamd (spam) and clamd (malware). Both off by default: verdicts say `unavailable`.',
+  }),
+  dnsbl: DnsblConfigSchema.meta({
+    description: 'DNS blocklists looked up for each client address at connect.',
   }),
 });
 export type Config = z.output<typeof ConfigSchema>;

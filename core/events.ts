@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { formatConfigPath } from './config-text.ts';
 import { InvalidRecordError } from './errors.ts';
+import { FilteringFactsSchema } from './filtering/schemas.ts';
 
 const TlsInfoSchema = z.object({ protocol: z.string(), cipher: z.string() });
 
@@ -32,6 +33,11 @@ export const InboundEventSchema = z.object({
    * and leaves the recipients of the message's other routes alone.
    */
   onlyRoute: z.string().min(1).optional(),
+  /**
+   * The scans and the per-route decisions made before the `250` (see FilteringFactsSchema); absent
+   * on events written before the listener filtered, which parse delivers with verdicts `unavailable`.
+   */
+  filtering: FilteringFactsSchema.optional(),
 });
 export type InboundEvent = z.infer<typeof InboundEventSchema>;
 

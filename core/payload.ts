@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SpamVerdictSchema, VirusVerdictSchema } from './filtering/schemas.ts';
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 
@@ -248,6 +249,14 @@ export const WebhookPayloadSchema = z
       ...MessageAdditions,
     }),
     auth: AuthSchema,
+    spam: SpamVerdictSchema.optional().meta({
+      description:
+        "rspamd's verdict against the route's threshold (additive: absent on payloads made before it; every payload from then on has it).",
+    }),
+    virus: VirusVerdictSchema.optional().meta({
+      description:
+        "clamd's verdict (additive: absent on payloads made before it; every payload from then on has it).",
+    }),
     raw: z.object({
       size: z.number().int().min(0),
       sha256: sha256Hex,
@@ -255,7 +264,7 @@ export const WebhookPayloadSchema = z
     }),
     warnings: z.array(z.string()).meta({
       description:
-        'Problems met while reading the message, as "code: detail" ("mime_parse_failed: …", "bare_lf", "duplicate: same content and envelope as message <id>" for a copy a sender resent, "invalid_date: …", "auth_limited: …", "payload_capped: …"). A message whose MIME cannot be parsed, or whose values the schema cannot carry, still arrives: what could be read, null for what could not, and the raw link.',
+        'Problems met while reading the message, as "code: detail" ("mime_parse_failed: …", "bare_lf", "duplicate: same content and envelope as message <id>" for a copy a sender resent, "invalid_date: …", "auth_limited: …", "payload_capped: …", "scan_unavailable: rspamd timeout" when a scanner gave no verdict, "sender_policy: dnsbl|spf_fail|dmarc_reject" for a sender finding the route only tags, "released: quarantined for …" on a released message). A message whose MIME cannot be parsed, or whose values the schema cannot carry, still arrives: what could be read, null for what could not, and the raw link.',
     }),
   })
   .meta({

@@ -5,7 +5,6 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import {
-  ApiError,
   type ControlStore,
   createApiHandler,
   dynamoControlStore,
@@ -13,7 +12,6 @@ import {
   findApiKey,
   localSigningSecretStore,
   newApiKey,
-  type RetryPort,
 } from '../core/control/index.ts';
 import {
   type Config,
@@ -26,7 +24,7 @@ import {
   resolveSecret,
   s3Presigner,
 } from '../core/index.ts';
-import { boundedResolver, type DnsResolver, systemResolver } from '../functions/index.ts';
+import { boundedResolver, type DnsResolver, inboundRetryPort, systemResolver } from '../functions/index.ts';
 import {
   generateSelfSigned,
   loadTlsMaterial,
@@ -147,7 +145,7 @@ export interface LocalRuntimeOptions {
   /** Emulator SQLite folder (objects, queues) and the self-signed TLS pair. @default in memory */
   dataDir?: string;
   ports?: LocalPorts;
-  /** DNS for SPF/DKIM/DMARC in the parse function, and for API domain verification. @default the system resolver */
+  /** DNS for SPF/DKIM/DMARC in the parse function, the listener's DNSBL and SPF, and API domain verification. @default the system resolver */
   resolver?: DnsResolver;
   /** Long-poll wait of the pollers; stopping may take this long. @default 2 */
   pollWaitSeconds?: number;
@@ -253,20 +251,6 @@ async function devKey(store: ControlStore, controlDir: string | undefined): Prom
 }
 
 /**
- * `POST /v1/messages/{id}/retry` needs the pipeline's retry port (it rebuilds a message's delivery
- * jobs from what parse stored); until it is wired in, the API answers 501 and queues nothing.
- */
-const retryNotWired: RetryPort = {
-  retry: async () => {
-    throw new ApiError(
-      501,
-      'not_implemented',
-      'retry through the API is not wired into the local runtime yet',
-    );
-  },
-};
-
-/**
  * Starts the whole pipeline in this process, as `npm start` runs it: the emulator, bucket and
  * queues, the dev inbox, the listener, and the parse and deliver functions each driven by a
  * Lambda-style poller. A bad config throws a `ConfigError` naming the field before anything listens.
@@ -368,6 +352,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       logger: loggers('listener'),
       metrics: createMetrics('listener'),
       control: { store: controlStore, acceptUnverifiedDomains: control.acceptUnverifiedDomains },
+      ...(options.resolver ? { resolver: options.resolver } : {}),
     });
     cleanups.push(() => listener.close());
 
@@ -379,7 +364,12 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       mxHost: control.mxHost,
       resolver: options.resolver ?? boundedResolver(systemResolver()),
       secrets: localSigningSecretStore,
-      retry: retryNotWired,
+      retry: inboundRetryPort({
+        store: controlStore,
+        s3,
+        sqs,
+        inboundQueueUrl: resources.inboundQueueUrl,
+      }),
       presign: (raw) => presign(raw.bucket, raw.key),
       logger: loggers('api'),
     });
@@ -431,6 +421,14 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
   }
 }
 
+/** The banner line of the content scanners: those in use, or how to turn them on. */
+function describeScanners({ rspamd, clamd }: Config['scanners']): string {
+  if (!rspamd && !clamd)
+    return 'content scanners: off, verdicts "unavailable" (to scan, run rspamd and clamd and set scanners.rspamd and scanners.clamd in the config: docs/operations.md)';
+  const used = [rspamd && `rspamd ${rspamd.url}`, clamd && `clamd ${clamd.host}:${clamd.port}`];
+  return `content scanners: ${used.filter(Boolean).join(', ')}`;
+}
+
 const MODE_LABELS: Record<ListenerConfig['mode'], string> = {
   mx: 'SMTP, MX-style (STARTTLS offered, no AUTH)',
   submission: 'submission (STARTTLS then AUTH)',
@@ -458,6 +456,7 @@ export function describeRuntime(runtime: LocalRuntime): string[] {
     lines.push(`SMTP AUTH user: ${runtime.authUser.user} password: ${runtime.authUser.password}`);
   }
   for (const secret of runtime.signingSecrets) lines.push(`signing secret: ${secret}`);
+  lines.push(describeScanners(config.scanners));
   const { endpoint } = emulator;
   const queues = [
     resources.inboundQueueUrl,

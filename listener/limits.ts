@@ -1,8 +1,6 @@
 import ipaddr from 'ipaddr.js';
 import { type SmtpError, TooManyConnectionsError } from '../core/index.ts';
 
-const AUTH_FAILURE_WINDOW_MS = 15 * 60_000;
-
 /**
  * The network of a client address for per-network limits: its /24 for IPv4 (an IPv4-mapped IPv6
  * address counts as IPv4), its /64 for IPv6, the smallest block a provider hands one customer.
@@ -92,33 +90,5 @@ export class ConnectionLimits {
     this.#admitted.delete(sessionId);
     this.#perIp.remove(admitted.address);
     this.#perNetwork.remove(admitted.network);
-  }
-}
-
-/** Failed AUTH attempts per client address within a window; at the limit the address is refused. */
-export class AuthFailures {
-  readonly #limit: number;
-  readonly #failures = new Map<string, { count: number; until: number }>();
-
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-
-  blocked(address: string, now = Date.now()): boolean {
-    const entry = this.#failures.get(address);
-    if (entry && entry.until <= now) this.#failures.delete(address);
-    return entry !== undefined && entry.until > now && entry.count >= this.#limit;
-  }
-
-  /** Records one failure; true when the address has now reached the limit. */
-  record(address: string, now = Date.now()): boolean {
-    const entry = this.#failures.get(address);
-    const count = entry && entry.until > now ? entry.count + 1 : 1;
-    this.#failures.set(address, { count, until: now + AUTH_FAILURE_WINDOW_MS });
-    return count >= this.#limit;
-  }
-
-  sweep(now = Date.now()): void {
-    for (const [address, entry] of this.#failures) if (entry.until <= now) this.#failures.delete(address);
   }
 }

@@ -23,18 +23,19 @@ import {
   type Logger,
   MessageTooLargeError,
   type Metrics,
+  type Route,
   type Router,
   SessionLimitError,
   SmtpError,
   TemporaryFailureError,
   TlsRequiredError,
-  TooManyConnectionsError,
   TooManyRecipientsError,
 } from '../core/index.ts';
 import { type ListenerControlOptions, startListenerControl } from './control.ts';
 import { type BatchingOptions, SqsEventQueue } from './event-queue.ts';
+import { type DnsResolver, SessionFilter } from './filtering/index.ts';
 import { type HealthServer, startHealthServer, storageReadiness } from './health.ts';
-import { AuthFailures, ConnectionLimits } from './limits.ts';
+import { ConnectionLimits } from './limits.ts';
 import { ListenerMetrics } from './metrics.ts';
 import { translateProxyV2, trustedPeers } from './proxy.ts';
 import { MailbridgeConnection, MailbridgeSmtpServer } from './smtp.ts';
@@ -73,6 +74,8 @@ export interface ListenerOptions {
    * @default none: the config's routes only, nothing logged
    */
   readonly control?: ListenerControlOptions;
+  /** DNS of the DNSBL, SPF and DMARC checks. @default the system resolver */
+  readonly resolver?: DnsResolver;
 }
 
 /** One bound SMTP port. */
@@ -109,9 +112,6 @@ const TLS12_CIPHERS = [
   'ECDHE-ECDSA-CHACHA20-POLY1305',
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
-
-const authRateLimited = () =>
-  new TooManyConnectionsError('Too many authentication failures, try again later', 'auth_rate_limited');
 
 function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
@@ -159,8 +159,10 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   const verify = typeof options.authUsers === 'function' ? options.authUsers : mapVerifier(options.authUsers);
   const connections = new ConnectionLimits(limits);
   const trustedProxy = trustedPeers(config.trustedProxies);
-  const authFailures = new AuthFailures(limits.maxAuthFailuresPerIp);
-  const sweeper = setInterval(() => authFailures.sweep(), 60_000).unref();
+  const filter = new SessionFilter(config, {
+    report: metrics,
+    ...(options.resolver ? { resolver: options.resolver } : {}),
+  });
   const tlsOf = new WeakMap<SMTPServerSession, { protocol: string; cipher: string }>();
   const inFlight = new Set<Promise<void>>();
   const target: SpoolTarget = {
@@ -220,8 +222,9 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   ) => {
     // smtp-server resets session.envelope once the callback returns; take it now.
     const envelope = envelopeOf(session);
+    const screen = filter.startMessage(session, envelope);
     try {
-      const message = await spoolMessage(stream, envelope, target);
+      const message = await spoolMessage(stream, envelope, target, screen);
       control.received(message, envelope, target.bucket);
       metrics.accepted(message.size);
       logger.info('accepted', {
@@ -278,9 +281,8 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     socketTimeout: limits.socketTimeout * 1000,
 
     onConnect(session, callback) {
-      if (mode !== 'mx' && authFailures.blocked(session.remoteAddress)) {
-        return refuse(authRateLimited(), session, callback);
-      }
+      const limited = filter.onConnect(session, { authPort: mode !== 'mx' });
+      if (limited) return refuse(limited, session, callback);
       let refusal = connections.admit(session.id, session.remoteAddress);
       if (refusal?.reason === 'max_connections' && evictIdlest(session.id)) {
         refusal = connections.admit(session.id, session.remoteAddress);
@@ -310,12 +312,13 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
         });
         callback(null, { ...response, message: error.message, responseCode: error.responseCode });
       };
-      if (authFailures.blocked(session.remoteAddress)) return reply(authRateLimited());
+      const locked = filter.authLocked(session);
+      if (locked) return reply(locked);
       Promise.resolve(verify(auth.username ?? '', auth.password ?? '')).then(
         (ok) => {
-          if (ok) return callback(null, { user: auth.username });
-          const limitReached = authFailures.record(session.remoteAddress);
-          reply(limitReached ? authRateLimited() : new AuthFailedError());
+          if (!ok) return reply(filter.onAuthFailure(session) ?? new AuthFailedError());
+          filter.onAuthSuccess(session);
+          callback(null, { user: auth.username });
         },
         (error: unknown) => {
           logger.error('authentication check failed', { sessionId: session.id, error: String(error) });
@@ -330,7 +333,12 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
         return refuseEnvelope(new TlsRequiredError(), session, attempt, callback);
       if (mode !== 'mx' && !session.user)
         return refuseEnvelope(new AuthRequiredError(), session, attempt, callback);
-      callback();
+      void filter
+        .onMailFrom(session, address.address)
+        .then(
+          (refusal) => (refusal ? refuseEnvelope(refusal, session, attempt, callback) : callback()),
+          callback,
+        );
     },
 
     onRcptTo(address: SMTPServerAddress, session, callback) {
@@ -341,10 +349,12 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
       if (!repeated && recipients.length >= limits.maxRecipients) {
         return refuseEnvelope(new TooManyRecipientsError(limits.maxRecipients), session, attempt, callback);
       }
+      let route: Route;
       try {
-        control.router.resolve(address.address);
+        route = control.router.resolve(address.address).route;
       } catch (error) {
-        if (error instanceof SmtpError) return refuseEnvelope(error, session, attempt, callback);
+        if (error instanceof SmtpError)
+          return refuseEnvelope(filter.onRcptRefused(session) ?? error, session, attempt, callback);
         // A fault of ours, not the sender's: a temporary reply, so the sending MTA retries.
         logger.error('recipient check failed', { sessionId: session.id, error: error as Error });
         return refuseEnvelope(
@@ -354,7 +364,12 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
           callback,
         );
       }
-      callback();
+      void filter
+        .onRcptTo(session, route)
+        .then(
+          (refusal) => (refusal ? refuseEnvelope(refusal, session, attempt, callback) : callback()),
+          callback,
+        );
     },
 
     onData(stream, session, callback) {
@@ -364,6 +379,7 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     },
 
     onClose(session) {
+      filter.onClose(session);
       connections.release(session.id);
       metrics.sessionsOpen(connections.open);
       onSessionClosed();
@@ -435,7 +451,6 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
   } catch (error) {
     for (const { front } of servers) front.close();
     await health?.close();
-    clearInterval(sweeper);
     metrics.close();
     await control.close();
     throw error;
@@ -500,7 +515,6 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
     // Every accepted message's `received` event is queued by now; write them before exiting.
     await control.close();
     await healthServer.close();
-    clearInterval(sweeper);
     metrics.close();
   };
 

@@ -16,6 +16,7 @@ import {
   TemporaryFailureError,
 } from '../core/index.ts';
 import type { SqsEventQueue } from './event-queue.ts';
+import type { MessageScreen } from './filtering/index.ts';
 
 /** The envelope of one message, copied from the session before any await (smtp-server resets it). */
 export type Envelope = InboundEvent['envelope'] & {
@@ -247,7 +248,9 @@ class MessageMeter extends Transform {
  * its {@link InboundEvent}. Resolves only when both are durable; rejects otherwise with the
  * {@link SmtpError} to answer (`451 4.3.0`, reason `s3_failure` or `sqs_failure`, for storage
  * failures, and `451 4.3.1` when the memory budget had no room in time, so the sender retries).
- * Whatever goes wrong (client gone, too large, no room, S3 down) the upload is aborted: no object,
+ * With a `screen`, the bytes also stream to the content scanners, and a message every route refuses
+ * is answered with that refusal, never stored. Whatever goes wrong (client gone, too large, no
+ * room, S3 down, refused) the upload is aborted: no object,
  * no open multipart upload, and the source stream is always read to its end so smtp-server can
  * answer.
  */
@@ -255,6 +258,7 @@ export async function spoolMessage(
   source: SMTPServerDataStream,
   envelope: Envelope,
   target: SpoolTarget,
+  screen?: MessageScreen,
 ): Promise<SpooledMessage> {
   const receivedAt = new Date();
   const id = newMessageId(receivedAt.getTime());
@@ -275,9 +279,15 @@ export async function spoolMessage(
     source.resume();
   });
   source.pipe(meter);
+  // The screening stage ends the body only once the verdicts allow it to be stored.
+  const stage = screen?.stage;
+  if (stage) {
+    meter.once('error', (error) => stage.destroy(error));
+    meter.pipe(stage);
+  }
   const upload = new Upload({
     client: target.s3,
-    params: { Bucket: target.bucket, Key: key, Body: meter, ContentType: 'message/rfc822' },
+    params: { Bucket: target.bucket, Key: key, Body: stage ?? meter, ContentType: 'message/rfc822' },
     partSize: PART_SIZE,
     queueSize: QUEUE_SIZE,
   });
@@ -285,7 +295,8 @@ export async function spoolMessage(
     await upload.done();
   } catch (error) {
     meter.settle();
-    const refused = meter.errored;
+    stage?.destroy();
+    const refused = meter.errored ?? stage?.errored;
     if (refused instanceof SmtpError) throw refused;
     if (clientGone)
       throw new TemporaryFailureError('Connection lost', 'client_aborted', { cause: clientGone });
@@ -311,6 +322,7 @@ export async function spoolMessage(
       authUser: envelope.authUser,
     },
     ...(bareLf ? { bareLf } : {}),
+    ...(screen ? { filtering: await screen.facts() } : {}),
   } satisfies InboundEvent);
   try {
     await target.events.send(JSON.stringify(event));

@@ -119,6 +119,21 @@ export const ReplayedEventSchema = z
   })
   .meta({ description: 'The raw message was put through parse again.' });
 
+export const QuarantinedEventSchema = z
+  .object({
+    at,
+    type: z.literal('quarantined'),
+    route: z.string().meta({ description: 'The route whose copy is held.' }),
+    reasons: z.array(z.string()).meta({
+      description:
+        'Why: "spam", "virus", "scanner_unavailable", "dmarc_reject", "refused_for_route" (this route refused it, another took it), and sender findings ("dnsbl", "spf_fail").',
+    }),
+  })
+  .meta({
+    description:
+      "The route's filtering policy held its copy back: stored, not delivered, until it is released.",
+  });
+
 export const TimelineEventSchema = z.discriminatedUnion('type', [
   ReceivedEventSchema,
   ParsedEventSchema,
@@ -128,6 +143,7 @@ export const TimelineEventSchema = z.discriminatedUnion('type', [
   DeadLetteredEventSchema,
   RetriedEventSchema,
   ReplayedEventSchema,
+  QuarantinedEventSchema,
 ]);
 export type TimelineEvent = z.infer<typeof TimelineEventSchema>;
 export type TimelineEventType = TimelineEvent['type'];
@@ -139,10 +155,11 @@ export const MESSAGE_STATUSES = [
   'delivered',
   'failed',
   'partially_delivered',
+  'quarantined',
 ] as const;
 export const MessageStatusSchema = z.enum(MESSAGE_STATUSES).meta({
   description:
-    '"failed": every delivery is in the DLQ; "partially_delivered": some delivered, the rest in the DLQ; derived from the timeline.',
+    '"failed": every delivery is in the DLQ; "partially_delivered": some delivered, the rest in the DLQ; "quarantined": held back by its routes\' filtering, nothing queued; derived from the timeline.',
 });
 export type MessageStatus = z.infer<typeof MessageStatusSchema>;
 

@@ -12,10 +12,12 @@ const jobKey = (job: Pick<JobRef, 'webhookId' | 'endpoint'>) => `${job.webhookId
  *
  * `received` until parsed; `parsed` while no job has been tried (or none was queued); then
  * `delivering` until every job is delivered (`delivered`) or in the DLQ (`failed` when all are,
- * `partially_delivered` when only some are).
+ * `partially_delivered` when only some are). A message with no job because its routes hold it
+ * back is `quarantined`.
  */
 export function deriveStatus(timeline: readonly TimelineEvent[]): MessageStatus {
   let parsed = false;
+  let quarantined = false;
   let tried = false;
   const jobs = new Map<string, { route: string; state: JobState }>();
   const settle = (job: JobRef, state: JobState) => {
@@ -54,9 +56,12 @@ export function deriveStatus(timeline: readonly TimelineEvent[]): MessageStatus 
         for (const job of jobs.values())
           if (event.route === null || job.route === event.route) job.state = 'pending';
         break;
+      case 'quarantined':
+        quarantined = true;
+        break;
     }
   }
-  if (jobs.size === 0) return parsed ? 'parsed' : 'received';
+  if (jobs.size === 0) return quarantined ? 'quarantined' : parsed ? 'parsed' : 'received';
   let delivered = 0;
   let dead = 0;
   for (const { state } of jobs.values()) {

@@ -10,12 +10,22 @@ export type { HeaderFacts } from './header-block.ts';
 export { HeaderBlock, headerFacts } from './header-block.ts';
 export type { RateLimiterOptions } from './rate-limiter.ts';
 export { RateLimiter } from './rate-limiter.ts';
-export type { DnsblConfig, RateLimitsConfig, RouteFiltering, ScannersConfig } from './schemas.ts';
+export type {
+  DnsblConfig,
+  FilteringFacts,
+  RateLimitsConfig,
+  RouteFiltering,
+  ScannersConfig,
+} from './schemas.ts';
 export {
   DnsblConfigSchema,
+  FilteringFactsSchema,
+  RATE_LIMIT_FIELDS,
   RateLimitsConfigSchema,
   RouteFilteringSchema,
   ScannersConfigSchema,
+  SpamVerdictSchema,
+  VirusVerdictSchema,
 } from './schemas.ts';
 export type { SenderEntry, SenderFacts } from './senders.ts';
 export { parseSenderEntry, plainAddress, SenderList } from './senders.ts';
@@ -34,6 +44,8 @@ export {
   decideRecipient,
   decideRoute,
   decideSpf,
+  routeOutcome,
   spamVerdict,
+  trimSpamScan,
   virusVerdict,
 } from './verdicts.ts';

@@ -114,34 +114,29 @@ const perMinute = (description: string) =>
     .default(null)
     .meta({ description: `${description} null: no limit.` });
 
-/** Per-client-address rate limits beyond the concurrency cap, top level (`rateLimits:`). */
-export const RateLimitsConfigSchema = z
-  .strictObject({
-    connectionsPerMinute: perMinute('New sessions per client address per minute; then 421 4.7.0 at connect.'),
-    messagesPerMinute: perMinute('MAIL FROM per client address per minute; then 450 4.7.1 for that message.'),
-    failedRecipientsPerSession: z.number().int().min(1).default(20).meta({
-      description:
-        'Refused RCPTs in one session (a dictionary attack); the next gets 421 4.7.0 and the session ends.',
-    }),
-    authFailures: z
-      .strictObject({
-        limit: z
-          .number()
-          .int()
-          .min(1)
-          .default(5)
-          .meta({ description: 'Failed AUTH tries per client address.' }),
-        window: seconds(
-          900,
-          'Window the failures are counted over; reaching the limit locks the address out for it.',
-        ),
-      })
-      .prefault({}),
-    trackedAddresses: z.number().int().min(100).default(10_000).meta({
-      description: 'Client addresses remembered per limit; the least recently seen are forgotten first.',
-    }),
-  })
-  .prefault({});
+/**
+ * Per-client-address rate limits beyond the concurrency cap. They live in the config's `limits`
+ * section beside the connection caps (core/config.ts spreads these fields into it).
+ */
+export const RATE_LIMIT_FIELDS = {
+  connectionsPerMinute: perMinute('New sessions per client address per minute; then 421 4.7.0 at connect.'),
+  messagesPerMinute: perMinute('MAIL FROM per client address per minute; then 450 4.7.1 for that message.'),
+  failedRecipientsPerSession: z.number().int().min(1).default(20).meta({
+    description:
+      'Refused RCPTs in one session (a dictionary attack); the next gets 421 4.7.0 and the session ends.',
+  }),
+  maxAuthFailuresPerIp: z.number().int().min(1).default(5).meta({
+    description:
+      'Failed AUTH tries per client address within authFailureWindow; then 421 4.7.0 at AUTH and at connect to the AUTH ports until the window has passed.',
+  }),
+  authFailureWindow: seconds(900, 'Window the AUTH failures of an address are counted over.'),
+  trackedAddresses: z.number().int().min(100).default(10_000).meta({
+    description: 'Client addresses remembered per rate limit; the least recently seen are forgotten first.',
+  }),
+};
+
+/** The rate limits alone (what the listener's SessionGuard reads). */
+export const RateLimitsConfigSchema = z.strictObject(RATE_LIMIT_FIELDS).prefault({});
 export type RateLimitsConfig = z.output<typeof RateLimitsConfigSchema>;
 
 const senderEntry = z.string().transform((value, ctx) => {
@@ -207,3 +202,87 @@ export const RouteFilteringSchema = z
   })
   .prefault({});
 export type RouteFiltering = z.output<typeof RouteFilteringSchema>;
+
+/**
+ * Why a scanner gave no verdict: off, past the budget, cut off while DATA streamed, failed, too
+ * large, or already scanning as many messages as it may.
+ */
+export const UnavailableReasonSchema = z.enum([
+  'disabled',
+  'timeout',
+  'stalled',
+  'error',
+  'too_large',
+  'busy',
+]);
+
+const unavailable = z.object({
+  status: z.literal('unavailable'),
+  reason: UnavailableReasonSchema,
+  detail: z.string().optional(),
+});
+
+const SymbolSchema = z.object({ name: z.string(), score: z.number() });
+
+/** What rspamd said about one message, before any route's threshold is applied. */
+export const SpamScanSchema = z.discriminatedUnion('status', [
+  z.object({
+    status: z.literal('scanned'),
+    score: z.number(),
+    /** rspamd's own action (`no action`, `add header`, `reject`, …), for the log. */
+    action: z.string(),
+    symbols: z.array(SymbolSchema),
+  }),
+  unavailable,
+]);
+
+/** What clamd said about one message. */
+export const VirusScanSchema = z.discriminatedUnion('status', [
+  z.object({ status: z.literal('scanned'), infected: z.boolean(), names: z.array(z.string()) }),
+  unavailable,
+]);
+
+/** The payload's `spam` object: the scan judged against the route's threshold. */
+export const SpamVerdictSchema = z
+  .object({
+    verdict: z.enum(['ham', 'spam', 'unavailable']).meta({
+      description:
+        '"unavailable": no score (no scanner configured, or it was down, busy or past its time budget; `warnings` says which).',
+    }),
+    score: z.number().nullable().meta({ description: "rspamd's score; null when unavailable." }),
+    threshold: z
+      .number()
+      .meta({ description: "The route's `filtering.spam.threshold`: spam at or above it." }),
+    symbols: z.array(SymbolSchema).meta({
+      description: 'The rules that matched, strongest first (at most 50), with their scores.',
+    }),
+  })
+  .meta({ description: 'The spam verdict of rspamd for this route.' });
+
+/** The payload's `virus` object. */
+export const VirusVerdictSchema = z
+  .object({
+    verdict: z.enum(['clean', 'infected', 'unavailable']),
+    names: z
+      .array(z.string())
+      .meta({ description: "The signatures clamd found (e.g. 'Eicar-Test-Signature')." }),
+  })
+  .meta({ description: 'The malware verdict of clamd.' });
+
+/**
+ * What the listener decided before its `250` (the InboundEvent's `filtering`): both scans as the
+ * scanners gave them, and per route id what to do with that route's copy with every reason found
+ * (scan findings and the sender facts of RCPT: `dnsbl`, `spf_fail`). A route absent here (added
+ * after the message was received) is delivered, its verdicts `unavailable`.
+ */
+export const FilteringFactsSchema = z.object({
+  spam: SpamScanSchema,
+  virus: VirusScanSchema,
+  routes: z.record(
+    z.string(),
+    z.object({ action: z.enum(['deliver', 'quarantine']), reasons: z.array(z.string()) }),
+  ),
+  /** Set on a quarantined message released for delivery: its `quarantine` actions no longer hold it. */
+  released: z.boolean().optional(),
+});
+export type FilteringFacts = z.infer<typeof FilteringFactsSchema>;

@@ -1,3 +1,4 @@
+import type { z } from 'zod';
 import type { SmtpError } from '../errors.ts';
 import {
   ContentRejectedError,
@@ -6,44 +7,22 @@ import {
   SenderBlockedError,
   SpfFailError,
 } from './errors.ts';
-import type { RouteFiltering } from './schemas.ts';
+import type {
+  FilteringFacts,
+  RouteFiltering,
+  SpamScanSchema,
+  SpamVerdictSchema,
+  UnavailableReasonSchema,
+  VirusScanSchema,
+  VirusVerdictSchema,
+} from './schemas.ts';
 import { plainAddress, type SenderFacts, type SenderList } from './senders.ts';
 
-/**
- * Why a scanner gave no verdict: off, past the budget, cut off while DATA streamed, failed, too
- * large, or already scanning as many messages as it may.
- */
-export type UnavailableReason = 'disabled' | 'timeout' | 'stalled' | 'error' | 'too_large' | 'busy';
-
-/** What rspamd said about one message, before any route's threshold is applied. */
-export type SpamScan =
-  | {
-      readonly status: 'scanned';
-      readonly score: number;
-      /** rspamd's own action (`no action`, `add header`, `reject`, …), for the log. */
-      readonly action: string;
-      readonly symbols: readonly { readonly name: string; readonly score: number }[];
-    }
-  | { readonly status: 'unavailable'; readonly reason: UnavailableReason; readonly detail?: string };
-
-/** What clamd said about one message. */
-export type VirusScan =
-  | { readonly status: 'scanned'; readonly infected: boolean; readonly names: readonly string[] }
-  | { readonly status: 'unavailable'; readonly reason: UnavailableReason; readonly detail?: string };
-
-/** The payload's `spam` object: the scan judged against one route's threshold. */
-export interface SpamVerdict {
-  readonly verdict: 'ham' | 'spam' | 'unavailable';
-  readonly score: number | null;
-  readonly threshold: number;
-  readonly symbols: readonly { readonly name: string; readonly score: number }[];
-}
-
-/** The payload's `virus` object. */
-export interface VirusVerdict {
-  readonly verdict: 'clean' | 'infected' | 'unavailable';
-  readonly names: readonly string[];
-}
+export type UnavailableReason = z.infer<typeof UnavailableReasonSchema>;
+export type SpamScan = z.infer<typeof SpamScanSchema>;
+export type VirusScan = z.infer<typeof VirusScanSchema>;
+export type SpamVerdict = z.infer<typeof SpamVerdictSchema>;
+export type VirusVerdict = z.infer<typeof VirusVerdictSchema>;
 
 /** DMARC as far as the listener knows it at the end of DATA (SPF at MAIL FROM, DKIM over the stream). */
 export interface DmarcFacts {
@@ -67,12 +46,21 @@ export interface RouteDecision {
 // The payload carries the strongest symbols only, so a message with hundreds stays small.
 const MAX_SYMBOLS = 50;
 
-export function spamVerdict(scan: SpamScan, threshold: number): SpamVerdict {
-  if (scan.status === 'unavailable') return { verdict: 'unavailable', score: null, threshold, symbols: [] };
+/** The scan with its strongest symbols only (what the InboundEvent carries). */
+export function trimSpamScan(scan: SpamScan): SpamScan {
+  if (scan.status === 'unavailable') return scan;
   const symbols = [...scan.symbols]
     .sort((a, b) => Math.abs(b.score) - Math.abs(a.score))
     .slice(0, MAX_SYMBOLS);
-  return { verdict: scan.score >= threshold ? 'spam' : 'ham', score: scan.score, threshold, symbols };
+  return { ...scan, symbols };
+}
+
+export function spamVerdict(scan: SpamScan, threshold: number): SpamVerdict {
+  const trimmed = trimSpamScan(scan);
+  if (trimmed.status === 'unavailable')
+    return { verdict: 'unavailable', score: null, threshold, symbols: [] };
+  const { score, symbols } = trimmed;
+  return { verdict: score >= threshold ? 'spam' : 'ham', score, threshold, symbols };
 }
 
 export function virusVerdict(scan: VirusScan): VirusVerdict {
@@ -225,4 +213,37 @@ export function decideRecipient(
   if (spf === 'refuse') return { refusal: new SpfFailError(facts.spf!.domain), tags, allowed: false };
   if (spf === 'tag') tags.push('spf_fail');
   return { refusal: null, tags, allowed: false };
+}
+
+// Reasons the verdicts themselves already say; the others are facts about the sender.
+const VERDICT_REASONS = new Set(['spam', 'virus', 'scanner_unavailable', 'refused_for_route']);
+
+/**
+ * What one route's copy of a message gets at parse time from the listener's {@link FilteringFacts}:
+ * the payload's `spam` and `virus`, the warnings that explain them (a scanner that gave no verdict,
+ * a sender finding that was only tagged, a release), and the reasons it is held back, or null when
+ * it is delivered. A message without facts (received before filtering existed) or a route the
+ * listener did not know is delivered with verdicts `unavailable`.
+ */
+export function routeOutcome(
+  facts: FilteringFacts | undefined,
+  route: { readonly id: string; readonly filtering: RouteFiltering },
+): { spam: SpamVerdict; virus: VirusVerdict; warnings: string[]; quarantine: readonly string[] | null } {
+  const off = { status: 'unavailable', reason: 'disabled' } as const;
+  const spam = spamVerdict(facts?.spam ?? off, route.filtering.spam.threshold);
+  const virus = virusVerdict(facts?.virus ?? off);
+  const warnings: string[] = [];
+  for (const [scanner, scan] of [
+    ['rspamd', facts?.spam],
+    ['clamd', facts?.virus],
+  ] as const) {
+    if (scan?.status === 'unavailable' && scan.reason !== 'disabled')
+      warnings.push(`scan_unavailable: ${scanner} ${scan.reason}${scan.detail ? ` (${scan.detail})` : ''}`);
+  }
+  const decision = facts?.routes[route.id];
+  for (const reason of decision?.reasons ?? [])
+    if (!VERDICT_REASONS.has(reason)) warnings.push(`sender_policy: ${reason}`);
+  const held = decision?.action === 'quarantine';
+  if (held && facts?.released) warnings.push(`released: quarantined for ${decision.reasons.join(', ')}`);
+  return { spam, virus, warnings, quarantine: held && !facts?.released ? decision.reasons : null };
 }

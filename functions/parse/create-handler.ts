@@ -140,6 +140,17 @@ export function createParseHandler(
             router,
             resolver,
             ...(deps.controlStore ? { duplicates: deps.controlStore } : {}),
+            ...(log
+              ? {
+                  quarantined: async (messageId: string, route: string, reasons: readonly string[]) =>
+                    log.record(messageId, {
+                      at: now().toISOString(),
+                      type: 'quarantined',
+                      route,
+                      reasons: [...reasons],
+                    }),
+                }
+              : {}),
             logger: messageLogger,
             metrics,
           },

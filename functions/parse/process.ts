@@ -5,6 +5,7 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { DuplicateMarkers } from '../../core/control/index.ts';
+import { routeOutcome } from '../../core/filtering/index.ts';
 import {
   type Config,
   capBodies,
@@ -58,6 +59,11 @@ export interface ProcessDeps {
   /** Logs about this message; every line carries its `messageId`. */
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /**
+   * Records that a route's copy is held back by its filtering policy (the message log's
+   * `quarantined` event). @default none: the log line and the stored payload only
+   */
+  readonly quarantined?: (messageId: string, routeId: string, reasons: readonly string[]) => Promise<void>;
 }
 
 /** What parse made of one message: the jobs queued, and what the message log's `parsed` event tells. */
@@ -174,8 +180,10 @@ function buildPayload(
   routeDetails: Pick<WebhookPayload['route'], 'recipientDetails'>,
   bucket: string,
   warnings: readonly string[],
+  filtering: ReturnType<typeof routeOutcome>,
 ): WebhookPayload {
   const { route, recipients } = group;
+  const { spam, virus } = filtering;
   const stored = read.mime.attachments;
   const payload: WebhookPayload = {
     type: 'email.received',
@@ -196,8 +204,10 @@ function buildPayload(
       attachments: routeAttachments(stored, route, bucket),
     },
     auth: read.auth,
+    spam,
+    virus,
     raw: { size: read.size, sha256: read.sha256, url: linkPlaceholder(event.raw) },
-    warnings: [...warnings],
+    warnings: [...warnings, ...filtering.warnings],
   };
   return fitPayload(conformPayload(payload), (index) => linkPlaceholder({ bucket, key: stored[index]!.key }));
 }
@@ -278,7 +288,8 @@ async function deadLetterUnrouted(event: InboundEvent, unrouted: string[], deps:
  * route only. Idempotent: a re-run writes the same keys and the same webhook ids. What the sender
  * wrote never makes it fail: broken MIME, values the schema cannot carry, sizes over the caps give
  * a degraded payload (with the raw link and warnings). S3 and SQS failures throw, so the record is
- * retried. Once `signal` aborts (the invocation is running out of time) nothing more is queued.
+ * retried. A route whose copy the listener quarantined (and that was not
+ * released) gets no job: a release re-parses the message. Once `signal` aborts (the invocation is running out of time) nothing more is queued.
  */
 export async function processInboundEvent(
   event: InboundEvent,
@@ -371,6 +382,7 @@ async function queueDeliveries(
   for (const group of groups) {
     const { route, recipients } = group;
     const message = { ...fields, ...bodies, ...extras.message(route) };
+    const filtering = routeOutcome(event.filtering, route);
     const payload = buildPayload(
       event,
       withUnpacked,
@@ -379,9 +391,17 @@ async function queueDeliveries(
       extras.route(recipients),
       deps.bucket,
       warnings,
+      filtering,
     );
     if (payload.message.truncated.text || payload.message.truncated.html) {
       metrics.addMetric('payloads_truncated', MetricUnit.Count, 1);
+    }
+    const held = filtering.quarantine;
+    if (held) {
+      // Nothing stored: a release re-parses the message with its quarantine lifted.
+      logger.warn('quarantined: nothing queued until released', { route: route.id, reasons: held });
+      await deps.quarantined?.(event.id, route.id, held);
+      continue;
     }
     const job = { version: 1 as const, messageId: event.id, routeId: route.id, recipients };
     const ids = { webhookId: webhookId(event.id, route.id), attempt: 0 };

@@ -5,6 +5,8 @@ export type { MessageScan } from './scanning.ts';
 export { ContentScanners } from './scanning.ts';
 export type { DnsResolver, SpfFacts } from './sender-auth.ts';
 export { checkSpf, startDmarc } from './sender-auth.ts';
+export type { FilterReport, MessageScreen, ScreenEnvelope } from './session-filter.ts';
+export { SessionFilter } from './session-filter.ts';
 export type { GuardedSession } from './session-guard.ts';
 export { SessionGuard } from './session-guard.ts';
 export type { StreamSink } from './sink.ts';

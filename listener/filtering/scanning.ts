@@ -2,7 +2,7 @@ import type { ScannersConfig, SpamScan, VirusScan } from '../../core/filtering/i
 import { ClamdClient } from './clamd.ts';
 import { RspamdClient, type ScanEnvelope } from './rspamd.ts';
 import { SinkState, type StreamSink } from './sink.ts';
-import { ScanTee } from './tee.ts';
+import { ScanTee, type ScanTeeOptions } from './tee.ts';
 
 /** The content scan of one message: pipe DATA through `tee` on its way to S3, then ask `verdicts()`. */
 export interface MessageScan {
@@ -68,9 +68,14 @@ export class ContentScanners {
 
   /**
    * Starts the scan of one message. `alongside` are further sinks for the same pass (the DMARC
-   * check), under the same stall and budget limits.
+   * check), under the same stall and budget limits; `beforeEnd` holds the end of the stream (see
+   * {@link ScanTeeOptions}).
    */
-  start(envelope: ScanEnvelope, alongside: readonly StreamSink<unknown>[] = []): MessageScan {
+  start(
+    envelope: ScanEnvelope,
+    alongside: readonly StreamSink<unknown>[] = [],
+    options: Pick<ScanTeeOptions, 'beforeEnd'> = {},
+  ): MessageScan {
     const disabled = { status: 'unavailable', reason: 'disabled' } as const;
     const busy = { status: 'unavailable', reason: 'busy' } as const;
     const rspamd = this.#rspamd;
@@ -86,6 +91,7 @@ export class ContentScanners {
       {
         stallMs: this.#config.stall * 1000,
         budgetMs: this.#config.budget * 1000,
+        ...options,
       },
     );
     return {

@@ -9,7 +9,7 @@ export interface GuardedSession {
 const MINUTE = 60_000;
 
 /**
- * The per-client-address rate limits of `rateLimits:` for the listener's session hooks. Each
+ * The per-client-address rate limits of `limits:` for the listener's session hooks. Each
  * method returns the error to answer, or undefined to go on:
  * - `onConnect`: connections per minute → `421 4.7.0` (closes); AUTH lockout on the AUTH ports;
  * - `onMailFrom`: messages per minute → `450 4.7.1` (this transaction only; the session stays);
@@ -34,7 +34,7 @@ export class SessionGuard {
       ? limiter(config.connectionsPerMinute, MINUTE)
       : undefined;
     this.#messages = config.messagesPerMinute ? limiter(config.messagesPerMinute, MINUTE) : undefined;
-    this.#authFailures = limiter(config.authFailures.limit, config.authFailures.window * 1000);
+    this.#authFailures = limiter(config.maxAuthFailuresPerIp, config.authFailureWindow * 1000);
   }
 
   onConnect(session: GuardedSession, options: { authPort: boolean }): RateLimitedError | undefined {

@@ -7,6 +7,11 @@ export interface ScanTeeOptions {
   readonly stallMs: number;
   /** How long the sinks may take after the end of the stream; then the rest are cut off. */
   readonly budgetMs: number;
+  /**
+   * Called at the end of the input, after the sinks were told to finish: the stream ends when it
+   * resolves, with the error it resolves to if any (a refusal: what follows never sees the end).
+   */
+  readonly beforeEnd?: () => Promise<Error | null>;
 }
 
 /**
@@ -15,7 +20,7 @@ export interface ScanTeeOptions {
  * backpressure while the scanners keep up; a sink that makes the stream wait longer than
  * `stallMs` is cut off (`unavailable`, reason `stalled`), so a slow or hung scanner costs the
  * upload at most that once. At the end of the stream the sinks are told to finish; the upload
- * does not wait for them. {@link settled} resolves when every sink has its result, or when the
+ * waits for them only through `beforeEnd`. {@link settled} resolves when every sink has its result, or when the
  * budget runs out and the late ones are cut off (`timeout`).
  */
 export class ScanTee extends Transform {
@@ -56,7 +61,11 @@ export class ScanTee extends Transform {
   override _flush(callback: TransformCallback): void {
     for (const sink of this.#sinks) sink.end();
     this.#startBudget();
-    callback();
+    const beforeEnd = this.#options.beforeEnd ?? (() => Promise.resolve(null));
+    beforeEnd().then(
+      (error) => callback(error),
+      (error: Error) => callback(error),
+    );
   }
 
   async #drainOrCut(sink: StreamSink<unknown>): Promise<void> {

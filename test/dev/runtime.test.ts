@@ -131,6 +131,9 @@ describe('local runtime (npm start) in process', () => {
     assert.match(runtime.api.key, /^mbk_[\w-]{43}$/);
     assert.ok(lines.includes('SMTP AUTH user: dev password: mailbridge-dev'));
     assert.ok(lines.includes('signing secret: whsec_bWFpbGJyaWRnZS1sb2NhbC1kZXYtc2VjcmV0'));
+    assert.ok(
+      lines.some((line) => line.startsWith('content scanners: off, verdicts "unavailable" (to scan')),
+    );
   });
 });
 

@@ -1,4 +1,5 @@
 import { Readable, Writable } from 'node:stream';
+import nodemailer from 'nodemailer';
 import { EICAR, GTUBE } from '../helpers/scanners.ts';
 
 const HEADER = [
@@ -67,4 +68,40 @@ export function countingSink(): Writable & { bytes: number } {
   }) as Writable & { bytes: number };
   sink.bytes = 0;
   return sink;
+}
+
+/**
+ * Sends one message with nodemailer from `localAddress` (any 127/8 address); resolves with the
+ * final reply, or the refusal (of the first refused recipient, or of the transaction).
+ */
+export async function sendFrom(
+  port: number,
+  options: { from: string; to: readonly string[]; body: string; localAddress?: string },
+): Promise<{ code: number | undefined; response: string | undefined }> {
+  const transport = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    secure: false,
+    ignoreTLS: true,
+    localAddress: options.localAddress ?? '127.0.0.1',
+  });
+  try {
+    const info = await transport.sendMail({
+      envelope: { from: options.from, to: [...options.to] },
+      raw: options.body,
+    });
+    return { code: 250, response: info.response };
+  } catch (error) {
+    const failure = error as {
+      responseCode?: number;
+      response?: string;
+      rejectedErrors?: { response: string }[];
+    };
+    return {
+      code: failure.responseCode,
+      response: failure.rejectedErrors?.[0]?.response ?? failure.response,
+    };
+  } finally {
+    transport.close();
+  }
 }

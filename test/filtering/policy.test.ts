@@ -7,11 +7,13 @@ import {
   decideRecipient,
   decideRoute,
   decideSpf,
+  type FilteringFacts,
   HeaderBlock,
   RateLimitedError,
   RateLimiter,
   RateLimitsConfigSchema,
   RouteFilteringSchema,
+  routeOutcome,
   ScannersConfigSchema,
   SenderList,
   type SpamScan,
@@ -321,5 +323,41 @@ describe('the header block', () => {
     for (let i = 0; i < 100; i++)
       assert.equal(block.push(Buffer.from(`X-Pad-${i}: ${'a'.repeat(60)}\r\n`)), undefined);
     assert.equal(block.push(Buffer.from('From: late@x.test\r\n\r\n')), undefined);
+  });
+});
+
+describe("what parse makes of the listener's decisions (routeOutcome)", () => {
+  const strict = { id: 'strict', filtering: route({ spam: { threshold: 5 } }) };
+  const held: FilteringFacts = {
+    spam: spam(15),
+    virus: { status: 'unavailable', reason: 'timeout', detail: 'no verdict within 5000 ms' },
+    routes: { strict: { action: 'quarantine', reasons: ['dnsbl', 'spam', 'scanner_unavailable'] } },
+  };
+
+  it("judges the score against the route's threshold and explains what is unavailable or only tagged", () => {
+    const outcome = routeOutcome(held, strict);
+    assert.equal(outcome.spam.verdict, 'spam');
+    assert.equal(outcome.spam.threshold, 5);
+    assert.equal(outcome.virus.verdict, 'unavailable');
+    assert.deepEqual(outcome.warnings, [
+      'scan_unavailable: clamd timeout (no verdict within 5000 ms)',
+      'sender_policy: dnsbl',
+    ]);
+    assert.deepEqual(outcome.quarantine, ['dnsbl', 'spam', 'scanner_unavailable']);
+  });
+
+  it('delivers a released copy, saying it was held', () => {
+    const outcome = routeOutcome({ ...held, released: true }, strict);
+    assert.equal(outcome.quarantine, null);
+    assert.ok(outcome.warnings.includes('released: quarantined for dnsbl, spam, scanner_unavailable'));
+  });
+
+  it('delivers with verdicts unavailable and no warning when nothing was scanned', () => {
+    const outcome = routeOutcome(undefined, strict);
+    assert.deepEqual(
+      [outcome.spam.verdict, outcome.virus.verdict, outcome.quarantine],
+      ['unavailable', 'unavailable', null],
+    );
+    assert.deepEqual(outcome.warnings, []);
   });
 });

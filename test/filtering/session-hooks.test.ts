@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
-import nodemailer from 'nodemailer';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { UnknownRecipientError } from '../../core/errors.ts';
 import {
@@ -36,7 +35,7 @@ import {
 import { createDnsZone } from '../helpers/dns-zone.ts';
 import { type RunningScanner, skipUnless, startClamd, startRspamd } from '../helpers/scanners.ts';
 import { RawSmtp } from '../listener/helpers.ts';
-import { countingSink, INFECTED, SPAM } from './messages.ts';
+import { countingSink, INFECTED, SPAM, sendFrom } from './messages.ts';
 
 const DNS = createDnsZone({
   '7.0.0.127.bl.test': { A: ['127.0.0.2'] },
@@ -200,37 +199,8 @@ describe('filtering wired into smtp-server session hooks', {
     await Promise.all([rspamd?.stop(), clamd?.stop()]);
   });
 
-  /** Sends with nodemailer from `localAddress`; resolves with the final reply or the refusal. */
-  async function send(options: { from: string; to: string[]; body: string; localAddress?: string }) {
-    const transport = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port,
-      secure: false,
-      ignoreTLS: true,
-      localAddress: options.localAddress ?? '127.0.0.1',
-    });
-    try {
-      const info = await transport.sendMail({
-        envelope: { from: options.from, to: options.to },
-        raw: options.body,
-      });
-      return { code: 250, response: info.response, accepted: info.accepted, rejected: info.rejected };
-    } catch (error) {
-      const failure = error as {
-        responseCode?: number;
-        response?: string;
-        rejectedErrors?: { response: string }[];
-      };
-      return {
-        code: failure.responseCode,
-        response: failure.rejectedErrors?.[0]?.response ?? failure.response,
-        accepted: [],
-        rejected: [],
-      };
-    } finally {
-      transport.close();
-    }
-  }
+  const send = (options: { from: string; to: string[]; body: string; localAddress?: string }) =>
+    sendFrom(port, options);
 
   it('refuses GTUBE for the strict route and tags it for the other; for both, the strict copy is quarantined', async () => {
     const strict = await send({ from: 'a@sender.test', to: ['strict@example.test'], body: SPAM });

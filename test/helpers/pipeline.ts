@@ -10,6 +10,7 @@ import {
   createLogger,
   createMetrics,
   type InboundEvent,
+  type Metrics,
   newMessageId,
   parseConfig,
   rawObjectKey,
@@ -50,6 +51,12 @@ export interface PipelineOptions {
   readonly resolver?: DnsResolver;
   /** The control plane's store, for parse and deliver (API routes, message log, duplicate markers). @default none */
   readonly controlStore?: ControlStore;
+  /** The config's content scanners and DNS blocklists. @default both off */
+  readonly filtering?: Pick<ConfigInput, 'scanners' | 'dnsbl'>;
+  /** DNS of the listener (DNSBL, SPF, DMARC). @default the `resolver` of parse */
+  readonly listenerResolver?: DnsResolver;
+  /** The listener's metrics. @default createMetrics('listener') */
+  readonly listenerMetrics?: Metrics;
 }
 
 /** A message to put on the inbound queue as the listener would have: stored raw, then its event. */
@@ -110,6 +117,7 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
       listeners: [{ host: '127.0.0.1', port: smtpPort, mode: 'mx' }],
       health: { host: '127.0.0.1', port: 0 },
       ...(options.limits ? { limits: options.limits } : {}),
+      ...options.filtering,
     },
     { source: 'test', runtime: 'local' },
   );
@@ -194,7 +202,8 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
         tls,
         authUsers: new Map(),
         logger: createLogger('listener'),
-        metrics: createMetrics('listener'),
+        metrics: options.listenerMetrics ?? createMetrics('listener'),
+        resolver: options.listenerResolver ?? options.resolver ?? noDns,
       });
     },
     async stopListener() {
