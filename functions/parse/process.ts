@@ -288,8 +288,8 @@ async function deadLetterUnrouted(event: InboundEvent, unrouted: string[], deps:
  * route only. Idempotent: a re-run writes the same keys and the same webhook ids. What the sender
  * wrote never makes it fail: broken MIME, values the schema cannot carry, sizes over the caps give
  * a degraded payload (with the raw link and warnings). S3 and SQS failures throw, so the record is
- * retried. A route whose copy the listener quarantined (and that was not
- * released) gets no job: a release re-parses the message. Once `signal` aborts (the invocation is running out of time) nothing more is queued.
+ * retried. A route whose copy the listener quarantined (and that was not released) gets its
+ * payload stored at {@link payloadKey} and no job: a release re-parses the message. Once `signal` aborts (the invocation is running out of time) nothing more is queued.
  */
 export async function processInboundEvent(
   event: InboundEvent,
@@ -398,8 +398,13 @@ async function queueDeliveries(
     }
     const held = filtering.quarantine;
     if (held) {
-      // Nothing stored: a release re-parses the message with its quarantine lifted.
-      logger.warn('quarantined: nothing queued until released', { route: route.id, reasons: held });
+      // Stored for inspection (what was held and why), never delivered from there: a release
+      // re-parses the message with its quarantine lifted.
+      await storePayload(deps, payloadKey(event.id, route.id), payload);
+      logger.warn('quarantined: payload stored, nothing queued until released', {
+        route: route.id,
+        reasons: held,
+      });
       await deps.quarantined?.(event.id, route.id, held);
       continue;
     }
