@@ -30,6 +30,8 @@ const RunningRuntimeSchema = z.object({
   inbox: z.string(),
   /** Its message events (accepted, delivered, retry, failed) as JSON lines: dev/message-events.ts. */
   eventsFile: z.string(),
+  /** The control plane API: its base URL, and the file holding the dev key (a full-scope `mbk_…`). */
+  api: z.object({ url: z.string(), keyFile: z.string() }).optional(),
 });
 export type RunningRuntime = z.infer<typeof RunningRuntimeSchema>;
 
