@@ -46,7 +46,7 @@ async function createKeyDirectly(options: CreateOptions, key: Parameters<KeyStor
     } finally {
       client.destroy();
     }
-    return `table ${table}`;
+    return `in table ${table}`;
   }
   const { findRunningRuntime } = await import('../dev/index.ts');
   const dataDir = options.dataDir ?? DEFAULT_DATA_DIR;
@@ -73,7 +73,7 @@ async function createKeyDirectly(options: CreateOptions, key: Parameters<KeyStor
     client.destroy();
     await dynamo.close();
   }
-  return `the local store in ${folder}`;
+  return `in the local store in ${folder}`;
 }
 
 /** `mailbridge keys create|list|revoke`. */
@@ -108,7 +108,7 @@ export function registerKeys(program: Command): void {
       created = await withApi(options, '', (api) =>
         api.createKey({ name: options.name, scope: options.scope }),
       );
-      where = 'the API';
+      where = 'through the API';
     } else {
       const { secret, stored } = newApiKey(options.name, options.scope, new Date());
       where = await createKeyDirectly(options, stored);
@@ -116,7 +116,7 @@ export function registerKeys(program: Command): void {
       created = { ...view, secret };
     }
     if (options.json) return printJson(created);
-    console.log(`key ${created.id} "${created.name}" (${created.scope}) created in ${where}`);
+    console.log(`key ${created.id} "${created.name}" (${created.scope}) created ${where}`);
     console.log(`secret (shown only now): ${created.secret}`);
     console.log('use it as MAILBRIDGE_API_KEY, or send it as "Authorization: Bearer <secret>"');
   });
