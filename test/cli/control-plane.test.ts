@@ -5,35 +5,17 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ulid } from 'ulid';
 import {
-  createApiHandler,
   dynamoControlStore,
   findApiKey,
-  localSigningSecretStore,
-  newApiKey,
   type RetryPort,
   type TimelineEvent,
 } from '../../core/control/index.ts';
-import { newMessageId, parseConfigText, webhookId } from '../../core/index.ts';
-import { type ApiServer, startApiServer } from '../../dev/api-server.ts';
+import { newMessageId, webhookId } from '../../core/index.ts';
 import { startLocalDynamo } from '../../dev/dynamo.ts';
-import {
-  dynamoClient,
-  startTestControlStore,
-  TABLE,
-  type TestControlStore,
-} from '../helpers/control-store.ts';
+import { startTestApi, type TestApi } from '../helpers/control-api.ts';
+import { dynamoClient, TABLE } from '../helpers/control-store.ts';
 import { createDnsZone, type ZoneRecords } from '../helpers/dns-zone.ts';
 import { runCli, startCli } from './helpers.ts';
-
-const config = parseConfigText(
-  `
-domains: [example.test]
-listeners: [{ port: 0, mode: mx }]
-health: { port: 0 }
-routes: [{ id: inbox, match: ['*@example.test'], endpoints: ['https://inbox.test/'], secret: { env: S } }]
-`,
-  { source: 'test', runtime: 'local' },
-);
 
 const HOOK = 'https://hooks.app.test/mail';
 
@@ -102,8 +84,8 @@ function timeline(
 }
 
 describe('mailbridge messages, routes, domains, keys and tail on the control plane API (dynalite over HTTP)', () => {
-  let t: TestControlStore;
-  let api: ApiServer;
+  let api: TestApi;
+  let t: TestApi['store'];
   let admin: string;
   let adminId: string;
   let reader: string;
@@ -122,32 +104,19 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
     );
 
   before(async () => {
-    t = await startTestControlStore();
-    const full = newApiKey('admin', 'full', new Date());
-    const read = newApiKey('dashboard', 'read', new Date());
-    await t.store.createKey(full.stored);
-    await t.store.createKey(read.stored);
-    admin = full.secret;
-    adminId = full.stored.id;
-    reader = read.secret;
-    const retry: RetryPort = {
-      async retry(request) {
-        retries.push(request);
-        return [{ route: 'inbox', endpoint: HOOK, webhookId: webhookId(request.messageId, 'inbox') }];
-      },
-    };
-    const handler = createApiHandler({
-      store: t.store,
-      config,
-      runtime: 'local',
-      mxHost: 'mx.mailbridge.test',
+    api = await startTestApi({
       resolver: dns.resolve,
-      secrets: localSigningSecretStore,
-      retry,
-      presign: async (raw) => `http://127.0.0.1:9/${raw.bucket}/${raw.key}?X-Amz-Expires=900`,
+      retry: {
+        async retry(request) {
+          retries.push(request);
+          return [{ route: 'inbox', endpoint: HOOK, webhookId: webhookId(request.messageId, 'inbox') }];
+        },
+      },
     });
-    api = await startApiServer(handler);
-    env = { MAILBRIDGE_API_URL: `${api.url}/v1`, MAILBRIDGE_API_KEY: admin };
+    t = api.store;
+    ({ secret: admin, id: adminId } = await api.key('admin', 'full'));
+    reader = (await api.key('dashboard', 'read')).secret;
+    env = { MAILBRIDGE_API_URL: `${api.server.url}/v1`, MAILBRIDGE_API_KEY: admin };
 
     // Two hours ago: one delivered; in the last minutes: two delivered, one dead-lettered.
     const now = Date.now();
@@ -214,10 +183,7 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
     }
   });
 
-  after(async () => {
-    await api?.close();
-    await t?.close();
-  });
+  after(() => api?.close());
 
   describe('keys', () => {
     it('creates a key (secret shown once), lists it, and a revoked key gets a one-line 401', async () => {
@@ -251,7 +217,7 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
     });
 
     it('without any key says how to get one', async () => {
-      const result = await runCli(['messages', 'list'], { env: { MAILBRIDGE_API_URL: api.url } });
+      const result = await runCli(['messages', 'list'], { env: { MAILBRIDGE_API_URL: api.server.url } });
       assert.equal(result.code, 1);
       assert.equal(
         result.stderr,

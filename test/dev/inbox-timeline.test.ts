@@ -1,27 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import {
-  createApiHandler,
-  localSigningSecretStore,
-  newApiKey,
-  type TimelineEvent,
-} from '../../core/control/index.ts';
-import { newMessageId, parseConfigText, webhookId } from '../../core/index.ts';
-import { type ApiServer, startApiServer } from '../../dev/api-server.ts';
+import type { TimelineEvent } from '../../core/control/index.ts';
+import { newMessageId, webhookId } from '../../core/index.ts';
 import { type Inbox, startInbox } from '../../dev/index.ts';
-import { startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
-import { noDns } from '../helpers/dns-zone.ts';
+import { startTestApi, type TestApi } from '../helpers/control-api.ts';
 import { INBOX_SECRET, postSigned } from './inbox-helpers.ts';
-
-const config = parseConfigText(
-  `
-domains: [example.test]
-listeners: [{ port: 0, mode: mx }]
-health: { port: 0 }
-routes: [{ id: dev-inbox, match: ['*@example.test'], endpoints: ['http://127.0.0.1:8025/webhooks'], secret: { env: S } }]
-`,
-  { source: 'test', runtime: 'local' },
-);
 
 const payload = (id: string) =>
   JSON.stringify({
@@ -40,33 +23,15 @@ async function messagePage(inbox: Inbox, seq: number): Promise<string> {
 }
 
 describe('dev inbox: each message page shows its timeline from the message log (API over HTTP, dynalite)', () => {
-  let t: TestControlStore;
-  let api: ApiServer;
+  let api: TestApi;
   let key: string;
 
   before(async () => {
-    t = await startTestControlStore();
-    const made = newApiKey('dev', 'full', new Date());
-    await t.store.createKey(made.stored);
-    key = made.secret;
-    api = await startApiServer(
-      createApiHandler({
-        store: t.store,
-        config,
-        runtime: 'local',
-        mxHost: 'localhost',
-        resolver: noDns,
-        secrets: localSigningSecretStore,
-        retry: { retry: async () => [] },
-        presign: async () => 'http://127.0.0.1:9/raw',
-      }),
-    );
+    api = await startTestApi();
+    key = (await api.key('dev', 'full')).secret;
   });
 
-  after(async () => {
-    await api.close();
-    await t.close();
-  });
+  after(() => api.close());
 
   it('lists every event of the message, other endpoints’ failures included, escaped', async () => {
     const id = newMessageId();
@@ -117,11 +82,15 @@ describe('dev inbox: each message page shows its timeline from the message log (
         error: 'HTTP 404: not found',
       },
     ];
-    await t.store.appendEvents(
+    await api.store.store.appendEvents(
       id,
       events.map((event) => ({ eventId: newMessageId(), event })),
     );
-    const inbox = await startInbox({ port: 0, secrets: [INBOX_SECRET], api: { url: `${api.url}/v1`, key } });
+    const inbox = await startInbox({
+      port: 0,
+      secrets: [INBOX_SECRET],
+      api: { url: `${api.server.url}/v1`, key },
+    });
     try {
       await postSigned(inbox, payload(id));
       const html = await messagePage(inbox, 1);
@@ -150,11 +119,11 @@ describe('dev inbox: each message page shows its timeline from the message log (
   });
 
   it('says so when the log has no such message, when the key is refused, and when the API is off', async () => {
-    const unknown = await startInbox({ port: 0, secrets: [INBOX_SECRET], api: { url: api.url, key } });
+    const unknown = await startInbox({ port: 0, secrets: [INBOX_SECRET], api: { url: api.server.url, key } });
     const refused = await startInbox({
       port: 0,
       secrets: [INBOX_SECRET],
-      api: { url: api.url, key: newApiKey('gone', 'read', new Date()).secret },
+      api: { url: api.server.url, key: 'mbk_never-made-never-stored-000000000000000000' },
     });
     const off = await startInbox({ port: 0, secrets: [INBOX_SECRET] });
     try {
