@@ -7,6 +7,7 @@ import {
   SmtpError,
   s3EndpointHealthStore,
 } from '../core/index.ts';
+import { type ApiOptions, printNextPage, withApi, withApiOptions } from './api.ts';
 import {
   type Connection,
   type ConnectionOptions,
@@ -14,7 +15,7 @@ import {
   connect,
   withConnectionOptions,
 } from './connection.ts';
-import { CliError, formatTable, printJson } from './output.ts';
+import { CliError, collect, formatTable, positiveInt, printJson, seconds } from './output.ts';
 
 interface RoutesOptions extends ConnectionOptions {
   config?: string;
@@ -76,9 +77,19 @@ function check(router: Router, address: string): AddressResult {
   }
 }
 
-/** `mailbridge routes check`. */
+interface RouteAddOptions extends ApiOptions {
+  id?: string;
+  match: string[];
+  endpoint: string[];
+  attachments?: 'inline' | 'url';
+  timeout?: number;
+}
+
+/** `mailbridge routes check|list|add|rm`. */
 export function registerRoutes(program: Command): void {
-  const routes = program.command('routes').description('configured routes and where addresses go');
+  const routes = program
+    .command('routes')
+    .description('routes: where addresses go (check a config; list, add, remove through the API)');
   const checkCommand = routes
     .command('check')
     .description(
@@ -105,6 +116,68 @@ export function registerRoutes(program: Command): void {
     } finally {
       connection.close();
     }
+  });
+
+  withApiOptions(
+    routes
+      .command('list')
+      .description("routes in force: the config file's (read-only) and the API's")
+      .option('--limit <n>', 'API routes per page (at most 100)', positiveInt)
+      .option('--cursor <cursor>', 'the page after a previous one (printed under it)'),
+  ).action(async (options: ApiOptions & { limit?: number; cursor?: string }) => {
+    const page = await withApi(options, '', (api) =>
+      api.listRoutes({ limit: options.limit, cursor: options.cursor }),
+    );
+    if (options.json) return printJson(page);
+    const rows = page.items.map((route) => [
+      route.id,
+      route.source,
+      route.match.join(' '),
+      route.endpoints.join(' '),
+    ]);
+    for (const line of formatTable([['ID', 'SOURCE', 'MATCH', 'ENDPOINTS'], ...rows])) console.log(line);
+    printNextPage(page.nextCursor);
+  });
+
+  withApiOptions(
+    routes
+      .command('add')
+      .description(
+        'add a route through the API: in force at RCPT within seconds; prints its signing secret once',
+      )
+      .requiredOption('--match <pattern>', 'address, *@domain, glob or /regex/; repeatable', collect)
+      .requiredOption('--endpoint <url>', 'webhook URL; repeatable', collect)
+      .option('--id <id>', 'route id (default: generated)')
+      .addOption(
+        new Option('--attachments <mode>', 'inline (base64, when small) or url').choices(['inline', 'url']),
+      )
+      .option('--timeout <seconds>', 'per-try request timeout', seconds),
+  ).action(async (options: RouteAddOptions) => {
+    const created = await withApi(options, '', (api) =>
+      api.createRoute({
+        ...(options.id ? { id: options.id } : {}),
+        match: options.match,
+        endpoints: options.endpoint,
+        ...(options.attachments ? { attachments: { mode: options.attachments } } : {}),
+        ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
+      }),
+    );
+    if (options.json) return printJson(created);
+    console.log(`route ${created.id} added: ${created.match.join(' ')} → ${created.endpoints.join(' ')}`);
+    console.log(`signing secret (shown only now): ${created.signingSecret}`);
+  });
+
+  withApiOptions(
+    routes
+      .command('rm')
+      .description(
+        'remove an API route: its addresses get 550 5.1.1 within seconds (config routes: edit the file)',
+      )
+      .argument('<id>', 'route id'),
+  ).action(async (id: string, options: ApiOptions) => {
+    await withApi(options, 'mailbridge routes list shows the routes', (api) => api.deleteRoute(id));
+    if (options.json) return printJson({ id, deleted: true });
+    console.log(`route ${id} removed`);
   });
 }
 

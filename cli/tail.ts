@@ -1,16 +1,152 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
+import type { ApiClient, MessageSummary, TimelineEvent } from '../core/control/index.ts';
 import { DeliveryJobSchema } from '../core/index.ts';
 import type { MessageEvent, MessageEventReader } from '../dev/index.ts';
+import { apiInUse, explainApiError, withApiAccessOptions } from './api.ts';
 import { type Connection, type ConnectionOptions, connect, withConnectionOptions } from './connection.ts';
 import { CliError, positiveInt, seconds } from './output.ts';
 import { peek } from './queue.ts';
 
 interface TailOptions extends ConnectionOptions {
+  apiUrl?: string;
+  apiKey?: string;
   interval: number;
   count?: number;
   timeout?: number;
   json?: boolean;
+}
+
+/**
+ * How long after its id was made a message may first show in the log: its `received` event is
+ * written once the raw message is stored and queued, so a large or slow one lands late.
+ */
+const LOG_LAG_MS = 60_000;
+/** Pages of messages listed per poll (100 each), newest first: a burst beyond that is not all followed. */
+const MAX_PAGES_PER_POLL = 10;
+const SETTLED: ReadonlySet<MessageSummary['status'] | null> = new Set([
+  'delivered',
+  'failed',
+  'partially_delivered',
+]);
+
+/** The try of one delivery (by webhook id) an event reports on: the latest up to its time. */
+function triedBefore(timeline: readonly TimelineEvent[], event: TimelineEvent & { webhookId: string }) {
+  let last: Extract<TimelineEvent, { type: 'attempt' }> | undefined;
+  for (const candidate of timeline) {
+    if (
+      candidate.type === 'attempt' &&
+      candidate.webhookId === event.webhookId &&
+      candidate.at <= event.at &&
+      candidate.attempt >= (last?.attempt ?? 0)
+    )
+      last = candidate;
+  }
+  return last;
+}
+
+/** The tail line of a timeline event, as the local runtime's events file has it; none for the others. */
+function messageEventOf(
+  messageId: string,
+  timeline: readonly TimelineEvent[],
+  event: TimelineEvent,
+): MessageEvent | undefined {
+  if (event.type === 'received') {
+    const { at, size, rcptTo, remoteAddress } = event;
+    return { kind: 'accepted', at, messageId, size, recipients: rcptTo.length, remoteAddress };
+  }
+  if (event.type !== 'delivered' && event.type !== 'retry_scheduled' && event.type !== 'dead_lettered')
+    return undefined;
+  const attempt = triedBefore(timeline, event);
+  const delivery = {
+    at: event.at,
+    messageId,
+    routeId: event.route,
+    endpoint: event.endpoint,
+    webhookId: event.webhookId,
+    tries: attempt?.attempt ?? null,
+  };
+  if (event.type === 'delivered')
+    return { kind: 'delivered', ...delivery, status: event.status, error: null };
+  if (event.type === 'dead_lettered') {
+    return { kind: 'failed', ...delivery, status: event.status, error: event.error, reason: event.reason };
+  }
+  return {
+    kind: 'retry',
+    ...delivery,
+    tries: event.attempt - 1,
+    status: attempt?.status ?? null,
+    error: attempt?.error?.text ?? null,
+    delaySeconds: Math.max(0, Math.round((Date.parse(event.nextAttemptAt) - Date.parse(event.at)) / 1000)),
+  };
+}
+
+const eventKey = (event: TimelineEvent) => JSON.stringify(event);
+
+/**
+ * Follows the message log through the API: each poll lists the messages received since the last
+ * one (`GET /v1/messages?since=`, less the log's lag) and reads again the ones still moving
+ * (`GET /v1/messages/{id}`), until they are delivered or dead-lettered. A message already settled
+ * when the tail starts is not followed if it is retried later (`messages show` has its timeline).
+ */
+async function apiFollower(api: ApiClient): Promise<MessageEventReader> {
+  /** Per followed message: the events already seen and its status; dropped once settled and out of the listed window. */
+  const followed = new Map<
+    string,
+    { seen: Set<string>; receivedAt: string; status: MessageSummary['status'] | null }
+  >();
+  let since = new Date(Date.now() - LOG_LAG_MS).toISOString();
+
+  async function poll(): Promise<MessageEvent[]> {
+    const pollStart = Date.now();
+    const listed: MessageSummary[] = [];
+    let cursor: string | undefined;
+    for (let page = 0; page < MAX_PAGES_PER_POLL; page++) {
+      const answer = await api.listMessages({ since, limit: 100, ...(cursor ? { cursor } : {}) });
+      listed.push(...answer.items);
+      if (!answer.nextCursor) break;
+      cursor = answer.nextCursor;
+    }
+    const changed = new Set<string>();
+    for (const summary of listed) {
+      const known = followed.get(summary.id);
+      if (!known) followed.set(summary.id, { seen: new Set(), receivedAt: summary.receivedAt, status: null });
+      if (known?.status !== summary.status) changed.add(summary.id);
+    }
+    for (const [id, known] of followed) if (!SETTLED.has(known.status)) changed.add(id);
+    const events: MessageEvent[] = [];
+    const ids = [...changed];
+    // A few at a time: a busy log should not open a connection per message at once.
+    for (let i = 0; i < ids.length; i += 8) {
+      const details = await Promise.all(
+        ids.slice(i, i + 8).map((id) => api.getMessage(id).catch((error) => ({ id, error }))),
+      );
+      for (const detail of details) {
+        const known = followed.get(detail.id)!;
+        // Gone meanwhile (retention): nothing more to follow.
+        if ('error' in detail) {
+          followed.delete(detail.id);
+          continue;
+        }
+        for (const event of detail.timeline) {
+          const key = eventKey(event);
+          if (known.seen.has(key)) continue;
+          known.seen.add(key);
+          const line = messageEventOf(detail.id, detail.timeline, event);
+          if (line) events.push(line);
+        }
+        known.status = detail.status;
+      }
+    }
+    since = new Date(pollStart - LOG_LAG_MS).toISOString();
+    for (const [id, known] of followed)
+      if (SETTLED.has(known.status) && known.receivedAt < since) followed.delete(id);
+    return events.sort((a, b) => a.at.localeCompare(b.at));
+  }
+
+  // From now on: what the log holds already is not printed.
+  await poll();
+  return { read: poll, close: async () => {} };
 }
 
 /** In AWS: the jobs that reach the delivery DLQ (deliveries and retries are in the deliver function's logs). */
@@ -56,17 +192,30 @@ async function deadLetterFollower(connection: Connection): Promise<MessageEventR
 
 /** `mailbridge tail`. */
 export function registerTail(program: Command): void {
-  withConnectionOptions(
-    program
-      .command('tail')
-      .description(
-        'follow messages live, one line each: locally every message accepted, delivered, retried or failed (as the running `mailbridge dev` records them); in AWS the failures (the delivery DLQ; deliveries and retries are in the deliver function logs)',
-      )
-      .option('--interval <seconds>', 'poll interval', seconds, 1)
-      .option('--count <n>', 'exit 0 after this many lines (exit 1 if --timeout comes first)', positiveInt)
-      .option('--timeout <seconds>', 'stop after this long', seconds)
-      .option('--json', 'JSON lines'),
+  withApiAccessOptions(
+    withConnectionOptions(
+      program
+        .command('tail')
+        .description(
+          "follow the message log live, one line per message accepted, delivered, retried or failed, whatever the endpoint (control plane API: the running `mailbridge dev`'s, or MAILBRIDGE_API_URL). Without an API: locally the runtime's own record, in AWS the delivery DLQ",
+        )
+        .option('--interval <seconds>', 'poll interval', seconds, 1)
+        .option('--count <n>', 'exit 0 after this many lines (exit 1 if --timeout comes first)', positiveInt)
+        .option('--timeout <seconds>', 'stop after this long', seconds)
+        .option('--json', 'JSON lines'),
+    ),
   ).action(async (options: TailOptions) => {
+    const api = await apiInUse(options);
+    if (api) {
+      try {
+        const events = await apiFollower(api);
+        console.error(`following the message log of ${api.url} (Ctrl-C stops)`);
+        await print(events, options);
+      } catch (error) {
+        throw explainApiError(error);
+      }
+      return;
+    }
     const connection = await connect(options);
     let events: MessageEventReader | undefined;
     try {
@@ -74,7 +223,7 @@ export function registerTail(program: Command): void {
       if (connection.local) {
         if (!connection.runtime) {
           throw new CliError(
-            `no running \`mailbridge dev\` has its data folder at ${options.dataDir}: start it (npm start), or name its folder with --data-dir`,
+            `no running \`mailbridge dev\` has its data folder at ${options.dataDir}: start it (npm start), or name its folder with --data-dir, or its API with MAILBRIDGE_API_URL`,
           );
         }
         const { followMessageEvents } = await import('../dev/index.ts');

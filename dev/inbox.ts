@@ -6,8 +6,16 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Webhook } from 'standardwebhooks';
+import { ApiClientError, apiClient } from '../core/control/index.ts';
 import type { DeliveryOutcome, DeliveryOutcomeSource, RawMessageReader } from './inbox/ports.ts';
-import { renderCard, renderFailure, renderMessagePage, renderPage, viewOf } from './inbox/render.ts';
+import {
+  type LogView,
+  renderCard,
+  renderFailure,
+  renderMessagePage,
+  renderPage,
+  viewOf,
+} from './inbox/render.ts';
 import { containsWords, type InboxEntry, InboxStore, matches, type StoredEntry } from './inbox/store.ts';
 
 export type { DeliveryOutcome, DeliveryOutcomeSource, RawMessageReader } from './inbox/ports.ts';
@@ -29,6 +37,11 @@ export interface InboxOptions {
   readRaw?: RawMessageReader;
   /** Deliveries to other endpoints, whose failures the page shows. @default none */
   outcomes?: DeliveryOutcomeSource;
+  /**
+   * The control plane API (base URL and a key), whose message log gives each message page its
+   * timeline. @default none: the page says the API is off
+   */
+  api?: { readonly url: string; readonly key: string };
 }
 
 export interface Inbox {
@@ -110,7 +123,8 @@ function contentDisposition(kind: 'attachment' | 'inline', filename: string): st
  * Standard Webhooks signature against `secrets` and keeps it (in `dataDir` across restarts); the
  * JSON API (`GET /api/webhooks`, newest last, exactly as received); server-sent events of new
  * webhooks (`GET /api/events`); and the pages: the list at `/` (live, searchable, with the
- * failures of deliveries to other endpoints) and one page per message at `/messages/<n>`.
+ * failures of deliveries to other endpoints) and one page per message at `/messages/<n>`, with
+ * its timeline from the message log when the API is given.
  */
 export async function startInbox(options: InboxOptions): Promise<Inbox> {
   const verifiers = options.secrets.map((secret) => new Webhook(secret));
@@ -143,6 +157,23 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
     await store.clear();
     failures.length = 0;
     broadcast('clear', {});
+  }
+  const log = options.api ? apiClient({ ...options.api, timeoutMs: 5000 }) : undefined;
+
+  /** The message log's record of a webhook's message; the page shows why when there is none. */
+  async function logView(stored: StoredEntry): Promise<LogView> {
+    if (!log) return { state: 'off', reason: 'The control plane API is off: no message log to show.' };
+    const { id } = viewOf(stored);
+    if (!id) return { state: 'unavailable', reason: 'This webhook names no message id.' };
+    try {
+      return { state: 'found', message: await log.getMessage(id) };
+    } catch (error) {
+      const reason =
+        error instanceof ApiClientError && error.status === 404
+          ? `The message log has no message ${id} (past its retention, or from another runtime).`
+          : `The message log cannot be read: ${(error as Error).message}`;
+      return { state: 'unavailable', reason };
+    }
   }
   const unsubscribe = options.outcomes?.subscribe(addFailure);
   for (const outcome of (await options.outcomes?.recent()) ?? []) addFailure(outcome);
@@ -273,7 +304,7 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
       return send(response, 200, 'text/html; charset=utf-8', renderCard(stored));
     if (kind !== 'messages') return notFound(response);
     if (rest === '') {
-      const html = renderMessagePage(stored);
+      const html = renderMessagePage(stored, await logView(stored));
       return send(response, 200, 'text/html; charset=utf-8', html, { 'content-security-policy': PAGE_CSP });
     }
     if (rest === '/html') {

@@ -113,7 +113,7 @@ export interface InboundRetryPortDeps {
  */
 export function inboundRetryPort(deps: InboundRetryPortDeps): RetryPort {
   return {
-    async retry({ messageId, route }) {
+    async retry({ messageId, route, release }) {
       const message = await deps.store.getMessage(messageId);
       if (!message) throw new ApiError(404, 'not_found', `message ${messageId} not found`);
       const event = await inboundEventFromLog(message, deps.s3);
@@ -124,7 +124,11 @@ export function inboundRetryPort(deps: InboundRetryPortDeps): RetryPort {
           `message ${messageId}: the log has no received event or raw copy to deliver it from; replay it with the CLI`,
         );
       }
-      const body = sqsJson(route === null ? event : { ...event, onlyRoute: route });
+      // A release lifts the routes' quarantine actions for this run of parse only. An event rebuilt
+      // without the listener's filtering facts holds nothing back, so it needs no lifting.
+      const released =
+        release && event.filtering ? { ...event, filtering: { ...event.filtering, released: true } } : event;
+      const body = sqsJson(route === null ? released : { ...released, onlyRoute: route });
       await deps.sqs.send(new SendMessageCommand({ QueueUrl: deps.inboundQueueUrl, MessageBody: body }));
       return loggedJobs(message, route);
     },

@@ -59,7 +59,13 @@ export interface ApiResponse {
 
 /** Queues a message's deliveries again; implemented by the pipeline (it knows the stored payload and the queues). */
 export interface RetryPort {
-  retry(request: { messageId: string; route: string | null; by: string }): Promise<JobRef[]>;
+  /** `release`: deliver what filtering quarantined, instead of quarantining it again. */
+  retry(request: {
+    messageId: string;
+    route: string | null;
+    by: string;
+    release?: boolean;
+  }): Promise<JobRef[]>;
 }
 
 export interface ApiDeps {
@@ -233,6 +239,50 @@ async function currentRoute(context: Context): Promise<StoredRoute> {
   return stored;
 }
 
+/** Retry and release: the jobs queued again through the pipeline's port, then a `retried` event. */
+async function requeue(
+  { deps, params, principal, request, now }: Context,
+  release: boolean,
+): Promise<Result> {
+  const { route } = readBody(request, RetryRequestSchema);
+  const message = /^[0-9A-HJKMNP-TV-Z]{26}$/.test(params.id!)
+    ? await deps.store.getMessage(params.id!)
+    : undefined;
+  if (!message) throw notFound(`message ${params.id}`);
+  if (route !== undefined && !messageRoutes(message.timeline).includes(route)) {
+    throw new ApiError(
+      400,
+      'validation_failed',
+      `body.route: message ${message.id} never went to route "${route}"`,
+    );
+  }
+  const jobs = await deps.retry.retry({
+    messageId: message.id,
+    route: route ?? null,
+    by: principal.keyId,
+    ...(release ? { release } : {}),
+  });
+  try {
+    await deps.store.appendEvents(message.id, [
+      {
+        eventId: nextEventId(),
+        event: {
+          at: now.toISOString(),
+          type: 'retried',
+          by: principal.keyId,
+          route: route ?? null,
+          jobs,
+          ...(release ? { release } : {}),
+        },
+      },
+    ]);
+  } catch (error) {
+    // The jobs are queued: answering an error would only invite a second retry.
+    deps.logger?.warn('retried event not logged', { messageId: message.id, error });
+  }
+  return { status: 202, body: { messageId: message.id, jobs } };
+}
+
 /** Every operation of the API, in the order the OpenAPI document lists them. */
 export const OPERATIONS: readonly Operation[] = [
   {
@@ -269,43 +319,16 @@ export const OPERATIONS: readonly Operation[] = [
     summary: 'Deliver a message again, to every route or one',
     body: RetryRequestSchema,
     responses: { 202: { description: 'The deliveries queued', schema: RetryResponseSchema } },
-    async handle({ deps, params, principal, request, now }) {
-      const { route } = readBody(request, RetryRequestSchema);
-      const message = /^[0-9A-HJKMNP-TV-Z]{26}$/.test(params.id!)
-        ? await deps.store.getMessage(params.id!)
-        : undefined;
-      if (!message) throw notFound(`message ${params.id}`);
-      if (route !== undefined && !messageRoutes(message.timeline).includes(route)) {
-        throw new ApiError(
-          400,
-          'validation_failed',
-          `body.route: message ${message.id} never went to route "${route}"`,
-        );
-      }
-      const jobs = await deps.retry.retry({
-        messageId: message.id,
-        route: route ?? null,
-        by: principal.keyId,
-      });
-      try {
-        await deps.store.appendEvents(message.id, [
-          {
-            eventId: nextEventId(),
-            event: {
-              at: now.toISOString(),
-              type: 'retried',
-              by: principal.keyId,
-              route: route ?? null,
-              jobs,
-            },
-          },
-        ]);
-      } catch (error) {
-        // The jobs are queued: answering an error would only invite a second retry.
-        deps.logger?.warn('retried event not logged', { messageId: message.id, error });
-      }
-      return { status: 202, body: { messageId: message.id, jobs } };
-    },
+    handle: (context) => requeue(context, false),
+  },
+  {
+    method: 'POST',
+    path: '/v1/messages/{id}/release',
+    operationId: 'releaseMessage',
+    summary: 'Deliver a quarantined message, to every route or one',
+    body: RetryRequestSchema,
+    responses: { 202: { description: 'The deliveries queued', schema: RetryResponseSchema } },
+    handle: (context) => requeue(context, true),
   },
   {
     method: 'GET',
@@ -350,7 +373,8 @@ export const OPERATIONS: readonly Operation[] = [
     async handle({ deps, request, now }) {
       const input = readBody(request, RouteInputSchema);
       const route = { ...input, id: input.id ?? `rt_${nextEventId().toLowerCase()}` };
-      const issues = routeIssues(JSON.parse(request.body ?? '{}'), deps.runtime);
+      // With the id it gets: a route may come without one.
+      const issues = routeIssues({ ...JSON.parse(request.body ?? '{}'), id: route.id }, deps.runtime);
       if (issues.length > 0) throw new ApiError(400, 'validation_failed', issues.join('; '));
       if (deps.config.routes.some((r) => r.id === route.id)) throw readOnly(`route ${route.id}`);
       const { secret, value } = await makeSigningSecret(deps.secrets, route.id, now);

@@ -1,5 +1,7 @@
 export type { ApiDeps, ApiRequest, ApiResponse, Operation, RetryPort } from './api.ts';
 export { createApiHandler, OPERATIONS } from './api.ts';
+export type { ApiClient, ApiClientOptions, ApiPage, MessageListQuery } from './client.ts';
+export { ApiClientError, ApiUnreachableError, apiClient, describeTimelineEvent } from './client.ts';
 export type { TxtResolver } from './domains.ts';
 export {
   DnsUnavailableError,

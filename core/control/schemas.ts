@@ -107,6 +107,10 @@ export const RetriedEventSchema = z
     by: ActorSchema,
     route: z.string().nullable().meta({ description: 'The route retried; null for every route.' }),
     jobs: z.array(JobRefSchema),
+    release: z
+      .boolean()
+      .optional()
+      .meta({ description: 'true: a quarantined message released for delivery.' }),
   })
   .meta({ description: 'Delivery was asked again (API or CLI); the jobs listed were queued.' });
 

@@ -1,3 +1,4 @@
+import { describeTimelineEvent, type MessageDetail } from '../../core/control/index.ts';
 import type { DeliveryOutcome } from './ports.ts';
 import type { StoredEntry } from './store.ts';
 
@@ -225,17 +226,33 @@ ${items.join('\n') || '<p id="empty">Nothing yet. Send a mail to anything@exampl
 <script src="/assets/inbox.js"></script></body></html>`;
 }
 
-/** One message: its fields, text, HTML (sandboxed), attachments, raw source, headers and JSON. */
-export function renderMessagePage(stored: StoredEntry): string {
+/** What the message log says of a message, for its page: its detail, or why there is none. */
+export type LogView =
+  | { readonly state: 'found'; readonly message: MessageDetail }
+  | { readonly state: 'off' | 'unavailable'; readonly reason: string };
+
+/** The message log's timeline of a message: every delivery, retry and failure, to every endpoint. */
+function renderTimeline(log: LogView): string {
+  if (log.state !== 'found') return `<p class="muted">${escapeHtml(log.reason)}</p>`;
+  const rows = log.message.timeline.map(
+    (event) =>
+      `<tr class="${event.type}"><td><time>${escapeHtml(event.at)}</time></td><th>${escapeHtml(event.type.replace('_', ' '))}</th><td>${escapeHtml(describeTimelineEvent(event))}</td></tr>`,
+  );
+  return `<p>Status: <strong class="status">${escapeHtml(log.message.status.replace('_', ' '))}</strong></p><table class="timeline">${rows.join('')}</table>`;
+}
+
+/** One message: its fields, timeline, text, HTML (sandboxed), attachments, raw source, headers and JSON. */
+export function renderMessagePage(stored: StoredEntry, log: LogView): string {
   const view = viewOf(stored);
   const base = `/messages/${stored.seq}`;
   let body: unknown = stored.entry.body;
   if (view.isJson) body = stored.payload;
   const json = JSON.stringify({ ...stored.entry, body }, null, 2);
   return `${HEAD(`${view.subject} · mailbridge dev inbox`)}
-<body><nav class="bar"><a href="/">← inbox</a> · <a href="#text">Text</a> · <a href="#html">HTML</a> · <a href="#headers">Headers</a> · <a href="#json">JSON</a> · <a href="${base}/raw">Raw</a> (<a href="${base}/raw.eml" download>.eml</a>)</nav>
+<body><nav class="bar"><a href="/">← inbox</a> · <a href="#timeline">Timeline</a> · <a href="#text">Text</a> · <a href="#html">HTML</a> · <a href="#headers">Headers</a> · <a href="#json">JSON</a> · <a href="${base}/raw">Raw</a> (<a href="${base}/raw.eml" download>.eml</a>)</nav>
 <article class="card" data-seq="${stored.seq}"><header><h1 class="subject">${escapeHtml(view.subject)}</h1> ${badges(view)}<time>${escapeHtml(view.receivedAt)}</time></header>
 ${facts(stored, view)}</article>
+<section id="timeline"><h2>Timeline</h2>${renderTimeline(log)}</section>
 <section id="text"><h2>Text</h2><pre>${escapeHtml(view.text) || '<span class="muted">(none)</span>'}</pre></section>
 <section id="html"><h2>HTML</h2>${view.html === null ? '<p class="muted">(none)</p>' : `<p class="muted">Shown sandboxed: no scripts, forms or remote content.</p><iframe sandbox="" referrerpolicy="no-referrer" src="${base}/html" title="message HTML"></iframe>`}</section>
 <section id="headers"><h2>Headers</h2><table>${view.headers.map((header) => `<tr><th>${escapeHtml(header.name)}</th><td>${escapeHtml(header.value)}</td></tr>`).join('')}</table></section>

@@ -150,6 +150,20 @@ describe('mailbridge CLI against the local runtime', () => {
       ['replay'],
       ['tail'],
       ['verify'],
+      ['messages', 'list'],
+      ['messages', 'show'],
+      ['messages', 'retry'],
+      ['messages', 'release'],
+      ['routes', 'list'],
+      ['routes', 'add'],
+      ['routes', 'rm'],
+      ['domains', 'list'],
+      ['domains', 'add'],
+      ['domains', 'verify'],
+      ['domains', 'rm'],
+      ['keys', 'create'],
+      ['keys', 'list'],
+      ['keys', 'revoke'],
     ];
     const results = await Promise.all(commands.map((command) => runCli([...command, '--help'])));
     results.forEach((result, index) => {
