@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import leven from 'leven';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { longestRetrySeconds, MAX_ROUTE_TIMEOUT_SECONDS } from './delivery.ts';
 import { parseDurationSeconds } from './duration.ts';
 import { DEFAULT_DISABLE_AFTER_SECONDS } from './endpoint-health.ts';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { InvalidRecordError } from './errors.ts';
 
 const TlsInfoSchema = z.object({ protocol: z.string(), cipher: z.string() });

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ScannersConfig } from '../core/filtering/index.ts';
 import { type Config, ConfigError, parseConfigText } from '../core/index.ts';
 import { fargateMemoryChoices } from './fargate.ts';
