@@ -6,7 +6,7 @@
  * trigger does at a steady 1 million a month); high volume: a burst, so batches fill.
  */
 import { once } from 'node:events';
-import { createServer, request } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Context, SQSEvent } from 'aws-lambda';
 import { createTransport } from 'nodemailer';
@@ -29,6 +29,8 @@ const { generateSelfSigned, startListener } = await import('../listener/index.ts
 const { createDnsZone } = await import('../test/helpers/dns-zone.ts');
 const { serve } = await import('./ipc.ts');
 const { startEmulatorProcess } = await import('./servers.ts');
+const { startFaultProxy } = await import('../test/helpers/fault-proxy.ts');
+const { ListObjectsV2Command } = await import('@aws-sdk/client-s3');
 
 /** Delay of each DNS answer: a resolver outside the function's own cache (a Route 53 Resolver miss). */
 export const DNS_DELAY_MS = 30;
@@ -43,7 +45,7 @@ export interface CostRun {
   readonly requestsPerMessage: RequestCounts;
   /** SQS receives that returned nothing (fixed cost, not per message). */
   readonly emptyReceives: number;
-  /** Bytes written to S3 per message (object bodies). */
+  /** Bytes the run added to the bucket, per message (raw mail, payloads, markers). */
   readonly storedBytesPerMessage: number;
   /** Bytes of log lines and EMF documents the listener, parse and deliver print per message. */
   readonly logBytesPerMessage: number;
@@ -64,70 +66,6 @@ export interface CostMeasurement {
   readonly high: CostRun;
   /** Peak RSS of the process running listener, parse and deliver together, MiB (an upper bound of each). */
   readonly peakRssMiB: number;
-}
-
-/** What an S3 or SQS request is, from its method, path and headers (SQS speaks the JSON protocol). */
-function classify(method: string, url: string, target: string | undefined): string {
-  if (target?.startsWith('AmazonSQS.')) return `SQS ${target.slice('AmazonSQS.'.length)}`;
-  const query = new URL(url, 'http://x').searchParams;
-  if (method === 'PUT') return query.has('partNumber') ? 'S3 UploadPart' : 'S3 PutObject';
-  if (method === 'GET') return query.get('list-type') === '2' ? 'S3 ListObjectsV2' : 'S3 GetObject';
-  if (method === 'POST') return query.has('uploads') ? 'S3 CreateMultipartUpload' : 'S3 POST';
-  return `S3 ${method}`;
-}
-
-/** A proxy in front of the emulator that counts requests and the bytes of S3 object writes. */
-async function countingProxy(target: string) {
-  const upstream = new URL(target);
-  const counts = new Map<string, number>();
-  let emptyReceives = 0;
-  let storedBytes = 0;
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks);
-      const kind = classify(req.method ?? 'GET', req.url ?? '/', req.headers['x-amz-target'] as string);
-      if (kind === 'S3 PutObject' || kind === 'S3 UploadPart') {
-        const decoded = Number(req.headers['x-amz-decoded-content-length']);
-        storedBytes += Number.isFinite(decoded) ? decoded : body.length;
-      }
-      const forward = request(
-        {
-          host: upstream.hostname,
-          port: upstream.port,
-          method: req.method,
-          path: req.url,
-          headers: req.headers,
-        },
-        (answer) => {
-          const reply: Buffer[] = [];
-          answer.on('data', (chunk: Buffer) => reply.push(chunk));
-          answer.on('end', () => {
-            const text = Buffer.concat(reply);
-            if (kind === 'SQS ReceiveMessage' && !text.includes('"Messages"')) emptyReceives++;
-            else counts.set(kind, (counts.get(kind) ?? 0) + 1);
-            res.writeHead(answer.statusCode ?? 502, answer.headers);
-            res.end(text);
-          });
-        },
-      );
-      forward.on('error', () => res.destroy());
-      forward.end(body);
-    });
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    reset() {
-      counts.clear();
-      emptyReceives = 0;
-      storedBytes = 0;
-    },
-    snapshot: () => ({ counts: new Map(counts), emptyReceives, storedBytes }),
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
 }
 
 const median = (values: number[]) => {
@@ -167,7 +105,8 @@ function message(n: number): string {
 async function measure(): Promise<CostMeasurement> {
   const emulator = await startEmulatorProcess();
   const info: EmulatorInfo = emulator.info;
-  const proxy = await countingProxy(info.endpoint);
+  // No fault rules: the proxy only counts the requests, by operation.
+  const proxy = await startFaultProxy(info.endpoint);
   let delivered = 0;
   const receiver = createServer((req, res) => {
     req.resume();
@@ -280,9 +219,29 @@ async function measure(): Promise<CostMeasurement> {
     peakRss = Math.max(peakRss, process.memoryUsage.rss());
   }, 10);
 
+  // Listed past the proxy, so the listing is not counted.
+  const lister = emulatorClients(info.endpoint).s3;
+  const storedBytes = async () => {
+    let bytes = 0;
+    let token: string | undefined;
+    do {
+      const page = await lister.send(
+        new ListObjectsV2Command({ Bucket: info.bucket, ContinuationToken: token }),
+      );
+      for (const object of page.Contents ?? []) bytes += object.Size ?? 0;
+      token = page.NextContinuationToken;
+    } while (token);
+    return bytes;
+  };
+  const counted = () => ({
+    calls: new Map(proxy.calls),
+    invocations: pollers.reduce((sum, poller) => sum + poller.stats.invocations, 0),
+    stored: 0,
+  });
+
   const run = async (count: number, burst: boolean): Promise<CostRun> => {
     await until(delivered); // nothing in flight
-    proxy.reset();
+    const before = { ...counted(), stored: await storedBytes() };
     for (const list of [...Object.values(timing), ...Object.values(cpu)]) list.length = 0;
     Object.assign(invocations, { parse: 0, deliver: 0 });
     Object.assign(records, { parse: 0, deliver: 0 });
@@ -298,12 +257,22 @@ async function measure(): Promise<CostMeasurement> {
     await until(target);
     // The pollers delete after the handler returns: let the last deletes land.
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const { counts, emptyReceives, storedBytes } = proxy.snapshot();
+    const after = counted();
+    const stored = (await storedBytes()) - before.stored;
+    const calls = new Map(
+      [...after.calls]
+        .map(([op, n]) => [op.replace('.', ' '), n - (before.calls.get(op) ?? 0)] as const)
+        .filter(([, n]) => n > 0),
+    );
+    // Each invocation is one receive that returned records (no batching window); the rest came back empty.
+    const receives = after.invocations - before.invocations;
+    const emptyReceives = (calls.get('SQS ReceiveMessage') ?? 0) - receives;
+    calls.set('SQS ReceiveMessage', receives);
     return {
       messages: count,
-      requestsPerMessage: Object.fromEntries([...counts].sort().map(([kind, n]) => [kind, n / count])),
+      requestsPerMessage: Object.fromEntries([...calls].sort().map(([kind, n]) => [kind, n / count])),
       emptyReceives,
-      storedBytesPerMessage: storedBytes / count,
+      storedBytesPerMessage: stored / count,
       logBytesPerMessage: (logBytes - logsBefore) / count,
       recordsPerInvocation: {
         parse: records.parse / invocations.parse,
@@ -332,6 +301,7 @@ async function measure(): Promise<CostMeasurement> {
     for (const poller of pollers) await poller.stop();
     s3.destroy();
     sqs.destroy();
+    lister.destroy();
     receiver.close();
     await proxy.close();
     await emulator.stop();
