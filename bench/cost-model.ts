@@ -198,7 +198,14 @@ export function perMillion(measured: CostMeasurement, run: CostRun): CostLine[] 
   const sizes = functionSizes(measured, run);
   const wire = measured.messageBytes + DECLARED.smtpOverheadBytes;
   // S3 bills PUT, COPY, POST and LIST alike; GET and HEAD alike; DELETE is free.
-  const puts = ['S3 PutObject', 'S3 UploadPart', 'S3 CreateMultipart', 'S3 CompleteMultipart', 'S3 List', 'S3 PostObject']
+  const puts = [
+    'S3 PutObject',
+    'S3 UploadPart',
+    'S3 CreateMultipart',
+    'S3 CompleteMultipart',
+    'S3 List',
+    'S3 PostObject',
+  ]
     .map((prefix) => requests(run, prefix))
     .reduce((sum, n) => sum + n, 0);
   const gets = requests(run, 'S3 GetObject') + requests(run, 'S3 HeadObject');
@@ -218,8 +225,16 @@ export function perMillion(measured: CostMeasurement, run: CostRun): CostLine[] 
       basis: `${(wire / 2000).toFixed(1)} KB`,
       usd: (wire / 2 / GB) * 2 * PRICES.crossAzGb * million,
     },
-    { item: 'S3 PUT, POST and LIST requests', basis: `${puts.toFixed(2)} per message`, usd: puts * PRICES.s3PutPer1000 * 1000 },
-    { item: 'S3 GET and HEAD requests', basis: `${gets.toFixed(2)} per message`, usd: gets * PRICES.s3GetPer1000 * 1000 },
+    {
+      item: 'S3 PUT, POST and LIST requests',
+      basis: `${puts.toFixed(2)} per message`,
+      usd: puts * PRICES.s3PutPer1000 * 1000,
+    },
+    {
+      item: 'S3 GET and HEAD requests',
+      basis: `${gets.toFixed(2)} per message`,
+      usd: gets * PRICES.s3GetPer1000 * 1000,
+    },
     {
       item: `S3 storage, kept ${DECLARED.retentionDays} days`,
       basis: `${(run.storedBytesPerMessage / 1000).toFixed(1)} KB`,
