@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { build, type Metafile } from 'esbuild';
 import { FUNCTION_BUNDLING, FUNCTION_NAMES, FUNCTION_NODE_OPTIONS } from '../infra/index.ts';
 import { median } from './stats.ts';
@@ -53,15 +53,26 @@ function heaviest(metafile: Metafile): { path: string; bytes: number }[] {
     .slice(0, 6);
 }
 
+/**
+ * The reference bundled beside the functions: a handler that only builds the S3 and SQS clients,
+ * the least any queue-triggered function here loads. Its cold import is the machine's floor.
+ */
+export const REFERENCE_BUNDLE = 'reference (S3 + SQS clients only)';
+const REFERENCE_SOURCE = `import { S3Client } from '@aws-sdk/client-s3'; import { SQSClient } from '@aws-sdk/client-sqs';
+const s3 = new S3Client({}); const sqs = new SQSClient({});
+export const handler = async (event) => { if (!event) throw new Error('no event'); return [s3, sqs]; };`;
+
 /** Bundles each function with the esbuild options of infra (see `FUNCTION_BUNDLING`), then imports it `imports` times. */
 export async function measureBundles(imports: number): Promise<BundleResult[]> {
   const dir = mkdtempSync(join(tmpdir(), 'mailbridge-bundle-'));
   try {
     const results: BundleResult[] = [];
-    for (const name of FUNCTION_NAMES) {
-      const outfile = join(dir, name, 'index.mjs');
+    for (const name of [REFERENCE_BUNDLE, ...FUNCTION_NAMES]) {
+      const outfile = join(dir, name === REFERENCE_BUNDLE ? 'reference' : name, 'index.mjs');
       const { metafile } = await build({
-        entryPoints: [join(ROOT, 'functions', name, 'handler.ts')],
+        ...(name === REFERENCE_BUNDLE
+          ? { stdin: { contents: REFERENCE_SOURCE, resolveDir: ROOT, loader: 'js' as const } }
+          : { entryPoints: [join(ROOT, 'functions', name, 'handler.ts')] }),
         outfile,
         bundle: true,
         platform: 'node',
@@ -97,7 +108,7 @@ export async function measureBundles(imports: number): Promise<BundleResult[]> {
             }).toString(),
           ) as [number, number],
       );
-      const assetDir = join(dir, name);
+      const assetDir = dirname(outfile);
       results.push({
         name,
         bytes: statSync(outfile).size,

@@ -9,6 +9,8 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { FUNCTION_V8_FLAGS } from '../infra/index.ts';
 import { type BundleResult, measureBundles } from './bundles.ts';
+import type { CostMeasurement } from './cost.ts';
+import { fixedMonthly, functionSizes, perMillion, total } from './cost-model.ts';
 import { emulatorFloor, type IntakeCell, type IntakePlan, intake, label, starttls } from './intake.ts';
 import { Worker } from './ipc.ts';
 import { E2E_RETRY_SCHEDULE, latency } from './latency.ts';
@@ -72,6 +74,17 @@ async function parsing() {
   return results;
 }
 
+/** The measured inputs of the cost model (bench/cost.ts), with the functions' V8 flags. */
+async function costInputs(): Promise<CostMeasurement> {
+  const worker = new Worker('./cost.ts', [], [...FUNCTION_V8_FLAGS]);
+  try {
+    await worker.ready;
+    return await worker.call<CostMeasurement>('measure');
+  } finally {
+    await worker.stop();
+  }
+}
+
 const load = new Worker('./load-process.ts');
 await load.ready;
 const postfix = postfixSinkBinary();
@@ -102,6 +115,8 @@ try {
   json.retrySchedule = E2E_RETRY_SCHEDULE;
   log('memory');
   json.memory = await memory(load, PLAN.memory);
+  log('cost inputs');
+  json.cost = await costInputs();
   log('parsing');
   json.parse = await parsing();
   log('bundles');
@@ -119,6 +134,12 @@ const file = join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick
 writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
 console.log(report(json));
 console.log(`\nJSON: ${file}`);
+
+function sumSqs(requests: Record<string, number>): number {
+  return Object.entries(requests)
+    .filter(([kind]) => kind.startsWith('SQS'))
+    .reduce((sum, [, count]) => sum + count, 0);
+}
 
 /** The one table of the run, as Markdown (docs/performance.md embeds it as printed). */
 function report(results: typeof json): string {
@@ -229,16 +250,32 @@ function report(results: typeof json): string {
         `| ${name} | ${n(row.streaming?.mbPerSecond, 1)} | ${n(row.simpleParser?.mbPerSecond, 1)} | ${ratio(row.streaming?.mbPerSecond, row.simpleParser?.mbPerSecond)} | ${n(row.streaming?.growthMiB, 1)} | ${n(row.simpleParser?.growthMiB, 1)} | ${ratio(row.streaming?.growthMiB, row.simpleParser?.growthMiB)} |`,
     ),
   );
+  const cost = results.cost as CostMeasurement;
+  const sizes = functionSizes(cost);
+  lines.push(
+    '',
+    "### 8. Cost from this run's figures (bench/cost-model.ts list prices; docs/cost.md has every line)",
+    '',
+    '| figure | low volume (batches of 1) | high volume (burst) |',
+    '|---|---|---|',
+    `| cost per million ${cost.messageBytes / 1024} KB messages, one endpoint (target ≤ $15) | $${total(perMillion(cost, cost.low)).toFixed(2)} | $${total(perMillion(cost, cost.high)).toFixed(2)} |`,
+    `| S3 PUTs per message | ${n(cost.low.requestsPerMessage['S3 PutObject'], 2)} | ${n(cost.high.requestsPerMessage['S3 PutObject'], 2)} |`,
+    `| SQS requests per message | ${n(sumSqs(cost.low.requestsPerMessage), 2)} | ${n(sumSqs(cost.high.requestsPerMessage), 2)} |`,
+    `| log bytes per message | ${n(cost.low.logBytesPerMessage)} | ${n(cost.high.logBytesPerMessage)} |`,
+    `| parse / deliver ms per message (DNS ${cost.dnsDelayMs} ms a lookup) | ${n(cost.low.durationMs.parse)} / ${n(cost.low.durationMs.deliver)} | ${n(cost.high.durationMs.parse)} / ${n(cost.high.durationMs.deliver)} |`,
+    `| memory chosen, parse / deliver | ${sizes.parse.memoryMb} / ${sizes.deliver.memoryMb} MB | |`,
+    `| fixed per month, default deployment (target ≤ $50) | $${total(fixedMonthly()).toFixed(2)} | |`,
+  );
   const bundles = results.bundles as BundleResult[];
   lines.push(
     '',
     '### 5. Functions (bundled as infra/functions.ts bundles them; targets < 1 MB, cold import < 150 ms)',
     '',
-    '| function | bundle | zip contents | cold import (median of runs) | first error stack | heaviest inputs |',
-    '|---|---|---|---|---|---|',
+    '| function | bundle | zip contents | cold import (median of runs) | vs reference | first error stack | heaviest inputs |',
+    '|---|---|---|---|---|---|---|',
     ...bundles.map(
       (b) =>
-        `| ${b.name} | ${(b.bytes / 1e6).toFixed(2)} MB | ${(b.assetBytes / 1e6).toFixed(2)} MB | ${n(b.coldImportMs)} ms (${b.coldImportsMs.length} runs) | ${n(b.firstStackMs, 1)} ms | ${b.heaviest.map((h) => `${h.path} ${(h.bytes / 1e3).toFixed(0)} KB`).join(', ')} |`,
+        `| ${b.name} | ${(b.bytes / 1e6).toFixed(2)} MB | ${(b.assetBytes / 1e6).toFixed(2)} MB | ${n(b.coldImportMs)} ms (${b.coldImportsMs.length} runs) | ${b === bundles[0] ? '1.0' : `${ratio(b.bytes, bundles[0]?.bytes)} size, ${ratio(b.coldImportMs, bundles[0]?.coldImportMs)} time`} | ${n(b.firstStackMs, 1)} ms | ${b.heaviest.map((h) => `${h.path} ${(h.bytes / 1e3).toFixed(0)} KB`).join(', ')} |`,
     ),
     '',
     `Run took ${n(results.seconds as number)} s.`,

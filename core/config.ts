@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import leven from 'leven';
-import { z } from 'zod';
+import * as z from 'zod';
 import { formatConfigPath, parseDocumentText } from './config-text.ts';
 import { longestRetrySeconds, MAX_ROUTE_TIMEOUT_SECONDS } from './delivery.ts';
 import { parseDurationSeconds } from './duration.ts';

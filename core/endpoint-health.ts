@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { DeliveryOutcome } from './delivery.ts';
 
 /** How long every try to an endpoint may fail before it is disabled: 5 days, as Svix does. */

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { formatConfigPath } from './config-text.ts';
 import { InvalidRecordError } from './errors.ts';
 import { FilteringFactsSchema } from './filtering/schemas.ts';

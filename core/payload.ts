@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { SpamVerdictSchema, VirusVerdictSchema } from './filtering/schemas.ts';
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The route's reply markers: lines such as "## Please type your reply above this line ##" that the

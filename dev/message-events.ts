@@ -1,7 +1,7 @@
 import { appendFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 
 const common = { at: z.string(), messageId: z.string() };
 const delivery = {

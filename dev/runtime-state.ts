@@ -1,6 +1,6 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { LocalPorts } from './runtime.ts';
 
 /** The environment variable that overrides each port of `mailbridge dev`. */

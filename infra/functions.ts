@@ -44,7 +44,12 @@ export const FUNCTION_BUNDLING = {
   // Pin the SDK the tests ran against instead of the runtime's copy.
   bundleAwsSDK: true,
   externalModules: [] as string[],
-  esbuildArgs: { '--alias:undici': './infra/undici-stub.ts' },
+  esbuildArgs: Object.fromEntries(
+    ['undici', '@postalsys/vmc', 'fast-xml-parser'].map((name) => [
+      `--alias:${name}`,
+      './infra/bimi-stub.ts',
+    ]),
+  ),
   // CommonJS dependencies (mailparser, mailauth) call require() and read __dirname inside an ESM bundle.
   banner:
     "import { createRequire as __mbCreateRequire } from 'node:module'; import { fileURLToPath as __mbFileURLToPath } from 'node:url'; import { dirname as __mbDirname } from 'node:path'; const require = __mbCreateRequire(import.meta.url); const __filename = __mbFileURLToPath(import.meta.url); const __dirname = __mbDirname(__filename);",

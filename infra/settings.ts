@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ScannersConfig } from '../core/filtering/index.ts';
 import { type Config, ConfigError, formatConfigPath, parseConfig, parseDocumentText } from '../core/index.ts';
 import { fargateMemoryChoices } from './fargate.ts';

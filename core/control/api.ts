@@ -1,5 +1,6 @@
 import { monotonicFactory } from 'ulid';
-import type { ZodType, z } from 'zod';
+import type * as z from 'zod';
+import type { ZodType } from 'zod';
 import { type Config, parseConfig, type Route, type Runtime } from '../config.ts';
 import { ConfigError } from '../errors.ts';
 import type { Logger } from '../observability.ts';

@@ -1,4 +1,5 @@
-import { type ZodType, z } from 'zod';
+import type { ZodType } from 'zod';
+import * as z from 'zod';
 import type { Operation } from './api.ts';
 import { ErrorSchema } from './schemas.ts';
 

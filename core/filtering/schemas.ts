@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { parseSenderEntry } from './senders.ts';
 
 const seconds = (fallback: number, description: string) =>

@@ -1,0 +1,286 @@
+/**
+ * What mailbridge costs on AWS, computed from the bench's measured inputs (bench/cost.ts) and the
+ * list prices below. `npm run bench` prints the per-million line; bench/cost-doc.ts writes
+ * docs/cost.md from the same functions, so the page cannot drift from the figures.
+ */
+import type { CostMeasurement, CostRun } from './cost.ts';
+
+/** Where and when the prices were read. */
+export const PRICES_AS_OF = 'us-east-1 list prices as assumed in November 2026';
+
+/** List prices, us-east-1, USD. */
+export const PRICES = {
+  nlbHour: 0.0225,
+  nlbLcuHour: 0.006,
+  fargateVcpuHourArm: 0.03238,
+  fargateGbHourArm: 0.00356,
+  publicIpv4Hour: 0.005,
+  containerInsightsPerMetric: 0.3,
+  alarmMetric: 0.1,
+  dashboard: 3,
+  customMetric: 0.3,
+  secret: 0.4,
+  kmsKey: 1,
+  sqsPerMillion: 0.4,
+  s3PutPer1000: 0.005,
+  s3GetPer1000: 0.0004,
+  s3GbMonth: 0.023,
+  lambdaGbSecondArm: 0.0000133334,
+  lambdaPerMillion: 0.2,
+  dataOutGb: 0.09,
+  crossAzGb: 0.01,
+  logsIngestGb: 0.5,
+  logsGbMonth: 0.03,
+  dynamoWritePerMillion: 0.625,
+  dynamoGbMonth: 0.25,
+  dynamoPitrGbMonth: 0.2,
+  flowLogsGb: 0.25,
+} as const;
+
+const HOURS = 730;
+const GB = 1e9;
+
+/**
+ * What the bench does not measure, with where each figure comes from. Every other input is the
+ * bench's own.
+ */
+export const DECLARED = {
+  /** Message log writes per message: `received`, `parsed`, `attempt` + `delivered` (docs/control-plane.md). */
+  dynamoWriteUnits: 7,
+  /** Message log item with its index entries, kept 30 days (docs/control-plane.md). */
+  dynamoItemKb: 1.8,
+  /** Lambda's own START/END/REPORT lines per invocation (JSON log format). */
+  platformLogBytesPerInvocation: 1000,
+  /** The customer's endpoint answering a webhook: deliver waits for it. Not ours to measure. */
+  endpointMs: 100,
+  /** Retention of stored mail and payloads, days. */
+  retentionDays: 30,
+  /** Bytes on the wire per SMTP session beyond the message: dialogue and a TLS handshake. */
+  smtpOverheadBytes: 5000,
+} as const;
+
+/** The default deployment: what the fixed cost counts. */
+export const DEPLOYMENT = {
+  tasks: 2,
+  taskVcpu: 0.5,
+  taskGb: 1,
+  elasticIps: 2,
+  containerInsightsMetrics: 25,
+  alarmMetrics: 59,
+  dashboards: 1,
+  customMetrics: 21,
+  secrets: 3,
+  kmsKeys: 1,
+  /** Empty long polls: 5 pollers × 2 queues × 3 a minute, and readiness probes (1 per 5 s per task). */
+  idleSqsRequestsPerMonth: 5 * 2 * 3 * 60 * HOURS + (2 * HOURS * 3600) / 5,
+  flowLogGbPerMonth: 4,
+} as const;
+
+export interface CostLine {
+  readonly item: string;
+  readonly basis: string;
+  readonly usd: number;
+}
+
+/** Fixed monthly cost of a deployment, line by line. */
+export function fixedMonthly(d: typeof DEPLOYMENT = DEPLOYMENT): CostLine[] {
+  return [
+    { item: 'Network Load Balancer, hours', basis: `${HOURS} h`, usd: PRICES.nlbHour * HOURS },
+    {
+      item: 'Fargate arm64 vCPU',
+      basis: `${d.tasks} tasks × ${d.taskVcpu} vCPU`,
+      usd: d.tasks * d.taskVcpu * HOURS * PRICES.fargateVcpuHourArm,
+    },
+    {
+      item: 'Fargate arm64 memory',
+      basis: `${d.tasks} tasks × ${d.taskGb} GB`,
+      usd: d.tasks * d.taskGb * HOURS * PRICES.fargateGbHourArm,
+    },
+    {
+      item: 'Public IPv4: Elastic IPs of the NLB (MX)',
+      basis: `${d.elasticIps}`,
+      usd: d.elasticIps * HOURS * PRICES.publicIpv4Hour,
+    },
+    {
+      item: 'Public IPv4: one per task (no NAT gateway)',
+      basis: `${d.tasks}`,
+      usd: d.tasks * HOURS * PRICES.publicIpv4Hour,
+    },
+    {
+      item: 'Container Insights',
+      basis: `≈ ${d.containerInsightsMetrics} metrics`,
+      usd: d.containerInsightsMetrics * PRICES.containerInsightsPerMetric,
+    },
+    {
+      item: 'CloudWatch alarms',
+      basis: `${d.alarmMetrics} metrics read`,
+      usd: d.alarmMetrics * PRICES.alarmMetric,
+    },
+    { item: 'CloudWatch dashboard', basis: `${d.dashboards}`, usd: d.dashboards * PRICES.dashboard },
+    {
+      item: 'Custom metrics (EMF)',
+      basis: `≈ ${d.customMetrics}`,
+      usd: d.customMetrics * PRICES.customMetric,
+    },
+    { item: 'Secrets Manager', basis: `${d.secrets} secrets`, usd: d.secrets * PRICES.secret },
+    { item: 'KMS key of the alarm topic', basis: `${d.kmsKeys}`, usd: d.kmsKeys * PRICES.kmsKey },
+    {
+      item: 'SQS empty long polls and readiness probes',
+      basis: `${(d.idleSqsRequestsPerMonth / 1e6).toFixed(2)} M requests`,
+      usd: (d.idleSqsRequestsPerMonth / 1e6) * PRICES.sqsPerMillion,
+    },
+    {
+      item: 'VPC flow logs (rejected traffic) and their storage',
+      basis: `≈ ${d.flowLogGbPerMonth} GB`,
+      usd: d.flowLogGbPerMonth * (PRICES.flowLogsGb + 3 * PRICES.s3GbMonth),
+    },
+  ];
+}
+
+/** The smallest Lambda memory sizes considered, MB; 1769 MB is one full vCPU. */
+export const LAMBDA_SIZES = [256, 512, 768, 1024, 1536, 1769] as const;
+const FULL_VCPU_MB = 1769;
+/** How much slower than on a full vCPU a function may run at the size chosen for it. */
+export const DURATION_TOLERANCE = 1.5;
+
+/** Modelled duration at `memoryMb`: Lambda's CPU share grows with memory up to one vCPU at 1769 MB. */
+export function durationAt(memoryMb: number, cpuMs: number, waitMs: number): number {
+  return waitMs + cpuMs / Math.min(1, memoryMb / FULL_VCPU_MB);
+}
+
+/**
+ * The cheapest size that holds the measured peak (with a quarter to spare) and keeps the duration
+ * within {@link DURATION_TOLERANCE} of a full vCPU's. Below one vCPU the CPU part costs the same
+ * at any size (GB × seconds), so the waits decide: smaller is cheaper, until it is too slow.
+ */
+export function chooseMemory(
+  cpuMs: number,
+  waitMs: number,
+  peakMiB: number,
+): { memoryMb: number; ms: number } {
+  const fastest = durationAt(FULL_VCPU_MB, cpuMs, waitMs);
+  const fits = LAMBDA_SIZES.filter(
+    (size) => size >= peakMiB * 1.25 && durationAt(size, cpuMs, waitMs) <= fastest * DURATION_TOLERANCE,
+  );
+  const best =
+    [...fits].sort((a, b) => a * durationAt(a, cpuMs, waitMs) - b * durationAt(b, cpuMs, waitMs))[0] ??
+    FULL_VCPU_MB;
+  return { memoryMb: best, ms: durationAt(best, cpuMs, waitMs) };
+}
+
+const cpuAndWait = (run: CostRun, name: 'parse' | 'deliver') => {
+  const cpuMs = run.cpuMs[name];
+  // Deliver also waits for the customer's endpoint, which the bench's local receiver answers at once.
+  const waitMs = Math.max(0, run.durationMs[name] - cpuMs) + (name === 'deliver' ? DECLARED.endpointMs : 0);
+  return [cpuMs, waitMs] as const;
+};
+
+/**
+ * The memory of parse and deliver, chosen from the low-volume run (one record per invocation, the
+ * usual case), and each one's modelled duration per message in `run` at that size.
+ */
+export function functionSizes(measured: CostMeasurement, run: CostRun = measured.low) {
+  const size = (name: 'parse' | 'deliver') => {
+    const { memoryMb } = chooseMemory(...cpuAndWait(measured.low, name), measured.peakRssMiB);
+    return { memoryMb, ms: durationAt(memoryMb, ...cpuAndWait(run, name)) };
+  };
+  return { parse: size('parse'), deliver: size('deliver') };
+}
+
+const requests = (run: CostRun, prefix: string) =>
+  Object.entries(run.requestsPerMessage)
+    .filter(([kind]) => kind.startsWith(prefix))
+    .reduce((sum, [, n]) => sum + n, 0);
+
+/** Cost of one million messages of the measured size to one endpoint, line by line. */
+export function perMillion(measured: CostMeasurement, run: CostRun): CostLine[] {
+  const million = 1e6;
+  const sizes = functionSizes(measured, run);
+  const wire = measured.messageBytes + DECLARED.smtpOverheadBytes;
+  // S3 bills PUT, COPY, POST and LIST alike; GET and HEAD alike; DELETE is free.
+  const puts = [
+    'S3 PutObject',
+    'S3 UploadPart',
+    'S3 CreateMultipart',
+    'S3 CompleteMultipart',
+    'S3 List',
+    'S3 PostObject',
+  ]
+    .map((prefix) => requests(run, prefix))
+    .reduce((sum, n) => sum + n, 0);
+  const gets = requests(run, 'S3 GetObject') + requests(run, 'S3 HeadObject');
+  const sqs = requests(run, 'SQS');
+  const invocations = 1 / run.recordsPerInvocation.parse + 1 / run.recordsPerInvocation.deliver;
+  const logBytes = run.logBytesPerMessage + invocations * DECLARED.platformLogBytesPerInvocation;
+  const months = DECLARED.retentionDays / 30;
+  const gbSeconds = (name: 'parse' | 'deliver') => (sizes[name].memoryMb / 1024) * (sizes[name].ms / 1000);
+  return [
+    {
+      item: 'NLB processed bytes (1 LCU = 1 GB an hour for TCP)',
+      basis: `${(wire / 1000).toFixed(1)} KB`,
+      usd: (wire / GB) * PRICES.nlbLcuHour * million,
+    },
+    {
+      item: 'NLB cross-zone traffic (about half, both ways)',
+      basis: `${(wire / 2000).toFixed(1)} KB`,
+      usd: (wire / 2 / GB) * 2 * PRICES.crossAzGb * million,
+    },
+    {
+      item: 'S3 PUT, POST and LIST requests',
+      basis: `${puts.toFixed(2)} per message`,
+      usd: puts * PRICES.s3PutPer1000 * 1000,
+    },
+    {
+      item: 'S3 GET and HEAD requests',
+      basis: `${gets.toFixed(2)} per message`,
+      usd: gets * PRICES.s3GetPer1000 * 1000,
+    },
+    {
+      item: `S3 storage, kept ${DECLARED.retentionDays} days`,
+      basis: `${(run.storedBytesPerMessage / 1000).toFixed(1)} KB`,
+      usd: (run.storedBytesPerMessage / GB) * months * PRICES.s3GbMonth * million,
+    },
+    { item: 'SQS requests', basis: `${sqs.toFixed(2)} per message`, usd: sqs * PRICES.sqsPerMillion },
+    {
+      item: `Lambda parse, arm64, ${sizes.parse.memoryMb} MB × ${sizes.parse.ms.toFixed(0)} ms`,
+      basis: `${gbSeconds('parse').toFixed(3)} GB-s`,
+      usd: gbSeconds('parse') * PRICES.lambdaGbSecondArm * million,
+    },
+    {
+      item: `Lambda deliver, arm64, ${sizes.deliver.memoryMb} MB × ${sizes.deliver.ms.toFixed(0)} ms`,
+      basis: `${gbSeconds('deliver').toFixed(3)} GB-s`,
+      usd: gbSeconds('deliver') * PRICES.lambdaGbSecondArm * million,
+    },
+    {
+      item: 'Lambda invocations',
+      basis: `${invocations.toFixed(2)} per message`,
+      usd: invocations * PRICES.lambdaPerMillion,
+    },
+    {
+      item: 'Data out to the endpoint (webhook ≈ the stored payload)',
+      basis: `${(wire / 1000).toFixed(1)} KB`,
+      usd: (wire / GB) * PRICES.dataOutGb * million,
+    },
+    {
+      item: 'CloudWatch Logs ingestion and 30 days of storage',
+      basis: `${(logBytes / 1000).toFixed(1)} KB`,
+      usd: (logBytes / GB) * (PRICES.logsIngestGb + PRICES.logsGbMonth) * million,
+    },
+    {
+      item: 'Message log writes (DynamoDB on demand)',
+      basis: `${DECLARED.dynamoWriteUnits} WRU`,
+      usd: DECLARED.dynamoWriteUnits * PRICES.dynamoWritePerMillion,
+    },
+    {
+      item: 'Message log storage and point-in-time recovery',
+      basis: `${DECLARED.dynamoItemKb} KB`,
+      usd:
+        ((DECLARED.dynamoItemKb * 1000) / GB) *
+        months *
+        (PRICES.dynamoGbMonth + PRICES.dynamoPitrGbMonth) *
+        million,
+    },
+  ];
+}
+
+export const total = (lines: readonly CostLine[]) => lines.reduce((sum, line) => sum + line.usd, 0);

@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { COST_DOC_FILE, COST_INPUTS_FILE, type CostInputs, renderCostDoc } from '../../bench/cost-doc.ts';
+import { chooseMemory, durationAt, perMillion, total } from '../../bench/cost-model.ts';
+
+const inputs = JSON.parse(readFileSync(COST_INPUTS_FILE, 'utf8')) as CostInputs;
+
+describe('docs/cost.md', () => {
+  it('is what `npm run cost:doc` writes from the committed bench figures', () => {
+    assert.equal(
+      readFileSync(COST_DOC_FILE, 'utf8'),
+      renderCostDoc(inputs),
+      'docs/cost.md is stale: run `npm run cost:doc`',
+    );
+  });
+
+  it('moves with a measured input: one S3 PUT fewer per message is $5 less per million', () => {
+    const run = inputs.cost.low;
+    const fewer = {
+      ...run,
+      requestsPerMessage: {
+        ...run.requestsPerMessage,
+        'S3 PutObject': run.requestsPerMessage['S3 PutObject']! - 1,
+      },
+    };
+    const saved = total(perMillion(inputs.cost, run)) - total(perMillion(inputs.cost, fewer));
+    assert.equal(saved.toFixed(2), '5.00');
+  });
+});
+
+describe('function memory chosen from measured figures', () => {
+  it('takes the smallest size for a function that mostly waits, and more for one that mostly computes', () => {
+    assert.equal(chooseMemory(5, 200, 100).memoryMb, 256);
+    assert.equal(chooseMemory(200, 5, 100).memoryMb, 1536);
+  });
+
+  it('never picks a size below the peak with a quarter to spare', () => {
+    assert.equal(chooseMemory(5, 200, 500).memoryMb, 768);
+  });
+
+  it('models CPU-bound time stretching below one vCPU (1769 MB) and not above', () => {
+    assert.equal(durationAt(1769, 100, 10), 110);
+    assert.equal(durationAt(1769 / 2, 100, 10), 210);
+  });
+});
