@@ -5,6 +5,7 @@ import { chmodSync, cpSync, linkSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
 import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
 import { testTls } from '../helpers/listener-config.ts';
 import { dockerfileInstructions, tempDir } from '../infra/helpers.ts';
@@ -130,6 +131,8 @@ describe('the listener container, as ECS runs it', () => {
   let app: SynthesizedApp;
   let emulator: TestEmulator;
   let aws: AwsEndpoint;
+  // The task's MAILBRIDGE_CONTROL_TABLE: the listener loads routes from it before it listens.
+  let control: TestControlStore;
   let image: ReplayedImage;
   let bin: string;
   let environment: Record<string, string>;
@@ -140,7 +143,8 @@ describe('the listener container, as ECS runs it', () => {
   before(async () => {
     app = synthesizeApp();
     emulator = await startTestEmulator();
-    aws = await startAwsEndpoint(emulator.emulator.endpoint);
+    control = await startTestControlStore();
+    aws = await startAwsEndpoint(emulator.emulator.endpoint, { dynamoEndpoint: control.dynamo.endpoint });
     events = new EventCollector(emulator.sqs, emulator.resources.inboundQueueUrl);
     ({ dir, cleanup: cleanupDir } = tempDir('mailbridge-container-'));
     image = await replayDockerfile(join(dir, 'image'));
@@ -181,6 +185,7 @@ describe('the listener container, as ECS runs it', () => {
   });
   after(async () => {
     await aws.close();
+    await control.close();
     await emulator.close();
     app.cleanup();
     cleanupDir();
