@@ -5,6 +5,8 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import {
+  type ApiRequest,
+  type ApiResponse,
   type ControlStore,
   createApiHandler,
   dynamoControlStore,
@@ -38,7 +40,7 @@ import { type ConsoleSink, runtimeLoggers } from './console.ts';
 import { type LocalDynamo, startLocalDynamo } from './dynamo.ts';
 import { type Emulator, startEmulator } from './emulator.ts';
 import { startLocalFunctions } from './handlers.ts';
-import { type Inbox, startInbox } from './inbox.ts';
+import { type Inbox, s3RawReader, startInbox } from './inbox.ts';
 import { messageEventsFile } from './message-events.ts';
 import type { Poller } from './poller.ts';
 import { emulatorClients, type LocalResources, provisionLocalResources } from './resources.ts';
@@ -318,10 +320,26 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
         : [],
     );
     const signingSecrets = [...new Set(inboxRoutes.flatMap((r) => secretsByRoute[r]!))];
+    // The API is bound before the inbox, whose message pages read the log through it; its handler
+    // needs the config with the inbox's address, so it is set once that is known.
+    let handleApi: ((request: ApiRequest) => Promise<ApiResponse>) | undefined;
+    const apiServer = await startApiServer((request) => handleApi!(request), {
+      host: '127.0.0.1',
+      port: ports.api ?? DEFAULT_API_PORT,
+    });
+    cleanups.push(() => apiServer.close());
+    const api: LocalApi = {
+      url: apiServer.url,
+      key: await devKey(controlStore, controlDir),
+      keyFile: controlDir && join(controlDir, DEV_KEY_FILE),
+    };
     const inbox = await startInbox({
       host: '127.0.0.1',
       port: ports.inbox ?? DEFAULT_INBOX_PORT,
       secrets: signingSecrets,
+      ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+      readRaw: s3RawReader(s3, resources.bucket),
+      api: { url: api.url, key: api.key },
     });
     cleanups.push(() => inbox.close());
     const config = withInbox(loaded, inbox.url);
@@ -357,7 +375,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     cleanups.push(() => listener.close());
 
     const presign = s3Presigner(s3, { expiresInSeconds: RAW_LINK_SECONDS });
-    const handleApi = createApiHandler({
+    handleApi = createApiHandler({
       store: controlStore,
       config,
       runtime: 'local',
@@ -373,16 +391,6 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       presign: (raw) => presign(raw.bucket, raw.key),
       logger: loggers('api'),
     });
-    const apiServer = await startApiServer(handleApi, {
-      host: '127.0.0.1',
-      port: ports.api ?? DEFAULT_API_PORT,
-    });
-    cleanups.push(() => apiServer.close());
-    const api: LocalApi = {
-      url: apiServer.url,
-      key: await devKey(controlStore, controlDir),
-      keyFile: controlDir && join(controlDir, DEV_KEY_FILE),
-    };
     if (options.dataDir) {
       cleanups.push(
         await recordRunningRuntime(options.dataDir, {
