@@ -1,6 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import type { ApiClient, MessageSummary, TimelineEvent } from '../core/control/index.ts';
+import {
+  type ApiClient,
+  ApiClientError,
+  ApiUnreachableError,
+  type MessageSummary,
+  type TimelineEvent,
+} from '../core/control/index.ts';
 import { DeliveryJobSchema } from '../core/index.ts';
 import type { MessageEvent, MessageEventReader } from '../dev/index.ts';
 import { apiInUse, explainApiError, withApiAccessOptions } from './api.ts';
@@ -146,7 +152,27 @@ async function apiFollower(api: ApiClient): Promise<MessageEventReader> {
 
   // From now on: what the log holds already is not printed.
   await poll();
-  return { read: poll, close: async () => {} };
+  let failing = false;
+  return {
+    async read() {
+      try {
+        const events = await poll();
+        if (failing) console.error('mailbridge: the API answers again');
+        failing = false;
+        return events;
+      } catch (error) {
+        // A tail outlives a restart of the API or a dropped connection: it says so once and polls on.
+        const transient =
+          error instanceof ApiUnreachableError ||
+          (error instanceof ApiClientError && (error.status >= 500 || error.status === 429));
+        if (!transient) throw error;
+        if (!failing) console.error(`mailbridge: ${error.message}; trying again`);
+        failing = true;
+        return [];
+      }
+    },
+    close: async () => {},
+  };
 }
 
 /** In AWS: the jobs that reach the delivery DLQ (deliveries and retries are in the deliver function's logs). */

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -81,6 +83,35 @@ function timeline(
       error: 'HTTP 400: bad request',
     },
   ];
+}
+
+/** A TCP proxy to the API that can cut every connection and refuse new ones, as a restarting API does. */
+async function cuttableProxy(target: string) {
+  const { port: targetPort } = new URL(target);
+  const sockets = new Set<Socket>();
+  let cut = false;
+  const server = createServer((client) => {
+    if (cut) return void client.destroy();
+    const upstream = connect(Number(targetPort), '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket)).on('error', () => undefined);
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    set cut(value: boolean) {
+      cut = value;
+      if (value) for (const socket of sockets) socket.destroy();
+    },
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
 }
 
 describe('mailbridge messages, routes, domains, keys and tail on the control plane API (dynalite over HTTP)', () => {
@@ -613,6 +644,48 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
         { tries: lines[3]!.tries, status: lines[3]!.status, reason: lines[3]!.reason },
         { tries: 2, status: 410, reason: 'gone' },
       );
+    });
+
+    it('polls on through dropped connections and prints what was logged meanwhile', async () => {
+      const proxy = await cuttableProxy(api.server.url);
+      try {
+        const tail = await startCli(
+          ['tail', '--json', '--count', '1', '--interval', '0.2', '--timeout', '60'],
+          'following',
+          {
+            env: { ...env, MAILBRIDGE_API_URL: proxy.url },
+          },
+        );
+        proxy.cut = true;
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        const id = newMessageId();
+        const [received] = timeline(id, {
+          at: new Date(),
+          mailFrom: 'eve@else.test',
+          to: 'x@example.test',
+          subject: 'Hi',
+          route: 'inbox',
+          fate: 'delivered',
+        });
+        await append(id, [received!]);
+        proxy.cut = false;
+        const result = await tail.done;
+        assert.equal(result.code, 0, result.stderr);
+        assert.deepEqual(
+          result.stdout
+            .trim()
+            .split('\n')
+            .map((line) => (JSON.parse(line) as { kind: string; messageId: string }).messageId),
+          [id],
+        );
+        assert.match(
+          result.stderr,
+          /^mailbridge: cannot reach the API at http:\/\/127\.0\.0\.1:\d+: .+; trying again$/m,
+        );
+        assert.match(result.stderr, /^mailbridge: the API answers again$/m);
+      } finally {
+        proxy.close();
+      }
     });
 
     it('prints one line per event for people', async () => {
