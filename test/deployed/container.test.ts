@@ -219,8 +219,10 @@ describe('the listener container, as ECS runs it', () => {
 
   it('installs only what the listener runs', () => {
     const modules = readdirSync(join(image.workdir, 'node_modules'));
-    assert.ok(modules.includes('smtp-server'));
-    for (const absent of ['mailparser', 'mailauth', 'nodemailer', 'aws-cdk-lib', 'esbuild'])
+    // mailauth and nodemailer: SPF and DMARC before the 250 (listener/filtering); the rest is the functions'.
+    for (const present of ['smtp-server', 'mailauth', 'nodemailer'])
+      assert.ok(modules.includes(present), present);
+    for (const absent of ['mailparser', 'aws-cdk-lib', 'esbuild'])
       assert.ok(!modules.includes(absent), `${absent} is not installed`);
     assert.equal(image.user, 'node');
     assert.equal(image.stopSignal, 'SIGTERM');
