@@ -22,6 +22,8 @@ export interface LocalHandlersOptions
   readonly controlStore?: ControlStore;
   /** The logger of each part (`parse`, `deliver`, `poller`). @default each part's own */
   readonly loggers?: (serviceName: string) => Logger;
+  /** Each function's own clients, as each has its own role in AWS. @default `s3` and `sqs` for both */
+  readonly clients?: Readonly<Record<'parse' | 'deliver', Pick<DeliverDeps, 's3' | 'sqs'>>>;
 }
 
 /**
@@ -32,12 +34,13 @@ export function createLocalHandlers(options: LocalHandlersOptions): {
   parse: ReturnType<typeof createParseHandler>;
   deliver: ReturnType<typeof createDeliverHandler>;
 } {
-  const { s3, sqs, config, resources } = options;
+  const { config, resources } = options;
+  const { parse, deliver } = options.clients ?? { parse: options, deliver: options };
   const control = options.controlStore ? { controlStore: options.controlStore } : {};
   return {
     parse: createParseHandler({
-      s3,
-      sqs,
+      s3: parse.s3,
+      sqs: parse.sqs,
       bucket: resources.bucket,
       deliveryQueueUrl: resources.deliveryQueueUrl,
       inboundDlqUrl: resources.inboundDlqUrl,
@@ -47,8 +50,8 @@ export function createLocalHandlers(options: LocalHandlersOptions): {
       ...(options.loggers ? { logger: options.loggers('parse') } : {}),
     }),
     deliver: createDeliverHandler({
-      s3,
-      sqs,
+      s3: deliver.s3,
+      sqs: deliver.sqs,
       bucket: resources.bucket,
       deliveryQueueUrl: resources.deliveryQueueUrl,
       deliveryDlqUrl: resources.deliveryDlqUrl,
@@ -88,10 +91,11 @@ export interface LocalFunctions {
  * with the function's timeout, as the local runtime, the tests and the benchmarks run them.
  */
 export async function startLocalFunctions(options: LocalFunctionsOptions): Promise<LocalFunctions> {
-  const { sqs, resources, waitTimeSeconds, visibilityTimeoutSeconds: visibility = {} } = options;
+  const { resources, waitTimeSeconds, visibilityTimeoutSeconds: visibility = {} } = options;
   const handlers = createLocalHandlers(options);
+  // Lambda polls a function's queue with the function's role.
+  const clients = options.clients ?? { parse: options, deliver: options };
   const tuning = {
-    sqs,
     waitTimeSeconds,
     ...(options.loggers ? { logger: options.loggers('poller') } : {}),
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
@@ -99,6 +103,7 @@ export async function startLocalFunctions(options: LocalFunctionsOptions): Promi
   };
   const delivery = await startPoller({
     ...tuning,
+    sqs: clients.deliver.sqs,
     queueUrl: resources.deliveryQueueUrl,
     functionName: 'mailbridge-deliver',
     timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.deliver,
@@ -108,6 +113,7 @@ export async function startLocalFunctions(options: LocalFunctionsOptions): Promi
   try {
     const inbound = await startPoller({
       ...tuning,
+      sqs: clients.parse.sqs,
       queueUrl: resources.inboundQueueUrl,
       functionName: 'mailbridge-parse',
       timeoutSeconds: QUEUE_SETTINGS.functionTimeoutSeconds.parse,

@@ -64,12 +64,12 @@ export async function provisionLocalResources(
   };
 }
 
-/** SDK clients pointed at the emulator. */
-export function emulatorClients(endpoint: string): { s3: S3Client; sqs: SQSClient } {
+/** SDK clients pointed at the emulator, signing with `accessKeyId` (a test proxy tells roles apart by it). */
+export function emulatorClients(endpoint: string, accessKeyId = 'local'): { s3: S3Client; sqs: SQSClient } {
   const common = {
     endpoint,
     region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    credentials: { accessKeyId, secretAccessKey: 'local' },
   };
   return { s3: new S3Client({ ...common, forcePathStyle: true }), sqs: new SQSClient(common) };
 }

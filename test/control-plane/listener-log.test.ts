@@ -7,8 +7,8 @@ import {
   TABLE,
   type TestControlStore,
 } from '../helpers/control-store.ts';
-import { type DynamoFaultProxy, startDynamoFaultProxy } from '../helpers/dynamo-fault-proxy.ts';
 import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import {
   EventCollector,
   makeMessage,
@@ -47,13 +47,13 @@ async function eventually<T>(read: () => Promise<T | undefined>, timeoutMs = 10_
 describe('listener and the message log store between it and dynalite', () => {
   let emulator: TestEmulator;
   let control: TestControlStore;
-  let proxy: DynamoFaultProxy;
+  let proxy: FaultProxy;
   let events: EventCollector;
 
   before(async () => {
     emulator = await startTestEmulator();
     control = await startTestControlStore();
-    proxy = await startDynamoFaultProxy(control.dynamo.endpoint);
+    proxy = await startFaultProxy(control.dynamo.endpoint);
     events = new EventCollector(emulator.sqs, emulator.resources.inboundQueueUrl);
   });
   after(async () => {
@@ -76,20 +76,21 @@ describe('listener and the message log store between it and dynalite', () => {
   it('a failing log store costs no 250: the message is queued, and its received event written once the store is back', async () => {
     const listener = await listenerThroughProxy();
     try {
-      proxy.fault = { op: 'UpdateItem', answer: 'internal' };
+      proxy.add({ ops: ['DynamoDB.UpdateItem'], action: { kind: 'fail' } });
       const reply = await sendRaw(listener.port('mx'), 'a@example.test', makeMessage(2000, 'log-down'));
       assert.match(reply, /^250 2\.0\.0 queued as /);
       const id = queuedId(reply);
       assert.equal((await events.get(id)).envelope.rcptTo[0], 'a@example.test');
-      await eventually(async () => ((proxy.calls.get('UpdateItem') ?? 0) >= 2 ? true : undefined));
+      await eventually(async () => ((proxy.calls.get('DynamoDB.UpdateItem') ?? 0) >= 2 ? true : undefined));
       assert.equal(await control.store.getMessage(id), undefined);
 
-      proxy.fault = { answer: 'drop' };
+      proxy.clear();
+      proxy.add({ action: { kind: 'drop' } });
       const second = await sendRaw(listener.port('mx'), 'b@example.test', makeMessage(2000, 'log-gone'));
       assert.match(second, /^250 2\.0\.0 queued as /);
       await events.get(queuedId(second));
 
-      proxy.fault = null;
+      proxy.clear();
       for (const [messageId, to] of [
         [id, 'a@example.test'],
         [queuedId(second), 'b@example.test'],
@@ -100,7 +101,7 @@ describe('listener and the message log store between it and dynalite', () => {
         assert.equal(stored.timeline.length, 1);
       }
     } finally {
-      proxy.fault = null;
+      proxy.clear();
       await listener.close();
     }
   });
@@ -141,11 +142,11 @@ describe('listener and the message log store between it and dynalite', () => {
   });
 
   it('a listener that cannot load its routes does not start', async () => {
-    proxy.fault = { op: 'Query', answer: 'internal' };
+    proxy.add({ ops: ['DynamoDB.Query'], action: { kind: 'fail' } });
     try {
       await assert.rejects(listenerThroughProxy(), /InternalServerError|Internal server error/);
     } finally {
-      proxy.fault = null;
+      proxy.clear();
     }
   });
 });

@@ -15,7 +15,7 @@ import {
   TABLE,
   type TestControlStore,
 } from '../helpers/control-store.ts';
-import { type DynamoFaultProxy, startDynamoFaultProxy } from '../helpers/dynamo-fault-proxy.ts';
+import { type FaultAction, type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 
 const receivedEvent = (): TimelineEvent => ({
   at: new Date().toISOString(),
@@ -38,13 +38,13 @@ async function until(check: () => boolean | Promise<boolean>, timeoutMs = 10_000
 
 describe('MessageLogWriter', () => {
   let t: TestControlStore;
-  let proxy: DynamoFaultProxy;
+  let proxy: FaultProxy;
   let store: ControlStore;
   const clients: { destroy(): void }[] = [];
 
   before(async () => {
     t = await startTestControlStore();
-    proxy = await startDynamoFaultProxy(t.dynamo.endpoint);
+    proxy = await startFaultProxy(t.dynamo.endpoint);
     const client = dynamoClient(proxy.endpoint);
     clients.push(client);
     store = dynamoControlStore(client, TABLE);
@@ -59,7 +59,7 @@ describe('MessageLogWriter', () => {
   it('batches the events of a message into one write', async () => {
     const writer = new MessageLogWriter(store, { batchDelayMs: 20 });
     const id = newMessageId();
-    const before = proxy.calls.get('UpdateItem') ?? 0;
+    const before = proxy.calls.get('DynamoDB.UpdateItem') ?? 0;
     writer.record(id, receivedEvent(), { bucket: 'mail', key: `raw/${id}.eml` });
     writer.record(id, {
       at: new Date().toISOString(),
@@ -71,7 +71,7 @@ describe('MessageLogWriter', () => {
       warnings: [],
     });
     assert.equal(await writer.flush(), true);
-    assert.equal((proxy.calls.get('UpdateItem') ?? 0) - before, 1);
+    assert.equal((proxy.calls.get('DynamoDB.UpdateItem') ?? 0) - before, 1);
     assert.equal((await t.store.getMessage(id))?.timeline.length, 2);
     assert.deepEqual(writer.stats, {
       pending: 0,
@@ -82,10 +82,11 @@ describe('MessageLogWriter', () => {
     });
   });
 
-  for (const answer of ['internal', 'throttle', 'drop'] as const) {
-    it(`never throws at the caller while the store fails (${answer}), and writes everything once it is back`, async () => {
+  const failures: FaultAction[] = [{ kind: 'fail' }, { kind: 'throttle' }, { kind: 'drop' }];
+  for (const action of failures) {
+    it(`never throws at the caller while the store fails (${action.kind}), and writes everything once it is back`, async () => {
       const writer = new MessageLogWriter(store, { batchDelayMs: 5, retryBaseMs: 20, retryMaxMs: 100 });
-      proxy.fault = { answer };
+      proxy.add({ action });
       const ids = Array.from({ length: 20 }, () => newMessageId());
       const started = performance.now();
       for (const id of ids) writer.record(id, receivedEvent());
@@ -101,7 +102,7 @@ describe('MessageLogWriter', () => {
       await until(() => writer.stats.failedWrites >= 3);
       assert.equal(writer.stats.pending, 21);
       assert.equal(await writer.flush(100), false);
-      proxy.fault = null;
+      proxy.clear();
       assert.equal(await writer.flush(10_000), true);
       for (const id of ids) assert.equal((await t.store.getMessage(id))?.timeline[0]?.type, 'received');
       assert.equal(writer.stats.written, 20);
@@ -126,13 +127,13 @@ describe('MessageLogWriter', () => {
         retryMaxMs: 50,
         metrics,
       });
-      proxy.fault = { answer: 'internal', times: 1 };
+      proxy.add({ action: { kind: 'fail' }, times: 1 });
       writer.record(newMessageId(), receivedEvent());
       assert.equal(await writer.flush(5000), true);
     } finally {
       process.stdout.write = write;
       if (previous !== undefined) process.env.POWERTOOLS_METRICS_DISABLED = previous;
-      proxy.fault = null;
+      proxy.clear();
     }
     // The test runner shares stdout: keep the JSON documents only.
     const documents = lines.flatMap((line) => {
@@ -158,11 +159,11 @@ describe('MessageLogWriter', () => {
       retryMaxMs: 50,
       maxPending: 5,
     });
-    proxy.fault = { answer: 'internal' };
+    proxy.add({ action: { kind: 'fail' } });
     for (let i = 0; i < 12; i++) writer.record(newMessageId(), receivedEvent());
     assert.equal(writer.stats.pending, 5);
     assert.equal(writer.stats.dropped, 7);
-    proxy.fault = null;
+    proxy.clear();
     assert.equal(await writer.flush(10_000), true);
     assert.equal(writer.stats.written, 5);
   });

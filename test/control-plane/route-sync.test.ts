@@ -17,7 +17,7 @@ import {
   TABLE,
   type TestControlStore,
 } from '../helpers/control-store.ts';
-import { startDynamoFaultProxy } from '../helpers/dynamo-fault-proxy.ts';
+import { startFaultProxy } from '../helpers/fault-proxy.ts';
 
 const config = parseConfigText(
   `
@@ -109,17 +109,17 @@ describe('RouteSync', () => {
   });
 
   it('keeps the index in force while the store fails, and catches up after', async () => {
-    const proxy = await startDynamoFaultProxy(t.dynamo.endpoint);
+    const proxy = await startFaultProxy(t.dynamo.endpoint);
     const client = dynamoClient(proxy.endpoint);
     const sync = new RouteSync(config, dynamoControlStore(client, TABLE), { pollIntervalMs: 30 });
     try {
       await sync.start();
-      proxy.fault = { answer: 'internal' };
+      proxy.add({ action: { kind: 'fail' } });
       await store.createRoute(newRoute('during-outage', ['outage@example.test']));
       await sleep(200);
       assert.equal(sync.index.resolve('outage@example.test').route.id, 'inbox');
       assert.equal(sync.index.resolve('vip@example.test').route.id, 'preexisting');
-      proxy.fault = null;
+      proxy.clear();
       await eventually(() =>
         assert.equal(sync.index.resolve('outage@example.test').route.id, 'during-outage'),
       );

@@ -17,7 +17,7 @@ import {
   TABLE,
   type TestControlStore,
 } from '../helpers/control-store.ts';
-import { startDynamoFaultProxy } from '../helpers/dynamo-fault-proxy.ts';
+import { startFaultProxy } from '../helpers/fault-proxy.ts';
 
 const eventId = monotonicFactory();
 const DAY = 86400_000;
@@ -353,15 +353,15 @@ describe('DynamoDB control store (dynalite)', () => {
   });
 
   it('maps an AWS ConditionalCheckFailed answer to a conflict and lets other errors through', async () => {
-    const proxy = await startDynamoFaultProxy(t.dynamo.endpoint);
+    const proxy = await startFaultProxy(t.dynamo.endpoint);
     const client = dynamoClient(proxy.endpoint);
     try {
       const proxied = dynamoControlStore(client, TABLE);
       const current = (await proxied.getRoute('survivor'))!;
       // AWS saw a concurrent writer that dynalite did not: the same exception shape.
-      proxy.fault = { op: 'UpdateItem', answer: 'conditional', times: 1 };
+      proxy.add({ ops: ['DynamoDB.UpdateItem'], action: { kind: 'conditionFailed' }, times: 1 });
       await assert.rejects(proxied.updateRoute(current, current.revision), StoreConflictError);
-      proxy.fault = { op: 'UpdateItem', answer: 'throttle', times: 1 };
+      proxy.add({ ops: ['DynamoDB.UpdateItem'], action: { kind: 'throttle' }, times: 1 });
       await assert.rejects(proxied.updateRoute(current, current.revision), (error: Error) => {
         assert.ok(!(error instanceof StoreConflictError));
         assert.equal(error.name, 'ThrottlingException');

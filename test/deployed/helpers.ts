@@ -36,7 +36,10 @@ export function synthesizeApp(): SynthesizedApp {
 }
 
 /** The logical ids of the stack's bucket, queues and table, each with what stands in for it locally. */
-export function emulatorRefs(app: SynthesizedApp, emulator: TestEmulator): Map<string, string> {
+export function emulatorRefs(
+  app: Pick<SynthesizedApp, 'stack'>,
+  emulator: Pick<TestEmulator, 'resources'>,
+): Map<string, string> {
   const { stack } = app;
   const id = (construct: { node: { defaultChild?: unknown } }) =>
     stack.getLogicalId(construct.node.defaultChild as never);

@@ -19,7 +19,7 @@ import {
   TABLE,
   type TestControlStore,
 } from '../helpers/control-store.ts';
-import { type DynamoFaultProxy, startDynamoFaultProxy } from '../helpers/dynamo-fault-proxy.ts';
+import { type FaultAction, type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { type Pipeline, startPipeline } from '../helpers/pipeline.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 
@@ -271,13 +271,13 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
 
 describe('the message log store failing costs no delivery', () => {
   let control: TestControlStore;
-  let faults: DynamoFaultProxy;
+  let faults: FaultProxy;
   let pipeline: Pipeline;
   let tickets: WebhookReceiver;
 
   before(async () => {
     control = await startTestControlStore();
-    faults = await startDynamoFaultProxy(control.dynamo.endpoint);
+    faults = await startFaultProxy(control.dynamo.endpoint);
     tickets = await startWebhookReceiver({ secret: SECRET });
     pipeline = await startPipeline({
       routes: [
@@ -298,17 +298,21 @@ describe('the message log store failing costs no delivery', () => {
     // Warm: the first message loads the routes while the store answers.
     await pipeline.injectBatch([{ raw: raw('warm', 'a@example.test'), rcptTo: ['a@example.test'] }]);
     await tickets.waitForUnique(1, 20_000);
-    const answers = ['internal', 'throttle', 'drop'] as const;
-    for (const [index, answer] of answers.entries()) {
-      faults.fault = { answer };
+    const failures: FaultAction[] = [{ kind: 'fail' }, { kind: 'throttle' }, { kind: 'drop' }];
+    for (const [index, action] of failures.entries()) {
+      faults.clear();
+      faults.add({ action });
       await pipeline.injectBatch([
-        { raw: raw(`during ${answer}`, `b${index}@example.test`), rcptTo: [`b${index}@example.test`] },
+        { raw: raw(`during ${action.kind}`, `b${index}@example.test`), rcptTo: [`b${index}@example.test`] },
       ]);
       await tickets.waitForUnique(2 + index, 20_000);
     }
     assert.equal(tickets.invalid, 0);
-    faults.fault = null;
-    assert.ok((faults.calls.get('UpdateItem') ?? 0) > 0, 'the log writes went to the store and failed');
+    faults.clear();
+    assert.ok(
+      (faults.calls.get('DynamoDB.UpdateItem') ?? 0) > 0,
+      'the log writes went to the store and failed',
+    );
   });
 });
 

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
-import { ENDPOINT_HEALTH_PREFIX } from '../../core/index.ts';
+import { synthesizedRoles } from '../deployed/roles.ts';
+import type { TestEmulator } from '../helpers/emulator.ts';
 import { type Pipeline, startPipeline } from '../helpers/pipeline.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 
@@ -43,10 +44,11 @@ interface Payload {
   warnings: string[];
 }
 
-// Once against the emulator (conditional writes honoured by the proxy), once with S3 answering as AWS
-// does also for a missing key: 403 outside the prefixes a role may list, which the emulator says 404.
-for (const aws of [undefined, { listablePrefixes: [ENDPOINT_HEALTH_PREFIX] }]) {
-  describe(`end to end: SMTP in, signed webhooks out${aws ? ', S3 answering as AWS' : ''}`, () => {
+// Once against the emulator (conditional writes honoured by the proxy), once with AWS answering as it
+// does where the emulator differs: each part may do only what its role in the synthesized app grants,
+// and a missing key is 403 where the role may not list, which the emulator says 404.
+for (const aws of [undefined, (emulator: TestEmulator) => ({ roles: synthesizedRoles(emulator) })]) {
+  describe(`end to end: SMTP in, signed webhooks out${aws ? ', AWS answering with the deployed roles' : ''}`, () => {
     let tickets: WebhookReceiver;
     let sales: WebhookReceiver;
     let pipeline: Pipeline;
@@ -189,6 +191,11 @@ for (const aws of [undefined, { listablePrefixes: [ENDPOINT_HEALTH_PREFIX] }]) {
         rawUrls.add(new URL(payload.raw.url).pathname);
       }
       assert.equal(rawUrls.size, 1, 'both routes link the same raw object');
+      if (aws) {
+        // Every part went through IAM, and its role allowed all it did: the deployed grants suffice.
+        assert.deepEqual(pipeline.proxy.denials, []);
+        assert.deepEqual([...pipeline.proxy.authorized.keys()].sort(), ['deliver', 'listener', 'parse']);
+      }
     });
   });
 }

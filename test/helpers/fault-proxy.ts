@@ -3,18 +3,49 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type AuthorizationRequest,
+  isAllowed,
+  LOCAL_ACCOUNT,
+  type PolicyStatement,
+  queueArn,
+  tableArn,
+} from './iam-policy.ts';
 
 /**
- * The AWS operation of one request, e.g. `S3.PutObject`, `S3.UploadPart`, `SQS.SendMessageBatch`.
- * S3 operations are told apart by method, path and query (path-style URLs, as the emulator
- * clients use), SQS operations by the JSON protocol's `x-amz-target` header.
+ * The AWS operation of one request, e.g. `S3.PutObject`, `S3.UploadPart`, `SQS.SendMessageBatch`,
+ * `DynamoDB.UpdateItem`. S3 operations are told apart by method, path and query (path-style URLs,
+ * as the emulator clients use), SQS and DynamoDB operations by the JSON protocol's `x-amz-target`.
  */
-export type AwsOperation = `S3.${string}` | `SQS.${string}`;
+export type AwsOperation = `S3.${string}` | `SQS.${string}` | `DynamoDB.${string}`;
+
+/**
+ * The code of a throttling answer. Each service has its own: S3 `SlowDown` (503), SQS
+ * `ThrottlingException` (400) or `RequestThrottled` (403), DynamoDB `ThrottlingException` or
+ * `ProvisionedThroughputExceededException` (400). The SDK retries each as throttling (its list of
+ * throttling error codes, `THROTTLING_ERROR_CODES` in `@smithy/core/retry`).
+ */
+export type ThrottleCode =
+  | 'SlowDown'
+  | 'ThrottlingException'
+  | 'RequestThrottled'
+  | 'ProvisionedThroughputExceededException';
 
 /** What a rule does to the requests it picks. */
 export type FaultAction =
-  /** Answer with an AWS error (500 `InternalError` or 503 `SlowDown`/`ServiceUnavailable`). */
+  /**
+   * Answer with a server error: S3 500 `InternalError` or 503 `SlowDown`, SQS 500 `InternalError`
+   * or 503 `ServiceUnavailable`, DynamoDB 500 `InternalServerError` or 503 `ServiceUnavailable`.
+   * With `times: N` this is a burst of N failures, then recovery.
+   */
   | { readonly kind: 'fail'; readonly status?: 500 | 503 }
+  /** Answer as the service throttles. @default code S3 `SlowDown`, SQS and DynamoDB `ThrottlingException` */
+  | { readonly kind: 'throttle'; readonly code?: ThrottleCode }
+  /**
+   * Refuse a conditional write as if another writer had come first: DynamoDB 400
+   * `ConditionalCheckFailedException`, S3 412 `PreconditionFailed`.
+   */
+  | { readonly kind: 'conditionFailed' }
   /** Hold the request this long, then forward it. */
   | { readonly kind: 'delay'; readonly ms: number }
   /** Destroy the client's socket without an answer (a connection reset). */
@@ -55,7 +86,7 @@ export interface AwsMode {
    * for a role without s3:ListBucket on the key's prefix. @default true
    */
   readonly missingKeyAccessDenied?: boolean;
-  /** Key prefixes the roles may list, where a missing key stays 404 (S3 policies condition ListBucket on `s3:prefix`). @default none */
+  /** Key prefixes the roles may list, where a missing key stays 404 (S3 policies condition ListBucket on `s3:prefix`); with `roles`, the role decides. @default none */
   readonly listablePrefixes?: readonly string[];
   /**
    * PutObject with `If-None-Match: *` answers 412 PreconditionFailed when the key exists, and with
@@ -63,6 +94,22 @@ export interface AwsMode {
    * are checked one at a time, so of two concurrent conditional writes one loses. @default true
    */
   readonly conditionalWrites?: boolean;
+  /**
+   * IAM: the policy statements of each role, by the access key id its callers sign with (AWS tells
+   * callers apart by their credentials). A call its role does not allow is refused as the service
+   * refuses it (S3 403 `AccessDenied`, SQS 403 `AccessDenied`, DynamoDB 400 `AccessDeniedException`),
+   * and so is every call signed with a key not listed here. A role also decides the missing-key
+   * answer: 404 only with `s3:ListBucket` on the bucket. Condition keys set: `s3:prefix` of a
+   * ListObjects; not `dynamodb:LeadingKeys`, so `ForAllValues` conditions on it hold. @default no IAM
+   */
+  readonly roles?: Readonly<Record<string, readonly PolicyStatement[]>>;
+}
+
+/** A call the caller's role does not allow, as the proxy refused it. */
+export interface Denial extends AuthorizationRequest {
+  /** The access key id the call was signed with. */
+  readonly role: string;
+  readonly op: AwsOperation;
 }
 
 export interface FaultProxyOptions {
@@ -70,7 +117,7 @@ export interface FaultProxyOptions {
   readonly aws?: AwsMode;
 }
 
-/** A fault-injecting HTTP proxy in front of the emulator. */
+/** A fault-injecting HTTP proxy in front of the emulator (S3, SQS) or dynalite (DynamoDB). */
 export interface FaultProxy {
   /** Point SDK clients here instead of at the emulator. */
   readonly endpoint: string;
@@ -78,6 +125,10 @@ export interface FaultProxy {
   readonly calls: ReadonlyMap<AwsOperation, number>;
   /** Requests faulted, by operation. */
   readonly faults: ReadonlyMap<AwsOperation, number>;
+  /** Calls refused by IAM (AWS mode with `roles`), in order. */
+  readonly denials: readonly Denial[];
+  /** Calls let through by IAM, by role. */
+  readonly authorized: ReadonlyMap<string, number>;
   add(rule: FaultRule): ActiveRule;
   /** Removes every rule. */
   clear(): void;
@@ -116,51 +167,163 @@ function s3Operation(method: string, url: URL): AwsOperation {
 export function operationOf(req: IncomingMessage): AwsOperation {
   const target = req.headers['x-amz-target'];
   if (typeof target === 'string' && target.startsWith('AmazonSQS.')) return `SQS.${target.slice(10)}`;
+  if (typeof target === 'string' && target.startsWith('DynamoDB_')) return `DynamoDB.${target.split('.')[1]}`;
   return s3Operation(req.method ?? 'GET', new URL(req.url ?? '/', 'http://proxy'));
 }
 
-/** An S3 error as S3 writes it (REST XML), the body left out for HEAD as S3 does. */
-function sendS3Error(
-  req: IncomingMessage,
-  res: ServerResponse,
-  status: number,
-  code: string,
-  message: string,
-) {
-  const requestId = randomUUID();
-  res.writeHead(status, { 'content-type': 'application/xml', 'x-amz-request-id': requestId });
-  if (req.method === 'HEAD') return void res.end();
-  res.end(
-    `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message>` +
-      `<RequestId>${requestId}</RequestId></Error>`,
-  );
+/** The access key id and region of a SigV4-signed request (header or presigned URL). */
+function signer(req: IncomingMessage, url: URL): { key: string; region: string } {
+  const credential =
+    /Credential=([^,\s]+)/.exec(req.headers.authorization ?? '')?.[1] ??
+    url.searchParams.get('X-Amz-Credential');
+  const [key = '', , region = 'us-east-1'] = (credential ?? '').split('/');
+  return { key, region };
 }
 
-/** The error body each protocol's SDK parser reads, so the client sees a proper AWS error. */
-function sendAwsError(res: ServerResponse, op: AwsOperation, status: 500 | 503): void {
+/** The IAM action of each S3 operation that is not named after its own (Service Authorization Reference, Amazon S3). */
+const S3_ACTIONS: Record<string, string> = {
+  'S3.HeadObject': 's3:GetObject',
+  'S3.CreateMultipartUpload': 's3:PutObject',
+  'S3.UploadPart': 's3:PutObject',
+  'S3.CompleteMultipartUpload': 's3:PutObject',
+  'S3.ListParts': 's3:ListMultipartUploadParts',
+  'S3.ListObjects': 's3:ListBucket',
+  'S3.ListMultipartUploads': 's3:ListBucketMultipartUploads',
+};
+
+/** The action and resources IAM checks for one call; `body` is the JSON of an SQS or DynamoDB request. */
+function authorizationRequests(
+  op: AwsOperation,
+  url: URL,
+  region: string,
+  body: Record<string, unknown>,
+): AuthorizationRequest[] {
+  const [service, name = ''] = op.split('.') as [string, string];
+  if (service === 'S3') {
+    const [bucket = '', ...key] = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    const prefix = url.searchParams.get('prefix');
+    return [
+      {
+        action: S3_ACTIONS[op] ?? `s3:${name}`,
+        resource: `arn:aws:s3:::${bucket}${key.length ? `/${key.join('/')}` : ''}`,
+        ...(prefix !== null ? { context: { 's3:prefix': [prefix] } } : {}),
+      },
+    ];
+  }
+  if (service === 'SQS') {
+    // A batch is authorized as its single action (SQS Developer Guide, "Amazon SQS API permissions").
+    const action = `sqs:${name.replace(/Batch$/, '')}`;
+    const account = body.QueueOwnerAWSAccountId ?? LOCAL_ACCOUNT;
+    const queueUrl =
+      typeof body.QueueUrl === 'string' ? body.QueueUrl : `http://sqs/${account}/${body.QueueName}`;
+    return [{ action, resource: queueArn(queueUrl, region) }];
+  }
+  const tables = body.RequestItems ? Object.keys(body.RequestItems) : [String(body.TableName)];
+  const index = typeof body.IndexName === 'string' ? `/index/${body.IndexName}` : '';
+  return tables.map((table) => ({
+    action: `dynamodb:${name}`,
+    resource: `${tableArn(table, region)}${index}`,
+  }));
+}
+
+/** An AWS error answer; `type` is the JSON protocol's `__type` when it is not in the service's namespace. */
+interface ErrorAnswer {
+  readonly status: number;
+  readonly code: string;
+  readonly message: string;
+  readonly type?: string;
+}
+
+const SERVER_ERRORS = {
+  S3: { 500: 'InternalError', 503: 'SlowDown' },
+  SQS: { 500: 'InternalError', 503: 'ServiceUnavailable' },
+  DynamoDB: { 500: 'InternalServerError', 503: 'ServiceUnavailable' },
+} as const;
+
+const THROTTLING: Record<ThrottleCode, Omit<ErrorAnswer, 'code'>> = {
+  SlowDown: { status: 503, message: 'Please reduce your request rate.' },
+  ThrottlingException: { status: 400, message: 'Rate exceeded' },
+  RequestThrottled: { status: 403, message: 'Request is throttled.' },
+  ProvisionedThroughputExceededException: {
+    status: 400,
+    message: 'The level of configured provisioned throughput for the table was exceeded.',
+  },
+};
+
+const serviceOf = (op: AwsOperation) => op.split('.')[0] as keyof typeof SERVER_ERRORS;
+
+/** How the service of `op` answers a `fail`, `throttle` or `conditionFailed` rule. */
+function faultAnswer(op: AwsOperation, action: FaultAction): ErrorAnswer {
+  const service = serviceOf(op);
+  if (action.kind === 'throttle') {
+    const code = service === 'S3' ? 'SlowDown' : (action.code ?? 'ThrottlingException');
+    return { code, ...THROTTLING[code] };
+  }
+  if (action.kind === 'conditionFailed') {
+    return service === 'S3'
+      ? {
+          status: 412,
+          code: 'PreconditionFailed',
+          message: 'At least one of the pre-conditions you specified did not hold',
+        }
+      : { status: 400, code: 'ConditionalCheckFailedException', message: 'The conditional request failed' };
+  }
+  const status = action.kind === 'fail' ? (action.status ?? 500) : 500;
+  return { status, code: SERVER_ERRORS[service][status], message: `injected fault on ${op}` };
+}
+
+/** How the service of `op` refuses a call the caller's role does not allow (IAM's message format). */
+function denialAnswer(op: AwsOperation, role: string, request: AuthorizationRequest): ErrorAnswer {
+  const message =
+    `User: arn:aws:sts::${LOCAL_ACCOUNT}:assumed-role/${role}/test is not authorized to perform: ` +
+    `${request.action} on resource: ${request.resource} because no identity-based policy allows the ${request.action} action`;
+  const service = serviceOf(op);
+  if (service === 'S3') return { status: 403, code: 'AccessDenied', message };
+  const type = 'com.amazon.coral.service#AccessDeniedException';
+  return service === 'SQS'
+    ? { status: 403, code: 'AccessDenied', message, type }
+    : { status: 400, code: 'AccessDeniedException', message, type };
+}
+
+/**
+ * Writes an error as each protocol's SDK parser reads it: S3 REST XML (no body for HEAD), SQS JSON
+ * 1.0 with the `x-amzn-query-error` header of its query-compatible errors, DynamoDB JSON 1.0.
+ */
+function sendError(req: IncomingMessage, res: ServerResponse, op: AwsOperation, answer: ErrorAnswer): void {
   const requestId = randomUUID();
-  if (op.startsWith('SQS.')) {
-    const code = status === 503 ? 'ServiceUnavailable' : 'InternalError';
-    res.writeHead(status, {
-      'content-type': 'application/x-amz-json-1.0',
-      'x-amzn-requestid': requestId,
-      'x-amzn-query-error': `${code};Receiver`,
-    });
-    res.end(JSON.stringify({ __type: `com.amazonaws.sqs#${code}`, message: `injected fault on ${op}` }));
+  const service = serviceOf(op);
+  if (service === 'S3') {
+    res.writeHead(answer.status, { 'content-type': 'application/xml', 'x-amz-request-id': requestId });
+    if (req.method === 'HEAD') return void res.end();
+    res.end(
+      `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${answer.code}</Code><Message>${answer.message}</Message>` +
+        `<RequestId>${requestId}</RequestId></Error>`,
+    );
     return;
   }
-  const code = status === 503 ? 'SlowDown' : 'InternalError';
-  res.writeHead(status, { 'content-type': 'application/xml', 'x-amz-request-id': requestId });
-  res.end(
-    `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code>` +
-      `<Message>injected fault on ${op}</Message><RequestId>${requestId}</RequestId></Error>`,
-  );
+  const namespace = service === 'SQS' ? 'com.amazonaws.sqs' : 'com.amazonaws.dynamodb.v20120810';
+  res.writeHead(answer.status, {
+    'content-type': 'application/x-amz-json-1.0',
+    'x-amzn-requestid': requestId,
+    ...(service === 'SQS'
+      ? { 'x-amzn-query-error': `${answer.code};${answer.status >= 500 ? 'Receiver' : 'Sender'}` }
+      : {}),
+  });
+  res.end(JSON.stringify({ __type: answer.type ?? `${namespace}#${answer.code}`, message: answer.message }));
+}
+
+/** The whole request body (the JSON protocols' requests are small). */
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }
 
 /**
  * Starts an HTTP proxy on 127.0.0.1 that forwards AWS SDK requests to `target` (the emulator's
- * endpoint) and applies the rules added to it: fail, delay or drop matching operations, at a
- * rate or on given calls, before forwarding or after the emulator has acted.
+ * endpoint, or dynalite's) and applies the rules added to it: fail, throttle, refuse a condition,
+ * delay or drop matching operations, at a rate or on given calls, before forwarding or after the
+ * emulator has acted. With `aws`, it also answers as AWS does where the emulator does not.
  */
 export async function startFaultProxy(target: string, options: FaultProxyOptions = {}): Promise<FaultProxy> {
   const upstream = new URL(target);
@@ -168,13 +331,16 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
     missingKeyAccessDenied: options.aws.missingKeyAccessDenied ?? true,
     listablePrefixes: options.aws.listablePrefixes ?? [],
     conditionalWrites: options.aws.conditionalWrites ?? true,
+    roles: options.aws.roles,
   };
   // Conditional writes to one key, one after the other: the check and the write are one step in S3.
   const keyLocks = new Map<string, Promise<void>>();
   const rules: { rule: FaultRule; seen: number; hits: number }[] = [];
   const calls = new Map<AwsOperation, number>();
   const faults = new Map<AwsOperation, number>();
-  const bump = (map: Map<AwsOperation, number>, op: AwsOperation) => map.set(op, (map.get(op) ?? 0) + 1);
+  const denials: Denial[] = [];
+  const authorized = new Map<string, number>();
+  const bump = <K>(map: Map<K, number>, key: K) => map.set(key, (map.get(key) ?? 0) + 1);
 
   const pick = (op: AwsOperation, path: string) => {
     for (const entry of rules) {
@@ -191,20 +357,27 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
     return undefined;
   };
 
+  /** Reads the rest of the request, then answers: the SDK expects that, or it may see a reset instead. */
+  const answerError = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    op: AwsOperation,
+    answer: ErrorAnswer,
+  ) => {
+    if (!req.readableEnded) {
+      req.resume();
+      await once(req, 'end').catch(() => undefined);
+    }
+    sendError(req, res, op, answer);
+  };
+
   const fault = async (req: IncomingMessage, res: ServerResponse, op: AwsOperation, rule: FaultRule) => {
     bump(faults, op);
     if (rule.action.kind === 'drop') {
       req.socket.destroy();
       return;
     }
-    if (rule.action.kind === 'fail') {
-      // The SDK expects its request read before the answer, or it may see a reset instead.
-      if (!req.readableEnded) {
-        req.resume();
-        await once(req, 'end').catch(() => undefined);
-      }
-      sendAwsError(res, op, rule.action.status ?? 500);
-    }
+    await answerError(req, res, op, faultAnswer(op, rule.action));
   };
 
   /** The object's status and ETag as the emulator has it now. */
@@ -222,41 +395,29 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
     });
 
   /** The 412/404 S3 gives a conditional PutObject whose condition fails, or undefined when it holds. */
-  const failedCondition = async (req: IncomingMessage, path: string) => {
+  const failedCondition = async (req: IncomingMessage, path: string): Promise<ErrorAnswer | undefined> => {
     const ifNoneMatch = req.headers['if-none-match'];
     const ifMatch = req.headers['if-match'];
     if (ifNoneMatch === undefined && ifMatch === undefined) return undefined;
     const { status, etag } = await head(path);
-    if (ifNoneMatch === '*' && status === 200) return { status: 412, code: 'PreconditionFailed' };
-    if (ifMatch !== undefined && status === 404) return { status: 404, code: 'NoSuchKey' };
-    if (ifMatch !== undefined && ifMatch !== etag) return { status: 412, code: 'PreconditionFailed' };
+    const conflict = faultAnswer('S3.PutObject', { kind: 'conditionFailed' });
+    if (ifNoneMatch === '*' && status === 200) return conflict;
+    if (ifMatch !== undefined && status === 404) {
+      return { status: 404, code: 'NoSuchKey', message: 'The specified key does not exist.' };
+    }
+    if (ifMatch !== undefined && ifMatch !== etag) return conflict;
     return undefined;
   };
 
-  const forward = (
-    req: IncomingMessage,
-    res: ServerResponse,
-    lose: FaultRule | undefined,
-    op: AwsOperation,
-  ) => {
-    const path = new URL(req.url ?? '/', 'http://proxy').pathname;
+  const forward = (req: IncomingMessage, res: ServerResponse, call: Call, lose: FaultRule | undefined) => {
+    const { op, url } = call;
     if (aws?.conditionalWrites && op === 'S3.PutObject') {
+      const path = url.pathname;
       const before = keyLocks.get(path) ?? Promise.resolve();
       const turn = before.then(async () => {
         const failed = await failedCondition(req, path).catch(() => undefined);
-        if (failed) {
-          req.resume();
-          await once(req, 'end').catch(() => undefined);
-          sendS3Error(
-            req,
-            res,
-            failed.status,
-            failed.code,
-            'At least one of the pre-conditions you specified did not hold',
-          );
-          return;
-        }
-        send(req, res, lose, op);
+        if (failed) return answerError(req, res, op, failed);
+        send(req, res, call, lose);
         await once(res, 'close');
       });
       const released = turn.catch(() => undefined);
@@ -266,17 +427,25 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
       });
       return;
     }
-    send(req, res, lose, op);
+    send(req, res, call, lose);
   };
 
-  const deniesMissing = (op: AwsOperation, path: string) => {
+  /** Whether S3 answers this 404 with 403: the caller may not list the bucket where the key would be. */
+  const deniesMissing = ({ op, url, role }: Call) => {
     if (!aws?.missingKeyAccessDenied || (op !== 'S3.GetObject' && op !== 'S3.HeadObject')) return false;
-    const key = decodeURIComponent(path).split('/').slice(2).join('/');
-    return !aws.listablePrefixes.some((prefix) => key.startsWith(prefix));
+    const [bucket = '', ...key] = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    if (aws.roles) {
+      // GetObject sets no s3:prefix, so a ListBucket grant conditioned on a prefix does not count.
+      return !isAllowed(aws.roles[role.key] ?? [], {
+        action: 's3:ListBucket',
+        resource: `arn:aws:s3:::${bucket}`,
+      });
+    }
+    return !aws.listablePrefixes.some((prefix) => key.join('/').startsWith(prefix));
   };
 
-  const send = (req: IncomingMessage, res: ServerResponse, lose: FaultRule | undefined, op: AwsOperation) => {
-    const path = new URL(req.url ?? '/', 'http://proxy').pathname;
+  const send = (req: IncomingMessage, res: ServerResponse, call: Call, lose: FaultRule | undefined) => {
+    const { op } = call;
     const out = request(
       {
         host: upstream.hostname,
@@ -296,9 +465,9 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
           answer.pause();
           await sleep(lose.action.ms, undefined, { ref: false });
         }
-        if (answer.statusCode === 404 && deniesMissing(op, path)) {
+        if (answer.statusCode === 404 && deniesMissing(call)) {
           answer.resume();
-          sendS3Error(req, res, 403, 'AccessDenied', 'Access Denied');
+          sendError(req, res, op, { status: 403, code: 'AccessDenied', message: 'Access Denied' });
           return;
         }
         res.writeHead(answer.statusCode ?? 502, answer.headers);
@@ -306,23 +475,52 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
       },
     );
     out.on('error', () => req.socket.destroy());
-    req.pipe(out);
+    if (call.body) out.end(call.body);
+    else req.pipe(out);
   };
 
-  const server = createServer((req, res) => {
-    const op = operationOf(req);
-    bump(calls, op);
-    const rule = pick(op, decodeURIComponent(new URL(req.url ?? '/', 'http://proxy').pathname));
-    req.on('error', () => undefined);
-    res.on('error', () => undefined);
-    if (!rule) return forward(req, res, undefined, op);
-    if (rule.afterForward) return forward(req, res, rule, op);
+  /** The first of the call's authorization requests its role does not allow. */
+  const denied = (call: Call): AuthorizationRequest | undefined => {
+    if (!aws?.roles) return undefined;
+    const json = call.body?.length ? (JSON.parse(call.body.toString()) as Record<string, unknown>) : {};
+    const statements = aws.roles[call.role.key] ?? [];
+    return authorizationRequests(call.op, call.url, call.role.region, json).find(
+      (request) => !isAllowed(statements, request),
+    );
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse, call: Call) => {
+    const { op } = call;
+    const refused = denied(call);
+    if (refused) {
+      denials.push({ role: call.role.key, op, ...refused });
+      return void answerError(req, res, op, denialAnswer(op, call.role.key, refused));
+    }
+    if (aws?.roles) bump(authorized, call.role.key);
+    const rule = pick(op, decodeURIComponent(call.url.pathname));
+    if (!rule) return forward(req, res, call, undefined);
+    if (rule.afterForward) return forward(req, res, call, rule);
     if (rule.action.kind === 'delay') {
       bump(faults, op);
-      void sleep(rule.action.ms, undefined, { ref: false }).then(() => forward(req, res, undefined, op));
+      void sleep(rule.action.ms, undefined, { ref: false }).then(() => forward(req, res, call, undefined));
       return;
     }
     void fault(req, res, op, rule);
+  };
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://proxy');
+    const op = operationOf(req);
+    bump(calls, op);
+    req.on('error', () => undefined);
+    res.on('error', () => undefined);
+    const call = { op, url, role: signer(req, url) };
+    // IAM needs the JSON protocols' body (the queue, the table): read it first, then forward it whole.
+    if (!aws?.roles || op.startsWith('S3.')) return handle(req, res, call);
+    readBody(req).then(
+      (body) => handle(req, res, { ...call, body }),
+      () => req.socket.destroy(),
+    );
   });
   server.keepAliveTimeout = 5000;
   server.listen(0, '127.0.0.1');
@@ -333,7 +531,12 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
     endpoint: `http://127.0.0.1:${port}`,
     calls,
     faults,
+    denials,
+    authorized,
     add(rule) {
+      if (rule.action.kind === 'conditionFailed' && !rule.ops?.every((op) => !op.startsWith('SQS.'))) {
+        throw new Error('conditionFailed applies to S3 and DynamoDB operations only: name them in ops');
+      }
       const entry = { rule, seen: 0, hits: 0 };
       rules.push(entry);
       return {
@@ -359,4 +562,12 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
       await closed;
     },
   };
+}
+
+/** One request as the proxy handles it: its operation, URL, signer and (JSON protocols with IAM) body. */
+interface Call {
+  readonly op: AwsOperation;
+  readonly url: URL;
+  readonly role: { readonly key: string; readonly region: string };
+  readonly body?: Buffer;
 }

@@ -45,8 +45,12 @@ export interface PipelineOptions {
   readonly concurrency?: number;
   /** How long the pollers gather records into one batch. @default 0 */
   readonly batchingWindowMs?: number;
-  /** The proxy answers as AWS does where the emulator differs. @default conditional writes only */
-  readonly aws?: AwsMode;
+  /**
+   * The proxy answers as AWS does where the emulator differs; a function of the emulator when it
+   * needs its resources (roles' ARNs). Each part signs as its role: `listener`, `parse`, `deliver`.
+   * @default conditional writes only
+   */
+  readonly aws?: AwsMode | ((emulator: TestEmulator) => AwsMode);
   /** DNS of the parse function. @default every name unknown, at once */
   readonly resolver?: DnsResolver;
   /** The control plane's store, for parse and deliver (API routes, message log, duplicate markers). @default none */
@@ -75,7 +79,7 @@ export interface Pipeline {
   readonly emulator: TestEmulator;
   readonly proxy: FaultProxy;
   readonly config: Config;
-  /** Clients through the proxy (what mailbridge's parts use). */
+  /** Clients through the proxy, signing as the listener (each part has its own). */
   readonly s3: S3Client;
   readonly sqs: SQSClient;
   /** The MX-mode SMTP port; the same across listener restarts. */
@@ -104,10 +108,16 @@ export async function freePort(): Promise<number> {
 export async function startPipeline(options: PipelineOptions): Promise<Pipeline> {
   const emulator = await startTestEmulator(options.dataDir ? { dataDir: options.dataDir } : {});
   // S3 honours conditional writes, the emulator does not: the proxy always does, as S3 would.
+  const aws = typeof options.aws === 'function' ? options.aws(emulator) : options.aws;
   const proxy = await startFaultProxy(emulator.emulator.endpoint, {
-    aws: options.aws ?? { missingKeyAccessDenied: false, conditionalWrites: true },
+    aws: aws ?? { missingKeyAccessDenied: false, conditionalWrites: true },
   });
-  const { s3, sqs } = emulatorClients(proxy.endpoint);
+  // Each part signs as its own role, as each has one in AWS: the proxy's IAM tells them apart by key.
+  const { s3, sqs } = emulatorClients(proxy.endpoint, 'listener');
+  const functionClients = {
+    parse: emulatorClients(proxy.endpoint, 'parse'),
+    deliver: emulatorClients(proxy.endpoint, 'deliver'),
+  };
   const smtpPort = await freePort();
   const config = parseConfig(
     {
@@ -123,8 +133,8 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
   );
   const { resources } = emulator;
   const pollers = await startLocalFunctions({
-    s3,
-    sqs,
+    ...functionClients.parse,
+    clients: functionClients,
     resources,
     config,
     // Config and API routes alike: local runs keep the values in the references.
@@ -213,8 +223,10 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
     async close() {
       await pipeline.stopListener();
       await pollers.stop();
-      s3.destroy();
-      sqs.destroy();
+      for (const clients of [{ s3, sqs }, functionClients.parse, functionClients.deliver]) {
+        clients.s3.destroy();
+        clients.sqs.destroy();
+      }
       await proxy.close();
       await emulator.close();
     },
