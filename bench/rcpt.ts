@@ -7,8 +7,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { RcptIndex } from '../core/control/index.ts';
-import { parseConfigText, type Route, Router } from '../core/index.ts';
+import { parseConfig, parseConfigText, type Route, Router } from '../core/index.ts';
+import { generateSelfSigned, startListener, storageClients } from '../listener/index.ts';
 import { serve, Worker } from './ipc.ts';
+import { SmtpSession } from './smtp-client.ts';
 import { percentile } from './stats.ts';
 
 export interface RcptResult {
@@ -23,6 +25,14 @@ export interface RcptResult {
   change: { putRouteP50Ns: number; putRouteP99Ns: number; removeRouteP50Ns: number; putDomainP50Ns: number };
   indexHeapMiB: number;
   buildMs: number;
+}
+
+/** RCPT as a client sees it: the round trip of `RCPT TO` to a listener deciding with each resolver. */
+export interface RcptSmtpResult {
+  rounds: number;
+  router: { p50Us: number; p99Us: number };
+  index: { p50Us: number; p99Us: number };
+  p99Ratio: number;
 }
 
 const stock = parseConfigText(readFileSync(new URL('../dev/mailbridge.yaml', import.meta.url), 'utf8'), {
@@ -52,29 +62,23 @@ function once(resolve: (recipient: string) => unknown, recipient: string): numbe
   return Number(process.hrtime.bigint() - start);
 }
 
-export function run(options: { lookups?: number; domains?: number } = {}): RcptResult {
-  const lookups = options.lookups ?? 400_000;
-  const domainCount = options.domains ?? 10_000;
-  const routes = tenantRoutes(domainCount);
-
-  gc();
-  const heapBefore = process.memoryUsage().heapUsed;
-  const built = performance.now();
+/** The index holding the config's routes plus the API routes and domains of {@link tenantRoutes}. */
+function tenantIndex(routes: readonly Route[], domainCount: number): RcptIndex {
   const index = new RcptIndex(stock);
   routes.forEach((route, i) => {
     index.putRoute(route, `2026-01-01T00:00:00.000Z${String(i).padStart(6, '0')}`);
   });
   for (let d = 0; d < domainCount; d++) index.putDomain(`tenant${d}.example`, 'verified');
-  const buildMs = performance.now() - built;
-  gc();
-  const indexHeapMiB = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
+  return index;
+}
 
-  const router = new Router(stock);
-  // Every recipient is accepted, as most RCPTs are; both sides parse and lowercase the address.
-  const routerRecipients = Array.from({ length: 1000 }, (_, i) =>
-    i % 2 ? `user${i}+tag${i}@localhost` : `User${i}@Example.test`,
-  );
-  const indexRecipients = Array.from({ length: 1000 }, (_, i) => {
+// Every recipient is accepted, as most RCPTs are; both sides parse and lowercase the address.
+const routerRecipients = Array.from({ length: 1000 }, (_, i) =>
+  i % 2 ? `user${i}+tag${i}@localhost` : `User${i}@Example.test`,
+);
+
+function indexRecipients(domainCount: number): string[] {
+  return Array.from({ length: 1000 }, (_, i) => {
     const domain = `tenant${(i * 7919) % domainCount}.example`;
     switch (i % 4) {
       case 0:
@@ -87,7 +91,24 @@ export function run(options: { lookups?: number; domains?: number } = {}): RcptR
         return `someone${i}@${domain}`;
     }
   });
-  for (const recipient of indexRecipients) index.resolve(recipient);
+}
+
+export function run(options: { lookups?: number; domains?: number } = {}): RcptResult {
+  const lookups = options.lookups ?? 400_000;
+  const domainCount = options.domains ?? 10_000;
+  const routes = tenantRoutes(domainCount);
+
+  gc();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const built = performance.now();
+  const index = tenantIndex(routes, domainCount);
+  const buildMs = performance.now() - built;
+  gc();
+  const indexHeapMiB = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
+
+  const router = new Router(stock);
+  const tenantRecipients = indexRecipients(domainCount);
+  for (const recipient of tenantRecipients) index.resolve(recipient);
 
   // Calls alternate one by one, so both sides meet the same interruptions of a shared machine
   // (another process, a GC of the bench itself) and the p99s compare the decisions, not luck.
@@ -97,7 +118,7 @@ export function run(options: { lookups?: number; domains?: number } = {}): RcptR
   const indexResolve = (r: string) => index.resolve(r);
   for (let i = 0; i < lookups; i++) {
     routerSamples.push(once(routerResolve, routerRecipients[i % routerRecipients.length]!));
-    indexSamples.push(once(indexResolve, indexRecipients[i % indexRecipients.length]!));
+    indexSamples.push(once(indexResolve, tenantRecipients[i % tenantRecipients.length]!));
   }
 
   // The Router holding the same 100,000 routes scans them all: a few hundred lookups tell enough.
@@ -105,7 +126,7 @@ export function run(options: { lookups?: number; domains?: number } = {}): RcptR
     domains: [...stock.domains, '*.example'],
     routes: [...stock.routes, ...routes],
   });
-  const scaleSamples = indexRecipients.slice(0, 200).map((r) => once((x) => scale.resolve(x), r));
+  const scaleSamples = tenantRecipients.slice(0, 200).map((r) => once((x) => scale.resolve(x), r));
 
   const putRoute: number[] = [];
   const removeRoute: number[] = [];
@@ -151,8 +172,88 @@ export function run(options: { lookups?: number; domains?: number } = {}): RcptR
   };
 }
 
+/**
+ * Two listeners in this process, one deciding RCPT with the stock config's Router and one with the
+ * index of 100,000 API routes, each asked by one SMTP session over loopback: MAIL, then the timed
+ * RCPT, then RSET, alternating between the two so both meet the same machine. Nothing reaches DATA,
+ * so the storage clients are never called.
+ */
+export async function runOverSmtp(
+  options: { rounds?: number; domains?: number } = {},
+): Promise<RcptSmtpResult> {
+  const rounds = options.rounds ?? 20_000;
+  const domainCount = options.domains ?? 10_000;
+  const index = tenantIndex(tenantRoutes(domainCount), domainCount);
+  const tenantRecipients = indexRecipients(domainCount);
+  const config = parseConfig(
+    {
+      hostname: 'mx.bench.test',
+      domains: stock.domains,
+      routes: stock.routes.map(({ id, match }) => ({
+        id,
+        match,
+        endpoints: ['http://127.0.0.1:9/hook'],
+        secret: { value: 'whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQ=' },
+      })),
+      listeners: [{ host: '127.0.0.1', port: 0, mode: 'mx' }],
+      health: { host: '127.0.0.1', port: 0 },
+      // MAIL, RCPT, RSET and never DATA: the session counts them as idle commands.
+      limits: { maxIdleCommands: 1_000_000 },
+    },
+    { source: 'bench', runtime: 'local' },
+  );
+  const tls = await generateSelfSigned('mx.bench.test');
+  const storage = storageClients(config.limits, {
+    region: 'us-east-1',
+    endpoint: 'http://127.0.0.1:9',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+  const common = {
+    config,
+    ...storage,
+    bucket: 'unused',
+    inboundQueueUrl: 'http://127.0.0.1:9/q',
+    tls,
+    authUsers: new Map(),
+  };
+  const listeners = [
+    await startListener({ ...common, router: new Router(stock) }),
+    await startListener({ ...common, router: index }),
+  ];
+  try {
+    const sides = await Promise.all(
+      listeners.map(async (listener, side) => ({
+        session: await SmtpSession.open({ host: '127.0.0.1', port: listener.listeners[0]!.port }),
+        recipients: side === 0 ? routerRecipients : tenantRecipients,
+        samples: [] as number[],
+      })),
+    );
+    for (let i = 0; i < rounds; i++) {
+      // Who goes first swaps every round: the second of a pair finds the machine warmer.
+      for (const side of i % 2 ? [...sides].reverse() : sides) {
+        await side.session.command('MAIL FROM:<sender@bench.test>', 250);
+        const start = process.hrtime.bigint();
+        await side.session.command(`RCPT TO:<${side.recipients[i % side.recipients.length]}>`, 250);
+        side.samples.push(Number(process.hrtime.bigint() - start) / 1000);
+        await side.session.command('RSET', 250);
+      }
+    }
+    await Promise.all(sides.map((side) => side.session.command('QUIT', 221)));
+    const [router, indexed] = sides.map((side) => ({
+      p50Us: percentile(side.samples, 50),
+      p99Us: percentile(side.samples, 99),
+    })) as [RcptSmtpResult['router'], RcptSmtpResult['index']];
+    return { rounds, router, index: indexed, p99Ratio: indexed.p99Us / router.p99Us };
+  } finally {
+    for (const listener of listeners) await listener.close();
+    storage.s3.destroy();
+    storage.sqs.destroy();
+  }
+}
+
 /** The section of the bench table. */
-export function rcptReport(r: RcptResult): string[] {
+export function rcptReport(r: RcptResult, smtp?: RcptSmtpResult): string[] {
   const ns = (value: number) => (value >= 1e6 ? `${(value / 1e6).toFixed(1)} ms` : `${Math.round(value)} ns`);
   return [
     `### 8. RCPT decision (${r.routes.toLocaleString('en')} API routes, ${r.domains.toLocaleString('en')} API domains; ${r.lookups.toLocaleString('en')} lookups each; config Router with the stock config = 1.0)`,
@@ -164,22 +265,29 @@ export function rcptReport(r: RcptResult): string[] {
     `| config Router holding the same ${r.routes.toLocaleString('en')} routes (${r.routerAtScale.lookups} lookups) | ${ns(r.routerAtScale.p50Ns)} | ${ns(r.routerAtScale.p99Ns)} | p99 ${(r.routerAtScale.p99Ns / r.router.p99Ns).toFixed(0)}× |`,
     `| apply one change: route put (replace) / route remove / domain put | ${ns(r.change.putRouteP50Ns)} / ${ns(r.change.removeRouteP50Ns)} / ${ns(r.change.putDomainP50Ns)} | put ${ns(r.change.putRouteP99Ns)} | – |`,
     `| index heap, built in ${r.buildMs.toFixed(0)} ms | ${r.indexHeapMiB.toFixed(1)} MiB | | ${((r.indexHeapMiB * 2 ** 20) / r.routes).toFixed(0)} B per route |`,
+    ...(smtp
+      ? [
+          `| RCPT round trip over SMTP, config Router (${smtp.rounds.toLocaleString('en')} RCPTs) | ${smtp.router.p50Us.toFixed(0)} µs | ${smtp.router.p99Us.toFixed(0)} µs | 1.00× |`,
+          `| RCPT round trip over SMTP, RcptIndex (target p99 ≤ 1.1×) | ${smtp.index.p50Us.toFixed(0)} µs | ${smtp.index.p99Us.toFixed(0)} µs | p99 ${smtp.p99Ratio.toFixed(2)}× |`,
+        ]
+      : []),
   ];
 }
 
-/** Runs the measurement in a process of its own (with --expose-gc), prints its table, returns the figures. */
-export async function rcptBench(log: (line: string) => void): Promise<RcptResult> {
+/** Runs the measurements in a process of its own (with --expose-gc), prints their table, returns the figures. */
+export async function rcptBench(log: (line: string) => void): Promise<RcptResult & { smtp: RcptSmtpResult }> {
   log('RCPT decision');
   const worker = new Worker('./rcpt.ts', [], ['--expose-gc']);
   try {
     await worker.ready;
     const result = await worker.call<RcptResult>('run', {});
-    console.log(`${rcptReport(result).join('\n')}\n`);
-    return result;
+    const smtp = await worker.call<RcptSmtpResult>('runOverSmtp', {});
+    console.log(`${rcptReport(result, smtp).join('\n')}\n`);
+    return { ...result, smtp };
   } finally {
     await worker.stop();
   }
 }
 
-if (process.send) serve({ run });
-else if (import.meta.main) console.log(rcptReport(run()).join('\n'));
+if (process.send) serve({ run, runOverSmtp });
+else if (import.meta.main) console.log(rcptReport(run(), await runOverSmtp()).join('\n'));
