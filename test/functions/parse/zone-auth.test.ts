@@ -90,7 +90,7 @@ describe('dev DNS zone: SPF, DKIM and DMARC pass or fail locally', () => {
     assert.deepEqual(await fallback('other.example', 'TXT'), [['from fallback']]);
     assert.throws(
       () => parseDnsZone('a.example:\n  TXT: "not a list"\n', 'bad.yaml'),
-      /^Error: bad\.yaml: not a DNS zone: a\.example\.TXT/,
+      /^ConfigError: invalid config bad\.yaml:\n {2}- line 2: a\.example TXT: /,
     );
   });
 });
