@@ -65,7 +65,8 @@ export function parseDnsZone(text: string, source: string): DnsZoneRecords {
       result.error.issues.map((issue) => {
         // An unknown record type is reported on its name; its own line is the one to fix.
         const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]!] : issue.path;
-        return `line ${lineOf(document, lines, path)}: ${describeEntry(issue.path)}: ${issue.message}`;
+        const known = issue.code === 'unrecognized_keys' ? ` (record types: ${RECORD_TYPES.join(', ')})` : '';
+        return `line ${lineOf(document, lines, path)}: ${describeEntry(issue.path)}: ${issue.message}${known}`;
       }),
     );
   }

@@ -92,5 +92,10 @@ describe('dev DNS zone: SPF, DKIM and DMARC pass or fail locally', () => {
       () => parseDnsZone('a.example:\n  TXT: "not a list"\n', 'bad.yaml'),
       /^ConfigError: invalid config bad\.yaml:\n {2}- line 2: a\.example TXT: /,
     );
+    assert.throws(
+      () =>
+        parseDnsZone('# a comment\na.example:\n  TXT: ["v=spf1 -all"]\n  SPF: ["v=spf1 -all"]\n', 'bad.yaml'),
+      /- line 4: a\.example: Unrecognized key: "SPF" \(record types: TXT, A, AAAA, MX, PTR, CNAME\)$/,
+    );
   });
 });
