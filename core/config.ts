@@ -324,6 +324,15 @@ export const ConfigSchema = z.strictObject({
   dnsbl: DnsblConfigSchema.meta({
     description: 'DNS blocklists looked up for each client address at connect.',
   }),
+  dev: z
+    .strictObject({
+      dnsZone: z.string().trim().min(1).optional().meta({
+        description:
+          'DNS zone file (YAML: name → record type → values), read at start, answering the SPF, DKIM, DMARC, DNSBL and domain-verification lookups of the names it holds; relative to this file. Other names go to the real DNS (offline: `temperror`). `dev/mailbridge.yaml` names `dev/auth/zone.yaml`, where mail from example.com sent by `mailbridge send --dkim` passes all three. Local runs only.',
+      }),
+    })
+    .prefault({})
+    .meta({ description: 'Settings of the local runtime only (`npm start`); refused in AWS.' }),
 });
 export type Config = z.output<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
@@ -426,6 +435,13 @@ function runtimeIssues(config: Config, runtime: Runtime): string[] {
     if (config.controlPlane.acceptUnverifiedDomains) {
       issues.push(
         'controlPlane.acceptUnverifiedDomains: local runs only; in AWS a domain takes mail once its DNS proof is checked',
+      );
+    }
+    // Refused rather than ignored: a deployed config naming a zone would be trusted to give the
+    // verdicts its author saw locally, while the functions ask the real DNS.
+    if (config.dev.dnsZone !== undefined) {
+      issues.push(
+        'dev.dnsZone: local runs only; in AWS, SPF, DKIM and DMARC are checked against the real DNS',
       );
     }
   }

@@ -1,6 +1,6 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
@@ -26,7 +26,14 @@ import {
   resolveSecret,
   s3Presigner,
 } from '../core/index.ts';
-import { boundedResolver, type DnsResolver, inboundRetryPort, systemResolver } from '../functions/index.ts';
+import {
+  boundedResolver,
+  type DnsResolver,
+  inboundRetryPort,
+  loadDnsZone,
+  systemResolver,
+  zoneResolver,
+} from '../functions/index.ts';
 import {
   generateSelfSigned,
   loadTlsMaterial,
@@ -147,7 +154,10 @@ export interface LocalRuntimeOptions {
   /** Emulator SQLite folder (objects, queues) and the self-signed TLS pair. @default in memory */
   dataDir?: string;
   ports?: LocalPorts;
-  /** DNS for SPF/DKIM/DMARC in the parse function, the listener's DNSBL and SPF, and API domain verification. @default the system resolver */
+  /**
+   * DNS for SPF/DKIM/DMARC in the parse function, the listener's DNSBL and SPF, and API domain
+   * verification; the config's `dev.dnsZone` answers first. @default the system resolver
+   */
   resolver?: DnsResolver;
   /** Long-poll wait of the pollers; stopping may take this long. @default 2 */
   pollWaitSeconds?: number;
@@ -192,6 +202,8 @@ export interface LocalRuntime {
   readonly signingSecrets: readonly string[];
   /** Where message events are recorded (JSON lines), with a `dataDir`. */
   readonly eventsFile: string | undefined;
+  /** The DNS zone file of the config's `dev.dnsZone`, when it names one. */
+  readonly dnsZoneFile: string | undefined;
   /** Stops the listener gracefully, drains both pollers, closes the inbox and the emulator. */
   close(): Promise<void>;
 }
@@ -233,6 +245,25 @@ function routeSecrets(route: Route, where: string): Promise<string[]> {
 }
 
 /**
+ * The runtime's DNS: the zone file of `dev.dnsZone` (relative to the config file), read once at
+ * start, answers the names it has; other names go to `fallback`, the system's DNS unless given
+ * (offline, that is `temperror`).
+ */
+async function localResolver(
+  config: Config,
+  configFile: string,
+  fallback: DnsResolver | undefined,
+): Promise<{ resolver: DnsResolver | undefined; zoneFile: string | undefined }> {
+  if (config.dev.dnsZone === undefined) return { resolver: fallback, zoneFile: undefined };
+  const zoneFile = resolve(dirname(configFile), config.dev.dnsZone);
+  const zone = await loadDnsZone(zoneFile, `${zoneFile} (dev.dnsZone of ${configFile})`);
+  return {
+    resolver: zoneResolver(zone, { fallback: fallback ?? boundedResolver(systemResolver()) }),
+    zoneFile,
+  };
+}
+
+/**
  * The full-scope dev key: the one kept in `<control>/dev-key` while the store still knows it, else a
  * new one (first start, or a store wiped since). Without a data folder, a key for this run only.
  */
@@ -266,6 +297,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
   );
   const control = controlPlaneSettings(loaded);
   const authUsers = await resolveAuthUsers(loaded);
+  const { resolver, zoneFile: dnsZoneFile } = await localResolver(loaded, configFile, options.resolver);
   await checkPorts(loaded, ports);
   const tls = await tlsMaterial(loaded, options.dataDir);
   const eventsFile = options.dataDir ? messageEventsFile(options.dataDir) : undefined;
@@ -355,7 +387,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       secrets: async (route) => secretsById.get(route.id) ?? routeSecrets(route, `route "${route.id}"`),
       waitTimeSeconds: options.pollWaitSeconds ?? 2,
       loggers,
-      ...(options.resolver ? { resolver: options.resolver } : {}),
+      ...(resolver ? { resolver } : {}),
     });
     cleanups.push(() => pollers.stop());
 
@@ -370,7 +402,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       logger: loggers('listener'),
       metrics: createMetrics('listener'),
       control: { store: controlStore, acceptUnverifiedDomains: control.acceptUnverifiedDomains },
-      ...(options.resolver ? { resolver: options.resolver } : {}),
+      ...(resolver ? { resolver } : {}),
     });
     cleanups.push(() => listener.close());
 
@@ -380,7 +412,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       config,
       runtime: 'local',
       mxHost: control.mxHost,
-      resolver: options.resolver ?? boundedResolver(systemResolver()),
+      resolver: resolver ?? boundedResolver(systemResolver()),
       secrets: localSigningSecretStore,
       retry: inboundRetryPort({
         store: controlStore,
@@ -421,6 +453,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       authUser: firstUser && { user: firstUser[0], password: firstUser[1] },
       signingSecrets,
       eventsFile,
+      dnsZoneFile,
       close: cleanup,
     };
   } catch (error) {
@@ -464,7 +497,12 @@ export function describeRuntime(runtime: LocalRuntime): string[] {
     lines.push(`SMTP AUTH user: ${runtime.authUser.user} password: ${runtime.authUser.password}`);
   }
   for (const secret of runtime.signingSecrets) lines.push(`signing secret: ${secret}`);
-  lines.push(describeScanners(config.scanners));
+  lines.push(
+    runtime.dnsZoneFile
+      ? `sender auth DNS: ${relative(process.cwd(), runtime.dnsZoneFile)} for the names it has, the system's for the rest (offline: temperror)`
+      : "sender auth DNS: the system's (offline: temperror; dev.dnsZone in the config names a local zone file)",
+    describeScanners(config.scanners),
+  );
   const { endpoint } = emulator;
   const queues = [
     resources.inboundQueueUrl,

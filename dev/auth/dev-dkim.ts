@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dkimSign } from 'mailauth';
 
 /** The dev zone, where example.com's SPF, DMARC and DKIM key are. */
 export const DEV_DNS_ZONE_FILE = join(import.meta.dirname, 'zone.yaml');
@@ -26,6 +25,8 @@ export async function dkimSignMessage(
     selector: options.selector ?? DEV_DKIM.selector,
     privateKey: options.privateKey ?? readFileSync(DEV_DKIM.privateKeyFile),
   };
+  // Loaded here: the `mailbridge` command imports this module, and only `send --dkim` signs.
+  const { dkimSign } = await import('mailauth');
   // mailauth 7.1.0 signs only what is in signatureData: the same fields at the top level, as its
   // types allow, give no signature and no error.
   const result = await dkimSign(message, {

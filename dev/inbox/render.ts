@@ -146,7 +146,7 @@ export function viewOf(stored: StoredEntry): MessageView {
 
 const FLAG_LABELS: Record<string, string> = { autoReply: 'auto-reply', bulk: 'bulk', bounce: 'bounce' };
 const TEMPERROR_NOTE =
-  'temperror: the DNS lookups got no answer (offline). Name a dev DNS zone file in the config to get pass or fail locally.';
+  "temperror: the DNS lookups got no answer (offline). Put the sender's domain in the dev DNS zone (dev.dnsZone in the config) to get pass or fail locally.";
 
 function row(label: string, value: string, className = ''): string {
   return value

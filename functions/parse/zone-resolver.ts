@@ -1,37 +1,92 @@
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
+import { type Document, LineCounter, parseDocument } from 'yaml';
 import * as z from 'zod';
+import { ConfigError } from '../../core/index.ts';
 import type { DnsResolver } from './dns.ts';
 
 const RECORD_TYPES = ['TXT', 'A', 'AAAA', 'MX', 'PTR', 'CNAME'] as const;
 type RecordType = (typeof RECORD_TYPES)[number];
 
 const MxSchema = z.strictObject({ exchange: z.string(), priority: z.number().int().min(0) });
-const NameSchema = z.partialRecord(z.enum(RECORD_TYPES), z.array(z.union([z.string(), MxSchema])).min(1));
+const NameSchema = z.partialRecord(
+  z.enum(RECORD_TYPES),
+  z
+    .array(
+      z.union([z.string(), MxSchema], {
+        error: 'expected a string, or { exchange, priority } for an MX record',
+      }),
+    )
+    .min(1),
+);
 
 /** A DNS zone for local runs: name → record type → values (TXT values as whole strings). */
 export type DnsZoneRecords = Readonly<Record<string, z.output<typeof NameSchema>>>;
 
+/** The line of the deepest node on `path` that the document has (the entry, else its parent). */
+function lineOf(document: Document, lines: LineCounter, path: readonly PropertyKey[]): number {
+  for (let depth = path.length; depth > 0; depth--) {
+    const node = document.getIn(path.slice(0, depth), true) as
+      | { range?: [number, number, number] }
+      | undefined;
+    if (node?.range) return lines.linePos(node.range[0]).line;
+  }
+  return document.contents?.range ? lines.linePos(document.contents.range[0]).line : 1;
+}
+
+/** A zone entry as the file spells it: `example.com TXT[0]`; names have dots of their own. */
+function describeEntry([name, ...rest]: readonly PropertyKey[]): string {
+  if (name === undefined) return '(root)';
+  return rest.reduce<string>(
+    (text, key) => (typeof key === 'number' ? `${text}[${key}]` : `${text} ${String(key)}`),
+    String(name),
+  );
+}
+
 /**
- * Validates a zone document (YAML or JSON, as in `dev/auth/zone.yaml`). Throws an error naming the
- * file and the bad entry.
+ * Validates a zone document (YAML or JSON, as in `dev/auth/zone.yaml`). Throws a
+ * {@link ConfigError} naming the file, and the line and entry of each mistake.
  */
 export function parseDnsZone(text: string, source: string): DnsZoneRecords {
-  const result = z.record(z.string(), NameSchema).safeParse(parseYaml(text) ?? {});
-  if (!result.success) {
-    const issues = result.error.issues.map(
-      (issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`,
+  const lines = new LineCounter();
+  const document = parseDocument(text, { lineCounter: lines });
+  if (document.errors.length > 0) {
+    // The parser's message goes on with "at line L, column C:" and the offending lines drawn out.
+    throw new ConfigError(
+      source,
+      document.errors.map(
+        (error) => `line ${error.linePos?.[0].line ?? 1}: not YAML: ${error.message.split(' at line ')[0]}`,
+      ),
     );
-    throw new Error(`${source}: not a DNS zone: ${issues.join('; ')}`);
+  }
+  const result = z.record(z.string(), NameSchema).safeParse(document.toJS() ?? {});
+  if (!result.success) {
+    throw new ConfigError(
+      source,
+      result.error.issues.map((issue) => {
+        // An unknown record type is reported on its name; its own line is the one to fix.
+        const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]!] : issue.path;
+        const known = issue.code === 'unrecognized_keys' ? ` (record types: ${RECORD_TYPES.join(', ')})` : '';
+        return `line ${lineOf(document, lines, path)}: ${describeEntry(issue.path)}: ${issue.message}${known}`;
+      }),
+    );
   }
   return Object.fromEntries(
     Object.entries(result.data).map(([name, records]) => [name.toLowerCase().replace(/\.$/, ''), records]),
   );
 }
 
-/** Reads and validates a zone file. */
-export async function loadDnsZone(path: string): Promise<DnsZoneRecords> {
-  return parseDnsZone(await readFile(path, 'utf8'), path);
+/**
+ * Reads and validates a zone file; a file that cannot be read is a {@link ConfigError} too. Errors
+ * are headed by `source` (the path unless given: say where the path came from).
+ */
+export async function loadDnsZone(path: string, source = path): Promise<DnsZoneRecords> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(source, [`(file): cannot read: ${(error as Error).message}`], { cause: error });
+  }
+  return parseDnsZone(text, source);
 }
 
 function notFound(name: string, rrtype: string, code: 'ENOTFOUND' | 'ENODATA'): Error {

@@ -45,6 +45,19 @@ describe('config', () => {
     ]);
   });
 
+  it('takes a dev DNS zone in local runs only', () => {
+    const route = `routes: [{ id: r1, match: ['*@example.test'], endpoints: ['https://hooks.example.com/in'], secret: { env: S } }]`;
+    const withZone = `${route}\ndev: { dnsZone: zone.yaml }`;
+    assert.equal(
+      parseConfigText(minimal(withZone), { source: 'x', runtime: 'local' }).dev.dnsZone,
+      'zone.yaml',
+    );
+    assert.deepEqual(configIssues(minimal(withZone), 'aws'), [
+      'dev.dnsZone: local runs only; in AWS, SPF, DKIM and DMARC are checked against the real DNS',
+    ]);
+    assert.doesNotThrow(() => parseConfigText(minimal(route), { source: 'x', runtime: 'aws' }));
+  });
+
   it('allows http to loopback only in local runs', () => {
     const route = `routes: [{ id: r1, match: ['*@example.test'], endpoints: ['http://127.0.0.1:8025/webhooks'], secret: { env: SECRET } }]`;
     assert.deepEqual(configIssues(minimal(route), 'aws'), [

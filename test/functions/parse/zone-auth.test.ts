@@ -90,7 +90,12 @@ describe('dev DNS zone: SPF, DKIM and DMARC pass or fail locally', () => {
     assert.deepEqual(await fallback('other.example', 'TXT'), [['from fallback']]);
     assert.throws(
       () => parseDnsZone('a.example:\n  TXT: "not a list"\n', 'bad.yaml'),
-      /^Error: bad\.yaml: not a DNS zone: a\.example\.TXT/,
+      /^ConfigError: invalid config bad\.yaml:\n {2}- line 2: a\.example TXT: /,
+    );
+    assert.throws(
+      () =>
+        parseDnsZone('# a comment\na.example:\n  TXT: ["v=spf1 -all"]\n  SPF: ["v=spf1 -all"]\n', 'bad.yaml'),
+      /- line 4: a\.example: Unrecognized key: "SPF" \(record types: TXT, A, AAAA, MX, PTR, CNAME\)$/,
     );
   });
 });
