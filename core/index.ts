@@ -145,7 +145,7 @@ export {
 export type { ParsedAddress, RecipientRoute } from './routes.ts';
 export { parseAddress, Router } from './routes.ts';
 export type { SecretStringReader } from './secrets.ts';
-export { resolveSecret } from './secrets.ts';
+export { resolveSecret, routeSecretsResolver } from './secrets.ts';
 export type { WebhookSignatureHeaders } from './signing.ts';
 export { InvalidSigningSecretError, signWebhook } from './signing.ts';
 export type { ObjectRef } from './stored-payload.ts';
