@@ -77,8 +77,7 @@ export const DeliveryJobSchema = z.object({
   recipients: z.array(z.string()).min(1),
   payload: JobPayloadSchema,
   webhookId: z.string(),
-  /** Tries made so far, and the outcome of the last one; absent on the first try. */
-  attempt: z.number().int().min(0).default(0),
+  /** The outcome of the last try, on a job redriven from the delivery DLQ (its entry keeps them). */
   lastError: z.string().optional(),
   lastStatus: z.number().int().optional(),
 });

@@ -29,13 +29,18 @@ export type {
   AttemptResult,
   DeadLetterReason,
   DeliveryDecision,
+  DeliveryEnd,
+  DeliveryFacts,
   DeliveryOutcome,
+  DeliveryProgress,
+  DeliveryStep,
   FailedOutcome,
   WebhookRequest,
   WebhookSender,
 } from './delivery.ts';
 export {
   classifyAttempt,
+  decideDelivery,
   decideNext,
   INVOCATION_MARGIN_MS,
   longestRetrySeconds,
@@ -158,4 +163,5 @@ export {
   jsonChunks,
   linkPlaceholder,
   PAYLOAD_LIMITS,
+  storedPayloadProblem,
 } from './stored-payload.ts';

@@ -409,7 +409,7 @@ async function queueDeliveries(
       continue;
     }
     const job = { version: 1 as const, messageId: event.id, routeId: route.id, recipients };
-    const ids = { webhookId: webhookId(event.id, route.id), attempt: 0 };
+    const ids = { webhookId: webhookId(event.id, route.id) };
     const longest = route.endpoints.reduce((a, b) => (a.length >= b.length ? a : b));
     const where = await payloadFor(deps, { ...job, ...ids, endpoint: longest }, payload);
     for (const endpoint of route.endpoints) {
