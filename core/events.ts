@@ -141,26 +141,3 @@ export function sqsJson(value: unknown): string {
     (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
 }
-
-/**
- * Message bodies grouped into SendMessageBatch calls: at most {@link SQS_LIMITS}.batchEntries each,
- * and at most {@link SQS_LIMITS}.messageBytes of bodies together (SQS answers a longer batch with
- * BatchRequestTooLong, for every entry).
- */
-export function sqsBatches(bodies: readonly string[], limits: typeof SQS_LIMITS = SQS_LIMITS): string[][] {
-  const batches: string[][] = [];
-  let batch: string[] = [];
-  let bytes = 0;
-  for (const body of bodies) {
-    const size = Buffer.byteLength(body);
-    if (batch.length > 0 && (batch.length === limits.batchEntries || bytes + size > limits.messageBytes)) {
-      batches.push(batch);
-      batch = [];
-      bytes = 0;
-    }
-    batch.push(body);
-    bytes += size;
-  }
-  if (batch.length > 0) batches.push(batch);
-  return batches;
-}

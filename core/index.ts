@@ -96,7 +96,6 @@ export {
   InboundEventSchema,
   parseRecordBody,
   SQS_LIMITS,
-  sqsBatches,
   sqsJson,
 } from './events.ts';
 export {
@@ -151,6 +150,15 @@ export type { ParsedAddress, RecipientRoute } from './routes.ts';
 export { parseAddress, Router } from './routes.ts';
 export type { SecretStringReader } from './secrets.ts';
 export { resolveSecret, routeSecretsResolver } from './secrets.ts';
+export type {
+  BatchAnswer,
+  BatchCall,
+  BatchEntry,
+  BatchEntryFailure,
+  SendBatchOptions,
+  UnsentItem,
+} from './send-batch.ts';
+export { BatchSendError, sendBatch } from './send-batch.ts';
 export type { WebhookSignatureHeaders } from './signing.ts';
 export { InvalidSigningSecretError, signWebhook } from './signing.ts';
 export type { ObjectRef } from './stored-payload.ts';

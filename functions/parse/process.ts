@@ -27,7 +27,7 @@ import {
   payloadKey,
   type Route,
   type Router,
-  sqsBatches,
+  sendBatch,
   sqsJson,
   type WebhookAttachment,
   type WebhookAuth,
@@ -246,19 +246,14 @@ async function storePayload(deps: ProcessDeps, key: string, payload: WebhookPayl
   }).done();
 }
 
-async function sendJobs(deps: ProcessDeps, jobs: readonly DeliveryJob[]): Promise<void> {
-  for (const batch of sqsBatches(jobs.map(sqsJson))) {
-    const result = await deps.sqs.send(
-      new SendMessageBatchCommand({
-        QueueUrl: deps.deliveryQueueUrl,
-        Entries: batch.map((body, index) => ({ Id: String(index), MessageBody: body })),
-      }),
-    );
-    if (result.Failed && result.Failed.length > 0) {
-      const reasons = result.Failed.map((failure) => `${failure.Code}: ${failure.Message}`).join('; ');
-      throw new Error(`sending ${result.Failed.length} delivery jobs failed: ${reasons}`);
-    }
-  }
+/** Queues the jobs; one SQS keeps failing is a {@link BatchSendError}, and the record is retried. */
+function sendJobs(deps: ProcessDeps, jobs: readonly DeliveryJob[]): Promise<void> {
+  return sendBatch(
+    jobs.map(sqsJson),
+    (body, Id) => ({ Id, MessageBody: body }),
+    (Entries) => deps.sqs.send(new SendMessageBatchCommand({ QueueUrl: deps.deliveryQueueUrl, Entries })),
+    { what: 'delivery jobs', bytes: (body) => Buffer.byteLength(body) },
+  );
 }
 
 /**
