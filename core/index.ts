@@ -146,6 +146,8 @@ export {
   MAX_REPLY_REFERENCE_BYTES,
   verifyReplyToken,
 } from './reply-token.ts';
+export type { ReadMessageFacts, RouteGroup, StoredFile } from './route-payload.ts';
+export { inlinePayload, messageFingerprint, routeJobs, routePayload } from './route-payload.ts';
 export type { ParsedAddress, RecipientRoute } from './routes.ts';
 export { parseAddress, Router } from './routes.ts';
 export type { SecretStringReader } from './secrets.ts';
