@@ -31,6 +31,15 @@ const tried = (outcome: DeliveryOutcome, after: EndpointHealth = FAILING): Deliv
   outcome,
   health: { before: FAILING, after },
 });
+const NOT_CONFIGURED = {
+  action: 'dead-letter',
+  reason: 'permanent',
+  failure: {
+    class: 'permanent',
+    reason: 'permanent',
+    error: 'endpoint no longer configured on route support',
+  },
+};
 const http503 = { class: 'retry', status: 503, error: 'HTTP 503' } as const;
 
 describe('decideDelivery', () => {
@@ -50,29 +59,13 @@ describe('decideDelivery', () => {
       name: 'its route is gone: permanent, untried',
       facts: facts({ route: undefined }),
       progress: { stage: 'ready' },
-      step: {
-        action: 'dead-letter',
-        reason: 'permanent',
-        failure: {
-          class: 'permanent',
-          reason: 'permanent',
-          error: 'endpoint no longer configured on route support',
-        },
-      },
+      step: NOT_CONFIGURED,
     },
     {
       name: 'its endpoint was taken off the route: permanent, untried',
       facts: facts({ route: { ...ROUTE, endpoints: ['https://hooks.app.test/other'] } }),
       progress: { stage: 'ready' },
-      step: {
-        action: 'dead-letter',
-        reason: 'permanent',
-        failure: {
-          class: 'permanent',
-          reason: 'permanent',
-          error: 'endpoint no longer configured on route support',
-        },
-      },
+      step: NOT_CONFIGURED,
     },
     {
       name: 'its endpoint is disabled: parked, untried, saying since when and why',
@@ -92,15 +85,7 @@ describe('decideDelivery', () => {
       name: 'no route beats a disabled endpoint: the job is not wanted at all',
       facts: facts({ route: undefined, health: DISABLED }),
       progress: { stage: 'ready' },
-      step: {
-        action: 'dead-letter',
-        reason: 'permanent',
-        failure: {
-          class: 'permanent',
-          reason: 'permanent',
-          error: 'endpoint no longer configured on route support',
-        },
-      },
+      step: NOT_CONFIGURED,
     },
     {
       name: 'its payload cannot be sent: permanent with the reason',
