@@ -6,6 +6,7 @@ import {
   SendMessageCommand,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
+import { sendBatch } from '../core/index.ts';
 
 // Long enough to look at the whole queue and act on what was found; released right after.
 const HOLD_SECONDS = 60;
@@ -73,18 +74,12 @@ export async function release(
   messages: readonly Message[],
   local: boolean,
 ): Promise<void> {
-  for (let start = 0; start < messages.length; start += 10) {
-    await sqs.send(
-      new ChangeMessageVisibilityBatchCommand({
-        QueueUrl: queueUrl,
-        Entries: messages.slice(start, start + 10).map((message, index) => ({
-          Id: String(index),
-          ReceiptHandle: message.ReceiptHandle!,
-          VisibilityTimeout: local ? 1 : 0,
-        })),
-      }),
-    );
-  }
+  await sendBatch(
+    messages,
+    (message, Id) => ({ Id, ReceiptHandle: message.ReceiptHandle!, VisibilityTimeout: local ? 1 : 0 }),
+    (Entries) => sqs.send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries })),
+    { what: 'releases' },
+  );
 }
 
 /** Sends a body to `targetUrl`, then deletes the held message: at worst it is sent twice, never lost. */

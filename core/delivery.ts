@@ -1,3 +1,6 @@
+import type { Route } from './config.ts';
+import type { EndpointHealth } from './endpoint-health.ts';
+import type { DeliveryJob } from './events.ts';
 import { QUEUE_SETTINGS } from './queues.ts';
 
 /** One signed webhook POST, as the deliver function hands it to a {@link WebhookSender}. */
@@ -184,4 +187,89 @@ export function decideNext(
   // SQS visibility is whole seconds; at least 1, so a retry never releases the message at once (the
   // local emulator, with persistence, even loses a message whose visibility is set to 0).
   return { action: 'retry', delaySeconds: Math.max(1, Math.ceil(delaySeconds)) };
+}
+
+/** Where a job stands when {@link decideDelivery} is asked: before its try, with no usable payload, or tried. */
+export type DeliveryProgress =
+  | { readonly stage: 'ready' }
+  | { readonly stage: 'no-payload'; readonly error: string }
+  | {
+      readonly stage: 'tried';
+      readonly outcome: DeliveryOutcome;
+      /** The endpoint's health as the try found it and with its outcome applied. */
+      readonly health: { readonly before: EndpointHealth; readonly after: EndpointHealth };
+    };
+
+/** How a job ends this receive: delivered, back later, or in the delivery DLQ. */
+export type DeliveryEnd =
+  | { readonly action: 'done'; readonly status: number }
+  | { readonly action: 'retry'; readonly delaySeconds: number; readonly failure: FailedOutcome }
+  | { readonly action: 'dead-letter'; readonly reason: DeadLetterReason; readonly failure: FailedOutcome };
+
+/** What the deliver function does next with a job: try it (on its route as it is now), or end. */
+export type DeliveryStep<R> = { readonly action: 'try'; readonly route: R } | DeliveryEnd;
+
+/** The parts of a route the delivery policy reads. */
+type PolicyRoute = Pick<Route, 'endpoints' | 'retrySchedule'>;
+
+/** What {@link decideDelivery} knows of a job besides its progress. */
+export interface DeliveryFacts<R extends PolicyRoute = PolicyRoute> {
+  readonly job: Pick<DeliveryJob, 'routeId' | 'endpoint'>;
+  /** The job's route as configured now; undefined when it is gone. */
+  readonly route: R | undefined;
+  /** The endpoint's health before the try. */
+  readonly health: EndpointHealth;
+  /** Tries made, this one included. */
+  readonly tries: number;
+}
+
+function untried(reason: 'permanent' | 'parked', error: string): DeliveryEnd {
+  return { action: 'dead-letter', reason, failure: { class: 'permanent', reason, error } };
+}
+
+/**
+ * The delivery policy (docs/architecture.md, "Delivery semantics"), asked before the try and again
+ * once its payload is read or its outcome known. The config may have changed since the job was
+ * queued, so a job whose endpoint is no longer on its route stops, as `permanent`; a disabled
+ * endpoint parks its jobs (Standard Webhooks, "Delivery success and failure"), and a try that
+ * disables it parks its own retry, which would only be parked later; a payload that cannot be sent
+ * stops, as `permanent`; any other failure follows the route's schedule ({@link decideNext}).
+ */
+export function decideDelivery<R extends PolicyRoute>(
+  facts: DeliveryFacts<R>,
+  progress: { readonly stage: 'ready' },
+): DeliveryStep<R>;
+export function decideDelivery(
+  facts: DeliveryFacts,
+  progress: Exclude<DeliveryProgress, { stage: 'ready' }>,
+): DeliveryEnd;
+export function decideDelivery<R extends PolicyRoute>(
+  facts: DeliveryFacts<R>,
+  progress: DeliveryProgress,
+): DeliveryStep<R> {
+  const { job, route, health } = facts;
+  if (!route?.endpoints.includes(job.endpoint)) {
+    return untried('permanent', `endpoint no longer configured on route ${job.routeId}`);
+  }
+  if (health.disabledAt !== null) {
+    return untried('parked', `endpoint disabled since ${health.disabledAt} because ${health.reason}`);
+  }
+  if (progress.stage === 'ready') return { action: 'try', route };
+  if (progress.stage === 'no-payload') return untried('permanent', progress.error);
+  const { outcome } = progress;
+  if (outcome.class === 'delivered') return { action: 'done', status: outcome.status };
+  const disabledByThisTry =
+    progress.health.after.disabledAt !== null && progress.health.before.disabledAt === null;
+  if (disabledByThisTry && outcome.class === 'retry') {
+    const { retryAfterSeconds: _wait, ...failure } = outcome;
+    return {
+      action: 'dead-letter',
+      reason: 'parked',
+      failure: { ...failure, class: 'permanent', reason: 'parked' },
+    };
+  }
+  const next = decideNext(outcome, route.retrySchedule, facts.tries);
+  return next.action === 'retry'
+    ? { action: 'retry', delaySeconds: next.delaySeconds, failure: outcome }
+    : { action: 'dead-letter', reason: next.reason, failure: outcome };
 }

@@ -77,8 +77,7 @@ export const DeliveryJobSchema = z.object({
   recipients: z.array(z.string()).min(1),
   payload: JobPayloadSchema,
   webhookId: z.string(),
-  /** Tries made so far, and the outcome of the last one; absent on the first try. */
-  attempt: z.number().int().min(0).default(0),
+  /** The outcome of the last try, on a job redriven from the delivery DLQ (its entry keeps them). */
   lastError: z.string().optional(),
   lastStatus: z.number().int().optional(),
 });
@@ -141,27 +140,4 @@ export function sqsJson(value: unknown): string {
     /[\ud800-\udfff\ufffe\uffff]/g,
     (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
-}
-
-/**
- * Message bodies grouped into SendMessageBatch calls: at most {@link SQS_LIMITS}.batchEntries each,
- * and at most {@link SQS_LIMITS}.messageBytes of bodies together (SQS answers a longer batch with
- * BatchRequestTooLong, for every entry).
- */
-export function sqsBatches(bodies: readonly string[], limits: typeof SQS_LIMITS = SQS_LIMITS): string[][] {
-  const batches: string[][] = [];
-  let batch: string[] = [];
-  let bytes = 0;
-  for (const body of bodies) {
-    const size = Buffer.byteLength(body);
-    if (batch.length > 0 && (batch.length === limits.batchEntries || bytes + size > limits.messageBytes)) {
-      batches.push(batch);
-      batch = [];
-      bytes = 0;
-    }
-    batch.push(body);
-    bytes += size;
-  }
-  if (batch.length > 0) batches.push(batch);
-  return batches;
 }

@@ -29,13 +29,18 @@ export type {
   AttemptResult,
   DeadLetterReason,
   DeliveryDecision,
+  DeliveryEnd,
+  DeliveryFacts,
   DeliveryOutcome,
+  DeliveryProgress,
+  DeliveryStep,
   FailedOutcome,
   WebhookRequest,
   WebhookSender,
 } from './delivery.ts';
 export {
   classifyAttempt,
+  decideDelivery,
   decideNext,
   INVOCATION_MARGIN_MS,
   longestRetrySeconds,
@@ -91,7 +96,6 @@ export {
   InboundEventSchema,
   parseRecordBody,
   SQS_LIMITS,
-  sqsBatches,
   sqsJson,
 } from './events.ts';
 export {
@@ -142,10 +146,21 @@ export {
   MAX_REPLY_REFERENCE_BYTES,
   verifyReplyToken,
 } from './reply-token.ts';
+export type { ReadMessageFacts, RouteGroup, StoredFile } from './route-payload.ts';
+export { inlinePayload, messageFingerprint, routeJobs, routePayload } from './route-payload.ts';
 export type { ParsedAddress, RecipientRoute } from './routes.ts';
 export { parseAddress, Router } from './routes.ts';
 export type { SecretStringReader } from './secrets.ts';
-export { resolveSecret } from './secrets.ts';
+export { resolveSecret, routeSecretsResolver } from './secrets.ts';
+export type {
+  BatchAnswer,
+  BatchCall,
+  BatchEntry,
+  BatchEntryFailure,
+  SendBatchOptions,
+  UnsentItem,
+} from './send-batch.ts';
+export { BatchSendError, sendBatch } from './send-batch.ts';
 export type { WebhookSignatureHeaders } from './signing.ts';
 export { InvalidSigningSecretError, signWebhook } from './signing.ts';
 export type { ObjectRef } from './stored-payload.ts';
@@ -158,4 +173,5 @@ export {
   jsonChunks,
   linkPlaceholder,
   PAYLOAD_LIMITS,
+  storedPayloadProblem,
 } from './stored-payload.ts';

@@ -1,4 +1,4 @@
-import type { SecretRef } from './config.ts';
+import type { Route, SecretRef } from './config.ts';
 import { ConfigError } from './errors.ts';
 
 /** Reads a Secrets Manager secret string by name or ARN; implemented by the AWS adapters. */
@@ -34,4 +34,31 @@ export async function resolveSecret(
     ]);
   }
   return value;
+}
+
+/**
+ * A route's signing secrets (several during a rotation), resolved once per set of references and
+ * kept: by the references, not the route id, since an API route's rotation changes them and must
+ * sign at once. A failed resolve is forgotten, so the next try reads again instead of failing for
+ * the life of the process. Errors name the field as `routes["<id>"].secret[<n>]`.
+ */
+export function routeSecretsResolver(
+  readers: { env?: NodeJS.ProcessEnv; secretsManager?: SecretStringReader } = {},
+): (route: Pick<Route, 'id' | 'secret'>) => Promise<string[]> {
+  const byRefs = new Map<string, Promise<string[]>>();
+  return (route) => {
+    const refs = JSON.stringify(route.secret);
+    let secrets = byRefs.get(refs);
+    if (!secrets) {
+      const field = `routes[${JSON.stringify(route.id)}].secret`;
+      secrets = Promise.all(
+        route.secret.map((ref, index) => resolveSecret(ref, `${field}[${index}]`, readers)),
+      );
+      byRefs.set(refs, secrets);
+      secrets.catch(() => {
+        if (byRefs.get(refs) === secrets) byRefs.delete(refs);
+      });
+    }
+    return secrets;
+  };
 }

@@ -1,4 +1,5 @@
-import type { WebhookMessage, WebhookPayload } from './payload.ts';
+import { formatConfigPath } from './config-text.ts';
+import { type WebhookMessage, type WebhookPayload, WebhookPayloadSchema } from './payload.ts';
 
 const MiB = 1024 * 1024;
 
@@ -176,6 +177,31 @@ export function fitPayload(
     message: { ...bounded(rest), headers: [], text, html, strippedText, truncated },
     warnings,
   };
+}
+
+/** Schema issues named in the reason a stored payload is refused; the rest are counted. */
+const REPORTED_ISSUES = 3;
+
+/**
+ * Checks what the deliver function is about to send: the stored JSON (or inline payload, as its
+ * JSON) must be a payload of {@link WebhookPayloadSchema}, or the receiver would get a body the
+ * published schema does not describe. Returns why it is not one, or undefined when it is.
+ */
+export function storedPayloadProblem(stored: Uint8Array): string | undefined {
+  let document: unknown;
+  try {
+    document = JSON.parse(Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength).toString('utf8'));
+  } catch (error) {
+    return `not JSON: ${(error as Error).message}`;
+  }
+  const result = WebhookPayloadSchema.safeParse(document);
+  if (result.success) return undefined;
+  const { issues } = result.error;
+  const named = issues
+    .slice(0, REPORTED_ISSUES)
+    .map((issue) => `${formatConfigPath(issue.path) || '(root)'}: ${issue.message}`);
+  const more = issues.length > REPORTED_ISSUES ? `; and ${issues.length - REPORTED_ISSUES} more` : '';
+  return `not a webhook payload: ${named.join('; ')}${more}`;
 }
 
 /** An S3 object, as a payload link refers to it before it is signed. */

@@ -7,7 +7,7 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { Context, SQSEvent } from 'aws-lambda';
-import { createLogger, type Logger } from '../core/index.ts';
+import { BatchSendError, createLogger, type Logger, sendBatch } from '../core/index.ts';
 import { lambdaContext, sqsEventFromMessages } from './sqs-event.ts';
 
 /**
@@ -175,19 +175,23 @@ export async function startPoller(options: PollerOptions): Promise<Poller> {
       return;
     }
     stats.failed += messages.length - toDelete.size;
-    const entries = event.Records.filter((record) => toDelete.has(record.messageId)).map((record) => ({
-      Id: record.messageId,
-      ReceiptHandle: record.receiptHandle,
-    }));
-    for (let start = 0; start < entries.length; start += 10) {
-      const chunk = entries.slice(start, start + 10);
-      const result = await sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: chunk }));
-      stats.deleted += result.Successful?.length ?? 0;
-      for (const failure of result.Failed ?? []) {
+    const done = event.Records.filter((record) => toDelete.has(record.messageId));
+    try {
+      await sendBatch(
+        done,
+        (record, Id) => ({ Id, ReceiptHandle: record.receiptHandle }),
+        (Entries) => sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries })),
+        { what: 'deletes' },
+      );
+      stats.deleted += done.length;
+    } catch (error) {
+      if (!(error instanceof BatchSendError)) throw error;
+      stats.deleted += done.length - error.unsent.length;
+      for (const { index, reason } of error.unsent) {
         logger.warn('delete failed: the record will be received again', {
           functionName,
-          messageId: failure.Id,
-          code: failure.Code,
+          messageId: done[index]!.messageId,
+          reason,
         });
       }
     }

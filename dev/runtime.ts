@@ -22,8 +22,7 @@ import {
   type ListenerConfig,
   loadConfig,
   MailbridgeError,
-  type Route,
-  resolveSecret,
+  routeSecretsResolver,
   s3Presigner,
 } from '../core/index.ts';
 import {
@@ -239,11 +238,6 @@ async function tlsMaterial(config: Config, dataDir: string | undefined): Promise
   return loadTlsMaterial(config, { runtime: 'local', dataDir: dataDir ?? process.cwd() });
 }
 
-/** A route's signing secrets; `where` names the route in an error (`routes[2]`, `route "billing"`). */
-function routeSecrets(route: Route, where: string): Promise<string[]> {
-  return Promise.all(route.secret.map((ref, s) => resolveSecret(ref, `${where}.secret[${s}]`)));
-}
-
 /**
  * The runtime's DNS: the zone file of `dev.dnsZone` (relative to the config file), read once at
  * start, answers the names it has; other names go to `fallback`, the system's DNS unless given
@@ -292,9 +286,9 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
   const ports = options.ports ?? {};
   const configFile = resolve(options.configFile ?? DEFAULT_CONFIG_FILE);
   const loaded = withPorts(await loadConfig(configFile, 'local'), ports);
-  const secretsByRoute = await Promise.all(
-    loaded.routes.map((route, r) => routeSecrets(route, `routes[${r}]`)),
-  );
+  // Config routes resolve now, so a missing secret stops the start; API routes at their first try.
+  const routeSecrets = routeSecretsResolver();
+  const secretsByRoute = await Promise.all(loaded.routes.map(routeSecrets));
   const control = controlPlaneSettings(loaded);
   const authUsers = await resolveAuthUsers(loaded);
   const { resolver, zoneFile: dnsZoneFile } = await localResolver(loaded, configFile, options.resolver);
@@ -375,7 +369,6 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     });
     cleanups.push(() => inbox.close());
     const config = withInbox(loaded, inbox.url);
-    const secretsById = new Map(config.routes.map((route, r) => [route.id, secretsByRoute[r]!]));
 
     const pollers = await startLocalFunctions({
       s3,
@@ -384,7 +377,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       config,
       controlStore,
       // API routes keep their secrets in the route itself (the local SigningSecretStore).
-      secrets: async (route) => secretsById.get(route.id) ?? routeSecrets(route, `route "${route.id}"`),
+      secrets: routeSecrets,
       waitTimeSeconds: options.pollWaitSeconds ?? 2,
       loggers,
       ...(resolver ? { resolver } : {}),

@@ -1,5 +1,5 @@
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import { QueueSendError } from '../core/index.ts';
+import { BatchSendError, QueueSendError, sendBatch } from '../core/index.ts';
 
 /** How {@link SqsEventQueue} groups messages into `SendMessageBatch` calls. */
 export interface BatchingOptions {
@@ -83,26 +83,31 @@ export class SqsEventQueue {
     this.#inFlight.add(call);
   }
 
+  /** Settles each entry with its own outcome: one SQS did not take rejects, the others resolve. */
   async #sendBatch(batch: Pending[]): Promise<void> {
     try {
-      const result = await this.#sqs.send(
-        new SendMessageBatchCommand({
-          QueueUrl: this.#queueUrl,
-          Entries: batch.map((entry, index) => ({ Id: String(index), MessageBody: entry.body })),
-        }),
+      await sendBatch(
+        batch,
+        (entry, Id) => ({ Id, MessageBody: entry.body }),
+        (Entries) => this.#sqs.send(new SendMessageBatchCommand({ QueueUrl: this.#queueUrl, Entries })),
+        { what: 'inbound events', bytes: (entry) => Buffer.byteLength(entry.body) },
       );
-      for (const ok of result.Successful ?? []) batch[Number(ok.Id)]?.resolve();
-      for (const failed of result.Failed ?? []) {
-        batch[Number(failed.Id)]?.reject(
-          new QueueSendError(
-            `SQS refused the message: ${failed.Code ?? 'unknown'} ${failed.Message ?? ''}`.trim(),
-          ),
-        );
-      }
-      // Settling twice is a no-op, so this only reaches an entry SQS reported on neither way.
-      for (const entry of batch) entry.reject(new QueueSendError('SQS did not report on the message'));
     } catch (error) {
-      for (const entry of batch) entry.reject(error as Error);
+      const failed =
+        error instanceof BatchSendError
+          ? new Map(
+              error.unsent.map((item) => [
+                item.index,
+                new QueueSendError(`SQS refused the message: ${item.reason}`),
+              ]),
+            )
+          : undefined;
+      batch.forEach((entry, index) => {
+        const reason = failed ? failed.get(index) : (error as Error);
+        if (reason) entry.reject(reason);
+      });
     }
+    // Settling twice is a no-op: this resolves the entries not rejected above.
+    for (const entry of batch) entry.resolve();
   }
 }

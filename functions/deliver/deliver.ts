@@ -10,10 +10,10 @@ import {
   createLogger,
   createMetrics,
   type DeadLetterReason,
+  type DeliveryEnd,
   type DeliveryJob,
   DeliveryJobSchema,
-  type DeliveryOutcome,
-  decideNext,
+  decideDelivery,
   type FailedOutcome,
   fillLinks,
   isMessageObject,
@@ -31,6 +31,7 @@ import {
   s3Presigner,
   signWebhook,
   sqsJson,
+  storedPayloadProblem,
   tryTimeoutMs,
   type WebhookSender,
 } from '../../core/index.ts';
@@ -102,7 +103,7 @@ export function createDeliverHandler(
   const logger = deps.logger ?? createLogger('deliver');
   const metrics = deps.metrics ?? createMetrics('deliver');
   const presign = deps.presign ?? s3Presigner(deps.s3, { now: () => new Date(now()) });
-  const health = endpointHealthTracker({
+  const healthTracker = endpointHealthTracker({
     store: s3EndpointHealthStore(deps.s3, deps.bucket),
     now,
     logger,
@@ -125,21 +126,28 @@ export function createDeliverHandler(
     return stored ? pipelineRoute(stored, new Date(now())) : undefined;
   }
 
-  /** The stored payload's bytes; undefined when it is gone. */
-  async function readPayload(job: DeliveryJob): Promise<Uint8Array | undefined> {
-    if ('inline' in job.payload) return Buffer.from(JSON.stringify(job.payload.inline));
-    try {
-      const object = await deps.s3.send(
-        new GetObjectCommand({ Bucket: job.payload.bucket, Key: job.payload.key }),
-      );
-      return await object.Body!.transformToByteArray();
-    } catch (error) {
-      // Without s3:ListBucket (the role has none on payloads/) S3 answers a missing key with 403
-      // AccessDenied, not 404: the role may read every payload, so a 403 means it is not there.
-      const name = (error as Error).name;
-      if (name === 'NoSuchKey' || name === 'AccessDenied') return undefined;
-      throw error;
+  /** The stored payload's bytes, or why there are none to send. */
+  async function readPayload(job: DeliveryJob): Promise<Uint8Array | { problem: string }> {
+    const where = 'inline' in job.payload ? 'inline' : `s3://${job.payload.bucket}/${job.payload.key}`;
+    let stored: Uint8Array;
+    if ('inline' in job.payload) {
+      stored = Buffer.from(JSON.stringify(job.payload.inline));
+    } else {
+      try {
+        const object = await deps.s3.send(
+          new GetObjectCommand({ Bucket: job.payload.bucket, Key: job.payload.key }),
+        );
+        stored = await object.Body!.transformToByteArray();
+      } catch (error) {
+        // Without s3:ListBucket (the role has none on payloads/) S3 answers a missing key with 403
+        // AccessDenied, not 404: the role may read every payload, so a 403 means it is not there.
+        const name = (error as Error).name;
+        if (name === 'NoSuchKey' || name === 'AccessDenied') return { problem: `payload ${where} not found` };
+        throw error;
+      }
     }
+    const problem = storedPayloadProblem(stored);
+    return problem ? { problem: `payload ${where} ${problem}` } : stored;
   }
 
   /**
@@ -154,32 +162,8 @@ export function createDeliverHandler(
     );
   }
 
-  /** One try, or the reason none is made; `tried` is what the endpoint answered, when it was asked. */
-  async function attempt(
-    job: DeliveryJob,
-    route: Route | undefined,
-    remainingMs: number | undefined,
-  ): Promise<{ outcome: DeliveryOutcome; tried?: { result: AttemptResult; durationMs: number } }> {
-    const untried = (reason: 'permanent' | 'parked', error: string) => ({
-      outcome: { class: 'permanent', reason, error } as const,
-    });
-    // The config may have changed since the job was queued: stop retrying what is no longer wanted.
-    if (!route?.endpoints.includes(job.endpoint)) {
-      return untried('permanent', `endpoint no longer configured on route ${job.routeId}`);
-    }
-    const state = await health.current(job.endpoint);
-    if (state.disabledAt !== null) {
-      return untried('parked', `endpoint disabled since ${state.disabledAt} because ${state.reason}`);
-    }
-    const stored = await readPayload(job);
-    if (!stored) {
-      const where = 'inline' in job.payload ? 'inline' : `s3://${job.payload.bucket}/${job.payload.key}`;
-      return untried('permanent', `payload ${where} not found`);
-    }
-    const timeoutMs = tryTimeoutMs(route.timeout, remainingMs);
-    if (timeoutMs === undefined) {
-      throw new OutOfTimeError('too little time left in this invocation for a try; it comes back later');
-    }
+  /** One signed POST of `stored` to the job's endpoint; logs and counts the endpoint's health changes. */
+  async function tryOnce(job: DeliveryJob, route: Route, stored: Uint8Array, timeoutMs: number) {
     const body = await withFreshLinks(stored, job);
     const started = now();
     const headers = {
@@ -188,26 +172,53 @@ export function createDeliverHandler(
       ...signWebhook(job.webhookId, Math.floor(started / 1000), body, await deps.secrets(route)),
     };
     const result = await send({ url: job.endpoint, headers, body, timeoutMs });
-    const tried = { result, durationMs: now() - started };
-    metrics.addMetric('delivery_latency', MetricUnit.Milliseconds, tried.durationMs);
+    const durationMs = now() - started;
+    metrics.addMetric('delivery_latency', MetricUnit.Milliseconds, durationMs);
     const outcome = classifyAttempt(result, now());
-    const { before, after } = await health.record(job.endpoint, outcome, route.disableAfter);
-    if (after.disabledAt !== null && before.disabledAt === null) {
+    const health = await healthTracker.record(job.endpoint, outcome, route.disableAfter);
+    if (health.after.disabledAt !== null && health.before.disabledAt === null) {
       metrics.addMetric('endpoint_disabled', MetricUnit.Count, 1);
       logger.error('endpoint disabled: its jobs are parked until redriven', {
         messageId: job.messageId,
         endpoint: job.endpoint,
-        reason: after.reason,
+        reason: health.after.reason,
       });
-      // Its retries would only be parked later: park this one now.
-      if (outcome.class === 'retry') {
-        const { retryAfterSeconds: _wait, ...failure } = outcome;
-        return { outcome: { ...failure, class: 'permanent', reason: 'parked' }, tried };
-      }
-    } else if (before.firstFailureAt !== null && after.firstFailureAt === null) {
+    } else if (health.before.firstFailureAt !== null && health.after.firstFailureAt === null) {
       logger.info('endpoint recovered', { messageId: job.messageId, endpoint: job.endpoint });
     }
-    return { outcome, tried };
+    return { result, durationMs, outcome, health };
+  }
+
+  /**
+   * Tries the job if the policy lets it ({@link decideDelivery}) and returns what to do next; `tried`
+   * is what the endpoint answered, when it was asked.
+   */
+  async function attempt(
+    job: DeliveryJob,
+    tries: number,
+    remainingMs: number | undefined,
+  ): Promise<{ step: DeliveryEnd; tried?: { result: AttemptResult; durationMs: number } }> {
+    const facts = {
+      job,
+      route: await currentRoute(job),
+      health: await healthTracker.current(job.endpoint),
+      tries,
+    };
+    const ready = decideDelivery(facts, { stage: 'ready' });
+    if (ready.action !== 'try') return { step: ready };
+    const { route } = ready;
+    const stored = await readPayload(job);
+    if ('problem' in stored)
+      return { step: decideDelivery(facts, { stage: 'no-payload', error: stored.problem }) };
+    const timeoutMs = tryTimeoutMs(route.timeout, remainingMs);
+    if (timeoutMs === undefined) {
+      throw new OutOfTimeError('too little time left in this invocation for a try; it comes back later');
+    }
+    const { result, durationMs, outcome, health } = await tryOnce(job, route, stored, timeoutMs);
+    return {
+      step: decideDelivery(facts, { stage: 'tried', outcome, health }),
+      tried: { result, durationMs },
+    };
   }
 
   async function deadLetter(
@@ -253,9 +264,8 @@ export function createDeliverHandler(
       throw error;
     }
     // A DLQ redrive brings the job back with a fresh receive count, and so a fresh schedule.
-    const tries = job.attempt + (Number(record.attributes.ApproximateReceiveCount) || 1);
-    const route = await currentRoute(job);
-    const { outcome, tried } = await attempt(job, route, context?.getRemainingTimeInMillis());
+    const tries = Number(record.attributes.ApproximateReceiveCount) || 1;
+    const { step, tried } = await attempt(job, tries, context?.getRemainingTimeInMillis());
     if (tried) {
       const { result, durationMs } = tried;
       log?.record(job.messageId, {
@@ -264,9 +274,9 @@ export function createDeliverHandler(
         attempt: tries,
         status: result.kind === 'response' ? result.status : null,
         error:
-          outcome.class === 'delivered'
+          step.action === 'done'
             ? null
-            : { class: result.kind === 'response' ? 'http' : result.kind, text: outcome.error },
+            : { class: result.kind === 'response' ? 'http' : result.kind, text: step.failure.error },
         durationMs,
       });
     }
@@ -277,19 +287,19 @@ export function createDeliverHandler(
       endpoint: job.endpoint,
       tries,
     };
-    if (outcome.class === 'delivered') {
+    if (step.action === 'done') {
       metrics.addMetric('delivered', MetricUnit.Count, 1);
-      logger.info('webhook delivered', { ...about, status: outcome.status });
-      log?.record(job.messageId, { ...jobFields(job), type: 'delivered', status: outcome.status });
+      logger.info('webhook delivered', { ...about, status: step.status });
+      log?.record(job.messageId, { ...jobFields(job), type: 'delivered', status: step.status });
       return;
     }
-    const decision = decideNext(outcome, route?.retrySchedule ?? [], tries);
-    if (decision.action === 'retry') {
+    const { failure } = step;
+    if (step.action === 'retry') {
       await deps.sqs.send(
         new ChangeMessageVisibilityCommand({
           QueueUrl: deps.deliveryQueueUrl,
           ReceiptHandle: record.receiptHandle,
-          VisibilityTimeout: decision.delaySeconds,
+          VisibilityTimeout: step.delaySeconds,
         }),
       );
       metrics.addMetric('retried', MetricUnit.Count, 1);
@@ -297,23 +307,23 @@ export function createDeliverHandler(
         ...jobFields(job),
         type: 'retry_scheduled',
         attempt: tries + 1,
-        nextAttemptAt: new Date(now() + decision.delaySeconds * 1000).toISOString(),
+        nextAttemptAt: new Date(now() + step.delaySeconds * 1000).toISOString(),
       });
       logger.warn('webhook try failed, retry scheduled', {
         ...about,
-        ...outcome,
-        delaySeconds: decision.delaySeconds,
+        ...failure,
+        delaySeconds: step.delaySeconds,
       });
-      throw new RetryScheduledError(`retry in ${decision.delaySeconds} s: ${outcome.error}`);
+      throw new RetryScheduledError(`retry in ${step.delaySeconds} s: ${failure.error}`);
     }
-    await deadLetter(job, outcome, decision.reason, tried ? tries : tries - 1);
-    logger.error('webhook dead-lettered', { ...about, ...outcome, reason: decision.reason });
+    await deadLetter(job, failure, step.reason, tried ? tries : tries - 1);
+    logger.error('webhook dead-lettered', { ...about, ...failure, reason: step.reason });
     log?.record(job.messageId, {
       ...jobFields(job),
       type: 'dead_lettered',
-      reason: decision.reason,
-      status: outcome.status ?? null,
-      error: outcome.error,
+      reason: step.reason,
+      status: failure.status ?? null,
+      error: failure.error,
     });
   }
 

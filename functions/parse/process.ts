@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -9,30 +8,25 @@ import { routeOutcome } from '../../core/filtering/index.ts';
 import {
   type Config,
   capBodies,
-  conformPayload,
   type DeliveryJob,
-  DeliveryJobSchema,
-  fitPayload,
-  INLINE_JOB_BYTES,
   type InboundDeadLetterEntry,
   type InboundEvent,
+  inlinePayload,
   type JobPayload,
-  jsonByteLength,
   jsonChunks,
   type Logger,
-  linkPlaceholder,
   type Metrics,
   MetricUnit,
-  parseAddress,
+  messageFingerprint,
   payloadKey,
-  type Route,
+  type RouteGroup,
   type Router,
-  sqsBatches,
+  routeJobs,
+  routePayload,
+  sendBatch,
   sqsJson,
-  type WebhookAttachment,
   type WebhookAuth,
   type WebhookPayload,
-  webhookId,
 } from '../../core/index.ts';
 import { type StoredAttachment, s3AttachmentSink } from './attachments.ts';
 import { AUTH_LIMITS, AUTH_UNAVAILABLE, type AuthLimits, authenticateMessage } from './auth.ts';
@@ -146,88 +140,18 @@ async function readMessage(event: InboundEvent, deps: ProcessDeps, keepUpTo: num
 }
 
 /**
- * The fingerprint of a message for duplicate marking: its content (trace header left out) and
- * envelope. A sender that saw no `250` (a timeout, a cut connection) sends the same again.
- */
-function fingerprint(contentSha256: string, envelope: InboundEvent['envelope']): string {
-  const recipients = envelope.rcptTo.map((address) => address.toLowerCase()).sort();
-  return createHash('sha256')
-    .update(JSON.stringify([contentSha256, envelope.mailFrom.toLowerCase(), recipients]))
-    .digest('hex');
-}
-
-function routeAttachments(
-  stored: readonly StoredAttachment[],
-  route: Route,
-  bucket: string,
-): WebhookAttachment[] {
-  return stored.map(({ key, bytes, ...meta }) =>
-    route.attachments.mode === 'inline' && bytes && meta.size <= route.attachments.inlineLimitBytes
-      ? { ...meta, content: bytes.toString('base64') }
-      : { ...meta, url: linkPlaceholder({ bucket, key }) },
-  );
-}
-
-/**
- * The payload of one route, within the schema (what it cannot carry left out, see
- * {@link conformPayload}) and the size caps (see {@link fitPayload}).
- */
-function buildPayload(
-  event: InboundEvent,
-  read: ReadMessage,
-  group: { route: Route; recipients: string[] },
-  message: Omit<WebhookPayload['message'], 'attachments' | 'mailboxHash'>,
-  routeDetails: Pick<WebhookPayload['route'], 'recipientDetails'>,
-  bucket: string,
-  warnings: readonly string[],
-  filtering: ReturnType<typeof routeOutcome>,
-): WebhookPayload {
-  const { route, recipients } = group;
-  const { spam, virus } = filtering;
-  const stored = read.mime.attachments;
-  const payload: WebhookPayload = {
-    type: 'email.received',
-    version: 1,
-    id: event.id,
-    receivedAt: event.receivedAt,
-    route: { id: route.id, recipients, ...routeDetails },
-    envelope: {
-      mailFrom: event.envelope.mailFrom,
-      rcptTo: recipients,
-      helo: event.envelope.helo,
-      remoteAddress: event.envelope.remoteAddress,
-      tls: event.envelope.tls,
-    },
-    message: {
-      ...message,
-      mailboxHash: parseAddress(recipients[0]!)?.mailboxHash ?? null,
-      attachments: routeAttachments(stored, route, bucket),
-    },
-    auth: read.auth,
-    spam,
-    virus,
-    raw: { size: read.size, sha256: read.sha256, url: linkPlaceholder(event.raw) },
-    warnings: [...warnings, ...filtering.warnings],
-  };
-  return fitPayload(conformPayload(payload), (index) => linkPlaceholder({ bucket, key: stored[index]!.key }));
-}
-
-/**
- * Where a route's jobs find the payload: inside them when a job with it inline fits
- * {@link INLINE_JOB_BYTES} (no S3 write), else stored at {@link payloadKey}. The size is counted
- * before any JSON text is built, so a large payload is never one string in memory.
+ * Where a route's jobs find the payload: inside them when it fits (see {@link inlinePayload}),
+ * else stored at {@link payloadKey}.
  */
 async function payloadFor(
   deps: ProcessDeps,
-  job: Omit<DeliveryJob, 'payload' | 'endpoint'> & { endpoint: string },
+  group: RouteGroup,
+  messageId: string,
   payload: WebhookPayload,
 ): Promise<JobPayload> {
-  const inline: JobPayload = { inline: payload as unknown as Record<string, unknown> };
-  const fits =
-    jsonByteLength(payload) < INLINE_JOB_BYTES &&
-    Buffer.byteLength(sqsJson({ ...job, payload: inline })) <= INLINE_JOB_BYTES;
-  if (fits) return inline;
-  const key = payloadKey(job.messageId, job.routeId);
+  const inline = inlinePayload(group, messageId, payload);
+  if (inline) return inline;
+  const key = payloadKey(messageId, group.route.id);
   await storePayload(deps, key, payload);
   return { bucket: deps.bucket, key };
 }
@@ -246,19 +170,14 @@ async function storePayload(deps: ProcessDeps, key: string, payload: WebhookPayl
   }).done();
 }
 
-async function sendJobs(deps: ProcessDeps, jobs: readonly DeliveryJob[]): Promise<void> {
-  for (const batch of sqsBatches(jobs.map(sqsJson))) {
-    const result = await deps.sqs.send(
-      new SendMessageBatchCommand({
-        QueueUrl: deps.deliveryQueueUrl,
-        Entries: batch.map((body, index) => ({ Id: String(index), MessageBody: body })),
-      }),
-    );
-    if (result.Failed && result.Failed.length > 0) {
-      const reasons = result.Failed.map((failure) => `${failure.Code}: ${failure.Message}`).join('; ');
-      throw new Error(`sending ${result.Failed.length} delivery jobs failed: ${reasons}`);
-    }
-  }
+/** Queues the jobs; those SQS does not take fail the record (a BatchSendError), so it is retried. */
+function sendJobs(deps: ProcessDeps, jobs: readonly DeliveryJob[]): Promise<void> {
+  return sendBatch(
+    jobs.map(sqsJson),
+    (body, Id) => ({ Id, MessageBody: body }),
+    (Entries) => deps.sqs.send(new SendMessageBatchCommand({ QueueUrl: deps.deliveryQueueUrl, Entries })),
+    { what: 'delivery jobs', bytes: (body) => Buffer.byteLength(body) },
+  );
 }
 
 /**
@@ -313,7 +232,7 @@ export async function processInboundEvent(
 
 async function queueDeliveries(
   event: InboundEvent,
-  groups: { route: Route; recipients: string[] }[],
+  groups: RouteGroup[],
   deps: ProcessDeps,
   signal: AbortSignal | undefined,
 ): Promise<Omit<ParseResult, 'unrouted'>> {
@@ -335,7 +254,7 @@ async function queueDeliveries(
   }
   try {
     const first = await deps.duplicates?.firstMessageWith(
-      fingerprint(read.contentSha256, event.envelope),
+      messageFingerprint(read.contentSha256, event.envelope),
       event.id,
     );
     if (first !== undefined && first !== event.id) {
@@ -377,22 +296,21 @@ async function queueDeliveries(
     ),
   );
   warnings.push(...extras.warnings);
-  const withUnpacked: ReadMessage = { ...read, mime: { ...read.mime, attachments: extras.attachments } };
   const jobs: DeliveryJob[] = [];
   for (const group of groups) {
     const { route, recipients } = group;
     const message = { ...fields, ...bodies, ...extras.message(route) };
     const filtering = routeOutcome(event.filtering, route);
-    const payload = buildPayload(
+    const payload = routePayload({
       event,
-      withUnpacked,
+      read: { ...read, attachments: extras.attachments },
       group,
       message,
-      extras.route(recipients),
-      deps.bucket,
+      routeDetails: extras.route(recipients),
+      bucket: deps.bucket,
       warnings,
       filtering,
-    );
+    });
     if (payload.message.truncated.text || payload.message.truncated.html) {
       metrics.addMetric('payloads_truncated', MetricUnit.Count, 1);
     }
@@ -408,13 +326,7 @@ async function queueDeliveries(
       await deps.quarantined?.(event.id, route.id, held);
       continue;
     }
-    const job = { version: 1 as const, messageId: event.id, routeId: route.id, recipients };
-    const ids = { webhookId: webhookId(event.id, route.id), attempt: 0 };
-    const longest = route.endpoints.reduce((a, b) => (a.length >= b.length ? a : b));
-    const where = await payloadFor(deps, { ...job, ...ids, endpoint: longest }, payload);
-    for (const endpoint of route.endpoints) {
-      jobs.push(DeliveryJobSchema.parse({ ...job, endpoint, payload: where, ...ids }));
-    }
+    jobs.push(...routeJobs(group, event.id, await payloadFor(deps, group, event.id, payload)));
   }
   signal?.throwIfAborted();
   await sendJobs(deps, jobs);

@@ -9,6 +9,7 @@ import {
   jsonByteLength,
   jsonChunks,
   linkPlaceholder,
+  storedPayloadProblem,
   type WebhookPayload,
   WebhookPayloadSchema,
 } from '../../core/index.ts';
@@ -255,5 +256,33 @@ describe('fillLinks', () => {
   it('returns the stored bytes themselves when there is nothing to sign', async () => {
     const stored = Buffer.from('{"raw":{"url":"https://example.test/x"}}');
     assert.ok((await fillLinks(stored, sign, () => true)).equals(stored));
+  });
+});
+
+describe('storedPayloadProblem', () => {
+  const bytes = (value: unknown) => Buffer.from(JSON.stringify(value));
+
+  it('accepts a payload of the schema, and one from before an additive field', () => {
+    assert.equal(storedPayloadProblem(bytes(payload())), undefined);
+    const { spam: _spam, virus: _virus, ...older } = payload();
+    assert.equal(storedPayloadProblem(bytes(older)), undefined);
+  });
+
+  it('names what is wrong: not JSON, or the fields the schema refuses, the first three and a count', () => {
+    assert.match(storedPayloadProblem(Buffer.from('{"type":')) ?? '', /^not JSON: /);
+    assert.equal(
+      storedPayloadProblem(bytes({ ...payload(), version: 2 })),
+      'not a webhook payload: version: Invalid input: expected 1',
+    );
+    const problem = storedPayloadProblem(bytes({ type: 'email.received' })) ?? '';
+    assert.match(
+      problem,
+      /^not a webhook payload: version: [^;]+; id: [^;]+; receivedAt: [^;]+; and \d+ more$/,
+    );
+  });
+
+  it('reads a view into a larger buffer by its own bytes only', () => {
+    const whole = Buffer.concat([Buffer.from('xx'), bytes(payload()), Buffer.from('yy')]);
+    assert.equal(storedPayloadProblem(whole.subarray(2, whole.length - 2)), undefined);
   });
 });

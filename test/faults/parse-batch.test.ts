@@ -78,6 +78,40 @@ describe('faults: the parse function failing for some records of a batch', () =>
     assert.deepEqual(jobs.map((job) => job.messageId).sort(), [records[0]!.id, records[2]!.id].sort());
   });
 
+  it('SQS failing some delivery jobs on its side: those are sent again, and each job is queued once', async () => {
+    // billing has two endpoints: one message, two jobs in one SendMessageBatch; the second fails once.
+    const stored = await harness.store(message('partial'), { rcptTo: ['billing@example.test'] });
+    const failing = proxy.add({
+      ops: ['SQS.SendMessageBatch'],
+      action: { kind: 'failEntries', entries: [1] },
+      times: 1,
+    });
+    const response = await harness.handler({ s3: clients.s3, sqs: clients.sqs })(sqsEvent([stored]));
+    proxy.clear();
+    assert.equal(failing.hits, 1);
+    assert.deepEqual(response.batchItemFailures, [], 'no record retried, so no job sent twice');
+    const jobs = await harness.drainJobs();
+    assert.deepEqual(jobs.map((job) => job.endpoint).sort(), [
+      'https://audit.app.test/billing',
+      'https://hooks.app.test/billing',
+    ]);
+  });
+
+  it('SQS refusing a delivery job by the sender’s fault: the record fails and comes back', async () => {
+    const stored = await harness.store(message('refused'), { rcptTo: ['billing@example.test'] });
+    proxy.add({
+      ops: ['SQS.SendMessageBatch'],
+      action: { kind: 'failEntries', entries: [0], senderFault: true, code: 'InvalidParameterValue' },
+      times: 1,
+    });
+    const event = sqsEvent([stored]);
+    const response = await harness.handler({ s3: clients.s3, sqs: clients.sqs })(event);
+    proxy.clear();
+    assert.deepEqual(response.batchItemFailures, [{ itemIdentifier: event.Records[0]!.messageId }]);
+    // What SQS took stays taken; the retried record sends both again (webhook ids dedupe downstream).
+    assert.equal((await harness.drainJobs()).length, 1);
+  });
+
   it('concurrent invocations of one handler each report their own failed records', async () => {
     // The local poller runs several batches at once through one handler instance.
     const handler = harness.handler({ s3: clients.s3, sqs: clients.sqs });

@@ -84,7 +84,6 @@ describe('functions against S3 answering as AWS does', () => {
       recipients: ['help@example.test'],
       payload,
       webhookId: webhookId(messageId, 'support'),
-      attempt: 0,
     };
     await h.emu.sqs.send(
       new SendMessageCommand({ QueueUrl: resources.deliveryQueueUrl, MessageBody: JSON.stringify(job) }),

@@ -49,7 +49,19 @@ export type FaultAction =
   /** Hold the request this long, then forward it. */
   | { readonly kind: 'delay'; readonly ms: number }
   /** Destroy the client's socket without an answer (a connection reset). */
-  | { readonly kind: 'drop' };
+  | { readonly kind: 'drop' }
+  /**
+   * An SQS `…Batch` call that succeeds for some entries only: the entries at these positions (from
+   * 0) are left out of what reaches the emulator and answered in `Failed` with this code, the rest
+   * go through. `senderFault` false (the default) is SQS's side, e.g. `InternalError`, and may be
+   * retried; true is the caller's, e.g. `ReceiptHandleIsInvalid`. @default code InternalError
+   */
+  | {
+      readonly kind: 'failEntries';
+      readonly entries: readonly number[];
+      readonly senderFault?: boolean;
+      readonly code?: string;
+    };
 
 export interface FaultRule {
   /** Operations the rule applies to; all when absent. */
@@ -380,6 +392,71 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
     await answerError(req, res, op, faultAnswer(op, rule.action));
   };
 
+  /** Forwards the batch without the entries `action` fails, and adds them to the answer's `Failed`. */
+  const failEntries = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    call: Call,
+    action: Extract<FaultAction, { kind: 'failEntries' }>,
+  ) => {
+    bump(faults, call.op);
+    const input = JSON.parse((call.body ?? (await readBody(req))).toString()) as {
+      Entries: { Id: string }[];
+    };
+    const failing = new Set(action.entries);
+    const failed = input.Entries.filter((_, at) => failing.has(at)).map((entry) => ({
+      Id: entry.Id,
+      SenderFault: action.senderFault ?? false,
+      Code: action.code ?? 'InternalError',
+      Message: `injected failure of entry ${entry.Id} on ${call.op}`,
+    }));
+    const kept = input.Entries.filter((_, at) => !failing.has(at));
+    let answer: {
+      status: number;
+      headers: Record<string, string | string[] | undefined>;
+      json: Record<string, unknown>;
+    } = {
+      status: 200,
+      headers: { 'content-type': 'application/x-amz-json-1.0', 'x-amzn-requestid': randomUUID() },
+      json: { Successful: [] },
+    };
+    if (kept.length > 0) {
+      const body = Buffer.from(JSON.stringify({ ...input, Entries: kept }));
+      answer = await new Promise((resolve, reject) => {
+        const out = request(
+          {
+            host: upstream.hostname,
+            port: upstream.port,
+            method: req.method,
+            path: req.url,
+            headers: { ...req.headers, 'content-length': String(body.length) },
+          },
+          (reply) => {
+            readBody(reply).then(
+              (text) =>
+                resolve({
+                  status: reply.statusCode ?? 502,
+                  headers: reply.headers,
+                  json: JSON.parse(text.toString()),
+                }),
+              reject,
+            );
+          },
+        );
+        out.on('error', reject);
+        out.end(body);
+      });
+    }
+    const json =
+      answer.status === 200
+        ? { ...answer.json, Failed: [...((answer.json.Failed as unknown[]) ?? []), ...failed] }
+        : answer.json;
+    const text = JSON.stringify(json);
+    const { 'content-length': _length, 'transfer-encoding': _encoding, ...headers } = answer.headers;
+    res.writeHead(answer.status, { ...headers, 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+
   /** The object's status and ETag as the emulator has it now. */
   const head = (path: string) =>
     new Promise<{ status: number; etag: string | undefined }>((resolve, reject) => {
@@ -500,6 +577,9 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
     const rule = pick(op, decodeURIComponent(call.url.pathname));
     if (!rule) return forward(req, res, call, undefined);
     if (rule.afterForward) return forward(req, res, call, rule);
+    if (rule.action.kind === 'failEntries') {
+      return void failEntries(req, res, call, rule.action).catch(() => req.socket.destroy());
+    }
     if (rule.action.kind === 'delay') {
       bump(faults, op);
       void sleep(rule.action.ms, undefined, { ref: false }).then(() => forward(req, res, call, undefined));
@@ -536,6 +616,9 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
     add(rule) {
       if (rule.action.kind === 'conditionFailed' && !rule.ops?.every((op) => !op.startsWith('SQS.'))) {
         throw new Error('conditionFailed applies to S3 and DynamoDB operations only: name them in ops');
+      }
+      if (rule.action.kind === 'failEntries' && !rule.ops?.every((op) => /^SQS\..+Batch$/.test(op))) {
+        throw new Error('failEntries applies to SQS batch operations only: name them in ops');
       }
       const entry = { rule, seen: 0, hits: 0 };
       rules.push(entry);

@@ -113,6 +113,43 @@ describe('listener: fault injection', () => {
     });
   }
 
+  for (const [label, senderFault, reply, queued] of [
+    ['on its side once: the entry is sent again, 250', false, '250', 1],
+    [
+      'by the sender’s fault: 451 4.3.0, nothing queued',
+      true,
+      '451 4.3.0 Temporary queueing failure, try again later',
+      0,
+    ],
+  ] as const) {
+    it(`answers by SQS's answer for its own entry when SendMessageBatch fails it ${label}`, async () => {
+      const proxy = await startFaultProxy(emulator.emulator.endpoint);
+      const failing = proxy.add({
+        ops: ['SQS.SendMessageBatch'],
+        action: {
+          kind: 'failEntries',
+          entries: [0],
+          senderFault,
+          code: senderFault ? 'InvalidParameterValue' : 'InternalError',
+        },
+        times: 1,
+      });
+      const { s3, sqs } = emulatorClients(proxy.endpoint);
+      const listener = await startTestListener(emulator, testConfig(), { s3, sqs });
+      try {
+        const sender = `partial-${senderFault}@sender.test`;
+        assert.equal((await deliver(listener.port('mx'), sender)).slice(0, reply.length), reply);
+        assert.equal(failing.hits, 1);
+        assert.equal((await events.from(sender)).length, queued);
+      } finally {
+        await listener.close();
+        s3.destroy();
+        sqs.destroy();
+        await proxy.close();
+      }
+    });
+  }
+
   for (const [label, sentBeforeAbort] of [
     ['in the first part', 1024 * 1024],
     ['after multipart parts were uploaded', 12 * 1024 * 1024],

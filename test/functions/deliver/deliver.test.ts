@@ -31,6 +31,7 @@ import {
 } from '../../../dev/index.ts';
 import { createHttpSender, type DeadLetterEntry } from '../../../functions/deliver/index.ts';
 import { startTestEmulator, type TestEmulator } from '../../helpers/emulator.ts';
+import { webhookPayload } from '../../helpers/webhook-payload.ts';
 
 const SECRET = `whsec_${Buffer.from('the first signing key of this route').toString('base64')}`;
 const NEXT_SECRET = `whsec_${Buffer.from('the key that replaces it').toString('base64')}`;
@@ -165,7 +166,7 @@ async function pipeline(options: {
     /** Stores a payload (or the payload made for the job's message id) and queues its job; returns the job. */
     async enqueue(
       endpoint = route.endpoints[0]!,
-      payload: object | ((messageId: string) => object) = { type: 'email.received', subject: 'Grüße' },
+      payload: object | ((messageId: string) => object) = webhookPayload,
     ) {
       jobs++;
       const messageId = `01JDELIVERTEST${String(pipelines).padStart(6, '0')}${String(jobs).padStart(6, '0')}`;
@@ -180,7 +181,6 @@ async function pipeline(options: {
         recipients: ['help@example.test'],
         payload: { bucket: resources.bucket, key },
         webhookId: webhookId(messageId, route.id),
-        attempt: 0,
       };
       await emulator.sqs.send(
         new SendMessageCommand({ QueueUrl: resources.deliveryQueueUrl, MessageBody: JSON.stringify(job) }),
@@ -253,18 +253,22 @@ describe('deliver function', () => {
     ).version;
     await withReceiver([200], async (receiver, url) => {
       const p = await pipeline({ endpoints: [url] });
-      const payload = { type: 'email.received', subject: 'Grüße aus Köln', text: '日本語' };
+      const payload = (id: string) =>
+        webhookPayload(id, { message: { subject: 'Grüße aus Köln', text: '日本語' } });
       const job = await p.enqueue(url, payload);
       const response = await p.run(await p.receive());
       assert.deepEqual(response.batchItemFailures, []);
       assert.equal(receiver.requests.length, 1);
       const { headers, body } = receiver.requests[0]!;
-      assert.equal(body.toString('utf8'), JSON.stringify(payload));
+      assert.equal(body.toString('utf8'), JSON.stringify(payload(job.messageId)));
       assert.equal(headers['content-type'], 'application/json');
       assert.equal(headers['user-agent'], `mailbridge/${version}`);
       assert.equal(headers['webhook-id'], job.webhookId);
       assert.ok(Math.abs(Number(headers['webhook-timestamp']) - Date.now() / 1000) < 60);
-      assert.deepEqual(new Webhook(SECRET).verify(body, headers as Record<string, string>), payload);
+      assert.deepEqual(
+        new Webhook(SECRET).verify(body, headers as Record<string, string>),
+        payload(job.messageId),
+      );
       assert.deepEqual(await p.deadLetters(), []);
       p.close();
     });
@@ -464,6 +468,27 @@ describe('deliver function', () => {
       const [entry] = await p.deadLetters();
       assert.equal(entry?.reason, 'permanent');
       assert.match(entry?.lastError ?? '', /no longer configured/);
+      assert.equal(receiver.connections, 0);
+      p.close();
+    });
+  });
+
+  it('dead-letters a stored payload that is not a webhook payload, naming what is wrong, without connecting', async () => {
+    await withReceiver([200], async (receiver, url) => {
+      const p = await pipeline({ endpoints: [url] });
+      const notJson = await p.enqueue(url);
+      const key = `payloads/${notJson.messageId}/support.json`;
+      await emulator.s3.send(new PutObjectCommand({ Bucket: p.bucket, Key: key, Body: '{"truncated' }));
+      const wrong = await p.enqueue(url, (id: string) => ({ ...webhookPayload(id), version: 2 }));
+      const response = await p.run(await p.receive());
+      assert.deepEqual(response.batchItemFailures, [], 'settled: retrying cannot mend a payload');
+      const entries = await p.deadLetters();
+      const about = (job: DeliveryJob) => entries.find((entry) => entry.messageId === job.messageId);
+      assert.equal(about(notJson)?.reason, 'permanent');
+      assert.match(about(notJson)?.lastError ?? '', new RegExp(`^payload s3://${p.bucket}/${key} not JSON`));
+      assert.equal(about(wrong)?.reason, 'permanent');
+      assert.match(about(wrong)?.lastError ?? '', /not a webhook payload: version: /);
+      assert.equal(about(wrong)?.attempts, 0);
       assert.equal(receiver.connections, 0);
       p.close();
     });
@@ -670,20 +695,27 @@ describe('deliver function links', () => {
         // Not this message's: a payload may not get links to it signed.
         other: { bucket: p.bucket, key: 'attachments/01JOTHERMESSAGE/0-secret.pdf' },
       });
+      const file = (filename: string, contentType: string) => ({
+        filename,
+        contentType,
+        size: 15,
+        sha256: 'a'.repeat(64),
+        disposition: 'attachment',
+        contentId: null,
+      });
       const payload = (messageId: string) => {
         const { raw, attachment, other } = objects(messageId);
-        return {
-          type: 'email.received',
+        return webhookPayload(messageId, {
           message: {
             subject: 'the link "url":"s3://x/y" in a subject stays text',
             attachments: [
-              { filename: 'report.pdf', url: linkPlaceholder(attachment) },
-              { filename: 'logo.png', content: 'iVBORw0KGgo=' },
-              { filename: 'secret.pdf', url: linkPlaceholder(other) },
+              { ...file('report.pdf', 'application/pdf'), url: linkPlaceholder(attachment) },
+              { ...file('logo.png', 'image/png'), content: 'iVBORw0KGgo=' },
+              { ...file('secret.pdf', 'application/pdf'), url: linkPlaceholder(other) },
             ],
           },
           raw: { size: 20, url: linkPlaceholder(raw) },
-        };
+        });
       };
       const job = await p.enqueue(url, payload);
       const { raw, attachment } = objects(job.messageId);

@@ -14,6 +14,7 @@ import { lambdaContext, sqsEventFromMessages } from '../../../dev/index.ts';
 import { writeConfigFile } from '../../helpers/config-file.ts';
 import { startTestControlStore, TABLE, type TestControlStore } from '../../helpers/control-store.ts';
 import { startTestEmulator, type TestEmulator } from '../../helpers/emulator.ts';
+import { webhookPayload } from '../../helpers/webhook-payload.ts';
 
 const SECRET = `whsec_${Buffer.from('the Lambda entry point signing key').toString('base64')}`;
 
@@ -66,12 +67,14 @@ describe('deliver Lambda entry point', () => {
     const { handler } = await import('../../../functions/deliver/handler.ts');
 
     const { bucket, deliveryQueueUrl } = emulator.resources;
+    const messageId = newMessageId();
+    const payload = webhookPayload(messageId);
     await emulator.s3.send(
-      new PutObjectCommand({ Bucket: bucket, Key: 'payloads/1.json', Body: '{"id":1}' }),
+      new PutObjectCommand({ Bucket: bucket, Key: 'payloads/1.json', Body: JSON.stringify(payload) }),
     );
     const job = {
       version: 1,
-      messageId: newMessageId(),
+      messageId,
       routeId: 'support',
       endpoint,
       recipients: ['help@example.test'],
@@ -98,9 +101,7 @@ describe('deliver Lambda entry point', () => {
     assert.equal(received.length, 1);
     assert.deepEqual(
       new Webhook(SECRET).verify(received[0]!.body, received[0]!.headers as Record<string, string>),
-      {
-        id: 1,
-      },
+      payload,
     );
     // The try and its outcome are in the message log before the invocation returns.
     const logged = await control.store.getMessage(job.messageId);
