@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { type Command, Option } from 'commander';
 import { decodeTime } from 'ulid';
+import { classifyS3Error } from '../core/aws/index.ts';
 import {
   createLogger,
   createMetrics,
@@ -97,8 +98,7 @@ export function registerReplay(program: Command): void {
         bucket,
         key,
         ...(await measureRaw(connection.s3, { bucket, key }).catch((error: unknown) => {
-          const name = (error as { name?: string }).name;
-          if (name === 'NoSuchKey' || name === 'NotFound') {
+          if (classifyS3Error(error) === 'missing') {
             throw new CliError(`no raw message at s3://${bucket}/${key}`);
           }
           throw error;

@@ -92,7 +92,7 @@ export interface StoredEndpointHealth {
   readonly etag: string | undefined;
 }
 
-/** The endpoint health port: core/aws.ts implements it over S3. */
+/** The endpoint health port: core/aws implements it over S3. */
 export interface EndpointHealthStore {
   read(endpoint: string): Promise<StoredEndpointHealth>;
   /**

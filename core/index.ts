@@ -1,14 +1,8 @@
-export type { Presign } from './aws.ts';
-export {
-  s3EndpointHealthStore,
-  s3Presigner,
-  s3TextReader,
-  secretsManagerReader,
-} from './aws.ts';
 export { BareLfScanner } from './bare-lf.ts';
 export type {
   Config,
   ConfigInput,
+  ConfigReaders,
   ListenerConfig,
   Route,
   Runtime,

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
+import { configReaders, s3Presigner } from '../core/aws/index.ts';
 import {
   type ApiRequest,
   type ApiResponse,
@@ -24,7 +25,6 @@ import {
   MailbridgeError,
   type Route,
   resolveSecret,
-  s3Presigner,
 } from '../core/index.ts';
 import { boundedResolver, type DnsResolver, inboundRetryPort, systemResolver } from '../functions/index.ts';
 import {
@@ -260,7 +260,7 @@ async function devKey(store: ControlStore, controlDir: string | undefined): Prom
 export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
   const ports = options.ports ?? {};
   const configFile = resolve(options.configFile ?? DEFAULT_CONFIG_FILE);
-  const loaded = withPorts(await loadConfig(configFile, 'local'), ports);
+  const loaded = withPorts(await loadConfig(configFile, 'local', configReaders()), ports);
   const secretsByRoute = await Promise.all(
     loaded.routes.map((route, r) => routeSecrets(route, `routes[${r}]`)),
   );

@@ -3,6 +3,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import { AbortMultipartUploadCommand, type S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { classifyS3Error } from '../core/aws/index.ts';
 import type { Logger } from '../core/index.ts';
 import { readProxyV2Header } from './proxy.ts';
 
@@ -125,7 +126,7 @@ export function storageReadiness(options: StorageReadinessOptions): () => Promis
           { abortSignal },
         )
         .catch((error: unknown) => {
-          if ((error as Error).name !== 'NoSuchUpload') throw error;
+          if (classifyS3Error(error) !== 'missing') throw error;
         }),
     sqs: (abortSignal) =>
       options.sqs.send(

@@ -2,6 +2,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { configReaders, secretsManagerReader } from '../../core/aws/index.ts';
 import {
   awsClientConfig,
   loadConfig,
@@ -10,8 +11,6 @@ import {
   resolveSecret,
   resourceNamesFromEnv,
   runtimeFromEnv,
-  s3TextReader,
-  secretsManagerReader,
 } from '../../core/index.ts';
 import { controlStoreFromEnv } from '../control-store.ts';
 import { createDeliverHandler } from './deliver.ts';
@@ -59,7 +58,7 @@ let deliver: Promise<(event: SQSEvent, context?: Context) => Promise<SQSBatchRes
 export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
   deliver ??= cached(
     async () => {
-      const config = await loadConfig(requireEnv('MAILBRIDGE_CONFIG'), runtime, { s3Text: s3TextReader(s3) });
+      const config = await loadConfig(requireEnv('MAILBRIDGE_CONFIG'), runtime, configReaders(s3));
       return createDeliverHandler({
         s3,
         sqs,

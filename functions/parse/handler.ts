@@ -1,13 +1,13 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { configReaders } from '../../core/aws/index.ts';
 import {
   awsClientConfig,
   loadConfig,
   requireEnv,
   resourceNamesFromEnv,
   runtimeFromEnv,
-  s3TextReader,
 } from '../../core/index.ts';
 import { controlStoreFromEnv } from '../control-store.ts';
 import { createParseHandler } from './create-handler.ts';
@@ -21,9 +21,7 @@ const { bucket, deliveryQueueUrl, inboundDlqUrl } = resourceNamesFromEnv([
   'deliveryQueueUrl',
   'inboundDlqUrl',
 ]);
-const config = await loadConfig(requireEnv('MAILBRIDGE_CONFIG'), runtimeFromEnv(), {
-  s3Text: s3TextReader(s3),
-});
+const config = await loadConfig(requireEnv('MAILBRIDGE_CONFIG'), runtimeFromEnv(), configReaders(s3));
 const parse = createParseHandler({
   s3,
   sqs,
