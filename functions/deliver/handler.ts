@@ -5,6 +5,7 @@ import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { configReaders, secretsManagerReader } from '../../core/aws/index.ts';
 import {
   awsClientConfig,
+  ENV,
   loadConfig,
   type Route,
   requireEnv,
@@ -58,7 +59,7 @@ let deliver: Promise<(event: SQSEvent, context?: Context) => Promise<SQSBatchRes
 export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
   deliver ??= cached(
     async () => {
-      const config = await loadConfig(requireEnv('MAILBRIDGE_CONFIG'), runtime, configReaders(s3));
+      const config = await loadConfig(requireEnv(ENV.config), runtime, configReaders(s3));
       return createDeliverHandler({
         s3,
         sqs,

@@ -4,6 +4,7 @@ import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { configReaders } from '../../core/aws/index.ts';
 import {
   awsClientConfig,
+  ENV,
   loadConfig,
   requireEnv,
   resourceNamesFromEnv,
@@ -21,7 +22,7 @@ const { bucket, deliveryQueueUrl, inboundDlqUrl } = resourceNamesFromEnv([
   'deliveryQueueUrl',
   'inboundDlqUrl',
 ]);
-const config = await loadConfig(requireEnv('MAILBRIDGE_CONFIG'), runtimeFromEnv(), configReaders(s3));
+const config = await loadConfig(requireEnv(ENV.config), runtimeFromEnv(), configReaders(s3));
 const parse = createParseHandler({
   s3,
   sqs,
