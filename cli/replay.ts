@@ -1,4 +1,3 @@
-import { posix } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { type Command, Option } from 'commander';
 import { decodeTime } from 'ulid';
@@ -9,8 +8,8 @@ import {
   ENV,
   type InboundEvent,
   InboundEventSchema,
+  messagePayloadsPrefix,
   newMessageId,
-  payloadKey,
   Router,
   rawObjectKey,
 } from '../core/index.ts';
@@ -104,11 +103,7 @@ export function registerReplay(program: Command): void {
           throw error;
         })),
       };
-      const stored = await envelopeFromPayloads(
-        connection.s3,
-        bucket,
-        `${posix.dirname(payloadKey(id, 'route'))}/`,
-      );
+      const stored = await envelopeFromPayloads(connection.s3, bucket, messagePayloadsPrefix(id));
       const envelope = stored ?? (await envelopeFromReceived(connection.s3, { bucket, key }));
       const envelopeSource = stored ? 'stored payloads' : 'Received header';
       const recipients = (options.rcpt.length > 0 ? options.rcpt : envelope.rcptTo).filter((rcpt) => {

@@ -1,4 +1,15 @@
 export { BareLfScanner } from './bare-lf.ts';
+export {
+  attachmentKey,
+  BUCKET_PREFIXES,
+  CONFIG_OBJECT_KEY,
+  endpointHealthKey,
+  isMessageObject,
+  messagePayloadsPrefix,
+  payloadKey,
+  READINESS_PROBE_KEY,
+  rawObjectKey,
+} from './bucket-keys.ts';
 export type {
   Config,
   ConfigInput,
@@ -42,8 +53,6 @@ export { parseDurationSeconds } from './duration.ts';
 export type { EndpointHealth, EndpointHealthStore, StoredEndpointHealth } from './endpoint-health.ts';
 export {
   DEFAULT_DISABLE_AFTER_SECONDS,
-  ENDPOINT_HEALTH_PREFIX,
-  endpointHealthKey,
   HEALTHY_ENDPOINT,
   nextEndpointHealth,
 } from './endpoint-health.ts';
@@ -88,14 +97,7 @@ export {
   sqsBatches,
   sqsJson,
 } from './events.ts';
-export {
-  attachmentKey,
-  isMessageObject,
-  newMessageId,
-  payloadKey,
-  rawObjectKey,
-  webhookId,
-} from './ids.ts';
+export { newMessageId, webhookId } from './ids.ts';
 export type { ControlMetricName, MetricName, MetricService } from './metric-names.ts';
 export {
   CONTROL_METRIC_SERVICES,

@@ -8,11 +8,11 @@ import {
 } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { endpointHealthKey } from '../bucket-keys.ts';
 import type { ConfigReaders } from '../config.ts';
 import {
   EndpointHealthDocumentSchema,
   type EndpointHealthStore,
-  endpointHealthKey,
   HEALTHY_ENDPOINT,
 } from '../endpoint-health.ts';
 import type { SecretStringReader } from '../secrets.ts';
