@@ -22,8 +22,12 @@ describe('contracts between folders', () => {
     for (const file of (await Promise.all(SOURCE_FOLDERS.map(sourceFiles))).flat()) {
       if (file === join('core', 'env.ts')) continue;
       const text = await readFile(join(ROOT, file), 'utf8');
-      for (const [, name] of text.matchAll(/['"](MAILBRIDGE_[A-Z0-9_]+)['"]/g)) {
-        if (names.has(name!)) spelled.push(`${file}: ${name}`);
+      // A quoted literal, or an object key (`MAILBRIDGE_BUCKET: …` in an env record).
+      for (const [, quoted, key] of text.matchAll(
+        /['"](MAILBRIDGE_[A-Z0-9_]+)['"]|^\s*(MAILBRIDGE_[A-Z0-9_]+)\s*:/gm,
+      )) {
+        const name = quoted ?? key!;
+        if (names.has(name)) spelled.push(`${file}: ${name}`);
       }
     }
     assert.ok(names.has('MAILBRIDGE_CONFIG'));
