@@ -155,3 +155,4 @@ export {
   linkPlaceholder,
   PAYLOAD_LIMITS,
 } from './stored-payload.ts';
+export { StreamMeter } from './stream-meter.ts';
