@@ -38,7 +38,10 @@ describe('the pure core', () => {
   it('importing core/index.ts loads no AWS SDK package', async () => {
     const loaded = await externalImports(['core/index.ts']);
     assert.ok(loaded.includes('zod'), 'the graph lists the packages core loads');
-    assert.deepEqual(loaded.filter((path) => path.startsWith('@aws-sdk/')), []);
+    assert.deepEqual(
+      loaded.filter((path) => path.startsWith('@aws-sdk/')),
+      [],
+    );
   });
 
   it('the scan recognises each way of importing', () => {
