@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { build, type Metafile } from 'esbuild';
+import { ENV } from '../core/index.ts';
 import { FUNCTION_BUNDLING, FUNCTION_NAMES, FUNCTION_NODE_OPTIONS } from '../infra/index.ts';
 import { median } from './stats.ts';
 
@@ -25,13 +26,16 @@ export interface BundleResult {
 
 // What the handlers read at import: the local runtime's config and resource names, no network.
 const IMPORT_ENV = {
-  MAILBRIDGE_RUNTIME: 'local',
-  MAILBRIDGE_CONFIG: join(ROOT, 'dev', 'mailbridge.yaml'),
-  MAILBRIDGE_BUCKET: 'mailbridge-local',
-  MAILBRIDGE_INBOUND_QUEUE_URL: 'http://127.0.0.1:9/000000000000/mailbridge-inbound',
-  MAILBRIDGE_DELIVERY_QUEUE_URL: 'http://127.0.0.1:9/000000000000/mailbridge-delivery',
-  MAILBRIDGE_DELIVERY_DLQ_URL: 'http://127.0.0.1:9/000000000000/mailbridge-delivery-dlq',
-  MAILBRIDGE_INBOUND_DLQ_URL: 'http://127.0.0.1:9/000000000000/mailbridge-inbound-dlq',
+  [ENV.runtime]: 'local',
+  [ENV.config]: join(ROOT, 'dev', 'mailbridge.yaml'),
+  [ENV.bucket]: 'mailbridge-local',
+  [ENV.inboundQueueUrl]: 'http://127.0.0.1:9/000000000000/mailbridge-inbound',
+  [ENV.deliveryQueueUrl]: 'http://127.0.0.1:9/000000000000/mailbridge-delivery',
+  [ENV.deliveryDlqUrl]: 'http://127.0.0.1:9/000000000000/mailbridge-delivery-dlq',
+  [ENV.inboundDlqUrl]: 'http://127.0.0.1:9/000000000000/mailbridge-inbound-dlq',
+  // The control store is built at import too; nothing reaches its table without an event.
+  [ENV.controlTable]: 'mailbridge-control',
+  [ENV.controlRetentionDays]: '30',
   AWS_REGION: 'us-east-1',
   AWS_ACCESS_KEY_ID: 'bench',
   AWS_SECRET_ACCESS_KEY: 'bench',

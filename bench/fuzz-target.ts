@@ -1,3 +1,4 @@
+import { ENV } from '../core/index.ts';
 import { emulatorClients } from '../dev/index.ts';
 import { generateSelfSigned, startListener } from '../listener/index.ts';
 import { PASSWORD, testConfig, USER } from '../test/helpers/listener-config.ts';
@@ -35,8 +36,8 @@ const listener = await startListener({
   config,
   s3,
   sqs,
-  bucket: env('MAILBRIDGE_BUCKET'),
-  inboundQueueUrl: env('MAILBRIDGE_INBOUND_QUEUE_URL'),
+  bucket: env(ENV.bucket),
+  inboundQueueUrl: env(ENV.inboundQueueUrl),
   tls: await generateSelfSigned('mx.fuzz.test'),
   authUsers: new Map([[USER, PASSWORD]]),
 });

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { Upload } from '@aws-sdk/lib-storage';
-import { newMessageId, rawObjectKey } from '../core/index.ts';
+import { newMessageId, payloadKey, rawObjectKey } from '../core/index.ts';
 import { emulatorClients } from '../dev/index.ts';
 import { FUNCTION_V8_FLAGS } from '../infra/index.ts';
 import { memoryOf, resetPeak, Worker } from './ipc.ts';
@@ -132,11 +132,11 @@ try {
     await sqs.send(
       new SendMessageCommand({ QueueUrl: info.inboundQueueUrl, MessageBody: JSON.stringify(event) }),
     );
-    const payloadKey = { key: `payloads/${id}/bench.json` };
+    const stored = { key: payloadKey(id, 'bench') };
     const parse = await inFunction('parse', {
       messages: await receive(info.inboundQueueUrl),
       queueArn: await arnOf(info.inboundQueueUrl),
-      ...payloadKey,
+      ...stored,
     });
     received = 0;
     const jobs = await receive(info.deliveryQueueUrl);
@@ -144,7 +144,7 @@ try {
       ? await inFunction('deliver', {
           messages: jobs,
           queueArn: await arnOf(info.deliveryQueueUrl),
-          ...payloadKey,
+          ...stored,
         })
       : undefined;
     rows[name] = {

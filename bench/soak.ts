@@ -9,7 +9,7 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import nodemailer from 'nodemailer';
 import { decodeTime } from 'ulid';
-import { rawObjectKey, webhookId } from '../core/index.ts';
+import { payloadKey, rawObjectKey, webhookId } from '../core/index.ts';
 import type { DeadLetterEntry } from '../functions/index.ts';
 import type { AwsOperation } from '../test/helpers/fault-proxy.ts';
 import { startPipeline } from '../test/helpers/pipeline.ts';
@@ -337,7 +337,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
           messageId,
           route,
           raw: await exists(rawObjectKey(messageId, new Date(decodeTime(messageId)))),
-          payload: await exists(`payloads/${messageId}/${route}.json`),
+          payload: await exists(payloadKey(messageId, route)),
         };
       }),
   );

@@ -1,15 +1,8 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { type Command, Option } from 'commander';
-import {
-  awsClientConfig,
-  type Config,
-  ENV,
-  loadConfig,
-  parseConfig,
-  type Runtime,
-  s3TextReader,
-} from '../core/index.ts';
+import { configReaders } from '../core/aws/index.ts';
+import { awsClientConfig, type Config, ENV, loadConfig, parseConfig, type Runtime } from '../core/index.ts';
 import type { RunningRuntime } from '../dev/index.ts';
 import { CliError, DEFAULT_DATA_DIR, LOCAL_CONFIG_FILE, UsageError } from './output.ts';
 
@@ -229,7 +222,7 @@ export async function configInUse(
 ): Promise<{ config: Config; source: string }> {
   if (given) {
     return {
-      config: await loadConfig(given, runtime, { s3Text: s3TextReader(connection.s3) }),
+      config: await loadConfig(given, runtime, configReaders(connection.s3)),
       source: given,
     };
   }
@@ -243,5 +236,5 @@ export async function configInUse(
       '--aws needs --config (or MAILBRIDGE_CONFIG): the deployed config file or s3:// URL',
     );
   }
-  return { config: await loadConfig(LOCAL_CONFIG_FILE, runtime), source: LOCAL_CONFIG_FILE };
+  return { config: await loadConfig(LOCAL_CONFIG_FILE, runtime, configReaders()), source: LOCAL_CONFIG_FILE };
 }

@@ -1,11 +1,7 @@
 import type { Message } from '@aws-sdk/client-sqs';
 import { type Command, Option } from 'commander';
-import {
-  DeliveryJobSchema,
-  InboundEventSchema,
-  QUEUE_SETTINGS,
-  s3EndpointHealthStore,
-} from '../core/index.ts';
+import { s3EndpointHealthStore } from '../core/aws/index.ts';
+import { DeliveryJobSchema, InboundEventSchema, QUEUE_SETTINGS } from '../core/index.ts';
 import {
   type Connection,
   type ConnectionOptions,

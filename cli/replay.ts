@@ -1,15 +1,15 @@
-import { posix } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { type Command, Option } from 'commander';
 import { decodeTime } from 'ulid';
+import { classifyS3Error } from '../core/aws/index.ts';
 import {
   createLogger,
   createMetrics,
   ENV,
   type InboundEvent,
   InboundEventSchema,
+  messagePayloadsPrefix,
   newMessageId,
-  payloadKey,
   Router,
   rawObjectKey,
 } from '../core/index.ts';
@@ -97,18 +97,13 @@ export function registerReplay(program: Command): void {
         bucket,
         key,
         ...(await measureRaw(connection.s3, { bucket, key }).catch((error: unknown) => {
-          const name = (error as { name?: string }).name;
-          if (name === 'NoSuchKey' || name === 'NotFound') {
+          if (classifyS3Error(error) === 'missing') {
             throw new CliError(`no raw message at s3://${bucket}/${key}`);
           }
           throw error;
         })),
       };
-      const stored = await envelopeFromPayloads(
-        connection.s3,
-        bucket,
-        `${posix.dirname(payloadKey(id, 'route'))}/`,
-      );
+      const stored = await envelopeFromPayloads(connection.s3, bucket, messagePayloadsPrefix(id));
       const envelope = stored ?? (await envelopeFromReceived(connection.s3, { bucket, key }));
       const envelopeSource = stored ? 'stored payloads' : 'Received header';
       const recipients = (options.rcpt.length > 0 ? options.rcpt : envelope.rcptTo).filter((rcpt) => {

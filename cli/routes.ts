@@ -1,12 +1,6 @@
 import { type Command, Option } from 'commander';
-import {
-  type Config,
-  ConfigError,
-  type EndpointHealth,
-  Router,
-  SmtpError,
-  s3EndpointHealthStore,
-} from '../core/index.ts';
+import { s3EndpointHealthStore } from '../core/aws/index.ts';
+import { type Config, ConfigError, type EndpointHealth, Router, SmtpError } from '../core/index.ts';
 import { type ApiOptions, printNextPage, withApi, withApiOptions } from './api.ts';
 import {
   type Connection,

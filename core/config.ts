@@ -1,5 +1,3 @@
-import { readFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import leven from 'leven';
 import * as z from 'zod';
@@ -337,10 +335,16 @@ export const ConfigSchema = z.strictObject({
 export type Config = z.output<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 
+/** 4 or 6 for an IP address literal, 0 for a name (as `net.isIP`, which would make core load sockets). */
+function ipVersion(host: string): 0 | 4 | 6 {
+  if (ipaddr.IPv4.isValidFourPartDecimal(host)) return 4;
+  return ipaddr.IPv6.isValid(host) ? 6 : 0;
+}
+
 function isLoopbackHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '');
   if (host === 'localhost') return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
+  if (ipVersion(host) === 4) return host.startsWith('127.');
   return host === '::1';
 }
 
@@ -360,7 +364,7 @@ function internalHost(hostname: string): string | undefined {
     .toLowerCase()
     .replace(/\.$/, '');
   if (INTERNAL_HOSTS.test(host)) return `${host} is an internal name`;
-  if (!isIP(host)) return undefined;
+  if (!ipVersion(host)) return undefined;
   const range = ipaddr.parse(host).range();
   return range === 'unicast' ? undefined : `${host} is not a public address (range ${range})`;
 }
@@ -573,15 +577,19 @@ export function parseConfigText(text: string, options: { source: string; runtime
 /** Reads an object's text from S3; implemented by the AWS adapters. */
 export type S3TextReader = (bucket: string, key: string) => Promise<string>;
 
+/** Where {@link loadConfig} reads from; `configReaders` in core/aws implements both. */
+export interface ConfigReaders {
+  /** Reads a file's text (UTF-8). */
+  readonly file: (path: string) => Promise<string>;
+  /** Reads `s3://` sources; absent in a runtime without an S3 client. */
+  readonly s3Text?: S3TextReader;
+}
+
 /**
  * Reads and validates the config from a file path or an `s3://bucket/key` URL (where CDK deploys
  * it, so routes change without rebuilding the image).
  */
-export async function loadConfig(
-  source: string,
-  runtime: Runtime,
-  readers: { s3Text?: S3TextReader } = {},
-): Promise<Config> {
+export async function loadConfig(source: string, runtime: Runtime, readers: ConfigReaders): Promise<Config> {
   let text: string;
   try {
     const s3 = /^s3:\/\/([^/]+)\/(.+)$/.exec(source);
@@ -589,7 +597,7 @@ export async function loadConfig(
       if (!readers.s3Text) throw new Error('no S3 client in this runtime');
       text = await readers.s3Text(s3[1]!, s3[2]!);
     } else {
-      text = await readFile(source, 'utf8');
+      text = await readers.file(source);
     }
   } catch (error) {
     throw new ConfigError(source, [`(file): cannot read: ${(error as Error).message}`], { cause: error });

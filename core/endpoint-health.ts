@@ -1,12 +1,8 @@
-import { createHash } from 'node:crypto';
 import * as z from 'zod';
 import type { DeliveryOutcome } from './delivery.ts';
 
 /** How long every try to an endpoint may fail before it is disabled: 5 days, as Svix does. */
 export const DEFAULT_DISABLE_AFTER_SECONDS = 5 * 86400;
-
-/** Where endpoint health is kept in the mail bucket, one object per endpoint. */
-export const ENDPOINT_HEALTH_PREFIX = 'endpoint-health/';
 
 /** What is known about one endpoint; times are ISO 8601, `null` when not applicable. */
 export const EndpointHealthSchema = z.object({
@@ -34,11 +30,6 @@ export const HEALTHY_ENDPOINT: EndpointHealth = Object.freeze({
   disabledAt: null,
   reason: null,
 });
-
-/** `endpoint-health/<sha256 of the URL>.json`: a fixed-length key whatever the URL holds. */
-export function endpointHealthKey(endpoint: string): string {
-  return `${ENDPOINT_HEALTH_PREFIX}${createHash('sha256').update(endpoint).digest('hex')}.json`;
-}
 
 function formatPeriod(seconds: number): string {
   for (const [unit, size] of [
@@ -92,7 +83,7 @@ export interface StoredEndpointHealth {
   readonly etag: string | undefined;
 }
 
-/** The endpoint health port: core/aws.ts implements it over S3. */
+/** The endpoint health port: core/aws implements it over S3. */
 export interface EndpointHealthStore {
   read(endpoint: string): Promise<StoredEndpointHealth>;
   /**

@@ -1,14 +1,19 @@
-export type { Presign } from './aws.ts';
-export {
-  s3EndpointHealthStore,
-  s3Presigner,
-  s3TextReader,
-  secretsManagerReader,
-} from './aws.ts';
 export { BareLfScanner } from './bare-lf.ts';
+export {
+  attachmentKey,
+  BUCKET_PREFIXES,
+  CONFIG_OBJECT_KEY,
+  endpointHealthKey,
+  isMessageObject,
+  messagePayloadsPrefix,
+  payloadKey,
+  READINESS_PROBE_KEY,
+  rawObjectKey,
+} from './bucket-keys.ts';
 export type {
   Config,
   ConfigInput,
+  ConfigReaders,
   ListenerConfig,
   Route,
   Runtime,
@@ -53,8 +58,6 @@ export { parseDurationSeconds } from './duration.ts';
 export type { EndpointHealth, EndpointHealthStore, StoredEndpointHealth } from './endpoint-health.ts';
 export {
   DEFAULT_DISABLE_AFTER_SECONDS,
-  ENDPOINT_HEALTH_PREFIX,
-  endpointHealthKey,
   HEALTHY_ENDPOINT,
   nextEndpointHealth,
 } from './endpoint-health.ts';
@@ -98,14 +101,7 @@ export {
   SQS_LIMITS,
   sqsJson,
 } from './events.ts';
-export {
-  attachmentKey,
-  isMessageObject,
-  newMessageId,
-  payloadKey,
-  rawObjectKey,
-  webhookId,
-} from './ids.ts';
+export { newMessageId, webhookId } from './ids.ts';
 export type { ControlMetricName, MetricName, MetricService } from './metric-names.ts';
 export {
   CONTROL_METRIC_SERVICES,
@@ -175,3 +171,4 @@ export {
   PAYLOAD_LIMITS,
   storedPayloadProblem,
 } from './stored-payload.ts';
+export { StreamMeter } from './stream-meter.ts';

@@ -33,6 +33,8 @@ export const METRICS = {
     scan_ms: [],
     /** Stored and logged but held back from delivery: `reason` spam, virus, scanner_unavailable. */
     quarantined: ['reason'],
+    /** The highest share of the session capacity in use during the interval, in percent. */
+    session_usage: [],
   },
   parse: {
     parse_errors: [],
@@ -41,6 +43,8 @@ export const METRICS = {
     duplicates: [],
     messages_parsed: [],
     deliveries_queued: [],
+    /** A route's stored payload had its text or HTML body cut to fit the size limit. */
+    payloads_truncated: [],
   },
   deliver: {
     delivered: [],

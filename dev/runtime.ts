@@ -4,6 +4,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
+import { configReaders, s3Presigner } from '../core/aws/index.ts';
 import {
   type ApiRequest,
   type ApiResponse,
@@ -23,7 +24,6 @@ import {
   loadConfig,
   MailbridgeError,
   routeSecretsResolver,
-  s3Presigner,
 } from '../core/index.ts';
 import {
   boundedResolver,
@@ -285,7 +285,7 @@ async function devKey(store: ControlStore, controlDir: string | undefined): Prom
 export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
   const ports = options.ports ?? {};
   const configFile = resolve(options.configFile ?? DEFAULT_CONFIG_FILE);
-  const loaded = withPorts(await loadConfig(configFile, 'local'), ports);
+  const loaded = withPorts(await loadConfig(configFile, 'local', configReaders()), ports);
   // Config routes resolve now, so a missing secret stops the start; API routes at their first try.
   const routeSecrets = routeSecretsResolver();
   const secretsByRoute = await Promise.all(loaded.routes.map(routeSecrets));

@@ -1,6 +1,7 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { configReaders } from '../core/aws/index.ts';
 import type { ControlStore } from '../core/control/index.ts';
 import {
   awsClientConfig,
@@ -12,7 +13,6 @@ import {
   requireEnv,
   resourceNamesFromEnv,
   runtimeFromEnv,
-  s3TextReader,
 } from '../core/index.ts';
 import { controlStoreFromEnv } from './control-store.ts';
 
@@ -46,7 +46,7 @@ export function functionContainer<K extends keyof ResourceNames>(
     sqs: new SQSClient(clientConfig),
     names,
     controlStore: controlStoreFromEnv(clientConfig),
-    loadConfig: () => loadConfig(requireEnv(ENV.config), runtime, { s3Text: s3TextReader(s3) }),
+    loadConfig: () => loadConfig(requireEnv(ENV.config), runtime, configReaders(s3)),
   };
 }
 

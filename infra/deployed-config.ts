@@ -5,8 +5,8 @@ import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { AwsCustomResource, Logging, PhysicalResourceId } from 'aws-cdk-lib/custom-resources';
 import { Construct, type IConstruct } from 'constructs';
-import { ENV } from '../core/index.ts';
-import { CONFIG_OBJECT_KEY, type Storage } from './storage.ts';
+import { CONFIG_OBJECT_KEY, ENV } from '../core/index.ts';
+import type { Storage } from './storage.ts';
 
 export interface DeployedConfigProps {
   /** The bucket the config is written to, at `config/mailbridge.json`. */

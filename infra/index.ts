@@ -34,4 +34,4 @@ export { DeploySettingsSchema, loadDeployment, parseDeploySettings } from './set
 export type { MailbridgeStackProps } from './stack.ts';
 export { MailbridgeStack } from './stack.ts';
 export type { StorageProps } from './storage.ts';
-export { BUCKET_PREFIXES, CONFIG_OBJECT_KEY, Storage } from './storage.ts';
+export { Storage } from './storage.ts';

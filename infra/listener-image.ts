@@ -14,10 +14,13 @@ const ROOT = resolve(import.meta.dirname, '..');
 const ENTRY_POINTS = ['listener/main.ts', 'listener/healthcheck.ts'];
 export const LISTENER_MANIFEST = 'listener/image/package.json';
 
-/** The npm packages reachable from the listener's entry points (every file of its import graph). */
-export async function listenerPackages(): Promise<string[]> {
+/**
+ * The modules outside the repository (npm packages and `node:` builtins, as imported) that the import
+ * graph of `entryPoints` (paths from the repository root) reaches, each once.
+ */
+export async function externalImports(entryPoints: readonly string[]): Promise<string[]> {
   const { metafile } = await build({
-    entryPoints: ENTRY_POINTS.map((entry) => resolve(ROOT, entry)),
+    entryPoints: entryPoints.map((entry) => resolve(ROOT, entry)),
     bundle: true,
     packages: 'external',
     platform: 'node',
@@ -27,13 +30,19 @@ export async function listenerPackages(): Promise<string[]> {
     outdir: 'unused',
     logLevel: 'silent',
   });
+  const paths = Object.values(metafile.inputs).flatMap((input) =>
+    input.imports.filter((entry) => entry.external).map((entry) => entry.path),
+  );
+  return [...new Set(paths)];
+}
+
+/** The npm packages reachable from the listener's entry points (every file of its import graph). */
+export async function listenerPackages(): Promise<string[]> {
   const names = new Set<string>();
-  for (const input of Object.values(metafile.inputs)) {
-    for (const { path, external } of input.imports) {
-      if (!external || path.startsWith('node:')) continue;
-      const parts = path.split('/');
-      names.add(path.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]!);
-    }
+  for (const path of await externalImports(ENTRY_POINTS)) {
+    if (path.startsWith('node:')) continue;
+    const parts = path.split('/');
+    names.add(path.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]!);
   }
   return [...names].sort();
 }

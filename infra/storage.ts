@@ -10,20 +10,7 @@ import {
   ObjectOwnership,
 } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { ENDPOINT_HEALTH_PREFIX } from '../core/index.ts';
-
-/** Where each kind of object lives in the bucket. */
-export const BUCKET_PREFIXES = {
-  raw: 'raw/',
-  payloads: 'payloads/',
-  attachments: 'attachments/',
-  config: 'config/',
-  /** One small object per failing or disabled endpoint; no lifecycle rule, a disabled endpoint stays so. */
-  endpointHealth: ENDPOINT_HEALTH_PREFIX,
-} as const;
-
-/** The key the deployed config is written to and read from. */
-export const CONFIG_OBJECT_KEY = `${BUCKET_PREFIXES.config}mailbridge.json`;
+import { BUCKET_PREFIXES, CONFIG_OBJECT_KEY } from '../core/index.ts';
 
 export interface StorageProps {
   /**

@@ -3,7 +3,8 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import { AbortMultipartUploadCommand, type S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { Logger } from '../core/index.ts';
+import { classifyS3Error } from '../core/aws/index.ts';
+import { type Logger, READINESS_PROBE_KEY } from '../core/index.ts';
 import { readProxyV2Header } from './proxy.ts';
 
 /** Whether the storage path answers: the parts that do not, by name (`s3`, `sqs`). */
@@ -102,7 +103,6 @@ export interface StorageReadinessOptions {
 // A multipart upload that never exists: aborting it is free (a DELETE request), writes nothing, and
 // is allowed by the listener's own grant on raw/ (s3:AbortMultipartUpload), so S3 answers
 // NoSuchUpload when the bucket, the credentials and the permission all work.
-const PROBE_KEY = 'raw/readiness-probe';
 const PROBE_UPLOAD_ID = 'readiness-probe';
 
 /**
@@ -119,13 +119,13 @@ export function storageReadiness(options: StorageReadinessOptions): () => Promis
         .send(
           new AbortMultipartUploadCommand({
             Bucket: options.bucket,
-            Key: PROBE_KEY,
+            Key: READINESS_PROBE_KEY,
             UploadId: PROBE_UPLOAD_ID,
           }),
           { abortSignal },
         )
         .catch((error: unknown) => {
-          if ((error as Error).name !== 'NoSuchUpload') throw error;
+          if (classifyS3Error(error) !== 'missing') throw error;
         }),
     sqs: (abortSignal) =>
       options.sqs.send(

@@ -8,6 +8,7 @@
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { configReaders, secretsManagerReader } from '../core/aws/index.ts';
 import { dynamoControlStore } from '../core/control/index.ts';
 import {
   awsClientConfig,
@@ -19,8 +20,6 @@ import {
   requireEnv,
   resourceNamesFromEnv,
   runtimeFromEnv,
-  s3TextReader,
-  secretsManagerReader,
 } from '../core/index.ts';
 import { resolveAuthUsers } from './credentials.ts';
 import { startListener } from './listener.ts';
@@ -41,7 +40,7 @@ async function main(): Promise<void> {
   const secretsManager = secretsManagerReader(secrets);
 
   const configReader = new S3Client({ ...common, forcePathStyle });
-  const config = await loadConfig(source, runtime, { s3Text: s3TextReader(configReader) }).finally(() =>
+  const config = await loadConfig(source, runtime, configReaders(configReader)).finally(() =>
     configReader.destroy(),
   );
   const { s3, sqs, dynamodb } = storageClients(config.limits, aws);

@@ -1,10 +1,8 @@
-import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { SMTPServerDataStream } from 'smtp-server';
 import {
-  BareLfScanner,
   BareLineFeedError,
   type InboundEvent,
   InboundEventSchema,
@@ -13,6 +11,7 @@ import {
   rawObjectKey,
   SmtpError,
   SpoolFullError,
+  StreamMeter,
   TemporaryFailureError,
 } from '../core/index.ts';
 import type { SqsEventQueue } from './event-queue.ts';
@@ -163,8 +162,8 @@ function receivedHeader(envelope: Envelope, hostname: string, id: string, date: 
 }
 
 /**
- * Counts, hashes and checks the bytes that go to S3 (the trace header first), without holding
- * them: size and SHA-256 are over exactly what is stored. Fails the stream when the message
+ * Meters the bytes that go to S3 (the trace header first) with a {@link StreamMeter}, without
+ * holding them: size and SHA-256 are over exactly what is stored. Fails the stream when the message
  * grows over the limit, or has a bare LF while those are refused.
  */
 class MessageMeter extends Transform {
@@ -172,12 +171,9 @@ class MessageMeter extends Transform {
   readonly #rejectBareLf: boolean;
   readonly #maxMessageBytes: number;
   readonly #budget: MemoryBudget;
-  readonly #hash: Hash = createHash('sha256');
+  readonly #meter = new StreamMeter();
   #budgeted = 0;
   #settled = false;
-  readonly #bareLf = new BareLfScanner();
-  // Not `size`/`length`/`byteLength`: lib-storage would read those as the total body length.
-  storedBytes = 0;
 
   constructor(
     source: SMTPServerDataStream,
@@ -190,23 +186,23 @@ class MessageMeter extends Transform {
     this.#rejectBareLf = options.rejectBareLf;
     this.#maxMessageBytes = options.max;
     const bytes = Buffer.from(header, 'latin1');
-    this.#count(bytes);
+    this.#meter.update(bytes);
     this.push(bytes);
+  }
+
+  // Not `size`/`length`/`byteLength`: lib-storage would read those as the total body length.
+  get storedBytes(): number {
+    return this.#meter.bytes;
   }
 
   /** The SHA-256 of everything passed through; call once, at the end. */
   digest(): string {
-    return this.#hash.digest('hex');
-  }
-
-  #count(chunk: Buffer): void {
-    this.storedBytes += chunk.length;
-    this.#hash.update(chunk);
+    return this.#meter.digest();
   }
 
   /** Whether any line so far ended in a bare LF. */
   get bareLf(): boolean {
-    return this.#bareLf.found;
+    return this.#meter.bareLf;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -233,8 +229,7 @@ class MessageMeter extends Transform {
   #refusal(chunk: Buffer): SmtpError | null {
     if (this.#source.sizeExceeded) return new MessageTooLargeError(this.#maxMessageBytes);
     // RFC 5321 §2.3.8; refusing them closes the door on SMTP smuggling towards stricter MTAs.
-    if (this.#bareLf.scan(chunk) && this.#rejectBareLf) return new BareLineFeedError();
-    this.#count(chunk);
+    if (this.#meter.update(chunk) && this.#rejectBareLf) return new BareLineFeedError();
     return null;
   }
 

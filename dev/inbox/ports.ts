@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { classifyS3Error } from '../../core/aws/index.ts';
 import { rawObjectKey } from '../../core/index.ts';
 
 /**
@@ -20,7 +21,7 @@ export function s3RawReader(s3: S3Client, bucket: string): RawMessageReader {
       const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: rawObjectKey(id, when) }));
       return object.Body as Readable;
     } catch (error) {
-      if ((error as Error).name === 'NoSuchKey') return undefined;
+      if (classifyS3Error(error) === 'missing') return undefined;
       throw error;
     }
   };

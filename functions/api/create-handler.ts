@@ -1,13 +1,14 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { s3Presigner } from '../../core/aws/index.ts';
 import {
   type ControlStore,
   createApiHandler,
   type RetryPort,
   type TxtResolver,
 } from '../../core/control/index.ts';
-import { type Config, createLogger, type Logger, type Runtime, s3Presigner } from '../../core/index.ts';
+import { type Config, createLogger, type Logger, type Runtime } from '../../core/index.ts';
 import { boundedResolver, systemResolver } from '../parse/dns.ts';
 import { fromApiGatewayEvent, toApiGatewayResult } from './adapter.ts';
 import { secretsManagerSigningSecretStore } from './secrets-manager-store.ts';

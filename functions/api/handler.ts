@@ -2,14 +2,8 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import {
-  awsClientConfig,
-  ENV,
-  loadConfig,
-  requireEnv,
-  runtimeFromEnv,
-  s3TextReader,
-} from '../../core/index.ts';
+import { configReaders } from '../../core/aws/index.ts';
+import { awsClientConfig, ENV, loadConfig, requireEnv, runtimeFromEnv } from '../../core/index.ts';
 import { controlStoreFromEnv } from '../control-store.ts';
 import { inboundRetryPort } from '../retry.ts';
 import { createApiFunctionHandler } from './create-handler.ts';
@@ -18,7 +12,7 @@ import { createApiFunctionHandler } from './create-handler.ts';
 const clientConfig = awsClientConfig();
 const s3 = new S3Client(clientConfig);
 const runtime = runtimeFromEnv();
-const config = await loadConfig(requireEnv(ENV.config), runtime, { s3Text: s3TextReader(s3) });
+const config = await loadConfig(requireEnv(ENV.config), runtime, configReaders(s3));
 const store = controlStoreFromEnv(clientConfig);
 const api = createApiFunctionHandler({
   store,

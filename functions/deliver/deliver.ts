@@ -2,6 +2,7 @@ import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-p
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ChangeMessageVisibilityCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { classifyS3Error, type Presign, s3EndpointHealthStore, s3Presigner } from '../../core/aws/index.ts';
 import { type ControlStore, MessageLogWriter, pipelineRoute } from '../../core/control/index.ts';
 import {
   type AttemptResult,
@@ -21,14 +22,11 @@ import {
   MailbridgeError,
   type Metrics,
   MetricUnit,
-  type Presign,
   parseRecordBody,
   payloadKey,
   type Route,
   type Runtime,
   SQS_LIMITS,
-  s3EndpointHealthStore,
-  s3Presigner,
   signWebhook,
   sqsJson,
   storedPayloadProblem,
@@ -141,8 +139,9 @@ export function createDeliverHandler(
       } catch (error) {
         // Without s3:ListBucket (the role has none on payloads/) S3 answers a missing key with 403
         // AccessDenied, not 404: the role may read every payload, so a 403 means it is not there.
-        const name = (error as Error).name;
-        if (name === 'NoSuchKey' || name === 'AccessDenied') return { problem: `payload ${where} not found` };
+        if (classifyS3Error(error, { deniedMeansMissing: true }) === 'missing') {
+          return { problem: `payload ${where} not found` };
+        }
         throw error;
       }
     }

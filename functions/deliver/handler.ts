@@ -1,5 +1,6 @@
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { routeSecretsResolver, secretsManagerReader } from '../../core/index.ts';
+import { secretsManagerReader } from '../../core/aws/index.ts';
+import { routeSecretsResolver } from '../../core/index.ts';
 import { builtOnFirstUse, functionContainer } from '../container.ts';
 import { createDeliverHandler } from './deliver.ts';
 

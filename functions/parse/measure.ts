@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { BareLfScanner } from '../../core/index.ts';
+import { StreamMeter } from '../../core/index.ts';
 
 // Our own trace header is at most a few hundred bytes; a longer first field is not ours.
 const MAX_TRACE_HEADER_BYTES = 16 * 1024;
@@ -24,16 +24,14 @@ function afterTraceHeader(head: Buffer, ended: boolean): number | undefined {
 }
 
 /**
- * A pass-through that measures what flows through it: byte count, SHA-256, whether any line ends
- * in a bare LF (RFC 5321 §2.3.8), and a copy of the bytes while they stay within `keepUpTo`.
+ * A pass-through that measures what flows through it with a {@link StreamMeter} (byte count,
+ * SHA-256, bare LF), and keeps a copy of the bytes while they stay within `keepUpTo`.
  * `contentSha256` leaves out the leading `Received:` field, the listener's trace header, which
  * differs on every delivery (our message id and time): it is the same when a sender sends the
  * same bytes again.
  */
 export class Measure extends Transform {
-  size = 0;
-  readonly #bareLf = new BareLfScanner();
-  readonly #hash: Hash = createHash('sha256');
+  readonly #meter = new StreamMeter();
   readonly #keepUpTo: number;
   #kept: Buffer[] | undefined = [];
   #sha256: string | undefined;
@@ -44,6 +42,11 @@ export class Measure extends Transform {
   constructor(options: { keepUpTo?: number } = {}) {
     super();
     this.#keepUpTo = options.keepUpTo ?? 0;
+  }
+
+  /** Bytes that passed so far. */
+  get size(): number {
+    return this.#meter.bytes;
   }
 
   /** Lowercase hex SHA-256 of everything that passed; available once the stream has ended. */
@@ -69,7 +72,7 @@ export class Measure extends Transform {
 
   /** Whether any line so far ended in a bare LF. */
   get bareLf(): boolean {
-    return this.#bareLf.found;
+    return this.#meter.bareLf;
   }
 
   /** The bytes, when they all fit within `keepUpTo`; undefined otherwise. */
@@ -78,17 +81,15 @@ export class Measure extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    this.#hash.update(chunk);
+    this.#meter.update(chunk);
     this.#hashContent(chunk, false);
-    this.size += chunk.length;
     if (this.#kept && this.size <= this.#keepUpTo) this.#kept.push(chunk);
     else this.#kept = undefined;
-    this.#bareLf.scan(chunk);
     done(null, chunk);
   }
 
   override _flush(done: TransformCallback): void {
-    this.#sha256 = this.#hash.digest('hex');
+    this.#sha256 = this.#meter.digest();
     this.#hashContent(Buffer.alloc(0), true);
     this.#contentSha256 = this.#content.digest('hex');
     done();

@@ -5,6 +5,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { Webhook } from 'standardwebhooks';
 import { monotonicFactory } from 'ulid';
+import { s3Presigner } from '../../core/aws/index.ts';
 import {
   createApiHandler,
   type JobRef,
@@ -15,7 +16,7 @@ import {
   type RetryPort,
   type TimelineEvent,
 } from '../../core/control/index.ts';
-import { newMessageId, parseConfigText, resolveSecret, s3Presigner, signWebhook } from '../../core/index.ts';
+import { newMessageId, parseConfigText, resolveSecret, signWebhook } from '../../core/index.ts';
 import { type ApiServer, startApiServer } from '../../dev/api-server.ts';
 import { startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
 import { createDnsZone, type ZoneRecords } from '../helpers/dns-zone.ts';

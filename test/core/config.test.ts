@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { configReaders } from '../../core/aws/index.ts';
 import { ConfigError, loadConfig, parseConfigText } from '../../core/index.ts';
+
+const fileReader = configReaders();
 
 const minimal = (overrides: string) => `
 domains: [example.test]
@@ -21,7 +24,7 @@ function configIssues(text: string, runtime: 'local' | 'aws' = 'local'): readonl
 
 describe('config', () => {
   it('loads the local default config with defaults filled in', async () => {
-    const config = await loadConfig('dev/mailbridge.yaml', 'local');
+    const config = await loadConfig('dev/mailbridge.yaml', 'local', fileReader);
     assert.deepEqual(config.domains, ['localhost', 'example.test']);
     assert.equal(config.limits.maxRecipients, 100);
     assert.deepEqual(config.routes[0]!.retrySchedule, [5, 300, 1800, 7200, 18000, 36000, 36000]);
@@ -133,7 +136,7 @@ describe('config', () => {
 
   it('reports a file that is not YAML or JSON, and one that is missing', async () => {
     assert.match(configIssues('{ "domains": [')[0]!, /^\(file\): not valid JSON or YAML/);
-    await assert.rejects(loadConfig('does/not/exist.yaml', 'local'), /cannot read/);
+    await assert.rejects(loadConfig('does/not/exist.yaml', 'local', fileReader), /cannot read/);
   });
 });
 

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import nodemailer from 'nodemailer';
 import { Webhook } from 'standardwebhooks';
+import { s3Presigner } from '../../core/aws/index.ts';
 import {
   type ApiRequest,
   createApiHandler,
@@ -11,7 +12,7 @@ import {
   newApiKey,
   type TimelineEvent,
 } from '../../core/control/index.ts';
-import { type InboundEvent, s3Presigner } from '../../core/index.ts';
+import type { InboundEvent } from '../../core/index.ts';
 import { inboundRetryPort } from '../../functions/index.ts';
 import {
   dynamoClient,

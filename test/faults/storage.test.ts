@@ -3,8 +3,9 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import nodemailer from 'nodemailer';
+import { BUCKET_PREFIXES } from '../../core/index.ts';
 import { emulatorClients } from '../../dev/index.ts';
-import { BUCKET_PREFIXES, Storage } from '../../infra/index.ts';
+import { Storage } from '../../infra/index.ts';
 import { startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
 import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
 import {

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { secretsManagerReader } from '../../../core/aws/index.ts';
 import type { SigningSecretStore } from '../../../core/control/index.ts';
-import { createLogger, type Logger, resolveSecret, secretsManagerReader } from '../../../core/index.ts';
+import { createLogger, type Logger, resolveSecret } from '../../../core/index.ts';
 import { routeSecretName, secretsManagerSigningSecretStore } from '../../../functions/api/index.ts';
 import {
   type SecretsManagerService,

@@ -4,6 +4,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
+import { s3Presigner } from '../../../core/aws/index.ts';
 import {
   type Config,
   type DeliveryJob,
@@ -14,7 +15,6 @@ import {
   newMessageId,
   parseConfigText,
   rawObjectKey,
-  s3Presigner,
   type WebhookPayload,
   webhookPayloadJsonSchema,
 } from '../../../core/index.ts';

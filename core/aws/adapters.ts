@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -7,20 +8,29 @@ import {
 } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { S3TextReader } from './config.ts';
+import { endpointHealthKey } from '../bucket-keys.ts';
+import type { ConfigReaders } from '../config.ts';
 import {
   EndpointHealthDocumentSchema,
   type EndpointHealthStore,
-  endpointHealthKey,
   HEALTHY_ENDPOINT,
-} from './endpoint-health.ts';
-import type { SecretStringReader } from './secrets.ts';
+} from '../endpoint-health.ts';
+import type { SecretStringReader } from '../secrets.ts';
+import { classifyS3Error } from './s3-errors.ts';
 
-/** The config reader port over an S3 client (listener and functions build the client). */
-export function s3TextReader(s3: S3Client): S3TextReader {
-  return async (bucket, key) => {
-    const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    return object.Body!.transformToString('utf8');
+/**
+ * The config reader ports: files from the file system, `s3://` URLs through `s3` when given
+ * (listener and functions build the client).
+ */
+export function configReaders(s3?: S3Client): ConfigReaders {
+  return {
+    file: (path) => readFile(path, 'utf8'),
+    ...(s3 && {
+      s3Text: async (bucket: string, key: string) => {
+        const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+        return object.Body!.transformToString('utf8');
+      },
+    }),
   };
 }
 
@@ -65,12 +75,6 @@ export function s3Presigner(
   };
 }
 
-const isConflict = (error: unknown) => {
-  const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-  // 412: the If-Match / If-None-Match condition failed; 409: a concurrent conditional write won.
-  return status === 412 || status === 409;
-};
-
 /**
  * Endpoint health in the mail bucket, one object per endpoint at {@link endpointHealthKey}. A read
  * lists the key before getting it: without s3:ListBucket S3 answers a missing object with 403, not
@@ -93,7 +97,7 @@ export function s3EndpointHealthStore(s3: S3Client, bucket: string): EndpointHea
         return { state, etag: object.ETag };
       } catch (error) {
         // Removed between the list and the get (a re-enable).
-        if ((error as Error).name === 'NoSuchKey') return { state: HEALTHY_ENDPOINT, etag: undefined };
+        if (classifyS3Error(error) === 'missing') return { state: HEALTHY_ENDPOINT, etag: undefined };
         throw error;
       }
     },
@@ -110,7 +114,7 @@ export function s3EndpointHealthStore(s3: S3Client, bucket: string): EndpointHea
         );
         return true;
       } catch (error) {
-        if (isConflict(error)) return false;
+        if (classifyS3Error(error) === 'precondition-failed') return false;
         throw error;
       }
     },
