@@ -17,8 +17,8 @@ import {
 } from '../../core/control/index.ts';
 import { newMessageId, parseConfigText, resolveSecret, s3Presigner, signWebhook } from '../../core/index.ts';
 import { type ApiServer, startApiServer } from '../../dev/api-server.ts';
-import { startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
-import { createDnsZone, type ZoneRecords } from '../helpers/dns-zone.ts';
+import { startTestControlStore, type TestControlStore } from '../../harness/control-store.ts';
+import { createDnsZone, type ZoneRecords } from '../../harness/dns-zone.ts';
 
 const config = parseConfigText(
   `

@@ -6,9 +6,9 @@ import {
   startTestControlStore,
   TABLE,
   type TestControlStore,
-} from '../helpers/control-store.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
-import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
+} from '../../harness/control-store.ts';
+import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
+import { type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
 import {
   EventCollector,
   makeMessage,

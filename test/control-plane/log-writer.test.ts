@@ -14,8 +14,8 @@ import {
   startTestControlStore,
   TABLE,
   type TestControlStore,
-} from '../helpers/control-store.ts';
-import { type FaultAction, type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
+} from '../../harness/control-store.ts';
+import { type FaultAction, type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
 
 const receivedEvent = (): TimelineEvent => ({
   at: new Date().toISOString(),

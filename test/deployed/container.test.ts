@@ -5,9 +5,9 @@ import { chmodSync, cpSync, linkSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
-import { testTls } from '../helpers/listener-config.ts';
+import { startTestControlStore, type TestControlStore } from '../../harness/control-store.ts';
+import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
+import { testTls } from '../../harness/listener-config.ts';
 import { dockerfileInstructions, tempDir } from '../infra/helpers.ts';
 import {
   boundPorts,

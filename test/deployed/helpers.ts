@@ -3,10 +3,10 @@ import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Template } from 'aws-cdk-lib/assertions';
+import { TABLE } from '../../harness/control-store.ts';
+import type { TestEmulator } from '../../harness/emulator.ts';
+import { createSecretsManager, type SecretsManagerService } from '../../harness/secrets-manager.ts';
 import { CONFIG_OBJECT_KEY, loadDeployment, type MailbridgeStack } from '../../infra/index.ts';
-import { TABLE } from '../helpers/control-store.ts';
-import type { TestEmulator } from '../helpers/emulator.ts';
-import { createSecretsManager, type SecretsManagerService } from '../helpers/secrets-manager.ts';
 import { buildStack, EXAMPLE_SETTINGS } from '../infra/helpers.ts';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };

@@ -18,10 +18,10 @@ import {
   startTestControlStore,
   TABLE,
   type TestControlStore,
-} from '../helpers/control-store.ts';
-import { type FaultAction, type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
-import { type Pipeline, startPipeline } from '../helpers/pipeline.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+} from '../../harness/control-store.ts';
+import { type FaultAction, type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
+import { type Pipeline, startPipeline } from '../../harness/pipeline.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../../harness/webhook-receiver.ts';
 
 const SECRET = 'whsec_Y29udHJvbC1wbGFuZS10aW1lbGluZQ==';
 

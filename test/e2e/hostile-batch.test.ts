@@ -12,8 +12,8 @@ import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import type { InboundEvent, WebhookPayload } from '../../core/index.ts';
 import type { DeadLetterEntry } from '../../functions/index.ts';
 import { systemResolver } from '../../functions/index.ts';
-import { type InjectedMessage, type Pipeline, startPipeline } from '../helpers/pipeline.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+import { type InjectedMessage, type Pipeline, startPipeline } from '../../harness/pipeline.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../../harness/webhook-receiver.ts';
 
 const SECRET = `whsec_${Buffer.from('hostile batch tests').toString('base64')}`;
 const WAIT_MS = 45_000;

@@ -5,18 +5,18 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import nodemailer from 'nodemailer';
 import { emulatorClients } from '../../dev/index.ts';
-import { BUCKET_PREFIXES, Storage } from '../../infra/index.ts';
-import { storageClients } from '../../listener/index.ts';
-import { startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+import { startTestControlStore, type TestControlStore } from '../../harness/control-store.ts';
+import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
 import {
   type AwsOperation,
   type FaultProxy,
   type FaultRule,
   startFaultProxy,
-} from '../helpers/fault-proxy.ts';
-import { freePort, type Pipeline, startPipeline } from '../helpers/pipeline.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+} from '../../harness/fault-proxy.ts';
+import { freePort, type Pipeline, startPipeline } from '../../harness/pipeline.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../../harness/webhook-receiver.ts';
+import { BUCKET_PREFIXES, Storage } from '../../infra/index.ts';
+import { storageClients } from '../../listener/index.ts';
 import { cdkContext } from '../infra/helpers.ts';
 import {
   delay,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
-import { writeConfigFile } from '../helpers/config-file.ts';
+import { writeConfigFile } from '../../harness/config-file.ts';
 import {
   delay,
   dotStuff,

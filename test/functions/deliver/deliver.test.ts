@@ -30,7 +30,7 @@ import {
   sqsEventFromMessages,
 } from '../../../dev/index.ts';
 import { createHttpSender, type DeadLetterEntry } from '../../../functions/deliver/index.ts';
-import { startTestEmulator, type TestEmulator } from '../../helpers/emulator.ts';
+import { startTestEmulator, type TestEmulator } from '../../../harness/emulator.ts';
 
 const SECRET = `whsec_${Buffer.from('the first signing key of this route').toString('base64')}`;
 const NEXT_SECRET = `whsec_${Buffer.from('the key that replaces it').toString('base64')}`;

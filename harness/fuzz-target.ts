@@ -1,6 +1,6 @@
 import { emulatorClients } from '../dev/index.ts';
 import { generateSelfSigned, startListener } from '../listener/index.ts';
-import { PASSWORD, testConfig, USER } from '../test/helpers/listener-config.ts';
+import { PASSWORD, testConfig, USER } from './listener-config.ts';
 
 // The listener under fuzz, in its own process (started by bench/fuzz.ts with --expose-gc and an IPC
 // channel), so a crash shows as an exit and its memory is measured apart from the emulator's.
