@@ -20,7 +20,7 @@ import { runCli, startCli } from './helpers.ts';
 
 const execFileAsync = promisify(execFile);
 const SECRET = 'whsec_dGVzdC1zZWNyZXQtZm9yLXRoZS1jbGktdGVzdHM=';
-const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0 };
+const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0, api: 0 };
 
 interface Payload {
   id: string;

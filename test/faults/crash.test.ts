@@ -90,7 +90,7 @@ describe('faults: the runtime restarted while deliveries are pending', () => {
       listeners: [{ host: '127.0.0.1', port: 0, mode: 'mx' }],
       health: { host: '127.0.0.1', port: 0 },
     });
-    const ports = { inbox: 0, health: 0, emulator: 0 };
+    const ports = { inbox: 0, health: 0, emulator: 0, api: 0 };
     const options = { configFile, dataDir: join(dir, 'data'), ports, resolver: noDns, pollWaitSeconds: 1 };
     try {
       receiver.down = true;
