@@ -1,7 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import type { SMTPServerDataStream } from 'smtp-server';
 import {
   BareLfScanner,
@@ -18,6 +17,7 @@ import {
 import type { SqsEventQueue } from './event-queue.ts';
 import type { MessageScreen } from './filtering/index.ts';
 import type { MemoryBudget } from './memory-budget.ts';
+import { PART_SIZE, uploadStream } from './raw-upload.ts';
 
 /** The envelope of one message, copied from the session before any await (smtp-server resets it). */
 export type Envelope = InboundEvent['envelope'] & {
@@ -47,11 +47,7 @@ export interface SpooledMessage {
   readonly bareLf: boolean;
 }
 
-// Multipart parts are 5 MiB, the S3 minimum. One in flight: lib-storage then holds one part (and
-// briefly its concatenation) per message, and stops reading while it uploads, which pauses the sender.
-const PART_SIZE = 5 * 1024 * 1024;
-const QUEUE_SIZE = 1;
-// Beyond this a message's bytes are bounded by lib-storage's one part in flight, not by the budget.
+// Beyond this a message's bytes are bounded by the one part buffer of its upload, not by the budget.
 const BUDGETED_PER_MESSAGE = 2 * PART_SIZE;
 
 // Header text must be printable ASCII; the HELO argument comes from the client.
@@ -196,14 +192,12 @@ export async function spoolMessage(
     meter.once('error', (error) => stage.destroy(error));
     meter.pipe(stage);
   }
-  const upload = new Upload({
-    client: target.s3,
-    params: { Bucket: target.bucket, Key: key, Body: stage ?? meter, ContentType: 'message/rfc822' },
-    partSize: PART_SIZE,
-    queueSize: QUEUE_SIZE,
-  });
   try {
-    await upload.done();
+    await uploadStream(
+      target.s3,
+      { bucket: target.bucket, key, contentType: 'message/rfc822' },
+      stage ?? meter,
+    );
   } catch (error) {
     meter.settle();
     stage?.destroy();
