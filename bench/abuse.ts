@@ -13,7 +13,7 @@
  * Prints a Markdown table; asserts nothing.
  */
 
-import { startFaultProxy } from '../test/helpers/fault-proxy.ts';
+import { startFaultProxy } from '../harness/fault-proxy.ts';
 import type { Outcomes } from './abuse-load.ts';
 import { memoryOf, resetPeak, Worker } from './ipc.ts';
 import { type RunningServer, startEmulatorProcess, startServer } from './servers.ts';

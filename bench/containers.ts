@@ -14,7 +14,10 @@ import { median } from './stats.ts';
 
 /** The base64 attachment of a fixture whose Content-Disposition names `filename`. */
 function attachment(fixture: string, filename: string): Buffer {
-  const eml = readFileSync(new URL(`../test/fixtures/reply-by-email/${fixture}`, import.meta.url), 'latin1');
+  const eml = readFileSync(
+    new URL(`../harness/fixtures/reply-by-email/${fixture}`, import.meta.url),
+    'latin1',
+  );
   const start = eml.indexOf('\r\n\r\n', eml.indexOf(`filename="${filename}"`)) + 4;
   return Buffer.from(eml.slice(start, eml.indexOf('\r\n\r\n--', start)).replace(/\s+/g, ''), 'base64');
 }

@@ -26,10 +26,10 @@ process.stdout.write = ((chunk: string | Uint8Array) => {
 const { createLogger, createMetrics, parseConfig, QUEUE_SETTINGS } = await import('../core/index.ts');
 const { createLocalHandlers, emulatorClients, startPoller } = await import('../dev/index.ts');
 const { generateSelfSigned, startListener } = await import('../listener/index.ts');
-const { createDnsZone } = await import('../test/helpers/dns-zone.ts');
+const { createDnsZone } = await import('../harness/dns-zone.ts');
 const { serve } = await import('./ipc.ts');
 const { startEmulatorProcess } = await import('./servers.ts');
-const { startFaultProxy } = await import('../test/helpers/fault-proxy.ts');
+const { startFaultProxy } = await import('../harness/fault-proxy.ts');
 const { ListObjectsV2Command } = await import('@aws-sdk/client-s3');
 
 /** Delay of each DNS answer: a resolver outside the function's own cache (a Route 53 Resolver miss). */

@@ -9,9 +9,9 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { ScannersConfigSchema } from '../core/filtering/index.ts';
+import { largeMessage } from '../harness/filtering-messages.ts';
+import { skipUnless, startClamd, startRspamd } from '../harness/scanners.ts';
 import { ContentScanners } from '../listener/filtering/index.ts';
-import { largeMessage } from '../test/filtering/messages.ts';
-import { skipUnless, startClamd, startRspamd } from '../test/helpers/scanners.ts';
 import { percentile } from './stats.ts';
 
 const ENVELOPE = {

@@ -9,8 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { createLogger, createMetrics, parseConfig } from '../core/index.ts';
 import { emulatorClients, startLocalFunctions } from '../dev/index.ts';
+import { noDns } from '../harness/dns-zone.ts';
 import { generateSelfSigned, startListener, storageClients } from '../listener/index.ts';
-import { noDns } from '../test/helpers/dns-zone.ts';
 import { serve } from './ipc.ts';
 import { naiveDurableSink } from './naive-sink.ts';
 

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { LocalResources } from '../dev/index.ts';
+import { LISTENER_V8_FLAGS } from '../infra/listener-image.ts';
 import { Worker, which } from './ipc.ts';
 import type { ServerKind } from './server-process.ts';
 
@@ -40,10 +41,11 @@ export async function startServer(
       }
     : extra;
   // --expose-gc: `liveMemory` measures what is held, without the garbage a collection would free.
+  // The listener runs with the V8 flags of its container.
   const worker = new Worker<{ port: number }>(
     './server-process.ts',
     [kind, JSON.stringify(options)],
-    ['--expose-gc'],
+    ['--expose-gc', ...(kind === 'listener' ? LISTENER_V8_FLAGS : [])],
   );
   const { port } = await worker.ready;
   return { port, pid: worker.pid, worker, stop: () => worker.stop() };

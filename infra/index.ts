@@ -12,6 +12,7 @@ export {
   FUNCTION_V8_FLAGS,
   Functions,
 } from './functions.ts';
+export { LISTENER_V8_FLAGS } from './listener-image.ts';
 export type { ListenerServiceProps } from './listener-service.ts';
 export { ListenerService } from './listener-service.ts';
 export type { MonitoringProps } from './monitoring.ts';

@@ -15,6 +15,15 @@ const ENTRY_POINTS = ['listener/main.ts', 'listener/healthcheck.ts'];
 export const LISTENER_MANIFEST = 'listener/image/package.json';
 
 /**
+ * V8 flags of the listener process (the Dockerfile's CMD; a test keeps the two equal). A 1 MiB
+ * young generation makes V8 collect the short-lived buffers of streamed mail (socket reads,
+ * smtp-server's copies) long before they could be promoted and wait for a full collection: a
+ * 50 MB message grew the RSS by 12–19 MiB instead of 54–61 MiB (bench, section 3;
+ * docs/performance.md).
+ */
+export const LISTENER_V8_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
+
+/**
  * The modules outside the repository (npm packages and `node:` builtins, as imported) that the import
  * graph of `entryPoints` (paths from the repository root) reaches, each once.
  */

@@ -22,7 +22,7 @@ import {
   runtimeFromEnv,
 } from '../core/index.ts';
 import { resolveAuthUsers } from './credentials.ts';
-import { startListener } from './listener.ts';
+import { startListener, stopListener } from './listener.ts';
 import { storageClients } from './storage-clients.ts';
 import { loadTlsMaterial, parseTlsSecret, type TlsMaterial } from './tls.ts';
 
@@ -90,18 +90,7 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     logger.info('draining', { signal });
     clearInterval(reload);
-    try {
-      await listener.close();
-    } catch (error) {
-      // Messages still in flight were not answered 250, so their senders retry: nothing is lost,
-      // but the orchestrator should see a failed stop.
-      logger.error('drain failed', { error: error as Error });
-      process.exitCode = 1;
-    }
-    s3.destroy();
-    sqs.destroy();
-    dynamodb.destroy();
-    secrets.destroy();
+    process.exitCode = await stopListener(listener, [s3, sqs, dynamodb, secrets], logger);
     logger.info('stopped');
     process.exit();
   };

@@ -11,8 +11,8 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { DeliveryJobSchema, newMessageId, rawObjectKey, webhookId } from '../../core/index.ts';
 import { emulatorClients, type LocalResources, provisionLocalResources } from '../../dev/index.ts';
-import { writeConfigFile } from '../helpers/config-file.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+import { writeConfigFile } from '../../harness/config-file.ts';
+import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
 import { runCli, startCli } from './helpers.ts';
 
 const STACK = 'Mailbridge';
@@ -249,7 +249,9 @@ describe('mailbridge --aws, against the emulator with the stack resource names',
     assert.equal(checked.code, 0, checked.stderr);
     assert.match(checked.stdout, new RegExp(`^endpoint health \\(bucket ${NAMES.bucket}\\):$`, 'm'));
 
-    const raw = await readFile(join(import.meta.dirname, '..', 'fixtures', 'mail', '01-plain-ascii.eml'));
+    const raw = await readFile(
+      join(import.meta.dirname, '..', '..', 'harness', 'fixtures', 'mail', '01-plain-ascii.eml'),
+    );
     const id = newMessageId();
     const receivedAt = new Date();
     await emulator.s3.send(

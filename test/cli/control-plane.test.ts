@@ -14,9 +14,9 @@ import {
 } from '../../core/control/index.ts';
 import { newMessageId, webhookId } from '../../core/index.ts';
 import { startLocalDynamo } from '../../dev/dynamo.ts';
-import { startTestApi, type TestApi } from '../helpers/control-api.ts';
-import { dynamoClient, TABLE } from '../helpers/control-store.ts';
-import { createDnsZone, type ZoneRecords } from '../helpers/dns-zone.ts';
+import { startTestApi, type TestApi } from '../../harness/control-api.ts';
+import { dynamoClient, TABLE } from '../../harness/control-store.ts';
+import { createDnsZone, type ZoneRecords } from '../../harness/dns-zone.ts';
 import { runCli, startCli } from './helpers.ts';
 
 const HOOK = 'https://hooks.app.test/mail';

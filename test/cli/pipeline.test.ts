@@ -14,13 +14,13 @@ import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { inspectLocal } from '../../cli/queue.ts';
 import { type InboundEvent, newMessageId, rawObjectKey } from '../../core/index.ts';
 import { type InboxEntry, type LocalRuntime, startLocalRuntime } from '../../dev/index.ts';
-import { writeConfigFile } from '../helpers/config-file.ts';
-import { noDns } from '../helpers/dns-zone.ts';
+import { writeConfigFile } from '../../harness/config-file.ts';
+import { noDns } from '../../harness/dns-zone.ts';
 import { runCli, startCli } from './helpers.ts';
 
 const execFileAsync = promisify(execFile);
 const SECRET = 'whsec_dGVzdC1zZWNyZXQtZm9yLXRoZS1jbGktdGVzdHM=';
-const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0 };
+const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0, api: 0 };
 
 interface Payload {
   id: string;
@@ -336,7 +336,9 @@ describe('mailbridge CLI against the local runtime', () => {
   it('dlq: an inbound event that parse gave up on is listed and redriven to be parsed again', async () => {
     const id = newMessageId();
     const receivedAt = new Date();
-    const raw = await readFile(join(import.meta.dirname, '..', 'fixtures', 'mail', '01-plain-ascii.eml'));
+    const raw = await readFile(
+      join(import.meta.dirname, '..', '..', 'harness', 'fixtures', 'mail', '01-plain-ascii.eml'),
+    );
     const key = rawObjectKey(id, receivedAt);
     const { createHash } = await import('node:crypto');
     await runtime.s3.send(new PutObjectCommand({ Bucket: runtime.resources.bucket, Key: key, Body: raw }));

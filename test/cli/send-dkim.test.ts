@@ -14,8 +14,8 @@ import {
   startLocalRuntime,
 } from '../../dev/index.ts';
 import { loadDnsZone } from '../../functions/index.ts';
-import { writeConfigFile } from '../helpers/config-file.ts';
-import { noDns } from '../helpers/dns-zone.ts';
+import { writeConfigFile } from '../../harness/config-file.ts';
+import { noDns } from '../../harness/dns-zone.ts';
 import { runCli } from './helpers.ts';
 
 const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0, api: 0 };

@@ -4,7 +4,7 @@ import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { createApiHandler, localSigningSecretStore, newApiKey } from '../../core/control/index.ts';
 import { parseConfigText } from '../../core/index.ts';
 import { fromApiGatewayEvent, toApiGatewayResult } from '../../functions/api/adapter.ts';
-import { startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
+import { startTestControlStore, type TestControlStore } from '../../harness/control-store.ts';
 
 /** An HTTP API (payload format 2.0) event as API Gateway sends it. */
 function event(

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 import { Webhook } from 'standardwebhooks';
 import { monotonicFactory } from 'ulid';
 import { s3Presigner } from '../../core/aws/index.ts';
@@ -18,8 +19,8 @@ import {
 } from '../../core/control/index.ts';
 import { newMessageId, parseConfigText, resolveSecret, signWebhook } from '../../core/index.ts';
 import { type ApiServer, startApiServer } from '../../dev/api-server.ts';
-import { startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
-import { createDnsZone, type ZoneRecords } from '../helpers/dns-zone.ts';
+import { startTestControlStore, type TestControlStore } from '../../harness/control-store.ts';
+import { createDnsZone, type ZoneRecords } from '../../harness/dns-zone.ts';
 
 const config = parseConfigText(
   `
@@ -32,7 +33,8 @@ routes: [{ id: inbox, match: ['*@example.test'], endpoints: ['https://inbox.test
 );
 
 const document = JSON.parse(readFileSync(new URL(`../../${OPENAPI_DOCUMENT_PATH}`, import.meta.url), 'utf8'));
-const ajv = new Ajv2020({ allErrors: true, strict: false, formats: { 'date-time': true } });
+// ajv-formats checks `date-time` (RFC 3339) for real; `formats: { 'date-time': true }` accepts anything.
+const ajv = addFormats.default(new Ajv2020({ allErrors: true, strict: false }));
 
 /** Checks a response body against the published document's schema for its operation and status. */
 function conforms(method: string, template: string, status: number, body: unknown): void {

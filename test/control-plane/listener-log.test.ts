@@ -6,9 +6,10 @@ import {
   startTestControlStore,
   TABLE,
   type TestControlStore,
-} from '../helpers/control-store.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
-import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
+} from '../../harness/control-store.ts';
+import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
+import { type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
+import { until } from '../../harness/wait.ts';
 import {
   EventCollector,
   makeMessage,
@@ -31,16 +32,6 @@ async function sendRaw(port: number, to: string, body: Buffer): Promise<string> 
     return await client.reply(30_000);
   } finally {
     client.close();
-  }
-}
-
-async function eventually<T>(read: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
@@ -81,7 +72,7 @@ describe('listener and the message log store between it and dynalite', () => {
       assert.match(reply, /^250 2\.0\.0 queued as /);
       const id = queuedId(reply);
       assert.equal((await events.get(id)).envelope.rcptTo[0], 'a@example.test');
-      await eventually(async () => ((proxy.calls.get('DynamoDB.UpdateItem') ?? 0) >= 2 ? true : undefined));
+      await until('two UpdateItem calls', () => (proxy.calls.get('DynamoDB.UpdateItem') ?? 0) >= 2);
       assert.equal(await control.store.getMessage(id), undefined);
 
       proxy.clear();
@@ -95,7 +86,7 @@ describe('listener and the message log store between it and dynalite', () => {
         [id, 'a@example.test'],
         [queuedId(second), 'b@example.test'],
       ] as const) {
-        const stored = await eventually(() => control.store.getMessage(messageId));
+        const stored = await until('the stored message', () => control.store.getMessage(messageId));
         const received = stored.timeline.find((event) => event.type === 'received');
         assert.deepEqual(received?.type === 'received' && received.rcptTo, [to]);
         assert.equal(stored.timeline.length, 1);
@@ -127,7 +118,7 @@ describe('listener and the message log store between it and dynalite', () => {
       const reply = await client.command('MAIL FROM:<big@sender.test> SIZE=999999999999');
       client.close();
       assert.match(reply, /^552 5\.3\.4 /);
-      const refusal = await eventually(async () => {
+      const refusal = await until('the refusal', async () => {
         const page = await control.store.listRefusals({
           since: new Date(Date.now() - 60_000).toISOString(),
           limit: 50,

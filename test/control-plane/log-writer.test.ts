@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import {
   type ControlStore,
@@ -14,8 +13,9 @@ import {
   startTestControlStore,
   TABLE,
   type TestControlStore,
-} from '../helpers/control-store.ts';
-import { type FaultAction, type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
+} from '../../harness/control-store.ts';
+import { type FaultAction, type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
+import { until } from '../../harness/wait.ts';
 
 const receivedEvent = (): TimelineEvent => ({
   at: new Date().toISOString(),
@@ -27,14 +27,6 @@ const receivedEvent = (): TimelineEvent => ({
   helo: 'sender.test',
   tls: false,
 });
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(20);
-  }
-}
 
 describe('MessageLogWriter', () => {
   let t: TestControlStore;
@@ -99,7 +91,7 @@ describe('MessageLogWriter', () => {
       });
       // Queuing is synchronous bookkeeping; the store is not on the caller's path.
       assert.ok(performance.now() - started < 50);
-      await until(() => writer.stats.failedWrites >= 3);
+      await until('three failed writes', () => writer.stats.failedWrites >= 3);
       assert.equal(writer.stats.pending, 21);
       assert.equal(await writer.flush(100), false);
       proxy.clear();

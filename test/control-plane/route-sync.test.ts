@@ -16,8 +16,8 @@ import {
   startTestControlStore,
   TABLE,
   type TestControlStore,
-} from '../helpers/control-store.ts';
-import { startFaultProxy } from '../helpers/fault-proxy.ts';
+} from '../../harness/control-store.ts';
+import { startFaultProxy } from '../../harness/fault-proxy.ts';
 
 const config = parseConfigText(
   `

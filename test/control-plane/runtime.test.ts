@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import { type LocalRuntime, startLocalRuntime } from '../../dev/index.ts';
-import { writeConfigFile } from '../helpers/config-file.ts';
-import { createDnsZone, type ZoneRecords } from '../helpers/dns-zone.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+import { writeConfigFile } from '../../harness/config-file.ts';
+import { createDnsZone, type ZoneRecords } from '../../harness/dns-zone.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../../harness/webhook-receiver.ts';
 import { RawSmtp } from '../listener/helpers.ts';
 
 const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0, api: 0 };

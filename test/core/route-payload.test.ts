@@ -14,7 +14,7 @@ import {
   WebhookPayloadSchema,
   webhookId,
 } from '../../core/index.ts';
-import { webhookPayload } from '../helpers/webhook-payload.ts';
+import { webhookPayload } from '../../harness/webhook-payload.ts';
 
 const config = parseConfigText(
   `

@@ -12,10 +12,10 @@ import type { SQSBatchResponse } from 'aws-lambda';
 import { newApiKey } from '../../core/control/index.ts';
 import { type InboundEvent, newMessageId, rawObjectKey } from '../../core/index.ts';
 import { sqsEventFromMessages } from '../../dev/sqs-event.ts';
-import { apiGatewayEvent } from '../helpers/api-gateway.ts';
-import { receivedEvent, startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+import { apiGatewayEvent } from '../../harness/api-gateway.ts';
+import { receivedEvent, startTestControlStore, type TestControlStore } from '../../harness/control-store.ts';
+import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../../harness/webhook-receiver.ts';
 import { tempDir } from '../infra/helpers.ts';
 import {
   type AwsEndpoint,

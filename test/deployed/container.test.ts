@@ -5,13 +5,13 @@ import { chmodSync, cpSync, linkSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { startTestControlStore, type TestControlStore } from '../helpers/control-store.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
-import { testTls } from '../helpers/listener-config.ts';
+import { startTestControlStore, type TestControlStore } from '../../harness/control-store.ts';
+import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
+import { testTls } from '../../harness/listener-config.ts';
+import { until } from '../../harness/wait.ts';
 import { dockerfileInstructions, tempDir } from '../infra/helpers.ts';
 import {
   boundPorts,
-  delay,
   dotStuff,
   EventCollector,
   healthOf,
@@ -256,7 +256,7 @@ describe('the listener container, as ECS runs it', () => {
     const stuffed = dotStuff(makeMessage(256 * 1024, 'container', 'support@example.com'));
     client.write(stuffed.subarray(0, 64 * 1024));
     running.child.kill('SIGTERM');
-    while ((await healthOf(running.healthPort)).status !== 503) await delay(20);
+    await until('health draining', async () => (await healthOf(running.healthPort)).status === 503);
     client.write(stuffed.subarray(64 * 1024));
     client.write('.\r\n');
     const event = await events.get(queuedId(await client.reply(15_000)));

@@ -4,10 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Template } from 'aws-cdk-lib/assertions';
 import { CONFIG_OBJECT_KEY } from '../../core/index.ts';
+import { TABLE } from '../../harness/control-store.ts';
+import type { TestEmulator } from '../../harness/emulator.ts';
+import { createSecretsManager, type SecretsManagerService } from '../../harness/secrets-manager.ts';
 import { loadDeployment, type MailbridgeStack } from '../../infra/index.ts';
-import { TABLE } from '../helpers/control-store.ts';
-import type { TestEmulator } from '../helpers/emulator.ts';
-import { createSecretsManager, type SecretsManagerService } from '../helpers/secrets-manager.ts';
 import { buildStack, EXAMPLE_SETTINGS } from '../infra/helpers.ts';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };

@@ -1,9 +1,8 @@
 import type { CfnElement } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import type { IConstruct } from 'constructs';
-import { loadDeployment, type MailbridgeStack } from '../../infra/index.ts';
-import { TABLE } from '../helpers/control-store.ts';
-import type { TestEmulator } from '../helpers/emulator.ts';
+import { TABLE } from '../../harness/control-store.ts';
+import type { TestEmulator } from '../../harness/emulator.ts';
 import {
   LOCAL_ACCOUNT,
   LOCAL_REGION,
@@ -11,7 +10,8 @@ import {
   queueArn,
   tableArn,
   type Values,
-} from '../helpers/iam-policy.ts';
+} from '../../harness/iam-policy.ts';
+import { loadDeployment, type MailbridgeStack } from '../../infra/index.ts';
 import { buildStack, EXAMPLE_SETTINGS } from '../infra/helpers.ts';
 import { emulatorRefs } from './helpers.ts';
 

@@ -11,7 +11,7 @@ import {
   s3RawReader,
   startInbox,
 } from '../../dev/index.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
 import { INBOX_SECRET, postSigned } from './inbox-helpers.ts';
 
 function payload(fields: {

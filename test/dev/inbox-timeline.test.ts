@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { TimelineEvent } from '../../core/control/index.ts';
 import { newMessageId, webhookId } from '../../core/index.ts';
 import { type Inbox, startInbox } from '../../dev/index.ts';
-import { startTestApi, type TestApi } from '../helpers/control-api.ts';
+import { startTestApi, type TestApi } from '../../harness/control-api.ts';
 import { INBOX_SECRET, postSigned } from './inbox-helpers.ts';
 
 const payload = (id: string) =>

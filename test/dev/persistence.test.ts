@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
-import { startTestEmulator } from '../helpers/emulator.ts';
+import { startTestEmulator } from '../../harness/emulator.ts';
 
 describe('local emulator with a dataDir', () => {
   it('keeps stored objects and queued messages across a restart', async () => {

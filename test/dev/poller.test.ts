@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { type Poller, type SqsHandler, startPoller } from '../../dev/index.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
+import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
 
 let emulator: TestEmulator;
 let queues = 0;

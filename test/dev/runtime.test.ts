@@ -11,9 +11,9 @@ import nodemailer from 'nodemailer';
 import { Webhook } from 'standardwebhooks';
 import { ConfigError } from '../../core/index.ts';
 import { describeRuntime, type LocalRuntime, PortsInUseError, startLocalRuntime } from '../../dev/index.ts';
-import { writeConfigFile } from '../helpers/config-file.ts';
-import { noDns } from '../helpers/dns-zone.ts';
-import { startWebhookReceiver } from '../helpers/webhook-receiver.ts';
+import { writeConfigFile } from '../../harness/config-file.ts';
+import { noDns } from '../../harness/dns-zone.ts';
+import { startWebhookReceiver } from '../../harness/webhook-receiver.ts';
 
 const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0, api: 0 };
 

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import nodemailer from 'nodemailer';
 import { Webhook } from 'standardwebhooks';
 import { s3Presigner } from '../../core/aws/index.ts';
@@ -19,26 +18,19 @@ import {
   startTestControlStore,
   TABLE,
   type TestControlStore,
-} from '../helpers/control-store.ts';
-import { type FaultAction, type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
-import { type Pipeline, startPipeline } from '../helpers/pipeline.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+} from '../../harness/control-store.ts';
+import { type FaultAction, type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
+import { type Pipeline, startPipeline } from '../../harness/pipeline.ts';
+import { until } from '../../harness/wait.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../../harness/webhook-receiver.ts';
 
 const SECRET = 'whsec_Y29udHJvbC1wbGFuZS10aW1lbGluZQ==';
 
+// Longest wait for a step of the pipeline (parse, a delivery try, a retry) to show.
+const WAIT_MS = 20_000;
+
 const raw = (subject: string, to: string) =>
   `From: Ada <ada@sender.test>\r\nTo: ${to}\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}@sender.test>\r\n\r\n${'A line of a typical message body.\r\n'.repeat(280)}`;
-
-/** Polls `check` every 100 ms until it returns a value, or fails after `timeoutMs`. */
-async function until<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 /**
  * The pipeline (emulator, parse and deliver behind their pollers) on the control plane's store
@@ -151,12 +143,9 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
   it('a failed try, its retry and the delivery are one timeline: parsed, attempt 503, retry_scheduled, attempt 200, delivered', async () => {
     tickets.down = true;
     const event = await receive('support@example.test', 'timeline');
-    await until(
-      async () => ((await types(event.id)).includes('retry_scheduled') ? true : undefined),
-      'a retry',
-    );
+    await until('a retry', async () => (await types(event.id)).includes('retry_scheduled'), WAIT_MS);
     tickets.down = false;
-    await until(async () => ((await types(event.id)).includes('delivered') ? true : undefined), 'delivery');
+    await until('delivery', async () => (await types(event.id)).includes('delivered'), WAIT_MS);
     const shown = await call('GET', `/v1/messages/${event.id}`);
     assert.equal(shown.body.status, 'delivered');
     assert.equal(shown.body.subject, 'timeline');
@@ -188,10 +177,7 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
 
   it('an exhausted delivery is dead-lettered in the log with its reason, and the message shows failed', async () => {
     const event = await receive('broken@example.test', 'dead end');
-    await until(
-      async () => ((await types(event.id)).includes('dead_lettered') ? true : undefined),
-      'the DLQ',
-    );
+    await until('the DLQ', async () => (await types(event.id)).includes('dead_lettered'), WAIT_MS);
     const shown = await call('GET', `/v1/messages/${event.id}`);
     assert.equal(shown.body.status, 'failed');
     const dead = shown.body.timeline.find((e: TimelineEvent) => e.type === 'dead_lettered');
@@ -203,7 +189,7 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
 
   it('retry by the API delivers again under the same webhook-id, and the timeline shows who asked', async () => {
     const event = await receive('support@example.test', 'retry me');
-    await until(async () => ((await types(event.id)).includes('delivered') ? true : undefined), 'delivery');
+    await until('delivery', async () => (await types(event.id)).includes('delivered'), WAIT_MS);
     const before = tickets.received.filter((w) => (w.payload as { id: string }).id === event.id);
     assert.equal(before.length, 1);
 
@@ -212,18 +198,26 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
     assert.deepEqual(retried.body.jobs, [
       { route: 'tickets', endpoint: tickets.url, webhookId: before[0]!.webhookId },
     ]);
-    const again = await until(async () => {
-      const all = tickets.received.filter((w) => (w.payload as { id: string }).id === event.id);
-      return all.length === 2 ? all : undefined;
-    }, 'the second delivery');
+    const again = await until(
+      'the second delivery',
+      async () => {
+        const all = tickets.received.filter((w) => (w.payload as { id: string }).id === event.id);
+        return all.length === 2 ? all : undefined;
+      },
+      WAIT_MS,
+    );
     assert.equal(again[1]!.webhookId, again[0]!.webhookId, 'receivers dedupe on it');
     // The same document but for its links, signed afresh at each try.
     const unsigned = (body: string) => body.replace(/"url":"[^"]*"/g, '"url":""');
     assert.equal(unsigned(again[1]!.body), unsigned(again[0]!.body), 'the same document');
-    const events = await until(async () => {
-      const all = await timeline(event.id);
-      return all.filter((e) => e.type === 'delivered').length === 2 ? all : undefined;
-    }, 'the second delivered event');
+    const events = await until(
+      'the second delivered event',
+      async () => {
+        const all = await timeline(event.id);
+        return all.filter((e) => e.type === 'delivered').length === 2 ? all : undefined;
+      },
+      WAIT_MS,
+    );
     const asked = events.find((e) => e.type === 'retried');
     assert.ok(asked?.type === 'retried');
     assert.equal(asked.by, (await control.store.listKeys())[0]!.id);

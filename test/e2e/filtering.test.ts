@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { createMetrics } from '../../core/index.ts';
-import { CLEAN, INFECTED, SPAM, sendFrom } from '../filtering/messages.ts';
-import { createDnsZone } from '../helpers/dns-zone.ts';
-import { type Pipeline, startPipeline } from '../helpers/pipeline.ts';
-import { type RunningScanner, skipUnless, startClamd, startRspamd } from '../helpers/scanners.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+import { createDnsZone } from '../../harness/dns-zone.ts';
+import { CLEAN, INFECTED, SPAM, sendFrom } from '../../harness/filtering-messages.ts';
+import { type Pipeline, startPipeline } from '../../harness/pipeline.ts';
+import { type RunningScanner, skipUnless, startClamd, startRspamd } from '../../harness/scanners.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../../harness/webhook-receiver.ts';
 import { queuedId, RawSmtp } from '../listener/helpers.ts';
 
 const SECRET = 'whsec_ZmlsdGVyaW5nLWUyZS1zZWNyZXQ=';

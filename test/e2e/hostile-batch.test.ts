@@ -5,15 +5,15 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DeleteMessageCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import type { DKIMSignOptions } from 'mailauth';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import type { InboundEvent, WebhookPayload } from '../../core/index.ts';
 import type { DeadLetterEntry } from '../../functions/index.ts';
 import { systemResolver } from '../../functions/index.ts';
-import { type InjectedMessage, type Pipeline, startPipeline } from '../helpers/pipeline.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+import { type InjectedMessage, type Pipeline, startPipeline } from '../../harness/pipeline.ts';
+import { until } from '../../harness/wait.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../../harness/webhook-receiver.ts';
 
 const SECRET = `whsec_${Buffer.from('hostile batch tests').toString('base64')}`;
 const WAIT_MS = 45_000;
@@ -41,16 +41,6 @@ const route = (id: string, match: string, endpoints: string[]) => ({
   retrySchedule: [1, 1],
 });
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const found = await probe();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${WAIT_MS} ms`);
-    await sleep(200);
-  }
-}
-
 /** Sends the hostile message and nine ordinary ones as one batch; the events, hostile first. */
 async function sendBatch(pipeline: Pipeline, hostile: InjectedMessage): Promise<InboundEvent[]> {
   return pipeline.injectBatch([hostile, ...Array.from({ length: ORDINARY }, (_, n) => ordinary(n))]);
@@ -59,8 +49,10 @@ async function sendBatch(pipeline: Pipeline, hostile: InjectedMessage): Promise<
 /** Waits for the nine ordinary messages and checks each came exactly once. */
 async function assertNineDeliveredOnce(main: WebhookReceiver, events: readonly InboundEvent[]) {
   const ids = events.slice(1).map((event) => event.id);
-  await until('the nine ordinary messages', async () =>
-    ids.every((id) => main.received.some((entry) => entry.payload.id === id)) ? true : undefined,
+  await until(
+    'the nine ordinary messages',
+    async () => ids.every((id) => main.received.some((entry) => entry.payload.id === id)),
+    WAIT_MS,
   );
   for (const id of ids) {
     assert.equal(main.received.filter((entry) => entry.payload.id === id).length, 1, `message ${id}`);
@@ -68,10 +60,14 @@ async function assertNineDeliveredOnce(main: WebhookReceiver, events: readonly I
 }
 
 function payloadOf(receiver: WebhookReceiver, id: string): Promise<WebhookPayload> {
-  return until(`the webhook of ${id}`, async () => {
-    const entry = receiver.received.find((candidate) => candidate.payload.id === id);
-    return entry?.payload as WebhookPayload | undefined;
-  });
+  return until(
+    `the webhook of ${id}`,
+    async () => {
+      const entry = receiver.received.find((candidate) => candidate.payload.id === id);
+      return entry?.payload as WebhookPayload | undefined;
+    },
+    WAIT_MS,
+  );
 }
 
 /** The first entry of a DLQ about message `id`, left on the queue for others. */
@@ -80,21 +76,25 @@ function deadLetterOf<T extends { id?: string; messageId?: string }>(
   queueUrl: string,
   id: string,
 ): Promise<T> {
-  return until(`a DLQ entry for ${id}`, async () => {
-    const { Messages } = await pipeline.emulator.sqs.send(
-      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 1 }),
-    );
-    for (const message of Messages ?? []) {
-      const entry = JSON.parse(message.Body!) as T;
-      if (entry.id === id || entry.messageId === id) {
-        await pipeline.emulator.sqs.send(
-          new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle! }),
-        );
-        return entry;
+  return until(
+    `a DLQ entry for ${id}`,
+    async () => {
+      const { Messages } = await pipeline.emulator.sqs.send(
+        new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 1 }),
+      );
+      for (const message of Messages ?? []) {
+        const entry = JSON.parse(message.Body!) as T;
+        if (entry.id === id || entry.messageId === id) {
+          await pipeline.emulator.sqs.send(
+            new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle! }),
+          );
+          return entry;
+        }
       }
-    }
-    return undefined;
-  });
+      return undefined;
+    },
+    WAIT_MS,
+  );
 }
 
 /** A plain-text message whose body is `bytes` of control characters, the worst case of JSON escaping. */
@@ -196,8 +196,10 @@ describe('hostile message in a batch of ten: the nine are delivered once, it is 
   it('6 MiB of control characters: text capped, marked truncated, the raw link whole', async () => {
     const message = controlBytes(6 * 1024 * 1024, 'hostile@example.test');
     const events = await sendBatch(pipeline, message);
-    const entry = await until('the capped webhook', async () =>
-      hostile.received.find((candidate) => candidate.payload.id === events[0]!.id),
+    const entry = await until(
+      'the capped webhook',
+      async () => hostile.received.find((candidate) => candidate.payload.id === events[0]!.id),
+      WAIT_MS,
     );
     const payload = entry.payload as WebhookPayload;
     assert.deepEqual(payload.message.truncated, { text: true });

@@ -4,11 +4,11 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import nodemailer from 'nodemailer';
 import type { InboundEvent } from '../../core/index.ts';
+import type { TestEmulator } from '../../harness/emulator.ts';
+import { type PolicyStatement, queueArn } from '../../harness/iam-policy.ts';
+import { type Pipeline, startPipeline } from '../../harness/pipeline.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../../harness/webhook-receiver.ts';
 import { type DeployedRole, synthesizedRoles } from '../deployed/roles.ts';
-import type { TestEmulator } from '../helpers/emulator.ts';
-import { type PolicyStatement, queueArn } from '../helpers/iam-policy.ts';
-import { type Pipeline, startPipeline } from '../helpers/pipeline.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 
 const SECRET = 'whsec_cm9sZXMtbWlzc2luZy1hLWdyYW50';
 

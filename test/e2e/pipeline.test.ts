@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
+import type { TestEmulator } from '../../harness/emulator.ts';
+import { type Pipeline, startPipeline } from '../../harness/pipeline.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../../harness/webhook-receiver.ts';
 import { synthesizedRoles } from '../deployed/roles.ts';
-import type { TestEmulator } from '../helpers/emulator.ts';
-import { type Pipeline, startPipeline } from '../helpers/pipeline.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
 
 const SECRET_A = 'whsec_ZTJlLXRpY2tldHMtc2VjcmV0';
 const SECRET_B = 'whsec_ZTJlLXNhbGVzLXNlY3JldA==';

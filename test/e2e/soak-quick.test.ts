@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { runSoak } from '../../bench/soak.ts';
+import { runSoak } from '../../harness/soak.ts';
 
 describe('quick soak (npm run soak runs the full one)', () => {
   it('1,000 messages through S3/SQS faults, a flaky endpoint and two listener restarts: nothing lost', async () => {

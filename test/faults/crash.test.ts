@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import { startLocalRuntime } from '../../dev/index.ts';
-import { writeConfigFile } from '../helpers/config-file.ts';
-import { noDns } from '../helpers/dns-zone.ts';
-import { startFaultProxy } from '../helpers/fault-proxy.ts';
-import { startWebhookReceiver } from '../helpers/webhook-receiver.ts';
+import { writeConfigFile } from '../../harness/config-file.ts';
+import { noDns } from '../../harness/dns-zone.ts';
+import { startFaultProxy } from '../../harness/fault-proxy.ts';
+import { startWebhookReceiver } from '../../harness/webhook-receiver.ts';
 import {
   delay,
   dotStuff,
@@ -90,7 +90,7 @@ describe('faults: the runtime restarted while deliveries are pending', () => {
       listeners: [{ host: '127.0.0.1', port: 0, mode: 'mx' }],
       health: { host: '127.0.0.1', port: 0 },
     });
-    const ports = { inbox: 0, health: 0, emulator: 0 };
+    const ports = { inbox: 0, health: 0, emulator: 0, api: 0 };
     const options = { configFile, dataDir: join(dir, 'data'), ports, resolver: noDns, pollWaitSeconds: 1 };
     try {
       receiver.down = true;

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { emulatorClients } from '../../dev/index.ts';
+import { type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
+import { sqsEvent } from '../../harness/sqs-event.ts';
 import { type ParseHarness, startParseHarness } from '../functions/parse/harness.ts';
-import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
-import { sqsEvent } from '../helpers/sqs-event.ts';
 
 const message = (tag: string, bodyLines = 1) =>
   `From: a@sender.test\r\nTo: support@example.test\r\nSubject: ${tag}\r\nMessage-ID: <${tag}@sender.test>\r\n\r\n${`body ${tag}\r\n`.repeat(bodyLines)}`;

@@ -8,8 +8,8 @@ import {
 } from '@aws-sdk/client-sqs';
 import { BatchSendError, sendBatch } from '../../core/index.ts';
 import { emulatorClients } from '../../dev/index.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
-import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
+import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
+import { type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
 
 describe('faults: sendBatch against SQS answering some entries with Failed', () => {
   let emulator: TestEmulator;

@@ -10,9 +10,9 @@ import {
   spamVerdict,
   virusVerdict,
 } from '../../core/filtering/index.ts';
+import { CLEAN, countingSink, INFECTED, largeMessage, SPAM } from '../../harness/filtering-messages.ts';
+import { type RunningScanner, skipUnless, startClamd, startRspamd } from '../../harness/scanners.ts';
 import { ContentScanners } from '../../listener/filtering/index.ts';
-import { type RunningScanner, skipUnless, startClamd, startRspamd } from '../helpers/scanners.ts';
-import { CLEAN, countingSink, INFECTED, largeMessage, SPAM } from './messages.ts';
 
 const ENVELOPE = {
   mailFrom: 'alice@sender.test',

@@ -6,6 +6,8 @@ import { describe, it } from 'node:test';
 import type { DKIMSignOptions } from 'mailauth';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { DnsblConfigSchema } from '../../core/filtering/index.ts';
+import { createDnsZone } from '../../harness/dns-zone.ts';
+import { countingSink } from '../../harness/filtering-messages.ts';
 import {
   checkSpf,
   DnsblChecker,
@@ -13,8 +15,6 @@ import {
   ScanTee,
   startDmarc,
 } from '../../listener/filtering/index.ts';
-import { createDnsZone } from '../helpers/dns-zone.ts';
-import { countingSink } from './messages.ts';
 
 const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const zone = () =>

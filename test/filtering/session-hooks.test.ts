@@ -23,6 +23,9 @@ import {
   ScannersConfigSchema,
   SenderList,
 } from '../../core/filtering/index.ts';
+import { createDnsZone } from '../../harness/dns-zone.ts';
+import { countingSink, INFECTED, SPAM, sendFrom } from '../../harness/filtering-messages.ts';
+import { type RunningScanner, skipUnless, startClamd, startRspamd } from '../../harness/scanners.ts';
 import {
   ContentScanners,
   checkSpf,
@@ -32,10 +35,7 @@ import {
   type SpfFacts,
   startDmarc,
 } from '../../listener/filtering/index.ts';
-import { createDnsZone } from '../helpers/dns-zone.ts';
-import { type RunningScanner, skipUnless, startClamd, startRspamd } from '../helpers/scanners.ts';
 import { RawSmtp } from '../listener/helpers.ts';
-import { countingSink, INFECTED, SPAM, sendFrom } from './messages.ts';
 
 const DNS = createDnsZone({
   '7.0.0.127.bl.test': { A: ['127.0.0.2'] },

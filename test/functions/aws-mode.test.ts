@@ -18,11 +18,10 @@ import type { DeliveryJob } from '../../core/index.ts';
 import { parseConfig, webhookId } from '../../core/index.ts';
 import { createLocalHandlers, emulatorClients, sqsEventFromMessages } from '../../dev/index.ts';
 import type { DeadLetterEntry } from '../../functions/index.ts';
-import { startTestControlStore, TABLE, type TestControlStore } from '../helpers/control-store.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
-import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
-import { type PolicyStatement, queueArn, tableArn } from '../helpers/iam-policy.ts';
-import { sqsEvent } from '../helpers/sqs-event.ts';
+import { startTestControlStore, TABLE, type TestControlStore } from '../../harness/control-store.ts';
+import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
+import { type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
+import { type PolicyStatement, queueArn, tableArn } from '../../harness/iam-policy.ts';
 import { type ParseHarness, startParseHarness } from './parse/harness.ts';
 
 /**

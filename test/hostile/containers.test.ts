@@ -4,8 +4,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { readOutlookMsgBounded } from '../../functions/parse/containers.ts';
 import { readTnef } from '../../functions/parse/tnef.ts';
+import { sqsEvent } from '../../harness/sqs-event.ts';
 import { type ParseHarness, startParseHarness } from '../functions/parse/harness.ts';
-import { sqsEvent } from '../helpers/sqs-event.ts';
 
 const MB = 1024 * 1024;
 setFlagsFromString('--expose-gc');

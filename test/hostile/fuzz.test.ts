@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { describeFuzzReport, fuzzFailures, runFuzz } from '../../bench/fuzz.ts';
+import { describeFuzzReport, fuzzFailures, runFuzz } from '../../harness/fuzz.ts';
 
 // The short run of bench/fuzz.ts; the full one is `node bench/fuzz.ts --sessions 100000`.
 // Replay a failure with MAILBRIDGE_FUZZ_SEED=<the printed seed>.

@@ -7,8 +7,8 @@ import { DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createLogger, createMetrics, type DeliveryJob, Router } from '../../core/index.ts';
 import { boundedResolver, processInboundEvent } from '../../functions/parse/index.ts';
+import { hostileMimeCorpus } from '../../harness/mime-corpus.ts';
 import { type ParseHarness, startParseHarness } from '../functions/parse/harness.ts';
-import { hostileMimeCorpus } from '../helpers/mime-corpus.ts';
 
 const PER_MESSAGE_MS = 10_000;
 const MB = 1024 * 1024;

@@ -11,6 +11,8 @@ import {
   proxyV2Header,
   queuedId,
   RawSmtp,
+  readObject,
+  splitTraceHeader,
   startTestListener,
   type TestListener,
   testConfig,
@@ -178,15 +180,75 @@ describe('hostile input: open relay tricks', () => {
   });
 });
 
+describe('hostile input: oversized lines and binary garbage', () => {
+  const t = useListener();
+
+  it('answers a 10 MB command line cleanly and keeps serving; a 10 MB DATA line is stored', async () => {
+    const flood = await RawSmtp.open(t.listener.port('mx'));
+    flood.write(Buffer.alloc(10 * 1024 * 1024, 'A'));
+    assert.match(await flood.reply(), /^421 4\.4\.2 Error: Command line too long$/);
+    flood.close();
+    const client = await RawSmtp.open(t.listener.port('mx'));
+    await client.hello();
+    const line = Buffer.concat([
+      Buffer.from('Subject: long\r\n\r\n'),
+      Buffer.alloc(10 * 1024 * 1024, 'B'),
+      Buffer.from('\r\n'),
+    ]);
+    const reply = await client.send('longline@sender.test', ['someone@example.test'], line);
+    const event = await t.events.get(queuedId(reply));
+    const { rest } = splitTraceHeader(await readObject(t.emulator.s3, event.raw.bucket, event.raw.key));
+    assert.ok(rest.equals(line));
+    client.close();
+  });
+
+  it('answers NUL bytes and 8-bit garbage with clean replies, stores such bodies as sent, and keeps serving', async () => {
+    const client = await RawSmtp.open(t.listener.port('mx'));
+    assert.equal(await client.command('EHLO a\0b'), '501 Error: Bad hostname syntax');
+    await client.hello();
+    assert.equal(
+      await client.command('MAIL FROM:<a\0b@sender.test>'),
+      '501 5.1.7 Error: Bad sender address syntax',
+    );
+    const garbage = Buffer.from(Array.from({ length: 300 }, (_, i) => 0x80 + (i % 0x80)));
+    client.write(Buffer.concat([garbage, Buffer.from('\r\n')]));
+    assert.equal(await client.reply(), '500 5.5.2 Error: command not recognized');
+    const body = Buffer.concat([
+      Buffer.from('Subject: binary\r\n\r\nnul:\0\0\0 end\r\n'),
+      garbage,
+      Buffer.from('\r\n'),
+    ]);
+    const reply = await client.send('binary@sender.test', ['someone@example.test'], body);
+    const event = await t.events.get(queuedId(reply));
+    const { rest } = splitTraceHeader(await readObject(t.emulator.s3, event.raw.bucket, event.raw.key));
+    assert.ok(rest.equals(body));
+    const next = await client.send(
+      'normal@sender.test',
+      ['someone@example.test'],
+      makeMessage(500, 'normal'),
+    );
+    assert.match(next, /^250 2\.0\.0 queued as /);
+    client.close();
+  });
+});
+
 describe('hostile input: STARTTLS command injection', () => {
   const t = useListener(() => testConfig({ limits: { socketTimeout: '2s' } }));
 
-  it('drops the classic STARTTLS\\r\\nRSET\\r\\n: the first reply inside TLS answers our own EHLO', async () => {
+  it('drops commands pipelined behind STARTTLS (the classic STARTTLS\\r\\nRSET\\r\\n, here MAIL and RCPT): the first reply inside TLS answers our own EHLO, no state carried over', async () => {
     const client = await RawSmtp.open(t.listener.port('mx'));
     await client.hello();
-    assert.equal(await client.startTls('RSET\r\nNOOP\r\n'), '220 2.0.0 Ready to start TLS');
-    assert.match(await client.hello(), /^250-mx\.mailbridge\.test/);
-    assert.equal(await client.command('NOOP'), '250 2.0.0 OK');
+    await client.startTls('MAIL FROM:<injected@evil.test>\r\nRCPT TO:<victim@example.test>\r\n');
+    const ehlo = await client.hello();
+    assert.match(ehlo, /^250-mx\.mailbridge\.test/, 'the first reply inside TLS answers our EHLO');
+    assert.equal(await client.command('RCPT TO:<victim@example.test>'), '503 5.5.1 Error: need MAIL command');
+    const reply = await client.send(
+      'honest@sender.test',
+      ['victim@example.test'],
+      makeMessage(400, 'honest'),
+    );
+    assert.equal((await t.events.get(queuedId(reply))).envelope.mailFrom, 'honest@sender.test');
+    assert.deepEqual(await t.events.from('injected@evil.test'), []);
     client.close();
   });
 

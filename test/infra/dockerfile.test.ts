@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { loadDeployment } from '../../infra/index.ts';
-import { LISTENER_MANIFEST, listenerManifest } from '../../infra/listener-image.ts';
+import { LISTENER_MANIFEST, LISTENER_V8_FLAGS, listenerManifest } from '../../infra/listener-image.ts';
 import { healthCheckCommand } from '../../listener/healthcheck.ts';
 import { dockerfileInstructions, EXAMPLE_SETTINGS } from './helpers.ts';
 
@@ -50,10 +50,10 @@ describe('listener/Dockerfile', () => {
     assert.doesNotMatch(users.at(-1)!, /^(root|0)(:|$)/);
   });
 
-  it('runs `node listener/main.ts`, a file in the repository, and the health check the task definition runs', () => {
+  it('runs `node listener/main.ts` (a file in the repository) with the V8 flags the bench measures, and the health check the task definition runs', () => {
     const cmd = JSON.parse(args('CMD').at(-1)!) as string[];
-    assert.deepEqual(cmd, ['node', 'listener/main.ts']);
-    assert.ok(existsSync(cmd[1]!), `${cmd[1]} exists`);
+    assert.deepEqual(cmd, ['node', ...LISTENER_V8_FLAGS, 'listener/main.ts']);
+    assert.ok(existsSync(cmd.at(-1)!), `${cmd.at(-1)} exists`);
     const healthcheck = args('HEALTHCHECK').at(-1);
     assert.ok(healthcheck, 'HEALTHCHECK');
     const { config } = loadDeployment(EXAMPLE_SETTINGS);

@@ -4,13 +4,13 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { skipUnless, startRspamd } from '../../harness/scanners.ts';
 import {
   loadDeployment,
   type MailbridgeStack,
   rspamdHealthCheck,
   withScannerSidecars,
 } from '../../infra/index.ts';
-import { skipUnless, startRspamd } from '../helpers/scanners.ts';
 import { buildStack, EXAMPLE_CONFIG, tempDir, writeDeployment } from './helpers.ts';
 import { json, type Resource, StackTemplate } from './template.ts';
 

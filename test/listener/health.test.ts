@@ -3,8 +3,8 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { emulatorClients } from '../../dev/index.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
-import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
+import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
+import { type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
 import { delay, healthOf, startTestListener, type TestListener, testConfig } from './helpers.ts';
 
 const SIGNATURE = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');

@@ -12,11 +12,11 @@ import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import ipaddr from 'ipaddr.js';
 import { type Config, type InboundEvent, InboundEventSchema } from '../../core/index.ts';
+import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
+import { PASSWORD, testConfig, testTls, USER } from '../../harness/listener-config.ts';
 import { type ListenerOptions, type RunningListener, startListener } from '../../listener/index.ts';
-import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
-import { PASSWORD, testConfig, testTls, USER } from '../helpers/listener-config.ts';
 
-export { PASSWORD, testConfig, testTls, USER } from '../helpers/listener-config.ts';
+export { PASSWORD, testConfig, testTls, USER } from '../../harness/listener-config.ts';
 
 /** A listener against the test emulator; `port(mode)` gives the bound port of a mode. */
 export async function startTestListener(

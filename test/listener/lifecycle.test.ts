@@ -5,8 +5,9 @@ import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import { ConfigError, createMetrics } from '../../core/index.ts';
+import { ConfigError, createLogger, createMetrics } from '../../core/index.ts';
 import { generateSelfSigned, loadTlsMaterial } from '../../listener/index.ts';
+import { stopListener } from '../../listener/listener.ts';
 import {
   dotStuff,
   healthOf,
@@ -62,6 +63,26 @@ describe('listener: health, graceful close and TLS material', () => {
     assert.match(await client.command('MAIL FROM:<late@sender.test>'), /^421 /);
     client.close();
     await closing;
+  });
+
+  it('stopListener (the SIGTERM path of main.ts): a drain that fails is logged and exits 1, the clients are closed all the same', async () => {
+    const logger = createLogger('listener');
+    const errors: unknown[][] = [];
+    logger.error = (...args: unknown[]) => void errors.push(args);
+    const destroyed: string[] = [];
+    const clients = ['s3', 'sqs'].map((name) => ({ destroy: () => void destroyed.push(name) }));
+
+    const listener = await startTestListener(t.emulator);
+    assert.equal(await stopListener(listener, clients, logger), 0);
+    assert.deepEqual(errors, []);
+    assert.ok(await connectionRefused(listener.port('mx')));
+
+    const failing = { close: () => Promise.reject(new Error('message log unreachable')) };
+    assert.equal(await stopListener(failing, clients, logger), 1);
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0]![0], 'drain failed');
+    assert.match(String((errors[0]![1] as { error: Error }).error), /message log unreachable/);
+    assert.deepEqual(destroyed, ['s3', 'sqs', 's3', 'sqs']);
   });
 
   it('swaps the certificate for new connections with updateTls', async () => {

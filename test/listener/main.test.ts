@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
-import { writeConfigFile } from '../helpers/config-file.ts';
+import { writeConfigFile } from '../../harness/config-file.ts';
+import { until } from '../../harness/wait.ts';
 import {
-  delay,
   dotStuff,
   healthOf,
   listRawKeys,
@@ -41,7 +41,7 @@ describe('listener/main.ts as a process', () => {
     const stuffed = dotStuff(message);
     client.write(stuffed.subarray(0, 1024 * 1024));
     running.child.kill('SIGTERM');
-    while ((await health(running.healthPort)) !== 503) await delay(20);
+    await until('health draining', async () => (await health(running.healthPort)) === 503);
     client.write(stuffed.subarray(1024 * 1024));
     client.write('.\r\n');
     const reply = await client.reply(30_000);

@@ -9,8 +9,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { classifyS3Error, type S3ErrorContext, type S3ErrorKind } from '../../../core/aws/index.ts';
 import { emulatorClients } from '../../../dev/index.ts';
-import { startTestEmulator, type TestEmulator } from '../../helpers/emulator.ts';
-import { type FaultProxy, startFaultProxy } from '../../helpers/fault-proxy.ts';
+import { startTestEmulator, type TestEmulator } from '../../../harness/emulator.ts';
+import { type FaultProxy, startFaultProxy } from '../../../harness/fault-proxy.ts';
 
 /**
  * The S3 error classifier on errors as the SDK throws them: from the emulator (404s), and through the

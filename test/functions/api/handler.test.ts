@@ -7,13 +7,17 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from '
 import { newApiKey } from '../../../core/control/index.ts';
 import { newMessageId, parseConfigText } from '../../../core/index.ts';
 import { createApiFunctionHandler } from '../../../functions/api/index.ts';
-import { apiGatewayEvent } from '../../helpers/api-gateway.ts';
-import { receivedEvent, startTestControlStore, type TestControlStore } from '../../helpers/control-store.ts';
+import { apiGatewayEvent } from '../../../harness/api-gateway.ts';
+import {
+  receivedEvent,
+  startTestControlStore,
+  type TestControlStore,
+} from '../../../harness/control-store.ts';
 import {
   type SecretsManagerService,
   secretsManagerClient,
   startSecretsManager,
-} from '../../helpers/secrets-manager.ts';
+} from '../../../harness/secrets-manager.ts';
 
 const CONFIG = parseConfigText(readFileSync('infra/example/mailbridge.yaml', 'utf8'), {
   source: 'mailbridge.yaml',

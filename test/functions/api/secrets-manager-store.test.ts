@@ -9,7 +9,7 @@ import {
   type SecretsManagerService,
   secretsManagerClient,
   startSecretsManager,
-} from '../../helpers/secrets-manager.ts';
+} from '../../../harness/secrets-manager.ts';
 
 /** A logger that keeps what it was told, by level. */
 function recordingLogger(): { logger: Logger; lines: { level: string; message: string; extra: unknown }[] } {

@@ -30,8 +30,8 @@ import {
   sqsEventFromMessages,
 } from '../../../dev/index.ts';
 import { createHttpSender, type DeadLetterEntry } from '../../../functions/deliver/index.ts';
-import { startTestEmulator, type TestEmulator } from '../../helpers/emulator.ts';
-import { webhookPayload } from '../../helpers/webhook-payload.ts';
+import { startTestEmulator, type TestEmulator } from '../../../harness/emulator.ts';
+import { webhookPayload } from '../../../harness/webhook-payload.ts';
 
 const SECRET = `whsec_${Buffer.from('the first signing key of this route').toString('base64')}`;
 const NEXT_SECRET = `whsec_${Buffer.from('the key that replaces it').toString('base64')}`;
@@ -208,12 +208,17 @@ async function pipeline(options: {
     run(messages: Message[], context?: Context): Promise<SQSBatchResponse> {
       return handler(sqsEventFromMessages(messages, Attributes!.QueueArn!), context);
     },
-    /** Receive-and-run until the queue stays empty for `idleSeconds`; the responses in order. */
-    async drain(idleSeconds = 4): Promise<SQSBatchResponse[]> {
+    /**
+     * Receive-and-run until the queue stays empty for `idleSeconds`; the responses in order. Fails
+     * after `timeoutMs`: a job that never leaves the queue is a failure, not a wait.
+     */
+    async drain(idleSeconds = 4, timeoutMs = 60_000): Promise<SQSBatchResponse[]> {
       const responses: SQSBatchResponse[] = [];
+      const deadline = Date.now() + timeoutMs;
       for (;;) {
         const messages = await this.receive(idleSeconds);
         if (messages.length === 0) return responses;
+        if (Date.now() > deadline) throw new Error(`the delivery queue still had jobs after ${timeoutMs} ms`);
         responses.push(await this.run(messages));
       }
     },

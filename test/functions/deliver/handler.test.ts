@@ -11,10 +11,10 @@ import type { Context } from 'aws-lambda';
 import { Webhook } from 'standardwebhooks';
 import { newMessageId } from '../../../core/index.ts';
 import { lambdaContext, sqsEventFromMessages } from '../../../dev/index.ts';
-import { writeConfigFile } from '../../helpers/config-file.ts';
-import { startTestControlStore, TABLE, type TestControlStore } from '../../helpers/control-store.ts';
-import { startTestEmulator, type TestEmulator } from '../../helpers/emulator.ts';
-import { webhookPayload } from '../../helpers/webhook-payload.ts';
+import { writeConfigFile } from '../../../harness/config-file.ts';
+import { startTestControlStore, TABLE, type TestControlStore } from '../../../harness/control-store.ts';
+import { startTestEmulator, type TestEmulator } from '../../../harness/emulator.ts';
+import { webhookPayload } from '../../../harness/webhook-payload.ts';
 
 const SECRET = `whsec_${Buffer.from('the Lambda entry point signing key').toString('base64')}`;
 

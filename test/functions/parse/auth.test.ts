@@ -5,8 +5,8 @@ import { after, before, describe, it } from 'node:test';
 import type { DKIMSignOptions } from 'mailauth';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { authenticateMessage, boundedResolver } from '../../../functions/parse/index.ts';
-import { createDnsZone, type ZoneRecords } from '../../helpers/dns-zone.ts';
-import { sqsEvent } from '../../helpers/sqs-event.ts';
+import { createDnsZone, type ZoneRecords } from '../../../harness/dns-zone.ts';
+import { sqsEvent } from '../../../harness/sqs-event.ts';
 import { type ParseHarness, startParseHarness } from './harness.ts';
 
 const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import type { InboundEvent, WebhookPayload } from '../../../core/index.ts';
-import { sqsEvent } from '../../helpers/sqs-event.ts';
+import { sqsEvent } from '../../../harness/sqs-event.ts';
 import { assertSchemaValid, FIXTURES, type ParseHarness, startParseHarness } from './harness.ts';
 
 type Check = (payload: WebhookPayload) => void;

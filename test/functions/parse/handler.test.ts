@@ -10,7 +10,7 @@ import {
   webhookPayloadJsonSchema,
 } from '../../../core/index.ts';
 import { lambdaContext } from '../../../dev/index.ts';
-import { sqsEvent } from '../../helpers/sqs-event.ts';
+import { sqsEvent } from '../../../harness/sqs-event.ts';
 import { type ParseHarness, startParseHarness } from './harness.ts';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');

@@ -19,10 +19,10 @@ import {
   webhookPayloadJsonSchema,
 } from '../../../core/index.ts';
 import { createParseHandler, type ParseDeps } from '../../../functions/parse/index.ts';
-import { createDnsZone, type DnsZone, type ZoneRecords } from '../../helpers/dns-zone.ts';
-import { startTestEmulator, type TestEmulator } from '../../helpers/emulator.ts';
+import { createDnsZone, type DnsZone, type ZoneRecords } from '../../../harness/dns-zone.ts';
+import { startTestEmulator, type TestEmulator } from '../../../harness/emulator.ts';
 
-export const FIXTURES = new URL('../../fixtures/mail/', import.meta.url);
+export const FIXTURES = new URL('../../../harness/fixtures/mail/', import.meta.url);
 
 /** Routes used by the parse tests: three routes on example.test, one of them with two endpoints. */
 export const TEST_CONFIG = `

@@ -9,9 +9,9 @@ import {
   sqsJson,
 } from '../../../core/index.ts';
 import { emulatorClients } from '../../../dev/index.ts';
-import { startTestControlStore, type TestControlStore } from '../../helpers/control-store.ts';
-import { startFaultProxy } from '../../helpers/fault-proxy.ts';
-import { sqsEvent } from '../../helpers/sqs-event.ts';
+import { startTestControlStore, type TestControlStore } from '../../../harness/control-store.ts';
+import { startFaultProxy } from '../../../harness/fault-proxy.ts';
+import { sqsEvent } from '../../../harness/sqs-event.ts';
 import { type ParseHarness, startParseHarness } from './harness.ts';
 
 /** A plain message to support@ whose body is `lines` lines of 75 letters. */

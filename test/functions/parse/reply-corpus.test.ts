@@ -4,10 +4,10 @@ import { readdir, readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { parseConfigText, type WebhookPayload } from '../../../core/index.ts';
-import { sqsEvent } from '../../helpers/sqs-event.ts';
+import { sqsEvent } from '../../../harness/sqs-event.ts';
 import { type ParseHarness, startParseHarness } from './harness.ts';
 
-const FIXTURES = new URL('../../fixtures/reply-by-email/', import.meta.url);
+const FIXTURES = new URL('../../../harness/fixtures/reply-by-email/', import.meta.url);
 const MARKER = '## Please type your reply above this line ##';
 
 // A ticketing app: replies, bounces (VERP) and quotes each on their route, with the app's marker.

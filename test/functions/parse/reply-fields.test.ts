@@ -14,7 +14,7 @@ import { findForwarded, parseForwardedSender } from '../../../functions/parse/fo
 import { stripQuotedHtml } from '../../../functions/parse/stripped-html.ts';
 import { splitReply } from '../../../functions/parse/stripped-text.ts';
 
-const REPLY_FIXTURES = new URL('../../fixtures/reply-by-email/', import.meta.url);
+const REPLY_FIXTURES = new URL('../../../harness/fixtures/reply-by-email/', import.meta.url);
 const MARKER = '## Please type your reply above this line ##';
 const h = (name: string, value: string) => ({ name, value });
 const flags = (

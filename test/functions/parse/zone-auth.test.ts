@@ -7,7 +7,7 @@ import {
   parseDnsZone,
   zoneResolver,
 } from '../../../functions/parse/zone-resolver.ts';
-import { sqsEvent } from '../../helpers/sqs-event.ts';
+import { sqsEvent } from '../../../harness/sqs-event.ts';
 import { type ParseHarness, startParseHarness } from './harness.ts';
 
 function message(from: string, body = 'Hello from the dev zone.'): string {

@@ -7,7 +7,7 @@ export interface HostileMessage {
   build(): Buffer;
 }
 
-const FIXTURES = new URL('../fixtures/mail/', import.meta.url);
+const FIXTURES = new URL('./fixtures/mail/', import.meta.url);
 const HEAD =
   'From: Mallory <mallory@sender.test>\r\nTo: support@example.test\r\nMessage-ID: <hostile@sender.test>\r\nMIME-Version: 1.0\r\n';
 

@@ -7,9 +7,9 @@ import {
   type DynamoControlStoreOptions,
   dynamoControlStore,
   ensureControlTable,
-} from '../../core/control/index.ts';
-import { newMessageId } from '../../core/index.ts';
-import { type LocalDynamo, startLocalDynamo } from '../../dev/dynamo.ts';
+} from '../core/control/index.ts';
+import { newMessageId } from '../core/index.ts';
+import { type LocalDynamo, startLocalDynamo } from '../dev/dynamo.ts';
 
 export const TABLE = 'mailbridge-control';
 

@@ -1,6 +1,6 @@
 import { Readable, Writable } from 'node:stream';
 import nodemailer from 'nodemailer';
-import { EICAR, GTUBE } from '../helpers/scanners.ts';
+import { EICAR, GTUBE } from './scanners.ts';
 
 const HEADER = [
   'From: Alice <alice@sender.test>',

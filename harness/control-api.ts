@@ -4,9 +4,9 @@ import {
   type KeyScope,
   localSigningSecretStore,
   newApiKey,
-} from '../../core/control/index.ts';
-import { parseConfigText } from '../../core/index.ts';
-import { type ApiServer, startApiServer } from '../../dev/api-server.ts';
+} from '../core/control/index.ts';
+import { parseConfigText } from '../core/index.ts';
+import { type ApiServer, startApiServer } from '../dev/api-server.ts';
 import { startTestControlStore, type TestControlStore } from './control-store.ts';
 import { noDns } from './dns-zone.ts';
 

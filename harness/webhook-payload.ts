@@ -1,4 +1,4 @@
-import type { WebhookMessage, WebhookPayload } from '../../core/index.ts';
+import type { WebhookMessage, WebhookPayload } from '../core/index.ts';
 
 const ZERO_SHA256 = '0'.repeat(64);
 

@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { ControlStore } from '../../core/control/index.ts';
+import type { ControlStore } from '../core/control/index.ts';
 import {
   type Config,
   type ConfigInput,
@@ -14,10 +14,10 @@ import {
   newMessageId,
   parseConfig,
   rawObjectKey,
-} from '../../core/index.ts';
-import { emulatorClients, type Poller, startLocalFunctions } from '../../dev/index.ts';
-import type { DnsResolver } from '../../functions/index.ts';
-import { generateSelfSigned, type RunningListener, startListener } from '../../listener/index.ts';
+} from '../core/index.ts';
+import { emulatorClients, type Poller, startLocalFunctions } from '../dev/index.ts';
+import type { DnsResolver } from '../functions/index.ts';
+import { generateSelfSigned, type RunningListener, startListener } from '../listener/index.ts';
 import { noDns } from './dns-zone.ts';
 import { startTestEmulator, type TestEmulator } from './emulator.ts';
 import { type AwsMode, type FaultProxy, startFaultProxy } from './fault-proxy.ts';

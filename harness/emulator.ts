@@ -6,7 +6,7 @@ import {
   type LocalResources,
   provisionLocalResources,
   startEmulator,
-} from '../../dev/index.ts';
+} from '../dev/index.ts';
 
 /** A fresh in-memory emulator on 127.0.0.1 with the pipeline's bucket and queues. */
 export interface TestEmulator {

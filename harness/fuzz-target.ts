@@ -1,9 +1,9 @@
 import { ENV } from '../core/index.ts';
 import { emulatorClients } from '../dev/index.ts';
 import { generateSelfSigned, startListener } from '../listener/index.ts';
-import { PASSWORD, testConfig, USER } from '../test/helpers/listener-config.ts';
+import { PASSWORD, testConfig, USER } from './listener-config.ts';
 
-// The listener under fuzz, in its own process (started by bench/fuzz.ts with --expose-gc and an IPC
+// The listener under fuzz, in its own process (started by fuzz.ts with --expose-gc and an IPC
 // channel), so a crash shows as an exit and its memory is measured apart from the emulator's.
 // Protocol: it sends {type:'ready', ports, healthPort}; it answers {type:'memory'} with the heap
 // after a full GC, {type:'sessions'} with the open session count; {type:'stop'} closes and exits 0.

@@ -1,5 +1,5 @@
-import { type Config, type ConfigInput, parseConfig } from '../../core/index.ts';
-import { generateSelfSigned, type TlsMaterial } from '../../listener/index.ts';
+import { type Config, type ConfigInput, parseConfig } from '../core/index.ts';
+import { generateSelfSigned, type TlsMaterial } from '../listener/index.ts';
 
 export const USER = 'alice';
 export const PASSWORD = 'correct horse battery staple';
