@@ -400,6 +400,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
           inbox: inbox.url,
           eventsFile: eventsFile!,
           api: { url: api.url, keyFile: api.keyFile! },
+          control: { endpoint: dynamo.endpoint, table: control.tableName },
         }),
       );
     }
