@@ -44,6 +44,8 @@ export interface SpooledMessage {
   readonly size: number;
   readonly sha256: string;
   readonly bareLf: boolean;
+  /** What filtering decided before the `250`, as queued in the InboundEvent. */
+  readonly filtering?: InboundEvent['filtering'];
 }
 
 // Multipart parts are 5 MiB, the S3 minimum. One in flight: lib-storage then holds one part (and
@@ -333,5 +335,12 @@ export async function spoolMessage(
       cause: error,
     });
   }
-  return { id, key, size: event.raw.size, sha256: event.raw.sha256, bareLf };
+  return {
+    id,
+    key,
+    size: event.raw.size,
+    sha256: event.raw.sha256,
+    bareLf,
+    ...(event.filtering ? { filtering: event.filtering } : {}),
+  };
 }
