@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ulid } from 'ulid';
 import {
   type ControlStore,
   type DynamoControlStoreOptions,
@@ -10,7 +11,6 @@ import {
   type LogEntry,
   type TimelineEvent,
 } from '../../core/control/index.ts';
-import { newMessageId } from '../../core/index.ts';
 import { type LocalDynamo, startLocalDynamo } from '../../dev/dynamo.ts';
 import { type FaultProxy, type FaultProxyOptions, startFaultProxy } from './fault-proxy.ts';
 
@@ -31,7 +31,8 @@ export function receivedEvent(
   fields: Partial<Omit<ReceivedEvent, 'type'>> = {},
 ): LogEntry & { event: ReceivedEvent } {
   return {
-    eventId: newMessageId(),
+    // Not newMessageId: its monotonic clock would date the ids a test makes for past times after now.
+    eventId: ulid(),
     event: {
       at: new Date().toISOString(),
       type: 'received',
