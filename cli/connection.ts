@@ -190,12 +190,9 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
       if (!table) return undefined;
       const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
       const { dynamoControlStore } = await import('../core/control/index.ts');
+      const { localDynamoClient } = await import('../dev/dynamo.ts');
       dynamodb ??= runtime
-        ? new DynamoDBClient({
-            endpoint: runtime.control.endpoint,
-            region: 'us-east-1',
-            credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-          })
+        ? localDynamoClient(runtime.control.endpoint)
         : new DynamoDBClient(dynamoDbConfig());
       return dynamoControlStore(dynamodb, table);
     },

@@ -14,7 +14,7 @@ import { emulatorClients, type LocalResources, provisionLocalResources } from '.
 import { writeConfigFile } from '../helpers/config-file.ts';
 import { startTestControlStore, TABLE, type TestControlStore } from '../helpers/control-store.ts';
 import { startTestEmulator, type TestEmulator } from '../helpers/emulator.ts';
-import { runCli, startCli } from './helpers.ts';
+import { jsonLines, runCli, startCli } from './helpers.ts';
 
 const STACK = 'Mailbridge';
 // Names as CloudFormation makes them for the stack's resources: nothing like the local ones.
@@ -287,10 +287,7 @@ describe('mailbridge --aws, against the emulator with the stack resource names',
 
     const tailed = await tail.done;
     assert.equal(tailed.code, 0, tailed.stderr);
-    const lines = tailed.stdout
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const lines = jsonLines(tailed.stdout);
     assert.deepEqual(
       lines.map((line) => [line.kind, line.reason, line.messageId]).sort(),
       sqsIds.map((id) => ['failed', 'malformed', `sqs:${id}`]).sort(),

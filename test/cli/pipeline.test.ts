@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -17,7 +18,7 @@ import { type InboundEvent, newMessageId, rawObjectKey } from '../../core/index.
 import { type InboxEntry, type LocalRuntime, startLocalRuntime } from '../../dev/index.ts';
 import { writeConfigFile } from '../helpers/config-file.ts';
 import { noDns } from '../helpers/dns-zone.ts';
-import { runCli, startCli } from './helpers.ts';
+import { jsonLines, runCli, startCli } from './helpers.ts';
 
 const execFileAsync = promisify(execFile);
 const SECRET = 'whsec_dGVzdC1zZWNyZXQtZm9yLXRoZS1jbGktdGVzdHM=';
@@ -96,6 +97,37 @@ describe('mailbridge CLI against the local runtime', () => {
     return (await timelineOf(id))
       .filter((event) => event.type === 'retried' || event.type === 'replayed')
       .map(({ at: _at, ...event }) => event);
+  }
+
+  /** A message stored as the listener stores it, and the InboundEvent it would queue for `rcptTo`. */
+  async function storedMessage(rcptTo: string): Promise<{ id: string; body: string }> {
+    const id = newMessageId();
+    const receivedAt = new Date();
+    const raw = await readFile(join(import.meta.dirname, '..', 'fixtures', 'mail', '01-plain-ascii.eml'));
+    const key = rawObjectKey(id, receivedAt);
+    await runtime.s3.send(new PutObjectCommand({ Bucket: runtime.resources.bucket, Key: key, Body: raw }));
+    const event: InboundEvent = {
+      version: 1,
+      id,
+      receivedAt: receivedAt.toISOString(),
+      raw: {
+        bucket: runtime.resources.bucket,
+        key,
+        size: raw.length,
+        sha256: createHash('sha256').update(raw).digest('hex'),
+      },
+      envelope: {
+        mailFrom: 'ann@sender.test',
+        rcptTo: [rcptTo],
+        helo: 'sender.test',
+        remoteAddress: '127.0.0.1',
+        remotePort: 40000,
+        localPort: 2525,
+        tls: null,
+        authUser: null,
+      },
+    };
+    return { id, body: JSON.stringify(event) };
   }
 
   before(async () => {
@@ -300,10 +332,7 @@ describe('mailbridge CLI against the local runtime', () => {
     const id = (JSON.parse(sent.stdout) as { queuedAs: string }[])[0]!.queuedAs;
     const tailed = await tail.done;
     assert.equal(tailed.code, 0, tailed.stderr);
-    const lines = tailed.stdout
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const lines = jsonLines(tailed.stdout);
     // Every delivery and failure, whatever the endpoint: not only those of the dev inbox.
     assert.deepEqual(lines.map((line) => line.kind).sort(), ['accepted', 'delivered', 'failed']);
     assert.ok(lines.every((line) => line.messageId === id));
@@ -353,39 +382,10 @@ describe('mailbridge CLI against the local runtime', () => {
   });
 
   it('dlq: an inbound event that parse gave up on is listed and redriven to be parsed again', async () => {
-    const id = newMessageId();
-    const receivedAt = new Date();
-    const raw = await readFile(join(import.meta.dirname, '..', 'fixtures', 'mail', '01-plain-ascii.eml'));
-    const key = rawObjectKey(id, receivedAt);
-    const { createHash } = await import('node:crypto');
-    await runtime.s3.send(new PutObjectCommand({ Bucket: runtime.resources.bucket, Key: key, Body: raw }));
-    const event: InboundEvent = {
-      version: 1,
-      id,
-      receivedAt: receivedAt.toISOString(),
-      raw: {
-        bucket: runtime.resources.bucket,
-        key,
-        size: raw.length,
-        sha256: createHash('sha256').update(raw).digest('hex'),
-      },
-      envelope: {
-        mailFrom: 'ann@sender.test',
-        rcptTo: ['dead@example.test'],
-        helo: 'sender.test',
-        remoteAddress: '127.0.0.1',
-        remotePort: 40000,
-        localPort: 2525,
-        tls: null,
-        authUser: null,
-      },
-    };
+    const { id, body } = await storedMessage('dead@example.test');
     // Where SQS puts it after maxReceiveCount failed parses.
     await runtime.sqs.send(
-      new SendMessageCommand({
-        QueueUrl: runtime.resources.inboundDlqUrl,
-        MessageBody: JSON.stringify(event),
-      }),
+      new SendMessageCommand({ QueueUrl: runtime.resources.inboundDlqUrl, MessageBody: body }),
     );
     const listed = await runCli(['dlq', 'list', '--queue', 'inbound'], { env });
     assert.equal(listed.code, 0, listed.stderr);
@@ -401,39 +401,10 @@ describe('mailbridge CLI against the local runtime', () => {
   });
 
   it('dlq: a message parse dead-lettered as unrouted shows why; its redrive is logged', async () => {
-    const id = newMessageId();
-    const receivedAt = new Date();
-    const raw = await readFile(join(import.meta.dirname, '..', 'fixtures', 'mail', '01-plain-ascii.eml'));
-    const key = rawObjectKey(id, receivedAt);
-    const { createHash } = await import('node:crypto');
-    await runtime.s3.send(new PutObjectCommand({ Bucket: runtime.resources.bucket, Key: key, Body: raw }));
-    // As the listener queues it; no route takes the recipient now (as after a route's removal).
-    const event: InboundEvent = {
-      version: 1,
-      id,
-      receivedAt: receivedAt.toISOString(),
-      raw: {
-        bucket: runtime.resources.bucket,
-        key,
-        size: raw.length,
-        sha256: createHash('sha256').update(raw).digest('hex'),
-      },
-      envelope: {
-        mailFrom: 'ann@sender.test',
-        rcptTo: ['gone@elsewhere.test'],
-        helo: 'sender.test',
-        remoteAddress: '127.0.0.1',
-        remotePort: 40000,
-        localPort: 2525,
-        tls: null,
-        authUser: null,
-      },
-    };
+    // No route takes the recipient now (as after a route's removal).
+    const { id, body } = await storedMessage('gone@elsewhere.test');
     await runtime.sqs.send(
-      new SendMessageCommand({
-        QueueUrl: runtime.resources.inboundQueueUrl,
-        MessageBody: JSON.stringify(event),
-      }),
+      new SendMessageCommand({ QueueUrl: runtime.resources.inboundQueueUrl, MessageBody: body }),
     );
     let item: Record<string, unknown> | undefined;
     for (let waited = 0; !item && waited < 20_000; waited += 200) {

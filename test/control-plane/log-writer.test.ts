@@ -17,6 +17,15 @@ import { tableArn } from '../helpers/iam-policy.ts';
 
 const receivedEvent = () => receivedEntry().event;
 
+/** A RCPT refusal as the listener records it. */
+const unknownRecipient = () => ({
+  at: new Date().toISOString(),
+  recipient: 'nobody@example.test',
+  mailFrom: 'x@spam.test',
+  remoteAddress: '203.0.113.5',
+  reply: '550 5.1.1 Mailbox <nobody@example.test> does not exist',
+});
+
 /**
  * The JSON documents (EMF, log lines) Powertools writes to stdout and stderr while `work` runs;
  * everything else (the test runner's report) passes through. Metrics are enabled meanwhile: make
@@ -109,13 +118,7 @@ describe('MessageLogWriter', () => {
       const ids = Array.from({ length: 20 }, () => newMessageId());
       const started = performance.now();
       for (const id of ids) writer.record(id, receivedEvent());
-      writer.refused({
-        at: new Date().toISOString(),
-        recipient: 'nobody@example.test',
-        mailFrom: 'x@spam.test',
-        remoteAddress: '203.0.113.5',
-        reply: '550 5.1.1 Mailbox <nobody@example.test> does not exist',
-      });
+      writer.refused(unknownRecipient());
       // Queuing is synchronous bookkeeping; the store is not on the caller's path.
       assert.ok(performance.now() - started < 50);
       await until(() => writer.stats.failedWrites >= 3);
@@ -184,13 +187,7 @@ describe('MessageLogWriter', () => {
         });
         writer.record(id, receivedEvent());
         writer.record(id, { ...receivedEvent(), at: new Date().toISOString() });
-        writer.refused({
-          at: new Date().toISOString(),
-          recipient: 'nobody@example.test',
-          mailFrom: 'x@spam.test',
-          remoteAddress: '203.0.113.5',
-          reply: '550 5.1.1 Mailbox <nobody@example.test> does not exist',
-        });
+        writer.refused(unknownRecipient());
         assert.equal(await writer.flush(2000), true, 'nothing left to retry');
         metrics.publishStoredMetrics();
       });
