@@ -1,7 +1,9 @@
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { type Command, Option } from 'commander';
 import { configReaders } from '../core/aws/index.ts';
+import type { MessageLogStore } from '../core/control/index.ts';
 import { awsClientConfig, type Config, ENV, loadConfig, parseConfig, type Runtime } from '../core/index.ts';
 import type { RunningRuntime } from '../dev/index.ts';
 import { CliError, DEFAULT_DATA_DIR, LOCAL_CONFIG_FILE, UsageError } from './output.ts';
@@ -22,6 +24,7 @@ export interface ConnectionOptions {
   inboundDlq?: string;
   deliveryQueue?: string;
   deliveryDlq?: string;
+  controlTable?: string;
 }
 
 const QUEUE_FLAGS: Record<
@@ -81,6 +84,12 @@ export function withConnectionOptions(command: Command): Command {
   for (const { flag, env, output } of Object.values(QUEUE_FLAGS)) {
     command.addOption(new Option(`${flag} <name-or-url>`, `queue (stack output ${output})`).env(env));
   }
+  command.addOption(
+    new Option(
+      '--control-table <name>',
+      'with --aws: the control plane table, where what the CLI re-queues is logged (stack output ControlTableName)',
+    ).env(ENV.controlTable),
+  );
   return command;
 }
 
@@ -95,6 +104,12 @@ export interface Connection {
   readonly endpoint: string | undefined;
   bucket(): string;
   queueUrl(role: QueueRole): Promise<string>;
+  /**
+   * The control plane's message log: locally the running `mailbridge dev`'s store, in AWS the
+   * control table with the SDK's credentials; undefined when there is none to write to (no
+   * running runtime, no table named).
+   */
+  messageLog(): Promise<MessageLogStore | undefined>;
   close(): void;
 }
 
@@ -131,6 +146,7 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
     ? emulatorClients(endpoint)
     : { s3: new S3Client(awsClientConfig()), sqs: new SQSClient(awsClientConfig()) };
   const urls = new Map<QueueRole, Promise<string>>();
+  let dynamodb: DynamoDBClient | undefined;
   const lookUp = async (role: QueueRole): Promise<string> => {
     const { flag, key, env, output } = QUEUE_FLAGS[role];
     const given = named[key] ?? (local ? localQueues[role] : undefined);
@@ -162,18 +178,40 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
       }
       return url;
     },
+    async messageLog() {
+      const table = local ? runtime?.control.table : named.controlTable;
+      if (!table) return undefined;
+      const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
+      const { dynamoControlStore } = await import('../core/control/index.ts');
+      const { localDynamoClient } = await import('../dev/dynamo.ts');
+      dynamodb ??= runtime
+        ? localDynamoClient(runtime.control.endpoint)
+        : new DynamoDBClient(dynamoDbConfig());
+      return dynamoControlStore(dynamodb, table);
+    },
     close() {
       s3.destroy();
       sqs.destroy();
+      dynamodb?.destroy();
     },
   };
 }
 
-type ResourceOptions = Pick<ConnectionOptions, 'bucket' | (typeof QUEUE_FLAGS)[QueueRole]['key']>;
+/** The SDK's config for DynamoDB in AWS; `AWS_ENDPOINT_URL_DYNAMODB` wins over a shared endpoint, as in the functions. */
+function dynamoDbConfig() {
+  const config = awsClientConfig();
+  const endpoint = process.env.AWS_ENDPOINT_URL_DYNAMODB;
+  return endpoint ? { ...config, endpoint } : config;
+}
+
+type ResourceOptions = Pick<
+  ConnectionOptions,
+  'bucket' | 'controlTable' | (typeof QUEUE_FLAGS)[QueueRole]['key']
+>;
 
 /** The resource flags that were given; they win over the stack's outputs. */
 function definedOnly(options: ConnectionOptions): ResourceOptions {
-  const keys = ['bucket', ...Object.values(QUEUE_FLAGS).map((queue) => queue.key)] as const;
+  const keys = ['bucket', 'controlTable', ...Object.values(QUEUE_FLAGS).map((queue) => queue.key)] as const;
   return Object.fromEntries(keys.flatMap((key) => (options[key] ? [[key, options[key]]] : [])));
 }
 
@@ -204,7 +242,9 @@ async function stackResourceNames(stack: string): Promise<ResourceOptions> {
       throw new CliError(`stack ${stack} has no output ${missing.join(', ')}: is it a mailbridge stack?`);
     }
     const names = Object.fromEntries(wanted.map(([key, output]) => [key, outputs.get(output)]));
-    return names as ResourceOptions;
+    // Optional: a stack deployed before the control plane has no table, and the CLI logs nothing.
+    const controlTable = outputs.get('ControlTableName');
+    return { ...names, ...(controlTable ? { controlTable } : {}) } as ResourceOptions;
   } finally {
     cloudFormation.destroy();
   }

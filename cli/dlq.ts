@@ -1,7 +1,13 @@
 import type { Message } from '@aws-sdk/client-sqs';
 import { type Command, Option } from 'commander';
 import { s3EndpointHealthStore } from '../core/aws/index.ts';
-import { DeliveryJobSchema, InboundEventSchema, QUEUE_SETTINGS } from '../core/index.ts';
+import {
+  DeliveryDlqBodySchema,
+  InboundDlqBodySchema,
+  parseQueueBody,
+  QUEUE_SETTINGS,
+  sqsJson,
+} from '../core/index.ts';
 import {
   type Connection,
   type ConnectionOptions,
@@ -9,6 +15,7 @@ import {
   type QueueRole,
   withConnectionOptions,
 } from './connection.ts';
+import { logRequeued, type Requeued } from './message-log.ts';
 import { CliError, formatTable, printJson, startProgress, UsageError } from './output.ts';
 import { moveTo, peek, receiveAll, release } from './queue.ts';
 
@@ -30,7 +37,9 @@ export interface DlqItem {
   readonly recipients: readonly string[];
   /**
    * `permanent`, `gone`, `blocked`, `exhausted`, `parked` (set by the deliver function); `receive-limit` (a job
-   * SQS moved after maxReceiveCount); `parse-failed` (an inbound event); `invalid` (not redrivable).
+   * SQS moved after maxReceiveCount); `unrouted` (set by parse: no route takes its recipients now);
+   * `parse-failed` (an inbound event SQS moved after maxReceiveCount); `malformed` (not an entry of
+   * its queue, `lastError` says why; not redrivable).
    */
   readonly reason: string;
   readonly attempts: number | null;
@@ -43,16 +52,13 @@ export interface DlqItem {
 interface Held {
   readonly item: DlqItem;
   readonly message: Message;
-  /** What goes back to the source queue; undefined when redriving would only fail again. */
-  readonly redriveBody: string | undefined;
-}
-
-function parseJson(body: string): unknown {
-  try {
-    return JSON.parse(body);
-  } catch {
-    return undefined;
-  }
+  /**
+   * What goes back to the source queue, and what the message log records when it does; undefined
+   * when redriving would only fail again.
+   */
+  readonly redrive:
+    | { readonly body: string; readonly logged: { readonly messageId: string; readonly event: Requeued } }
+    | undefined;
 }
 
 function describe(queue: DlqName, message: Message): Held {
@@ -71,52 +77,60 @@ function describe(queue: DlqName, message: Message): Held {
     lastError: null,
     deadLetteredAt: Number.isFinite(sentAt) ? new Date(sentAt).toISOString() : null,
   };
-  const document = parseJson(body);
+  const malformed = (error: string): Held => ({
+    message,
+    redrive: undefined,
+    item: { ...base, reason: 'malformed', lastError: error },
+  });
   if (queue === 'inbound-dlq') {
-    const event = InboundEventSchema.safeParse(document);
-    if (!event.success) {
-      return {
-        message,
-        redriveBody: undefined,
-        item: { ...base, reason: 'invalid', lastError: 'not an InboundEvent' },
-      };
-    }
+    const entry = parseQueueBody(body, InboundDlqBodySchema, 'an inbound DLQ entry');
+    if (!entry.success) return malformed(entry.error);
+    const { reason, lastError, ...event } = entry.data;
     return {
       message,
-      redriveBody: body,
+      // Parsed again: its jobs are in the `parsed` event that follows.
+      redrive: {
+        body: sqsJson(event),
+        logged: { messageId: event.id, event: { type: 'retried', route: null, jobs: [] } },
+      },
       item: {
         ...base,
-        messageId: event.data.id,
-        recipients: event.data.envelope.rcptTo,
-        reason: 'parse-failed',
-        attempts: QUEUE_SETTINGS.inbound.maxReceiveCount,
-        lastError: 'the parse function failed on it every time; its logs (by messageId) say why',
+        messageId: event.id,
+        recipients: event.envelope.rcptTo,
+        // Without a reason SQS moved it: parse failed on it at every receive.
+        reason: reason ?? 'parse-failed',
+        attempts: reason ? null : QUEUE_SETTINGS.inbound.maxReceiveCount,
+        lastError: lastError ?? 'the parse function failed on it every time; its logs (by messageId) say why',
       },
     };
   }
-  const job = DeliveryJobSchema.safeParse(document);
-  if (!job.success) {
-    return {
-      message,
-      redriveBody: undefined,
-      item: { ...base, reason: 'invalid', lastError: 'not a DeliveryJob' },
-    };
-  }
-  const entry = document as { reason?: unknown; attempts?: unknown };
+  const entry = parseQueueBody(body, DeliveryDlqBodySchema, 'a delivery DLQ entry');
+  if (!entry.success) return malformed(entry.error);
   // A fresh receive count gives the job its route's whole schedule again (see functions/deliver).
-  const { lastError, lastStatus, ...fresh } = job.data;
+  const { reason, attempts, lastError, lastStatus, ...job } = entry.data;
   return {
     message,
-    redriveBody: JSON.stringify(fresh),
+    redrive: {
+      body: sqsJson(job),
+      logged: {
+        messageId: job.messageId,
+        event: {
+          type: 'retried',
+          route: job.routeId,
+          jobs: [{ route: job.routeId, endpoint: job.endpoint, webhookId: job.webhookId }],
+        },
+      },
+    },
     item: {
       ...base,
-      messageId: job.data.messageId,
-      routeId: job.data.routeId,
-      endpoint: job.data.endpoint,
-      webhookId: job.data.webhookId,
-      recipients: job.data.recipients,
-      reason: typeof entry.reason === 'string' ? entry.reason : 'receive-limit',
-      attempts: typeof entry.attempts === 'number' ? entry.attempts : QUEUE_SETTINGS.delivery.maxReceiveCount,
+      messageId: job.messageId,
+      routeId: job.routeId,
+      endpoint: job.endpoint,
+      webhookId: job.webhookId,
+      recipients: job.recipients,
+      // Without a reason SQS moved it after maxReceiveCount (the function crashed or timed out).
+      reason: reason ?? 'receive-limit',
+      attempts: attempts ?? QUEUE_SETTINGS.delivery.maxReceiveCount,
       lastStatus: lastStatus ?? null,
       lastError: lastError ?? null,
     },
@@ -259,30 +273,32 @@ async function redrive(connection: Connection, options: RedriveOptions): Promise
   const skipped: DlqItem[] = [];
   // Moved entries are gone from the DLQ; every other held entry, chosen or not, is released.
   const moved = new Set<Held>();
+  const logged: { messageId: string; event: Requeued }[] = [];
   let reenabled: Reenabled[] = [];
   try {
     const chosen = [...held.values()].flat().filter((entry) => matches(entry.item));
     reenabled = await reenable(
       connection,
       new Set(
-        chosen.flatMap(({ item, redriveBody }) =>
-          item.queue === 'delivery-dlq' && redriveBody !== undefined && item.endpoint ? [item.endpoint] : [],
+        chosen.flatMap(({ item, redrive }) =>
+          item.queue === 'delivery-dlq' && redrive !== undefined && item.endpoint ? [item.endpoint] : [],
         ),
       ),
     );
     const progress = startProgress(chosen.length, 'redrive', { json: options.json === true });
     for (const entry of chosen) {
       const { queue } = entry.item;
-      if (entry.redriveBody === undefined) {
+      if (entry.redrive === undefined) {
         skipped.push(entry.item);
       } else {
         await moveTo(
           connection.sqs,
           { queueUrl: await connection.queueUrl(DLQS[queue].role), message: entry.message },
           await connection.queueUrl(DLQS[queue].source),
-          entry.redriveBody,
+          entry.redrive.body,
         );
         moved.add(entry);
+        logged.push(entry.redrive.logged);
         redriven.push(entry.item);
       }
       progress.tick();
@@ -293,6 +309,7 @@ async function redrive(connection: Connection, options: RedriveOptions): Promise
       connection,
       new Map([...held].map(([queue, entries]) => [queue, entries.filter((entry) => !moved.has(entry))])),
     );
+    await logRequeued(connection, logged);
   }
   if (options.json) {
     printJson({ redriven, skipped, reenabled });

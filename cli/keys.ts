@@ -57,14 +57,10 @@ async function createKeyDirectly(options: CreateOptions, key: Parameters<KeyStor
     );
   }
   const { ensureControlTable } = await import('../core/control/index.ts');
-  const { startLocalDynamo } = await import('../dev/dynamo.ts');
+  const { localDynamoClient, startLocalDynamo } = await import('../dev/dynamo.ts');
   const folder = join(dataDir, 'control');
   const dynamo = await startLocalDynamo({ dataDir: folder });
-  const client = new DynamoDBClient({
-    endpoint: dynamo.endpoint,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-  });
+  const client = localDynamoClient(dynamo.endpoint);
   try {
     const table = options.table ?? LOCAL_CONTROL_TABLE;
     await ensureControlTable(client, table);

@@ -14,6 +14,7 @@ import {
   rawObjectKey,
 } from '../core/index.ts';
 import { type ConnectionOptions, configInUse, connect, withConnectionOptions } from './connection.ts';
+import { logRequeued } from './message-log.ts';
 import { CliError, collect, printJson, UsageError } from './output.ts';
 
 interface ReplayOptions extends ConnectionOptions {
@@ -142,6 +143,12 @@ export function registerReplay(program: Command): void {
         logger: createLogger('replay').createChild({ persistentKeys: { messageId: replayId } }),
         metrics: createMetrics('replay'),
       });
+      // Under the id it was delivered as: a new id does not make the original's deliveries pending.
+      if (jobs.length > 0) {
+        await logRequeued(connection, [
+          { messageId: replayId, event: { type: 'replayed', route: options.route ?? null } },
+        ]);
+      }
       const queued = jobs.map(({ routeId, endpoint, webhookId, recipients }) => ({
         routeId,
         endpoint,

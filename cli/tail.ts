@@ -7,7 +7,7 @@ import {
   type MessageSummary,
   type TimelineEvent,
 } from '../core/control/index.ts';
-import { DeliveryJobSchema } from '../core/index.ts';
+import { DeliveryDlqBodySchema, parseQueueBody } from '../core/index.ts';
 import type { MessageEvent, MessageEventReader } from '../dev/index.ts';
 import { apiInUse, explainApiError, withApiAccessOptions } from './api.ts';
 import { type Connection, type ConnectionOptions, connect, withConnectionOptions } from './connection.ts';
@@ -187,31 +187,38 @@ async function deadLetterFollower(connection: Connection): Promise<MessageEventR
   };
   await read();
   const events = async () =>
-    (await read()).flatMap((message): MessageEvent[] => {
-      let document: unknown;
-      try {
-        document = JSON.parse(message.Body ?? '');
-      } catch {
-        return [];
-      }
-      const entry = DeliveryJobSchema.safeParse(document);
-      if (!entry.success) return [];
-      // Set by the deliver function beside the job; absent when SQS moved it after maxReceiveCount.
-      const { reason, attempts } = document as { reason?: unknown; attempts?: unknown };
-      return [
-        {
+    (await read()).map((message): MessageEvent => {
+      const at = new Date(Number(message.Attributes?.SentTimestamp) || Date.now()).toISOString();
+      const entry = parseQueueBody(message.Body ?? '', DeliveryDlqBodySchema, 'a delivery DLQ entry');
+      if (!entry.success) {
+        // Shown, not skipped: it is mail that failed, and the SQS message id finds it (`dlq show`).
+        return {
           kind: 'failed',
-          at: new Date(Number(message.Attributes?.SentTimestamp) || Date.now()).toISOString(),
-          messageId: entry.data.messageId,
-          routeId: entry.data.routeId,
-          endpoint: entry.data.endpoint,
-          webhookId: entry.data.webhookId,
-          tries: typeof attempts === 'number' ? attempts : null,
-          status: entry.data.lastStatus ?? null,
-          error: entry.data.lastError ?? null,
-          reason: typeof reason === 'string' ? reason : 'receive-limit',
-        },
-      ];
+          at,
+          messageId: `sqs:${message.MessageId}`,
+          routeId: null,
+          endpoint: null,
+          webhookId: null,
+          tries: null,
+          status: null,
+          error: entry.error,
+          reason: 'malformed',
+        };
+      }
+      const { messageId, routeId, endpoint, webhookId, attempts, lastStatus, lastError, reason } = entry.data;
+      return {
+        kind: 'failed',
+        at,
+        messageId,
+        routeId,
+        endpoint,
+        webhookId,
+        tries: attempts ?? null,
+        status: lastStatus ?? null,
+        error: lastError ?? null,
+        // Absent when SQS moved the job after maxReceiveCount.
+        reason: reason ?? 'receive-limit',
+      };
     });
   return { read: events, close: async () => {} };
 }

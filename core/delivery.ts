@@ -1,6 +1,6 @@
 import type { Route } from './config.ts';
 import type { EndpointHealth } from './endpoint-health.ts';
-import type { DeliveryJob } from './events.ts';
+import type { DeadLetterReason, DeliveryJob } from './events.ts';
 import { QUEUE_SETTINGS } from './queues.ts';
 
 /** One signed webhook POST, as the deliver function hands it to a {@link WebhookSender}. */
@@ -30,12 +30,6 @@ export type AttemptResult =
 
 /** The webhook sender port: functions/deliver implements it with node:https and the SSRF guard. */
 export type WebhookSender = (request: WebhookRequest) => Promise<AttemptResult>;
-
-/**
- * Why a job went to the delivery DLQ: `parked` when its endpoint is disabled (core/endpoint-health.ts),
- * tried or not.
- */
-export type DeadLetterReason = 'permanent' | 'gone' | 'blocked' | 'exhausted' | 'parked';
 
 /** The class of one try's outcome (docs/architecture.md, "Delivery semantics"). */
 export type DeliveryOutcome =

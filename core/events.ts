@@ -55,16 +55,6 @@ export const JobPayloadSchema = z.union([
 export type JobPayload = z.output<typeof JobPayloadSchema>;
 
 /**
- * An InboundEvent that parse gave up on, on the inbound DLQ: `reason` says why (`unrouted`: its
- * recipients, the ones in `envelope.rcptTo`, no longer match any route). Redriven to `inbound`, it
- * is parsed again, with the config of that time.
- */
-export type InboundDeadLetterEntry = InboundEvent & {
-  readonly reason: 'unrouted';
-  readonly lastError: string;
-};
-
-/**
  * One delivery of one message to one endpoint of one route (parse → `delivery` queue). The payload
  * travels inside it when the job fits {@link INLINE_JOB_BYTES}, so a typical message costs no S3
  * write beyond its raw copy; a larger one refers to the payload in S3.
@@ -84,7 +74,69 @@ export const DeliveryJobSchema = z.object({
 export type DeliveryJob = z.output<typeof DeliveryJobSchema>;
 
 /**
- * Validates one SQS record body at the edge (STYLE 3): JSON, then the queue's schema. Throws an
+ * An InboundEvent that parse gave up on, on the inbound DLQ: `reason` says why (`unrouted`: its
+ * recipients, the ones in `envelope.rcptTo`, no longer match any route). Redriven to `inbound`, it
+ * is parsed again, with the config of that time.
+ */
+export const InboundDeadLetterEntrySchema = InboundEventSchema.extend({
+  reason: z.enum(['unrouted']),
+  lastError: z.string(),
+});
+export type InboundDeadLetterEntry = z.output<typeof InboundDeadLetterEntrySchema>;
+
+/**
+ * What the inbound DLQ holds: the entries parse wrote, and events SQS moved there itself after
+ * maxReceiveCount (parse failed on them every time), which carry neither `reason` nor `lastError`.
+ */
+export const InboundDlqBodySchema = InboundDeadLetterEntrySchema.partial({ reason: true, lastError: true });
+
+/**
+ * Why deliver dead-lettered a job: `parked` when its endpoint is disabled (core/endpoint-health.ts),
+ * tried or not (docs/architecture.md, "Delivery semantics").
+ */
+export const DeadLetterReasonSchema = z.enum(['permanent', 'gone', 'blocked', 'exhausted', 'parked']);
+export type DeadLetterReason = z.output<typeof DeadLetterReasonSchema>;
+
+/** The delivery DLQ entry deliver writes: the job as received, plus how and why it ended there. */
+export const DeadLetterEntrySchema = DeliveryJobSchema.extend({
+  reason: DeadLetterReasonSchema,
+  /** Tries made in all: 0 when the endpoint was disabled before the first. */
+  attempts: z.number().int().min(0),
+});
+export type DeadLetterEntry = z.output<typeof DeadLetterEntrySchema>;
+
+/**
+ * What the delivery DLQ holds: the entries deliver wrote, and jobs SQS moved there itself after
+ * maxReceiveCount (the function crashed or timed out on them every time), which carry neither
+ * `reason` nor `attempts`.
+ */
+export const DeliveryDlqBodySchema = DeadLetterEntrySchema.partial({ reason: true, attempts: true });
+
+/**
+ * Checks a queue message body: JSON, then the queue's schema. A failure names every bad field, so
+ * a reader can show a malformed message as such rather than crash on it.
+ */
+export function parseQueueBody<T extends z.ZodType>(
+  body: string,
+  schema: T,
+  what: string,
+): { success: true; data: z.output<T> } | { success: false; error: string } {
+  let document: unknown;
+  try {
+    document = JSON.parse(body);
+  } catch {
+    return { success: false, error: 'body is not JSON' };
+  }
+  const result = schema.safeParse(document);
+  if (result.success) return { success: true, data: result.data };
+  const issues = result.error.issues.map(
+    (issue) => `${formatConfigPath(issue.path) || '(root)'}: ${issue.message}`,
+  );
+  return { success: false, error: `not ${what}: ${issues.join('; ')}` };
+}
+
+/**
+ * Validates one SQS record body at the edge with {@link parseQueueBody}. Throws an
  * {@link InvalidRecordError} naming the record and every bad field, so core never sees `unknown`.
  */
 export function parseRecordBody<T extends z.ZodType>(
@@ -92,19 +144,8 @@ export function parseRecordBody<T extends z.ZodType>(
   schema: T,
   what: string,
 ): z.output<T> {
-  let body: unknown;
-  try {
-    body = JSON.parse(record.body);
-  } catch (error) {
-    throw new InvalidRecordError(`record ${record.messageId}: body is not JSON`, { cause: error });
-  }
-  const result = schema.safeParse(body);
-  if (!result.success) {
-    const issues = result.error.issues.map(
-      (issue) => `${formatConfigPath(issue.path) || '(root)'}: ${issue.message}`,
-    );
-    throw new InvalidRecordError(`record ${record.messageId}: not ${what}: ${issues.join('; ')}`);
-  }
+  const result = parseQueueBody(record.body, schema, what);
+  if (!result.success) throw new InvalidRecordError(`record ${record.messageId}: ${result.error}`);
   return result.data;
 }
 

@@ -32,7 +32,6 @@ export {
 export { formatConfigPath, parseDocumentText } from './config-text.ts';
 export type {
   AttemptResult,
-  DeadLetterReason,
   DeliveryDecision,
   DeliveryEnd,
   DeliveryFacts,
@@ -91,12 +90,25 @@ export {
   TooManyRecipientsError,
   UnknownRecipientError,
 } from './errors.ts';
-export type { DeliveryJob, InboundDeadLetterEntry, InboundEvent, JobPayload } from './events.ts';
+export type {
+  DeadLetterEntry,
+  DeadLetterReason,
+  DeliveryJob,
+  InboundDeadLetterEntry,
+  InboundEvent,
+  JobPayload,
+} from './events.ts';
 export {
   billedSqsRequests,
+  DeadLetterEntrySchema,
+  DeadLetterReasonSchema,
+  DeliveryDlqBodySchema,
   DeliveryJobSchema,
   INLINE_JOB_BYTES,
+  InboundDeadLetterEntrySchema,
+  InboundDlqBodySchema,
   InboundEventSchema,
+  parseQueueBody,
   parseRecordBody,
   SQS_LIMITS,
   sqsJson,

@@ -73,6 +73,11 @@ export const CONTROL_METRICS = {
   ControlLogWriteFailures: [],
   /** A log event was dropped: the writer's queue was full while the store kept failing. */
   ControlLogDropped: [],
+  /**
+   * A message log write the store refused for good (invalid, or not allowed: a ValidationException
+   * or an IAM denial), dropped instead of retried; the message itself goes on.
+   */
+  ControlLogRejected: [],
   /** A refusal beyond the per-minute caps was counted but not logged. */
   RefusalsSampledOut: [],
   /** A read of the route and domain change feed failed; the index in force stays as it was. */

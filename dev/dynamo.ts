@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 
 // dynalite ships no types: a factory returning a node:http Server that speaks the DynamoDB API.
 const dynalite = createRequire(import.meta.url)('dynalite') as (options: {
@@ -18,6 +19,15 @@ export interface LocalDynamo {
   readonly endpoint: string;
   /** Stops serving and closes the database, so a restart on the same folder finds everything. */
   close(): Promise<void>;
+}
+
+/** A client of the embedded store at `endpoint`, which takes any credentials: these are fixed. */
+export function localDynamoClient(endpoint: string): DynamoDBClient {
+  return new DynamoDBClient({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
 }
 
 /**

@@ -34,6 +34,8 @@ const RunningRuntimeSchema = z.object({
   eventsFile: z.string(),
   /** The control plane API: its base URL (the API is under `/v1`) and the file holding the dev key. */
   api: z.object({ url: z.string(), keyFile: z.string() }),
+  /** Its control plane store (the embedded DynamoDB-compatible one), where the CLI logs what it re-queues. */
+  control: z.object({ endpoint: z.string(), table: z.string() }),
 });
 export type RunningRuntime = z.infer<typeof RunningRuntimeSchema>;
 

@@ -1,7 +1,6 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { configReaders, s3Presigner } from '../core/aws/index.ts';
@@ -43,7 +42,7 @@ import {
 } from '../listener/index.ts';
 import { startApiServer } from './api-server.ts';
 import { type ConsoleSink, runtimeLoggers } from './console.ts';
-import { type LocalDynamo, startLocalDynamo } from './dynamo.ts';
+import { type LocalDynamo, localDynamoClient, startLocalDynamo } from './dynamo.ts';
 import { type Emulator, startEmulator } from './emulator.ts';
 import { startLocalFunctions } from './handlers.ts';
 import { type Inbox, s3RawReader, startInbox } from './inbox.ts';
@@ -327,11 +326,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
     if (controlDir) await mkdir(controlDir, { recursive: true, mode: 0o700 });
     const dynamo = await startLocalDynamo(controlDir ? { dataDir: controlDir } : {});
     cleanups.push(() => dynamo.close());
-    const dynamodb = new DynamoDBClient({
-      endpoint: dynamo.endpoint,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    });
+    const dynamodb = localDynamoClient(dynamo.endpoint);
     cleanups.push(async () => dynamodb.destroy());
     await ensureControlTable(dynamodb, control.tableName);
     const controlStore = dynamoControlStore(dynamodb, control.tableName, {
@@ -425,6 +420,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
           inbox: inbox.url,
           eventsFile: eventsFile!,
           api: { url: api.url, keyFile: api.keyFile! },
+          control: { endpoint: dynamo.endpoint, table: control.tableName },
         }),
       );
     }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { decodeTime } from 'ulid';
 import {
   ApiError,
   type ControlStore,
@@ -52,9 +53,11 @@ export async function envelopeFromReceived(
 
 /**
  * The InboundEvent of a logged message, rebuilt from its `received` event and raw object: what
- * parse needs to build the same payloads again (same id, so the same webhook ids). The TLS details
- * come from the trace header; ports and the AUTH user are not kept after the session and parse
- * does not use them. Undefined when the log holds no `received` event or no raw object.
+ * parse needs to build the same payloads again (same id, so the same webhook ids), with the
+ * filtering facts the listener decided on, so a retry holds back what was quarantined and
+ * delivers the verdicts as they were. The TLS details come from the trace header; ports and the
+ * AUTH user are not kept after the session and parse does not use them. Undefined when the log
+ * holds no `received` event or no raw object.
  */
 export async function inboundEventFromLog(
   message: StoredMessage,
@@ -69,7 +72,9 @@ export async function inboundEventFromLog(
   return InboundEventSchema.parse({
     version: 1,
     id: message.id,
-    receivedAt: received.at,
+    // The id holds the time the listener took the message, which the payload says; the received
+    // event's own time is later (after the upload and the queueing).
+    receivedAt: new Date(decodeTime(message.id)).toISOString(),
     raw: { ...message.raw, ...measured },
     envelope: {
       mailFrom: received.mailFrom,
@@ -81,6 +86,7 @@ export async function inboundEventFromLog(
       tls: received.tls ? trace.tls : null,
       authUser: null,
     },
+    ...(received.filtering ? { filtering: received.filtering } : {}),
   } satisfies InboundEvent);
 }
 
@@ -124,8 +130,8 @@ export function inboundRetryPort(deps: InboundRetryPortDeps): RetryPort {
           `message ${messageId}: the log has no received event or raw copy to deliver it from; replay it with the CLI`,
         );
       }
-      // A release lifts the routes' quarantine actions for this run of parse only. An event rebuilt
-      // without the listener's filtering facts holds nothing back, so it needs no lifting.
+      // A release lifts the routes' quarantine actions for this run of parse only. Without facts
+      // (a message received before filtering ran) nothing is held back, so nothing is lifted.
       const released =
         release && event.filtering ? { ...event, filtering: { ...event.filtering, released: true } } : event;
       const body = sqsJson(route === null ? released : { ...released, onlyRoute: route });

@@ -68,6 +68,8 @@ export interface InjectedMessage {
   readonly raw: Buffer | string;
   readonly rcptTo: readonly string[];
   readonly mailFrom?: string;
+  /** What the listener's filtering decided, as it queues it. @default none: no filtering ran */
+  readonly filtering?: InboundEvent['filtering'];
 }
 
 /**
@@ -191,6 +193,7 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
               tls: null,
               authUser: null,
             },
+            ...(message.filtering ? { filtering: message.filtering } : {}),
           };
         }),
       );

@@ -107,6 +107,8 @@ export async function startListenerControl(
           remoteAddress: envelope.remoteAddress,
           helo: envelope.helo,
           tls: envelope.tls !== null,
+          sha256: message.sha256,
+          ...(message.filtering ? { filtering: message.filtering } : {}),
         },
         { bucket, key: message.key },
       );

@@ -44,6 +44,8 @@ export interface SpooledMessage {
   readonly size: number;
   readonly sha256: string;
   readonly bareLf: boolean;
+  /** What filtering decided before the `250`, as queued in the InboundEvent. */
+  readonly filtering?: InboundEvent['filtering'];
 }
 
 // Beyond this a message's bytes are bounded by the one part buffer of its upload, not by the budget.
@@ -233,5 +235,12 @@ export async function spoolMessage(
       cause: error,
     });
   }
-  return { id, key, size: event.raw.size, sha256: event.raw.sha256, bareLf };
+  return {
+    id,
+    key,
+    size: event.raw.size,
+    sha256: event.raw.sha256,
+    bareLf,
+    ...(event.filtering ? { filtering: event.filtering } : {}),
+  };
 }

@@ -1,4 +1,5 @@
 import type * as z from 'zod';
+import type { FilteringFacts } from '../filtering/schemas.ts';
 import type {
   DomainView,
   JobRef,
@@ -146,11 +147,32 @@ function bytes(size: number): string {
 
 const answer = (status: number | null) => (status === null ? 'no answer' : `HTTP ${status}`);
 
+/** The listener's verdicts and what each route does with its copy, on one line. */
+function describeFiltering({ spam, virus, routes }: FilteringFacts): string {
+  const scans = [
+    spam.status === 'scanned'
+      ? `spam score ${spam.score} (${spam.action})`
+      : `spam scan unavailable (${spam.reason})`,
+    virus.status === 'scanned'
+      ? virus.infected
+        ? `infected: ${virus.names.join(', ')}`
+        : 'virus scan clean'
+      : `virus scan unavailable (${virus.reason})`,
+  ];
+  const decisions = Object.entries(routes).map(
+    ([route, { action, reasons }]) =>
+      `route ${route} ${action === 'quarantine' ? 'quarantined' : 'delivered'}${reasons.length > 0 ? ` (${reasons.join(', ')})` : ''}`,
+  );
+  return [...scans, ...decisions].join(', ');
+}
+
 /** One timeline event for people, without its time: what the CLI's `messages show` and the dev inbox print. */
 export function describeTimelineEvent(event: TimelineEvent): string {
   switch (event.type) {
-    case 'received':
-      return `from <${event.mailFrom}> to ${event.rcptTo.join(', ')}, ${bytes(event.size)}, client ${event.remoteAddress}${event.tls ? ' (TLS)' : ''}`;
+    case 'received': {
+      const received = `from <${event.mailFrom}> to ${event.rcptTo.join(', ')}, ${bytes(event.size)}, client ${event.remoteAddress}${event.tls ? ' (TLS)' : ''}`;
+      return event.filtering ? `${received}; ${describeFiltering(event.filtering)}` : received;
+    }
     case 'parsed': {
       const jobs = event.jobs.map((job) => `${job.route} → ${job.endpoint}`).join(', ');
       return [

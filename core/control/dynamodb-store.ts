@@ -20,7 +20,7 @@ import {
   type UpdateCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { decodeTime, encodeTime, monotonicFactory } from 'ulid';
-import { StoreConflictError } from './errors.ts';
+import { StoreConflictError, StoreRejectedError } from './errors.ts';
 import { matchesQuery, senderKey, subjectWords } from './message-view.ts';
 import { type Refusal, type TimelineEvent, TimelineEventSchema } from './schemas.ts';
 import type {
@@ -142,6 +142,15 @@ const BATCH_WRITE_SIZE = 25;
 const names = (...attributes: string[]) => Object.fromEntries(attributes.map((a) => [`#${a}`, a]));
 const epochSeconds = (date: Date) => Math.floor(date.getTime() / 1000);
 const isConflict = (error: unknown) => (error as Error).name === 'ConditionalCheckFailedException';
+/**
+ * Errors that a repeat of the same request gets again (DynamoDB's "Error handling": 400s that are
+ * not retryable): an invalid request, or one the caller's role may not make. Throttling and 5xx
+ * are not among them.
+ */
+const REJECTIONS: ReadonlySet<string> = new Set(['ValidationException', 'AccessDeniedException']);
+const isRejection = (error: unknown) =>
+  REJECTIONS.has((error as Error).name) ||
+  (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 403;
 /** The smallest and largest ULID of a millisecond, for key ranges over time. */
 const ulidFloor = (time: number) => `${encodeTime(time, 10)}0000000000000000`;
 const ulidCeiling = (time: number) => `${encodeTime(time, 10)}ZZZZZZZZZZZZZZZZ`;
@@ -236,6 +245,18 @@ export function dynamoControlStore(
       return await write();
     } catch (error) {
       if (isConflict(error)) throw new StoreConflictError(what, { cause: error });
+      throw error;
+    }
+  };
+
+  /** A message log write, whose permanent refusal becomes a {@link StoreRejectedError}. */
+  const logWrite = async (write: () => Promise<unknown>, what: string): Promise<void> => {
+    try {
+      await write();
+    } catch (error) {
+      if (isRejection(error)) {
+        throw new StoreRejectedError(`${what}: ${(error as Error).message}`, { cause: error });
+      }
       throw error;
     }
   };
@@ -374,16 +395,21 @@ export function dynamoControlStore(
         values[':raw'] = raw;
         sets.push('#raw = :raw');
       }
-      await doc.send(
-        new UpdateCommand({
-          TableName: tableName,
-          Key: { pk: `M#${messageId}`, sk: 'M' },
-          UpdateExpression: `SET ${sets.join(', ')}${adds.length > 0 ? ` ADD ${adds.join(', ')}` : ''}`,
-          ExpressionAttributeNames: attributeNames,
-          ExpressionAttributeValues: values,
-        }),
+      const what = `message ${messageId}`;
+      await logWrite(
+        () =>
+          doc.send(
+            new UpdateCommand({
+              TableName: tableName,
+              Key: { pk: `M#${messageId}`, sk: 'M' },
+              UpdateExpression: `SET ${sets.join(', ')}${adds.length > 0 ? ` ADD ${adds.join(', ')}` : ''}`,
+              ExpressionAttributeNames: attributeNames,
+              ExpressionAttributeValues: values,
+            }),
+          ),
+        what,
       );
-      if (aliases.length > 0) await batchWrite(aliases);
+      if (aliases.length > 0) await logWrite(() => batchWrite(aliases), what);
     },
 
     async getMessage(id) {
@@ -484,7 +510,7 @@ export function dynamoControlStore(
           expiresAt: epochSeconds(new Date(refusal.at)) + refusalRetentionSeconds,
         });
       }
-      await batchWrite([...items.values()]);
+      await logWrite(() => batchWrite([...items.values()]), `${items.size} refusals`);
     },
 
     async listRefusals(query) {

@@ -27,3 +27,12 @@ export class ApiError extends MailbridgeError {
 export class StoreConflictError extends MailbridgeError {
   override name = 'StoreConflictError';
 }
+
+/**
+ * The store refused a write as it will every time it is repeated: the request is invalid
+ * (DynamoDB `ValidationException`, e.g. an item over 400 KB) or the caller may not make it
+ * (`AccessDeniedException`, a 403), or the table does not exist. Retrying cannot help.
+ */
+export class StoreRejectedError extends MailbridgeError {
+  override name = 'StoreRejectedError';
+}

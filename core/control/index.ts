@@ -19,7 +19,7 @@ export {
   dynamoControlStore,
   ensureControlTable,
 } from './dynamodb-store.ts';
-export { ApiError, DomainNotVerifiedError, StoreConflictError } from './errors.ts';
+export { ApiError, DomainNotVerifiedError, StoreConflictError, StoreRejectedError } from './errors.ts';
 export { findApiKey, newApiKey } from './keys.ts';
 export type { MessageLogWriterOptions, MessageLogWriterStats } from './log-writer.ts';
 export { MessageLogWriter } from './log-writer.ts';

@@ -1,7 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { monotonicFactory } from 'ulid';
+import type { ControlMetricName } from '../metric-names.ts';
 import type { Logger, Metrics } from '../observability.ts';
 import { MetricUnit } from '../observability.ts';
+import { StoreRejectedError } from './errors.ts';
 import type { Refusal, TimelineEvent } from './schemas.ts';
 import type { LogEntry, MessageLogStore, ObjectRef } from './store.ts';
 
@@ -31,6 +33,8 @@ export interface MessageLogWriterStats {
   written: number;
   failedWrites: number;
   dropped: number;
+  /** Events and refusals the store refused for good, dropped without a retry. */
+  rejected: number;
   refusalsSampledOut: number;
 }
 
@@ -38,8 +42,10 @@ export interface MessageLogWriterStats {
  * Writes the message log for the pipeline without ever standing in its way: {@link record} and
  * {@link refused} return at once and never throw; events are batched per message (one store write
  * carries all of a message's pending events), written a few messages at a time, and retried with
- * exponential backoff while the store fails. Memory is bounded: past `maxPending` events new ones
- * are dropped. Failed writes, drops and sampled-out refusals are EMF metrics. Store writes are
+ * exponential backoff while the store fails. A write the store refuses for good (an invalid item, an
+ * IAM denial: {@link StoreRejectedError}) is not retried: it is dropped, counted and logged once
+ * with the message id, and the writer goes on. Memory is bounded: past `maxPending` events new ones
+ * are dropped. Failed writes, drops, rejections and sampled-out refusals are EMF metrics. Store writes are
  * idempotent, so a retry after a lost answer stores nothing twice.
  *
  * Long-running processes (the listener) let it run; a Lambda handler awaits {@link flush} with a
@@ -60,7 +66,7 @@ export class MessageLogWriter {
   #running: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
-  readonly #stats = { written: 0, failedWrites: 0, dropped: 0, refusalsSampledOut: 0 };
+  readonly #stats = { written: 0, failedWrites: 0, dropped: 0, rejected: 0, refusalsSampledOut: 0 };
 
   constructor(
     store: Pick<MessageLogStore, 'appendEvents' | 'putRefusals'>,
@@ -88,7 +94,7 @@ export class MessageLogWriter {
   record(messageId: string, event: TimelineEvent, raw?: ObjectRef): void {
     try {
       if (this.#events + this.#refusals.length >= this.#options.maxPending) {
-        this.#drop('ControlLogDropped');
+        this.#drop();
         return;
       }
       const batch = this.#pending.get(messageId) ?? { entries: [] };
@@ -117,11 +123,11 @@ export class MessageLogWriter {
       const all = this.#refusalCounts.get('') ?? 0;
       if (client >= this.#options.refusalsPerClientPerMinute || all >= this.#options.refusalsPerMinute) {
         this.#stats.refusalsSampledOut++;
-        this.#options.metrics?.addMetric('RefusalsSampledOut', MetricUnit.Count, 1);
+        this.#count('RefusalsSampledOut', 1);
         return;
       }
       if (this.#events + this.#refusals.length >= this.#options.maxPending) {
-        this.#drop('ControlLogDropped');
+        this.#drop();
         return;
       }
       this.#refusalCounts.set(refusal.remoteAddress, client + 1);
@@ -157,9 +163,13 @@ export class MessageLogWriter {
     return this.flush(timeoutMs);
   }
 
-  #drop(metric: string): void {
+  #drop(): void {
     this.#stats.dropped++;
-    this.#options.metrics?.addMetric(metric, MetricUnit.Count, 1);
+    this.#count('ControlLogDropped', 1);
+  }
+
+  #count(metric: ControlMetricName, count: number): void {
+    this.#options.metrics?.addMetric(metric, MetricUnit.Count, count);
   }
 
   #schedule(): void {
@@ -220,9 +230,23 @@ export class MessageLogWriter {
         }
         return;
       }
+      if (result.reason instanceof StoreRejectedError) {
+        // Retrying cannot help, and a retry loop would hold every later event back.
+        const count = message ? message[1].entries.length : refusals.length;
+        if (message) this.#events -= count;
+        this.#stats.rejected += count;
+        this.#count('ControlLogRejected', count);
+        this.#options.logger?.error('message log write refused by the store; dropped', {
+          messageId: message?.[0],
+          events: message ? message[1].entries.map((entry) => entry.event.type) : undefined,
+          refusals: message ? undefined : count,
+          error: result.reason,
+        });
+        return;
+      }
       ok = false;
       this.#stats.failedWrites++;
-      this.#options.metrics?.addMetric('ControlLogWriteFailures', MetricUnit.Count, 1);
+      this.#count('ControlLogWriteFailures', 1);
       this.#options.logger?.warn('message log write failed; will retry', {
         messageId: message?.[0],
         error: result.reason,

@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { ConfigSchema } from '../config.ts';
+import { FilteringFactsSchema } from '../filtering/schemas.ts';
 
 /**
  * The control plane's data, one source for the TypeScript types, request validation and the
@@ -41,6 +42,10 @@ export const ReceivedEventSchema = z
       .regex(/^[0-9a-f]{64}$/)
       .optional()
       .meta({ description: 'SHA-256 of the bytes stored, as the listener computed it.' }),
+    filtering: FilteringFactsSchema.optional().meta({
+      description:
+        "What the listener's filtering found before the 250: the spam and virus scans (rspamd's score and action, clamd's findings, or why a scanner gave none) and per route id whether its copy is delivered or quarantined, with the reasons. Absent when no filtering ran. A retry or release re-parses the message with these facts.",
+    }),
   })
   .meta({ description: 'The listener stored the message and answered 250.' });
 

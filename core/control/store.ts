@@ -1,4 +1,5 @@
 import type { SecretRef } from '../config.ts';
+import type { StoreRejectedError } from './errors.ts';
 import type { KeyScope, MessageQuery, Refusal, RouteInput, TimelineEvent } from './schemas.ts';
 
 /**
@@ -57,13 +58,17 @@ export interface MessageLogStore {
   /**
    * Adds events to a message's record, creating it if needed. Idempotent (an entry's eventId is
    * written once however often the call is repeated) and order-free (events from the listener,
-   * parse and deliver may arrive in any order), so a writer can retry blindly.
+   * parse and deliver may arrive in any order), so a writer can retry blindly. A write the store
+   * will refuse however often it is repeated throws {@link StoreRejectedError}.
    */
   appendEvents(messageId: string, entries: readonly LogEntry[], raw?: ObjectRef): Promise<void>;
   getMessage(id: string): Promise<StoredMessage | undefined>;
   /** Newest first; `query.cursor` continues a previous page of the same query. */
   listMessages(query: MessageQuery, now: Date): Promise<Page<StoredMessage>>;
-  /** Stores refusals; one record per (minute, client, recipient) however many times it repeats. */
+  /**
+   * Stores refusals; one record per (minute, client, recipient) however many times it repeats.
+   * Throws {@link StoreRejectedError} as {@link appendEvents} does.
+   */
   putRefusals(refusals: readonly Refusal[]): Promise<void>;
   /** Newest first, back to `since`. */
   listRefusals(query: {

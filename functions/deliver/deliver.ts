@@ -10,6 +10,7 @@ import {
   classifyAttempt,
   createLogger,
   createMetrics,
+  type DeadLetterEntry,
   type DeadLetterReason,
   type DeliveryEnd,
   type DeliveryJob,
@@ -67,13 +68,6 @@ export interface DeliverDeps {
   readonly logger?: Logger;
   readonly metrics?: Metrics;
   readonly runtime: Runtime;
-}
-
-/** The delivery DLQ entry: the job as received, plus how and why it ended there. */
-export interface DeadLetterEntry extends DeliveryJob {
-  readonly reason: DeadLetterReason;
-  /** Tries made in all. */
-  readonly attempts: number;
 }
 
 /** Marks a record whose retry is scheduled, so the batch reports it as failed and SQS brings it back. */

@@ -12,8 +12,9 @@ import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { DeliveryJobSchema, newMessageId, rawObjectKey, webhookId } from '../../core/index.ts';
 import { emulatorClients, type LocalResources, provisionLocalResources } from '../../dev/index.ts';
 import { writeConfigFile } from '../../harness/config-file.ts';
+import { startTestControlStore, TABLE, type TestControlStore } from '../../harness/control-store.ts';
 import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
-import { runCli, startCli } from './helpers.ts';
+import { jsonLines, runCli, startCli } from './helpers.ts';
 
 const STACK = 'Mailbridge';
 // Names as CloudFormation makes them for the stack's resources: nothing like the local ones.
@@ -83,9 +84,11 @@ describe('mailbridge --aws, against the emulator with the stack resource names',
   let cloudFormation: { url: string; server: Server };
   let dir: string;
   let env: Record<string, string>;
+  let control: TestControlStore;
 
   before(async () => {
     emulator = await startTestEmulator();
+    control = await startTestControlStore();
     stack = await provisionLocalResources(emulatorClients(emulator.emulator.endpoint), NAMES);
     const name = (url: string) => url.slice(url.lastIndexOf('/') + 1);
     cloudFormation = await startCloudFormation({
@@ -95,6 +98,7 @@ describe('mailbridge --aws, against the emulator with the stack resource names',
       DeliveryQueueName: name(stack.deliveryQueueUrl),
       DeliveryDlqName: name(stack.deliveryDlqUrl),
       LoadBalancerDnsName: 'Mailbridge-Listener-0123456789.elb.us-east-1.amazonaws.com',
+      ControlTableName: TABLE,
     });
     dir = await mkdtemp(join(tmpdir(), 'mailbridge-aws-cli-'));
     env = {
@@ -104,6 +108,7 @@ describe('mailbridge --aws, against the emulator with the stack resource names',
       AWS_SECRET_ACCESS_KEY: 'secret',
       AWS_ENDPOINT_URL: emulator.emulator.endpoint,
       AWS_ENDPOINT_URL_CLOUDFORMATION: cloudFormation.url,
+      AWS_ENDPOINT_URL_DYNAMODB: control.dynamo.endpoint,
       // No local runtime to find.
       MAILBRIDGE_DATA_DIR: join(dir, 'no-runtime'),
     };
@@ -112,6 +117,7 @@ describe('mailbridge --aws, against the emulator with the stack resource names',
   after(async () => {
     cloudFormation?.server.close();
     await emulator?.close();
+    await control?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -178,7 +184,7 @@ describe('mailbridge --aws, against the emulator with the stack resource names',
     assert.match(byFlags.stdout, /last status\s+503/);
   });
 
-  it('dlq redrive sends entries back to the stack delivery queue', async () => {
+  it('dlq redrive sends entries back to the stack delivery queue, and logs it in the stack control table', async () => {
     const messageId = await deadLetter('billing');
     const redriven = await runCli(['dlq', 'redrive', '--aws', '--stack', STACK, '--message-id', messageId], {
       env,
@@ -192,6 +198,18 @@ describe('mailbridge --aws, against the emulator with the stack resource names',
     const job = back.find((entry) => entry.messageId === messageId);
     assert.ok(job, JSON.stringify(back));
     assert.equal(job.reason, undefined, 'a fresh job, without the dead-letter fields');
+    const logged = await control.store.getMessage(messageId);
+    assert.deepEqual(
+      logged?.timeline.map(({ at: _at, ...event }) => event),
+      [
+        {
+          type: 'retried',
+          by: 'cli',
+          route: 'billing',
+          jobs: [{ route: 'billing', endpoint: job.endpoint, webhookId: webhookId(messageId, 'billing') }],
+        },
+      ],
+    );
   });
 
   it('tail follows the stack delivery DLQ', async () => {
@@ -213,6 +231,66 @@ describe('mailbridge --aws, against the emulator with the stack resource names',
         tries: event.tries,
       },
       { kind: 'failed', messageId, reason: 'exhausted', status: 503, tries: 8 },
+    );
+  });
+
+  it('dlq list and tail show a malformed delivery DLQ entry as malformed, naming what is wrong', async () => {
+    const tail = await startCli(
+      ['tail', '--aws', '--stack', STACK, '--json', '--count', '2', '--timeout', '30'],
+      'following the delivery DLQ',
+      { env },
+    );
+    const messageId = newMessageId();
+    const bodies = [
+      'not json {',
+      JSON.stringify({
+        version: 1,
+        messageId,
+        routeId: 'support',
+        endpoint: 'https://hooks.app.test/mail',
+        recipients: ['support@example.test'],
+        payload: { bucket: stack.bucket, key: `payloads/${messageId}/support.json` },
+        webhookId: webhookId(messageId, 'support'),
+        reason: 'lost-in-space',
+        attempts: 3,
+      }),
+    ];
+    const sqsIds: string[] = [];
+    for (const body of bodies) {
+      const sent = await emulator.sqs.send(
+        new SendMessageCommand({ QueueUrl: stack.deliveryDlqUrl, MessageBody: body }),
+      );
+      sqsIds.push(sent.MessageId!);
+    }
+    const expected = [
+      { sqsMessageId: sqsIds[0], lastError: 'body is not JSON' },
+      { sqsMessageId: sqsIds[1], lastError: /^not a delivery DLQ entry: reason: Invalid option/ },
+    ];
+
+    const listed = await runCli(['dlq', 'list', '--aws', '--stack', STACK, '--queue', 'delivery', '--json'], {
+      env,
+    });
+    assert.equal(listed.code, 0, listed.stderr);
+    const items = (JSON.parse(listed.stdout) as Record<string, unknown>[]).filter((item) =>
+      sqsIds.includes(String(item.sqsMessageId)),
+    );
+    assert.equal(items.length, 2);
+    for (const { sqsMessageId, lastError } of expected) {
+      const item = items.find((entry) => entry.sqsMessageId === sqsMessageId)!;
+      assert.equal(item.reason, 'malformed');
+      assert.equal(item.messageId, null);
+      assert.match(
+        String(item.lastError),
+        lastError instanceof RegExp ? lastError : new RegExp(`^${lastError}$`),
+      );
+    }
+
+    const tailed = await tail.done;
+    assert.equal(tailed.code, 0, tailed.stderr);
+    const lines = jsonLines(tailed.stdout);
+    assert.deepEqual(
+      lines.map((line) => [line.kind, line.reason, line.messageId]).sort(),
+      sqsIds.map((id) => ['failed', 'malformed', `sqs:${id}`]).sort(),
     );
   });
 

@@ -17,7 +17,7 @@ import { startLocalDynamo } from '../../dev/dynamo.ts';
 import { startTestApi, type TestApi } from '../../harness/control-api.ts';
 import { dynamoClient, TABLE } from '../../harness/control-store.ts';
 import { createDnsZone, type ZoneRecords } from '../../harness/dns-zone.ts';
-import { runCli, startCli } from './helpers.ts';
+import { jsonLines, runCli, startCli } from './helpers.ts';
 
 const HOOK = 'https://hooks.app.test/mail';
 
@@ -623,10 +623,7 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
       ]);
       const result = await tail.done;
       assert.equal(result.code, 0, result.stderr);
-      const lines = result.stdout
-        .trim()
-        .split('\n')
-        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      const lines = jsonLines(result.stdout);
       assert.deepEqual(
         lines.map((line) => [line.kind, line.messageId, line.routeId ?? null]),
         [

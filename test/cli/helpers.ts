@@ -79,3 +79,11 @@ export async function startCli(
   });
   return { done, kill: (signal) => child.kill(signal), stdout: () => output().stdout };
 }
+
+/** The JSON lines a command printed (`tail --json`), one document each. */
+export function jsonLines(stdout: string): Record<string, unknown>[] {
+  return stdout
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}

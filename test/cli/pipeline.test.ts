@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -12,11 +13,12 @@ import { promisify } from 'node:util';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { inspectLocal } from '../../cli/queue.ts';
+import type { TimelineEvent } from '../../core/control/index.ts';
 import { type InboundEvent, newMessageId, rawObjectKey } from '../../core/index.ts';
 import { type InboxEntry, type LocalRuntime, startLocalRuntime } from '../../dev/index.ts';
 import { writeConfigFile } from '../../harness/config-file.ts';
 import { noDns } from '../../harness/dns-zone.ts';
-import { runCli, startCli } from './helpers.ts';
+import { jsonLines, runCli, startCli } from './helpers.ts';
 
 const execFileAsync = promisify(execFile);
 const SECRET = 'whsec_dGVzdC1zZWNyZXQtZm9yLXRoZS1jbGktdGVzdHM=';
@@ -81,6 +83,53 @@ describe('mailbridge CLI against the local runtime', () => {
       await sleep(100);
     }
     throw new Error('no such webhook in the dev inbox');
+  }
+
+  /** The message's timeline as `GET /v1/messages/{id}` answers it, through the CLI. */
+  async function timelineOf(id: string): Promise<TimelineEvent[]> {
+    const shown = await runCli(['messages', 'show', id, '--json'], { env });
+    assert.equal(shown.code, 0, shown.stderr);
+    return (JSON.parse(shown.stdout) as { timeline: TimelineEvent[] }).timeline;
+  }
+
+  /** Its `retried` and `replayed` events, without their times. */
+  async function requeuedEvents(id: string): Promise<Record<string, unknown>[]> {
+    return (await timelineOf(id))
+      .filter((event) => event.type === 'retried' || event.type === 'replayed')
+      .map(({ at: _at, ...event }) => event);
+  }
+
+  /** A message stored as the listener stores it, and the InboundEvent it would queue for `rcptTo`. */
+  async function storedMessage(rcptTo: string): Promise<{ id: string; body: string }> {
+    const id = newMessageId();
+    const receivedAt = new Date();
+    const raw = await readFile(
+      join(import.meta.dirname, '..', '..', 'harness', 'fixtures', 'mail', '01-plain-ascii.eml'),
+    );
+    const key = rawObjectKey(id, receivedAt);
+    await runtime.s3.send(new PutObjectCommand({ Bucket: runtime.resources.bucket, Key: key, Body: raw }));
+    const event: InboundEvent = {
+      version: 1,
+      id,
+      receivedAt: receivedAt.toISOString(),
+      raw: {
+        bucket: runtime.resources.bucket,
+        key,
+        size: raw.length,
+        sha256: createHash('sha256').update(raw).digest('hex'),
+      },
+      envelope: {
+        mailFrom: 'ann@sender.test',
+        rcptTo: [rcptTo],
+        helo: 'sender.test',
+        remoteAddress: '127.0.0.1',
+        remotePort: 40000,
+        localPort: 2525,
+        tls: null,
+        authUser: null,
+      },
+    };
+    return { id, body: JSON.stringify(event) };
   }
 
   before(async () => {
@@ -285,10 +334,7 @@ describe('mailbridge CLI against the local runtime', () => {
     const id = (JSON.parse(sent.stdout) as { queuedAs: string }[])[0]!.queuedAs;
     const tailed = await tail.done;
     assert.equal(tailed.code, 0, tailed.stderr);
-    const lines = tailed.stdout
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const lines = jsonLines(tailed.stdout);
     // Every delivery and failure, whatever the endpoint: not only those of the dev inbox.
     assert.deepEqual(lines.map((line) => line.kind).sort(), ['accepted', 'delivered', 'failed']);
     assert.ok(lines.every((line) => line.messageId === id));
@@ -325,6 +371,10 @@ describe('mailbridge CLI against the local runtime', () => {
       (JSON.parse(redriven.stdout) as { redriven: { messageId: string }[] }).redriven.map((r) => r.messageId),
       [id],
     );
+    const failedJob = { route: 'flaky', endpoint: flaky.url, webhookId: String(failed.webhookId) };
+    assert.deepEqual(await requeuedEvents(id), [
+      { type: 'retried', by: 'cli', route: 'flaky', jobs: [failedJob] },
+    ]);
     for (let waited = 0; flaky.received.length === before && waited < 20_000; waited += 100) await sleep(100);
     assert.equal(flaky.received.length, before + 1);
     const empty = await runCli(['dlq', 'list', '--queue', 'delivery', '--json'], { env });
@@ -334,41 +384,10 @@ describe('mailbridge CLI against the local runtime', () => {
   });
 
   it('dlq: an inbound event that parse gave up on is listed and redriven to be parsed again', async () => {
-    const id = newMessageId();
-    const receivedAt = new Date();
-    const raw = await readFile(
-      join(import.meta.dirname, '..', '..', 'harness', 'fixtures', 'mail', '01-plain-ascii.eml'),
-    );
-    const key = rawObjectKey(id, receivedAt);
-    const { createHash } = await import('node:crypto');
-    await runtime.s3.send(new PutObjectCommand({ Bucket: runtime.resources.bucket, Key: key, Body: raw }));
-    const event: InboundEvent = {
-      version: 1,
-      id,
-      receivedAt: receivedAt.toISOString(),
-      raw: {
-        bucket: runtime.resources.bucket,
-        key,
-        size: raw.length,
-        sha256: createHash('sha256').update(raw).digest('hex'),
-      },
-      envelope: {
-        mailFrom: 'ann@sender.test',
-        rcptTo: ['dead@example.test'],
-        helo: 'sender.test',
-        remoteAddress: '127.0.0.1',
-        remotePort: 40000,
-        localPort: 2525,
-        tls: null,
-        authUser: null,
-      },
-    };
+    const { id, body } = await storedMessage('dead@example.test');
     // Where SQS puts it after maxReceiveCount failed parses.
     await runtime.sqs.send(
-      new SendMessageCommand({
-        QueueUrl: runtime.resources.inboundDlqUrl,
-        MessageBody: JSON.stringify(event),
-      }),
+      new SendMessageCommand({ QueueUrl: runtime.resources.inboundDlqUrl, MessageBody: body }),
     );
     const listed = await runCli(['dlq', 'list', '--queue', 'inbound'], { env });
     assert.equal(listed.code, 0, listed.stderr);
@@ -380,6 +399,32 @@ describe('mailbridge CLI against the local runtime', () => {
     assert.equal(redriven.code, 0, redriven.stderr);
     assert.match(redriven.stdout, /redrove 1 entry/);
     await webhookWhere((payload) => payload.id === id);
+    assert.deepEqual(await requeuedEvents(id), [{ type: 'retried', by: 'cli', route: null, jobs: [] }]);
+  });
+
+  it('dlq: a message parse dead-lettered as unrouted shows why; its redrive is logged', async () => {
+    // No route takes the recipient now (as after a route's removal).
+    const { id, body } = await storedMessage('gone@elsewhere.test');
+    await runtime.sqs.send(
+      new SendMessageCommand({ QueueUrl: runtime.resources.inboundQueueUrl, MessageBody: body }),
+    );
+    let item: Record<string, unknown> | undefined;
+    for (let waited = 0; !item && waited < 20_000; waited += 200) {
+      const listed = await runCli(['dlq', 'list', '--queue', 'inbound', '--json'], { env });
+      assert.equal(listed.code, 0, listed.stderr);
+      item = (JSON.parse(listed.stdout) as Record<string, unknown>[]).find((entry) => entry.messageId === id);
+      if (!item) await sleep(200);
+    }
+    assert.ok(item, 'parse dead-lettered it');
+    assert.equal(item.reason, 'unrouted');
+    assert.match(String(item.lastError), /no route matches gone@elsewhere\.test/);
+    assert.deepEqual(item.recipients, ['gone@elsewhere.test']);
+    const shown = await runCli(['dlq', 'show', id], { env });
+    assert.match(shown.stdout, /reason\s+unrouted/);
+
+    const redriven = await runCli(['dlq', 'redrive', '--message-id', id], { env });
+    assert.equal(redriven.code, 0, redriven.stderr);
+    assert.deepEqual(await requeuedEvents(id), [{ type: 'retried', by: 'cli', route: null, jobs: [] }]);
   });
 
   it('replay: parses the stored message again, same webhook-id, or a new one with --new-id', async () => {
@@ -406,6 +451,7 @@ describe('mailbridge CLI against the local runtime', () => {
       jobs: { webhookId: string; endpoint: string }[];
     };
     assert.equal(result.replayedAs, id);
+    assert.deepEqual(await requeuedEvents(id), [{ type: 'replayed', by: 'cli', route: null }]);
     assert.deepEqual(
       result.jobs.map((job) => job.endpoint),
       [`${runtime.inbox.url}/webhooks`],
@@ -425,6 +471,9 @@ describe('mailbridge CLI against the local runtime', () => {
     const fresh = JSON.parse(renewed.stdout) as { replayedAs: string; jobs: { webhookId: string }[] };
     assert.notEqual(fresh.replayedAs, id);
     assert.notEqual(fresh.jobs[0]!.webhookId, webhookId);
+    assert.deepEqual(await requeuedEvents(fresh.replayedAs), [
+      { type: 'replayed', by: 'cli', route: 'dev-inbox' },
+    ]);
     const again = await webhookWhere((payload) => payload.id === fresh.replayedAs);
     assert.equal((JSON.parse(again.body) as Payload).message.subject, 'again');
     assert.equal(again.signatureValid, true);

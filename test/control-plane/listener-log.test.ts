@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { dynamoControlStore } from '../../core/control/index.ts';
+import { describeTimelineEvent, dynamoControlStore } from '../../core/control/index.ts';
+import { inboundEventFromLog } from '../../functions/index.ts';
 import {
   dynamoClient,
   startTestControlStore,
@@ -9,6 +10,7 @@ import {
 } from '../../harness/control-store.ts';
 import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
 import { type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
+import { freePort } from '../../harness/pipeline.ts';
 import { until } from '../../harness/wait.ts';
 import {
   EventCollector,
@@ -93,6 +95,49 @@ describe('listener and the message log store between it and dynalite', () => {
       }
     } finally {
       proxy.clear();
+      await listener.close();
+    }
+  });
+
+  it('the received event carries the filtering facts and the sha256 the listener queued; a retry rebuilds that event from the log', async () => {
+    // rspamd configured but not running: its verdict is unavailable, and this route holds such mail.
+    const config = testConfig({
+      scanners: { rspamd: { url: `http://127.0.0.1:${await freePort()}` } },
+      routes: [
+        {
+          id: 'held',
+          match: ['*@example.test'],
+          endpoints: ['http://127.0.0.1:1/hook'],
+          secret: { value: 'whsec_dGVzdA==' },
+          filtering: { onUnavailable: 'quarantine' },
+        },
+      ],
+    });
+    const listener = await startTestListener(emulator, config, {
+      control: { store: control.store, log: { batchDelayMs: 10 } },
+    });
+    try {
+      const reply = await sendRaw(listener.port('mx'), 'held@example.test', makeMessage(1500, 'held'));
+      const queued = await events.get(queuedId(reply));
+      assert.deepEqual(queued.filtering?.routes, {
+        held: { action: 'quarantine', reasons: ['scanner_unavailable'] },
+      });
+      const stored = await until('the stored message', () => control.store.getMessage(queued.id));
+      const received = stored.timeline[0];
+      assert.ok(received?.type === 'received');
+      assert.deepEqual(received.filtering, queued.filtering);
+      assert.equal(received.sha256, queued.raw.sha256);
+      assert.match(
+        describeTimelineEvent(received),
+        /; spam scan unavailable \(error\), virus scan unavailable \(disabled\), route held quarantined \(scanner_unavailable\)$/,
+      );
+      // What a retry or release queues again: the event as the listener queued it, but for what
+      // only the session knew (ports, the AUTH user), which parse does not use.
+      assert.deepEqual(await inboundEventFromLog(stored, emulator.s3), {
+        ...queued,
+        envelope: { ...queued.envelope, remotePort: 0, localPort: 0, authUser: null },
+      });
+    } finally {
       await listener.close();
     }
   });

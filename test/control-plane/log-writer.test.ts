@@ -1,50 +1,77 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import {
-  type ControlStore,
-  dynamoControlStore,
-  MessageLogWriter,
-  type TimelineEvent,
-} from '../../core/control/index.ts';
+import { type ControlStore, MessageLogWriter } from '../../core/control/index.ts';
 import { newMessageId } from '../../core/index.ts';
 import {
-  dynamoClient,
+  type FaultyControlStore,
+  receivedEvent as receivedEntry,
   startTestControlStore,
   TABLE,
   type TestControlStore,
 } from '../../harness/control-store.ts';
-import { type FaultAction, type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
+import type { FaultAction, FaultProxy } from '../../harness/fault-proxy.ts';
+import { tableArn } from '../../harness/iam-policy.ts';
 import { until } from '../../harness/wait.ts';
 
-const receivedEvent = (): TimelineEvent => ({
+const receivedEvent = () => receivedEntry().event;
+
+/** A RCPT refusal as the listener records it. */
+const unknownRecipient = () => ({
   at: new Date().toISOString(),
-  type: 'received',
-  mailFrom: 'a@sender.test',
-  rcptTo: ['x@example.test'],
-  size: 10,
-  remoteAddress: '192.0.2.1',
-  helo: 'sender.test',
-  tls: false,
+  recipient: 'nobody@example.test',
+  mailFrom: 'x@spam.test',
+  remoteAddress: '203.0.113.5',
+  reply: '550 5.1.1 Mailbox <nobody@example.test> does not exist',
 });
+
+/**
+ * The JSON documents (EMF, log lines) Powertools writes to stdout and stderr while `work` runs;
+ * everything else (the test runner's report) passes through. Metrics are enabled meanwhile: make
+ * them inside `work`.
+ */
+async function jsonWrittenBy(work: () => Promise<void>): Promise<Record<string, unknown>[]> {
+  const previous = process.env.POWERTOOLS_METRICS_DISABLED;
+  delete process.env.POWERTOOLS_METRICS_DISABLED;
+  const lines: string[] = [];
+  const writes = [process.stdout, process.stderr].map((stream) => {
+    const write = stream.write.bind(stream);
+    stream.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+      if (!String(chunk).startsWith('{')) return write(chunk, ...rest);
+      lines.push(String(chunk));
+      return true;
+    }) as typeof stream.write;
+    return () => {
+      stream.write = write;
+    };
+  });
+  try {
+    await work();
+  } finally {
+    for (const restore of writes) restore();
+    if (previous !== undefined) process.env.POWERTOOLS_METRICS_DISABLED = previous;
+  }
+  return lines.flatMap((line) => {
+    try {
+      return [JSON.parse(line) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+}
 
 describe('MessageLogWriter', () => {
   let t: TestControlStore;
   let proxy: FaultProxy;
   let store: ControlStore;
-  const clients: { destroy(): void }[] = [];
 
   before(async () => {
     t = await startTestControlStore();
-    proxy = await startFaultProxy(t.dynamo.endpoint);
-    const client = dynamoClient(proxy.endpoint);
-    clients.push(client);
-    store = dynamoControlStore(client, TABLE);
+    ({ proxy, store } = await t.behindFaultProxy());
   });
 
   after(async () => {
-    for (const client of clients) client.destroy();
-    await proxy.close();
     await t.close();
   });
 
@@ -70,6 +97,7 @@ describe('MessageLogWriter', () => {
       written: 2,
       failedWrites: 0,
       dropped: 0,
+      rejected: 0,
       refusalsSampledOut: 0,
     });
   });
@@ -82,13 +110,7 @@ describe('MessageLogWriter', () => {
       const ids = Array.from({ length: 20 }, () => newMessageId());
       const started = performance.now();
       for (const id of ids) writer.record(id, receivedEvent());
-      writer.refused({
-        at: new Date().toISOString(),
-        recipient: 'nobody@example.test',
-        mailFrom: 'x@spam.test',
-        remoteAddress: '203.0.113.5',
-        reply: '550 5.1.1 Mailbox <nobody@example.test> does not exist',
-      });
+      writer.refused(unknownRecipient());
       // Queuing is synchronous bookkeeping; the store is not on the caller's path.
       assert.ok(performance.now() - started < 50);
       await until('three failed writes', () => writer.stats.failedWrites >= 3);
@@ -103,15 +125,7 @@ describe('MessageLogWriter', () => {
   }
 
   it('counts failed writes as an EMF metric', async () => {
-    const previous = process.env.POWERTOOLS_METRICS_DISABLED;
-    delete process.env.POWERTOOLS_METRICS_DISABLED;
-    const lines: string[] = [];
-    const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((chunk: string | Uint8Array) => {
-      lines.push(String(chunk));
-      return true;
-    }) as typeof process.stdout.write;
-    try {
+    const documents = await jsonWrittenBy(async () => {
       const metrics = new Metrics({ namespace: 'mailbridge', serviceName: 'test' });
       const writer = new MessageLogWriter(store, {
         batchDelayMs: 5,
@@ -121,27 +135,94 @@ describe('MessageLogWriter', () => {
       });
       proxy.add({ action: { kind: 'fail' }, times: 1 });
       writer.record(newMessageId(), receivedEvent());
-      assert.equal(await writer.flush(5000), true);
-    } finally {
-      process.stdout.write = write;
-      if (previous !== undefined) process.env.POWERTOOLS_METRICS_DISABLED = previous;
-      proxy.clear();
-    }
-    // The test runner shares stdout: keep the JSON documents only.
-    const documents = lines.flatMap((line) => {
       try {
-        return [JSON.parse(line)];
-      } catch {
-        return [];
+        assert.equal(await writer.flush(5000), true);
+      } finally {
+        proxy.clear();
       }
     });
-    const emf = documents.find((doc) => 'ControlLogWriteFailures' in doc);
+    const emf = documents.find((doc) => 'ControlLogWriteFailures' in doc) as
+      | { ControlLogWriteFailures: number; _aws: { CloudWatchMetrics: { Namespace: string }[] } }
+      | undefined;
     assert.ok(
       emf,
-      `an EMF document with ControlLogWriteFailures in ${lines.length} lines: ${lines.join('').slice(0, 300)}`,
+      `an EMF document with ControlLogWriteFailures in ${JSON.stringify(documents).slice(0, 300)}`,
     );
     assert.equal(emf.ControlLogWriteFailures, 1);
-    assert.equal(emf._aws.CloudWatchMetrics[0].Namespace, 'mailbridge');
+    assert.equal(emf._aws.CloudWatchMetrics[0]!.Namespace, 'mailbridge');
+  });
+
+  describe('a write the store refuses for good', () => {
+    // A deployment that forgot the log grants: the role may read the table, not write it. DynamoDB
+    // answers such a call 400 AccessDeniedException, every time.
+    const readOnly = {
+      Effect: 'Allow' as const,
+      Action: ['dynamodb:GetItem', 'dynamodb:Query'],
+      Resource: [tableArn(TABLE), `${tableArn(TABLE)}/index/*`],
+    };
+    let denied: FaultyControlStore;
+    before(async () => {
+      denied = await t.behindFaultProxy({ proxy: { aws: { roles: { local: [readOnly] } } } });
+    });
+
+    it('IAM denial: dropped without a retry, counted, logged once with the message id', async () => {
+      const id = newMessageId();
+      let writer: MessageLogWriter | undefined;
+      const documents = await jsonWrittenBy(async () => {
+        const metrics = new Metrics({ namespace: 'mailbridge', serviceName: 'test' });
+        writer = new MessageLogWriter(denied.store, {
+          batchDelayMs: 5,
+          retryBaseMs: 20,
+          retryMaxMs: 50,
+          metrics,
+          logger: new Logger({ serviceName: 'test', logLevel: 'WARN' }),
+        });
+        writer.record(id, receivedEvent());
+        writer.record(id, { ...receivedEvent(), at: new Date().toISOString() });
+        writer.refused(unknownRecipient());
+        assert.equal(await writer.flush(2000), true, 'nothing left to retry');
+        metrics.publishStoredMetrics();
+      });
+      assert.deepEqual(writer?.stats, {
+        pending: 0,
+        written: 0,
+        failedWrites: 0,
+        dropped: 0,
+        rejected: 3,
+        refusalsSampledOut: 0,
+      });
+      assert.deepEqual(
+        denied.proxy.denials.map((denial) => denial.op).sort(),
+        ['DynamoDB.BatchWriteItem', 'DynamoDB.UpdateItem'],
+        'each write tried once',
+      );
+      const logged = documents.filter(
+        (doc) => doc.message === 'message log write refused by the store; dropped',
+      );
+      assert.deepEqual(
+        logged.map((doc) => [doc.level, doc.messageId ?? null, doc.events ?? doc.refusals]),
+        [
+          ['ERROR', id, ['received', 'received']],
+          ['ERROR', null, 1],
+        ],
+      );
+      const emf = documents.find((doc) => 'ControlLogRejected' in doc);
+      // The message's two events, then the refusal: one EMF value per rejected write.
+      assert.deepEqual(emf?.ControlLogRejected, [2, 1]);
+      assert.equal(await t.store.getMessage(id), undefined);
+    });
+
+    it('an invalid item (ValidationException: over 400 KB): that write is dropped, the others are written', async () => {
+      const writer = new MessageLogWriter(store, { batchDelayMs: 5, retryBaseMs: 20, retryMaxMs: 50 });
+      const [oversize, ordinary] = [newMessageId(), newMessageId()];
+      writer.record(oversize, { ...receivedEvent(), helo: 'h'.repeat(420 * 1024) });
+      writer.record(ordinary, receivedEvent());
+      assert.equal(await writer.flush(2000), true);
+      assert.equal(writer.stats.rejected, 1);
+      assert.equal(writer.stats.failedWrites, 0);
+      assert.equal(await t.store.getMessage(oversize), undefined);
+      assert.equal((await t.store.getMessage(ordinary))?.timeline.length, 1);
+    });
   });
 
   it('holds a bounded number of events while the store is down, dropping and counting the rest', async () => {

@@ -5,19 +5,12 @@ import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import {
   type ControlStore,
   DomainNotVerifiedError,
-  dynamoControlStore,
   newDomainClaim,
   RouteSync,
   type StoredRoute,
 } from '../../core/control/index.ts';
 import { parseConfigText, RelayDeniedError, UnknownRecipientError } from '../../core/index.ts';
-import {
-  dynamoClient,
-  startTestControlStore,
-  TABLE,
-  type TestControlStore,
-} from '../../harness/control-store.ts';
-import { startFaultProxy } from '../../harness/fault-proxy.ts';
+import { startTestControlStore, TABLE, type TestControlStore } from '../../harness/control-store.ts';
 
 const config = parseConfigText(
   `
@@ -109,9 +102,8 @@ describe('RouteSync', () => {
   });
 
   it('keeps the index in force while the store fails, and catches up after', async () => {
-    const proxy = await startFaultProxy(t.dynamo.endpoint);
-    const client = dynamoClient(proxy.endpoint);
-    const sync = new RouteSync(config, dynamoControlStore(client, TABLE), { pollIntervalMs: 30 });
+    const { proxy, store: proxied, close } = await t.behindFaultProxy();
+    const sync = new RouteSync(config, proxied, { pollIntervalMs: 30 });
     try {
       await sync.start();
       proxy.add({ action: { kind: 'fail' } });
@@ -125,8 +117,7 @@ describe('RouteSync', () => {
       );
     } finally {
       await sync.stop();
-      client.destroy();
-      await proxy.close();
+      await close();
     }
   });
 

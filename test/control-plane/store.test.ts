@@ -12,29 +12,18 @@ import {
 } from '../../core/control/index.ts';
 import { newMessageId, parseConfigText } from '../../core/index.ts';
 import {
-  dynamoClient,
+  receivedEvent,
   startTestControlStore,
   TABLE,
   type TestControlStore,
 } from '../../harness/control-store.ts';
-import { startFaultProxy } from '../../harness/fault-proxy.ts';
 
 const eventId = monotonicFactory();
 const DAY = 86400_000;
 const NOW = Date.now();
 
-function received(at: number, mailFrom: string, rcptTo: string[]): TimelineEvent {
-  return {
-    at: new Date(at).toISOString(),
-    type: 'received',
-    mailFrom,
-    rcptTo,
-    size: 1234,
-    remoteAddress: '192.0.2.7',
-    helo: 'mx.sender.test',
-    tls: true,
-  };
-}
+const received = (at: number, mailFrom: string, rcptTo: string[]): TimelineEvent =>
+  receivedEvent({ at: new Date(at).toISOString(), mailFrom, rcptTo }).event;
 
 function parsed(at: number, subject: string, route: string): TimelineEvent {
   return {
@@ -353,10 +342,8 @@ describe('DynamoDB control store (dynalite)', () => {
   });
 
   it('maps an AWS ConditionalCheckFailed answer to a conflict and lets other errors through', async () => {
-    const proxy = await startFaultProxy(t.dynamo.endpoint);
-    const client = dynamoClient(proxy.endpoint);
+    const { proxy, store: proxied, close } = await t.behindFaultProxy();
     try {
-      const proxied = dynamoControlStore(client, TABLE);
       const current = (await proxied.getRoute('survivor'))!;
       // AWS saw a concurrent writer that dynalite did not: the same exception shape.
       proxy.add({ ops: ['DynamoDB.UpdateItem'], action: { kind: 'conditionFailed' }, times: 1 });
@@ -369,8 +356,7 @@ describe('DynamoDB control store (dynalite)', () => {
       });
       assert.equal((await proxied.updateRoute(current, current.revision)).revision, current.revision + 1);
     } finally {
-      client.destroy();
-      await proxy.close();
+      await close();
     }
   });
 });

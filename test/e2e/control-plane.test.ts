@@ -5,21 +5,16 @@ import { Webhook } from 'standardwebhooks';
 import { s3Presigner } from '../../core/aws/index.ts';
 import {
   type ApiRequest,
+  type ControlStore,
   createApiHandler,
-  dynamoControlStore,
   localSigningSecretStore,
   newApiKey,
   type TimelineEvent,
 } from '../../core/control/index.ts';
 import type { InboundEvent } from '../../core/index.ts';
 import { inboundRetryPort } from '../../functions/index.ts';
-import {
-  dynamoClient,
-  startTestControlStore,
-  TABLE,
-  type TestControlStore,
-} from '../../harness/control-store.ts';
-import { type FaultAction, type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
+import { receivedEvent, startTestControlStore, type TestControlStore } from '../../harness/control-store.ts';
+import type { FaultAction, FaultProxy } from '../../harness/fault-proxy.ts';
 import { type Pipeline, startPipeline } from '../../harness/pipeline.ts';
 import { until } from '../../harness/wait.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../harness/webhook-receiver.ts';
@@ -62,28 +57,25 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
   };
   const types = async (id: string) => (await timeline(id)).map((event) => event.type);
   /** Stores a message as the listener does: raw object, InboundEvent on the queue, `received` logged. */
-  const receive = async (to: string, subject: string): Promise<InboundEvent> => {
-    const [event] = await pipeline.injectBatch([{ raw: raw(subject, to), rcptTo: [to] }]);
-    await control.store.appendEvents(
-      event!.id,
-      [
-        {
-          eventId: event!.id,
-          event: {
-            at: event!.receivedAt,
-            type: 'received',
-            mailFrom: event!.envelope.mailFrom,
-            rcptTo: event!.envelope.rcptTo,
-            size: event!.raw.size,
-            remoteAddress: event!.envelope.remoteAddress,
-            helo: event!.envelope.helo,
-            tls: false,
-            sha256: event!.raw.sha256,
-          },
-        },
-      ],
-      { bucket: event!.raw.bucket, key: event!.raw.key },
-    );
+  const receive = async (
+    to: string,
+    subject: string,
+    filtering?: InboundEvent['filtering'],
+  ): Promise<InboundEvent> => {
+    const [event] = await pipeline.injectBatch([{ raw: raw(subject, to), rcptTo: [to], filtering }]);
+    const { envelope, raw: stored } = event!;
+    const received = receivedEvent({
+      at: event!.receivedAt,
+      mailFrom: envelope.mailFrom,
+      rcptTo: envelope.rcptTo,
+      size: stored.size,
+      remoteAddress: envelope.remoteAddress,
+      helo: envelope.helo,
+      tls: false,
+      sha256: stored.sha256,
+      ...(filtering ? { filtering } : {}),
+    });
+    await control.store.appendEvents(event!.id, [received], { bucket: stored.bucket, key: stored.key });
     return event!;
   };
 
@@ -228,6 +220,42 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
     );
   });
 
+  it('a quarantined message stays held when retried; a release delivers it with the verdicts the listener logged', async () => {
+    const filtering = {
+      spam: {
+        status: 'scanned' as const,
+        score: 7.5,
+        action: 'add header',
+        symbols: [{ name: 'BAYES_SPAM', score: 5.1 }],
+      },
+      virus: { status: 'scanned' as const, infected: false, names: [] },
+      routes: { tickets: { action: 'quarantine' as const, reasons: ['spam'] } },
+    };
+    const event = await receive('support@example.test', 'held for spam', filtering);
+    const quarantines = (count: number) => async () =>
+      (await types(event.id)).filter((type) => type === 'quarantined').length === count ? true : undefined;
+    await until('the quarantine', quarantines(1));
+    assert.equal((await call('GET', `/v1/messages/${event.id}`)).body.status, 'quarantined');
+
+    // A retry parses it again from the log: the listener's verdicts hold it back again.
+    assert.equal((await call('POST', `/v1/messages/${event.id}/retry`, {})).status, 202);
+    await until('the second quarantine', quarantines(2));
+
+    assert.equal((await call('POST', `/v1/messages/${event.id}/release`, {})).status, 202);
+    const [webhook] = await until('the released delivery', async () => {
+      const found = tickets.received.filter((w) => (w.payload as { id: string }).id === event.id);
+      return found.length > 0 ? found : undefined;
+    });
+    const payload = webhook!.payload as { spam: { verdict: string; score: number }; warnings: string[] };
+    assert.deepEqual([payload.spam.verdict, payload.spam.score], ['spam', 7.5]);
+    assert.ok(payload.warnings.includes('released: quarantined for spam'), payload.warnings.join('; '));
+    assert.equal(
+      tickets.received.filter((w) => (w.payload as { id: string }).id === event.id).length,
+      1,
+      'the retry delivered nothing',
+    );
+  });
+
   it('a route made through the API takes mail at once, signed with the secret the API showed once, and a rotation signs at once', async () => {
     const created = await call('POST', '/v1/routes', {
       id: 'tenant',
@@ -267,25 +295,25 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
 describe('the message log store failing costs no delivery', () => {
   let control: TestControlStore;
   let faults: FaultProxy;
+  let faultyStore: ControlStore;
   let pipeline: Pipeline;
   let tickets: WebhookReceiver;
 
   before(async () => {
     control = await startTestControlStore();
-    faults = await startFaultProxy(control.dynamo.endpoint);
+    ({ proxy: faults, store: faultyStore } = await control.behindFaultProxy({ maxAttempts: 2 }));
     tickets = await startWebhookReceiver({ secret: SECRET });
     pipeline = await startPipeline({
       routes: [
         { id: 'tickets', match: ['*@example.test'], endpoints: [tickets.url], secret: { value: SECRET } },
       ],
-      controlStore: dynamoControlStore(dynamoClient(faults.endpoint, 2), TABLE),
+      controlStore: faultyStore,
     });
   });
 
   after(async () => {
     await pipeline.close();
     await tickets.close();
-    await faults.close();
     await control.close();
   });
 
