@@ -19,6 +19,7 @@ import { PARSE_CASES, type ParseCase, type Parser } from './parse.ts';
 import { rcptBench } from './rcpt.ts';
 import { scanBench } from './scan.ts';
 import { harakaBinary, postfixSinkBinary } from './servers.ts';
+import { measureTaskSize } from './task-size.ts';
 
 const quick = process.argv.includes('--quick');
 const SECTIONS = [
@@ -27,6 +28,7 @@ const SECTIONS = [
   'floor',
   'latency',
   'memory',
+  'tasksize',
   'cost',
   'parse',
   'bundles',
@@ -152,6 +154,10 @@ try {
   if (only.has('memory')) {
     log('memory');
     json.memory = await memory(load, PLAN.memory);
+  }
+  if (only.has('tasksize')) {
+    log('listener task size');
+    json.taskSize = await measureTaskSize(load);
   }
   if (only.has('cost')) {
     log('cost inputs');
