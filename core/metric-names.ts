@@ -33,6 +33,8 @@ export const METRICS = {
     scan_ms: [],
     /** Stored and logged but held back from delivery: `reason` spam, virus, scanner_unavailable. */
     quarantined: ['reason'],
+    /** Peak share of `limits.maxConnections` in use during the minute, %: what the service scales out on. */
+    session_usage: [],
   },
   parse: {
     parse_errors: [],

@@ -98,7 +98,7 @@ describe('scanner sidecars in the CDK app', () => {
   it('are off by default: one container, the settings’ task size, the config deployed without a scanners section', () => {
     assert.deepEqual(Object.keys(containersOf(off.t)), ['listener']);
     const [[, task]] = off.t.ofType('AWS::ECS::TaskDefinition') as [[string, Resource]];
-    assert.deepEqual([task.Properties.Cpu, task.Properties.Memory], ['512', '1024']);
+    assert.deepEqual([task.Properties.Cpu, task.Properties.Memory], ['256', '1024']);
     assert.equal(
       'scanners' in JSON.parse(loadDeployment(writeDeployment(dir, {}, exampleConfig)).configJson),
       false,
@@ -110,7 +110,7 @@ describe('scanner sidecars in the CDK app', () => {
     const [[, task]] = on.t.ofType('AWS::ECS::TaskDefinition') as [[string, Resource]];
     assert.deepEqual([task.Properties.Cpu, task.Properties.Memory], ['1024', '4096']);
     const { listener } = containersOf(on.t);
-    assert.deepEqual([listener!.Essential, listener!.Cpu, listener!.MemoryReservation], [true, 512, 1024]);
+    assert.deepEqual([listener!.Essential, listener!.Cpu, listener!.MemoryReservation], [true, 256, 1024]);
     assert.equal(listener!.DependsOn, undefined, 'the listener never waits for a scanner');
     const deployed = loadDeployment(writeDeployment(dir, { listener: { scanners: BOTH } }, exampleConfig));
     assert.deepEqual(
@@ -179,11 +179,11 @@ describe('scanner sidecars in the CDK app', () => {
     );
   });
 
-  it('with rspamd alone: 1 vCPU / 2 GB, no ClamAV', () => {
+  it('with rspamd alone: 0.5 vCPU / 2 GB, no ClamAV', () => {
     const alone = synth({ rspamd: true });
     try {
       const [[, task]] = alone.t.ofType('AWS::ECS::TaskDefinition') as [[string, Resource]];
-      assert.deepEqual([task.Properties.Cpu, task.Properties.Memory], ['1024', '2048']);
+      assert.deepEqual([task.Properties.Cpu, task.Properties.Memory], ['512', '2048']);
       assert.deepEqual(Object.keys(containersOf(alone.t)).sort(), ['listener', 'rspamd']);
     } finally {
       alone.cleanup();
