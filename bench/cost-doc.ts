@@ -12,6 +12,7 @@ import type { CostMeasurement } from './cost.ts';
 import {
   type CostLine,
   chooseTaskSize,
+  cpuUnitsFor,
   DECLARED,
   DEPLOYMENT,
   DURATION_TOLERANCE,
@@ -38,6 +39,8 @@ export interface CostInputs {
   readonly cost: CostMeasurement;
   /** The listener at the target load (bench/task-size.ts): what its task is sized from. */
   readonly taskSize: TaskSizeMeasurement;
+  /** The scanner daemons on a stream of 10 KB messages (bench/scan.ts): CPU per message, peak RSS. */
+  readonly scanners: Record<'rspamd' | 'clamd', { cpuMsPerMessage: number; peakRssMiB: number }>;
 }
 
 const usd = (value: number) => `$${value.toFixed(2)}`;
@@ -69,6 +72,11 @@ export function renderCostDoc(inputs: CostInputs): string {
   const rspamd = { cpu: SIDECAR_SIZES.rspamd.cpu, memoryMiB: SIDECAR_SIZES.rspamd.memoryLimitMiB };
   const clamav = { cpu: SIDECAR_SIZES.clamav.cpu, memoryMiB: SIDECAR_SIZES.clamav.memoryReservationMiB };
   const scanners = { rspamd: withScanners([rspamd]), both: withScanners([rspamd, clamav]) };
+  const units = (cpuMsPerSecond: number) => cpuUnitsFor(cpuMsPerSecond / 1000);
+  const needed = {
+    listener: units(taskSize.cpuPercent * 10),
+    rspamd: units(inputs.scanners.rspamd.cpuMsPerMessage * taskSize.load.rate),
+  };
   const sizeLabel = (size: { cpu: number; memoryMiB: number }) =>
     `${size.cpu / 1024} vCPU / ${size.memoryMiB / 1024} GB`;
   const low = perMillion(cost, cost.low);
@@ -147,6 +155,25 @@ export function renderCostDoc(inputs: CostInputs): string {
     '`listener.memoryMiB` default. A core of the bench machine stands for one arm64 vCPU, which is a',
     'whole core too; check `CPUUtilization` of the service on the dashboard after deploying.',
     '',
+    '### Scanner sidecars',
+    '',
+    `Measured by \`npm run bench -- --only scan\`: the daemons' whole process groups while ${taskSize.load.size / 1024} KB messages stream`,
+    "through the listener's scanning tee, 10 at a time. At the target load of the listener's task",
+    `(${taskSize.load.rate} a second) with the same headroom (CPU under ${TASK_CPU_HEADROOM * 100} %):`,
+    '',
+    '| Sidecar | CPU ms per message | CPU units at the target load | Peak RSS, MiB | Given (infra/scanner-sidecars.ts) |',
+    '|---|---|---|---|---|',
+    ...(['rspamd', 'clamd'] as const).map((name) => {
+      const measured = inputs.scanners[name];
+      const given = name === 'rspamd' ? rspamd : clamav;
+      return `| ${name} | ${measured.cpuMsPerMessage.toFixed(1)} | ${units(measured.cpuMsPerMessage * taskSize.load.rate)} | ${measured.peakRssMiB.toFixed(0)} | ${given.cpu} CPU units, ${given.memoryMiB} MiB |`;
+    }),
+    '',
+    "clamd here holds one test signature, so its memory is ClamAV's documented figure (Declared inputs).",
+    `The listener needs ${needed.listener} CPU units at that load and rspamd ${needed.rspamd}: together more than the 256 of the`,
+    'smallest task, so a task with rspamd goes to the next Fargate size, which is most of what the',
+    'sidecars cost. The sizes given keep a margin over the measured figures.',
+    '',
     '## Cost per million 10 KB messages, one endpoint',
     '',
     'At a steady million a month (≈ 0.4 a second) the SQS triggers invoke each function with one',
@@ -196,8 +223,7 @@ export function renderCostDoc(inputs: CostInputs): string {
     '| Input | Value | Source |',
     '|---|---|---|',
     `| EMF metric series in a normal month | ${DEPLOYMENT.customMetrics} | core/metric-names.ts: the counters that fire every minute |`,
-    `| rspamd sidecar | ${rspamd.cpu} CPU units, ${rspamd.memoryMiB} MiB | infra/scanner-sidecars.ts; not measured here |`,
-    `| ClamAV sidecar | ${clamav.cpu} CPU units, ${clamav.memoryMiB} MiB | infra/scanner-sidecars.ts: the full signature database, which the bench cannot download |`,
+    `| ClamAV sidecar memory | ${clamav.memoryMiB} MiB | infra/scanner-sidecars.ts: the full signature set in memory (≈ 1.2 GB), which the bench cannot download |`,
     `| Lambda platform log lines per invocation | ${DECLARED.platformLogBytesPerInvocation} B | system log level WARN (infra/functions.ts) drops START, END and REPORT |`,
     `| the endpoint's response time | ${DECLARED.endpointMs} ms | yours: deliver waits for it |`,
     `| SMTP dialogue and TLS handshake per session | ${DECLARED.smtpOverheadBytes} B | beside the message on the wire |`,
@@ -229,14 +255,16 @@ if (import.meta.main) {
       machine: { cpus: number; node: string };
       cost?: CostMeasurement;
       taskSize?: TaskSizeMeasurement;
+      scan?: { daemons: CostInputs['scanners'] };
     };
-    if (!results.cost || !results.taskSize)
-      throw new Error(`${run} lacks the cost or task size figures: npm run bench -- --only tasksize,cost`);
+    if (!results.cost || !results.taskSize || !results.scan)
+      throw new Error(`${run} lacks figures: npm run bench -- --only tasksize,cost,scan`);
     const inputs: CostInputs = {
       date: results.date.slice(0, 10),
       machine: `${results.machine.cpus} cores, Node ${results.machine.node}`,
       cost: results.cost,
       taskSize: results.taskSize,
+      scanners: results.scan.daemons,
     };
     writeFileSync(COST_INPUTS_FILE, `${JSON.stringify(inputs, null, 2)}\n`);
   }

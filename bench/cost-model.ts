@@ -118,9 +118,14 @@ export function chooseTaskSize(measured: { cpuPercent: number; burstPeakMiB: num
   memoryMiB: number;
 } {
   return fargateTaskSize(
-    Math.ceil(((measured.cpuPercent / 100) * 1024) / TASK_CPU_HEADROOM),
+    cpuUnitsFor(measured.cpuPercent / 100),
     measured.burstPeakMiB / TASK_MEMORY_HEADROOM,
   );
+}
+
+/** Fargate CPU units that hold `cores` (as measured at the target load) within {@link TASK_CPU_HEADROOM}. */
+export function cpuUnitsFor(cores: number): number {
+  return Math.ceil((cores * 1024) / TASK_CPU_HEADROOM);
 }
 
 export interface CostLine {

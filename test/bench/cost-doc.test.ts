@@ -5,11 +5,13 @@ import { COST_DOC_FILE, COST_INPUTS_FILE, type CostInputs, renderCostDoc } from 
 import {
   chooseMemory,
   chooseTaskSize,
+  cpuUnitsFor,
   DEPLOYMENT,
   durationAt,
   perMillion,
   total,
 } from '../../bench/cost-model.ts';
+import { SIDECAR_SIZES } from '../../infra/scanner-sidecars.ts';
 import { DeploySettingsSchema } from '../../infra/settings.ts';
 
 const inputs = JSON.parse(readFileSync(COST_INPUTS_FILE, 'utf8')) as CostInputs;
@@ -65,5 +67,20 @@ describe('listener task size chosen from measured figures', () => {
     assert.deepEqual(chooseTaskSize({ cpuPercent: 15, burstPeakMiB: 380 }), { cpu: 256, memoryMiB: 1024 });
     assert.deepEqual(chooseTaskSize({ cpuPercent: 30, burstPeakMiB: 380 }), { cpu: 512, memoryMiB: 1024 });
     assert.deepEqual(chooseTaskSize({ cpuPercent: 15, burstPeakMiB: 600 }), { cpu: 256, memoryMiB: 2048 });
+  });
+});
+
+describe('scanner sidecars sized from measured figures', () => {
+  it('give each daemon the CPU it used at the listener task’s target load', () => {
+    for (const [daemon, sidecar] of [
+      ['rspamd', SIDECAR_SIZES.rspamd],
+      ['clamd', SIDECAR_SIZES.clamav],
+    ] as const) {
+      const needed = cpuUnitsFor(
+        (inputs.scanners[daemon].cpuMsPerMessage * inputs.taskSize.load.rate) / 1000,
+      );
+      assert.ok(needed <= sidecar.cpu, `${daemon}: ${needed} CPU units measured, ${sidecar.cpu} given`);
+    }
+    assert.ok(inputs.scanners.rspamd.peakRssMiB <= SIDECAR_SIZES.rspamd.memoryLimitMiB);
   });
 });
