@@ -155,7 +155,7 @@ export const DeploySettingsSchema = z
       .prefault({}),
     functions: z
       .strictObject({
-        parse: FunctionSettingsSchema({ memoryMiB: 1024, batchSize: 10 }),
+        parse: FunctionSettingsSchema({ memoryMiB: 768, batchSize: 10 }),
         // A try may take the route's timeout (15 s); 3 in a row still fit the 60 s function timeout.
         deliver: FunctionSettingsSchema({ memoryMiB: 512, batchSize: 3 }),
       })

@@ -8,6 +8,7 @@ import {
   cpuUnitsFor,
   DEPLOYMENT,
   durationAt,
+  functionSizes,
   perMillion,
   total,
 } from '../../bench/cost-model.ts';
@@ -52,6 +53,17 @@ describe('function memory chosen from measured figures', () => {
   it('models CPU-bound time stretching below one vCPU (1769 MB) and not above', () => {
     assert.equal(durationAt(1769, 100, 10), 110);
     assert.equal(durationAt(1769 / 2, 100, 10), 210);
+  });
+});
+
+describe('function memory in force', () => {
+  it('is what the model picks from the committed measurement, in the settings and the construct', () => {
+    const sizes = functionSizes(inputs.cost);
+    const { functions } = DeploySettingsSchema.parse({ config: 'mailbridge.yaml' });
+    assert.deepEqual(
+      { parse: functions.parse.memoryMiB, deliver: functions.deliver.memoryMiB },
+      { parse: sizes.parse.memoryMb, deliver: sizes.deliver.memoryMb },
+    );
   });
 });
 

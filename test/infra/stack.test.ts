@@ -368,7 +368,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         names[1],
         [...common, 'MAILBRIDGE_DELIVERY_DLQ_URL', 'MAILBRIDGE_DELIVERY_QUEUE_URL', 'NODE_OPTIONS'].sort(),
       );
-      assert.equal(functions[0]!.MemorySize, 1024);
+      assert.equal(functions[0]!.MemorySize, 768);
       assert.equal(functions[1]!.MemorySize, 512);
     });
 
