@@ -6,19 +6,27 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fargateTaskSize } from '../infra/fargate.ts';
+import { SIDECAR_SIZES } from '../infra/scanner-sidecars.ts';
 import type { CostMeasurement } from './cost.ts';
 import {
   type CostLine,
+  chooseTaskSize,
+  cpuUnitsFor,
   DECLARED,
   DEPLOYMENT,
   DURATION_TOLERANCE,
   fixedMonthly,
   functionSizes,
+  optionalMonthly,
   PRICES,
   PRICES_AS_OF,
   perMillion,
+  TASK_CPU_HEADROOM,
+  TASK_MEMORY_HEADROOM,
   total,
 } from './cost-model.ts';
+import type { TaskSizeMeasurement } from './task-size.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 export const COST_INPUTS_FILE = join(ROOT, 'bench', 'cost-inputs.json');
@@ -29,6 +37,10 @@ export interface CostInputs {
   readonly date: string;
   readonly machine: string;
   readonly cost: CostMeasurement;
+  /** The listener at the target load (bench/task-size.ts): what its task is sized from. */
+  readonly taskSize: TaskSizeMeasurement;
+  /** The scanner daemons on a stream of 10 KB messages (bench/scan.ts): CPU per message, peak RSS. */
+  readonly scanners: Record<'rspamd' | 'clamd', { cpuMsPerMessage: number; peakRssMiB: number }>;
 }
 
 const usd = (value: number) => `$${value.toFixed(2)}`;
@@ -44,8 +56,29 @@ function table(lines: readonly CostLine[], totalLabel: string): string[] {
 
 /** docs/cost.md for these inputs. */
 export function renderCostDoc(inputs: CostInputs): string {
-  const { cost } = inputs;
+  const { cost, taskSize } = inputs;
   const fixed = total(fixedMonthly());
+  const chosen = chooseTaskSize(taskSize);
+  const optional = optionalMonthly();
+  const listener = { cpu: DEPLOYMENT.taskVcpu * 1024, memoryMiB: DEPLOYMENT.taskGb * 1024 };
+  const withScanners = (sidecars: { cpu: number; memoryMiB: number }[]) => {
+    const size = fargateTaskSize(
+      listener.cpu + sidecars.reduce((sum, sidecar) => sum + sidecar.cpu, 0),
+      listener.memoryMiB + sidecars.reduce((sum, sidecar) => sum + sidecar.memoryMiB, 0),
+    );
+    const extra = fargateDeltaPerTask(size.cpu / 1024, size.memoryMiB / 1024) * DEPLOYMENT.tasks;
+    return { size, extra, total: fixed + extra };
+  };
+  const rspamd = { cpu: SIDECAR_SIZES.rspamd.cpu, memoryMiB: SIDECAR_SIZES.rspamd.memoryLimitMiB };
+  const clamav = { cpu: SIDECAR_SIZES.clamav.cpu, memoryMiB: SIDECAR_SIZES.clamav.memoryReservationMiB };
+  const scanners = { rspamd: withScanners([rspamd]), both: withScanners([rspamd, clamav]) };
+  const units = (cpuMsPerSecond: number) => cpuUnitsFor(cpuMsPerSecond / 1000);
+  const needed = {
+    listener: units(taskSize.cpuPercent * 10),
+    rspamd: units(inputs.scanners.rspamd.cpuMsPerMessage * taskSize.load.rate),
+  };
+  const sizeLabel = (size: { cpu: number; memoryMiB: number }) =>
+    `${size.cpu / 1024} vCPU / ${size.memoryMiB / 1024} GB`;
   const low = perMillion(cost, cost.low);
   const high = perMillion(cost, cost.high);
   const sizes = functionSizes(cost);
@@ -54,6 +87,10 @@ export function renderCostDoc(inputs: CostInputs): string {
   const requests = (run: typeof cost.low) =>
     Object.entries(run.requestsPerMessage)
       .map(([kind, n]) => `${kind} ${n.toFixed(2)}`)
+      .join(', ');
+  const writes = (run: typeof cost.low) =>
+    Object.entries(run.dynamoWrites)
+      .map(([operation, n]) => `${operation} ${n.toFixed(2)}`)
       .join(', ');
   return [
     '# What mailbridge costs on AWS',
@@ -71,10 +108,71 @@ export function renderCostDoc(inputs: CostInputs): string {
     '',
     ...table(fixedMonthly(), 'Total fixed'),
     '',
-    'The tasks have public IPv4 addresses in public subnets instead of a NAT gateway ($0.045 an hour,',
-    '≈ $32.85 a month per AZ) or interface endpoints (≈ $73 a month for five services in two AZs): two',
-    'addresses cost $7.30. Their security group admits only the load balancer. S3 and DynamoDB go through',
-    'free gateway endpoints.',
+    `The load balancer and the four public IPv4 addresses alone are ${usd(
+      fixedMonthly()
+        .filter((line) => /Load Balancer|IPv4/.test(line.item))
+        .reduce((sum, line) => sum + line.usd, 0),
+    )}:`,
+    'the floor of an MX host on AWS with fixed addresses in two zones.',
+    '',
+    '**Off by default**, each a setting:',
+    '',
+    '| Setting | What it adds | Per month |',
+    '|---|---|---|',
+    `| \`listener.containerInsights: true\` | per-task CPU, memory and network metrics (≈ 25 metrics); the alarms, the dashboard and the scaling do not read them | ${usd(optional.containerInsights)} |`,
+    `| \`vpc.flowLogs: true\` | rejected traffic of the VPC to the access-log bucket (≈ 4 GB) | ${usd(optional.flowLogs)} |`,
+    `| \`listener.scanners.rspamd: true\` | rspamd beside each listener: tasks of ${sizeLabel(scanners.rspamd.size)} | ${usd(scanners.rspamd.extra)} (fixed ${usd(scanners.rspamd.total)}) |`,
+    `| rspamd and \`listener.scanners.clamav: true\` | both: tasks of ${sizeLabel(scanners.both.size)} | ${usd(scanners.both.extra)} (fixed ${usd(scanners.both.total)}) |`,
+    '',
+    '**Public IPv4 per task.** The tasks have public IPv4 addresses in public subnets instead of a NAT',
+    'gateway ($0.045 an hour, ≈ $32.85 a month per AZ) or interface endpoints (≈ $73 a month for five',
+    'services in two AZs): two addresses cost $7.30. Their security group admits only the load',
+    'balancer. S3 and DynamoDB go through free gateway endpoints. IPv6 instead was looked at and left:',
+    "the listener's own calls could take dual-stack endpoints, but Fargate itself pulls the image and",
+    "reads the secrets over the task's IPv4 route unless the task runs IPv6-only",
+    '("For a task on Fargate to pull a container image, the task must have a route to the internet":',
+    'a public IP, a NAT gateway or ECR interface endpoints; Amazon ECS Developer Guide, "Amazon ECS task',
+    'networking options for Fargate"). An IPv6-only service must sit behind IPv6 target groups of a',
+    'dual-stack load balancer (same guide, "Using a VPC in IPv6-only mode"), and a Network Load',
+    'Balancer forwards a client only to targets of its own address family (Elastic Load Balancing,',
+    '"IP address type" of target groups): the IPv4 senders, nearly all mail, would not reach the',
+    'tasks.',
+    '',
+    '### Listener task size',
+    '',
+    `Measured by \`npm run bench -- --only tasksize\`: the listener alone in its process, ${taskSize.load.rate} messages of`,
+    `${taskSize.load.size / 1024} KB a second over ${taskSize.load.sessions} sessions for ${taskSize.load.seconds} s, then ${taskSize.load.burst} messages of 1 MB at once.`,
+    '',
+    '| Figure | Measured |',
+    '|---|---|',
+    `| messages accepted a second (errors) | ${taskSize.acceptedPerSecond.toFixed(1)} (${taskSize.errors}) |`,
+    `| CPU at that rate, % of one core | ${taskSize.cpuPercent.toFixed(1)} |`,
+    `| RSS idle / peak at that rate / peak of the burst, MiB | ${taskSize.idleRssMiB.toFixed(0)} / ${taskSize.steadyPeakMiB.toFixed(0)} / ${taskSize.burstPeakMiB.toFixed(0)} |`,
+    '',
+    `The smallest Fargate size whose CPU share keeps that CPU under ${TASK_CPU_HEADROOM * 100} % (one task carries all of it`,
+    `when the other zone is lost; autoscaling adds tasks above 60 %) and whose memory keeps the burst's peak under`,
+    `${TASK_MEMORY_HEADROOM * 100} % (a 50 MB message and more sessions come on top): **${sizeLabel(chosen)}**, the \`listener.cpu\` /`,
+    '`listener.memoryMiB` default. A core of the bench machine stands for one arm64 vCPU, which is a',
+    'whole core too; check `CPUUtilization` of the service on the dashboard after deploying.',
+    '',
+    '### Scanner sidecars',
+    '',
+    `Measured by \`npm run bench -- --only scan\`: the daemons' whole process groups while ${taskSize.load.size / 1024} KB messages stream`,
+    "through the listener's scanning tee, 10 at a time. At the target load of the listener's task",
+    `(${taskSize.load.rate} a second) with the same headroom (CPU under ${TASK_CPU_HEADROOM * 100} %):`,
+    '',
+    '| Sidecar | CPU ms per message | CPU units at the target load | Peak RSS, MiB | Given (infra/scanner-sidecars.ts) |',
+    '|---|---|---|---|---|',
+    ...(['rspamd', 'clamd'] as const).map((name) => {
+      const measured = inputs.scanners[name];
+      const given = name === 'rspamd' ? rspamd : clamav;
+      return `| ${name} | ${measured.cpuMsPerMessage.toFixed(1)} | ${units(measured.cpuMsPerMessage * taskSize.load.rate)} | ${measured.peakRssMiB.toFixed(0)} | ${given.cpu} CPU units, ${given.memoryMiB} MiB |`;
+    }),
+    '',
+    "clamd here holds one test signature, so its memory is ClamAV's documented figure (Declared inputs).",
+    `The listener needs ${needed.listener} CPU units at that load and rspamd ${needed.rspamd}: together more than the 256 of the`,
+    'smallest task, so a task with rspamd goes to the next Fargate size, which is most of what the',
+    'sidecars cost. The sizes given keep a margin over the measured figures.',
     '',
     '## Cost per million 10 KB messages, one endpoint',
     '',
@@ -103,6 +201,9 @@ export function renderCostDoc(inputs: CostInputs): string {
     `| records per invocation, parse / deliver | ${cost.low.recordsPerInvocation.parse.toFixed(1)} / ${cost.low.recordsPerInvocation.deliver.toFixed(1)} | ${cost.high.recordsPerInvocation.parse.toFixed(1)} / ${cost.high.recordsPerInvocation.deliver.toFixed(1)} |`,
     `| bytes stored in S3 per message | ${cost.low.storedBytesPerMessage.toFixed(0)} | ${cost.high.storedBytesPerMessage.toFixed(0)} |`,
     `| log and EMF bytes per message (listener, parse, deliver) | ${cost.low.logBytesPerMessage.toFixed(0)} | ${cost.high.logBytesPerMessage.toFixed(0)} |`,
+    `| DynamoDB writes per message | ${writes(cost.low)} | ${writes(cost.high)} |`,
+    `| DynamoDB write units per message: table + index entries | ${cost.low.dynamoWriteUnits.table.toFixed(1)} + ${cost.low.dynamoWriteUnits.indexes.toFixed(1)} | ${cost.high.dynamoWriteUnits.table.toFixed(1)} + ${cost.high.dynamoWriteUnits.indexes.toFixed(1)} |`,
+    `| DynamoDB bytes stored per message (items, index entries, 100 B overhead each) | ${cost.low.dynamoBytesPerMessage.toFixed(0)} | ${cost.high.dynamoBytesPerMessage.toFixed(0)} |`,
     `| DNS lookups per message | ${cost.low.dnsLookups.toFixed(1)} | ${cost.high.dnsLookups.toFixed(1)} |`,
     `| parse: wall / CPU ms per message | ${cost.low.durationMs.parse.toFixed(1)} / ${cost.low.cpuMs.parse.toFixed(1)} | ${cost.high.durationMs.parse.toFixed(1)} / ${cost.high.cpuMs.parse.toFixed(1)} |`,
     `| deliver: wall / CPU ms per message | ${cost.low.durationMs.deliver.toFixed(1)} / ${cost.low.cpuMs.deliver.toFixed(1)} | ${cost.high.durationMs.deliver.toFixed(1)} / ${cost.high.cpuMs.deliver.toFixed(1)} |`,
@@ -121,9 +222,9 @@ export function renderCostDoc(inputs: CostInputs): string {
     '',
     '| Input | Value | Source |',
     '|---|---|---|',
-    `| message log writes per message | ${DECLARED.dynamoWriteUnits} WRU | docs/control-plane.md (received, parsed, attempt, delivered) |`,
-    `| message log item with its index entries | ${DECLARED.dynamoItemKb} KB | docs/control-plane.md |`,
-    `| Lambda platform log lines per invocation | ${DECLARED.platformLogBytesPerInvocation} B | START, END and REPORT in JSON format |`,
+    `| EMF metric series in a normal month | ${DEPLOYMENT.customMetrics} | core/metric-names.ts: the counters that fire every minute |`,
+    `| ClamAV sidecar memory | ${clamav.memoryMiB} MiB | infra/scanner-sidecars.ts: the full signature set in memory (≈ 1.2 GB), which the bench cannot download |`,
+    `| Lambda platform log lines per invocation | ${DECLARED.platformLogBytesPerInvocation} B | system log level WARN (infra/functions.ts) drops START, END and REPORT |`,
     `| the endpoint's response time | ${DECLARED.endpointMs} ms | yours: deliver waits for it |`,
     `| SMTP dialogue and TLS handshake per session | ${DECLARED.smtpOverheadBytes} B | beside the message on the wire |`,
     `| retention of raw mail and payloads | ${DECLARED.retentionDays} days | infra/example/settings.json |`,
@@ -133,12 +234,6 @@ export function renderCostDoc(inputs: CostInputs): string {
     `SES receiving charges $0.10 per 1,000 messages plus $0.09 per 1,000 incoming 256 KB chunks: ${usd(sesPerMillion)}`,
     `per million ${cost.messageBytes / 1024} KB messages, before parsing or delivering them. mailbridge's fixed ${usd(fixed)}`,
     `pays for itself above ≈ ${Math.round(breakEven * 1e6).toLocaleString('en-US')} messages a month.`,
-    '',
-    '## Spam and malware scanners (optional)',
-    '',
-    'With `listener.scanners` on, each task also runs rspamd (0.25 vCPU, 512–768 MB) and/or ClamAV',
-    '(0.25 vCPU, 1.5 GB) and grows to the smallest Fargate size holding them: 1 vCPU / 2 GB with',
-    `rspamd adds ${usd(DEPLOYMENT.tasks * fargateDeltaPerTask(1, 2))} a month for ${DEPLOYMENT.tasks} tasks, 1 vCPU / 4 GB with both adds ${usd(DEPLOYMENT.tasks * fargateDeltaPerTask(1, 4))}.`,
     '',
   ].join('\n');
 }
@@ -159,12 +254,17 @@ if (import.meta.main) {
       date: string;
       machine: { cpus: number; node: string };
       cost?: CostMeasurement;
+      taskSize?: TaskSizeMeasurement;
+      scan?: { daemons: CostInputs['scanners'] };
     };
-    if (!results.cost) throw new Error(`${run} has no cost figures: run the bench first`);
+    if (!results.cost || !results.taskSize || !results.scan)
+      throw new Error(`${run} lacks figures: npm run bench -- --only tasksize,cost,scan`);
     const inputs: CostInputs = {
       date: results.date.slice(0, 10),
       machine: `${results.machine.cpus} cores, Node ${results.machine.node}`,
       cost: results.cost,
+      taskSize: results.taskSize,
+      scanners: results.scan.daemons,
     };
     writeFileSync(COST_INPUTS_FILE, `${JSON.stringify(inputs, null, 2)}\n`);
   }

@@ -3,6 +3,7 @@
  * list prices below. `npm run bench` prints the per-million line; bench/cost-doc.ts writes
  * docs/cost.md from the same functions, so the page cannot drift from the figures.
  */
+import { fargateTaskSize } from '../infra/fargate.ts';
 import type { CostMeasurement, CostRun } from './cost.ts';
 
 /** Where and when the prices were read. */
@@ -45,12 +46,11 @@ const GB = 1e9;
  * bench's own.
  */
 export const DECLARED = {
-  /** Message log writes per message: `received`, `parsed`, `attempt` + `delivered` (docs/control-plane.md). */
-  dynamoWriteUnits: 7,
-  /** Message log item with its index entries, kept 30 days (docs/control-plane.md). */
-  dynamoItemKb: 1.8,
-  /** Lambda's own START/END/REPORT lines per invocation (JSON log format). */
-  platformLogBytesPerInvocation: 1000,
+  /**
+   * Lambda's own log lines per invocation: none at the functions' system log level WARN
+   * (infra/functions.ts), which drops START, END and REPORT (about 1000 B in JSON format).
+   */
+  platformLogBytesPerInvocation: 0,
   /** The customer's endpoint answering a webhook: deliver waits for it. Not ours to measure. */
   endpointMs: 100,
   /** Retention of stored mail and payloads, days. */
@@ -59,22 +59,74 @@ export const DECLARED = {
   smtpOverheadBytes: 5000,
 } as const;
 
-/** The default deployment: what the fixed cost counts. */
+/**
+ * The default deployment: what the fixed cost counts. The task size is the settings' default, which
+ * {@link chooseTaskSize} picks from the bench's measurement (test/bench/cost-doc.test.ts holds them
+ * equal); the alarm metric count is what the synthesized alarms read (test/infra/stack.test.ts).
+ */
 export const DEPLOYMENT = {
   tasks: 2,
-  taskVcpu: 0.5,
+  taskVcpu: 0.25,
   taskGb: 1,
   elasticIps: 2,
-  containerInsightsMetrics: 25,
-  alarmMetrics: 59,
+  alarmMetrics: 31,
   dashboards: 1,
-  customMetrics: 21,
+  /**
+   * EMF series a normal month emits (each billed by the hour it is emitted): the listener's
+   * connections, accepted, bytes, session_usage and rejected by ~3 reasons; parse's
+   * messages_parsed and deliveries_queued; deliver's delivered and delivery_latency; failure
+   * counters only in the hours they fire.
+   */
+  customMetrics: 12,
   secrets: 3,
   kmsKeys: 1,
   /** Empty long polls: 5 pollers × 2 queues × 3 a minute, and readiness probes (1 per 5 s per task). */
   idleSqsRequestsPerMonth: 5 * 2 * 3 * 60 * HOURS + (2 * HOURS * 3600) / 5,
+} as const;
+
+/** Off by default, each a setting: what they add when turned on. */
+export const OPTIONAL = {
+  /** `listener.containerInsights`: ≈ 25 metrics for one service of 2 tasks. */
+  containerInsightsMetrics: 25,
+  /** `vpc.flowLogs`: rejected traffic of an MX host, scanned from the internet all day. */
   flowLogGbPerMonth: 4,
 } as const;
+
+/** Monthly cost of each optional item when turned on. */
+export function optionalMonthly(o: typeof OPTIONAL = OPTIONAL): {
+  containerInsights: number;
+  flowLogs: number;
+} {
+  return {
+    containerInsights: o.containerInsightsMetrics * PRICES.containerInsightsPerMetric,
+    flowLogs: o.flowLogGbPerMonth * (PRICES.flowLogsGb + 3 * PRICES.s3GbMonth),
+  };
+}
+
+/** CPU a task may use at the target load: one task carries it all when the other AZ is lost. */
+export const TASK_CPU_HEADROOM = 0.8;
+/** Memory the burst's peak may fill: a 50 MB message and open sessions come on top. */
+export const TASK_MEMORY_HEADROOM = 0.5;
+
+/**
+ * The smallest (cheapest) Fargate size whose CPU share holds the listener's measured CPU at the
+ * target load within {@link TASK_CPU_HEADROOM}, and whose memory holds the measured burst peak
+ * within {@link TASK_MEMORY_HEADROOM}.
+ */
+export function chooseTaskSize(measured: { cpuPercent: number; burstPeakMiB: number }): {
+  cpu: number;
+  memoryMiB: number;
+} {
+  return fargateTaskSize(
+    cpuUnitsFor(measured.cpuPercent / 100),
+    measured.burstPeakMiB / TASK_MEMORY_HEADROOM,
+  );
+}
+
+/** Fargate CPU units that hold `cores` (as measured at the target load) within {@link TASK_CPU_HEADROOM}. */
+export function cpuUnitsFor(cores: number): number {
+  return Math.ceil((cores * 1024) / TASK_CPU_HEADROOM);
+}
 
 export interface CostLine {
   readonly item: string;
@@ -107,11 +159,6 @@ export function fixedMonthly(d: typeof DEPLOYMENT = DEPLOYMENT): CostLine[] {
       usd: d.tasks * HOURS * PRICES.publicIpv4Hour,
     },
     {
-      item: 'Container Insights',
-      basis: `≈ ${d.containerInsightsMetrics} metrics`,
-      usd: d.containerInsightsMetrics * PRICES.containerInsightsPerMetric,
-    },
-    {
       item: 'CloudWatch alarms',
       basis: `${d.alarmMetrics} metrics read`,
       usd: d.alarmMetrics * PRICES.alarmMetric,
@@ -128,11 +175,6 @@ export function fixedMonthly(d: typeof DEPLOYMENT = DEPLOYMENT): CostLine[] {
       item: 'SQS empty long polls and readiness probes',
       basis: `${(d.idleSqsRequestsPerMonth / 1e6).toFixed(2)} M requests`,
       usd: (d.idleSqsRequestsPerMonth / 1e6) * PRICES.sqsPerMillion,
-    },
-    {
-      item: 'VPC flow logs (rejected traffic) and their storage',
-      basis: `≈ ${d.flowLogGbPerMonth} GB`,
-      usd: d.flowLogGbPerMonth * (PRICES.flowLogsGb + 3 * PRICES.s3GbMonth),
     },
   ];
 }
@@ -267,15 +309,15 @@ export function perMillion(measured: CostMeasurement, run: CostRun): CostLine[] 
       usd: (logBytes / GB) * (PRICES.logsIngestGb + PRICES.logsGbMonth) * million,
     },
     {
-      item: 'Message log writes (DynamoDB on demand)',
-      basis: `${DECLARED.dynamoWriteUnits} WRU`,
-      usd: DECLARED.dynamoWriteUnits * PRICES.dynamoWritePerMillion,
+      item: 'Message log and duplicate marker writes (DynamoDB on demand)',
+      basis: `${run.dynamoWriteUnits.table.toFixed(1)} WRU + ${run.dynamoWriteUnits.indexes.toFixed(1)} index entries`,
+      usd: (run.dynamoWriteUnits.table + run.dynamoWriteUnits.indexes) * PRICES.dynamoWritePerMillion,
     },
     {
       item: 'Message log storage and point-in-time recovery',
-      basis: `${DECLARED.dynamoItemKb} KB`,
+      basis: `${(run.dynamoBytesPerMessage / 1000).toFixed(1)} KB`,
       usd:
-        ((DECLARED.dynamoItemKb * 1000) / GB) *
+        (run.dynamoBytesPerMessage / GB) *
         months *
         (PRICES.dynamoGbMonth + PRICES.dynamoPitrGbMonth) *
         million,

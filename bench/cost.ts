@@ -1,12 +1,14 @@
 /**
  * The measured inputs of the cost model, in a process of its own: 10 KB messages through the real
- * listener, parse and deliver (Lambda-style pollers) on the emulator, with every AWS request counted
- * by a proxy in front of it, every byte the parts log counted, and DNS answers delayed as a real
- * resolver would. Low volume: one message at a time, so each batch holds one record (as the SQS
+ * listener, parse and deliver (Lambda-style pollers) on the emulator, with the control plane's
+ * store (message log, duplicate markers) on the embedded DynamoDB-compatible one, every AWS request
+ * counted by a proxy in front of it, every DynamoDB write unit counted, every byte the parts log
+ * counted, and DNS answers delayed as a real resolver would. Low volume: one message at a time, so each batch holds one record (as the SQS
  * trigger does at a steady 1 million a month); high volume: a burst, so batches fill.
  */
 import { once } from 'node:events';
 import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import type { Context, SQSEvent } from 'aws-lambda';
 import { createTransport } from 'nodemailer';
@@ -31,6 +33,10 @@ const { serve } = await import('./ipc.ts');
 const { startEmulatorProcess } = await import('./servers.ts');
 const { startFaultProxy } = await import('../harness/fault-proxy.ts');
 const { ListObjectsV2Command } = await import('@aws-sdk/client-s3');
+const { DynamoDBClient, ScanCommand } = await import('@aws-sdk/client-dynamodb');
+const { CONTROL_TABLE_INDEXES, dynamoControlStore, ensureControlTable } = await import(
+  '../core/control/index.ts'
+);
 
 /** Delay of each DNS answer: a resolver outside the function's own cache (a Route 53 Resolver miss). */
 export const DNS_DELAY_MS = 30;
@@ -57,6 +63,16 @@ export interface CostRun {
   readonly cpuMs: { readonly parse: number; readonly deliver: number };
   /** DNS lookups per message. */
   readonly dnsLookups: number;
+  /**
+   * DynamoDB write units per message: `table` as the store reports them for each write (the larger
+   * of the item's size before and after, in KB rounded up); `indexes` one per index entry the run's
+   * items hold (a keys-only entry is under 1 KB, written once, when its key attribute is set).
+   */
+  readonly dynamoWriteUnits: { readonly table: number; readonly indexes: number };
+  /** DynamoDB writes (requests) per message, by operation. */
+  readonly dynamoWrites: RequestCounts;
+  /** Bytes of the message log item and the other items the run left, per message. */
+  readonly dynamoBytesPerMessage: number;
 }
 
 export interface CostMeasurement {
@@ -66,6 +82,56 @@ export interface CostMeasurement {
   readonly high: CostRun;
   /** Peak RSS of the process running listener, parse and deliver together, MiB (an upper bound of each). */
   readonly peakRssMiB: number;
+}
+
+// dynalite's own item size: the rule it computes write units by, and DynamoDB bills storage by.
+const { itemSize } = createRequire(import.meta.url)('dynalite/db/index.js') as {
+  itemSize: (item: Record<string, unknown>) => number;
+};
+/** DynamoDB stores 100 bytes of overhead with each item and each index entry. */
+const DYNAMO_ITEM_OVERHEAD = 100;
+const CONTROL_TABLE = 'mailbridge-control';
+const WRITE_COMMANDS = new Set([
+  'PutItemCommand',
+  'UpdateItemCommand',
+  'DeleteItemCommand',
+  'BatchWriteItemCommand',
+  'TransactWriteItemsCommand',
+]);
+
+/**
+ * A DynamoDB client on `endpoint` that asks each write for its consumed capacity and adds it to
+ * `counts`, with the writes by operation. A condition that fails still costs a write unit.
+ */
+function countingDynamoClient(
+  endpoint: string,
+  counts: { units: number; writes: Map<string, number> },
+): InstanceType<typeof DynamoDBClient> {
+  const client = new DynamoDBClient({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (!WRITE_COMMANDS.has(context.commandName ?? '')) return next(args);
+      const operation = context.commandName!.replace(/Command$/, '');
+      counts.writes.set(operation, (counts.writes.get(operation) ?? 0) + 1);
+      (args.input as { ReturnConsumedCapacity?: string }).ReturnConsumedCapacity = 'TOTAL';
+      try {
+        const result = await next(args);
+        const consumed = (result.output as { ConsumedCapacity?: unknown }).ConsumedCapacity;
+        for (const entry of [consumed ?? []].flat() as { CapacityUnits?: number }[])
+          counts.units += entry.CapacityUnits ?? 0;
+        return result;
+      } catch (error) {
+        if ((error as Error).name === 'ConditionalCheckFailedException') counts.units += 1;
+        throw error;
+      }
+    },
+    { step: 'initialize', name: 'countWriteUnits' },
+  );
+  return client;
 }
 
 const median = (values: number[]) => {
@@ -136,6 +202,10 @@ async function measure(): Promise<CostMeasurement> {
     { source: 'bench', runtime: 'local' },
   );
   const { s3, sqs } = emulatorClients(proxy.endpoint);
+  const dynamoCounts = { units: 0, writes: new Map<string, number>() };
+  const dynamodb = countingDynamoClient(info.dynamoEndpoint, dynamoCounts);
+  await ensureControlTable(dynamodb, CONTROL_TABLE);
+  const controlStore = dynamoControlStore(dynamodb, CONTROL_TABLE, { retentionDays: 30 });
   const zone = createDnsZone(ZONE, { delayMs: DNS_DELAY_MS });
   const handlers = createLocalHandlers({
     s3,
@@ -144,6 +214,7 @@ async function measure(): Promise<CostMeasurement> {
     resources: info,
     secrets: async () => [SECRET],
     resolver: zone.resolve,
+    controlStore,
   });
   const timing = { parse: [] as number[], deliver: [] as number[] };
   const cpu = { parse: [] as number[], deliver: [] as number[] };
@@ -191,6 +262,7 @@ async function measure(): Promise<CostMeasurement> {
     authUsers: new Map(),
     logger: createLogger('listener'),
     metrics: createMetrics('listener'),
+    control: { store: controlStore },
   });
   const smtp = createTransport({
     host: '127.0.0.1',
@@ -233,6 +305,30 @@ async function measure(): Promise<CostMeasurement> {
     } while (token);
     return bytes;
   };
+  /** Index entries and stored bytes of the control table's items, listed past the counting client. */
+  const tableLister = new DynamoDBClient({
+    endpoint: info.dynamoEndpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+  const tableContents = async () => {
+    const indexAttributes: string[] = Object.values(CONTROL_TABLE_INDEXES);
+    let entries = 0;
+    let bytes = 0;
+    let start: Record<string, unknown> | undefined;
+    do {
+      const page = await tableLister.send(
+        new ScanCommand({ TableName: CONTROL_TABLE, ExclusiveStartKey: start as never }),
+      );
+      for (const item of page.Items ?? []) {
+        const indexed = indexAttributes.filter((name) => name in item).length;
+        entries += indexed;
+        bytes += itemSize(item) + DYNAMO_ITEM_OVERHEAD * (1 + indexed);
+      }
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return { entries, bytes };
+  };
   const counted = () => ({
     calls: new Map(proxy.calls),
     invocations: pollers.reduce((sum, poller) => sum + poller.stats.invocations, 0),
@@ -242,6 +338,8 @@ async function measure(): Promise<CostMeasurement> {
   const run = async (count: number, burst: boolean): Promise<CostRun> => {
     await until(delivered); // nothing in flight
     const before = { ...counted(), stored: await storedBytes() };
+    const dynamoBefore = { units: dynamoCounts.units, writes: new Map(dynamoCounts.writes) };
+    const tableBefore = await tableContents();
     for (const list of [...Object.values(timing), ...Object.values(cpu)]) list.length = 0;
     Object.assign(invocations, { parse: 0, deliver: 0 });
     Object.assign(records, { parse: 0, deliver: 0 });
@@ -255,8 +353,10 @@ async function measure(): Promise<CostMeasurement> {
         await until(target - count + n + 1);
       }
     await until(target);
-    // The pollers delete after the handler returns: let the last deletes land.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The pollers delete after the handler returns, and the listener's log writer waits 100 ms to
+    // batch: let the last deletes and writes land.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const table = await tableContents();
     const after = counted();
     const stored = (await storedBytes()) - before.stored;
     const calls = new Map(
@@ -281,6 +381,16 @@ async function measure(): Promise<CostMeasurement> {
       durationMs: { parse: median(timing.parse), deliver: median(timing.deliver) },
       cpuMs: { parse: median(cpu.parse), deliver: median(cpu.deliver) },
       dnsLookups: zone.calls.length / count,
+      dynamoWriteUnits: {
+        table: (dynamoCounts.units - dynamoBefore.units) / count,
+        indexes: (table.entries - tableBefore.entries) / count,
+      },
+      dynamoWrites: Object.fromEntries(
+        [...dynamoCounts.writes]
+          .sort()
+          .map(([operation, n]) => [operation, (n - (dynamoBefore.writes.get(operation) ?? 0)) / count]),
+      ),
+      dynamoBytesPerMessage: (table.bytes - tableBefore.bytes) / count,
     };
   };
   try {
@@ -302,6 +412,8 @@ async function measure(): Promise<CostMeasurement> {
     s3.destroy();
     sqs.destroy();
     lister.destroy();
+    tableLister.destroy();
+    dynamodb.destroy();
     receiver.close();
     await proxy.close();
     await emulator.stop();

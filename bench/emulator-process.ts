@@ -1,7 +1,9 @@
 /**
- * The S3 + SQS emulator in a process of its own, so its CPU is not counted against the server
- * under test. Replies with its endpoint and the pipeline's bucket and queues once ready.
+ * The S3 + SQS emulator and the embedded DynamoDB-compatible store in a process of their own, so
+ * their CPU and memory are not counted against the server under test. Replies with their endpoints
+ * and the pipeline's bucket and queues once ready.
  */
+import { startLocalDynamo } from '../dev/dynamo.ts';
 import { emulatorClients, provisionLocalResources, startEmulator } from '../dev/index.ts';
 import { serve } from './ipc.ts';
 
@@ -10,4 +12,5 @@ const { s3, sqs } = emulatorClients(emulator.endpoint);
 const resources = await provisionLocalResources({ s3, sqs });
 s3.destroy();
 sqs.destroy();
-serve({}, { endpoint: emulator.endpoint, ...resources });
+const dynamo = await startLocalDynamo();
+serve({}, { endpoint: emulator.endpoint, dynamoEndpoint: dynamo.endpoint, ...resources });

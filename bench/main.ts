@@ -1,8 +1,8 @@
 /**
- * `npm run bench` (`-- --quick` for the reduced matrix): intake throughput, end-to-end latency,
- * memory, parsing, the functions' weight, the emulator's floor and STARTTLS, each figure next to a
- * reference measured in the same run. Prints one table and writes the same as JSON to
- * bench/results/<timestamp>.json. Asserts nothing.
+ * `npm run bench` (`-- --quick` for the reduced matrix; `-- --only cost,parse` for some sections):
+ * intake throughput, end-to-end latency, memory, parsing, the functions' weight, the emulator's
+ * floor and STARTTLS, each figure next to a reference measured in the same run. Prints one table
+ * and writes the same as JSON to bench/results/<timestamp>.json. Asserts nothing.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -19,8 +19,38 @@ import { PARSE_CASES, type ParseCase, type Parser } from './parse.ts';
 import { rcptBench } from './rcpt.ts';
 import { scanBench } from './scan.ts';
 import { harakaBinary, postfixSinkBinary } from './servers.ts';
+import { measureTaskSize } from './task-size.ts';
 
 const quick = process.argv.includes('--quick');
+const SECTIONS = [
+  'intake',
+  'starttls',
+  'floor',
+  'latency',
+  'memory',
+  'tasksize',
+  'cost',
+  'parse',
+  'bundles',
+  'rcpt',
+  'scan',
+] as const;
+type Section = (typeof SECTIONS)[number];
+const only = onlySections(process.argv);
+
+/** The sections `--only a,b` names (all without it); an unknown name stops the run before it starts. */
+function onlySections(argv: readonly string[]): ReadonlySet<Section> {
+  const index = argv.indexOf('--only');
+  if (index < 0) return new Set(SECTIONS);
+  const names = (argv[index + 1] ?? '').split(',').filter(Boolean);
+  const unknown = names.filter((name) => !(SECTIONS as readonly string[]).includes(name));
+  if (names.length === 0 || unknown.length > 0) {
+    throw new Error(
+      `--only takes a comma-separated list of ${SECTIONS.join(', ')}; got "${argv[index + 1] ?? ''}"`,
+    );
+  }
+  return new Set(names as Section[]);
+}
 const PLAN = quick
   ? {
       intake: { sizes: [2048, 102_400], sessions: [10], modes: [true], repeats: 2, durationMs: 1000 },
@@ -104,25 +134,45 @@ const json: Record<string, unknown> = {
   plan: PLAN,
 };
 try {
-  log('intake throughput');
-  json.intake = await intake(load, PLAN.intake as IntakePlan, log);
-  log('STARTTLS');
-  json.starttls = await starttls(load, PLAN.intake as IntakePlan);
-  log('emulator floor');
-  json.emulatorFloor = await emulatorFloor(load, PLAN.floorMs);
-  log('end-to-end latency');
-  json.latency = await latency(load, PLAN.e2eMessages, PLAN.e2eRate, [0, 0.3]);
-  json.retrySchedule = E2E_RETRY_SCHEDULE;
-  log('memory');
-  json.memory = await memory(load, PLAN.memory);
-  log('cost inputs');
-  json.cost = await costInputs();
-  log('parsing');
-  json.parse = await parsing();
-  log('bundles');
-  json.bundles = await measureBundles(PLAN.coldImports);
-  json.rcpt = await rcptBench(log);
-  json.scan = await scanBench(quick, log);
+  if (only.has('intake')) {
+    log('intake throughput');
+    json.intake = await intake(load, PLAN.intake as IntakePlan, log);
+  }
+  if (only.has('starttls')) {
+    log('STARTTLS');
+    json.starttls = await starttls(load, PLAN.intake as IntakePlan);
+  }
+  if (only.has('floor')) {
+    log('emulator floor');
+    json.emulatorFloor = await emulatorFloor(load, PLAN.floorMs);
+  }
+  if (only.has('latency')) {
+    log('end-to-end latency');
+    json.latency = await latency(load, PLAN.e2eMessages, PLAN.e2eRate, [0, 0.3]);
+    json.retrySchedule = E2E_RETRY_SCHEDULE;
+  }
+  if (only.has('memory')) {
+    log('memory');
+    json.memory = await memory(load, PLAN.memory);
+  }
+  if (only.has('tasksize')) {
+    log('listener task size');
+    json.taskSize = await measureTaskSize(load);
+  }
+  if (only.has('cost')) {
+    log('cost inputs');
+    json.cost = await costInputs();
+  }
+  if (only.has('parse')) {
+    log('parsing');
+    json.parse = await parsing();
+  }
+  if (only.has('bundles')) {
+    log('bundles');
+    json.bundles = await measureBundles(PLAN.coldImports);
+  }
+  if (only.has('rcpt')) json.rcpt = await rcptBench(log);
+  if (only.has('scan')) json.scan = await scanBench(quick, log);
 } finally {
   await load.stop();
 }
@@ -151,6 +201,29 @@ function report(results: typeof json): string {
   lines.push(
     `mailbridge bench, ${results.date}${quick ? ' (--quick)' : ''}: ${cpus().length} cores, Node ${process.version}; ` +
       'medians of repeats, ± is half the range; ratios against references measured in the same run.',
+  );
+  if (results.intake) intakeTable(results, lines, n, pct, ratio);
+  if (results.starttls && results.emulatorFloor) floorTable(results, lines, n);
+  if (results.latency) latencyTable(results, lines, n);
+  if (results.memory) memoryTable(results, lines, n, ratio);
+  if (results.parse) parseTable(results, lines, n, ratio);
+  if (results.cost) costTable(results, lines, n);
+  if (results.bundles) bundlesTable(results, lines, n, ratio);
+  lines.push('', `Run took ${n(results.seconds as number)} s.`);
+  return lines.join('\n');
+}
+
+type Num = (value: number | undefined, digits?: number) => string;
+type Ratio = (a: number | undefined, b: number | undefined) => string;
+
+function intakeTable(
+  results: typeof json,
+  lines: string[],
+  n: Num,
+  pct: (value: number) => string,
+  ratio: Ratio,
+) {
+  lines.push(
     '',
     '### 1. Intake (msg/s; (a) bare smtp-server sink = 1.0)',
     '',
@@ -172,6 +245,9 @@ function report(results: typeof json): string {
     '',
     `(e) Postfix: ${peers.postfix}. (f) Haraka: ${peers.haraka}. One connection per message is bounded near 10 msg/s per session by smtp-server's fixed 100 ms greeting delay (early-talker check), for (a), (b) and (c) alike.`,
   );
+}
+
+function floorTable(results: typeof json, lines: string[], n: Num) {
   const tls = results.starttls as Record<
     string,
     { plain: { msgsPerSecond: number }; starttls: { msgsPerSecond: number }; costRatio: number }
@@ -190,6 +266,9 @@ function report(results: typeof json): string {
         `| ${peer}: 2 KB × 10 reused, plain ${n(t.plain.msgsPerSecond)} msg/s, STARTTLS ${n(t.starttls.msgsPerSecond)} msg/s | cost ${t.costRatio.toFixed(2)}× (target ≤ 1.15×) |`,
     ),
   );
+}
+
+function latencyTable(results: typeof json, lines: string[], n: Num) {
   const lat = results.latency as Record<
     string,
     { messages: number; delivered: number; tries: number; p50: number; p90: number; p99: number; max: number }
@@ -205,6 +284,9 @@ function report(results: typeof json): string {
         `| ${name === 'fail0' ? 'always 2xx' : 'fails 30% of tries (time to first success)'} | ${l.messages} | ${l.delivered} | ${l.tries} | ${n(l.p50)} | ${n(l.p90)} | ${n(l.p99)} | ${n(l.max)} |`,
     ),
   );
+}
+
+function memoryTable(results: typeof json, lines: string[], n: Num, ratio: Ratio) {
   const mem = results.memory as Record<
     string,
     Record<string, { peakMiB: number; baselineMiB: number; growthMiB: number; errors: number }>
@@ -235,6 +317,9 @@ function report(results: typeof json): string {
     memRow(`peak, one ${PLAN.memory.largeBytes / 1e6} MB message`, 'large', 'peakMiB'),
     memRow(`peak, ${PLAN.memory.burst} sessions × 1 MB at once (target b ≤ 1.3× a)`, 'burst', 'peakMiB'),
   );
+}
+
+function parseTable(results: typeof json, lines: string[], n: Num, ratio: Ratio) {
   const parse = results.parse as Record<
     string,
     Record<string, { mbPerSecond: number; growthMiB: number; bytes: number }>
@@ -250,6 +335,9 @@ function report(results: typeof json): string {
         `| ${name} | ${n(row.streaming?.mbPerSecond, 1)} | ${n(row.simpleParser?.mbPerSecond, 1)} | ${ratio(row.streaming?.mbPerSecond, row.simpleParser?.mbPerSecond)} | ${n(row.streaming?.growthMiB, 1)} | ${n(row.simpleParser?.growthMiB, 1)} | ${ratio(row.streaming?.growthMiB, row.simpleParser?.growthMiB)} |`,
     ),
   );
+}
+
+function costTable(results: typeof json, lines: string[], n: Num) {
   const cost = results.cost as CostMeasurement;
   const sizes = functionSizes(cost);
   lines.push(
@@ -266,6 +354,9 @@ function report(results: typeof json): string {
     `| memory chosen, parse / deliver | ${sizes.parse.memoryMb} / ${sizes.deliver.memoryMb} MB | |`,
     `| fixed per month, default deployment (target ≤ $50) | $${total(fixedMonthly()).toFixed(2)} | |`,
   );
+}
+
+function bundlesTable(results: typeof json, lines: string[], n: Num, ratio: Ratio) {
   const bundles = results.bundles as BundleResult[];
   lines.push(
     '',
@@ -277,8 +368,5 @@ function report(results: typeof json): string {
       (b) =>
         `| ${b.name} | ${(b.bytes / 1e6).toFixed(2)} MB | ${(b.assetBytes / 1e6).toFixed(2)} MB | ${n(b.coldImportMs)} ms (${b.coldImportsMs.length} runs) | ${b === bundles[0] ? '1.0' : `${ratio(b.bytes, bundles[0]?.bytes)} size, ${ratio(b.coldImportMs, bundles[0]?.coldImportMs)} time`} | ${n(b.firstStackMs, 1)} ms | ${b.heaviest.map((h) => `${h.path} ${(h.bytes / 1e3).toFixed(0)} KB`).join(', ')} |`,
     ),
-    '',
-    `Run took ${n(results.seconds as number)} s.`,
   );
-  return lines.join('\n');
 }

@@ -5,6 +5,7 @@
  * `node bench/scan.ts` alone, or part of `npm run bench`. Asserts nothing.
  */
 import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -120,6 +121,12 @@ export async function scanBench(quick: boolean, log: (line: string) => void = co
       };
       log(`scan: ${bytes / 1024} KB, cost ${(reference.msgsPerSecond / scanning.msgsPerSecond).toFixed(1)}x`);
     }
+    // The daemons themselves, on a steady stream of 10 KB messages: what their sidecars are sized from.
+    const daemons = await daemonUsage(
+      { rspamd: rspamd.processGroup, clamd: clamd.processGroup },
+      messages,
+      () => run(on, 10_240, messages, 10),
+    );
     // Each in a fresh process, so the heap the throughput runs left behind weighs on none of them.
     // With the default cap most of the 200 are `busy`; uncapped, all 200 stream to both scanners.
     const memory = {
@@ -131,12 +138,59 @@ export async function scanBench(quick: boolean, log: (line: string) => void = co
         budget: 30,
       }),
     };
-    const results = { startup, throughput, memory };
+    const results = { startup, throughput, memory, daemons };
     console.log(JSON.stringify(results, null, 2));
     return results;
   } finally {
     await Promise.all([rspamd.stop(), clamd.stop()]);
   }
+}
+
+/** CPU time (ms) and RSS (MiB) of every process in a process group, from /proc (Linux). */
+function groupUsage(group: number): { cpuMs: number; rssMiB: number } {
+  let cpuMs = 0;
+  let rssMiB = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // Fields after the command: state, ppid, pgrp, …; utime and stime are the 12th and 13th, in 10 ms ticks.
+      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      if (Number(fields[2]) !== group) continue;
+      cpuMs += (Number(fields[11]) + Number(fields[12])) * 10;
+      rssMiB += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+    } catch {
+      // The process ended while being read.
+    }
+  }
+  return { cpuMs, rssMiB };
+}
+
+/** What each scanner daemon used while `work` scanned `messages`: CPU per message and peak RSS. */
+async function daemonUsage(
+  groups: Record<string, number>,
+  messages: number,
+  work: () => Promise<unknown>,
+): Promise<Record<string, { cpuMsPerMessage: number; peakRssMiB: number }>> {
+  const before = Object.fromEntries(Object.entries(groups).map(([name, group]) => [name, groupUsage(group)]));
+  const peak = Object.fromEntries(Object.keys(groups).map((name) => [name, 0]));
+  const sampler = setInterval(() => {
+    for (const [name, group] of Object.entries(groups))
+      peak[name] = Math.max(peak[name]!, groupUsage(group).rssMiB);
+  }, 50);
+  try {
+    await work();
+  } finally {
+    clearInterval(sampler);
+  }
+  return Object.fromEntries(
+    Object.entries(groups).map(([name, group]) => [
+      name,
+      {
+        cpuMsPerMessage: (groupUsage(group).cpuMs - before[name]!.cpuMs) / messages,
+        peakRssMiB: Math.max(peak[name]!, groupUsage(group).rssMiB),
+      },
+    ]),
+  );
 }
 
 const MEMORY_FLAG = '--memory-config=';

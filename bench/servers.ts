@@ -15,7 +15,11 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-export type EmulatorInfo = LocalResources & { readonly endpoint: string };
+export type EmulatorInfo = LocalResources & {
+  readonly endpoint: string;
+  /** The embedded DynamoDB-compatible store, for the control plane's table. */
+  readonly dynamoEndpoint: string;
+};
 
 /** The emulator in its own process, with the pipeline's bucket and queues. */
 export async function startEmulatorProcess(): Promise<{ info: EmulatorInfo; stop: () => Promise<void> }> {

@@ -33,7 +33,7 @@ export const METRICS = {
     scan_ms: [],
     /** Stored and logged but held back from delivery: `reason` spam, virus, scanner_unavailable. */
     quarantined: ['reason'],
-    /** The highest share of the session capacity in use during the interval, in percent. */
+    /** Peak share of `limits.maxConnections` in use during the minute, %: what the service scales out on. */
     session_usage: [],
   },
   parse: {

@@ -13,6 +13,8 @@ export interface RunningScanner {
   readonly port: number;
   /** From spawn to the first answered ping. */
   readonly startupMs: number;
+  /** Its process group (the daemon and the workers it forks), for measuring what they use. */
+  readonly processGroup: number;
   /** SIGKILL to the whole process group: the scanner dies mid-run, as an OOM kill would do it. */
   kill(): void;
   /** SIGTERM, then SIGKILL after a grace period; removes the folder. */
@@ -128,6 +130,7 @@ async function run(
     host: '127.0.0.1',
     port,
     startupMs,
+    processGroup: child.pid!,
     kill: () => signal('SIGKILL'),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {

@@ -1,7 +1,6 @@
 import { resolve } from 'node:path';
-import { Duration, Names, RemovalPolicy, Size, Stack, Validations } from 'aws-cdk-lib';
-import { CfnScalingPolicy, type ScalableTarget } from 'aws-cdk-lib/aws-applicationautoscaling';
-import { MathExpression, Metric } from 'aws-cdk-lib/aws-cloudwatch';
+import { Duration, RemovalPolicy, Size, Stack, Validations } from 'aws-cdk-lib';
+import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
 import {
   CfnEIP,
   type IVpc,
@@ -36,7 +35,14 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { ScannersConfig } from '../core/filtering/index.ts';
-import { type Config, ConfigError, ENV } from '../core/index.ts';
+import {
+  type Config,
+  ConfigError,
+  ENV,
+  METRIC_SERVICES,
+  METRICS_NAMESPACE,
+  type MetricName,
+} from '../core/index.ts';
 import { healthCheckCommand } from '../listener/healthcheck.ts';
 import type { ControlTable } from './control-plane.ts';
 import type { DeployedConfig } from './deployed-config.ts';
@@ -107,8 +113,9 @@ export interface ListenerServiceProps {
    */
   readonly maxCount?: number;
   /**
-   * The listener's CPU units (arm64): the task's, without scanner sidecars.
-   * @default 512
+   * The listener's CPU units (arm64): the task's, without scanner sidecars. The default holds the
+   * bench's target load (docs/cost.md, "Listener task size").
+   * @default 256
    */
   readonly cpu?: number;
   /**
@@ -121,6 +128,12 @@ export interface ListenerServiceProps {
    * @default - half of the config's limits.maxConnections
    */
   readonly connectionsPerTask?: number;
+  /**
+   * Container Insights on the cluster: per-task CPU, memory and network metrics, billed as custom
+   * metrics (docs/cost.md). The alarms, the dashboard and the scaling read none of them.
+   * @default false
+   */
+  readonly containerInsights?: boolean;
   /**
    * Average CPU the service keeps by scaling.
    * @default 60
@@ -161,6 +174,8 @@ export class ListenerService extends Construct {
   public readonly logGroup: LogGroup;
   /** NLB port → container port. */
   public readonly publicPorts: Readonly<Record<number, number>>;
+  /** Tasks always running (autoscaling's minimum). */
+  public readonly minCount: number;
   /** The scanner sidecars in the task, as the `scanners` prop asked. */
   public readonly scanners: { readonly rspamd?: ContainerDefinition; readonly clamav?: ContainerDefinition };
 
@@ -168,6 +183,7 @@ export class ListenerService extends Construct {
     super(scope, id);
     const { vpc, config } = props;
     const minCount = props.minCount ?? 2;
+    this.minCount = minCount;
     const maxCount = props.maxCount ?? 6;
     if (minCount < 2) throw new Error(`${this.node.path}: minCount ${minCount}: at least 2, one per AZ`);
     if (maxCount < minCount)
@@ -190,9 +206,19 @@ export class ListenerService extends Construct {
       subnetType: assignPublicIp ? SubnetType.PUBLIC : SubnetType.PRIVATE_WITH_EGRESS,
     };
 
-    this.cluster = new Cluster(this, 'Cluster', { vpc, containerInsightsV2: ContainerInsights.ENABLED });
+    this.cluster = new Cluster(this, 'Cluster', {
+      vpc,
+      containerInsightsV2: props.containerInsights ? ContainerInsights.ENABLED : ContainerInsights.DISABLED,
+    });
+    if (!props.containerInsights) {
+      Validations.of(this.cluster).acknowledge({
+        id: 'AwsSolutions-ECS4',
+        reason:
+          "Container Insights is a setting (listener.containerInsights), off by default for its cost: the alarms, the dashboard and the scaling read the service's own CPU and memory, the load balancer's target health and the listener's EMF metrics.",
+      });
+    }
 
-    const listenerSize = { cpu: props.cpu ?? 512, memoryMiB: props.memoryLimitMiB ?? 1024 };
+    const listenerSize = { cpu: props.cpu ?? 256, memoryMiB: props.memoryLimitMiB ?? 1024 };
     const scanners = props.scanners ?? { rspamd: null, clamd: null, budget: 5, stall: 2 };
     const sidecars = sidecarResources(scanners);
     const withSidecars = sidecars.cpu > 0;
@@ -338,7 +364,7 @@ export class ListenerService extends Construct {
     Validations.of(this.loadBalancer).acknowledge({
       id: 'AwsSolutions-ELB2',
       reason:
-        'NLB access logs record TLS listeners only; these listeners are plain TCP (STARTTLS is negotiated inside SMTP by the listener), so the log would stay empty. Sessions are logged by the listener as JSON, and VPC flow logs record rejected traffic.',
+        'NLB access logs record TLS listeners only; these listeners are plain TCP (STARTTLS is negotiated inside SMTP by the listener), so the log would stay empty. Sessions are logged by the listener as JSON, and VPC flow logs (vpc.flowLogs) can record rejected traffic.',
     });
 
     // Sessions still open when a task is deregistered keep going for closeTimeout, then SIGTERM starts the listener's own drain.
@@ -380,18 +406,14 @@ export class ListenerService extends Construct {
     });
     const connectionsPerTask =
       props.connectionsPerTask ?? Math.max(1, Math.floor(config.limits.maxConnections / 2));
-    const target = scaling.node.findChild('Target') as ScalableTarget;
-    // The L2 target tracking policy takes only a plain metric; flows per task is a metric math query.
-    new CfnScalingPolicy(this, 'ConnectionsScaling', {
-      policyName: `${Names.uniqueId(this)}Connections`,
-      policyType: 'TargetTrackingScaling',
-      scalingTargetId: target.scalableTargetId,
-      targetTrackingScalingPolicyConfiguration: {
-        targetValue: connectionsPerTask,
-        scaleOutCooldown: 60,
-        scaleInCooldown: 300,
-        customizedMetricSpecification: { metrics: targetTrackingQueries(this.connectionsPerTask()) },
-      },
+    // Sessions hold slots without costing CPU, so CPU alone never scales out against them; each
+    // task publishes the share of its session capacity in use (its peak of the minute), and the
+    // average over tasks is open connections per task over maxConnections.
+    scaling.scaleToTrackCustomMetric('Sessions', {
+      metric: this.sessionUsage(),
+      targetValue: (100 * connectionsPerTask) / config.limits.maxConnections,
+      scaleOutCooldown: Duration.seconds(60),
+      scaleInCooldown: Duration.minutes(5),
     });
   }
 
@@ -409,29 +431,12 @@ export class ListenerService extends Construct {
     });
   }
 
-  /** Open TCP flows on the NLB divided by running tasks (Container Insights), per minute. */
-  public connectionsPerTask(): MathExpression {
-    return new MathExpression({
-      label: 'Open connections per task',
-      // Plain arithmetic: target tracking accepts a subset of metric math; minCapacity keeps tasks ≥ 2.
-      expression: 'flows / tasks',
-      period: Duration.minutes(1),
-      usingMetrics: {
-        flows: this.loadBalancer.metrics.activeFlowCount({
-          statistic: 'Average',
-          period: Duration.minutes(1),
-        }),
-        tasks: this.taskCount('RunningTaskCount'),
-      },
-    });
-  }
-
-  /** The service's running or desired task count (Container Insights), per minute. */
-  public taskCount(metricName: 'RunningTaskCount' | 'DesiredTaskCount'): Metric {
+  /** Share of the session capacity in use, % (the listener's `session_usage`), averaged over tasks per minute. */
+  public sessionUsage(): Metric {
     return new Metric({
-      namespace: 'ECS/ContainerInsights',
-      metricName,
-      dimensionsMap: { ClusterName: this.cluster.clusterName, ServiceName: this.service.serviceName },
+      namespace: METRICS_NAMESPACE,
+      metricName: 'session_usage' satisfies MetricName<'listener'>,
+      dimensionsMap: { service: METRIC_SERVICES.listener },
       statistic: 'Average',
       period: Duration.minutes(1),
     });
@@ -471,30 +476,4 @@ function defaultPublicPorts(config: Config): Record<number, number> {
     if (listener) ports[port] = listener.port;
   }
   return ports;
-}
-
-/** A metric math expression as the queries of a target tracking policy (its metrics, then the expression). */
-function targetTrackingQueries(
-  expression: MathExpression,
-): CfnScalingPolicy.TargetTrackingMetricDataQueryProperty[] {
-  const { mathExpression } = expression.toMetricConfig();
-  const metrics = Object.entries(mathExpression!.usingMetrics).map(([id, metric]) => {
-    const stat = metric.toMetricConfig().metricStat!;
-    return {
-      id,
-      returnData: false,
-      metricStat: {
-        stat: stat.statistic,
-        metric: {
-          namespace: stat.namespace,
-          metricName: stat.metricName,
-          dimensions: (stat.dimensions ?? []).map(({ name, value }) => ({ name, value: String(value) })),
-        },
-      },
-    };
-  });
-  return [
-    ...metrics,
-    { id: 'result', expression: mathExpression!.expression, label: expression.label, returnData: true },
-  ];
 }

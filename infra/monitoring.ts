@@ -166,23 +166,21 @@ export class Monitoring extends Construct {
       queue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: Duration.minutes(1) });
     const oldest = (queue: IQueue) =>
       queue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: Duration.minutes(1) });
-    /** Worst target group: most unhealthy tasks, or fewest healthy ones (all share one health check). */
-    const targetHosts = (healthy: boolean) => {
-      const perGroup = Object.fromEntries(
-        listener.targetGroups.map((group, i) => [
-          `${healthy ? 'healthy' : 'unhealthy'}${i}`,
-          healthy
-            ? group.metrics.healthyHostCount({ statistic: 'Minimum', period: Duration.minutes(1) })
-            : group.metrics.unHealthyHostCount({ statistic: 'Maximum', period: Duration.minutes(1) }),
-        ]),
-      );
-      return new MathExpression({
-        label: healthy ? 'healthy tasks' : 'unhealthy tasks',
-        expression: `${healthy ? 'MIN' : 'MAX'}([${Object.keys(perGroup).join(',')}])`,
-        usingMetrics: perGroup,
-        period: Duration.minutes(1),
-      });
-    };
+    // Every target group checks the same /healthz of the same tasks, so one group's counts are the
+    // tasks' (an alarm pays for each metric it reads: docs/cost.md).
+    const [healthGroup] = listener.targetGroups;
+    const targetHosts = (healthy: boolean) =>
+      healthy
+        ? healthGroup!.metrics.healthyHostCount({
+            label: 'healthy tasks',
+            statistic: 'Minimum',
+            period: Duration.minutes(1),
+          })
+        : healthGroup!.metrics.unHealthyHostCount({
+            label: 'unhealthy tasks',
+            statistic: 'Maximum',
+            period: Duration.minutes(1),
+          });
 
     const alarms: Record<string, Alarm> = {};
     const alarm = (
@@ -274,17 +272,16 @@ export class Monitoring extends Construct {
       },
     );
     alarm(
-      'ListenerBelowDesiredTasks',
-      'Fewer listener tasks pass their health check than the service wants, for 10 minutes.',
-      new MathExpression({
-        label: 'desired - healthy tasks',
-        expression: 'desired - FILL(healthy, 0)',
-        usingMetrics: { desired: listener.taskCount('DesiredTaskCount'), healthy: targetHosts(true) },
-        period: Duration.minutes(1),
-      }),
-      1,
-      // No data at all means Container Insights sees no service: that is not health.
-      { evaluationPeriods: 10, missing: TreatMissingData.BREACHING },
+      'ListenerBelowMinimumTasks',
+      `Fewer than ${listener.minCount} listener tasks (listener.tasks) pass their health check, for 10 minutes.`,
+      targetHosts(true),
+      listener.minCount,
+      // No data at all means the load balancer sees no target: that is not health.
+      {
+        comparison: ComparisonOperator.LESS_THAN_THRESHOLD,
+        evaluationPeriods: 10,
+        missing: TreatMissingData.BREACHING,
+      },
     );
     const nothingAcceptedHours = props.nothingAcceptedHours === undefined ? 24 : props.nothingAcceptedHours;
     if (nothingAcceptedHours !== null) {
@@ -345,19 +342,21 @@ export class Monitoring extends Construct {
       emf('api', 'throttled').with({ period: fiveMinutes }),
       1,
     );
+    // The table's own throttle events, two metrics; a sum over its operations would read seven.
+    // DynamoDB's 500s need no alarm of their own: the writers retry them, and ControlLogWriteFailures
+    // and ApiServerErrors fire when they last.
     alarm(
       'ControlTableThrottled',
       'DynamoDB throttled requests to the control table (on-demand: a burst beyond twice the previous peak, or an account limit).',
-      table.metricThrottledRequestsForOperations({
-        operations: CONTROL_TABLE_OPERATIONS,
+      new MathExpression({
+        label: 'read + write throttle events',
+        expression: 'FILL(reads, 0) + FILL(writes, 0)',
+        usingMetrics: {
+          reads: table.metric('ReadThrottleEvents', { statistic: 'Sum', period: fiveMinutes }),
+          writes: table.metric('WriteThrottleEvents', { statistic: 'Sum', period: fiveMinutes }),
+        },
         period: fiveMinutes,
       }),
-      1,
-    );
-    alarm(
-      'ControlTableSystemErrors',
-      'DynamoDB answered 500 to requests on the control table.',
-      table.metricSystemErrorsForOperations({ operations: CONTROL_TABLE_OPERATIONS, period: fiveMinutes }),
       1,
     );
     alarm(
@@ -419,19 +418,14 @@ export class Monitoring extends Construct {
           nlb.newFlowCount({ statistic: 'Sum' }),
           emf('listener', 'connections'),
         ],
-        [listener.connectionsPerTask()],
+        [listener.sessionUsage().with({ label: 'sessions in use, % of maxConnections' })],
       ),
       graph('Accepted / rejected by reason', [emf('listener', 'accepted'), rejectedByReason]),
       graph('Bytes', [emf('listener', 'bytes')], [nlb.processedBytes({ statistic: 'Sum' })]),
     );
     this.dashboard.addWidgets(
       graph('Listener S3 / SQS failures', [emf('listener', 's3_failures'), emf('listener', 'sqs_failures')]),
-      graph('Tasks', [
-        listener.taskCount('DesiredTaskCount'),
-        listener.taskCount('RunningTaskCount'),
-        targetHosts(true),
-        targetHosts(false),
-      ]),
+      graph('Tasks', [targetHosts(true), targetHosts(false)]),
       graph('Tasks CPU / memory %', [
         listener.service.metricCpuUtilization(),
         listener.service.metricMemoryUtilization(),

@@ -20,12 +20,15 @@ export const SCANNER_IMAGES = { rspamd: 'rspamd/rspamd:4.3', clamav: 'clamav/cla
 
 /**
  * What each sidecar takes from the task: CPU units, memory reserved and, for rspamd, a hard limit.
- * ClamAV holds its whole signature set in memory (≈ 1.2 GB) and reloads it without a second copy
- * (`ConcurrentDatabaseReload no`, which otherwise needs ≈ 3 GB for a few seconds twice a day).
+ * The CPU shares hold what the bench measured at the listener's target load with a margin
+ * (docs/cost.md, "Scanner sidecars": rspamd ≈ 80 units, clamd ≈ 35); a container's share is a
+ * floor, so a burst also takes what the task has idle. ClamAV holds its whole signature set in
+ * memory (≈ 1.2 GB) and reloads it without a second copy (`ConcurrentDatabaseReload no`, which
+ * otherwise needs ≈ 3 GB for a few seconds twice a day).
  */
 export const SIDECAR_SIZES = {
-  rspamd: { cpu: 256, memoryReservationMiB: 512, memoryLimitMiB: 768 },
-  clamav: { cpu: 256, memoryReservationMiB: 1536 },
+  rspamd: { cpu: 128, memoryReservationMiB: 512, memoryLimitMiB: 768 },
+  clamav: { cpu: 128, memoryReservationMiB: 1536 },
 } as const;
 
 /** Which sidecars run (deploy settings `listener.scanners`). */

@@ -73,6 +73,10 @@ export const DeploySettingsSchema = z
           .optional()
           .meta({ description: 'Use this VPC (looked up at synth: needs credentials). Unset: a new VPC.' }),
         maxAzs: z.number().int().min(2).max(6).default(2),
+        flowLogs: z.boolean().default(false).meta({
+          description:
+            'Record rejected traffic of the new VPC (VPC flow logs to the access-log bucket), billed per GB (docs/cost.md). The tasks admit only the load balancer either way.',
+        }),
       })
       .prefault({}),
     listener: z
@@ -81,7 +85,11 @@ export const DeploySettingsSchema = z
         maxTasks: z.number().int().min(2).default(6),
         cpu: z
           .union([z.literal(256), z.literal(512), z.literal(1024), z.literal(2048), z.literal(4096)])
-          .default(512),
+          .default(256)
+          .meta({
+            description:
+              "The listener's CPU units (arm64), without scanner sidecars; the default is sized from the bench (docs/cost.md).",
+          }),
         memoryMiB: z.number().int().default(1024),
         publicPorts: z
           .record(z.string().regex(/^\d{1,5}$/, 'a port number'), z.number().int().min(1024).max(65535))
@@ -108,6 +116,10 @@ export const DeploySettingsSchema = z
         connectionsPerTask: z.number().int().min(1).optional().meta({
           description:
             'Scale out above this many open connections per task. Unset: half of limits.maxConnections.',
+        }),
+        containerInsights: z.boolean().default(false).meta({
+          description:
+            "Container Insights on the cluster: per-task metrics, billed as custom metrics (docs/cost.md). The alarms, dashboard and scaling don't need it.",
         }),
         scanners: z
           .strictObject({
@@ -143,7 +155,7 @@ export const DeploySettingsSchema = z
       .prefault({}),
     functions: z
       .strictObject({
-        parse: FunctionSettingsSchema({ memoryMiB: 1024, batchSize: 10 }),
+        parse: FunctionSettingsSchema({ memoryMiB: 768, batchSize: 10 }),
         // A try may take the route's timeout (15 s); 3 in a row still fit the 60 s function timeout.
         deliver: FunctionSettingsSchema({ memoryMiB: 512, batchSize: 3 }),
       })

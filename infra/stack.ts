@@ -1,4 +1,4 @@
-import { CfnOutput, Fn, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Fn, Stack, type StackProps, Validations } from 'aws-cdk-lib';
 import {
   FlowLogDestination,
   FlowLogTrafficType,
@@ -96,6 +96,7 @@ export class MailbridgeStack extends Stack {
       cpu: settings.listener.cpu,
       memoryLimitMiB: settings.listener.memoryMiB,
       connectionsPerTask: settings.listener.connectionsPerTask,
+      containerInsights: settings.listener.containerInsights,
       logRetention,
     });
 
@@ -146,10 +147,18 @@ export class MailbridgeStack extends Stack {
         DynamoDB: { service: GatewayVpcEndpointAwsService.DYNAMODB },
       },
     });
-    vpc.addFlowLog('FlowLog', {
-      destination: FlowLogDestination.toS3(this.storage.accessLogsBucket, 'vpc-flow-logs/'),
-      trafficType: FlowLogTrafficType.REJECT,
-    });
+    if (settings.flowLogs) {
+      vpc.addFlowLog('FlowLog', {
+        destination: FlowLogDestination.toS3(this.storage.accessLogsBucket, 'vpc-flow-logs/'),
+        trafficType: FlowLogTrafficType.REJECT,
+      });
+    } else {
+      Validations.of(vpc).acknowledge({
+        id: 'AwsSolutions-VPC7',
+        reason:
+          'Flow logs are a setting (vpc.flowLogs), off by default for their cost: the tasks admit only the load balancer, the NLB admits only the SMTP ports, and the listener logs every session as JSON.',
+      });
+    }
     return vpc;
   }
 

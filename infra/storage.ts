@@ -49,7 +49,7 @@ export interface StorageProps {
    */
   readonly removalPolicy?: RemovalPolicy;
   /**
-   * Receives the mail bucket's server access logs (and the VPC flow logs).
+   * Receives the mail bucket's server access logs (and the VPC flow logs, with `vpc.flowLogs`).
    * @default - a new bucket, retained, logs expire after 90 days
    */
   readonly accessLogsBucket?: IBucket;

@@ -332,7 +332,8 @@ async function queueDeliveries(
   await sendJobs(deps, jobs);
   metrics.addMetric('messages_parsed', MetricUnit.Count, 1);
   metrics.addMetric('deliveries_queued', MetricUnit.Count, jobs.length);
-  logger.info('message parsed and queued for delivery', {
+  // Debug: the message log's `parsed` event holds the same at no log-ingestion cost (docs/cost.md).
+  logger.debug('message parsed and queued for delivery', {
     size: read.size,
     attachments: read.mime.attachments.length,
     routes: groups.map(({ route }) => route.id),

@@ -2,7 +2,18 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { COST_DOC_FILE, COST_INPUTS_FILE, type CostInputs, renderCostDoc } from '../../bench/cost-doc.ts';
-import { chooseMemory, durationAt, perMillion, total } from '../../bench/cost-model.ts';
+import {
+  chooseMemory,
+  chooseTaskSize,
+  cpuUnitsFor,
+  DEPLOYMENT,
+  durationAt,
+  functionSizes,
+  perMillion,
+  total,
+} from '../../bench/cost-model.ts';
+import { SIDECAR_SIZES } from '../../infra/scanner-sidecars.ts';
+import { DeploySettingsSchema } from '../../infra/settings.ts';
 
 const inputs = JSON.parse(readFileSync(COST_INPUTS_FILE, 'utf8')) as CostInputs;
 
@@ -42,5 +53,46 @@ describe('function memory chosen from measured figures', () => {
   it('models CPU-bound time stretching below one vCPU (1769 MB) and not above', () => {
     assert.equal(durationAt(1769, 100, 10), 110);
     assert.equal(durationAt(1769 / 2, 100, 10), 210);
+  });
+});
+
+describe('function memory in force', () => {
+  it('is what the model picks from the committed measurement, in the settings and the construct', () => {
+    const sizes = functionSizes(inputs.cost);
+    const { functions } = DeploySettingsSchema.parse({ config: 'mailbridge.yaml' });
+    assert.deepEqual(
+      { parse: functions.parse.memoryMiB, deliver: functions.deliver.memoryMiB },
+      { parse: sizes.parse.memoryMb, deliver: sizes.deliver.memoryMb },
+    );
+  });
+});
+
+describe('listener task size chosen from measured figures', () => {
+  it('is the size docs/cost.md counts and the settings default, from the committed measurement', () => {
+    const chosen = chooseTaskSize(inputs.taskSize);
+    assert.deepEqual(chosen, { cpu: DEPLOYMENT.taskVcpu * 1024, memoryMiB: DEPLOYMENT.taskGb * 1024 });
+    const { listener } = DeploySettingsSchema.parse({ config: 'mailbridge.yaml' });
+    assert.deepEqual({ cpu: listener.cpu, memoryMiB: listener.memoryMiB }, chosen);
+  });
+
+  it('grows with the CPU at the target load and with the burst peak', () => {
+    assert.deepEqual(chooseTaskSize({ cpuPercent: 15, burstPeakMiB: 380 }), { cpu: 256, memoryMiB: 1024 });
+    assert.deepEqual(chooseTaskSize({ cpuPercent: 30, burstPeakMiB: 380 }), { cpu: 512, memoryMiB: 1024 });
+    assert.deepEqual(chooseTaskSize({ cpuPercent: 15, burstPeakMiB: 600 }), { cpu: 256, memoryMiB: 2048 });
+  });
+});
+
+describe('scanner sidecars sized from measured figures', () => {
+  it('give each daemon the CPU it used at the listener task’s target load', () => {
+    for (const [daemon, sidecar] of [
+      ['rspamd', SIDECAR_SIZES.rspamd],
+      ['clamd', SIDECAR_SIZES.clamav],
+    ] as const) {
+      const needed = cpuUnitsFor(
+        (inputs.scanners[daemon].cpuMsPerMessage * inputs.taskSize.load.rate) / 1000,
+      );
+      assert.ok(needed <= sidecar.cpu, `${daemon}: ${needed} CPU units measured, ${sidecar.cpu} given`);
+    }
+    assert.ok(inputs.scanners.rspamd.peakRssMiB <= SIDECAR_SIZES.rspamd.memoryLimitMiB);
   });
 });

@@ -98,7 +98,7 @@ describe('scanner sidecars in the CDK app', () => {
   it('are off by default: one container, the settings’ task size, the config deployed without a scanners section', () => {
     assert.deepEqual(Object.keys(containersOf(off.t)), ['listener']);
     const [[, task]] = off.t.ofType('AWS::ECS::TaskDefinition') as [[string, Resource]];
-    assert.deepEqual([task.Properties.Cpu, task.Properties.Memory], ['512', '1024']);
+    assert.deepEqual([task.Properties.Cpu, task.Properties.Memory], ['256', '1024']);
     assert.equal(
       'scanners' in JSON.parse(loadDeployment(writeDeployment(dir, {}, exampleConfig)).configJson),
       false,
@@ -106,11 +106,11 @@ describe('scanner sidecars in the CDK app', () => {
     assert.equal(alarmNames(off.t).includes('ScannerUnavailable'), false);
   });
 
-  it('with both on: the task grows to 1 vCPU / 4 GB and the listener keeps its own share', () => {
+  it('with both on: the task grows to 0.5 vCPU / 4 GB and the listener keeps its own share', () => {
     const [[, task]] = on.t.ofType('AWS::ECS::TaskDefinition') as [[string, Resource]];
-    assert.deepEqual([task.Properties.Cpu, task.Properties.Memory], ['1024', '4096']);
+    assert.deepEqual([task.Properties.Cpu, task.Properties.Memory], ['512', '4096']);
     const { listener } = containersOf(on.t);
-    assert.deepEqual([listener!.Essential, listener!.Cpu, listener!.MemoryReservation], [true, 512, 1024]);
+    assert.deepEqual([listener!.Essential, listener!.Cpu, listener!.MemoryReservation], [true, 256, 1024]);
     assert.equal(listener!.DependsOn, undefined, 'the listener never waits for a scanner');
     const deployed = loadDeployment(writeDeployment(dir, { listener: { scanners: BOTH } }, exampleConfig));
     assert.deepEqual(
@@ -124,7 +124,7 @@ describe('scanner sidecars in the CDK app', () => {
     const { rspamd } = containersOf(on.t);
     assert.equal(rspamd!.Image, 'rspamd/rspamd:4.3');
     assert.equal(rspamd!.Essential, false);
-    assert.deepEqual([rspamd!.Cpu, rspamd!.MemoryReservation, rspamd!.Memory], [256, 512, 768]);
+    assert.deepEqual([rspamd!.Cpu, rspamd!.MemoryReservation, rspamd!.Memory], [128, 512, 768]);
     assert.equal(rspamd!.ReadonlyRootFilesystem, true);
     assert.deepEqual(rspamd!.MountPoints, [
       { ContainerPath: '/var/lib/rspamd', ReadOnly: false, SourceVolume: 'rspamd-data' },
@@ -148,7 +148,7 @@ describe('scanner sidecars in the CDK app', () => {
     const { clamav } = containersOf(on.t);
     assert.equal(clamav!.Image, 'clamav/clamav:1.5');
     assert.equal(clamav!.Essential, false);
-    assert.deepEqual([clamav!.Cpu, clamav!.MemoryReservation], [256, 1536]);
+    assert.deepEqual([clamav!.Cpu, clamav!.MemoryReservation], [128, 1536]);
     const environment = Object.fromEntries(
       (clamav!.Environment as { Name: string; Value: string }[]).map((e) => [e.Name, e.Value]),
     );
@@ -179,11 +179,11 @@ describe('scanner sidecars in the CDK app', () => {
     );
   });
 
-  it('with rspamd alone: 1 vCPU / 2 GB, no ClamAV', () => {
+  it('with rspamd alone: 0.5 vCPU / 2 GB, no ClamAV', () => {
     const alone = synth({ rspamd: true });
     try {
       const [[, task]] = alone.t.ofType('AWS::ECS::TaskDefinition') as [[string, Resource]];
-      assert.deepEqual([task.Properties.Cpu, task.Properties.Memory], ['1024', '2048']);
+      assert.deepEqual([task.Properties.Cpu, task.Properties.Memory], ['512', '2048']);
       assert.deepEqual(Object.keys(containersOf(alone.t)).sort(), ['listener', 'rspamd']);
     } finally {
       alone.cleanup();

@@ -6,10 +6,11 @@ import { Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
-import { QUEUE_SETTINGS } from '../../core/index.ts';
+import { DEPLOYMENT } from '../../bench/cost-model.ts';
+import { CONTROL_METRICS, METRICS, METRICS_NAMESPACE, QUEUE_SETTINGS } from '../../core/index.ts';
 import { loadDeployment, type MailbridgeStack } from '../../infra/index.ts';
 import { healthCheckCommand } from '../../listener/healthcheck.ts';
-import { buildStack, EXAMPLE_SETTINGS } from './helpers.ts';
+import { buildStack, EXAMPLE_CONFIG, EXAMPLE_SETTINGS, tempDir, writeDeployment } from './helpers.ts';
 import { actionsOf, json, type Resource, StackTemplate, type Statement } from './template.ts';
 
 let stack: MailbridgeStack;
@@ -181,10 +182,12 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       );
     });
 
-    it('keeps at least 2 tasks with Container Insights; the task count is left to autoscaling', () => {
+    it('keeps at least 2 tasks of 0.25 vCPU / 1 GB, without Container Insights; the task count is left to autoscaling', () => {
       template.hasResourceProperties('AWS::ECS::Cluster', {
-        ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }],
+        ClusterSettings: [{ Name: 'containerInsights', Value: 'disabled' }],
       });
+      const [[, task]] = ofType('AWS::ECS::TaskDefinition') as [[string, Resource]];
+      assert.deepEqual([task.Properties.Cpu, task.Properties.Memory], ['256', '1024']);
       const [[, service]] = ofType('AWS::ECS::Service') as [[string, Resource]];
       assert.equal(service.Properties.LaunchType, 'FARGATE');
       assert.deepEqual(
@@ -199,7 +202,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       });
     });
 
-    it('scales by target tracking on CPU and on open connections per task, and nothing else', () => {
+    it('scales by target tracking on CPU and on the share of sessions in use, and nothing else', () => {
       const policies = ofType('AWS::ApplicationAutoScaling::ScalingPolicy').map(([, p]) => p.Properties);
       // Target tracking policies scale in only when all of them agree; a step policy would not wait.
       assert.deepEqual(
@@ -214,19 +217,18 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       assert.deepEqual(cpu.PredefinedMetricSpecification, {
         PredefinedMetricType: 'ECSServiceAverageCPUUtilization',
       });
-      const connections = configs.find((config) => config.CustomizedMetricSpecification)!;
-      assert.equal(connections.TargetValue, 500, 'half of limits.maxConnections (1000 by default)');
-      const queries = (connections.CustomizedMetricSpecification as { Metrics: Record<string, unknown>[] })
-        .Metrics;
-      const returned = queries.filter((query) => query.ReturnData !== false);
-      assert.equal(returned.length, 1);
-      assert.equal(returned[0]!.Expression, 'flows / tasks');
-      const stat = (id: string) =>
-        (queries.find((query) => query.Id === id)!.MetricStat as { Metric: Record<string, unknown> }).Metric;
-      assert.equal(stat('flows').MetricName, 'ActiveFlowCount');
-      assert.equal(stat('flows').Namespace, 'AWS/NetworkELB');
-      assert.equal(stat('tasks').MetricName, 'RunningTaskCount');
-      assert.equal(stat('tasks').Namespace, 'ECS/ContainerInsights');
+      const sessions = configs.find((config) => config.CustomizedMetricSpecification)!;
+      assert.equal(
+        sessions.TargetValue,
+        50,
+        'half of limits.maxConnections (1000 by default) per task, as a share of it',
+      );
+      assert.deepEqual(sessions.CustomizedMetricSpecification, {
+        Namespace: 'mailbridge',
+        MetricName: 'session_usage',
+        Dimensions: [{ Name: 'service', Value: 'listener' }],
+        Statistic: 'Average',
+      });
       assert.deepEqual(
         ofType('AWS::CloudWatch::Alarm').filter(([, a]) => json(a.Properties).includes('ActiveFlowCount')),
         [],
@@ -322,7 +324,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
   });
 
   describe('functions', () => {
-    it('run parse and deliver on nodejs24.x arm64, outside the VPC, with the queue timeouts and JSON logs', () => {
+    it('run parse and deliver on nodejs24.x arm64, outside the VPC, with the queue timeouts and JSON logs without platform lines', () => {
       const functions = [stack.functions.parse, stack.functions.deliver].map(
         (fn) => resources[stack.getLogicalId(fn.node.defaultChild as never)]!.Properties,
       );
@@ -331,7 +333,15 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         assert.deepEqual(fn.Architectures, ['arm64']);
         assert.equal(fn.Timeout, 60);
         assert.equal(fn.VpcConfig, undefined, 'no VPC: webhook delivery must not reach private addresses');
-        assert.equal((fn.LoggingConfig as { LogFormat: string }).LogFormat, 'JSON');
+        assert.deepEqual(
+          fn.LoggingConfig,
+          {
+            LogFormat: 'JSON',
+            SystemLogLevel: 'WARN',
+            LogGroup: (fn.LoggingConfig as { LogGroup: unknown }).LogGroup,
+          },
+          "Lambda's START, END and REPORT lines are not ingested (docs/cost.md)",
+        );
         const variables = (fn.Environment as { Variables: Record<string, unknown> }).Variables;
         assert.equal(variables.MAILBRIDGE_RUNTIME, 'aws');
         // --enable-source-maps decoded a 10 MB map on the first logged error (≈ 260 ms in parse).
@@ -358,7 +368,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         names[1],
         [...common, 'MAILBRIDGE_DELIVERY_DLQ_URL', 'MAILBRIDGE_DELIVERY_QUEUE_URL', 'NODE_OPTIONS'].sort(),
       );
-      assert.equal(functions[0]!.MemorySize, 1024);
+      assert.equal(functions[0]!.MemorySize, 768);
       assert.equal(functions[1]!.MemorySize, 512);
     });
 
@@ -508,7 +518,6 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         'ApiThrottled',
         'ControlLogDropped',
         'ControlLogWriteFailures',
-        'ControlTableSystemErrors',
         'ControlTableThrottled',
         'DeliverFunctionErrors',
         'DeliverFunctionThrottles',
@@ -519,7 +528,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         'InboundDlqNotEmpty',
         'InboundDlqOldestMessage',
         'InboundQueueOldestMessage',
-        'ListenerBelowDesiredTasks',
+        'ListenerBelowMinimumTasks',
         'ListenerNoHealthyTargets',
         'ListenerNothingAccepted',
         'ListenerS3Failures',
@@ -544,7 +553,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         assert.match(operations, new RegExp(`^### ${name}$`, 'm'), `docs/operations.md explains ${name}`);
     });
 
-    it('alarms when a DLQ entry is a week old, when fewer tasks are healthy than desired, and when nothing was accepted for a day', () => {
+    it('alarms when a DLQ entry is a week old, when fewer tasks are healthy than the minimum, and when nothing was accepted for a day', () => {
       const byName = (name: string) =>
         ofType('AWS::CloudWatch::Alarm').find(([, a]) => a.Properties.AlarmName === `Mailbridge-${name}`)![1]
           .Properties;
@@ -559,20 +568,17 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         ]);
         assert.equal(alarm.Threshold, 7 * 86400, 'a week before SQS deletes it at 14 days');
       }
-      const below = byName('ListenerBelowDesiredTasks');
-      const queries = below.Metrics as {
-        Id: string;
-        Expression?: string;
-        MetricStat?: { Metric: unknown };
-      }[];
-      assert.equal(
-        queries.find((query) => query.Expression?.startsWith('desired'))!.Expression,
-        'desired - FILL(healthy, 0)',
-      );
-      assert.match(json(queries.find((query) => query.Id === 'desired')!.MetricStat), /"DesiredTaskCount"/);
-      assert.equal(
-        queries.find((query) => query.Id === 'healthy')!.Expression,
-        'MIN([healthy0,healthy1,healthy2,healthy3])',
+      const below = byName('ListenerBelowMinimumTasks');
+      const [healthy] = below.Metrics as { MetricStat: { Metric: { MetricName: string }; Stat: string } }[];
+      assert.deepEqual(
+        [
+          healthy!.MetricStat.Metric.MetricName,
+          healthy!.MetricStat.Stat,
+          below.ComparisonOperator,
+          below.Threshold,
+        ],
+        ['HealthyHostCount', 'Minimum', 'LessThanThreshold', 2],
+        'fewer healthy tasks than listener.tasks',
       );
       assert.equal(below.TreatMissingData, 'breaching');
       const nothing = byName('ListenerNothingAccepted');
@@ -616,23 +622,15 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       const rejectedSearch = `= SEARCH('{mailbridge,reason,service} MetricName="rejected" service="listener"', 'Sum', 60)`;
       assert.deepEqual(widgets, {
         Connections: [
-          '= flows / tasks',
           'AWS/NetworkELB/ActiveFlowCount',
           'AWS/NetworkELB/NewFlowCount',
-          'ECS/ContainerInsights/RunningTaskCount',
           'mailbridge/connections listener',
+          'mailbridge/session_usage listener',
         ],
         'Accepted / rejected by reason': [rejectedSearch, 'mailbridge/accepted listener'],
         Bytes: ['AWS/NetworkELB/ProcessedBytes', 'mailbridge/bytes listener'],
         'Listener S3 / SQS failures': ['mailbridge/s3_failures listener', 'mailbridge/sqs_failures listener'],
-        Tasks: [
-          '= MAX([unhealthy0,unhealthy1,unhealthy2,unhealthy3])',
-          '= MIN([healthy0,healthy1,healthy2,healthy3])',
-          'AWS/NetworkELB/HealthyHostCount',
-          'AWS/NetworkELB/UnHealthyHostCount',
-          'ECS/ContainerInsights/DesiredTaskCount',
-          'ECS/ContainerInsights/RunningTaskCount',
-        ],
+        Tasks: ['AWS/NetworkELB/HealthyHostCount', 'AWS/NetworkELB/UnHealthyHostCount'],
         'Tasks CPU / memory %': ['AWS/ECS/CPUUtilization', 'AWS/ECS/MemoryUtilization'],
         'Queue depth': ['AWS/SQS/ApproximateNumberOfMessagesVisible'],
         'Oldest message age (s)': ['AWS/SQS/ApproximateAgeOfOldestMessage'],
@@ -678,6 +676,46 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
           'AWS/DynamoDB/WriteThrottleEvents',
         ],
       });
+    });
+
+    it('reads only metrics something emits: AWS services’ own (no Container Insights) and the parts’ EMF names, as many as docs/cost.md counts', () => {
+      const read: string[] = [];
+      let alarmMetrics = 0;
+      const visit = (value: unknown, inAlarm: boolean): void => {
+        if (Array.isArray(value)) {
+          for (const item of value) visit(item, inAlarm);
+          return;
+        }
+        if (typeof value !== 'object' || value === null) return;
+        const record = value as Record<string, unknown>;
+        if (typeof record.MetricName === 'string' && typeof record.Namespace === 'string') {
+          read.push(`${record.Namespace}/${record.MetricName}`);
+          if (inAlarm) alarmMetrics++;
+        }
+        for (const child of Object.values(record)) visit(child, inAlarm);
+      };
+      for (const [, alarm] of ofType('AWS::CloudWatch::Alarm')) visit(alarm.Properties, true);
+      for (const [, policy] of ofType('AWS::ApplicationAutoScaling::ScalingPolicy'))
+        visit(policy.Properties, false);
+      const [[, dashboard]] = ofType('AWS::CloudWatch::Dashboard') as [[string, Resource]];
+      const body = json(dashboard.Properties.DashboardBody);
+      for (const [, namespace, name] of body.matchAll(/\[\\"([\w/]+)\\",\\"(\w+)\\"/g))
+        read.push(`${namespace}/${name}`);
+      const ours = new Set([
+        ...Object.values(METRICS).flatMap((names) => Object.keys(names)),
+        ...Object.keys(CONTROL_METRICS),
+      ]);
+      for (const metric of new Set(read)) {
+        const [namespace, name] = [
+          metric.slice(0, metric.lastIndexOf('/')),
+          metric.slice(metric.lastIndexOf('/') + 1),
+        ];
+        if (namespace === METRICS_NAMESPACE)
+          assert.ok(ours.has(name), `${metric} is in core/metric-names.ts`);
+        else assert.match(namespace, /^AWS\//, `${metric}: an AWS service's own metric, free`);
+      }
+      assert.ok(read.some((metric) => metric === 'mailbridge/session_usage'));
+      assert.equal(alarmMetrics, DEPLOYMENT.alarmMetrics, 'bench/cost-model.ts counts what the alarms read');
     });
 
     it('sets a retention on every log group', () => {
@@ -736,12 +774,42 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         'AwsSolutions-APIG4',
         'AwsSolutions-EC23',
         'AwsSolutions-ECS2',
+        'AwsSolutions-ECS4',
         'AwsSolutions-ELB2',
         'AwsSolutions-IAM5',
         'AwsSolutions-S1',
         'AwsSolutions-SMG4',
+        'AwsSolutions-VPC7',
       ]);
     });
+  });
+
+  it('turns on Container Insights and VPC flow logs (rejected traffic, to the access-log bucket) only when the settings ask', () => {
+    const { dir, cleanup: cleanupDir } = tempDir('mailbridge-optional-');
+    const optional = buildStack(
+      loadDeployment(
+        writeDeployment(
+          dir,
+          { vpc: { flowLogs: true }, listener: { containerInsights: true } },
+          readFileSync(EXAMPLE_CONFIG, 'utf8'),
+        ),
+      ),
+      { bundle: false },
+    );
+    try {
+      const on = new StackTemplate(optional.stack);
+      assert.deepEqual((on.ofType('AWS::ECS::Cluster')[0]![1].Properties.ClusterSettings as unknown[])[0], {
+        Name: 'containerInsights',
+        Value: 'enabled',
+      });
+      const [[, flowLog]] = on.ofType('AWS::EC2::FlowLog') as [[string, Resource]];
+      assert.equal(flowLog.Properties.TrafficType, 'REJECT');
+      assert.equal(flowLog.Properties.LogDestinationType, 's3');
+      assert.deepEqual(ofType('AWS::EC2::FlowLog'), [], 'none by default');
+    } finally {
+      optional.cleanup();
+      cleanupDir();
+    }
   });
 
   it('with storage.encryption "kms": encrypts the bucket and the control table with one rotated key, still with nothing unacknowledged', () => {
