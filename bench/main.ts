@@ -362,7 +362,7 @@ function bundlesTable(results: typeof json, lines: string[], n: Num, ratio: Rati
     '',
     '### 5. Functions (bundled as infra/functions.ts bundles them; targets < 1 MB, cold import < 150 ms)',
     '',
-    '| function | bundle | zip contents | cold import (median of runs) | vs reference | first error stack | heaviest inputs |',
+    '| function | read at cold start | zip contents | cold import (median of runs) | vs reference | first error stack | heaviest inputs |',
     '|---|---|---|---|---|---|---|',
     ...bundles.map(
       (b) =>

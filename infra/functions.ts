@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Architecture, LoggingFormat, Runtime, SystemLogLevel } from 'aws-cdk-lib/aws-lambda';
@@ -8,6 +8,7 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ENV, QUEUE_SETTINGS } from '../core/index.ts';
+import { CHARSET_TABLES_EXTERNAL } from './charset-tables.ts';
 import type { ControlTable } from './control-plane.ts';
 import type { DeployedConfig } from './deployed-config.ts';
 import type { Secrets } from './secrets.ts';
@@ -43,13 +44,21 @@ export const FUNCTION_BUNDLING = {
   keepNames: true,
   // Pin the SDK the tests ran against instead of the runtime's copy.
   bundleAwsSDK: true,
-  externalModules: [] as string[],
+  externalModules: [CHARSET_TABLES_EXTERNAL],
   esbuildArgs: Object.fromEntries(
     ['undici', '@postalsys/vmc', 'fast-xml-parser'].map((name) => [
       `--alias:${name}`,
       './infra/bimi-stub.ts',
     ]),
   ),
+  // The charset tables the bundle requires, copied beside it (see charset-tables.ts).
+  commandHooks: {
+    beforeBundling: (): string[] => [],
+    beforeInstall: (): string[] => [],
+    afterBundling: (inputDir: string, outputDir: string): string[] => [
+      `"${process.execPath}" "${join(inputDir, 'infra', 'charset-tables.ts')}" "${outputDir}"`,
+    ],
+  },
   // CommonJS dependencies (mailparser, mailauth) call require() and read __dirname inside an ESM bundle.
   banner:
     "import { createRequire as __mbCreateRequire } from 'node:module'; import { fileURLToPath as __mbFileURLToPath } from 'node:url'; import { dirname as __mbDirname } from 'node:path'; const require = __mbCreateRequire(import.meta.url); const __filename = __mbFileURLToPath(import.meta.url); const __dirname = __mbDirname(__filename);",

@@ -372,14 +372,24 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       assert.equal(functions[1]!.MemorySize, 512);
     });
 
-    it('ship only the bundle in each zip: no source map', () => {
-      for (const fn of [stack.functions.parse, stack.functions.deliver, stack.controlPlane.function]) {
+    it('ship the bundle in each zip, no source map; parse with the charset tables it requires beside it', () => {
+      const zip = (fn: IConstruct) => {
         const code = resources[stack.getLogicalId(fn.node.defaultChild as never)]!.Properties.Code as {
           S3Key: string;
         };
-        const files = readdirSync(join(outdir, `asset.${code.S3Key.replace(/\.zip$/, '')}`));
-        assert.deepEqual(files, ['index.mjs']);
-      }
+        return join(outdir, `asset.${code.S3Key.replace(/\.zip$/, '')}`);
+      };
+      for (const fn of [stack.functions.deliver, stack.controlPlane.function])
+        assert.deepEqual(readdirSync(zip(fn)), ['index.mjs']);
+      const parse = zip(stack.functions.parse);
+      assert.deepEqual(readdirSync(parse), ['index.mjs', 'tables']);
+      // Each table the bundle requires is in the zip: GBK (cp936) and Shift_JIS among them.
+      const bundle = readFileSync(join(parse, 'index.mjs'), 'utf8');
+      const required = [
+        ...new Set([...bundle.matchAll(/"\.\/tables\/([\w-]+\.json)"/g)].map((match) => match[1])),
+      ].sort();
+      assert.ok(required.includes('cp936.json') && required.includes('shiftjis.json'), required.join());
+      assert.deepEqual(readdirSync(join(parse, 'tables')).sort(), required);
     });
 
     it('trigger from SQS with partial batch responses, the batch sizes and max concurrency of the settings', () => {
