@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { build, type Metafile } from 'esbuild';
 import { ENV } from '../core/index.ts';
-import { copyCharsetTables } from '../infra/charset-tables.ts';
+import { addBundleCompanions } from '../infra/bundle-companions.ts';
 import { FUNCTION_BUNDLING, FUNCTION_NAMES, FUNCTION_NODE_OPTIONS } from '../infra/index.ts';
 import { median } from './stats.ts';
 
@@ -101,7 +101,7 @@ export async function measureBundles(imports: number): Promise<BundleResult[]> {
       });
       const assetDir = dirname(outfile);
       // As CDK's afterBundling hook does.
-      if (name !== REFERENCE_BUNDLE) copyCharsetTables(assetDir);
+      if (name !== REFERENCE_BUNDLE) addBundleCompanions(assetDir);
       // The first logged error formats a stack through the bundle (here: the handler given no event);
       // with --enable-source-maps that decodes the whole map. The files of the asset directory the
       // import required (charset tables) are what the cold start read beside the bundle.

@@ -31,6 +31,3 @@ export function copyCharsetTables(outDir: string): string[] {
   for (const name of names) copyFileSync(join(TABLES_DIR, name), join(outDir, 'tables', name));
   return names;
 }
-
-// Run by CDK after esbuild (the bundling's afterBundling hook): node infra/charset-tables.ts <outputDir>
-if (import.meta.main) copyCharsetTables(process.argv[2]!);

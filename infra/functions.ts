@@ -8,6 +8,7 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ENV, QUEUE_SETTINGS } from '../core/index.ts';
+import { ESM_REQUIRE_BANNER } from './bundle-companions.ts';
 import { CHARSET_TABLES_EXTERNAL } from './charset-tables.ts';
 import type { ControlTable } from './control-plane.ts';
 import type { DeployedConfig } from './deployed-config.ts';
@@ -51,17 +52,15 @@ export const FUNCTION_BUNDLING = {
       './infra/bimi-stub.ts',
     ]),
   ),
-  // The charset tables the bundle requires, copied beside it (see charset-tables.ts).
+  // What the bundle loads from files beside it: charset tables, the unpack worker (bundle-companions.ts).
   commandHooks: {
     beforeBundling: (): string[] => [],
     beforeInstall: (): string[] => [],
     afterBundling: (inputDir: string, outputDir: string): string[] => [
-      `"${process.execPath}" "${join(inputDir, 'infra', 'charset-tables.ts')}" "${outputDir}"`,
+      `"${process.execPath}" "${join(inputDir, 'infra', 'bundle-companions.ts')}" "${outputDir}"`,
     ],
   },
-  // CommonJS dependencies (mailparser, mailauth) call require() and read __dirname inside an ESM bundle.
-  banner:
-    "import { createRequire as __mbCreateRequire } from 'node:module'; import { fileURLToPath as __mbFileURLToPath } from 'node:url'; import { dirname as __mbDirname } from 'node:path'; const require = __mbCreateRequire(import.meta.url); const __filename = __mbFileURLToPath(import.meta.url); const __dirname = __mbDirname(__filename);",
+  banner: ESM_REQUIRE_BANNER,
 };
 
 /** One Lambda function bundled from `functions/<entry>/handler.ts`, as {@link bundledFunction} makes it. */

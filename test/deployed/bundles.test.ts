@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -253,6 +253,38 @@ describe('the function bundles, as Lambda loads them', () => {
     );
     const decoded = messages.find((message) => message.messageId === '<deployed-charsets@sender.example>');
     assert.deepEqual([decoded?.subject, String(decoded?.text).trim()], ['日本語の件名', '你好，世界']);
+  });
+
+  it('parse reads a .msg attachment with the unpack worker shipped beside its bundle', async () => {
+    // The worker runs from a file (a worker thread), so the zip must hold it next to index.mjs.
+    const before = new Set(receiver.received.map((webhook) => webhook.webhookId)).size;
+    await queueInbound(
+      readFileSync(
+        join(
+          import.meta.dirname,
+          '..',
+          '..',
+          'harness',
+          'fixtures',
+          'reply-by-email',
+          'outlook-msg-attachment.eml',
+        ),
+        'ascii',
+      ),
+    );
+    assert.deepEqual(await invoke('parse', emulator.resources.inboundQueueUrl), { batchItemFailures: [] });
+    assert.deepEqual(await invoke('deliver', emulator.resources.deliveryQueueUrl), { batchItemFailures: [] });
+    await receiver.waitForUnique(before + 1, 10_000);
+    const payload = receiver.received.at(-1)!.payload as {
+      warnings: string[];
+      message: { attachments: { filename: string; unpacked?: { format: string; subject: string } }[] };
+    };
+    const msg = payload.message.attachments.find((file) => file.filename.endsWith('.msg'));
+    assert.deepEqual(
+      [msg?.unpacked?.format, msg?.unpacked?.subject],
+      ['msg', 'Quote request: 40 office chairs'],
+      payload.warnings.join('; '),
+    );
   });
 
   it('the API answers API Gateway HTTP API events from the table, the config and Secrets Manager, as deployed', async () => {

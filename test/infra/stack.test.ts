@@ -372,7 +372,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       assert.equal(functions[1]!.MemorySize, 512);
     });
 
-    it('ship the bundle in each zip, no source map; parse with the charset tables it requires beside it', () => {
+    it('ship the bundle in each zip, no source map; parse with the charset tables and the unpack worker it loads beside it', () => {
       const zip = (fn: IConstruct) => {
         const code = resources[stack.getLogicalId(fn.node.defaultChild as never)]!.Properties.Code as {
           S3Key: string;
@@ -382,7 +382,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
       for (const fn of [stack.functions.deliver, stack.controlPlane.function])
         assert.deepEqual(readdirSync(zip(fn)), ['index.mjs']);
       const parse = zip(stack.functions.parse);
-      assert.deepEqual(readdirSync(parse), ['index.mjs', 'tables']);
+      assert.deepEqual(readdirSync(parse).sort(), ['index.mjs', 'tables', 'unpack-worker.mjs']);
       // Each table the bundle requires is in the zip: GBK (cp936) and Shift_JIS among them.
       const bundle = readFileSync(join(parse, 'index.mjs'), 'utf8');
       const required = [
