@@ -1,10 +1,7 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
-import type { S3Client } from '@aws-sdk/client-s3';
-import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { type ControlStore, MessageLogWriter, RouteSync } from '../../core/control/index.ts';
 import {
-  type Config,
   createLogger,
   createMetrics,
   type InboundEvent,
@@ -15,9 +12,8 @@ import {
   Router,
 } from '../../core/index.ts';
 import { LOG_FLUSH_MS, timeLeftSignal, untilAborted } from '../time-left.ts';
-import type { AuthLimits } from './auth.ts';
 import { type BoundedResolverOptions, boundedResolver, type DnsResolver, systemResolver } from './dns.ts';
-import { type ParseResult, processInboundEvent } from './process.ts';
+import { type ParseResult, type ProcessDeps, processInboundEvent } from './process.ts';
 
 /** How old the route index may get before an invocation reads the change feed (in force within 10 s). */
 export const ROUTE_POLL_MS = 5000;
@@ -33,15 +29,11 @@ function routes(router: Router, recipient: string): boolean {
 }
 
 /** What the parse handler needs; AWS clients are built once by the caller and passed in. */
-export interface ParseDeps {
-  readonly s3: S3Client;
-  readonly sqs: SQSClient;
-  /** Bucket for attachments and payloads (the raw object's bucket comes with each event). */
-  readonly bucket: string;
-  readonly deliveryQueueUrl: string;
-  /** Where a message whose recipients no longer route is dead-lettered (reason `unrouted`). */
-  readonly inboundDlqUrl: string;
-  readonly config: Config;
+export interface ParseDeps
+  extends Pick<
+    ProcessDeps,
+    's3' | 'sqs' | 'bucket' | 'deliveryQueueUrl' | 'inboundDlqUrl' | 'config' | 'auth'
+  > {
   /**
    * The control plane: API routes beside the config's, the message log, duplicate markers.
    * @default none: the config's routes only, no log, duplicates not marked
@@ -51,8 +43,6 @@ export interface ParseDeps {
   readonly resolver?: DnsResolver;
   /** Deadline and cache around `resolver`. @default 3 s per lookup, 1000 answers for 5 min */
   readonly dns?: BoundedResolverOptions;
-  /** Deadline and key-lookup budget of each message's authentication. @default AUTH_LIMITS */
-  readonly auth?: AuthLimits;
   readonly now?: () => Date;
   readonly logger?: Logger;
   readonly metrics?: Metrics;

@@ -39,6 +39,7 @@ import { type MimeResult, parseMime } from './mime.ts';
 export interface ProcessDeps {
   readonly s3: S3Client;
   readonly sqs: SQSClient;
+  /** Bucket for attachments and payloads (the raw object's bucket comes with each event). */
   readonly bucket: string;
   readonly deliveryQueueUrl: string;
   /** The inbound queue's DLQ: a message whose recipients no longer route goes there, as `unrouted`. */
