@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildSync } from 'esbuild';
 import { copyCharsetTables } from './charset-tables.ts';
@@ -31,7 +31,6 @@ export function addBundleCompanions(outDir: string): string[] {
       banner: { js: ESM_REQUIRE_BANNER },
       logLevel: 'error',
     });
-    if (!existsSync(join(outDir, UNPACK_WORKER))) throw new Error(`${UNPACK_WORKER} was not built`);
     added.push(UNPACK_WORKER);
   }
   return added;
