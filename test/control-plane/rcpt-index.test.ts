@@ -95,27 +95,36 @@ describe('RcptIndex', () => {
   });
 
   it('agrees with the Router on randomly made routes and addresses', () => {
+    // mulberry32: every residue comes up (the low bits of an LCG repeat with a short period and
+    // left whole pattern kinds untried).
     let seed = 7;
     const random = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed % n;
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) % n;
     };
     const locals = ['a', 'ab', 'b', 'sup', 'support', 'x'];
     const domains = ['example.test', 'eu.corp.test', 'other.test'];
     const patternOf = () => {
       const domain = domains[random(domains.length)]!;
-      switch (random(4)) {
+      switch (random(6)) {
         case 0:
           return `*@${domain}`;
         case 1:
           return `${locals[random(locals.length)]}*@${domain}`;
         case 2:
           return `/^${locals[random(locals.length)]}.*@${domain.replace(/\./g, '\\.')}$/`;
+        case 3:
+          // An exact address with its tag: it competes with the untagged one for `local+t@…`.
+          return `${locals[random(locals.length)]}+t@${domain}`;
+        case 4:
+          return `${locals[random(locals.length)]}*t@*.corp.test`;
         default:
           return `${locals[random(locals.length)]}@${domain}`;
       }
     };
-    for (let round = 0; round < 20; round++) {
+    for (let round = 0; round < 200; round++) {
       const routes = Array.from({ length: 12 }, (_, i) => route(`r${i}`, [patternOf(), patternOf()]));
       const base: Pick<Config, 'domains' | 'routes'> = {
         domains: config.domains,
@@ -153,6 +162,29 @@ describe('RcptIndex', () => {
     index.removeRoute('tenant');
     index.putDomain('customer.test', 'verified');
     assert.throws(() => index.resolve('help@customer.test'), UnknownRecipientError);
+  });
+
+  it('answers exact addresses of an API domain only while the domain takes mail', () => {
+    const index = new RcptIndex(config);
+    index.putRoute(
+      route('tenant-exact', ['help@customer.test', 'help+vip@customer.test']),
+      '2026-01-01T00:00:00Z',
+    );
+    index.putDomain('customer.test', 'pending');
+    assert.throws(() => index.resolve('help@customer.test'), DomainNotVerifiedError);
+    assert.throws(() => index.resolve('help+vip@customer.test'), DomainNotVerifiedError);
+    index.putDomain('customer.test', 'verified');
+    assert.equal(index.resolve('HELP@customer.test').route.id, 'tenant-exact');
+    assert.equal(index.resolve('help+vip@customer.test').route.id, 'tenant-exact');
+    // A later route on the same address loses to the older one, and takes over when that one goes.
+    index.putRoute(route('later', ['help@customer.test']), '2026-02-01T00:00:00Z');
+    assert.equal(index.resolve('help@customer.test').route.id, 'tenant-exact');
+    index.removeRoute('tenant-exact');
+    assert.equal(index.resolve('help+vip@customer.test').route.id, 'later');
+    index.removeDomain('customer.test');
+    assert.throws(() => index.resolve('help@customer.test'), RelayDeniedError);
+    index.putDomain('customer.test', 'verified');
+    assert.equal(index.resolve('help@customer.test').route.id, 'later');
   });
 
   it('accepts unverified API domains only when told to', () => {
