@@ -345,6 +345,20 @@ describe('control plane API over HTTP (dynalite)', () => {
       assert.equal((await call('GET', '/v1/domains/contested.test')).status, 404);
       assert.equal((await call('DELETE', '/v1/domains/example.test')).status, 409);
     });
+
+    it('voids the token of a disputed claim deleted and made again: only the new one verifies', async () => {
+      const first = await call('POST', '/v1/domains', { body: { name: 'disputed.test' } });
+      assert.equal((await call('POST', '/v1/domains', { body: { name: 'disputed.test' } })).status, 409);
+      assert.equal((await call('DELETE', '/v1/domains/disputed.test')).status, 204);
+      const second = await call('POST', '/v1/domains', { body: { name: 'disputed.test' } });
+      assert.equal(second.status, 201);
+      const [oldTxt, newTxt] = [first.body.records[1].value, second.body.records[1].value];
+      assert.notEqual(oldTxt, newTxt);
+      zone['_mailbridge.disputed.test'] = { TXT: [[oldTxt]] };
+      assert.equal((await call('POST', '/v1/domains/disputed.test/verify')).status, 422);
+      zone['_mailbridge.disputed.test'] = { TXT: [[newTxt]] };
+      assert.equal((await call('POST', '/v1/domains/disputed.test/verify')).body.status, 'verified');
+    });
   });
 
   describe('message log', () => {
