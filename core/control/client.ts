@@ -147,23 +147,32 @@ function bytes(size: number): string {
 
 const answer = (status: number | null) => (status === null ? 'no answer' : `HTTP ${status}`);
 
-/** The listener's verdicts and what each route does with its copy, on one line. */
+/**
+ * The listener's verdicts and the routes whose copy it held back or let through for a reason, on
+ * one line; a scanner that is off, and a route's copy going on as usual, say nothing.
+ */
 function describeFiltering({ spam, virus, routes }: FilteringFacts): string {
   const scans = [
     spam.status === 'scanned'
       ? `spam score ${spam.score} (${spam.action})`
-      : `spam scan unavailable (${spam.reason})`,
+      : spam.reason === 'disabled'
+        ? ''
+        : `spam scan unavailable (${spam.reason})`,
     virus.status === 'scanned'
       ? virus.infected
         ? `infected: ${virus.names.join(', ')}`
         : 'virus scan clean'
-      : `virus scan unavailable (${virus.reason})`,
+      : virus.reason === 'disabled'
+        ? ''
+        : `virus scan unavailable (${virus.reason})`,
   ];
-  const decisions = Object.entries(routes).map(
-    ([route, { action, reasons }]) =>
-      `route ${route} ${action === 'quarantine' ? 'quarantined' : 'delivered'}${reasons.length > 0 ? ` (${reasons.join(', ')})` : ''}`,
-  );
-  return [...scans, ...decisions].join(', ');
+  const decisions = Object.entries(routes)
+    .filter(([, { action, reasons }]) => action === 'quarantine' || reasons.length > 0)
+    .map(
+      ([route, { action, reasons }]) =>
+        `route ${route} ${action === 'quarantine' ? 'quarantined' : 'let through'}${reasons.length > 0 ? ` (${reasons.join(', ')})` : ''}`,
+    );
+  return [...scans, ...decisions].filter(Boolean).join(', ');
 }
 
 /** One timeline event for people, without its time: what the CLI's `messages show` and the dev inbox print. */
@@ -171,7 +180,8 @@ export function describeTimelineEvent(event: TimelineEvent): string {
   switch (event.type) {
     case 'received': {
       const received = `from <${event.mailFrom}> to ${event.rcptTo.join(', ')}, ${bytes(event.size)}, client ${event.remoteAddress}${event.tls ? ' (TLS)' : ''}`;
-      return event.filtering ? `${received}; ${describeFiltering(event.filtering)}` : received;
+      const filtering = event.filtering ? describeFiltering(event.filtering) : '';
+      return filtering ? `${received}; ${filtering}` : received;
     }
     case 'parsed': {
       const jobs = event.jobs.map((job) => `${job.route} → ${job.endpoint}`).join(', ');

@@ -129,7 +129,7 @@ describe('listener and the message log store between it and dynalite', () => {
       assert.equal(received.sha256, queued.raw.sha256);
       assert.match(
         describeTimelineEvent(received),
-        /; spam scan unavailable \(error\), virus scan unavailable \(disabled\), route held quarantined \(scanner_unavailable\)$/,
+        /; spam scan unavailable \(error\), route held quarantined \(scanner_unavailable\)$/,
       );
       // What a retry or release queues again: the event as the listener queued it, but for what
       // only the session knew (ports, the AUTH user), which parse does not use.
