@@ -49,7 +49,8 @@ export const METRICS = {
   deliver: {
     delivered: [],
     retried: [],
-    dead_lettered: [],
+    /** By the dead-letter reason (`exhausted`, `rejected`, `parked`, …). */
+    dead_lettered: ['reason'],
     delivery_latency: [],
     parked: [],
     endpoint_disabled: [],

@@ -1,3 +1,4 @@
+import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { ControlStore } from '../core/control/index.ts';
 import { type Logger, QUEUE_SETTINGS, type ResourceNames, type Runtime } from '../core/index.ts';
 import {
@@ -22,6 +23,8 @@ export interface LocalHandlersOptions
   readonly controlStore?: ControlStore;
   /** The logger of each part (`parse`, `deliver`, `poller`). @default each part's own */
   readonly loggers?: (serviceName: string) => Logger;
+  /** The metrics of each function (`parse`, `deliver`). @default each function's own */
+  readonly metrics?: (serviceName: 'parse' | 'deliver') => Metrics;
   /** Each function's own clients, as each has its own role in AWS. @default `s3` and `sqs` for both */
   readonly clients?: Readonly<Record<'parse' | 'deliver', Pick<DeliverDeps, 's3' | 'sqs'>>>;
 }
@@ -48,6 +51,7 @@ export function createLocalHandlers(options: LocalHandlersOptions): {
       ...control,
       ...(options.resolver ? { resolver: options.resolver } : {}),
       ...(options.loggers ? { logger: options.loggers('parse') } : {}),
+      ...(options.metrics ? { metrics: options.metrics('parse') } : {}),
     }),
     deliver: createDeliverHandler({
       s3: deliver.s3,
@@ -62,6 +66,7 @@ export function createLocalHandlers(options: LocalHandlersOptions): {
       ...(options.send ? { send: options.send } : {}),
       ...(options.now ? { now: options.now } : {}),
       ...(options.loggers ? { logger: options.loggers('deliver') } : {}),
+      ...(options.metrics ? { metrics: options.metrics('deliver') } : {}),
     }),
   };
 }

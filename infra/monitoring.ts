@@ -451,7 +451,7 @@ export class Monitoring extends Construct {
       graph('Delivery outcomes', [
         emf('deliver', 'delivered'),
         emf('deliver', 'retried'),
-        emf('deliver', 'dead_lettered'),
+        search('dead_lettered', METRICS.deliver.dead_lettered, 'deliver'),
         emf('deliver', 'parked'),
         emf('deliver', 'endpoint_disabled'),
       ]),

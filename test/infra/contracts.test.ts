@@ -232,6 +232,53 @@ function readIn(resources: Record<string, Resource>): Set<string> {
   return names;
 }
 
+/**
+ * Each metric of our namespace read with a dimension set: metric stats of alarms and scaling
+ * policies (`Dimensions`), the dashboard's metric arrays (`[namespace, name, dimension, value, …]`)
+ * and SEARCH schemas (`{namespace,dimension,…}`). Metrics Insights SELECTs name theirs in SCHEMA().
+ */
+function readDimensions(resources: Record<string, Resource>) {
+  const found: { name: string; dimensions: string; where: string }[] = [];
+  const q = '\\\\?"';
+  const word = `${q}([\\w.-]*)${q}`;
+  const arrays = new RegExp(`\\[${q}${METRICS_NAMESPACE}${q},${word}((?:,${q}[^"\\\\]*${q})*)`, 'g');
+  const searches = new RegExp(`\\{${METRICS_NAMESPACE},([\\w,]*)\\}\\s*MetricName=${word}`, 'g');
+  const schemas = new RegExp(
+    `SUM\\((\\w+)\\)\\s+FROM\\s+SCHEMA\\(${q}${METRICS_NAMESPACE}${q},\\s*([\\w, ]*)\\)`,
+    'g',
+  );
+  for (const [id, resource] of Object.entries(resources)) {
+    if (resource.Type === 'AWS::Logs::MetricFilter') continue;
+    const walk = (value: unknown): void => {
+      if (typeof value === 'string') {
+        for (const [, name, rest] of value.matchAll(arrays)) {
+          const strings = [...rest!.matchAll(new RegExp(word, 'g'))].map((m) => m[1]!);
+          const dimensions = strings
+            .filter((_, i) => i % 2 === 0)
+            .sort()
+            .join(',');
+          found.push({ name: name!, dimensions, where: id });
+        }
+        for (const [, dimensions, name] of value.matchAll(searches))
+          found.push({ name: name!, dimensions: dimensions!.split(',').sort().join(','), where: id });
+        for (const [, name, dimensions] of value.matchAll(schemas))
+          found.push({ name: name!, dimensions: dimensions!.split(/,\s*/).sort().join(','), where: id });
+      } else if (Array.isArray(value)) value.forEach(walk);
+      else if (value && typeof value === 'object') {
+        const record = value as Record<string, unknown>;
+        if (record.Namespace === METRICS_NAMESPACE && typeof record.MetricName === 'string') {
+          const dimensions = ((record.Dimensions ?? []) as { Name: string }[]).map((d) => d.Name).sort();
+          found.push({ name: record.MetricName, dimensions: dimensions.join(','), where: id });
+        }
+        if ('Fn::Join' in record) walk(textOf(record));
+        else Object.values(record).forEach(walk);
+      }
+    };
+    walk(resource.Properties);
+  }
+  return found;
+}
+
 /** The part whose vocabulary defines `name`, or `control`. */
 function ownerOf(name: string): MetricService | 'control' | undefined {
   if (name in CONTROL_METRICS) return 'control';
@@ -299,6 +346,26 @@ describe('metric names: what monitoring reads, the code emits', () => {
     }
     // Not a failure: some metrics are for people looking them up (or for scaling), not for alarms.
     t.diagnostic(`emitted, read by no alarm or dashboard widget: ${unread.join(', ') || 'none'}`);
+    assert.deepEqual(problems, []);
+  });
+
+  it('a metric read by name is read with the dimensions it is emitted with', () => {
+    // CloudWatch keeps one series per dimension set: a metric emitted with {service, reason} read
+    // as {service} is a graph or an alarm that stays empty.
+    const declared = (name: string) => {
+      const owner = ownerOf(name);
+      const extra =
+        owner === 'control' || owner === undefined
+          ? []
+          : (METRICS[owner] as Record<string, readonly string[]>)[name]!;
+      return ['service', ...extra].sort().join(',');
+    };
+    const problems = readDimensions(t.resources)
+      .filter(({ name, dimensions }) => ownerOf(name) !== 'control' && dimensions !== declared(name))
+      .map(
+        ({ name, dimensions, where }) =>
+          `${where} reads ${name} by {${dimensions}}, emitted by {${declared(name)}}`,
+      );
     assert.deepEqual(problems, []);
   });
 

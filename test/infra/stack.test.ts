@@ -650,7 +650,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         ],
         'Parse errors': ['AWS/Lambda/Errors', 'AWS/Lambda/Throttles', 'mailbridge/parse_errors parse'],
         'Delivery outcomes': [
-          'mailbridge/dead_lettered deliver',
+          `= SEARCH('{mailbridge,reason,service} MetricName="dead_lettered" service="deliver"', 'Sum', 60)`,
           'mailbridge/delivered deliver',
           'mailbridge/endpoint_disabled deliver',
           'mailbridge/parked deliver',

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, LookupFunction } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
   GetQueueAttributesCommand,
@@ -17,6 +18,7 @@ import {
   type EndpointHealth,
   endpointHealthKey,
   linkPlaceholder,
+  METRICS,
   parseConfig,
   type Runtime,
   type WebhookSender,
@@ -30,6 +32,7 @@ import {
   sqsEventFromMessages,
 } from '../../../dev/index.ts';
 import { createHttpSender, type DeadLetterEntry } from '../../../functions/deliver/index.ts';
+import { CapturedMetrics } from '../../../harness/captured-metrics.ts';
 import { startTestEmulator, type TestEmulator } from '../../../harness/emulator.ts';
 import { webhookPayload } from '../../../harness/webhook-payload.ts';
 
@@ -107,6 +110,7 @@ async function pipeline(options: {
   send?: WebhookSender;
   disableAfter?: string | null;
   now?: () => number;
+  metrics?: Metrics;
 }) {
   pipelines++;
   // A bucket of its own, so endpoint health (kept per URL) never leaks into another test via a reused port.
@@ -157,6 +161,7 @@ async function pipeline(options: {
     runtime,
     ...(options.send ? { send: options.send } : {}),
     ...(options.now ? { now: options.now } : {}),
+    ...(options.metrics ? { metrics: () => options.metrics! } : {}),
   }).deliver;
 
   let jobs = 0;
@@ -340,6 +345,27 @@ describe('deliver function', () => {
       assert.equal(receiver.requests.length, 1);
       p.close();
     });
+  });
+
+  it('emits each metric with the dimensions core/metric-names.ts declares for it', async () => {
+    // The alarms and the dashboard read a metric by the dimension set the vocabulary gives it;
+    // CloudWatch keeps one series per set, so another set is a graph that stays empty.
+    const metrics = new CapturedMetrics('deliver');
+    await withReceiver([500, 204, 410], async (_receiver, url) => {
+      const p = await pipeline({ endpoints: [url], retrySchedule: [1], metrics });
+      await p.enqueue();
+      await p.drain(2);
+      await p.enqueue();
+      await p.drain(2);
+      p.close();
+    });
+    const seen = metrics.dimensionSets();
+    for (const name of ['delivered', 'retried', 'dead_lettered', 'delivery_latency'] as const)
+      assert.ok(seen.has(name), `${name} emitted (seen: ${[...seen.keys()].join(', ')})`);
+    for (const [name, sets] of seen) {
+      const declared = ['service', ...METRICS.deliver[name as keyof typeof METRICS.deliver]].sort().join(',');
+      assert.deepEqual([...sets], [declared], name);
+    }
   });
 
   it('retries on its schedule, then dead-letters as exhausted with the attempt count', async () => {
