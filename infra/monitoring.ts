@@ -373,6 +373,12 @@ export class Monitoring extends Construct {
       1,
     );
     alarm(
+      'ControlLogRejected',
+      'The control table refused message log writes for good (an IAM denial, or an item over 400 KB): those events are missing from the log; mail is not affected.',
+      control('ControlLogRejected', fiveMinutes),
+      1,
+    );
+    alarm(
       'RouteSyncFailing',
       'Reading route and domain changes has failed for 3 minutes in a row: API changes are not in force at RCPT or in parse.',
       control('RouteSyncFailures'),

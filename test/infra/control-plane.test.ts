@@ -324,10 +324,11 @@ describe('the control plane in the CDK app', () => {
       assert.deepEqual(read, ['ReadThrottleEvents', 'WriteThrottleEvents']);
     });
 
-    it('message log writes failing for 5 minutes, events dropped, route sync failing for 3 minutes: summed over the parts that emit them', () => {
+    it('message log writes failing for 5 minutes, events dropped or refused for good, route sync failing for 3 minutes: summed over the parts that emit them', () => {
       for (const [name, metric, periods] of [
         ['ControlLogWriteFailures', 'ControlLogWriteFailures', 5],
         ['ControlLogDropped', 'ControlLogDropped', 1],
+        ['ControlLogRejected', 'ControlLogRejected', 1],
         ['RouteSyncFailing', 'RouteSyncFailures', 3],
       ] as const) {
         const properties = alarm(name);

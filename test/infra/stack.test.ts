@@ -527,6 +527,7 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         'ApiServerErrors',
         'ApiThrottled',
         'ControlLogDropped',
+        'ControlLogRejected',
         'ControlLogWriteFailures',
         'ControlTableThrottled',
         'DeliverFunctionErrors',
