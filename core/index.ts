@@ -53,6 +53,7 @@ export {
   parseRetryAfter,
   tryTimeoutMs,
 } from './delivery.ts';
+export type { DnsResolver } from './dns-resolver.ts';
 export { parseDurationSeconds } from './duration.ts';
 export type { EndpointHealth, EndpointHealthStore, StoredEndpointHealth } from './endpoint-health.ts';
 export {

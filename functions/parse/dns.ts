@@ -1,11 +1,8 @@
 import { Resolver } from 'node:dns/promises';
 
-/**
- * A DNS lookup as mailauth calls it: `(name, rrtype)` → what `dns.promises.resolve` returns
- * (TXT → `string[][]`). "No such record" rejects with code `ENOTFOUND` or `ENODATA`; any other
- * code makes the check `temperror`.
- */
-export type DnsResolver = (name: string, rrtype: string) => Promise<unknown>;
+import type { DnsResolver } from '../../core/index.ts';
+
+export type { DnsResolver };
 
 /** Settings of {@link boundedResolver}. */
 export interface BoundedResolverOptions {

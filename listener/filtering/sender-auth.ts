@@ -1,10 +1,10 @@
 import { PassThrough } from 'node:stream';
 import { dkimVerify, dmarc, spf } from 'mailauth';
 import { type DmarcFacts, HeaderBlock, type HeaderFacts } from '../../core/filtering/index.ts';
+import type { DnsResolver } from '../../core/index.ts';
 import { SinkState, type StreamSink } from './sink.ts';
 
-/** A DNS lookup as mailauth makes it: `(name, rrtype)` → what `dns.promises.resolve` returns. */
-export type DnsResolver = (name: string, rrtype: string) => Promise<unknown>;
+export type { DnsResolver } from '../../core/index.ts';
 
 /** The SPF result of MAIL FROM (RFC 7208 §2.6), or of the HELO name for a bounce. */
 export interface SpfFacts {
