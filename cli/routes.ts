@@ -1,12 +1,6 @@
 import { type Command, Option } from 'commander';
 import { s3EndpointHealthStore } from '../core/aws/index.ts';
-import {
-  type ApiClient,
-  type ApiPage,
-  type DomainView,
-  RcptIndex,
-  type RouteView,
-} from '../core/control/index.ts';
+import { type ApiPage, type DomainView, RcptIndex, type RouteView } from '../core/control/index.ts';
 import { type Config, ConfigError, type EndpointHealth, type Route, SmtpError } from '../core/index.ts';
 import {
   type ApiOptions,
@@ -112,17 +106,15 @@ interface ApiRecipients {
  * when there is none, or it cannot be read, why not.
  */
 async function readApiRecipients(options: ApiOptions): Promise<ApiRecipients | { error: string }> {
-  let api: ApiClient | undefined;
   try {
-    api = await apiInUse(options);
+    const api = await apiInUse(options);
     if (!api) return { error: 'no API: set MAILBRIDGE_API_URL (or --api-url), or start mailbridge dev' };
-    const client = api;
     const [routes, domains] = await Promise.all([
-      allPages((page) => client.listRoutes(page)),
-      allPages((page) => client.listDomains(page)),
+      allPages((page) => api.listRoutes(page)),
+      allPages((page) => api.listDomains(page)),
     ]);
     return {
-      url: client.url,
+      url: api.url,
       routes: routes.filter((route) => route.source === 'api'),
       domains: domains.filter((domain) => domain.source === 'api'),
     };
