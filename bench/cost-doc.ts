@@ -6,6 +6,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ROUTE_SYNC_DEFAULTS } from '../core/control/route-sync.ts';
 import { fargateTaskSize } from '../infra/fargate.ts';
 import { SIDECAR_SIZES } from '../infra/scanner-sidecars.ts';
 import type { CostMeasurement } from './cost.ts';
@@ -22,6 +23,9 @@ import {
   PRICES,
   PRICES_AS_OF,
   perMillion,
+  reloadReadUnits,
+  routeSyncLine,
+  routeSyncReadUnits,
   TASK_CPU_HEADROOM,
   TASK_MEMORY_HEADROOM,
   total,
@@ -58,6 +62,8 @@ function table(lines: readonly CostLine[], totalLabel: string): string[] {
 export function renderCostDoc(inputs: CostInputs): string {
   const { cost, taskSize } = inputs;
   const fixed = total(fixedMonthly());
+  const manyRoutes = 100_000;
+  const routeSync = { none: routeSyncLine(0), many: routeSyncLine(manyRoutes) };
   const chosen = chooseTaskSize(taskSize);
   const optional = optionalMonthly();
   const listener = { cpu: DEPLOYMENT.taskVcpu * 1024, memoryMiB: DEPLOYMENT.taskGb * 1024 };
@@ -107,6 +113,14 @@ export function renderCostDoc(inputs: CostInputs): string {
     `The default deployment: ${DEPLOYMENT.tasks} listener tasks of ${DEPLOYMENT.taskVcpu} vCPU / ${DEPLOYMENT.taskGb} GB on arm64, 2 AZs, no scanners.`,
     '',
     ...table(fixedMonthly(), 'Total fixed'),
+    '',
+    `**Route sync reads.** Each listener task keeps its RCPT index in step with the control table`,
+    `(core/control/route-sync.ts): an empty read of the change feed costs half a read unit, and the`,
+    `full reload that heals a lost change reads every API route. With ${manyRoutes.toLocaleString('en-US')} API routes`,
+    `(≈ ${DECLARED.routeItemBytes} B each) a reload reads ≈ ${Math.round(reloadReadUnits(manyRoutes)).toLocaleString('en-US')} read units and the line above becomes`,
+    `${usd(routeSync.many.usd)} (${((DEPLOYMENT.tasks * routeSyncReadUnits(manyRoutes)) / 1e6).toFixed(1)} M read units a month): fixed ${usd(fixed - routeSync.none.usd + routeSync.many.usd)}. A warm parse`,
+    'container reads the same way, but only when invoked: at most one read of the change feed per',
+    `invocation, and a full reload when its last is ${ROUTE_SYNC_DEFAULTS.fullReloadIntervalMs / 60_000} minutes old.`,
     '',
     `The load balancer and the four public IPv4 addresses alone are ${usd(
       fixedMonthly()
@@ -227,6 +241,7 @@ export function renderCostDoc(inputs: CostInputs): string {
     `| Lambda platform log lines per invocation | ${DECLARED.platformLogBytesPerInvocation} B | system log level WARN (infra/functions.ts) drops START, END and REPORT |`,
     `| the endpoint's response time | ${DECLARED.endpointMs} ms | yours: deliver waits for it |`,
     `| SMTP dialogue and TLS handshake per session | ${DECLARED.smtpOverheadBytes} B | beside the message on the wire |`,
+    `| an API route's item in the control table | ${DECLARED.routeItemBytes} B | docs/control-plane.md: 100,000 routes ≈ 50 MB |`,
     `| retention of raw mail and payloads | ${DECLARED.retentionDays} days | infra/example/settings.json |`,
     '',
     '## Compared with SES receiving',

@@ -3,6 +3,7 @@
  * list prices below. `npm run bench` prints the per-million line; bench/cost-doc.ts writes
  * docs/cost.md from the same functions, so the page cannot drift from the figures.
  */
+import { ROUTE_SYNC_DEFAULTS } from '../core/control/route-sync.ts';
 import { fargateTaskSize } from '../infra/fargate.ts';
 import type { CostMeasurement, CostRun } from './cost.ts';
 
@@ -33,6 +34,7 @@ export const PRICES = {
   logsIngestGb: 0.5,
   logsGbMonth: 0.03,
   dynamoWritePerMillion: 0.625,
+  dynamoReadPerMillion: 0.125,
   dynamoGbMonth: 0.25,
   dynamoPitrGbMonth: 0.2,
   flowLogsGb: 0.25,
@@ -57,6 +59,8 @@ export const DECLARED = {
   retentionDays: 30,
   /** Bytes on the wire per SMTP session beyond the message: dialogue and a TLS handshake. */
   smtpOverheadBytes: 5000,
+  /** An API route's item in the control table: 100,000 routes are ≈ 50 MB (docs/control-plane.md). */
+  routeItemBytes: 500,
 } as const;
 
 /**
@@ -83,6 +87,44 @@ export const DEPLOYMENT = {
   /** Empty long polls: 5 pollers × 2 queues × 3 a minute, and readiness probes (1 per 5 s per task). */
   idleSqsRequestsPerMonth: 5 * 2 * 3 * 60 * HOURS + (2 * HOURS * 3600) / 5,
 } as const;
+
+/**
+ * DynamoDB read units (on demand) of an eventually consistent Query: half a unit per 4 KB of the
+ * items it returns, rounded up, and half a unit when it returns none (DynamoDB Developer Guide,
+ * "Read request units and write request units").
+ */
+function queryReadUnits(bytes: number): number {
+  return Math.max(1, Math.ceil(bytes / 4096)) / 2;
+}
+
+/** Read units of one full reload: a Query of every route (`routes` API routes) and one of the domains. */
+export function reloadReadUnits(routes: number): number {
+  return queryReadUnits(routes * DECLARED.routeItemBytes) + queryReadUnits(0);
+}
+
+/**
+ * Monthly read units that keep one listener task's RCPT index in step with the table, with
+ * `routes` API routes (core/control/route-sync.ts): every poll interval a Query of the change feed
+ * (empty when nothing changed), and every full-reload interval a full reload in place of that poll.
+ */
+export function routeSyncReadUnits(routes: number): number {
+  const { pollIntervalMs, fullReloadIntervalMs } = ROUTE_SYNC_DEFAULTS;
+  const month = HOURS * 3600 * 1000;
+  const reloads = month / fullReloadIntervalMs;
+  const polls = month / pollIntervalMs - reloads;
+  return polls * queryReadUnits(0) + reloads * reloadReadUnits(routes);
+}
+
+/** The fixed line of {@link routeSyncReadUnits} for every listener task. */
+export function routeSyncLine(routes: number, d: Pick<typeof DEPLOYMENT, 'tasks'> = DEPLOYMENT): CostLine {
+  const units = d.tasks * routeSyncReadUnits(routes);
+  const { pollIntervalMs, fullReloadIntervalMs } = ROUTE_SYNC_DEFAULTS;
+  return {
+    item: `Route sync reads (DynamoDB on demand), ${routes.toLocaleString('en-US')} API routes`,
+    basis: `${d.tasks} tasks × change feed every ${pollIntervalMs / 1000} s + full reload every ${fullReloadIntervalMs / 60_000} min: ${(units / 1e6).toFixed(2)} M read units`,
+    usd: (units / 1e6) * PRICES.dynamoReadPerMillion,
+  };
+}
 
 /** Off by default, each a setting: what they add when turned on. */
 export const OPTIONAL = {
@@ -176,6 +218,7 @@ export function fixedMonthly(d: typeof DEPLOYMENT = DEPLOYMENT): CostLine[] {
       basis: `${(d.idleSqsRequestsPerMonth / 1e6).toFixed(2)} M requests`,
       usd: (d.idleSqsRequestsPerMonth / 1e6) * PRICES.sqsPerMillion,
     },
+    routeSyncLine(0, d),
   ];
 }
 

@@ -1,7 +1,16 @@
 import { type Command, Option } from 'commander';
 import { s3EndpointHealthStore } from '../core/aws/index.ts';
-import { type Config, ConfigError, type EndpointHealth, Router, SmtpError } from '../core/index.ts';
-import { type ApiOptions, printNextPage, withApi, withApiOptions } from './api.ts';
+import { type ApiPage, type DomainView, RcptIndex, type RouteView } from '../core/control/index.ts';
+import { type Config, ConfigError, type EndpointHealth, type Route, SmtpError } from '../core/index.ts';
+import {
+  type ApiOptions,
+  apiInUse,
+  explainApiError,
+  printNextPage,
+  withApi,
+  withApiAccessOptions,
+  withApiOptions,
+} from './api.ts';
 import {
   type Connection,
   type ConnectionOptions,
@@ -11,7 +20,7 @@ import {
 } from './connection.ts';
 import { CliError, collect, formatTable, positiveInt, printJson, seconds } from './output.ts';
 
-interface RoutesOptions extends ConnectionOptions {
+interface RoutesOptions extends ConnectionOptions, ApiOptions {
   config?: string;
   runtime: 'local' | 'aws';
   json?: boolean;
@@ -61,14 +70,84 @@ type AddressResult =
     }
   | { readonly address: string; readonly accepted: false; readonly reply: string };
 
-function check(router: Router, address: string): AddressResult {
+function check(index: RcptIndex, address: string): AddressResult {
   try {
-    const { route } = router.resolve(address);
+    const { route } = index.resolve(address);
     return { address, accepted: true, route: route.id, endpoints: route.endpoints };
   } catch (error) {
     if (!(error instanceof SmtpError)) throw error;
     return { address, accepted: false, reply: `${error.responseCode} ${error.message}` };
   }
+}
+
+/** Every item of a paged API list, a page of 100 at a time. */
+async function allPages<T>(
+  list: (page: { limit: number; cursor?: string }) => Promise<ApiPage<T>>,
+): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await list({ limit: 100, cursor });
+    items.push(...page.items);
+    cursor = page.nextCursor ?? undefined;
+  } while (cursor);
+  return items;
+}
+
+/** The routes and domains made through the API (the config file's are read from the file). */
+interface ApiRecipients {
+  readonly url: string;
+  readonly routes: RouteView[];
+  readonly domains: DomainView[];
+}
+
+/**
+ * The API's routes and domains, from the API the options name (else the running `mailbridge dev`'s);
+ * when there is none, or it cannot be read, why not.
+ */
+async function readApiRecipients(options: ApiOptions): Promise<ApiRecipients | { error: string }> {
+  try {
+    const api = await apiInUse(options);
+    if (!api) return { error: 'no API: set MAILBRIDGE_API_URL (or --api-url), or start mailbridge dev' };
+    const [routes, domains] = await Promise.all([
+      allPages((page) => api.listRoutes(page)),
+      allPages((page) => api.listDomains(page)),
+    ]);
+    return {
+      url: api.url,
+      routes: routes.filter((route) => route.source === 'api'),
+      domains: domains.filter((domain) => domain.source === 'api'),
+    };
+  } catch (error) {
+    const explained = explainApiError(error);
+    if (explained instanceof CliError) return { error: explained.message };
+    throw explained;
+  }
+}
+
+/** An API route as the listener's index holds it; `routes check` signs nothing, so no secret. */
+function indexedRoute(view: RouteView): Route {
+  const {
+    source: _source,
+    revision: _revision,
+    createdAt: _createdAt,
+    signingSecrets: _secrets,
+    ...route
+  } = view;
+  return { ...route, secret: [] };
+}
+
+/**
+ * The RCPT decision the listener makes: its index over the config plus the API's routes and
+ * domains, with the config's setting for domains not verified yet.
+ */
+function listenerIndex(config: Config, api: ApiRecipients | undefined): RcptIndex {
+  const index = new RcptIndex(config, {
+    acceptUnverifiedDomains: config.controlPlane.acceptUnverifiedDomains,
+  });
+  for (const view of api?.routes ?? []) index.putRoute(indexedRoute(view), view.createdAt ?? '');
+  for (const domain of api?.domains ?? []) index.putDomain(domain.name, domain.status);
+  return index;
 }
 
 interface RouteAddOptions extends ApiOptions {
@@ -87,7 +166,7 @@ export function registerRoutes(program: Command): void {
   const checkCommand = routes
     .command('check')
     .description(
-      "validate a config; for each address show its route and endpoints, or the SMTP reply it gets (exit 1 if any is refused); each endpoint's health when it can be read (the local emulator by default, or --aws)",
+      "validate a config; for each address show its route and endpoints, or the SMTP reply the listener gives it (exit 1 if any is refused), over the config's routes and domains and the API's when the API can be read; each endpoint's health when it can be read (the local emulator by default, or --aws)",
     )
     .argument('[address...]', 'recipient addresses to try')
     .option(
@@ -103,14 +182,16 @@ export function registerRoutes(program: Command): void {
         .default('local'),
     )
     .option('--json', 'print JSON');
-  withConnectionOptions(checkCommand).action(async (addresses: string[], options: RoutesOptions) => {
-    const connection = await connect(options);
-    try {
-      await checkRoutes(connection, addresses, options);
-    } finally {
-      connection.close();
-    }
-  });
+  withApiAccessOptions(withConnectionOptions(checkCommand)).action(
+    async (addresses: string[], options: RoutesOptions) => {
+      const connection = await connect(options);
+      try {
+        await checkRoutes(connection, addresses, options);
+      } finally {
+        connection.close();
+      }
+    },
+  );
 
   withApiOptions(
     routes
@@ -190,20 +271,24 @@ async function checkRoutes(
     if (options.json) printJson({ valid: false, source: options.config ?? null, issues: error.issues });
     throw new CliError(options.json ? '' : error.message);
   }
-  const router = new Router(config);
-  const results = addresses.map((address) => check(router, address));
-  const summary = config.routes.map((route) => ({
-    id: route.id,
-    match: route.match,
-    endpoints: route.endpoints,
-  }));
-  const health = await readHealth(connection, [
-    ...new Set(config.routes.flatMap((route) => route.endpoints)),
-  ]);
+  const api = await readApiRecipients(options);
+  const [fromApi, apiError] = 'error' in api ? [undefined, api.error] : [api, undefined];
+  const index = listenerIndex(config, fromApi);
+  const results = addresses.map((address) => check(index, address));
+  const summary = [
+    ...config.routes.map((route) => ({ ...route, source: 'config' as const })),
+    ...(fromApi?.routes ?? []),
+  ].map(({ id, source, match, endpoints }) => ({ id, source, match, endpoints }));
+  const health = await readHealth(connection, [...new Set(summary.flatMap((route) => route.endpoints))]);
   if (options.json) {
     printJson({
       valid: true,
       source,
+      ...(fromApi
+        ? {
+            api: { url: fromApi.url, domains: fromApi.domains.map(({ name, status }) => ({ name, status })) },
+          }
+        : { api: null, apiError }),
       routes: summary,
       addresses: results,
       ...('error' in health ? { health: null, healthError: health.error } : { health: health.statuses }),
@@ -214,9 +299,14 @@ async function checkRoutes(
     );
     const mark = (endpoint: string) => (disabled.has(endpoint) ? `${endpoint} (disabled)` : endpoint);
     console.log(`${source}: valid, ${config.routes.length} route(s), domains ${config.domains.join(', ')}`);
+    console.log(
+      fromApi
+        ? `API ${fromApi.url}: ${fromApi.routes.length} route(s), domains ${fromApi.domains.map((d) => `${d.name} (${d.status})`).join(', ') || 'none'}`
+        : `checked the config only (${apiError})`,
+    );
     if (addresses.length === 0) {
       for (const line of formatTable(
-        summary.map((route) => [route.id, route.match.join(' '), route.endpoints.join(' ')]),
+        summary.map((route) => [route.id, route.source, route.match.join(' '), route.endpoints.join(' ')]),
       ))
         console.log(`  ${line}`);
     }

@@ -171,7 +171,7 @@ function ifMatch(request: ApiRequest): number | undefined {
 
 function configRouteView(route: Route): RouteView {
   const { secret: _secret, ...fields } = route;
-  return { ...fields, source: 'config', revision: 0, signingSecrets: [] };
+  return { ...fields, source: 'config', revision: 0, createdAt: null, signingSecrets: [] };
 }
 
 function apiRouteView(stored: StoredRoute): RouteView {
@@ -179,6 +179,7 @@ function apiRouteView(stored: StoredRoute): RouteView {
     ...stored.route,
     source: 'api',
     revision: stored.revision,
+    createdAt: stored.createdAt,
     signingSecrets: stored.secrets.map(({ id, createdAt, expiresAt }) => ({ id, createdAt, expiresAt })),
   };
 }

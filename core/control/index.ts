@@ -36,7 +36,7 @@ export {
   rotateSecrets,
 } from './route-secrets.ts';
 export type { RouteSyncOptions } from './route-sync.ts';
-export { RouteSync } from './route-sync.ts';
+export { ROUTE_SYNC_DEFAULTS, RouteSync } from './route-sync.ts';
 export * from './schemas.ts';
 export { deriveStatus } from './status.ts';
 export type * from './store.ts';

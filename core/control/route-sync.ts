@@ -6,6 +6,13 @@ import { RcptIndex, type RcptIndexOptions } from './rcpt-index.ts';
 import { pipelineRoute } from './route-secrets.ts';
 import type { Change, ChangeFeed, DomainStore, RouteStore, StoredDomain, StoredRoute } from './store.ts';
 
+/** How often each index reads the change feed, how far back, and how often it reloads everything. */
+export const ROUTE_SYNC_DEFAULTS = {
+  pollIntervalMs: 5000,
+  overlapMs: 30_000,
+  fullReloadIntervalMs: 600_000,
+} as const;
+
 export interface RouteSyncOptions extends RcptIndexOptions {
   /** How often to read the change feed; a change is in force within this plus one read. @default 5000 */
   pollIntervalMs?: number;
@@ -48,7 +55,7 @@ export class RouteSync {
   constructor(config: Pick<Config, 'domains' | 'routes'>, store: SyncStore, options: RouteSyncOptions = {}) {
     this.#config = config;
     this.#store = store;
-    this.#options = { pollIntervalMs: 5000, overlapMs: 30_000, fullReloadIntervalMs: 600_000, ...options };
+    this.#options = { ...ROUTE_SYNC_DEFAULTS, ...options };
     this.#now = options.now ?? (() => new Date());
     this.#index = new RcptIndex(config, options);
   }

@@ -278,6 +278,10 @@ export const RouteViewSchema = ConfigRouteSchema.omit({ secret: true }).extend({
     .meta({ description: 'Seconds of failing tries before the endpoint is disabled.' }),
   source: z.enum(['config', 'api']).meta({ description: 'Config routes are read-only.' }),
   revision: z.number().int().meta({ description: 'Send it back as If-Match to update safely.' }),
+  createdAt: at.nullable().meta({
+    description:
+      'When the API route was made: of two routes equally specific for an address, the older takes it (config routes, null, come first).',
+  }),
   signingSecrets: z.array(SigningSecretInfoSchema),
 });
 export type RouteView = z.output<typeof RouteViewSchema>;

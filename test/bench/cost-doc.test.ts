@@ -6,12 +6,19 @@ import {
   chooseMemory,
   chooseTaskSize,
   cpuUnitsFor,
+  DECLARED,
   DEPLOYMENT,
   durationAt,
+  fixedMonthly,
   functionSizes,
+  PRICES,
   perMillion,
+  reloadReadUnits,
+  routeSyncLine,
+  routeSyncReadUnits,
   total,
 } from '../../bench/cost-model.ts';
+import { ROUTE_SYNC_DEFAULTS } from '../../core/control/route-sync.ts';
 import { SIDECAR_SIZES } from '../../infra/scanner-sidecars.ts';
 import { DeploySettingsSchema } from '../../infra/settings.ts';
 
@@ -37,6 +44,39 @@ describe('docs/cost.md', () => {
     };
     const saved = total(perMillion(inputs.cost, run)) - total(perMillion(inputs.cost, fewer));
     assert.equal(saved.toFixed(2), '5.00');
+  });
+});
+
+describe('route sync reads', () => {
+  const month = 730 * 3600 * 1000;
+  const reloads = month / ROUTE_SYNC_DEFAULTS.fullReloadIntervalMs;
+  const polls = month / ROUTE_SYNC_DEFAULTS.pollIntervalMs - reloads;
+
+  it('count an empty change-feed read as half a unit, and a reload as the routes it reads', () => {
+    // Every 5 s for 730 h is 525,600 reads, 4,380 of them (every 10 min) full reloads instead.
+    assert.deepEqual([polls, reloads], [521_220, 4_380]);
+    assert.equal(reloadReadUnits(0), 1, 'two empty Queries: the routes and the domains');
+    // 100,000 items of 500 B: 12,208 blocks of 4 KB at half a unit each, and the empty domain Query.
+    assert.equal(DECLARED.routeItemBytes, 500);
+    assert.equal(reloadReadUnits(100_000), 6_104.5);
+    assert.equal(routeSyncReadUnits(0), polls * 0.5 + reloads * 1);
+    assert.equal(routeSyncReadUnits(100_000), polls * 0.5 + reloads * 6_104.5);
+  });
+
+  it('are a fixed line for every listener task at the on-demand read price, in docs/cost.md at 0 and 100,000 routes', () => {
+    const line = fixedMonthly().find((entry) => entry.item.startsWith('Route sync reads'));
+    assert.deepEqual(line, routeSyncLine(0));
+    assert.equal(line.usd, (DEPLOYMENT.tasks * routeSyncReadUnits(0) * PRICES.dynamoReadPerMillion) / 1e6);
+    assert.equal(routeSyncLine(100_000).usd.toFixed(2), '6.75');
+    const doc = readFileSync(COST_DOC_FILE, 'utf8');
+    assert.match(
+      doc,
+      /^\| Route sync reads \(DynamoDB on demand\), 0 API routes \| 2 tasks × .* \| \$0\.07 \|$/m,
+    );
+    assert.match(
+      doc,
+      /With 100,000 API routes\s+\(≈ 500 B each\) a reload reads ≈ 6,105 read units and the line above becomes\s+\$6\.75 /,
+    );
   });
 });
 

@@ -10,10 +10,12 @@ import {
   dynamoControlStore,
   findApiKey,
   type RetryPort,
+  RouteSync,
   type TimelineEvent,
 } from '../../core/control/index.ts';
-import { newMessageId, webhookId } from '../../core/index.ts';
+import { newMessageId, parseConfig, SmtpError, webhookId } from '../../core/index.ts';
 import { startLocalDynamo } from '../../dev/dynamo.ts';
+import { writeConfigFile } from '../../harness/config-file.ts';
 import { startTestApi, type TestApi } from '../../harness/control-api.ts';
 import { dynamoClient, TABLE } from '../../harness/control-store.ts';
 import { createDnsZone, type ZoneRecords } from '../../harness/dns-zone.ts';
@@ -394,6 +396,113 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
         bad.stderr,
         /^mailbridge: body\.endpoints\[0\]: must be https.*\(400 validation_failed\)\n$/,
       );
+    });
+  });
+
+  describe('routes check', () => {
+    it('answers each address as the listener does, over the config and the API routes and domains', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'mailbridge-check-'));
+      const document = {
+        domains: ['example.test'],
+        routes: [
+          { id: 'inbox', match: ['*@example.test'], endpoints: [HOOK], secret: { value: 'whsec_dGVzdA==' } },
+        ],
+        listeners: [{ port: 0, mode: 'mx' }],
+        health: { port: 0 },
+      };
+      const file = await writeConfigFile(dir, document);
+      const add = async (args: string[]) => {
+        const result = await runCli(args, { env });
+        assert.equal(result.code, 0, result.stderr);
+        return result;
+      };
+      try {
+        await add([
+          'routes',
+          'add',
+          '--id',
+          'billing',
+          '--match',
+          'billing@example.test',
+          '--endpoint',
+          HOOK,
+        ]);
+        // Equally specific for team-a@: the older route takes it, though its id sorts last.
+        await add(['routes', 'add', '--id', 'zeta', '--match', 'team-*@example.test', '--endpoint', HOOK]);
+        await add(['routes', 'add', '--id', 'alpha', '--match', 'team-*@example.test', '--endpoint', HOOK]);
+        await add(['routes', 'add', '--id', 'owned', '--match', '*@owned.test', '--endpoint', HOOK]);
+        await add(['routes', 'add', '--id', 'claimed', '--match', '*@claimed.test', '--endpoint', HOOK]);
+        const owned = JSON.parse((await add(['domains', 'add', 'owned.test', '--json'])).stdout) as {
+          records: { type: string; name: string; value: string }[];
+        };
+        const txt = owned.records.find((record) => record.type === 'TXT')!;
+        zone[txt.name] = { TXT: [[txt.value]] };
+        await add(['domains', 'verify', 'owned.test']);
+        await add(['domains', 'add', 'claimed.test']);
+
+        const addresses = [
+          'billing@example.test',
+          'team-a@example.test',
+          'anyone@example.test',
+          'ann@owned.test',
+          'ann@claimed.test',
+          'ann@elsewhere.test',
+        ];
+        const checked = await runCli(['routes', 'check', '--config', file, ...addresses, '--json'], { env });
+        assert.equal(checked.code, 1, 'two addresses are refused');
+        const report = JSON.parse(checked.stdout) as {
+          api: { url: string; domains: { name: string; status: string }[] } | null;
+          routes: { id: string; source: string }[];
+          addresses: { address: string; accepted: boolean; route?: string; reply?: string }[];
+        };
+        assert.deepEqual(
+          report.addresses.map((result) => [result.address, result.route ?? result.reply]),
+          [
+            ['billing@example.test', 'billing'],
+            ['team-a@example.test', 'zeta'],
+            ['anyone@example.test', 'inbox'],
+            ['ann@owned.test', 'owned'],
+            ['ann@claimed.test', '550 5.7.1 Relaying denied for <ann@claimed.test>: domain not verified'],
+            ['ann@elsewhere.test', '550 5.7.1 Relaying denied for <ann@elsewhere.test>'],
+          ],
+        );
+        assert.deepEqual(report.api?.domains, [
+          { name: 'claimed.test', status: 'pending' },
+          { name: 'owned.test', status: 'verified' },
+        ]);
+        assert.ok(report.routes.some((route) => route.id === 'billing' && route.source === 'api'));
+
+        // The listener's own index, loaded from the store, gives every address the same answer.
+        const sync = new RouteSync(parseConfig(document, { source: 'test', runtime: 'local' }), t.store);
+        await sync.reload();
+        const listener = addresses.map((address) => {
+          try {
+            return sync.index.resolve(address).route.id;
+          } catch (error) {
+            if (!(error instanceof SmtpError)) throw error;
+            return `${error.responseCode} ${error.message}`;
+          }
+        });
+        assert.deepEqual(
+          report.addresses.map((result) => result.route ?? result.reply),
+          listener,
+        );
+
+        const text = await runCli(['routes', 'check', '--config', file, 'ann@claimed.test'], { env });
+        assert.match(
+          text.stdout,
+          /^API http:\/\/127\.0\.0\.1:\d+: \d+ route\(s\), domains claimed\.test \(pending\), owned\.test \(verified\)$/m,
+        );
+        assert.match(
+          text.stdout,
+          /^ann@claimed\.test → 550 5\.7\.1 Relaying denied for <ann@claimed\.test>: domain not verified$/m,
+        );
+      } finally {
+        for (const id of ['billing', 'zeta', 'alpha', 'owned', 'claimed'])
+          await runCli(['routes', 'rm', id], { env });
+        for (const name of ['owned.test', 'claimed.test']) await runCli(['domains', 'rm', name], { env });
+        await rm(dir, { recursive: true, force: true });
+      }
     });
   });
 

@@ -84,8 +84,15 @@ describe('mailbridge routes check', () => {
   it('shows the route and endpoints of each address, or the SMTP reply it gets', async () => {
     const ok = await runCli(['routes', 'check', 'someone@example.test', '--json']);
     assert.equal(ok.code, 0, ok.stderr);
-    const result = JSON.parse(ok.stdout) as { valid: boolean; addresses: unknown[] };
+    const result = JSON.parse(ok.stdout) as {
+      valid: boolean;
+      api: unknown;
+      apiError: string;
+      addresses: unknown[];
+    };
     assert.equal(result.valid, true);
+    assert.equal(result.api, null);
+    assert.match(result.apiError, /^no API: set MAILBRIDGE_API_URL/);
     assert.deepEqual(result.addresses, [
       {
         address: 'someone@example.test',
@@ -96,8 +103,21 @@ describe('mailbridge routes check', () => {
     ]);
     const refused = await runCli(['routes', 'check', 'a@example.test', 'b@elsewhere.test']);
     assert.equal(refused.code, 1);
+    assert.match(refused.stdout, /^checked the config only \(no API: set MAILBRIDGE_API_URL/m);
     assert.match(refused.stdout, /a@example\.test → route dev-inbox → http:\/\/127\.0\.0\.1:8025\/webhooks/);
     assert.match(refused.stdout, /b@elsewhere\.test → 550 5\.7\.1 Relaying denied for <b@elsewhere\.test>/);
+  });
+
+  it('checks the config alone, saying why, when the API named cannot be reached', async () => {
+    const result = await runCli(['routes', 'check', 'a@example.test'], {
+      env: { MAILBRIDGE_API_URL: 'http://127.0.0.1:1', MAILBRIDGE_API_KEY: 'mbk_test' },
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stdout,
+      /^checked the config only \(cannot reach the API at http:\/\/127\.0\.0\.1:1: .+: is mailbridge dev running/m,
+    );
+    assert.match(result.stdout, /^a@example\.test → route dev-inbox/m);
   });
 
   it('answers 550 5.1.1 for our domain without a matching route', async () => {
