@@ -1,3 +1,4 @@
+import { S3Client } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 
 /**
@@ -35,4 +36,14 @@ export function apiGatewayEvent(
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     isBase64Encoded: false,
   };
+}
+
+/** An S3 client for the API function's links: presigning is local arithmetic, so nothing reaches its endpoint. */
+export function presignOnlyS3Client(): S3Client {
+  return new S3Client({
+    region: 'us-east-1',
+    endpoint: 'http://127.0.0.1:9',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' },
+  });
 }

@@ -3,14 +3,13 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import nodemailer from 'nodemailer';
 import { type LocalRuntime, startLocalRuntime } from '../../dev/index.ts';
 import { writeConfigFile } from '../../harness/config-file.ts';
 import { createDnsZone, type ZoneRecords } from '../../harness/dns-zone.ts';
+import { ALL_PORTS_FREE, apiCaller, mxPort, sendMail as send } from '../../harness/local-runtime.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../harness/webhook-receiver.ts';
 import { RawSmtp } from '../listener/helpers.ts';
 
-const ALL_PORTS_FREE = { smtp: 0, submission: 0, smtps: 0, inbox: 0, health: 0, emulator: 0, api: 0 };
 /** The issue's promise: a change through the API is in force at RCPT within 10 s. */
 const IN_FORCE_MS = 10_000;
 
@@ -38,28 +37,6 @@ async function rcptUntil(port: number, recipient: string, expected: RegExp): Pro
   assert.fail(`RCPT TO:<${recipient}> still answers "${reply}" after ${IN_FORCE_MS} ms, not ${expected}`);
 }
 
-/** Sends one message over the MX port; its message id from `250 2.0.0 queued as <id>`. */
-async function send(port: number, to: string): Promise<string> {
-  const transport = nodemailer.createTransport({
-    host: '127.0.0.1',
-    port,
-    tls: { rejectUnauthorized: false },
-  });
-  try {
-    const info = await transport.sendMail({
-      from: 'ann@sender.test',
-      to,
-      subject: 'control plane',
-      text: 'hi',
-    });
-    const id = /queued as (\w{26})/.exec(info.response)?.[1];
-    assert.ok(id, info.response);
-    return id;
-  } finally {
-    transport.close();
-  }
-}
-
 describe('control plane in the local runtime (npm start), over HTTP and SMTP', () => {
   let dir: string;
   let configFile: string;
@@ -77,19 +54,8 @@ describe('control plane in the local runtime (npm start), over HTTP and SMTP', (
       resolver: dns.resolve,
       pollWaitSeconds: 1,
     });
-  const mx = () => runtime.listener.listeners.find((bound) => bound.mode === 'mx')!.port;
-  const call = async (method: string, path: string, body?: unknown, key: string | null = runtime.api.key) => {
-    const response = await fetch(`${runtime.api.url}${path}`, {
-      method,
-      headers: {
-        ...(key ? { authorization: `Bearer ${key}` } : {}),
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const mx = () => mxPort(runtime);
+  const call = apiCaller(() => runtime);
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mailbridge-control-runtime-'));

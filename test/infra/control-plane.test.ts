@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import {
   CONTROL_TABLE_KEYS,
@@ -6,14 +7,16 @@ import {
   MessageLogWriter,
   RouteSync,
 } from '../../core/control/index.ts';
-import { createMetrics, newMessageId } from '../../core/index.ts';
+import { BUCKET_PREFIXES, createMetrics, newMessageId } from '../../core/index.ts';
 import { loadDeployment, type MailbridgeStack } from '../../infra/index.ts';
-import { buildStack, EXAMPLE_SETTINGS } from './helpers.ts';
+import { buildStack, EXAMPLE_CONFIG, EXAMPLE_SETTINGS, tempDir, writeDeployment } from './helpers.ts';
 import { actionsOf, json, type Resource, StackTemplate } from './template.ts';
 
 let stack: MailbridgeStack;
 let t: StackTemplate;
 let cleanup: () => void;
+/** Not the default of 30, so a retention that ignores `storage.rawDays` shows. */
+const RAW_DAYS = 45;
 
 /** The Allow statements of a role that touch the control table, by what they allow and where. */
 function tableStatements(role: Parameters<StackTemplate['idOf']>[0]) {
@@ -59,9 +62,19 @@ const expected = (...grants: (typeof ROUTE_READS)[]) =>
 
 describe('the control plane in the CDK app', () => {
   before(() => {
-    const built = buildStack(loadDeployment(EXAMPLE_SETTINGS), { bundle: false });
+    const example = JSON.parse(readFileSync(EXAMPLE_SETTINGS, 'utf8'));
+    const dir = tempDir('mailbridge-control-plane-');
+    const settings = writeDeployment(
+      dir.dir,
+      { ...example, config: 'config.yaml', storage: { ...example.storage, rawDays: RAW_DAYS } },
+      readFileSync(EXAMPLE_CONFIG, 'utf8'),
+    );
+    const built = buildStack(loadDeployment(settings), { bundle: false });
     stack = built.stack;
-    cleanup = built.cleanup;
+    cleanup = () => {
+      built.cleanup();
+      dir.cleanup();
+    };
     t = new StackTemplate(stack);
   });
   after(() => cleanup());
@@ -176,9 +189,34 @@ describe('the control plane in the CDK app', () => {
       assert.deepEqual(variables.MAILBRIDGE_CONTROL_TABLE, { Ref: t.idOf(stack.controlPlane.table.table) });
       assert.equal(
         variables.MAILBRIDGE_CONTROL_RETENTION_DAYS,
-        '30',
+        String(RAW_DAYS),
         "the raw mail's lifecycle (storage.rawDays)",
       );
+    });
+
+    it('gives every part that writes the log the retention of storage.rawDays, the days after which raw mail expires', () => {
+      const lambdas = t
+        .ofType('AWS::Lambda::Function')
+        .map(([, fn]) => (fn.Properties.Environment?.Variables ?? {}) as Record<string, unknown>);
+      const containers = t
+        .ofType('AWS::ECS::TaskDefinition')
+        .flatMap(
+          ([, task]) =>
+            task.Properties.ContainerDefinitions as { Environment?: { Name: string; Value: unknown }[] }[],
+        )
+        .map((container) => Object.fromEntries((container.Environment ?? []).map((e) => [e.Name, e.Value])));
+      const writers = [...lambdas, ...containers].filter((env) => 'MAILBRIDGE_CONTROL_TABLE' in env);
+      // The API, parse and deliver functions and the listener.
+      assert.ok(writers.length >= 4, `${writers.length} parts with the table`);
+      assert.deepEqual(
+        writers.map((env) => env.MAILBRIDGE_CONTROL_RETENTION_DAYS),
+        writers.map(() => String(RAW_DAYS)),
+      );
+      const rules = t.propertiesOf(stack.storage.bucket).LifecycleConfiguration.Rules as {
+        Prefix?: string;
+        ExpirationInDays?: number;
+      }[];
+      assert.equal(rules.find((rule) => rule.Prefix === BUCKET_PREFIXES.raw)?.ExpirationInDays, RAW_DAYS);
     });
 
     it('outputs the API URL', () => {

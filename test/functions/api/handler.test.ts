@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { S3Client } from '@aws-sdk/client-s3';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { newApiKey } from '../../../core/control/index.ts';
 import { newMessageId, parseConfigText } from '../../../core/index.ts';
 import { createApiFunctionHandler } from '../../../functions/api/index.ts';
-import { apiGatewayEvent } from '../../../harness/api-gateway.ts';
+import { apiGatewayEvent, presignOnlyS3Client } from '../../../harness/api-gateway.ts';
 import {
   receivedEvent,
   startTestControlStore,
@@ -44,13 +43,7 @@ describe('the API function: the API over DynamoDB, Secrets Manager and S3 links'
     key = made.secret;
     handle = createApiFunctionHandler({
       store: control.store,
-      // Presigning is local arithmetic: no request reaches this endpoint.
-      s3: new S3Client({
-        region: 'us-east-1',
-        endpoint: 'http://127.0.0.1:9',
-        forcePathStyle: true,
-        credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' },
-      }),
+      s3: presignOnlyS3Client(),
       secretsManager: secretsClient,
       config: CONFIG,
       runtime: 'aws',
