@@ -201,41 +201,10 @@ function textOf(value: unknown): string {
 }
 
 /**
- * The metric names in our namespace that alarms, the dashboard and scaling policies read: metric
- * stats (`Namespace` + `MetricName`), metric-math SEARCH and Metrics Insights SELECT expressions,
- * and the dashboard's metric arrays.
- */
-function readIn(resources: Record<string, Resource>): Set<string> {
-  const names = new Set<string>();
-  const q = '\\\\?"';
-  const patterns = [
-    new RegExp(`\\{${METRICS_NAMESPACE}[^}]*\\}\\s*MetricName=${q}(\\w+)${q}`, 'g'),
-    new RegExp(`SUM\\((\\w+)\\)\\s+FROM\\s+SCHEMA\\(${q}${METRICS_NAMESPACE}${q}`, 'g'),
-    new RegExp(`\\[${q}${METRICS_NAMESPACE}${q},${q}(\\w+)${q}`, 'g'),
-  ];
-  const walk = (value: unknown): void => {
-    if (typeof value === 'string') {
-      for (const pattern of patterns) for (const [, name] of value.matchAll(pattern)) names.add(name!);
-    } else if (Array.isArray(value)) value.forEach(walk);
-    else if (value && typeof value === 'object') {
-      const record = value as Record<string, unknown>;
-      if (record.Namespace === METRICS_NAMESPACE && typeof record.MetricName === 'string')
-        names.add(record.MetricName);
-      if ('Fn::Join' in record) walk(textOf(record));
-      else Object.values(record).forEach(walk);
-    }
-  };
-  for (const resource of Object.values(resources)) {
-    // A metric filter writes its metric (the API's `throttled`); it is an emitter, not a reader.
-    if (resource.Type !== 'AWS::Logs::MetricFilter') walk(resource.Properties);
-  }
-  return names;
-}
-
-/**
- * Each metric of our namespace read with a dimension set: metric stats of alarms and scaling
- * policies (`Dimensions`), the dashboard's metric arrays (`[namespace, name, dimension, value, …]`)
- * and SEARCH schemas (`{namespace,dimension,…}`). Metrics Insights SELECTs name theirs in SCHEMA().
+ * Each metric of our namespace that alarms, the dashboard and scaling policies read, with the
+ * dimension set it is read by: metric stats (`Namespace` + `MetricName` + `Dimensions`), the
+ * dashboard's metric arrays (`[namespace, name, dimension, value, …]`), metric-math SEARCH schemas
+ * (`{namespace,dimension,…}`) and Metrics Insights SELECTs (`SCHEMA(namespace, dimension, …)`).
  */
 function readDimensions(resources: Record<string, Resource>) {
   const found: { name: string; dimensions: string; where: string }[] = [];
@@ -296,7 +265,7 @@ describe('metric names: what monitoring reads, the code emits', () => {
   const emitted = new Map<string, Set<string>>();
 
   before(async () => {
-    read = readIn(t.resources);
+    read = new Set(readDimensions(t.resources).map(({ name }) => name));
     for (const [part, folder] of Object.entries(EMITTERS)) {
       code.set(part, await codeIn(folder));
       emitted.set(part, emittedNames(code.get(part)!));
