@@ -6,8 +6,10 @@
  * process with --expose-gc (bench/main.ts does); `node --expose-gc bench/rcpt.ts` prints it alone.
  */
 import { readFileSync } from 'node:fs';
+import type { SMTPServerSession } from 'smtp-server';
 import { RcptIndex } from '../core/control/index.ts';
 import { parseConfig, parseConfigText, type RecipientRoute, type Route, Router } from '../core/index.ts';
+import { SessionFilter } from '../listener/filtering/index.ts';
 import { generateSelfSigned, startListener, storageClients } from '../listener/index.ts';
 import { serve, Worker } from './ipc.ts';
 import { SmtpSession } from './smtp-client.ts';
@@ -25,6 +27,8 @@ export interface RcptResult {
   change: { putRouteP50Ns: number; putRouteP99Ns: number; removeRouteP50Ns: number; putDomainP50Ns: number };
   indexHeapMiB: number;
   buildMs: number;
+  /** What the listener's sender policy keeps after accepting mail for each of the routes. */
+  senderPolicyHeapMiB: number;
 }
 
 /** RCPT as a client sees it: the round trip of `RCPT TO` to a listener deciding with each resolver. */
@@ -121,7 +125,35 @@ class TimedRouter extends Router {
   }
 }
 
-export function run(options: { lookups?: number; domains?: number } = {}): RcptResult {
+/**
+ * The heap the listener's per-route sender policy holds after one RCPT to each route, in
+ * transactions of 100 recipients: what a task keeps once mail has come for every route.
+ */
+async function senderPolicyHeap(routes: readonly Route[]): Promise<number> {
+  const filter = new SessionFilter(stock, {
+    resolver: () => Promise.reject(new Error('no DNS in the bench')),
+    report: { scanned: () => undefined, quarantined: () => undefined },
+  });
+  const session = {
+    id: 'bench',
+    remoteAddress: '192.0.2.1',
+    hostNameAppearsAs: 'client.bench.test',
+    envelope: { mailFrom: { address: 'sender@bench.test', args: false }, rcptTo: [] },
+  } as unknown as SMTPServerSession;
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  filter.onConnect(session, { authPort: false });
+  for (let i = 0; i < routes.length; i++) {
+    if (i % 100 === 0) await filter.onMailFrom(session, 'sender@bench.test');
+    await filter.onRcptTo(session, routes[i]!);
+  }
+  filter.onClose(session);
+  gc();
+  // A collection can leave the heap a little below where it started: that is nothing kept.
+  return Math.max(0, (process.memoryUsage().heapUsed - before) / 2 ** 20);
+}
+
+export async function run(options: { lookups?: number; domains?: number } = {}): Promise<RcptResult> {
   const lookups = options.lookups ?? 400_000;
   const domainCount = options.domains ?? 10_000;
   const routes = tenantRoutes(domainCount);
@@ -197,6 +229,7 @@ export function run(options: { lookups?: number; domains?: number } = {}): RcptR
     },
     indexHeapMiB,
     buildMs,
+    senderPolicyHeapMiB: await senderPolicyHeap(routes),
   };
 }
 
@@ -321,6 +354,7 @@ export function rcptReport(r: RcptResult, smtp?: RcptSmtpResult): string[] {
     `| config Router holding the same ${r.routes.toLocaleString('en')} routes (${r.routerAtScale.lookups} lookups) | ${ns(r.routerAtScale.p50Ns)} | ${ns(r.routerAtScale.p99Ns)} | p99 ${(r.routerAtScale.p99Ns / r.router.p99Ns).toFixed(0)}× |`,
     `| apply one change: route put (replace) / route remove / domain put | ${ns(r.change.putRouteP50Ns)} / ${ns(r.change.removeRouteP50Ns)} / ${ns(r.change.putDomainP50Ns)} | put ${ns(r.change.putRouteP99Ns)} | – |`,
     `| index heap, built in ${r.buildMs.toFixed(0)} ms | ${r.indexHeapMiB.toFixed(1)} MiB | | ${((r.indexHeapMiB * 2 ** 20) / r.routes).toFixed(0)} B per route |`,
+    `| listener's sender-policy heap after one RCPT to each route | ${r.senderPolicyHeapMiB.toFixed(1)} MiB | | ${((r.senderPolicyHeapMiB * 2 ** 20) / r.routes).toFixed(0)} B per route |`,
     ...(smtp ? smtpRows(smtp) : []),
   ];
 }
@@ -346,4 +380,4 @@ export async function rcptBench(log: (line: string) => void): Promise<RcptResult
 }
 
 if (process.send) serve({ run, runOverSmtp });
-else if (import.meta.main) console.log(rcptReport(run(), await runOverSmtp()).join('\n'));
+else if (import.meta.main) console.log(rcptReport(await run(), await runOverSmtp()).join('\n'));

@@ -5,7 +5,7 @@ import { rcptReport, run, runOverSmtp } from '../../bench/rcpt.ts';
 // The RCPT benchmark at a tiny size, so it cannot rot unnoticed. Correctness only: no timing is asserted.
 describe('bench: RCPT decision, tiny', () => {
   it('measures both resolvers, in process and over SMTP, and prints one table', async () => {
-    const result = run({ lookups: 2000, domains: 50 });
+    const result = await run({ lookups: 2000, domains: 50 });
     assert.equal(result.routes, 500);
     assert.equal(result.domains, 50);
     assert.ok(result.router.p99Ns > 0 && result.index.p99Ns > 0);
@@ -20,6 +20,7 @@ describe('bench: RCPT decision, tiny', () => {
     for (const ns of Object.values(smtp.decisionNs.index)) assert.ok(ns > 0);
     const table = rcptReport(result, smtp).join('\n');
     assert.match(table, /RcptIndex, 500 routes/);
+    assert.match(table, /listener's sender-policy heap after one RCPT to each route \| \d+\.\d MiB/);
     assert.match(table, /RCPT round trip over SMTP, config Router \(50 RCPTs\)/);
     assert.match(table, /RCPT round trip over SMTP, RcptIndex \(target p99 ≤ 1\.1×\)/);
     assert.match(
