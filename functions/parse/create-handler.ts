@@ -1,6 +1,11 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { type ControlStore, MessageLogWriter, RouteSync } from '../../core/control/index.ts';
+import {
+  type ControlStore,
+  MessageLogWriter,
+  ROUTE_SYNC_DEFAULTS,
+  RouteSync,
+} from '../../core/control/index.ts';
 import {
   createLogger,
   createMetrics,
@@ -14,9 +19,6 @@ import {
 import { LOG_FLUSH_MS, timeLeftSignal, untilAborted } from '../time-left.ts';
 import { type BoundedResolverOptions, boundedResolver, type DnsResolver, systemResolver } from './dns.ts';
 import { type ParseResult, type ProcessDeps, processInboundEvent } from './process.ts';
-
-/** How old the route index may get before an invocation reads the change feed (in force within 10 s). */
-export const ROUTE_POLL_MS = 5000;
 
 /** Whether `router` takes `recipient`. */
 function routes(router: Router, recipient: string): boolean {
@@ -69,7 +71,7 @@ export function createParseHandler(
   let polling: Promise<void> | undefined;
   let lastPoll = 0;
   /**
-   * The route index, current within {@link ROUTE_POLL_MS} plus one read: a Lambda container is
+   * The route index, current within the listener's poll interval plus one read: a Lambda container is
    * frozen between invocations, so it reads the change feed when it runs, not on a timer. A failed
    * first load fails the batch (its records come back), as routing on the config alone would
    * dead-letter mail for API routes; a failed later poll keeps the index in force.
@@ -84,7 +86,7 @@ export function createParseHandler(
     await loaded;
     // A recipient the index does not know may be on a route made since the last read (the listener
     // took it, so it routed then): read the feed now rather than dead-letter it as unrouted.
-    const stale = now().getTime() - lastPoll >= ROUTE_POLL_MS;
+    const stale = now().getTime() - lastPoll >= ROUTE_SYNC_DEFAULTS.pollIntervalMs;
     if (stale || event.envelope.rcptTo.some((recipient) => !routes(sync.index, recipient))) {
       lastPoll = now().getTime();
       polling ??= sync.poll().finally(() => {

@@ -1,7 +1,7 @@
 export type { AuthLimits, SenderInfo } from './auth.ts';
 export { AUTH_LIMITS, authenticateMessage } from './auth.ts';
 export type { ParseDeps } from './create-handler.ts';
-export { createParseHandler, ROUTE_POLL_MS } from './create-handler.ts';
+export { createParseHandler } from './create-handler.ts';
 export type { BoundedResolverOptions, DnsResolver } from './dns.ts';
 export { boundedResolver, systemResolver } from './dns.ts';
 export type { AttachmentSink, MimeFields, MimeResult } from './mime.ts';
