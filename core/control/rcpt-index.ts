@@ -122,6 +122,12 @@ export class RcptIndex extends Router {
   /** Regexes, and globs with a `*` in the domain: tried for every address. */
   readonly #globalPatterns: GlobalEntry[] = [];
   readonly #apiRoutes = new Map<string, Placement[]>();
+  /**
+   * One object per distinct filtering policy of the API routes. Each route read from the store
+   * brings its own copy (about 330 bytes), though most keep the default: shared, 100,000 routes hold
+   * a few policies instead of 31 MiB of copies, and the one the RCPT hook reads is in the cache.
+   */
+  readonly #policies = new Map<string, Route['filtering']>();
 
   constructor(config: Pick<Config, 'domains' | 'routes'>, options: RcptIndexOptions = {}) {
     super({ domains: [], routes: [] });
@@ -139,7 +145,11 @@ export class RcptIndex extends Router {
   /** Adds or replaces an API route; `createdAt` orders it among routes of equal specificity. */
   putRoute(route: Route, createdAt: string): void {
     this.removeRoute(route.id);
-    this.#apiRoutes.set(route.id, this.#place(route, `1${createdAt}\0${route.id}`));
+    const policy = JSON.stringify(route.filtering);
+    const filtering = this.#policies.get(policy) ?? route.filtering;
+    this.#policies.set(policy, filtering);
+    const held = filtering === route.filtering ? route : { ...route, filtering };
+    this.#apiRoutes.set(route.id, this.#place(held, `1${createdAt}\0${route.id}`));
   }
 
   /** Removes an API route; false when it was not there. Config routes stay. */

@@ -187,6 +187,30 @@ describe('RcptIndex', () => {
     assert.equal(index.resolve('help@customer.test').route.id, 'later');
   });
 
+  it('holds one copy of each filtering policy, and each route answers with its own', () => {
+    const index = new RcptIndex(config);
+    index.putDomain('customer.test', 'verified');
+    // As the store gives them: every route with its own copy of its policy.
+    const copy = (r: Route): Route => structuredClone(r);
+    const strict = structuredClone(config.routes[0]!.filtering);
+    strict.senders.block = [{ kind: 'domain', domain: 'spam.test' }];
+    index.putRoute(copy(route('a', ['a@customer.test'])), '2026-01-01T00:00:00Z');
+    index.putRoute(copy(route('b', ['b@customer.test'])), '2026-01-01T00:00:01Z');
+    index.putRoute(copy({ ...route('c', ['c@customer.test']), filtering: strict }), '2026-01-01T00:00:02Z');
+    const [a, b, c] = ['a', 'b', 'c'].map((id) => index.resolve(`${id}@customer.test`).route);
+    assert.deepEqual(a!.filtering, config.routes[0]!.filtering);
+    assert.equal(a!.filtering, b!.filtering, 'equal policies are one object');
+    assert.deepEqual(c!.filtering, strict);
+    assert.deepEqual([a!.id, b!.id, c!.id], ['a', 'b', 'c']);
+    // A route changed to another policy answers with the new one.
+    index.putRoute(copy({ ...route('b', ['b@customer.test']), filtering: strict }), '2026-01-01T00:00:01Z');
+    assert.deepEqual(index.resolve('b@customer.test').route.filtering, strict);
+    assert.equal(
+      index.resolve('b@customer.test').route.filtering,
+      index.resolve('c@customer.test').route.filtering,
+    );
+  });
+
   it('accepts unverified API domains only when told to', () => {
     const index = new RcptIndex(config, { acceptUnverifiedDomains: true });
     index.putRoute(route('tenant', ['*@customer.test']), '2026-01-01T00:00:00Z');
