@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { rcptReport, run, runOverSmtp } from '../../bench/rcpt.ts';
+import { rcptReport, run, runOverSmtp, runReload } from '../../bench/rcpt.ts';
 
 // The RCPT benchmark at a tiny size, so it cannot rot unnoticed. Correctness only: no timing is asserted.
 describe('bench: RCPT decision, tiny', () => {
@@ -18,7 +18,10 @@ describe('bench: RCPT decision, tiny', () => {
     assert.ok(smtp.decisionNs.router > 0);
     assert.deepEqual(Object.keys(smtp.decisionNs.index), ['exact', 'tagged', 'glob', 'catch-all']);
     for (const ns of Object.values(smtp.decisionNs.index)) assert.ok(ns > 0);
-    const table = rcptReport(result, smtp).join('\n');
+    const reload = await runReload({ domains: 50 });
+    assert.ok(reload.ms > 0 && reload.longestHoldMs > 0);
+    const table = rcptReport(result, smtp, reload).join('\n');
+    assert.match(table, /a full reload by route sync, listener's V8 flags: .* \| \d+ ms \| \d+\.\d ms \|/);
     assert.match(table, /RcptIndex, 500 routes/);
     assert.match(table, /listener's sender-policy heap after one RCPT to each route \| \d+\.\d MiB/);
     assert.match(table, /RCPT round trip over SMTP, config Router \(50 RCPTs\)/);
