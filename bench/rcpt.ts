@@ -173,7 +173,11 @@ export async function runReload(options: { domains?: number } = {}): Promise<Rcp
     }),
   );
   const sync = new RouteSync(stock, {
-    listRoutes: async () => stored,
+    pageRoutes: async (limit, cursor) => {
+      const from = Number(cursor ?? 0);
+      const to = Math.min(from + limit, stored.length);
+      return { items: stored.slice(from, to), nextCursor: to < stored.length ? String(to) : null };
+    },
     listDomains: async () => domains,
     changesSince: async () => [],
   });

@@ -14,7 +14,7 @@ export interface ListenerControlOptions {
   /** Routes, domains and their change feed; the message log and refusals. */
   readonly store: Pick<
     ControlStore,
-    'listRoutes' | 'listDomains' | 'changesSince' | 'appendEvents' | 'putRefusals'
+    'pageRoutes' | 'listDomains' | 'changesSince' | 'appendEvents' | 'putRefusals'
   >;
   /** Take mail for API domains whose DNS proof is not checked yet (local runs). @default false */
   readonly acceptUnverifiedDomains?: boolean;

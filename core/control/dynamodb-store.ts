@@ -562,17 +562,6 @@ export function dynamoControlStore(
       return { items, nextCursor: next ? encodeCursor(next) : null };
     },
 
-    async listRoutes() {
-      const items = await queryAll(doc, {
-        TableName: tableName,
-        KeyConditionExpression: '#pk = :pk',
-        FilterExpression: 'attribute_not_exists(#deleted)',
-        ExpressionAttributeNames: names('pk', 'deleted'),
-        ExpressionAttributeValues: { ':pk': 'ROUTE' },
-      });
-      return items.map(routeFromItem);
-    },
-
     async pageRoutes(limit, cursor) {
       const { items, nextCursor } = await page('ROUTE', limit, cursor);
       return { items: items.map(routeFromItem), nextCursor };

@@ -8,8 +8,10 @@ import { pipelineRoute } from './route-secrets.ts';
 import type { Change, ChangeFeed, DomainStore, RouteStore, StoredDomain, StoredRoute } from './store.ts';
 
 /**
- * Routes and changes put in per turn of the event loop: the listener answers SMTP on the same
- * thread, and 100,000 routes take about a second to put in; a slice, a few milliseconds.
+ * Routes read and put in per turn of the event loop, and changes and domains put in per turn: the
+ * listener answers SMTP on the same thread, and 100,000 routes take about a second to put in; a
+ * slice, a few milliseconds. Reading routes a page at a time also keeps only one page of store
+ * items in memory beside the index in force and the one being built.
  */
 const SLICE = 250;
 
@@ -35,7 +37,7 @@ export interface RouteSyncOptions extends RcptIndexOptions {
   metrics?: Metrics;
 }
 
-type SyncStore = Pick<RouteStore, 'listRoutes'> & Pick<DomainStore, 'listDomains'> & ChangeFeed;
+type SyncStore = Pick<RouteStore, 'pageRoutes'> & Pick<DomainStore, 'listDomains'> & ChangeFeed;
 
 /**
  * Keeps an {@link RcptIndex} in step with the store: a full load at start, then every poll the
@@ -93,14 +95,19 @@ export class RouteSync {
   /** Builds a fresh index from every route and domain, then swaps it in. */
   async reload(): Promise<void> {
     const startedAt = this.#now().getTime();
-    const [routes, domains] = await Promise.all([this.#store.listRoutes(), this.#store.listDomains()]);
     const index = new RcptIndex(this.#config, this.#options);
     const revisions = new Map<string, number>();
-    for (const [i, route] of routes.entries()) {
-      if (i > 0 && i % SLICE === 0) await nextTurn();
-      this.#putRoute(index, route);
-      revisions.set(`route:${route.route.id}`, route.revision);
-    }
+    let cursor: string | undefined;
+    do {
+      if (cursor !== undefined) await nextTurn();
+      const page = await this.#store.pageRoutes(SLICE, cursor);
+      for (const route of page.items) {
+        this.#putRoute(index, route);
+        revisions.set(`route:${route.route.id}`, route.revision);
+      }
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+    const domains = await this.#store.listDomains();
     for (const [i, domain] of domains.entries()) {
       if (i > 0 && i % SLICE === 0) await nextTurn();
       index.putDomain(domain.name, domain.status);

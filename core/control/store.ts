@@ -98,9 +98,7 @@ export interface StoredRoute {
 }
 
 export interface RouteStore {
-  /** Every API route, in id order (what a listener loads). */
-  listRoutes(): Promise<StoredRoute[]>;
-  /** One page of API routes in id order, after the cursor (a route id). */
+  /** One page of API routes in id order, after the cursor (a route id): what the API lists and route sync loads. */
   pageRoutes(limit: number, cursor?: string): Promise<Page<StoredRoute>>;
   getRoute(id: string): Promise<StoredRoute | undefined>;
   /** Creates a route; conflict when the id is taken. Returns it with its revision. */

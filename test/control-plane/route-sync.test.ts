@@ -176,13 +176,18 @@ describe('RouteSync, many routes at once', () => {
     return turns;
   }
 
-  it('a reload builds the new index in slices, so the thread keeps answering SMTP meanwhile', async () => {
+  it('a reload reads and builds in pages, so the thread keeps answering SMTP meanwhile', async () => {
     let sync: RouteSync | undefined;
+    const asked: number[] = [];
     const turns = await turnsDuring(async (started) => {
       sync = new RouteSync(config, {
-        listRoutes: async () => {
+        // Pages of the routes, as the store gives them; the cursor says where the next one starts.
+        pageRoutes: async (limit, cursor) => {
           started();
-          return routes;
+          asked.push(limit);
+          const from = Number(cursor ?? 0);
+          const to = Math.min(from + limit, routes.length);
+          return { items: routes.slice(from, to), nextCursor: to < routes.length ? String(to) : null };
         },
         listDomains: async () => [],
         changesSince: async () => [],
@@ -190,6 +195,9 @@ describe('RouteSync, many routes at once', () => {
       await sync.reload();
     });
     assert.equal(sync!.index.resolve('user4999@example.test').route.id, 'r4999');
+    assert.equal(sync!.index.size.routes, 5000);
+    // One page in memory at a time beside the indexes, never the whole table.
+    assert.ok(Math.max(...asked) <= 250, `pages of ${Math.max(...asked)} routes`);
     assert.ok(turns >= 4, `other work ran ${turns} times during the reload`);
   });
 
@@ -197,7 +205,7 @@ describe('RouteSync, many routes at once', () => {
     let sync: RouteSync | undefined;
     const turns = await turnsDuring(async (started) => {
       sync = new RouteSync(config, {
-        listRoutes: async () => [],
+        pageRoutes: async () => ({ items: [], nextCursor: null }),
         listDomains: async () => [],
         changesSince: async () => {
           started();

@@ -421,7 +421,11 @@ describe('the control plane in the CDK app', () => {
         await writer.close(50);
         const sync = new RouteSync(
           { domains: [], routes: [] },
-          { listRoutes: async () => [], listDomains: async () => [], changesSince: failing },
+          {
+            pageRoutes: async () => ({ items: [], nextCursor: null }),
+            listDomains: async () => [],
+            changesSince: failing,
+          },
           { metrics },
         );
         await sync.reload();
