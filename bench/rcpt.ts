@@ -36,6 +36,8 @@ export interface RcptResult {
 export interface RcptReload {
   ms: number;
   longestHoldMs: number;
+  /** The process's peak RSS: the first load, then a reload with both indexes alive. */
+  peakRssMiB: number;
 }
 
 /** RCPT as a client sees it: the round trip of `RCPT TO` to a listener deciding with each resolver. */
@@ -62,20 +64,27 @@ const template = stock.routes[0]!;
  * Each has its own copy of its filtering policy, as routes read from the store do.
  */
 function tenantRoutes(domains: number): Route[] {
-  const routes: Route[] = [];
-  const tenantRoute = (id: string, pattern: string): Route => ({
+  return Array.from({ length: domains * ROUTES_PER_DOMAIN }, (_, i) => tenantRoute(i));
+}
+
+const ROUTES_PER_DOMAIN = 10;
+
+/** Route `i` of {@link tenantRoutes}, made afresh. */
+function tenantRoute(i: number): Route {
+  const domain = `tenant${Math.floor(i / ROUTES_PER_DOMAIN)}.example`;
+  const u = i % ROUTES_PER_DOMAIN;
+  const [id, pattern] =
+    u < 8
+      ? [`${u}`, `user${u}@${domain}`]
+      : u === 8
+        ? ['glob', `support-*@${domain}`]
+        : ['all', `*@${domain}`];
+  return {
     ...template,
-    id,
+    id: `r${Math.floor(i / ROUTES_PER_DOMAIN)}-${id}`,
     match: [pattern],
     filtering: structuredClone(template.filtering),
-  });
-  for (let d = 0; d < domains; d++) {
-    const domain = `tenant${d}.example`;
-    for (let u = 0; u < 8; u++) routes.push(tenantRoute(`r${d}-${u}`, `user${u}@${domain}`));
-    routes.push(tenantRoute(`r${d}-glob`, `support-*@${domain}`));
-    routes.push(tenantRoute(`r${d}-all`, `*@${domain}`));
-  }
-  return routes;
+  };
 }
 
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
@@ -149,16 +158,15 @@ class TimedRouter extends Router {
  */
 export async function runReload(options: { domains?: number } = {}): Promise<RcptReload> {
   const domainCount = options.domains ?? 10_000;
-  const routes = tenantRoutes(domainCount);
-  const stored = routes.map(
-    (route, i): StoredRoute => ({
-      route,
-      secrets: [],
-      revision: 1,
-      createdAt: `2026-01-01T00:00:00.000Z${String(i).padStart(6, '0')}`,
-      updatedAt: '2026-01-01T00:00:00.000Z',
-    }),
-  );
+  const routeCount = domainCount * ROUTES_PER_DOMAIN;
+  // Each page made afresh, as the store's client unmarshalls it: one page alive at a time.
+  const stored = (i: number): StoredRoute => ({
+    route: tenantRoute(i),
+    secrets: [],
+    revision: 1,
+    createdAt: `2026-01-01T00:00:00.000Z${String(i).padStart(6, '0')}`,
+    updatedAt: '2026-01-01T00:00:00.000Z',
+  });
   const domains = Array.from(
     { length: domainCount },
     (_, d): StoredDomain => ({
@@ -175,8 +183,9 @@ export async function runReload(options: { domains?: number } = {}): Promise<Rcp
   const sync = new RouteSync(stock, {
     pageRoutes: async (limit, cursor) => {
       const from = Number(cursor ?? 0);
-      const to = Math.min(from + limit, stored.length);
-      return { items: stored.slice(from, to), nextCursor: to < stored.length ? String(to) : null };
+      const to = Math.min(from + limit, routeCount);
+      const items = Array.from({ length: to - from }, (_, k) => stored(from + k));
+      return { items, nextCursor: to < routeCount ? String(to) : null };
     },
     listDomains: async () => domains,
     changesSince: async () => [],
@@ -199,7 +208,7 @@ export async function runReload(options: { domains?: number } = {}): Promise<Rcp
   const ms = performance.now() - started;
   await new Promise(setImmediate);
   done = true;
-  return { ms, longestHoldMs: longest };
+  return { ms, longestHoldMs: longest, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
 }
 
 /**
@@ -437,7 +446,7 @@ export function rcptReport(r: RcptResult, smtp?: RcptSmtpResult, reload?: RcptRe
     `| listener's sender-policy heap after one RCPT to each route | ${r.senderPolicyHeapMiB.toFixed(1)} MiB | | ${((r.senderPolicyHeapMiB * 2 ** 20) / r.routes).toFixed(0)} B per route |`,
     ...(reload
       ? [
-          `| a full reload by route sync, listener's V8 flags: its time; the longest the thread that answers SMTP waited | ${reload.ms.toFixed(0)} ms | ${reload.longestHoldMs.toFixed(1)} ms | – |`,
+          `| a full reload by route sync, listener's V8 flags: its time; the longest the thread that answers SMTP waited; peak RSS | ${reload.ms.toFixed(0)} ms | ${reload.longestHoldMs.toFixed(1)} ms | ${reload.peakRssMiB.toFixed(0)} MiB |`,
         ]
       : []),
     ...(smtp ? smtpRows(smtp) : []),

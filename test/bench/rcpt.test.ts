@@ -21,7 +21,10 @@ describe('bench: RCPT decision, tiny', () => {
     const reload = await runReload({ domains: 50 });
     assert.ok(reload.ms > 0 && reload.longestHoldMs > 0);
     const table = rcptReport(result, smtp, reload).join('\n');
-    assert.match(table, /a full reload by route sync, listener's V8 flags: .* \| \d+ ms \| \d+\.\d ms \|/);
+    assert.match(
+      table,
+      /a full reload by route sync, listener's V8 flags: .* \| \d+ ms \| \d+\.\d ms \| \d+ MiB \|/,
+    );
     assert.match(table, /RcptIndex, 500 routes/);
     assert.match(table, /listener's sender-policy heap after one RCPT to each route \| \d+\.\d MiB/);
     assert.match(table, /RCPT round trip over SMTP, config Router \(50 RCPTs\)/);
