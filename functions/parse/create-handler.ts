@@ -71,7 +71,7 @@ export function createParseHandler(
   let polling: Promise<void> | undefined;
   let lastPoll = 0;
   /**
-   * The route index, current within the listener's poll interval plus one read: a Lambda container is
+   * The route index, current within route sync's poll interval plus one read: a Lambda container is
    * frozen between invocations, so it reads the change feed when it runs, not on a timer. A failed
    * first load fails the batch (its records come back), as routing on the config alone would
    * dead-letter mail for API routes; a failed later poll keeps the index in force.
