@@ -45,6 +45,13 @@ interface DomainEntry {
   readonly addresses: Set<string>;
 }
 
+/** A filtering policy held once for every API route that has it. */
+interface SharedPolicy {
+  readonly key: string;
+  readonly filtering: Route['filtering'];
+  routes: number;
+}
+
 /** Where one pattern of an API route sits: its list, and what to bring up to date after leaving it. */
 interface Placement {
   readonly list: Entry[];
@@ -121,14 +128,14 @@ export class RcptIndex extends Router {
   #taggedExact = 0;
   /** Regexes, and globs with a `*` in the domain: tried for every address. */
   readonly #globalPatterns: GlobalEntry[] = [];
-  readonly #apiRoutes = new Map<string, Placement[]>();
+  /** Each API route's placements, and its filtering policy. */
+  readonly #apiRoutes = new Map<string, { placements: Placement[]; policy: SharedPolicy }>();
   /**
-   * One object per distinct filtering policy of the API routes. Each route read from the store
-   * brings its own copy, though most keep the default: shared, 100,000 routes hold a few policies
-   * instead of 53 MiB of copies, and the one the RCPT hook reads is in the cache. A full reload
-   * builds a new index, so policies no route uses any more go with the old one.
+   * One object per distinct filtering policy of the API routes, with how many use it. Each route
+   * read from the store brings its own copy, though most keep the default: shared, 100,000 routes
+   * hold a few policies instead of 50 MiB of copies, and the one the RCPT hook reads is in the cache.
    */
-  readonly #policies = new Map<string, Route['filtering']>();
+  readonly #policies = new Map<string, SharedPolicy>();
 
   constructor(config: Pick<Config, 'domains' | 'routes'>, options: RcptIndexOptions = {}) {
     super({ domains: [], routes: [] });
@@ -146,23 +153,26 @@ export class RcptIndex extends Router {
   /** Adds or replaces an API route; `createdAt` orders it among routes of equal specificity. */
   putRoute(route: Route, createdAt: string): void {
     this.removeRoute(route.id);
-    const policy = JSON.stringify(route.filtering);
-    const filtering = this.#policies.get(policy) ?? route.filtering;
-    this.#policies.set(policy, filtering);
+    const key = JSON.stringify(route.filtering);
+    const policy = this.#policies.get(key) ?? { key, filtering: route.filtering, routes: 0 };
+    policy.routes++;
+    this.#policies.set(key, policy);
+    const { filtering } = policy;
     const held = filtering === route.filtering ? route : { ...route, filtering };
-    this.#apiRoutes.set(route.id, this.#place(held, `1${createdAt}\0${route.id}`));
+    this.#apiRoutes.set(route.id, { placements: this.#place(held, `1${createdAt}\0${route.id}`), policy });
   }
 
   /** Removes an API route; false when it was not there. Config routes stay. */
   removeRoute(id: string): boolean {
-    const placements = this.#apiRoutes.get(id);
-    if (!placements) return false;
-    for (const { list, entry, refresh } of placements) {
+    const held = this.#apiRoutes.get(id);
+    if (!held) return false;
+    for (const { list, entry, refresh } of held.placements) {
       const at = list.indexOf(entry);
       if (at !== -1) list.splice(at, 1);
       refresh();
     }
     this.#apiRoutes.delete(id);
+    if (--held.policy.routes === 0) this.#policies.delete(held.policy.key);
     return true;
   }
 
@@ -183,13 +193,23 @@ export class RcptIndex extends Router {
     return true;
   }
 
+  /** The ids of the API routes it holds. */
+  apiRouteIds(): string[] {
+    return [...this.#apiRoutes.keys()];
+  }
+
+  /** The names of the API domains it holds, pending or verified. */
+  apiDomainNames(): string[] {
+    const names: string[] = [];
+    for (const [name, entry] of this.#domains) {
+      if (entry.status === 'pending' || entry.status === 'verified') names.push(name);
+    }
+    return names;
+  }
+
   /** How many API routes and domains it holds. */
   get size(): { routes: number; domains: number } {
-    let domains = 0;
-    for (const entry of this.#domains.values()) {
-      if (entry.status === 'pending' || entry.status === 'verified') domains++;
-    }
-    return { routes: this.#apiRoutes.size, domains };
+    return { routes: this.#apiRoutes.size, domains: this.apiDomainNames().length };
   }
 
   override resolve(recipient: string): RecipientRoute {

@@ -46,30 +46,30 @@ type SyncStore = Pick<RouteStore, 'pageRoutes'> & Pick<DomainStore, 'listDomains
  * the current index and is counted; the next one catches up.
  */
 export class RouteSync {
-  readonly #config: Pick<Config, 'domains' | 'routes'>;
   readonly #store: SyncStore;
   readonly #options: Required<
     Pick<RouteSyncOptions, 'pollIntervalMs' | 'overlapMs' | 'fullReloadIntervalMs'>
   > &
     RouteSyncOptions;
   readonly #now: () => Date;
-  #index: RcptIndex;
+  readonly #index: RcptIndex;
   /** Last revision applied per `route:<id>` / `domain:<name>`, deletions included. */
   #revisions = new Map<string, number>();
+  /** Per API route, when a secret it signs with leaves its rotation window. */
+  readonly #secretsDue = new Map<string, number>();
   #cursor = '';
   #lastFullLoad = 0;
   #timer: NodeJS.Timeout | undefined;
   #polling: Promise<void> | undefined;
 
   constructor(config: Pick<Config, 'domains' | 'routes'>, store: SyncStore, options: RouteSyncOptions = {}) {
-    this.#config = config;
     this.#store = store;
     this.#options = { ...ROUTE_SYNC_DEFAULTS, ...options };
     this.#now = options.now ?? (() => new Date());
     this.#index = new RcptIndex(config, options);
   }
 
-  /** The index in force; replaced whole only by a full reload. */
+  /** The index in force, changed in place by polls and reloads. */
   get index(): RcptIndex {
     return this.#index;
   }
@@ -92,28 +92,40 @@ export class RouteSync {
     await this.#polling;
   }
 
-  /** Builds a fresh index from every route and domain, then swaps it in. */
+  /**
+   * Brings the index in force up to every route and domain in the store, in place: puts what is
+   * newer than it holds (or whose signing secret's rotation window has ended), removes what the
+   * store no longer has, and keeps the rest as it is. This heals a change whose change item was
+   * lost; a failure part way leaves changes already applied, each a state the store was in.
+   */
   async reload(): Promise<void> {
     const startedAt = this.#now().getTime();
-    const index = new RcptIndex(this.#config, this.#options);
     const revisions = new Map<string, number>();
     let cursor: string | undefined;
     do {
       if (cursor !== undefined) await nextTurn();
       const page = await this.#store.pageRoutes(SLICE, cursor);
       for (const route of page.items) {
-        this.#putRoute(index, route);
-        revisions.set(`route:${route.route.id}`, route.revision);
+        const key = `route:${route.route.id}`;
+        const secretsDue = (this.#secretsDue.get(route.route.id) ?? Number.POSITIVE_INFINITY) <= startedAt;
+        if ((this.#revisions.get(key) ?? 0) < route.revision || secretsDue) this.#putRoute(route);
+        revisions.set(key, route.revision);
       }
       cursor = page.nextCursor ?? undefined;
     } while (cursor !== undefined);
+    for (const id of this.#index.apiRouteIds()) {
+      if (!revisions.has(`route:${id}`)) this.#removeRoute(id);
+    }
     const domains = await this.#store.listDomains();
     for (const [i, domain] of domains.entries()) {
       if (i > 0 && i % SLICE === 0) await nextTurn();
-      index.putDomain(domain.name, domain.status);
-      revisions.set(`domain:${domain.name}`, domain.revision);
+      const key = `domain:${domain.name}`;
+      if ((this.#revisions.get(key) ?? 0) < domain.revision) this.#putDomain(domain);
+      revisions.set(key, domain.revision);
     }
-    this.#index = index;
+    for (const name of this.#index.apiDomainNames()) {
+      if (!revisions.has(`domain:${name}`)) this.#index.removeDomain(name);
+    }
     this.#revisions = revisions;
     this.#cursor = encodeTime(Math.max(0, startedAt - this.#options.overlapMs), 10);
     this.#lastFullLoad = startedAt;
@@ -151,15 +163,27 @@ export class RouteSync {
     if ((this.#revisions.get(key) ?? 0) >= change.revision) return false;
     this.#revisions.set(key, change.revision);
     if (change.kind === 'route') {
-      if (change.route) this.#putRoute(this.#index, change.route);
-      else this.#index.removeRoute(change.key);
+      if (change.route) this.#putRoute(change.route);
+      else this.#removeRoute(change.key);
     } else if (change.domain) this.#putDomain(change.domain);
     else this.#index.removeDomain(change.key);
     return true;
   }
 
-  #putRoute(index: RcptIndex, stored: StoredRoute): void {
-    index.putRoute(pipelineRoute(stored, this.#now()), stored.createdAt);
+  #putRoute(stored: StoredRoute): void {
+    const now = this.#now().getTime();
+    this.#index.putRoute(pipelineRoute(stored, new Date(now)), stored.createdAt);
+    // When the first secret still signing leaves its rotation window, the next reload puts the route again.
+    const ends = stored.secrets
+      .map((secret) => (secret.expiresAt === null ? Number.POSITIVE_INFINITY : Date.parse(secret.expiresAt)))
+      .filter((end) => end > now);
+    if (ends.some(Number.isFinite)) this.#secretsDue.set(stored.route.id, Math.min(...ends));
+    else this.#secretsDue.delete(stored.route.id);
+  }
+
+  #removeRoute(id: string): void {
+    this.#index.removeRoute(id);
+    this.#secretsDue.delete(id);
   }
 
   #putDomain(domain: StoredDomain): void {

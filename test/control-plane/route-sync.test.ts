@@ -7,6 +7,7 @@ import {
   DomainNotVerifiedError,
   newDomainClaim,
   RouteSync,
+  type StoredDomain,
   type StoredRoute,
 } from '../../core/control/index.ts';
 import { parseConfigText, RelayDeniedError, UnknownRecipientError } from '../../core/index.ts';
@@ -223,5 +224,71 @@ describe('RouteSync, many routes at once', () => {
     });
     assert.equal(sync!.index.resolve('user4999@example.test').route.id, 'r4999');
     assert.ok(turns >= 4, `other work ran ${turns} times during the poll`);
+  });
+});
+
+describe('RouteSync, the full reload', () => {
+  /** Routes and domains as the store holds them, in id order, with no change feed: only a reload sees a change. */
+  function heldStore(routes: StoredRoute[], domains: StoredDomain[]) {
+    return {
+      routes,
+      domains,
+      pageRoutes: async (limit: number, cursor?: string) => {
+        const sorted = [...routes].sort((a, b) => (a.route.id < b.route.id ? -1 : 1));
+        const after = sorted.filter((r) => cursor === undefined || r.route.id > cursor);
+        const items = after.slice(0, limit);
+        return { items, nextCursor: after.length > limit ? items.at(-1)!.route.id : null };
+      },
+      listDomains: async () => domains,
+      changesSince: async () => [],
+    };
+  }
+  const stored = (id: string, match: string[], revision: number): StoredRoute => ({
+    ...newRoute(id, match),
+    revision,
+  });
+  const domain = (name: string, status: 'pending' | 'verified', revision: number): StoredDomain => ({
+    ...newDomainClaim(name, 'key_a', new Date()),
+    status,
+    revision,
+  });
+
+  it('brings the index in force up to the store: changed routes and domains put, gone ones removed, the rest kept', async () => {
+    const store = heldStore(
+      [stored('a', ['a@example.test'], 1), stored('b', ['b@example.test'], 1), stored('c', ['*@c.test'], 1)],
+      [domain('c.test', 'pending', 1), domain('gone.test', 'verified', 1)],
+    );
+    store.routes.push(stored('g', ['x@gone.test'], 1));
+    const sync = new RouteSync(config, store);
+    await sync.reload();
+    const a = sync.index.resolve('a@example.test').route;
+    assert.throws(() => sync.index.resolve('x@c.test'), DomainNotVerifiedError);
+    assert.equal(sync.index.resolve('x@gone.test').route.id, 'g');
+    // Changes whose change items were lost: b moved, a route and a domain deleted, c.test verified, d made.
+    store.routes.splice(0, store.routes.length, store.routes[0]!, stored('b', ['b2@example.test'], 2));
+    store.routes.push(stored('c', ['*@c.test'], 1), stored('d', ['d@example.test'], 1));
+    store.domains.splice(0, store.domains.length, domain('c.test', 'verified', 2));
+    await sync.reload();
+    assert.equal(sync.index.resolve('a@example.test').route, a, 'an unchanged route is kept as it was');
+    assert.equal(sync.index.resolve('b2@example.test').route.id, 'b');
+    assert.equal(sync.index.resolve('b@example.test').route.id, 'inbox');
+    assert.equal(sync.index.resolve('x@c.test').route.id, 'c');
+    assert.equal(sync.index.resolve('d@example.test').route.id, 'd');
+    assert.throws(() => sync.index.resolve('x@gone.test'), RelayDeniedError);
+    assert.deepEqual(sync.index.size, { routes: 4, domains: 1 });
+  });
+
+  it('stops signing with a secret once its rotation window has ended', async () => {
+    let now = new Date('2026-06-01T00:00:00.000Z');
+    const route = stored('rotated', ['r@example.test'], 1);
+    const old = { ...route.secrets[0]!, id: 'sec_old', expiresAt: '2026-06-01T00:01:00.000Z' };
+    const fresh = { ...route.secrets[0]!, id: 'sec_new', ref: { value: 'whsec_bmV3' } };
+    const store = heldStore([{ ...route, secrets: [old, fresh] }], []);
+    const sync = new RouteSync(config, store, { now: () => now });
+    await sync.reload();
+    assert.equal(sync.index.resolve('r@example.test').route.secret.length, 2);
+    now = new Date('2026-06-01T00:01:00.001Z');
+    await sync.reload();
+    assert.deepEqual(sync.index.resolve('r@example.test').route.secret, [{ value: 'whsec_bmV3' }]);
   });
 });
