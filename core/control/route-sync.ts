@@ -108,7 +108,11 @@ export class RouteSync {
       for (const route of page.items) {
         const key = `route:${route.route.id}`;
         const secretsDue = (this.#secretsDue.get(route.route.id) ?? Number.POSITIVE_INFINITY) <= startedAt;
-        if ((this.#revisions.get(key) ?? 0) < route.revision || secretsDue) this.#putRoute(route);
+        if ((this.#revisions.get(key) ?? 0) < route.revision || secretsDue) {
+          this.#putRoute(route);
+          // Known at once, so a change read again by a poll after a failed reload is not applied over it.
+          this.#revisions.set(key, route.revision);
+        }
         revisions.set(key, route.revision);
       }
       cursor = page.nextCursor ?? undefined;
@@ -120,7 +124,10 @@ export class RouteSync {
     for (const [i, domain] of domains.entries()) {
       if (i > 0 && i % SLICE === 0) await nextTurn();
       const key = `domain:${domain.name}`;
-      if ((this.#revisions.get(key) ?? 0) < domain.revision) this.#putDomain(domain);
+      if ((this.#revisions.get(key) ?? 0) < domain.revision) {
+        this.#putDomain(domain);
+        this.#revisions.set(key, domain.revision);
+      }
       revisions.set(key, domain.revision);
     }
     for (const name of this.#index.apiDomainNames()) {
