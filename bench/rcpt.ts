@@ -69,9 +69,14 @@ function tenantRoutes(domains: number): Route[] {
 
 const ROUTES_PER_DOMAIN = 10;
 
+const tenantDomain = (d: number) => `tenant${d}.example`;
+
+/** When API route `i` was made: one after the other, so ties go by order. */
+const createdAt = (i: number) => `2026-01-01T00:00:00.000Z${String(i).padStart(6, '0')}`;
+
 /** Route `i` of {@link tenantRoutes}, made afresh. */
 function tenantRoute(i: number): Route {
-  const domain = `tenant${Math.floor(i / ROUTES_PER_DOMAIN)}.example`;
+  const domain = tenantDomain(Math.floor(i / ROUTES_PER_DOMAIN));
   const u = i % ROUTES_PER_DOMAIN;
   const [id, pattern] =
     u < 8
@@ -100,9 +105,9 @@ function once(resolve: (recipient: string) => unknown, recipient: string): numbe
 function tenantIndex(routes: readonly Route[], domainCount: number): RcptIndex {
   const index = new RcptIndex(stock);
   routes.forEach((route, i) => {
-    index.putRoute(route, `2026-01-01T00:00:00.000Z${String(i).padStart(6, '0')}`);
+    index.putRoute(route, createdAt(i));
   });
-  for (let d = 0; d < domainCount; d++) index.putDomain(`tenant${d}.example`, 'verified');
+  for (let d = 0; d < domainCount; d++) index.putDomain(tenantDomain(d), 'verified');
   return index;
 }
 
@@ -114,7 +119,7 @@ const routerRecipients = Array.from({ length: 1000 }, (_, i) =>
 /** Recipients of the tenant domains, one of each {@link RECIPIENT_KINDS} in turn. */
 function indexRecipients(domainCount: number): string[] {
   return Array.from({ length: 1000 }, (_, i) => {
-    const domain = `tenant${(i * 7919) % domainCount}.example`;
+    const domain = tenantDomain((i * 7919) % domainCount);
     switch (RECIPIENT_KINDS[i % RECIPIENT_KINDS.length]) {
       case 'exact':
         return `user${i % 8}@${domain}`;
@@ -164,13 +169,13 @@ export async function runReload(options: { domains?: number } = {}): Promise<Rcp
     route: tenantRoute(i),
     secrets: [],
     revision: 1,
-    createdAt: `2026-01-01T00:00:00.000Z${String(i).padStart(6, '0')}`,
+    createdAt: createdAt(i),
     updatedAt: '2026-01-01T00:00:00.000Z',
   });
   const domains = Array.from(
     { length: domainCount },
     (_, d): StoredDomain => ({
-      name: `tenant${d}.example`,
+      name: tenantDomain(d),
       status: 'verified',
       token: '',
       claimedBy: 'bench',
@@ -282,7 +287,7 @@ export async function run(options: { lookups?: number; domains?: number } = {}):
   const putDomain: number[] = [];
   for (let i = 0; i < 2000; i++) {
     const route = routes[(i * 104729) % routes.length]!;
-    const changed = { ...route, match: [`changed${i}@tenant${i % domainCount}.example`] };
+    const changed = { ...route, match: [`changed${i}@${tenantDomain(i % domainCount)}`] };
     let start = process.hrtime.bigint();
     index.putRoute(changed, '2026-06-01T00:00:00.000Z');
     putRoute.push(Number(process.hrtime.bigint() - start));
