@@ -41,8 +41,10 @@ export async function makeSigningSecret(
 
 /**
  * A rotation, as Standard Webhooks allows it: the new secret signs from now on, and the current
- * ones keep signing beside it (one signature each, space-separated) for `overlapSeconds`, so
- * receivers can switch without a failed delivery. Secrets already past their window are dropped.
+ * ones keep signing beside it (one signature each, space-separated) for at most `overlapSeconds`, so
+ * receivers can switch without a failed delivery. A rotation shortens an earlier one's window and
+ * never lengthens it. Secrets past their window are dropped: with `overlapSeconds: 0`, every older
+ * one, at once (a secret that leaked).
  */
 export function rotateSecrets(
   secrets: readonly StoredSecret[],
@@ -50,12 +52,13 @@ export function rotateSecrets(
   now: Date,
   overlapSeconds: number,
 ): { keep: StoredSecret[]; drop: StoredSecret[] } {
-  const until = new Date(now.getTime() + overlapSeconds * 1000).toISOString();
+  const until = now.getTime() + overlapSeconds * 1000;
   const keep: StoredSecret[] = [fresh];
   const drop: StoredSecret[] = [];
   for (const secret of secrets) {
-    if (secret.expiresAt !== null && Date.parse(secret.expiresAt) <= now.getTime()) drop.push(secret);
-    else keep.push({ ...secret, expiresAt: secret.expiresAt ?? until });
+    const ends = Math.min(secret.expiresAt === null ? until : Date.parse(secret.expiresAt), until);
+    if (ends <= now.getTime()) drop.push(secret);
+    else keep.push({ ...secret, expiresAt: new Date(ends).toISOString() });
   }
   return { keep, drop };
 }

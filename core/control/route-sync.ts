@@ -55,8 +55,6 @@ export class RouteSync {
   readonly #index: RcptIndex;
   /** Last revision applied per `route:<id>` / `domain:<name>`, deletions included. */
   #revisions = new Map<string, number>();
-  /** Per API route, when a secret it signs with leaves its rotation window. */
-  readonly #secretsDue = new Map<string, number>();
   #cursor = '';
   #lastFullLoad = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -94,8 +92,7 @@ export class RouteSync {
 
   /**
    * Brings the index in force up to every route and domain in the store, in place: puts what is
-   * newer than it holds (or whose signing secret's rotation window has ended), removes what the
-   * store no longer has, and keeps the rest as it is. This heals a change whose change item was
+   * newer than it holds, removes what the store no longer has, and keeps the rest as it is. This heals a change whose change item was
    * lost; a failure part way leaves changes already applied, each a state the store was in.
    */
   async reload(): Promise<void> {
@@ -107,8 +104,7 @@ export class RouteSync {
       const page = await this.#store.pageRoutes(SLICE, cursor);
       for (const route of page.items) {
         const key = `route:${route.route.id}`;
-        const secretsDue = (this.#secretsDue.get(route.route.id) ?? Number.POSITIVE_INFINITY) <= startedAt;
-        if ((this.#revisions.get(key) ?? 0) < route.revision || secretsDue) {
+        if ((this.#revisions.get(key) ?? 0) < route.revision) {
           this.#putRoute(route);
           // Known at once, so a change read again by a poll after a failed reload is not applied over it.
           this.#revisions.set(key, route.revision);
@@ -118,7 +114,7 @@ export class RouteSync {
       cursor = page.nextCursor ?? undefined;
     } while (cursor !== undefined);
     for (const id of this.#index.apiRouteIds()) {
-      if (!revisions.has(`route:${id}`)) this.#removeRoute(id);
+      if (!revisions.has(`route:${id}`)) this.#index.removeRoute(id);
     }
     const domains = await this.#store.listDomains();
     for (const [i, domain] of domains.entries()) {
@@ -171,26 +167,16 @@ export class RouteSync {
     this.#revisions.set(key, change.revision);
     if (change.kind === 'route') {
       if (change.route) this.#putRoute(change.route);
-      else this.#removeRoute(change.key);
+      else this.#index.removeRoute(change.key);
     } else if (change.domain) this.#putDomain(change.domain);
     else this.#index.removeDomain(change.key);
     return true;
   }
 
   #putRoute(stored: StoredRoute): void {
-    const now = this.#now().getTime();
-    this.#index.putRoute(pipelineRoute(stored, new Date(now)), stored.createdAt);
-    // When the first secret still signing leaves its rotation window, the next reload puts the route again.
-    const ends = stored.secrets
-      .map((secret) => (secret.expiresAt === null ? Number.POSITIVE_INFINITY : Date.parse(secret.expiresAt)))
-      .filter((end) => end > now);
-    if (ends.some(Number.isFinite)) this.#secretsDue.set(stored.route.id, Math.min(...ends));
-    else this.#secretsDue.delete(stored.route.id);
-  }
-
-  #removeRoute(id: string): void {
-    this.#index.removeRoute(id);
-    this.#secretsDue.delete(id);
+    // The index decides RCPT and holds the filtering policy; its copy of the route's secrets is never
+    // used to sign: deliver reads the route as stored at each try, so a rotation's end takes effect at once.
+    this.#index.putRoute(pipelineRoute(stored, this.#now()), stored.createdAt);
   }
 
   #putDomain(domain: StoredDomain): void {

@@ -297,7 +297,10 @@ export const RotateSecretRequestSchema = z.strictObject({
     .min(0)
     .max(30 * 86400)
     .default(86400)
-    .meta({ description: 'How long the older secrets keep signing alongside the new one.' }),
+    .meta({
+      description:
+        'How long, at most, the older secrets keep signing alongside the new one; 0 stops them at once (a secret that leaked).',
+    }),
 });
 
 const domainName = ConfigSchema.shape.domains.element;

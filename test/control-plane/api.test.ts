@@ -263,6 +263,16 @@ describe('control plane API over HTTP (dynalite)', () => {
       assert.equal(pipelineRoute(stored, new Date(Date.now() + 3601_000)).secret.length, 1);
     });
 
+    it('a rotation with no overlap stops every older secret at once, those of an earlier window too', async () => {
+      const ended = await call('POST', '/v1/routes/tenant-a/secrets', { body: { overlapSeconds: 0 } });
+      assert.equal(ended.status, 201);
+      assert.equal(ended.body.signingSecrets.length, 1, 'the older secrets are dropped');
+      const stored = (await t.store.getRoute('tenant-a'))!;
+      const refs = pipelineRoute(stored, new Date()).secret;
+      assert.equal(refs.length, 1);
+      assert.equal(await resolveSecret(refs[0]!, 'route'), ended.body.signingSecret);
+    });
+
     it('deletes an API route', async () => {
       assert.equal((await call('DELETE', '/v1/routes/tenant-a')).status, 204);
       assert.equal((await call('GET', '/v1/routes/tenant-a')).status, 404);

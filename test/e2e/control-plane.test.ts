@@ -256,7 +256,7 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
     );
   });
 
-  it('a route made through the API takes mail at once, signed with the secret the API showed once, and a rotation signs at once', async () => {
+  it('a route made through the API takes mail at once, signed with the secret the API showed once, and a rotation and the end of its window sign at once', async () => {
     const created = await call('POST', '/v1/routes', {
       id: 'tenant',
       match: ['*@tenant.test'],
@@ -264,6 +264,7 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
     });
     assert.equal(created.status, 201);
     const tenant = await startWebhookReceiver({ secret: created.body.signingSecret });
+    let newest: WebhookReceiver | undefined;
     try {
       const moved = await call('PUT', '/v1/routes/tenant', {
         id: 'tenant',
@@ -286,8 +287,28 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
       assert.doesNotThrow(() =>
         new Webhook(rotated.body.signingSecret).verify(body, headers as Record<string, string>),
       );
+
+      // A rotation with no overlap ends the older secrets' window at once: the newest signs alone.
+      const ended = await call('POST', '/v1/routes/tenant/secrets', { overlapSeconds: 0 });
+      assert.equal(ended.status, 201);
+      newest = await startWebhookReceiver({ secret: ended.body.signingSecret });
+      // To an address parse has not seen, so it reads the routes again and the move is in force.
+      const movedAgain = await call('PUT', '/v1/routes/tenant', {
+        id: 'tenant',
+        match: ['*@tenant.test', 'ended@example.test'],
+        endpoints: [newest.url],
+      });
+      assert.equal(movedAgain.status, 200, JSON.stringify(movedAgain.body));
+      await receive('ended@example.test', 'window ended');
+      await newest.waitForUnique(1, 20_000);
+      const last = newest.received[0]!;
+      assert.equal(String(last.headers['webhook-signature']).split(' ').length, 1, 'the newest secret alone');
+      for (const gone of [created.body.signingSecret, rotated.body.signingSecret]) {
+        assert.throws(() => new Webhook(gone).verify(last.body, last.headers as Record<string, string>));
+      }
     } finally {
       await tenant.close();
+      await newest?.close();
     }
   });
 });
