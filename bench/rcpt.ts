@@ -329,9 +329,8 @@ export async function run(options: { lookups?: number; domains?: number } = {}):
 
 /**
  * Two listeners in this process, one deciding RCPT with the stock config's Router and one with the
- * index of 100,000 API routes, each asked by one SMTP session over loopback: MAIL, then the timed
- * RCPT, then RSET, alternating between the two so both meet the same machine. Nothing reaches DATA,
- * so the storage clients are never called.
+ * index of 100,000 API routes, each asked by one SMTP session over loopback from a client process
+ * ({@link rcptRounds}). Nothing reaches DATA, so the storage clients are never called.
  */
 export async function runOverSmtp(
   options: { rounds?: number; domains?: number } = {},
@@ -377,29 +376,22 @@ export async function runOverSmtp(
   const listeners = [
     await startListener({ ...common, router: resolvers[0] }),
     await startListener({ ...common, router: resolvers[1] }),
-  ];
+  ] as const;
+  // The client runs in a process of its own, as every peer does: its parsing and writing are not
+  // the listener's work, and do not stand in the listener's caches.
+  const client = new Worker('./rcpt.ts');
   try {
-    const sides = await Promise.all(
-      listeners.map(async (listener, side) => ({
-        session: await SmtpSession.open({ host: '127.0.0.1', port: listener.listeners[0]!.port }),
-        recipients: side === 0 ? routerRecipients : tenantRecipients,
-        samples: [] as number[],
-      })),
-    );
-    for (let i = 0; i < rounds; i++) {
-      // Who goes first swaps every round: the second of a pair finds the machine warmer.
-      for (const side of i % 2 ? [...sides].reverse() : sides) {
-        await side.session.command('MAIL FROM:<sender@bench.test>', 250);
-        const start = process.hrtime.bigint();
-        await side.session.command(`RCPT TO:<${side.recipients[i % side.recipients.length]}>`, 250);
-        side.samples.push(Number(process.hrtime.bigint() - start) / 1000);
-        await side.session.command('RSET', 250);
-      }
-    }
-    await Promise.all(sides.map((side) => side.session.command('QUIT', 221)));
-    const [router, indexed] = sides.map((side) => ({
-      p50Us: percentile(side.samples, 50),
-      p99Us: percentile(side.samples, 99),
+    await client.ready;
+    const [routerSamples, indexSamples] = await client.call<[number[], number[]]>('rcptRounds', {
+      rounds,
+      sides: [
+        { port: listeners[0].listeners[0]!.port, recipients: routerRecipients },
+        { port: listeners[1].listeners[0]!.port, recipients: tenantRecipients },
+      ],
+    } satisfies RoundsRequest);
+    const [router, indexed] = [routerSamples, indexSamples].map((samples) => ({
+      p50Us: percentile(samples, 50),
+      p99Us: percentile(samples, 99),
     })) as [RcptSmtpResult['router'], RcptSmtpResult['index']];
     const kindOf = new Map(tenantRecipients.map((r, i) => [r, RECIPIENT_KINDS[i % RECIPIENT_KINDS.length]!]));
     const byKind = (kind: RecipientKind) =>
@@ -421,10 +413,42 @@ export async function runOverSmtp(
       },
     };
   } finally {
+    await client.stop();
     for (const listener of listeners) await listener.close();
     storage.s3.destroy();
     storage.sqs.destroy();
   }
+}
+
+interface RoundsRequest {
+  rounds: number;
+  sides: { port: number; recipients: string[] }[];
+}
+
+/**
+ * The client of {@link runOverSmtp}: one SMTP session per listener, MAIL, then the timed RCPT,
+ * then RSET, alternating between them so both meet the same machine; the round trips in µs.
+ */
+export async function rcptRounds({ rounds, sides }: RoundsRequest): Promise<number[][]> {
+  const sessions = await Promise.all(
+    sides.map(async ({ port, recipients }) => ({
+      session: await SmtpSession.open({ host: '127.0.0.1', port }),
+      recipients,
+      samples: [] as number[],
+    })),
+  );
+  for (let i = 0; i < rounds; i++) {
+    // Who goes first swaps every round: the second of a pair finds the machine warmer.
+    for (const side of i % 2 ? [...sessions].reverse() : sessions) {
+      await side.session.command('MAIL FROM:<sender@bench.test>', 250);
+      const start = process.hrtime.bigint();
+      await side.session.command(`RCPT TO:<${side.recipients[i % side.recipients.length]}>`, 250);
+      side.samples.push(Number(process.hrtime.bigint() - start) / 1000);
+      await side.session.command('RSET', 250);
+    }
+  }
+  await Promise.all(sessions.map((side) => side.session.command('QUIT', 221)));
+  return sessions.map((side) => side.samples);
 }
 
 function smtpRows(smtp: RcptSmtpResult): string[] {
@@ -482,6 +506,6 @@ export async function rcptBench(
   }
 }
 
-if (process.send) serve({ run, runOverSmtp, runReload });
+if (process.send) serve({ run, runOverSmtp, runReload, rcptRounds });
 else if (import.meta.main)
   console.log(rcptReport(await run(), await runOverSmtp(), await runReload()).join('\n'));
