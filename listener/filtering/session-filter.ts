@@ -56,8 +56,12 @@ interface RouteState {
 interface SessionState {
   readonly dnsbl: Promise<DnsblResult> | null;
   spf: SpfFacts | null;
-  /** The routes of the accepted recipients of the transaction in progress. */
-  routes: Map<string, RouteState>;
+  /**
+   * The routes of the accepted recipients of the transaction in progress, by the route object the
+   * RCPT decision answered with: a Map finds an object by the hash kept in the object itself, and a
+   * route id by the hash kept in the id string, one more read from memory per RCPT.
+   */
+  routes: Map<Route, RouteState>;
 }
 
 // RFC 7208 §4.6.4 bounds the lookups; this bounds the time the client waits at MAIL FROM.
@@ -135,7 +139,7 @@ export class SessionFilter {
   /** The recipient's route's sender policy (see `decideRecipient`); remembers the route for DATA. */
   async onRcptTo(session: SMTPServerSession, route: Route): Promise<SmtpError | undefined> {
     const state = this.#state(session);
-    const known = state.routes.get(route.id);
+    const known = state.routes.get(route);
     if (known) return undefined;
     const decision = decideRecipient(route.filtering, {
       sender: {
@@ -148,7 +152,7 @@ export class SessionFilter {
       spf: state.spf,
     });
     if (decision.refusal) return decision.refusal;
-    state.routes.set(route.id, { route, allowed: decision.allowed, tags: decision.tags });
+    state.routes.set(route, { route, allowed: decision.allowed, tags: decision.tags });
     return undefined;
   }
 
