@@ -92,8 +92,9 @@ export class RouteSync {
 
   /**
    * Brings the index in force up to every route and domain in the store, in place: puts what is
-   * newer than it holds, removes what the store no longer has, and keeps the rest as it is. This heals a change whose change item was
-   * lost; a failure part way leaves changes already applied, each a state the store was in.
+   * newer than it holds, removes what the store no longer has, and keeps the rest as it is. This
+   * heals a change whose change item was lost; a failure part way leaves changes already applied,
+   * each a state the store was in.
    */
   async reload(): Promise<void> {
     const startedAt = this.#now().getTime();
