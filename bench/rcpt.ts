@@ -36,7 +36,7 @@ export interface RcptResult {
 export interface RcptReload {
   ms: number;
   longestHoldMs: number;
-  /** The process's peak RSS: the first load, then a reload with both indexes alive. */
+  /** The process's peak RSS: the first load, then a reload of the index in place. */
   peakRssMiB: number;
 }
 

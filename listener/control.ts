@@ -35,7 +35,7 @@ const LOG_CLOSE_TIMEOUT_MS = 5000;
 
 /** What the listener's hooks call; without a control plane, the config's routes and no log. */
 export interface ListenerControl {
-  /** The RCPT decision in force: read it at each RCPT, a full reload replaces it. */
+  /** The RCPT decision in force, kept up to date in place by route sync. */
   readonly router: Router;
   /**
    * An SMTP refusal of MAIL FROM (no recipient; the sender as given, "" when unknown) or of RCPT TO
@@ -82,9 +82,7 @@ export async function startListenerControl(
   };
   const timer = setInterval(publish, metricsIntervalMs).unref();
   return {
-    get router() {
-      return sync.index;
-    },
+    router: sync.index,
     refused(session, reply, attempt) {
       const { mailFrom } = session.envelope;
       writer.refused({

@@ -11,7 +11,7 @@ import type { Change, ChangeFeed, DomainStore, RouteStore, StoredDomain, StoredR
  * Routes read and put in per turn of the event loop, and changes and domains put in per turn: the
  * listener answers SMTP on the same thread, and 100,000 routes take about a second to put in; a
  * slice, a few milliseconds. Reading routes a page at a time also keeps only one page of store
- * items in memory beside the index in force and the one being built.
+ * items in memory beside the index in force.
  */
 const SLICE = 250;
 

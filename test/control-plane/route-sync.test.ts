@@ -197,7 +197,7 @@ describe('RouteSync, many routes at once', () => {
     });
     assert.equal(sync!.index.resolve('user4999@example.test').route.id, 'r4999');
     assert.equal(sync!.index.size.routes, 5000);
-    // One page in memory at a time beside the indexes, never the whole table.
+    // One page in memory at a time beside the index, never the whole table.
     assert.ok(Math.max(...asked) <= 250, `pages of ${Math.max(...asked)} routes`);
     assert.ok(turns >= 4, `other work ran ${turns} times during the reload`);
   });
