@@ -28,13 +28,30 @@ interface TailOptions extends ConnectionOptions {
  * written once the raw message is stored and queued, so a large or slow one lands late.
  */
 const LOG_LAG_MS = 60_000;
-/** Pages of messages listed per poll (100 each), newest first: a burst beyond that is not all followed. */
+/** Pages of each list read per poll: a burst beyond that is not all followed. */
 const MAX_PAGES_PER_POLL = 10;
+/** Nothing more happens to these unless delivery is asked again, which the activity list shows. */
 const SETTLED: ReadonlySet<MessageSummary['status'] | null> = new Set([
   'delivered',
   'failed',
   'partially_delivered',
+  'quarantined',
 ]);
+
+/** The items of up to {@link MAX_PAGES_PER_POLL} pages of a list. */
+async function allPages<T>(
+  page: (cursor: { cursor?: string }) => Promise<{ items: T[]; nextCursor: string | null }>,
+): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | undefined;
+  for (let n = 0; n < MAX_PAGES_PER_POLL; n++) {
+    const answer = await page(cursor ? { cursor } : {});
+    items.push(...answer.items);
+    if (!answer.nextCursor) break;
+    cursor = answer.nextCursor;
+  }
+  return items;
+}
 
 /** The try of one delivery (by webhook id) an event reports on: the latest up to its time. */
 function triedBefore(timeline: readonly TimelineEvent[], event: TimelineEvent & { webhookId: string }) {
@@ -91,33 +108,46 @@ const eventKey = (event: TimelineEvent) => JSON.stringify(event);
 
 /**
  * Follows the message log through the API: each poll lists the messages received since the last
- * one (`GET /v1/messages?since=`, less the log's lag) and reads again the ones still moving
- * (`GET /v1/messages/{id}`), until they are delivered or dead-lettered. A message already settled
- * when the tail starts is not followed if it is retried later (`messages show` has its timeline).
+ * one and the messages whose delivery moved again since then (`GET /v1/messages?since=` and
+ * `GET /v1/activity?since=`, less the log's lag), and reads again the ones still moving
+ * (`GET /v1/messages/{id}`) until they are settled. So a message received before the tail started
+ * is followed too once it is retried, by its schedule, the API or the CLI.
  */
 async function apiFollower(api: ApiClient): Promise<MessageEventReader> {
-  /** Per followed message: the events already seen and its status; dropped once settled and out of the listed window. */
+  /**
+   * Per followed message: the events already seen, its status, the time of its latest event, and
+   * for one found through its activity the time before which its events are not news. Dropped
+   * once settled and quiet for longer than the window listed.
+   */
   const followed = new Map<
     string,
-    { seen: Set<string>; receivedAt: string; status: MessageSummary['status'] | null }
+    { seen: Set<string>; status: MessageSummary['status'] | null; lastAt: string; newFrom: string }
   >();
+  /** Activity entries already acted on, until they leave the window. */
+  const activitySeen = new Map<string, string>();
   let since = new Date(Date.now() - LOG_LAG_MS).toISOString();
+  let startedAt: string | undefined;
 
   async function poll(): Promise<MessageEvent[]> {
     const pollStart = Date.now();
-    const listed: MessageSummary[] = [];
-    let cursor: string | undefined;
-    for (let page = 0; page < MAX_PAGES_PER_POLL; page++) {
-      const answer = await api.listMessages({ since, limit: 100, ...(cursor ? { cursor } : {}) });
-      listed.push(...answer.items);
-      if (!answer.nextCursor) break;
-      cursor = answer.nextCursor;
-    }
+    const listed = await allPages((cursor) => api.listMessages({ since, limit: 100, ...cursor }));
+    const active = await allPages((cursor) => api.listActivity({ since, limit: 1000, ...cursor }));
     const changed = new Set<string>();
     for (const summary of listed) {
       const known = followed.get(summary.id);
-      if (!known) followed.set(summary.id, { seen: new Set(), receivedAt: summary.receivedAt, status: null });
+      if (!known)
+        followed.set(summary.id, { seen: new Set(), status: null, lastAt: summary.receivedAt, newFrom: '' });
       if (known?.status !== summary.status) changed.add(summary.id);
+    }
+    for (const { messageId, at } of active) {
+      const key = `${at} ${messageId}`;
+      if (activitySeen.has(key)) continue;
+      activitySeen.set(key, at);
+      changed.add(messageId);
+      // What it did before the tail started, or before this window (printed while it was followed), is not news.
+      const newFrom = startedAt === undefined || since > startedAt ? since : startedAt;
+      if (!followed.has(messageId))
+        followed.set(messageId, { seen: new Set(), status: null, lastAt: at, newFrom });
     }
     for (const [id, known] of followed) if (!SETTLED.has(known.status)) changed.add(id);
     const events: MessageEvent[] = [];
@@ -138,6 +168,8 @@ async function apiFollower(api: ApiClient): Promise<MessageEventReader> {
           const key = eventKey(event);
           if (known.seen.has(key)) continue;
           known.seen.add(key);
+          if (event.at > known.lastAt) known.lastAt = event.at;
+          if (event.at < known.newFrom) continue;
           const line = messageEventOf(detail.id, detail.timeline, event);
           if (line) events.push(line);
         }
@@ -145,8 +177,10 @@ async function apiFollower(api: ApiClient): Promise<MessageEventReader> {
       }
     }
     since = new Date(pollStart - LOG_LAG_MS).toISOString();
+    startedAt ??= new Date(pollStart).toISOString();
     for (const [id, known] of followed)
-      if (SETTLED.has(known.status) && known.receivedAt < since) followed.delete(id);
+      if (SETTLED.has(known.status) && known.lastAt < since) followed.delete(id);
+    for (const [key, at] of activitySeen) if (at < since) activitySeen.delete(key);
     return events.sort((a, b) => a.at.localeCompare(b.at));
   }
 

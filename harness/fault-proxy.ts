@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CONTROL_TABLE_KEYS } from '../core/control/index.ts';
 import {
   type AuthorizationRequest,
   isAllowed,
@@ -112,7 +113,9 @@ export interface AwsMode {
    * refuses it (S3 403 `AccessDenied`, SQS 403 `AccessDenied`, DynamoDB 400 `AccessDeniedException`),
    * and so is every call signed with a key not listed here. A role also decides the missing-key
    * answer: 404 only with `s3:ListBucket` on the bucket. Condition keys set: `s3:prefix` of a
-   * ListObjects; not `dynamodb:LeadingKeys`, so `ForAllValues` conditions on it hold. @default no IAM
+   * ListObjects, `dynamodb:LeadingKeys` of a DynamoDB call on items (the partition key values it
+   * names: a `Key`, an `Item`, each item of a batch, a Query's key condition; the control table's
+   * `pk`, or the index's partition key). @default no IAM
    */
   readonly roles?: Readonly<Record<string, readonly PolicyStatement[]>>;
 }
@@ -232,10 +235,41 @@ function authorizationRequests(
   }
   const tables = body.RequestItems ? Object.keys(body.RequestItems) : [String(body.TableName)];
   const index = typeof body.IndexName === 'string' ? `/index/${body.IndexName}` : '';
-  return tables.map((table) => ({
-    action: `dynamodb:${name}`,
-    resource: `${tableArn(table, region)}${index}`,
-  }));
+  return tables.map((table) => {
+    const leadingKeys = dynamoLeadingKeys(body, table);
+    return {
+      action: `dynamodb:${name}`,
+      resource: `${tableArn(table, region)}${index}`,
+      ...(leadingKeys.length > 0 ? { context: { 'dynamodb:LeadingKeys': leadingKeys } } : {}),
+    };
+  });
+}
+
+type AttributeValues = Record<string, { S?: string } | undefined>;
+
+/**
+ * The partition key values a DynamoDB call names in `table` (IAM's `dynamodb:LeadingKeys`): of its
+ * `Key` or `Item`, of every request of a batch, of a Query's key condition (whose first equality is
+ * on the partition key of the table or the index queried). None for a Scan or a table operation.
+ */
+function dynamoLeadingKeys(body: Record<string, unknown>, table: string): string[] {
+  const partition = (item: unknown) =>
+    (item as AttributeValues | undefined)?.[CONTROL_TABLE_KEYS.partitionKey]?.S;
+  const values: (string | undefined)[] = [];
+  if (body.Key) values.push(partition(body.Key));
+  if (body.Item) values.push(partition(body.Item));
+  const batch = (body.RequestItems as Record<string, unknown> | undefined)?.[table];
+  if (Array.isArray(batch)) {
+    for (const request of batch as { PutRequest?: { Item: unknown }; DeleteRequest?: { Key: unknown } }[])
+      values.push(partition(request.PutRequest?.Item ?? request.DeleteRequest?.Key));
+  } else if (batch) {
+    for (const key of (batch as { Keys?: unknown[] }).Keys ?? []) values.push(partition(key));
+  }
+  if (typeof body.KeyConditionExpression === 'string') {
+    const equality = /^\s*\(?\s*[#\w]+\s*=\s*(:\w+)/.exec(body.KeyConditionExpression);
+    values.push(equality ? (body.ExpressionAttributeValues as AttributeValues)[equality[1]!]?.S : undefined);
+  }
+  return [...new Set(values.filter((value) => value !== undefined))];
 }
 
 /** An AWS error answer; `type` is the JSON protocol's `__type` when it is not in the service's namespace. */

@@ -22,6 +22,7 @@ import { FilterPattern, LogGroup, MetricFilter, RetentionDays } from 'aws-cdk-li
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import {
+  ACTIVITY_PARTITION_PREFIX,
   CONTROL_TABLE_KEYS,
   controlTableDefinition,
   DEDUPE_PARTITION_PREFIX,
@@ -39,8 +40,8 @@ import { acknowledgeKeyWrites, type Storage } from './storage.ts';
  */
 const PARTITIONS = {
   routes: ['ROUTE', 'DOMAIN', 'CHANGE'],
-  /** Messages (`M#<id>`), one item per message plus one per further recipient. */
-  messages: ['M#*'],
+  /** Messages (`M#<id>`), one item per message plus one per further recipient, and their follow-up activity. */
+  messages: ['M#*', `${ACTIVITY_PARTITION_PREFIX}*`],
   refusals: ['REFUSALS'],
   /** Duplicate markers (`DEDUPE#<fingerprint>`), one item each. */
   dedupe: [`${DEDUPE_PARTITION_PREFIX}*`],

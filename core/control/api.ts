@@ -17,6 +17,8 @@ import { detail, messageRoutes, summarize } from './message-view.ts';
 import { openApiDocument } from './openapi.ts';
 import { makeSigningSecret, rotateSecrets, type SigningSecretStore } from './route-secrets.ts';
 import {
+  ActivityQuerySchema,
+  ActivitySchema,
   CreatedKeySchema,
   CreatedRouteSchema,
   DomainInputSchema,
@@ -331,6 +333,28 @@ export const OPERATIONS: readonly Operation[] = [
     body: RetryRequestSchema,
     responses: { 202: { description: 'The deliveries queued', schema: RetryResponseSchema } },
     handle: (context) => requeue(context, true),
+  },
+  {
+    method: 'GET',
+    path: '/v1/activity',
+    operationId: 'listActivity',
+    summary: 'Messages whose delivery moved again since a time: retries, dead letters, retries asked',
+    query: ActivityQuerySchema,
+    responses: {
+      200: {
+        description:
+          'A page of follow-up writes, oldest first; with `GET /v1/messages?since=` it follows every message, whenever it arrived',
+        schema: pageOf(ActivitySchema),
+      },
+    },
+    async handle({ deps, request, now }) {
+      const query = parseWith(ActivityQuerySchema, request.query, 'query');
+      const page = await deps.store.listActivity({
+        ...query,
+        since: query.since ?? new Date(now.getTime() - 60_000).toISOString(),
+      });
+      return { status: 200, body: page };
+    },
   },
   {
     method: 'GET',

@@ -12,6 +12,7 @@ import type {
   RouteView,
   TimelineEvent,
 } from './schemas.ts';
+import type { Activity } from './store.ts';
 
 /** A page of a list, as the API answers it. */
 export interface ApiPage<T> {
@@ -111,6 +112,8 @@ export function apiClient(options: ApiClientOptions) {
     url: base,
     listMessages: (query: MessageListQuery = {}) =>
       call<ApiPage<MessageSummary>>('GET', '/messages', { query }),
+    listActivity: (query: { since?: string; limit?: number; cursor?: string } = {}) =>
+      call<ApiPage<Activity>>('GET', '/activity', { query }),
     getMessage: (messageId: string) => call<MessageDetail>('GET', `/messages/${id(messageId)}`),
     retryMessage: (messageId: string, route?: string) =>
       call<{ messageId: string; jobs: JobRef[] }>('POST', `/messages/${id(messageId)}/retry`, {

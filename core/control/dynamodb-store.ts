@@ -21,7 +21,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { decodeTime, encodeTime, monotonicFactory } from 'ulid';
 import { StoreConflictError, StoreRejectedError } from './errors.ts';
-import { matchesQuery, senderKey, subjectWords } from './message-view.ts';
+import { isFollowUp, matchesQuery, senderKey, subjectWords } from './message-view.ts';
 import { type Refusal, type TimelineEvent, TimelineEventSchema } from './schemas.ts';
 import type {
   Change,
@@ -46,6 +46,7 @@ import type {
  * | API domain    | DOMAIN      | <name>                      | same tombstones                               |
  * | API key       | KEY         | <key id>                    | SHA-256 of the secret, never the secret       |
  * | change        | CHANGE      | <ULID>                      | state after a route/domain write, TTL 1 day   |
+ * | activity      | A#<hour>#<n>| <at>#<message id>           | a follow-up log write, TTL 1 day (see below)  |
  * | dup. marker   | DEDUPE#<fp> | D                           | first message id of a fingerprint, TTL 14 days|
  *
  * Global secondary indexes, KEYS_ONLY (a list reads the items by key afterwards), all sorted by
@@ -60,6 +61,11 @@ import type {
  * 3 write units on the table + 3 on the indexes (the first write enters all three) = 6 WRU. Each
  * further try adds 1 WRU, each further recipient 2 (its item and its index entry).
  *
+ * A log write with a follow-up event (a retry scheduled or tried, a dead letter, a retry or release
+ * asked) also puts an activity item, so a reader can follow messages received long before: 1 WRU
+ * more for such a write, none for a message delivered at its first try. Four shards per hour keep
+ * a retry storm from throttling one key (~1,000 writes a second each).
+ *
  * dynalite (local) has no TTL deletion, transactions or streams. So nothing relies on them: reads
  * skip expired items themselves (TTL deletion in AWS lags too), entity and change writes are two
  * conditional single-item writes (a reader reloads everything periodically, so a change item lost
@@ -73,6 +79,9 @@ export const CONTROL_TABLE_KEYS = { partitionKey: 'pk', sortKey: 'sk', ttlAttrib
  * over the table instead of loading one key (a single partition key takes ~1,000 writes a second).
  */
 export const DEDUPE_PARTITION_PREFIX = 'DEDUPE#';
+
+/** Partition key prefix of the activity items (`A#<hour>#<shard>`), written with the message log. */
+export const ACTIVITY_PARTITION_PREFIX = 'A#';
 
 /** Global secondary indexes: name → partition key attribute; each sorts by `id`. */
 export const CONTROL_TABLE_INDEXES = { byDay: 'day', byRecipient: 'rcpt', bySender: 'sender' } as const;
@@ -132,6 +141,8 @@ const DAY_SECONDS = 86400;
 /** A sender gives up retrying within days (RFC 5321 §4.5.4.1 suggests 4–5); a marker outlives that. */
 const DEDUPE_TTL_SECONDS = 14 * DAY_SECONDS;
 const CHANGE_TTL_SECONDS = DAY_SECONDS;
+const ACTIVITY_TTL_SECONDS = DAY_SECONDS;
+const ACTIVITY_SHARDS = 4;
 const TOMBSTONE_TTL_SECONDS = DAY_SECONDS;
 /** Message candidates read for one list page before it returns with a cursor (DynamoDB reads 1 MB per Query alike). */
 const MAX_EXAMINED_PER_PAGE = 1000;
@@ -155,6 +166,10 @@ const isRejection = (error: unknown) =>
 const ulidFloor = (time: number) => `${encodeTime(time, 10)}0000000000000000`;
 const ulidCeiling = (time: number) => `${encodeTime(time, 10)}ZZZZZZZZZZZZZZZZ`;
 const dayOf = (time: number) => new Date(time).toISOString().slice(0, 10);
+const hourOf = (time: number) => new Date(time).toISOString().slice(0, 13);
+/** The activity partition of a message: its hour, and a shard from the random end of its id. */
+const activityKey = (at: string, messageId: string) =>
+  `${ACTIVITY_PARTITION_PREFIX}${at.slice(0, 13)}#${messageId.charCodeAt(messageId.length - 1) % ACTIVITY_SHARDS}`;
 
 function encodeCursor(value: unknown): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -410,6 +425,67 @@ export function dynamoControlStore(
         what,
       );
       if (aliases.length > 0) await logWrite(() => batchWrite(aliases), what);
+      const followUps = entries.filter(({ event }) => isFollowUp(event));
+      if (followUps.length > 0) {
+        const at = followUps
+          .map(({ event }) => event.at)
+          .sort()
+          .at(-1)!;
+        const item = {
+          pk: activityKey(at, messageId),
+          sk: `${at}#${messageId}`,
+          messageId,
+          at,
+          expiresAt: epochSeconds(new Date(at)) + ACTIVITY_TTL_SECONDS,
+        };
+        await logWrite(() => batchWrite([item]), what);
+      }
+    },
+
+    async listActivity(query) {
+      const oldest = Math.max(Date.parse(query.since), now().getTime() - ACTIVITY_TTL_SECONDS * 1000);
+      const cursor = decodeCursor(query.cursor, (value): value is { after: string } =>
+        /^\d{4}-\d\d-\d\dT\d\d:/.test(String((value as { after?: unknown })?.after)),
+      );
+      const after = cursor?.after ?? new Date(oldest).toISOString();
+      const found: Item[] = [];
+      // Where a partition's page stopped (at Limit, or at 1 MB): past the earliest such point it may hold more.
+      let horizon: string | undefined;
+      for (let hour = Date.parse(`${after.slice(0, 13)}:00:00Z`); hour <= now().getTime(); hour += 3600_000) {
+        for (let shard = 0; shard < ACTIVITY_SHARDS; shard++) {
+          const page = await doc.send(
+            new QueryCommand({
+              TableName: tableName,
+              KeyConditionExpression: '#pk = :pk AND #sk > :after',
+              ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+              ExpressionAttributeValues: {
+                ':pk': `${ACTIVITY_PARTITION_PREFIX}${hourOf(hour)}#${shard}`,
+                ':after': after,
+              },
+              Limit: query.limit,
+            }),
+          );
+          const items = (page.Items ?? []) as Item[];
+          found.push(...items);
+          const stop = items.at(-1)?.sk as string | undefined;
+          if (page.LastEvaluatedKey && stop && (horizon === undefined || stop < horizon)) horizon = stop;
+        }
+      }
+      const sk = (item: Item) => item.sk as string;
+      const safe = found
+        .filter((item) => horizon === undefined || sk(item) <= horizon)
+        .sort((a, b) => (sk(a) < sk(b) ? -1 : 1));
+      const taken = safe.slice(0, query.limit);
+      const last = taken.at(-1);
+      return {
+        items: taken
+          .filter((item) => live(item))
+          .map((item) => ({ messageId: item.messageId as string, at: item.at as string })),
+        nextCursor:
+          last && (horizon !== undefined || safe.length > taken.length)
+            ? encodeCursor({ after: sk(last) })
+            : null,
+      };
     },
 
     async getMessage(id) {

@@ -12,6 +12,7 @@ export {
 } from './domains.ts';
 export type { DynamoControlStoreOptions } from './dynamodb-store.ts';
 export {
+  ACTIVITY_PARTITION_PREFIX,
   CONTROL_TABLE_INDEXES,
   CONTROL_TABLE_KEYS,
   controlTableDefinition,

@@ -66,6 +66,11 @@ export interface MessageLogStore {
   /** Newest first; `query.cursor` continues a previous page of the same query. */
   listMessages(query: MessageQuery, now: Date): Promise<Page<StoredMessage>>;
   /**
+   * Messages whose log got a follow-up event (see `isFollowUp`) after `since`, oldest first, one
+   * entry per write; kept a day. How a reader follows messages it did not see arrive.
+   */
+  listActivity(query: { since: string; limit: number; cursor?: string }): Promise<Page<Activity>>;
+  /**
    * Stores refusals; one record per (minute, client, recipient) however many times it repeats.
    * Throws {@link StoreRejectedError} as {@link appendEvents} does.
    */
@@ -77,6 +82,12 @@ export interface MessageLogStore {
     limit: number;
     cursor?: string;
   }): Promise<Page<Refusal>>;
+}
+
+/** A follow-up write to a message's log: which message, and the time of its latest event. */
+export interface Activity {
+  readonly messageId: string;
+  readonly at: string;
 }
 
 /** A signing secret of an API route: where its value is kept, and its rotation window. */

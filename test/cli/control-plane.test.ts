@@ -752,6 +752,85 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
       );
     });
 
+    it('follows a message received before it started once it is retried, and prints none of its past', async () => {
+      // Received ten minutes ago; its first try failed and the next is scheduled.
+      const waitingAt = Date.now() - 10 * 60_000;
+      const waiting = ulid(waitingAt);
+      const job = { route: 'sales', endpoint: HOOK, webhookId: webhookId(waiting, 'sales') };
+      const [received, parsed] = timeline(waiting, {
+        at: new Date(waitingAt),
+        mailFrom: 'cy@else.test',
+        to: 'sales@example.test',
+        subject: 'Waiting',
+        route: 'sales',
+        fate: 'delivered',
+      });
+      const iso = (time: number) => new Date(time).toISOString();
+      await append(waiting, [
+        received!,
+        parsed!,
+        {
+          at: iso(waitingAt + 90),
+          type: 'attempt',
+          ...job,
+          attempt: 1,
+          status: 503,
+          error: null,
+          durationMs: 9,
+        },
+        {
+          at: iso(waitingAt + 91),
+          type: 'retry_scheduled',
+          ...job,
+          attempt: 2,
+          nextAttemptAt: iso(Date.now()),
+        },
+      ]);
+      const tail = await startCli(
+        ['tail', '--json', '--count', '2', '--interval', '0.2', '--timeout', '30'],
+        'following the message log',
+        { env },
+      );
+      // Its scheduled try now succeeds; and the message delivered two hours ago is retried through the API.
+      const now = Date.now();
+      await append(waiting, [
+        { at: iso(now), type: 'attempt', ...job, attempt: 2, status: 204, error: null, durationMs: 9 },
+        { at: iso(now + 1), type: 'delivered', ...job, status: 204 },
+      ]);
+      const again = { route: 'inbox', endpoint: HOOK, webhookId: webhookId(ids.old!, 'inbox') };
+      await append(ids.old!, [
+        { at: iso(now + 50), type: 'retried', by: adminId, route: null, jobs: [again] },
+      ]);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await append(ids.old!, [
+        {
+          at: iso(now + 600),
+          type: 'attempt',
+          ...again,
+          attempt: 1,
+          status: 200,
+          error: null,
+          durationMs: 9,
+        },
+        { at: iso(now + 601), type: 'delivered', ...again, status: 200 },
+      ]);
+      const result = await tail.done;
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(
+        jsonLines(result.stdout).map((line) => [
+          line.kind,
+          line.messageId,
+          line.routeId,
+          line.status,
+          line.tries,
+        ]),
+        [
+          ['delivered', waiting, 'sales', 204, 2],
+          ['delivered', ids.old, 'inbox', 200, 1],
+        ],
+      );
+    });
+
     it('polls on through dropped connections and prints what was logged meanwhile', async () => {
       const proxy = await cuttableProxy(api.server.url);
       try {

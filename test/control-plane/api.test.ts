@@ -503,6 +503,23 @@ describe('control plane API over HTTP (dynalite)', () => {
       assert.equal((await call('POST', `/v1/messages/${ids[0]}/retry`, { key: reader })).status, 403);
     });
 
+    it('lists the messages whose delivery moved again, for a reader that did not see them arrive', async () => {
+      const retried = await call('POST', `/v1/messages/${ids[1]}/retry`, {});
+      assert.equal(retried.status, 202);
+      const at = (await call('GET', `/v1/messages/${ids[1]}`)).body.timeline.at(-1).at;
+      const listed = await call('GET', '/v1/activity', { key: reader });
+      assert.equal(listed.status, 200);
+      conforms('GET', '/v1/activity', 200, listed.body);
+      assert.deepEqual(listed.body.items.at(-1), { messageId: ids[1], at });
+      const after = new Date(Date.parse(at) + 1).toISOString();
+      const later = await call('GET', `/v1/activity?since=${encodeURIComponent(after)}`);
+      assert.deepEqual(later.body, { items: [], nextCursor: null });
+      const bad = await call('GET', '/v1/activity?since=yesterday');
+      assert.equal(bad.status, 400);
+      assert.match(bad.body.error.message, /^query\.since/);
+      assert.equal((await call('GET', '/v1/activity?cursor=bm9wZQ')).status, 400);
+    });
+
     it('lists refusals since a time, by recipient', async () => {
       const at = new Date().toISOString();
       const refusal = {

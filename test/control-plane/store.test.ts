@@ -4,9 +4,11 @@ import { monotonicFactory } from 'ulid';
 import {
   type ControlStore,
   dynamoControlStore,
+  type LogEntry,
   type MessageQuery,
   newDomainClaim,
   StoreConflictError,
+  StoreRejectedError,
   summarize,
   type TimelineEvent,
 } from '../../core/control/index.ts';
@@ -17,6 +19,7 @@ import {
   TABLE,
   type TestControlStore,
 } from '../../harness/control-store.ts';
+import { synthesizedRoles } from '../deployed/roles.ts';
 
 const eventId = monotonicFactory();
 const DAY = 86400_000;
@@ -216,6 +219,78 @@ describe('DynamoDB control store (dynalite)', () => {
     assert.notDeepEqual(second.items, first.items);
   });
 
+  it('lists the follow-up writes of any message since a time, oldest first, and none for a first try', async () => {
+    const now = Date.now();
+    const iso = (ago: number) => new Date(now - ago).toISOString();
+    const job = { route: 'billing', endpoint: 'https://billing.test/', webhookId: 'msg_billing' };
+    const attempt = (ago: number, n: number): TimelineEvent => ({
+      at: iso(ago),
+      type: 'attempt',
+      ...job,
+      attempt: n,
+      status: 503,
+      error: { class: 'http', text: 'HTTP 503' },
+      durationMs: 5,
+    });
+    const write = (id: string, ...events: TimelineEvent[]) =>
+      store.appendEvents(
+        id,
+        events.map((event) => ({ eventId: eventId(), event })),
+      );
+    // Received three hours ago and delivered at its first try: no activity then.
+    const old = newMessageId(now - 3 * 3600_000);
+    await write(old, received(now - 3 * 3600_000, 'ann@sender.test', ['support@example.test']));
+    await write(old, { ...deliveredAt(now - 3 * 3600_000, 'billing') }, attempt(3 * 3600_000, 1));
+    // Another, retried on its schedule 90 minutes ago (an earlier hour's partition), then dead-lettered.
+    const retrying = newMessageId(now - 2 * 3600_000);
+    await write(retrying, attempt(90 * 60_000, 2), {
+      at: iso(90 * 60_000 - 1),
+      type: 'retry_scheduled',
+      ...job,
+      attempt: 3,
+      nextAttemptAt: iso(30_000),
+    });
+    await write(retrying, attempt(20_000, 3), {
+      at: iso(19_999),
+      type: 'dead_lettered',
+      ...job,
+      reason: 'exhausted',
+      status: 503,
+      error: 'HTTP 503',
+    });
+    // The old one retried by the API half a minute ago; written twice, as a writer that retries does.
+    const retried: LogEntry = {
+      eventId: eventId(),
+      event: { at: iso(30_000), type: 'retried', by: 'cli', route: null, jobs: [job] },
+    };
+    await store.appendEvents(old, [retried]);
+    await store.appendEvents(old, [retried]);
+
+    const since = iso(4 * 3600_000);
+    const all = await store.listActivity({ since, limit: 100 });
+    assert.deepEqual(all.items, [
+      { messageId: retrying, at: iso(90 * 60_000 - 1) },
+      { messageId: old, at: iso(30_000) },
+      { messageId: retrying, at: iso(19_999) },
+    ]);
+    assert.equal(all.nextCursor, null);
+    assert.deepEqual(
+      (await store.listActivity({ since: iso(25_000), limit: 100 })).items,
+      all.items.slice(2),
+    );
+    assert.deepEqual((await store.listActivity({ since: iso(10_000), limit: 100 })).items, []);
+    // One at a time, across hours and shards, without gaps or repeats.
+    const paged: unknown[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await store.listActivity({ since, limit: 1, ...(cursor ? { cursor } : {}) });
+      paged.push(...page.items);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+    assert.deepEqual(paged, all.items);
+    await assert.rejects(store.listActivity({ since, limit: 1, cursor: 'bm90IGEgY3Vyc29y' }), RangeError);
+  });
+
   it('writes routes conditionally and records each change with the state after it', async () => {
     const start = `${'0'.repeat(10)}`;
     const now = new Date().toISOString();
@@ -333,12 +408,68 @@ describe('DynamoDB control store (dynalite)', () => {
       hash: 'b'.repeat(64),
       createdAt: now,
     });
+    const logged = (await store.listMessages(query(), new Date())).items.map((m) => m.id);
+    assert.ok(logged.length >= ids.length);
     await t.restart();
     store = t.store;
     assert.ok(await store.getRoute('survivor'));
     assert.ok(await store.getKey('key_fedcba9876543210'));
     assert.equal((await store.getDomain('race.test'))?.status, 'verified');
-    assert.equal((await store.listMessages(query(), new Date())).items.length, ids.length);
+    assert.deepEqual(
+      (await store.listMessages(query(), new Date())).items.map((m) => m.id),
+      logged,
+    );
+  });
+
+  it("writes a retry's events and its activity with the grants deliver has in the synthesized app, and not without them", async () => {
+    const queue = (name: string) => `http://127.0.0.1:1/000000000000/${name}`;
+    const { deliver } = synthesizedRoles({
+      resources: {
+        bucket: 'mail',
+        inboundQueueUrl: queue('inbound'),
+        deliveryQueueUrl: queue('delivery'),
+        deliveryDlqUrl: queue('delivery-dlq'),
+        inboundDlqUrl: queue('inbound-dlq'),
+      },
+    });
+    // The same role as it was before the activity items: the message partitions alone.
+    const messagesOnly = deliver.map((statement) =>
+      JSON.stringify(statement.Condition ?? {}).includes('M#*')
+        ? { ...statement, Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['M#*'] } } }
+        : statement,
+    );
+    const at = new Date().toISOString();
+    const retry = (): LogEntry[] => [
+      {
+        eventId: eventId(),
+        event: {
+          at,
+          type: 'retry_scheduled',
+          route: 'billing',
+          endpoint: 'https://billing.test/',
+          webhookId: 'msg_billing',
+          attempt: 2,
+          nextAttemptAt: at,
+        },
+      },
+    ];
+    const granted = await t.behindFaultProxy({ proxy: { aws: { roles: { local: deliver } } } });
+    const narrower = await t.behindFaultProxy({ proxy: { aws: { roles: { local: messagesOnly } } } });
+    try {
+      const id = newMessageId();
+      await granted.store.appendEvents(id, retry());
+      assert.deepEqual(granted.proxy.denials, []);
+      const listed = await store.listActivity({ since: at, limit: 100 });
+      assert.ok(listed.items.some((item) => item.messageId === id));
+      await assert.rejects(narrower.store.appendEvents(newMessageId(), retry()), StoreRejectedError);
+      assert.deepEqual(
+        narrower.proxy.denials.map((denial) => denial.action),
+        ['dynamodb:BatchWriteItem'],
+      );
+    } finally {
+      await granted.close();
+      await narrower.close();
+    }
   });
 
   it('maps an AWS ConditionalCheckFailed answer to a conflict and lets other errors through', async () => {

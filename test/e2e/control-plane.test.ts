@@ -213,6 +213,13 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
     const asked = events.find((e) => e.type === 'retried');
     assert.ok(asked?.type === 'retried');
     assert.equal(asked.by, (await control.store.listKeys())[0]!.id);
+    // What `mailbridge tail` reads to follow a message it did not see arrive (the last minute's).
+    const activity = await call('GET', '/v1/activity');
+    assert.ok(
+      activity.body.items.some(
+        (item: { messageId: string; at: string }) => item.messageId === event.id && item.at === asked.at,
+      ),
+    );
     assert.deepEqual(
       events.filter((e) => e.type === 'parsed').map((e) => e.type === 'parsed' && e.warnings),
       [[], []],

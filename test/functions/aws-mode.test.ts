@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  BatchWriteItemCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  QueryCommand,
+} from '@aws-sdk/client-dynamodb';
 import {
   GetObjectCommand,
   HeadObjectCommand,
@@ -169,7 +175,7 @@ describe('the fault proxy answering as AWS does, as the SDK reads it', () => {
   const endpoints = () => ({ aws: proxies.aws.endpoint, dynamo: proxies.dynamo.endpoint });
   const table = tableArn(TABLE);
   const bucket = () => `arn:aws:s3:::${emu.resources.bucket}`;
-  const roles = () =>
+  const roles = (): Record<string, PolicyStatement[]> =>
     ({
       reader: [
         { Effect: 'Allow', Action: 's3:GetObject*', Resource: `${bucket()}/raw/*` },
@@ -181,6 +187,12 @@ describe('the fault proxy answering as AWS does, as the SDK reads it', () => {
         },
         { Effect: 'Allow', Action: ['sqs:SendMessage'], Resource: queueArn(emu.resources.inboundQueueUrl) },
         { Effect: 'Allow', Action: 'dynamodb:GetItem', Resource: table },
+        {
+          Effect: 'Allow',
+          Action: ['dynamodb:Query', 'dynamodb:BatchWriteItem'],
+          Resource: table,
+          Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['ROUTE*'] } },
+        },
       ],
     }) satisfies Record<string, PolicyStatement[]>;
 
@@ -313,6 +325,22 @@ describe('the fault proxy answering as AWS does, as the SDK reads it', () => {
       await reader.s3.send(
         new ListObjectsV2Command({ Bucket: resources.bucket, Prefix: 'endpoint-health/x' }),
       );
+      // Within the partitions its condition names: a Query of one, a batch of items all in them.
+      const query = (pk: string) =>
+        new QueryCommand({
+          TableName: TABLE,
+          KeyConditionExpression: '#pk = :pk',
+          ExpressionAttributeNames: { '#pk': 'pk' },
+          ExpressionAttributeValues: { ':pk': { S: pk } },
+        });
+      const batch = (...pks: string[]) =>
+        new BatchWriteItemCommand({
+          RequestItems: {
+            [TABLE]: pks.map((pk, i) => ({ PutRequest: { Item: { pk: { S: pk }, sk: { S: `x${i}` } } } })),
+          },
+        });
+      await reader.dynamo.send(query('ROUTE'));
+      await reader.dynamo.send(batch('ROUTE', 'ROUTE#2'));
       // Not granted: another prefix, another action, another queue, a list outside the condition.
       const denied = [
         [
@@ -358,6 +386,8 @@ describe('the fault proxy answering as AWS does, as the SDK reads it', () => {
           400,
         ],
         [() => stranger.dynamo.send(new GetItemCommand(item)), 'AccessDeniedException', 400],
+        [() => reader.dynamo.send(query('M#1')), 'AccessDeniedException', 400],
+        [() => reader.dynamo.send(batch('ROUTE', 'M#1')), 'AccessDeniedException', 400],
         [
           () => stranger.s3.send(new GetObjectCommand({ Bucket: resources.bucket, Key: 'raw/granted.eml' })),
           'AccessDenied',
@@ -383,6 +413,8 @@ describe('the fault proxy answering as AWS does, as the SDK reads it', () => {
           ['stranger', 's3:GetObject', `${bucket()}/raw/granted.eml`],
           ['reader', 'dynamodb:PutItem', table],
           ['stranger', 'dynamodb:GetItem', table],
+          ['reader', 'dynamodb:Query', table],
+          ['reader', 'dynamodb:BatchWriteItem', table],
         ],
       );
       // The SQS refusal carries IAM's wording, as the SDK surfaces it.

@@ -41,7 +41,7 @@ const ROUTE_READS = {
 const LOG_WRITES = {
   actions: ['dynamodb:BatchWriteItem', 'dynamodb:UpdateItem'],
   resources: [tableArn],
-  condition: () => leadingKeys('ForAllValues:StringLike', ['M#*']),
+  condition: () => leadingKeys('ForAllValues:StringLike', ['M#*', 'A#*']),
 };
 const REFUSAL_WRITES = {
   actions: ['dynamodb:BatchWriteItem'],
