@@ -169,7 +169,7 @@ const dayOf = (time: number) => new Date(time).toISOString().slice(0, 10);
 const hourOf = (time: number) => new Date(time).toISOString().slice(0, 13);
 /** The activity partition of a message: its hour, and a shard from the random end of its id. */
 const activityKey = (at: string, messageId: string) =>
-  `${ACTIVITY_PARTITION_PREFIX}${at.slice(0, 13)}#${messageId.charCodeAt(messageId.length - 1) % ACTIVITY_SHARDS}`;
+  `${ACTIVITY_PARTITION_PREFIX}${hourOf(Date.parse(at))}#${messageId.charCodeAt(messageId.length - 1) % ACTIVITY_SHARDS}`;
 
 function encodeCursor(value: unknown): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url');
