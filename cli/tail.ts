@@ -4,6 +4,7 @@ import {
   type ApiClient,
   ApiClientError,
   ApiUnreachableError,
+  awaitsFollowUp,
   type MessageSummary,
   type TimelineEvent,
 } from '../core/control/index.ts';
@@ -110,18 +111,27 @@ const eventKey = (event: TimelineEvent) => JSON.stringify(event);
  * Follows the message log through the API: each poll lists the messages received since the last
  * one and the messages whose delivery moved again since then (`GET /v1/messages?since=` and
  * `GET /v1/activity?since=`, less the log's lag), and reads again the ones still moving
- * (`GET /v1/messages/{id}`) until they are settled. So a message received before the tail started
- * is followed too once it is retried, by its schedule, the API or the CLI.
+ * (`GET /v1/messages/{id}`) until they rest: settled, or waiting only on scheduled retries, whose
+ * next try shows in the activity list. So a message received before the tail started is followed
+ * too once it is retried, by its schedule, the API or the CLI, and a retry storm is not read at
+ * every poll.
  */
 async function apiFollower(api: ApiClient): Promise<MessageEventReader> {
   /**
-   * Per followed message: the events already seen, its status, the time of its latest event, and
-   * for one found through its activity the time before which its events are not news. Dropped
-   * once settled and quiet for longer than the window listed.
+   * Per followed message: the events already seen, its status, whether it rests (settled, or
+   * waiting only on scheduled retries: either way its next event is activity), the time of its
+   * latest event, and for one found through its activity the time before which its events are not
+   * news. Not read again while it rests; dropped once it has rested longer than the window listed.
    */
   const followed = new Map<
     string,
-    { seen: Set<string>; status: MessageSummary['status'] | null; lastAt: string; newFrom: string }
+    {
+      seen: Set<string>;
+      status: MessageSummary['status'] | null;
+      rests: boolean;
+      lastAt: string;
+      newFrom: string;
+    }
   >();
   /** Activity entries already acted on, until they leave the window. */
   const activitySeen = new Map<string, string>();
@@ -135,8 +145,10 @@ async function apiFollower(api: ApiClient): Promise<MessageEventReader> {
     const changed = new Set<string>();
     for (const summary of listed) {
       const known = followed.get(summary.id);
-      if (!known)
-        followed.set(summary.id, { seen: new Set(), status: null, lastAt: summary.receivedAt, newFrom: '' });
+      if (!known) {
+        const lastAt = summary.receivedAt;
+        followed.set(summary.id, { seen: new Set(), status: null, rests: false, lastAt, newFrom: '' });
+      }
       if (known?.status !== summary.status) changed.add(summary.id);
     }
     for (const { messageId, at } of active) {
@@ -147,9 +159,9 @@ async function apiFollower(api: ApiClient): Promise<MessageEventReader> {
       // What it did before the tail started, or before this window (printed while it was followed), is not news.
       const newFrom = startedAt === undefined || since > startedAt ? since : startedAt;
       if (!followed.has(messageId))
-        followed.set(messageId, { seen: new Set(), status: null, lastAt: at, newFrom });
+        followed.set(messageId, { seen: new Set(), status: null, rests: false, lastAt: at, newFrom });
     }
-    for (const [id, known] of followed) if (!SETTLED.has(known.status)) changed.add(id);
+    for (const [id, known] of followed) if (!known.rests) changed.add(id);
     const events: MessageEvent[] = [];
     const ids = [...changed];
     // A few at a time: a busy log should not open a connection per message at once.
@@ -174,12 +186,12 @@ async function apiFollower(api: ApiClient): Promise<MessageEventReader> {
           if (line) events.push(line);
         }
         known.status = detail.status;
+        known.rests = SETTLED.has(detail.status) || awaitsFollowUp(detail.timeline);
       }
     }
     since = new Date(pollStart - LOG_LAG_MS).toISOString();
     startedAt ??= new Date(pollStart).toISOString();
-    for (const [id, known] of followed)
-      if (SETTLED.has(known.status) && known.lastAt < since) followed.delete(id);
+    for (const [id, known] of followed) if (known.rests && known.lastAt < since) followed.delete(id);
     for (const [key, at] of activitySeen) if (at < since) activitySeen.delete(key);
     return events.sort((a, b) => a.at.localeCompare(b.at));
   }

@@ -39,5 +39,5 @@ export {
 export type { RouteSyncOptions } from './route-sync.ts';
 export { ROUTE_SYNC_DEFAULTS, RouteSync } from './route-sync.ts';
 export * from './schemas.ts';
-export { deriveStatus } from './status.ts';
+export { awaitsFollowUp, deriveStatus } from './status.ts';
 export type * from './store.ts';

@@ -1,6 +1,7 @@
 import type { JobRef, MessageStatus, TimelineEvent } from './schemas.ts';
 
-type JobState = 'pending' | 'trying' | 'delivered' | 'dead';
+/** `waiting`: a try failed and the next is scheduled (`retry_scheduled`). */
+type JobState = 'pending' | 'trying' | 'waiting' | 'delivered' | 'dead';
 
 const jobKey = (job: Pick<JobRef, 'webhookId' | 'endpoint'>) => `${job.webhookId} ${job.endpoint}`;
 
@@ -16,6 +17,21 @@ const jobKey = (job: Pick<JobRef, 'webhookId' | 'endpoint'>) => `${job.webhookId
  * back is `quarantined`.
  */
 export function deriveStatus(timeline: readonly TimelineEvent[]): MessageStatus {
+  const { parsed, quarantined, tried, jobs } = replayJobs(timeline);
+  if (jobs.size === 0) return quarantined ? 'quarantined' : parsed ? 'parsed' : 'received';
+  let delivered = 0;
+  let dead = 0;
+  for (const { state } of jobs.values()) {
+    if (state === 'delivered') delivered++;
+    else if (state === 'dead') dead++;
+  }
+  if (delivered === jobs.size) return 'delivered';
+  if (delivered + dead === jobs.size) return delivered > 0 ? 'partially_delivered' : 'failed';
+  return tried || delivered + dead > 0 ? 'delivering' : 'parsed';
+}
+
+/** Each (route, endpoint) job's state after the timeline, and what happened to the message as a whole. */
+function replayJobs(timeline: readonly TimelineEvent[]) {
   let parsed = false;
   let quarantined = false;
   let tried = false;
@@ -39,7 +55,7 @@ export function deriveStatus(timeline: readonly TimelineEvent[]): MessageStatus 
         settle(event, 'trying');
         break;
       case 'retry_scheduled':
-        settle(event, 'pending');
+        settle(event, 'waiting');
         break;
       case 'delivered':
         tried = true;
@@ -61,14 +77,18 @@ export function deriveStatus(timeline: readonly TimelineEvent[]): MessageStatus 
         break;
     }
   }
-  if (jobs.size === 0) return quarantined ? 'quarantined' : parsed ? 'parsed' : 'received';
-  let delivered = 0;
-  let dead = 0;
-  for (const { state } of jobs.values()) {
-    if (state === 'delivered') delivered++;
-    else if (state === 'dead') dead++;
-  }
-  if (delivered === jobs.size) return 'delivered';
-  if (delivered + dead === jobs.size) return delivered > 0 ? 'partially_delivered' : 'failed';
-  return tried || delivered + dead > 0 ? 'delivering' : 'parsed';
+  return { parsed, quarantined, tried, jobs };
+}
+
+/**
+ * Whether nothing more happens to a message until a scheduled retry runs or delivery is asked
+ * again: each job delivered, dead-lettered or waiting on its `retry_scheduled`. Each of those next
+ * steps is a follow-up event, which the store's activity list shows, so a reader following the
+ * message can wait for it there instead of reading the message again.
+ */
+export function awaitsFollowUp(timeline: readonly TimelineEvent[]): boolean {
+  const { jobs } = replayJobs(timeline);
+  if (jobs.size === 0) return false;
+  for (const { state } of jobs.values()) if (state === 'pending' || state === 'trying') return false;
+  return true;
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +23,31 @@ import { createDnsZone, type ZoneRecords } from '../../harness/dns-zone.ts';
 import { jsonLines, runCli, startCli } from './helpers.ts';
 
 const HOOK = 'https://hooks.app.test/mail';
+
+/** An HTTP proxy to `target` that counts the GETs of each path. */
+async function countingProxy(target: string) {
+  const gets = new Map<string, number>();
+  const server = createHttpServer((incoming, outgoing) => {
+    if (incoming.method === 'GET') gets.set(incoming.url!, (gets.get(incoming.url!) ?? 0) + 1);
+    const upstream = httpRequest(
+      new URL(incoming.url!, target),
+      { method: incoming.method, headers: incoming.headers },
+      (answer) => {
+        outgoing.writeHead(answer.statusCode!, answer.headers);
+        answer.pipe(outgoing);
+      },
+    );
+    upstream.on('error', () => outgoing.destroy());
+    incoming.pipe(upstream);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    gets,
+    close: () => server.close(),
+  };
+}
 
 /** A message's timeline as the listener, parse and deliver write it: delivered, or dead-lettered. */
 function timeline(
@@ -829,6 +855,55 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
           ['delivered', ids.old, 'inbox', 200, 1],
         ],
       );
+    });
+
+    it('reads a message waiting on its retry schedule once, and again when its next try is logged', async () => {
+      const proxy = await countingProxy(api.server.url);
+      try {
+        const tail = await startCli(
+          ['tail', '--json', '--count', '3', '--interval', '0.2', '--timeout', '30'],
+          'following the message log',
+          { env: { ...env, MAILBRIDGE_API_URL: `${proxy.url}/v1` } },
+        );
+        const id = newMessageId();
+        const job = { route: 'sales', endpoint: HOOK, webhookId: webhookId(id, 'sales') };
+        const [received, parsed] = timeline(id, {
+          at: new Date(),
+          mailFrom: 'cy@else.test',
+          to: 'sales@example.test',
+          subject: 'Later',
+          route: 'sales',
+          fate: 'delivered',
+        });
+        const iso = (ms: number) => new Date(Date.now() + ms).toISOString();
+        await append(id, [
+          received!,
+          parsed!,
+          { at: iso(1), type: 'attempt', ...job, attempt: 1, status: 503, error: null, durationMs: 9 },
+          { at: iso(2), type: 'retry_scheduled', ...job, attempt: 2, nextAttemptAt: iso(60_000) },
+        ]);
+        // About ten polls while it waits.
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        const whileWaiting = proxy.gets.get(`/v1/messages/${id}`) ?? 0;
+        await append(id, [
+          { at: iso(3), type: 'attempt', ...job, attempt: 2, status: 204, error: null, durationMs: 9 },
+          { at: iso(4), type: 'delivered', ...job, status: 204 },
+        ]);
+        const result = await tail.done;
+        assert.equal(result.code, 0, result.stderr);
+        // Once when it arrived (twice if its activity item landed a poll after it): not at each poll.
+        assert.ok(whileWaiting >= 1 && whileWaiting <= 2, `read ${whileWaiting} times while waiting`);
+        assert.deepEqual(
+          jsonLines(result.stdout).map((line) => [line.kind, line.messageId, line.tries ?? null]),
+          [
+            ['accepted', id, null],
+            ['retry', id, 1],
+            ['delivered', id, 2],
+          ],
+        );
+      } finally {
+        proxy.close();
+      }
     });
 
     it('polls on through dropped connections and prints what was logged meanwhile', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { deriveStatus, type TimelineEvent } from '../../core/control/index.ts';
+import { awaitsFollowUp, deriveStatus, type TimelineEvent } from '../../core/control/index.ts';
 
 const job = (route: string, endpoint = `https://${route}.test/`) => ({
   route,
@@ -109,5 +109,42 @@ describe('deriveStatus', () => {
 
   it('is parsed when no route took the message (removed between RCPT and parse)', () => {
     assert.equal(deriveStatus([received(), parsed()]), 'parsed');
+  });
+});
+
+describe('awaitsFollowUp', () => {
+  const a = job('a');
+  const b = job('b');
+  const scheduled = (j: ReturnType<typeof job>): TimelineEvent => ({
+    at: at(),
+    type: 'retry_scheduled',
+    ...j,
+    attempt: 2,
+    nextAttemptAt: at(),
+  });
+
+  it('is true when each job is delivered, dead-lettered or waiting on a scheduled retry', () => {
+    assert.equal(awaitsFollowUp([received(), parsed(a), attempt(a, 503), scheduled(a)]), true);
+    assert.equal(
+      awaitsFollowUp([
+        received(),
+        parsed(a, b),
+        attempt(a, 200),
+        delivered(a),
+        attempt(b, 503),
+        scheduled(b),
+      ]),
+      true,
+    );
+    assert.equal(awaitsFollowUp([received(), parsed(a), attempt(a, 410), dead(a)]), true);
+  });
+
+  it('is false while a job has its first try to come, or a retry or replay was asked', () => {
+    assert.equal(awaitsFollowUp([received()]), false);
+    assert.equal(awaitsFollowUp([received(), parsed()]), false);
+    // b waits on its schedule, but a's first try is still to come: its answer is no follow-up.
+    assert.equal(awaitsFollowUp([received(), parsed(a, b), attempt(b, 503), scheduled(b)]), false);
+    const retried: TimelineEvent = { at: at(), type: 'retried', by: 'cli', route: null, jobs: [a] };
+    assert.equal(awaitsFollowUp([received(), parsed(a), attempt(a, 200), delivered(a), retried]), false);
   });
 });
