@@ -338,7 +338,8 @@ export const OPERATIONS: readonly Operation[] = [
     method: 'GET',
     path: '/v1/activity',
     operationId: 'listActivity',
-    summary: 'Messages whose delivery moved again since a time: retries, dead letters, retries asked',
+    summary:
+      'Messages whose delivery moved again since a time (a retry scheduled or tried, a dead letter, a retry, release or replay asked)',
     query: ActivityQuerySchema,
     responses: {
       200: {

@@ -1,6 +1,7 @@
 import type * as z from 'zod';
 import type { FilteringFacts } from '../filtering/schemas.ts';
 import type {
+  Activity,
   DomainView,
   JobRef,
   KeyScope,
@@ -12,7 +13,6 @@ import type {
   RouteView,
   TimelineEvent,
 } from './schemas.ts';
-import type { Activity } from './store.ts';
 
 /** A page of a list, as the API answers it. */
 export interface ApiPage<T> {

@@ -256,13 +256,13 @@ export const ActivityQuerySchema = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor,
 });
-export type ActivityQuery = z.output<typeof ActivityQuerySchema>;
 
 /** A follow-up write to a message's log (a retry scheduled or tried, a dead letter, a retry, release or replay asked). */
 export const ActivitySchema = z.object({
   messageId,
   at: at.meta({ description: 'The time of the latest event the write added.' }),
 });
+export type Activity = z.infer<typeof ActivitySchema>;
 
 const ConfigRouteSchema = ConfigSchema.shape.routes.element;
 const routeId = ConfigRouteSchema.shape.id;

@@ -1,6 +1,6 @@
 import type { SecretRef } from '../config.ts';
 import type { StoreRejectedError } from './errors.ts';
-import type { KeyScope, MessageQuery, Refusal, RouteInput, TimelineEvent } from './schemas.ts';
+import type { Activity, KeyScope, MessageQuery, Refusal, RouteInput, TimelineEvent } from './schemas.ts';
 
 /**
  * The control plane's store port: the message log, SMTP refusals, API routes, domains and keys,
@@ -82,12 +82,6 @@ export interface MessageLogStore {
     limit: number;
     cursor?: string;
   }): Promise<Page<Refusal>>;
-}
-
-/** A follow-up write to a message's log: which message, and the time of its latest event. */
-export interface Activity {
-  readonly messageId: string;
-  readonly at: string;
 }
 
 /** A signing secret of an API route: where its value is kept, and its rotation window. */
