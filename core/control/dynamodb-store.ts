@@ -21,8 +21,9 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { decodeTime, encodeTime, monotonicFactory } from 'ulid';
 import { StoreConflictError, StoreRejectedError } from './errors.ts';
-import { isFollowUp, matchesQuery, senderKey, subjectWords } from './message-view.ts';
+import { matchesQuery, senderKey, subjectWords } from './message-view.ts';
 import { type Refusal, type TimelineEvent, TimelineEventSchema } from './schemas.ts';
+import { isFollowUp } from './status.ts';
 import type {
   Change,
   ControlStore,

@@ -25,26 +25,6 @@ function find<T extends TimelineEvent['type']>(
   return undefined;
 }
 
-/**
- * Whether an event follows up a message after its first pass: a retry scheduled or tried, a dead
- * letter, a retry, release or replay asked. The store records these in its activity feed, so a
- * reader that did not see a message arrive learns that it moves again; the first pass (received,
- * parsed, the first try and its answer, quarantined) is found by listing messages by arrival.
- */
-export function isFollowUp(event: TimelineEvent): boolean {
-  switch (event.type) {
-    case 'retry_scheduled':
-    case 'dead_lettered':
-    case 'retried':
-    case 'replayed':
-      return true;
-    case 'attempt':
-      return event.attempt > 1;
-    default:
-      return false;
-  }
-}
-
 /** Route ids a message was queued or tried for. */
 export function messageRoutes(timeline: readonly TimelineEvent[]): string[] {
   const routes = new Set<string>();

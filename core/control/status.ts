@@ -81,9 +81,29 @@ function replayJobs(timeline: readonly TimelineEvent[]) {
 }
 
 /**
+ * Whether an event follows up a message after its first pass: a retry scheduled or tried, a dead
+ * letter, a retry, release or replay asked. The store records these in its activity feed, so a
+ * reader that did not see a message arrive learns that it moves again; the first pass (received,
+ * parsed, the first try and its answer, quarantined) is found by listing messages by arrival.
+ */
+export function isFollowUp(event: TimelineEvent): boolean {
+  switch (event.type) {
+    case 'retry_scheduled':
+    case 'dead_lettered':
+    case 'retried':
+    case 'replayed':
+      return true;
+    case 'attempt':
+      return event.attempt > 1;
+    default:
+      return false;
+  }
+}
+
+/**
  * Whether nothing more happens to a message until a scheduled retry runs or delivery is asked
  * again: each job delivered, dead-lettered or waiting on its `retry_scheduled`. Each of those next
- * steps is a follow-up event, which the store's activity list shows, so a reader following the
+ * steps is a follow-up event ({@link isFollowUp}), which the store's activity list shows, so a reader following the
  * message can wait for it there instead of reading the message again.
  */
 export function awaitsFollowUp(timeline: readonly TimelineEvent[]): boolean {
