@@ -10,6 +10,7 @@ import {
   Router,
 } from '../routes.ts';
 import { DomainNotVerifiedError } from './errors.ts';
+import { RcptTable } from './rcpt-table.ts';
 
 /** A route in the index; `rank` orders routes of equal specificity (config file order, then API routes by age). */
 interface Entry {
@@ -106,7 +107,8 @@ export interface RcptIndexOptions {
  * The RCPT decision over the config file's routes and domains plus those made through the API,
  * with {@link Router}'s semantics (exact address > pattern > `*@domain`, ties by file order then
  * API routes by age; plus-addressing; `*.domain` wildcards), answered from hash maps instead of a
- * scan, and changed one route or domain at a time. It is a Router, so it plugs in where one is used.
+ * scan (most RCPTs from one {@link RcptTable} of their answers), and changed one route or domain at
+ * a time. It is a Router, so it plugs in where one is used.
  *
  * Refusals throw as Router's do: {@link RelayDeniedError} (`550 5.7.1`) for a domain that is not
  * ours, {@link DomainNotVerifiedError} (`550 5.7.1`) for an API domain not verified,
@@ -119,11 +121,10 @@ export class RcptIndex extends Router {
   /** Exact addresses: every route per address, best first (for changes). */
   readonly #exact = new Map<string, Entry[]>();
   /**
-   * The answer for each exact address of a domain that takes mail now. Most RCPTs name one, and an
-   * RCPT reads memory the SMTP work before it has pushed out of the caches: one lookup, straight
-   * to the route, is what keeps a 100,000-route index near a two-route Router over SMTP.
+   * The answer for each exact address of a domain that takes mail now, and what each domain that
+   * takes mail answers when it has at most one plain glob: most RCPTs are answered from it alone.
    */
-  readonly #answers = new Map<string, Route>();
+  readonly #table = new RcptTable();
   /** Exact addresses with a `+` in the local part: only these make an address as written (tag included) worth a lookup. */
   #taggedExact = 0;
   /** Regexes, and globs with a `*` in the domain: tried for every address. */
@@ -148,6 +149,7 @@ export class RcptIndex extends Router {
     config.routes.forEach((route, order) => {
       this.#place(route, `0${String(order).padStart(width, '0')}`);
     });
+    for (const [name, entry] of this.#domains) this.#refreshDomainAnswers(name, entry);
   }
 
   /** Adds or replaces an API route; `createdAt` orders it among routes of equal specificity. */
@@ -219,8 +221,14 @@ export class RcptIndex extends Router {
     const tagged = address.address.length !== address.local.length + address.domain.length + 1;
     const bare = tagged ? `${address.local}@${address.domain}` : address.address;
     const exact =
-      tagged && this.#taggedExact > 0 ? this.#bestExact(address.address, bare) : this.#answers.get(bare);
+      tagged && this.#taggedExact > 0 ? this.#bestExact(address.address, bare) : this.#table.address(bare);
     if (exact) return { route: exact, address };
+    const localEnd = address.address.length - address.domain.length - 1;
+    if (this.#globalPatterns.length === 0) {
+      const route = this.#table.domainRoute(address.domain, address.address, localEnd, address.local);
+      if (route) return { route, address };
+      if (route === undefined) throw new UnknownRecipientError(recipient);
+    }
     const entry = this.#domains.get(address.domain);
     if (!this.#takesMail(address.domain, entry?.status)) {
       throw entry?.status === 'pending'
@@ -228,8 +236,7 @@ export class RcptIndex extends Router {
         : new RelayDeniedError(recipient);
     }
     const global = this.#globalPatterns.length > 0 ? firstGlobal(this.#globalPatterns, address) : undefined;
-    const local =
-      entry?.patterns && address.address.slice(0, address.address.length - address.domain.length - 1);
+    const local = entry?.patterns && address.address.slice(0, localEnd);
     const pattern = better(local ? firstMatch(entry.patterns, local, address.local) : undefined, global);
     if (pattern) return { route: pattern.route, address };
     const catchAll = entry?.catchAll?.[0];
@@ -239,8 +246,8 @@ export class RcptIndex extends Router {
 
   /** The better of the answers for an address as written and without its tag. */
   #bestExact(written: string, bare: string): Route | undefined {
-    const asWritten = this.#answers.get(written);
-    const untagged = this.#answers.get(bare);
+    const asWritten = this.#table.address(written);
+    const untagged = this.#table.address(bare);
     if (!asWritten || !untagged) return asWritten ?? untagged;
     return better(this.#exact.get(written)?.[0], this.#exact.get(bare)?.[0])?.route;
   }
@@ -257,12 +264,24 @@ export class RcptIndex extends Router {
 
   #refreshAnswer(address: string, name: string, domain: DomainEntry): void {
     const best = this.#exact.get(address)?.[0];
-    if (best && this.#takesMail(name, domain.status)) this.#answers.set(address, best.route);
-    else this.#answers.delete(address);
+    this.#table.setAddress(address, best && this.#takesMail(name, domain.status) ? best.route : undefined);
   }
 
+  /** After a domain's status changed: its exact addresses' answers, and its own. */
   #refreshAnswers(name: string, domain: DomainEntry): void {
     for (const address of domain.addresses) this.#refreshAnswer(address, name, domain);
+    this.#refreshDomainAnswers(name, domain);
+  }
+
+  /** Puts in the table what a domain answers, when it takes mail and has at most one plain glob. */
+  #refreshDomainAnswers(name: string, domain: DomainEntry): void {
+    const patterns = domain.patterns ?? [];
+    const plain = patterns.length === 0 || (patterns.length === 1 && !patterns[0]!.regex);
+    const answers =
+      plain && this.#takesMail(name, domain.status)
+        ? { glob: patterns[0], catchAll: domain.catchAll?.[0]?.route }
+        : undefined;
+    this.#table.setDomain(name, answers);
   }
 
   #domain(name: string): DomainEntry {
@@ -276,7 +295,10 @@ export class RcptIndex extends Router {
 
   #forgetIfEmpty(name: string, entry: DomainEntry): void {
     const empty = entry.addresses.size === 0 && !entry.patterns?.length && !entry.catchAll?.length;
-    if (entry.status === undefined && empty) this.#domains.delete(name);
+    if (entry.status === undefined && empty) {
+      this.#domains.delete(name);
+      this.#table.setDomain(name, undefined);
+    }
   }
 
   /** Puts each pattern of a route in its list; regexes and domain-wide globs compiled by Router's compiler. */
@@ -297,15 +319,21 @@ export class RcptIndex extends Router {
       const name = lower.slice(at + 1);
       const domain = this.#domain(name);
       const forget = () => this.#forgetIfEmpty(name, domain);
+      const changed = () => {
+        this.#refreshDomainAnswers(name, domain);
+        forget();
+      };
       if (local === '*') {
         domain.catchAll ??= [];
-        add(domain.catchAll, { route, rank }, forget);
+        add(domain.catchAll, { route, rank }, changed);
+        this.#refreshDomainAnswers(name, domain);
       } else if (local.includes('*') && name.includes('*')) {
         add(this.#globalPatterns, { route, rank, matcher: compileMatcher(lower) }, forget);
       } else if (local.includes('*')) {
         // A glob with a plain domain only matches addresses of that domain: test the local part.
         domain.patterns ??= [];
-        add(domain.patterns, localGlob(route, rank, local), forget);
+        add(domain.patterns, localGlob(route, rank, local), changed);
+        this.#refreshDomainAnswers(name, domain);
       } else {
         let list = this.#exact.get(lower);
         if (!list) {

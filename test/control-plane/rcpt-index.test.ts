@@ -9,6 +9,7 @@ import {
   Router,
   UnknownRecipientError,
 } from '../../core/index.ts';
+import { seededRandom } from './random.ts';
 
 const config = parseConfigText(
   `
@@ -94,47 +95,61 @@ describe('RcptIndex', () => {
     assert.deepEqual(index.size, { routes: 3, domains: 0 });
   });
 
-  it('agrees with the Router on randomly made routes and addresses, and after some are removed', () => {
-    // mulberry32: every residue comes up (the low bits of an LCG repeat with a short period and
-    // left whole pattern kinds untried).
-    let seed = 7;
-    const random = (n: number) => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) % n;
-    };
+  it('agrees with the Router on randomly made routes and addresses, as routes and domains change', () => {
+    const random = seededRandom(7);
     const locals = ['a', 'ab', 'b', 'sup', 'support', 'x'];
-    const domains = ['example.test', 'eu.corp.test', 'other.test'];
-    const patternOf = () => {
+    // An API domain, turned off and on; a name that fits a table slot with short globs only (54
+    // characters), and one whose addresses do not fit (60).
+    const api = 'api.test';
+    const long = [
+      'fits-with-a-short-glob-beside-it-in-one-slot.long.test',
+      'too-long-for-a-slot'.padEnd(55, '-x').concat('.test'),
+    ];
+    const domains = ['example.test', 'eu.corp.test', 'other.test', api, ...long];
+    const configDomains = [...config.domains, ...long];
+    // Half the rounds have no regex and no glob across domains: the index then answers most
+    // addresses from its table alone, which those patterns switch off.
+    const patternOf = (domainWide: boolean) => {
       const domain = domains[random(domains.length)]!;
-      switch (random(6)) {
+      switch (random(domainWide ? 6 : 4)) {
         case 0:
           return `*@${domain}`;
-        case 1:
-          return `${locals[random(locals.length)]}*@${domain}`;
+        case 1: {
+          // A prefix or a suffix: `ab+t@…` is taken by `*b@…` only without its tag.
+          const local = locals[random(locals.length)]!;
+          return random(2) ? `${local}*@${domain}` : `*${local}@${domain}`;
+        }
         case 2:
-          return `/^${locals[random(locals.length)]}.*@${domain.replace(/\./g, '\\.')}$/`;
-        case 3:
           // An exact address with its tag: it competes with the untagged one for `local+t@…`.
           return `${locals[random(locals.length)]}+t@${domain}`;
-        case 4:
-          return `${locals[random(locals.length)]}*t@*.corp.test`;
-        default:
+        case 3:
           return `${locals[random(locals.length)]}@${domain}`;
+        case 4:
+          return `/^${locals[random(locals.length)]}.*@${domain.replace(/\./g, '\\.')}$/`;
+        default:
+          return `${locals[random(locals.length)]}*t@*.corp.test`;
       }
     };
-    for (let round = 0; round < 200; round++) {
-      const routes = Array.from({ length: 12 }, (_, i) => route(`r${i}`, [patternOf(), patternOf()]));
+    for (let round = 0; round < 400; round++) {
+      const domainWide = round % 2 === 0;
+      const count = domainWide ? 12 : 1 + random(12);
+      const routes = Array.from({ length: count }, (_, i) =>
+        route(`r${i}`, random(2) ? [patternOf(domainWide)] : [patternOf(domainWide), patternOf(domainWide)]),
+      );
       const base: Pick<Config, 'domains' | 'routes'> = {
-        domains: config.domains,
+        domains: configDomains,
         routes: routes.slice(0, 4),
       };
       const index = new RcptIndex(base);
+      index.putDomain(api, 'verified');
       routes.slice(4).forEach((r, i) => {
         index.putRoute(r, `2026-01-01T00:00:${String(i).padStart(2, '0')}Z`);
       });
-      const agrees = (router: Router, when: string) => {
+      const agrees = (kept: Route[], apiDomain: boolean, when: string) => {
+        const router = new Router({
+          domains: apiDomain ? [...configDomains, api] : configDomains,
+          routes: kept,
+        });
         for (const local of locals)
           for (const domain of domains)
             for (const tag of ['', '+t']) {
@@ -146,14 +161,16 @@ describe('RcptIndex', () => {
               );
             }
       };
-      agrees(new Router({ domains: config.domains, routes }), 'all put');
+      agrees(routes, true, 'all put');
       // Removing API routes one by one must bring back what each one shadowed.
       const removed = new Set(routes.slice(4).filter(() => random(2) === 0));
       for (const r of removed) index.removeRoute(r.id);
-      agrees(
-        new Router({ domains: config.domains, routes: routes.filter((r) => !removed.has(r)) }),
-        'some removed',
-      );
+      const kept = routes.filter((r) => !removed.has(r));
+      agrees(kept, true, 'some removed');
+      index.removeDomain(api);
+      agrees(kept, false, 'API domain removed');
+      index.putDomain(api, 'verified');
+      agrees(kept, true, 'API domain back');
     }
   });
 
