@@ -4,6 +4,7 @@ import type { Route } from '../config.ts';
 const SLOT_WORDS = 16;
 const HEADER_BYTES = 8;
 const INLINE_BYTES = SLOT_WORDS * 4 - HEADER_BYTES;
+const FIRST_SLOTS = 16;
 
 /** What a domain answers for an address no exact route takes. */
 export interface DomainAnswers {
@@ -33,17 +34,17 @@ function latin1(text: string): boolean {
  * domain's glob reads its objects and strings, each a cache and TLB miss with 100,000 routes. Here the
  * slot holds hash, key and glob in one line, and the route is one more read.
  *
- * Keys are lowercase. An address too long or not Latin-1 is kept in a `Map`; a domain whose key and
- * glob do not fit a slot is refused by {@link setDomain}, and the caller answers it another way.
+ * Keys are lowercase. An address too long or not Latin-1 is kept in a `Map`; a domain whose name and
+ * glob do not fit a slot is not held, and the caller answers it another way.
  */
 export class RcptTable {
-  #mask = 15;
-  #words = new Uint32Array(16 * SLOT_WORDS);
+  #mask = FIRST_SLOTS - 1;
+  #words = new Uint32Array(FIRST_SLOTS * SLOT_WORDS);
   #bytes = new Uint8Array(this.#words.buffer);
   /** Per slot: an address's route, or a domain's glob route. */
-  #routes: (Route | undefined)[] = new Array(16).fill(undefined);
+  #routes: (Route | undefined)[] = new Array(FIRST_SLOTS).fill(undefined);
   /** Per slot: a domain's catch-all route. */
-  #catchAlls: (Route | undefined)[] = new Array(16).fill(undefined);
+  #catchAlls: (Route | undefined)[] = new Array(FIRST_SLOTS).fill(undefined);
   #used = 0;
   readonly #outsized = new Map<string, Route>();
 
