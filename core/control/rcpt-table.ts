@@ -90,7 +90,10 @@ export class RcptTable {
     const slot = this.#find(domain, hashOf(domain));
     if (slot < 0) return null;
     const glob = this.#routes[slot];
-    if (glob && (this.#globTakes(slot, text, end) || this.#globTakes(slot, bare, bare.length))) return glob;
+    // `bare` is the written local part up to its tag: as long as it, it is the same text.
+    const untagged = bare.length === end;
+    if (glob && (this.#globTakes(slot, text, end) || (!untagged && this.#globTakes(slot, bare, bare.length))))
+      return glob;
     return this.#catchAlls[slot];
   }
 
