@@ -122,6 +122,13 @@ export function renderCostDoc(inputs: CostInputs): string {
     'container reads the same way, but only when invoked: at most one read of the change feed per',
     `invocation, and a full reload when its last is ${ROUTE_SYNC_DEFAULTS.fullReloadIntervalMs / 60_000} minutes old.`,
     '',
+    `**API routes' signing secrets.** Each route made through the API has its signing secret in a`,
+    `Secrets Manager secret of its own (${usd(PRICES.secret)} a month each; a rotation holds two until its overlap`,
+    `ends): ${usd(1000 * PRICES.secret)} a month per 1,000 API routes, $${(manyRoutes * PRICES.secret).toLocaleString('en-US')} at ${manyRoutes.toLocaleString('en-US')}. It is the`,
+    'largest cost of a big tenant list, so give a tenant one route for its domain (`*@tenant.example`,',
+    'which also takes `+tags`) rather than one per address. Deliver reads a secret once per',
+    'container and keeps it, so the reads ($0.05 per 10,000) are small beside the monthly fee.',
+    '',
     `The load balancer and the four public IPv4 addresses alone are ${usd(
       fixedMonthly()
         .filter((line) => /Load Balancer|IPv4/.test(line.item))

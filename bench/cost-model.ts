@@ -73,7 +73,7 @@ export const DEPLOYMENT = {
   taskVcpu: 0.25,
   taskGb: 1,
   elasticIps: 2,
-  alarmMetrics: 34,
+  alarmMetrics: 40,
   dashboards: 1,
   /**
    * EMF series a normal month emits (each billed by the hour it is emitted): the listener's

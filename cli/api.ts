@@ -1,6 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { type ApiClient, ApiClientError, ApiUnreachableError, apiClient } from '../core/control/index.ts';
+import {
+  type ApiClient,
+  ApiClientError,
+  ApiUnreachableError,
+  apiClient,
+  isApiKeyShaped,
+} from '../core/control/index.ts';
 import { CliError, DEFAULT_DATA_DIR } from './output.ts';
 
 /** The flags of every command that talks to the control plane API. */
@@ -63,6 +69,13 @@ export async function apiInUse(options: ApiOptions): Promise<ApiClient | undefin
   if (!url) return undefined;
   const key = await apiKeyInUse(options);
   if (!key) throw new CliError(NO_API_KEY);
+  // Checked here, never echoed: a key pasted with a line break would otherwise reach fetch, whose
+  // error prints the whole header value (the key) into the terminal or a CI log.
+  if (!isApiKeyShaped(key)) {
+    throw new CliError(
+      `the API key is not a mailbridge key (mbk_ and 43 letters, digits, - or _; this one has ${key.length} characters): check MAILBRIDGE_API_KEY or --api-key`,
+    );
+  }
   return apiClient({ url, key });
 }
 

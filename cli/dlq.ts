@@ -274,6 +274,7 @@ async function redrive(connection: Connection, options: RedriveOptions): Promise
   // Moved entries are gone from the DLQ; every other held entry, chosen or not, is released.
   const moved = new Set<Held>();
   const logged: { messageId: string; event: Requeued }[] = [];
+  const startedAt = new Date();
   let reenabled: Reenabled[] = [];
   try {
     const chosen = [...held.values()].flat().filter((entry) => matches(entry.item));
@@ -309,7 +310,7 @@ async function redrive(connection: Connection, options: RedriveOptions): Promise
       connection,
       new Map([...held].map(([queue, entries]) => [queue, entries.filter((entry) => !moved.has(entry))])),
     );
-    await logRequeued(connection, logged);
+    await logRequeued(connection, logged, startedAt);
   }
   if (options.json) {
     printJson({ redriven, skipped, reenabled });

@@ -1,10 +1,5 @@
 import { type Command, Option } from 'commander';
-import {
-  describeTimelineEvent,
-  type JobRef,
-  MESSAGE_STATUSES,
-  type MessageListQuery,
-} from '../core/control/index.ts';
+import { describeTimelineEvent, MESSAGE_STATUSES, type MessageListQuery } from '../core/control/index.ts';
 import { type ApiOptions, printNextPage, timeOption, withApi, withApiOptions } from './api.ts';
 import { formatTable, positiveInt, printJson } from './output.ts';
 
@@ -25,12 +20,6 @@ interface RequeueOptions extends ApiOptions {
 }
 
 const NOT_FOUND_HINT = 'mailbridge messages list shows the ids the log holds';
-
-function printJobs(verb: string, messageId: string, jobs: readonly JobRef[]): void {
-  console.log(`${verb} ${jobs.length} delivery job(s) of message ${messageId}`);
-  for (const line of formatTable(jobs.map((job) => [job.route, job.endpoint, `webhook-id ${job.webhookId}`])))
-    console.log(`  ${line}`);
-}
 
 /** `mailbridge messages list|show|retry|release`. */
 export function registerMessages(program: Command): void {
@@ -119,13 +108,21 @@ export function registerMessages(program: Command): void {
         .command(name)
         .description(description)
         .argument('<id>', 'message id')
-        .option('--route <id>', 'only this route (default: every route the message went to)'),
+        .option('--route <id>', 'only this route (default: every route its recipients go to now)'),
     ).action(async (id: string, options: RequeueOptions) => {
       const answer = await withApi(options, NOT_FOUND_HINT, (api) =>
         name === 'retry' ? api.retryMessage(id, options.route) : api.releaseMessage(id, options.route),
       );
       if (options.json) return printJson(answer);
-      printJobs(name === 'retry' ? 'queued again' : 'released', answer.messageId, answer.jobs);
+      // Parse builds the jobs by the routes in force, after this answer: the timeline shows them.
+      const scope = options.route === undefined ? 'every route' : `route ${options.route}`;
+      const asked =
+        name === 'retry'
+          ? `queued message ${answer.messageId} again`
+          : `released message ${answer.messageId}`;
+      console.log(
+        `${asked} for ${scope}: parse builds its deliveries by the routes in force; mailbridge messages show ${answer.messageId} lists them`,
+      );
     });
   requeue('retry', 'deliver a message again (its webhook-id stays the same, so receivers dedupe)');
   requeue('release', 'deliver a message that filtering quarantined');

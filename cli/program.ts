@@ -6,6 +6,7 @@ import { registerDomains } from './domains.ts';
 import { registerKeys } from './keys.ts';
 import { registerMessages } from './messages.ts';
 import { CliError, EXIT } from './output.ts';
+import { registerRefusals } from './refusals.ts';
 import { registerReplay } from './replay.ts';
 import { registerRoutes } from './routes.ts';
 import { registerSend } from './send.ts';
@@ -23,6 +24,7 @@ function createProgram(): Command {
   registerRoutes(program);
   registerDomains(program);
   registerMessages(program);
+  registerRefusals(program);
   registerKeys(program);
   registerDlq(program);
   registerReplay(program);

@@ -131,6 +131,7 @@ export function registerReplay(program: Command): void {
         // Not recorded anywhere after the session; parse does not use them.
         envelope: { ...envelope, rcptTo: recipients, remotePort: 0, localPort: 0, authUser: null },
       } satisfies InboundEvent);
+      const startedAt = new Date();
       const { jobs } = await processInboundEvent(event, {
         s3: connection.s3,
         sqs: connection.sqs,
@@ -145,9 +146,11 @@ export function registerReplay(program: Command): void {
       });
       // Under the id it was delivered as: a new id does not make the original's deliveries pending.
       if (jobs.length > 0) {
-        await logRequeued(connection, [
-          { messageId: replayId, event: { type: 'replayed', route: options.route ?? null } },
-        ]);
+        await logRequeued(
+          connection,
+          [{ messageId: replayId, event: { type: 'replayed', route: options.route ?? null } }],
+          startedAt,
+        );
       }
       const queued = jobs.map(({ routeId, endpoint, webhookId, recipients }) => ({
         routeId,

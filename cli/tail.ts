@@ -6,6 +6,7 @@ import {
   ApiUnreachableError,
   awaitsFollowUp,
   type MessageSummary,
+  type Refusal,
   type TimelineEvent,
 } from '../core/control/index.ts';
 import { DeliveryDlqBodySchema, parseQueueBody } from '../core/index.ts';
@@ -38,6 +39,21 @@ const SETTLED: ReadonlySet<MessageSummary['status'] | null> = new Set([
   'partially_delivered',
   'quarantined',
 ]);
+
+/** An SMTP refusal of one recipient (or of a MAIL FROM), as tail prints it among the message events. */
+type RefusalLine = { kind: 'refused' } & Refusal;
+
+/** What tail prints: message events, and with an API the refusals too. */
+interface TailReader {
+  read(): Promise<(MessageEvent | RefusalLine)[]>;
+  close(): Promise<void>;
+}
+
+/** One line for people, beside `formatMessageEvent`'s and like the local runtime's console: `12:00:01 refused   <a@b.test> 550 5.1.1 … (from 192.0.2.1)`. */
+function formatRefusal(refusal: RefusalLine): string {
+  const refused = refusal.recipient ? `<${refusal.recipient}>` : `MAIL FROM <${refusal.mailFrom}>`;
+  return `${refusal.at.slice(11, 19)} refused   ${refused} ${refusal.reply} (from ${refusal.remoteAddress})`;
+}
 
 /** The items of up to {@link MAX_PAGES_PER_POLL} pages of a list. */
 async function allPages<T>(
@@ -109,14 +125,14 @@ const eventKey = (event: TimelineEvent) => JSON.stringify(event);
 
 /**
  * Follows the message log through the API: each poll lists the messages received since the last
- * one and the messages whose delivery moved again since then (`GET /v1/messages?since=` and
- * `GET /v1/activity?since=`, less the log's lag), and reads again the ones still moving
- * (`GET /v1/messages/{id}`) until they rest: settled, or waiting only on scheduled retries, whose
- * next try shows in the activity list. So a message received before the tail started is followed
- * too once it is retried, by its schedule, the API or the CLI, and a retry storm is not read at
- * every poll.
+ * one, the messages whose delivery moved again since then and the SMTP refusals
+ * (`GET /v1/messages?since=`, `GET /v1/activity?since=` and `GET /v1/refusals?since=`, less the
+ * log's lag), and reads again the ones still moving (`GET /v1/messages/{id}`) until they rest:
+ * settled, or waiting only on scheduled retries, whose next try shows in the activity list. So a
+ * message received before the tail started is followed too once it is retried, by its schedule,
+ * the API or the CLI, and a retry storm is not read at every poll.
  */
-async function apiFollower(api: ApiClient): Promise<MessageEventReader> {
+async function apiFollower(api: ApiClient): Promise<TailReader> {
   /**
    * Per followed message: the events already seen, its status, whether it rests (settled, or
    * waiting only on scheduled retries: either way its next event is activity), the time of its
@@ -133,15 +149,17 @@ async function apiFollower(api: ApiClient): Promise<MessageEventReader> {
       newFrom: string;
     }
   >();
-  /** Activity entries already acted on, until they leave the window. */
+  /** Activity entries already acted on, and refusals printed, until they leave the window. */
   const activitySeen = new Map<string, string>();
+  const refusalsSeen = new Map<string, string>();
   let since = new Date(Date.now() - LOG_LAG_MS).toISOString();
   let startedAt: string | undefined;
 
-  async function poll(): Promise<MessageEvent[]> {
+  async function poll(): Promise<(MessageEvent | RefusalLine)[]> {
     const pollStart = Date.now();
     const listed = await allPages((cursor) => api.listMessages({ since, limit: 100, ...cursor }));
     const active = await allPages((cursor) => api.listActivity({ since, limit: 1000, ...cursor }));
+    const refused = await allPages((cursor) => api.listRefusals({ since, limit: 100, ...cursor }));
     const changed = new Set<string>();
     for (const summary of listed) {
       const known = followed.get(summary.id);
@@ -162,7 +180,15 @@ async function apiFollower(api: ApiClient): Promise<MessageEventReader> {
         followed.set(messageId, { seen: new Set(), status: null, rests: false, lastAt: at, newFrom });
     }
     for (const [id, known] of followed) if (!known.rests) changed.add(id);
-    const events: MessageEvent[] = [];
+    const events: (MessageEvent | RefusalLine)[] = [];
+    for (const refusal of refused) {
+      // A repeat within its minute replaces the stored refusal with a later time: news again.
+      const key = JSON.stringify(refusal);
+      if (refusalsSeen.has(key)) continue;
+      refusalsSeen.set(key, refusal.at);
+      // The first poll only takes note of what the log holds already.
+      if (startedAt !== undefined) events.push({ kind: 'refused', ...refusal });
+    }
     const ids = [...changed];
     // A few at a time: a busy log should not open a connection per message at once.
     for (let i = 0; i < ids.length; i += 8) {
@@ -192,7 +218,8 @@ async function apiFollower(api: ApiClient): Promise<MessageEventReader> {
     since = new Date(pollStart - LOG_LAG_MS).toISOString();
     startedAt ??= new Date(pollStart).toISOString();
     for (const [id, known] of followed) if (known.rests && known.lastAt < since) followed.delete(id);
-    for (const [key, at] of activitySeen) if (at < since) activitySeen.delete(key);
+    for (const seen of [activitySeen, refusalsSeen])
+      for (const [key, at] of seen) if (at < since) seen.delete(key);
     return events.sort((a, b) => a.at.localeCompare(b.at));
   }
 
@@ -276,7 +303,7 @@ export function registerTail(program: Command): void {
       program
         .command('tail')
         .description(
-          "follow the message log live, one line per message accepted, delivered, retried or failed, whatever the endpoint (control plane API: the running `mailbridge dev`'s, or MAILBRIDGE_API_URL). Without an API: locally the runtime's own record, in AWS the delivery DLQ",
+          "follow the message log live, one line per message accepted, delivered, retried or failed, whatever the endpoint, and per SMTP refusal (control plane API: the running `mailbridge dev`'s, or MAILBRIDGE_API_URL). Without an API: locally the runtime's own record, in AWS the delivery DLQ",
         )
         .option('--interval <seconds>', 'poll interval', seconds, 1)
         .option('--count <n>', 'exit 0 after this many lines (exit 1 if --timeout comes first)', positiveInt)
@@ -321,7 +348,7 @@ export function registerTail(program: Command): void {
   });
 }
 
-async function print(events: MessageEventReader, options: TailOptions): Promise<void> {
+async function print(events: TailReader, options: TailOptions): Promise<void> {
   const { formatMessageEvent } = await import('../dev/index.ts');
   const deadline = options.timeout === undefined ? Infinity : Date.now() + options.timeout * 1000;
   let printed = 0;
@@ -333,9 +360,8 @@ async function print(events: MessageEventReader, options: TailOptions): Promise<
   try {
     while (!interrupted && Date.now() < deadline) {
       for (const event of await events.read()) {
-        console.log(
-          options.json ? JSON.stringify(event) : `${event.at.slice(0, 11)}${formatMessageEvent(event)}`,
-        );
+        const line = event.kind === 'refused' ? formatRefusal(event) : formatMessageEvent(event);
+        console.log(options.json ? JSON.stringify(event) : `${event.at.slice(0, 11)}${line}`);
         if (++printed === options.count) return;
       }
       await sleep(Math.min(options.interval * 1000, Math.max(0, deadline - Date.now())));

@@ -14,6 +14,7 @@ import {
 } from './filtering/schemas.ts';
 import { QUEUE_SETTINGS } from './queues.ts';
 import { ReplyMarkersSchema } from './reply-markers.ts';
+import { matchIssue, type RegexEngine } from './routes.ts';
 
 /** Where a config runs: `local` allows inline secrets and plain-http loopback endpoints; `aws` does not. */
 export type Runtime = 'local' | 'aws';
@@ -241,7 +242,7 @@ const ControlPlaneSchema = z
       .min(1)
       .optional()
       .meta({
-        description: `Days the message log keeps a message. Default: the raw mail's lifecycle (MAILBRIDGE_CONTROL_RETENTION_DAYS, set by the deployment from its storage settings; ${DEFAULT_RAW_RETENTION_DAYS} without one), so a log entry never outlives its mail.`,
+        description: `Days the message log keeps a message, in local runs. Default: the raw mail's lifecycle (MAILBRIDGE_CONTROL_RETENTION_DAYS; ${DEFAULT_RAW_RETENTION_DAYS} without one). Refused in AWS, where the stack's storage.rawDays sets both, so a log entry never outlives its mail.`,
       }),
     acceptUnverifiedDomains: z.boolean().default(false).meta({
       description:
@@ -326,7 +327,7 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       dnsZone: z.string().trim().min(1).optional().meta({
         description:
-          'DNS zone file (YAML: name → record type → values), read at start, answering the SPF, DKIM, DMARC, DNSBL and domain-verification lookups of the names it holds; relative to this file. Other names go to the real DNS (offline: `temperror`). `dev/mailbridge.yaml` names `dev/auth/zone.yaml`, where mail from example.com sent by `mailbridge send --dkim` passes all three. Local runs only.',
+          'DNS zone file (YAML: name → record type → values), read at start and again at the next lookup after it changes (an edit that breaks it is logged with its line, and the last good zone stays in force; parse keeps an answer up to 5 minutes), answering the SPF, DKIM, DMARC, DNSBL and domain-verification lookups of the names it holds; relative to this file. Other names go to the real DNS (offline: `temperror`). `dev/mailbridge.yaml` names `dev/auth/zone.yaml`, where mail from example.com sent by `mailbridge send --dkim` passes all three. Local runs only.',
       }),
     })
     .prefault({})
@@ -370,7 +371,7 @@ function internalHost(hostname: string): string | undefined {
 }
 
 /** Checks that depend on where the config runs, each naming the field it is about. */
-function runtimeIssues(config: Config, runtime: Runtime): string[] {
+function runtimeIssues(config: Config, runtime: Runtime, regexes: RegexEngine): string[] {
   const issues: string[] = [];
   const routeIds = new Set<string>();
   config.routes.forEach((route, r) => {
@@ -407,17 +408,8 @@ function runtimeIssues(config: Config, runtime: Runtime): string[] {
       );
     }
     route.match.forEach((pattern, m) => {
-      if (pattern.startsWith('/')) {
-        const body = /^\/(.*)\/([a-z]*)$/.exec(pattern);
-        try {
-          if (!body) throw new Error('missing closing "/"');
-          new RegExp(body[1]!, body[2]);
-        } catch (error) {
-          issues.push(`routes[${r}].match[${m}]: bad pattern: ${(error as Error).message}`);
-        }
-      } else if (!/^[^@\s]+@[^@\s]+$/.test(pattern)) {
-        issues.push(`routes[${r}].match[${m}]: expected local@domain, *@domain or /regex/`);
-      }
+      const issue = matchIssue(pattern, regexes);
+      if (issue) issues.push(`routes[${r}].match[${m}]: ${issue}`);
     });
     if (runtime === 'aws') {
       route.secret.forEach((ref, s) => {
@@ -439,6 +431,13 @@ function runtimeIssues(config: Config, runtime: Runtime): string[] {
     if (config.controlPlane.acceptUnverifiedDomains) {
       issues.push(
         'controlPlane.acceptUnverifiedDomains: local runs only; in AWS a domain takes mail once its DNS proof is checked',
+      );
+    }
+    // One setting keeps the log and the raw mail it links to for the same days in AWS: the
+    // stack's storage.rawDays sets both (the bucket's lifecycle and every part's retention).
+    if (config.controlPlane.retentionDays !== undefined) {
+      issues.push(
+        "controlPlane.retentionDays: local runs only; in AWS the log keeps a message as long as its raw mail, the stack's storage.rawDays",
       );
     }
     // Refused rather than ignored: a deployed config naming a zone would be trusted to give the
@@ -555,8 +554,13 @@ function describeIssue(issue: z.core.$ZodIssue, document: unknown): string[] {
 /**
  * Validates a parsed config document. Throws a {@link ConfigError} listing every bad field by
  * its path (`routes[2].endpoints[0]: …`), so a bad file fails at start and says where.
+ * `regexEngine` is what will run its routes' `/regex/` patterns: JavaScript's for a config file
+ * (the default), RE2 for a route made through the API.
  */
-export function parseConfig(document: unknown, options: { source: string; runtime: Runtime }): Config {
+export function parseConfig(
+  document: unknown,
+  options: { source: string; runtime: Runtime; regexEngine?: RegexEngine },
+): Config {
   const result = ConfigSchema.safeParse(document);
   if (!result.success) {
     throw new ConfigError(
@@ -564,7 +568,7 @@ export function parseConfig(document: unknown, options: { source: string; runtim
       result.error.issues.flatMap((issue) => describeIssue(issue, document)),
     );
   }
-  const issues = runtimeIssues(result.data, options.runtime);
+  const issues = runtimeIssues(result.data, options.runtime, options.regexEngine ?? 'js');
   if (issues.length > 0) throw new ConfigError(options.source, issues);
   return result.data;
 }

@@ -86,9 +86,13 @@ export const CONTROL_METRICS = {
 } as const satisfies Record<string, readonly string[]>;
 export type ControlMetricName = keyof typeof CONTROL_METRICS;
 
-/** The parts that run the message log writer and route sync, hence emit {@link CONTROL_METRICS}. */
+/**
+ * The parts that run the message log writer or route sync, hence emit {@link CONTROL_METRICS}: the
+ * API writes its `retried` events through a writer too.
+ */
 export const CONTROL_METRIC_SERVICES = [
   'listener',
   'parse',
   'deliver',
+  'api',
 ] as const satisfies readonly MetricService[];

@@ -29,6 +29,11 @@ export interface InboxOptions {
   port?: number;
   /** Signing secrets (`whsec_…`) a webhook may be signed with. */
   secrets: readonly string[];
+  /**
+   * The current secrets of a route the config does not hold (one made through the API, whose
+   * secret the inbox cannot know at start), by the `route.id` of the webhook's body.
+   */
+  routeSecrets?: (routeId: string) => Promise<readonly string[]>;
   /** Oldest entries (and failed deliveries shown) are dropped beyond this. @default 1000 */
   maxEntries?: number;
   /** Where the entries are kept across restarts (the runtime's data folder). @default memory only */
@@ -114,6 +119,16 @@ function header(value: string | string[] | undefined): string {
   return typeof value === 'string' ? value : '';
 }
 
+/** The `route.id` a webhook body names, if it is a payload at all. */
+function routeIdOf(body: Buffer): string | undefined {
+  try {
+    const id = (JSON.parse(body.toString('utf8')) as { route?: { id?: unknown } }).route?.id;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function contentDisposition(kind: 'attachment' | 'inline', filename: string): string {
   return `${kind}; filename*=UTF-8''${encodeURIComponent(filename.toWellFormed().slice(0, 200))}`;
 }
@@ -178,20 +193,25 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
   const unsubscribe = options.outcomes?.subscribe(addFailure);
   for (const outcome of (await options.outcomes?.recent()) ?? []) addFailure(outcome);
 
-  function verify(body: Buffer, headers: IncomingMessage['headers']): boolean {
+  async function verify(body: Buffer, headers: IncomingMessage['headers']): Promise<boolean> {
     const signed = {
       'webhook-id': header(headers['webhook-id']),
       'webhook-timestamp': header(headers['webhook-timestamp']),
       'webhook-signature': header(headers['webhook-signature']),
     };
-    return verifiers.some((verifier) => {
+    const verifies = (verifier: Webhook) => {
       try {
         verifier.verify(body, signed);
         return true;
       } catch {
         return false;
       }
-    });
+    };
+    if (verifiers.some(verifies)) return true;
+    const routeId = options.routeSecrets && routeIdOf(body);
+    if (!routeId) return false;
+    const secrets = await options.routeSecrets!(routeId).catch(() => []);
+    return secrets.some((secret) => verifies(new Webhook(secret)));
   }
 
   async function record(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -201,7 +221,7 @@ export async function startInbox(options: InboxOptions): Promise<Inbox> {
       receivedAt: new Date().toISOString(),
       headers: request.headers,
       body: bytes.toString('utf8'),
-      signatureValid: verify(bytes, request.headers),
+      signatureValid: await verify(bytes, request.headers),
     });
     for (const wake of waiters) wake();
     broadcast('webhook', { seq: stored.seq });

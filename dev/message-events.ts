@@ -20,8 +20,8 @@ const delivery = {
  * What happened to one message in the local runtime: accepted by the listener, then for each
  * (route, endpoint) delivered, a try failed and a retry scheduled, or failed into the delivery DLQ
  * (`reason`: `permanent`, `exhausted`, `gone`, `parked`…). The runtime appends one JSON line per
- * event to its data folder; `mailbridge tail` and the dev inbox read them back. It stands in for
- * the message log of the planned control plane (docs/architecture.md, "Planned, not built yet").
+ * event to its data folder (`events.jsonl`), which `mailbridge tail` reads when no control plane
+ * API answers; the message log itself is the control plane's.
  */
 export const MessageEventSchema = z.discriminatedUnion('kind', [
   z.object({

@@ -14,12 +14,14 @@ import {
   findApiKey,
   localSigningSecretStore,
   newApiKey,
+  pipelineRoute,
 } from '../core/control/index.ts';
 import {
   type Config,
   controlPlaneSettings,
   createMetrics,
   type ListenerConfig,
+  type Logger,
   loadConfig,
   MailbridgeError,
   routeSecretsResolver,
@@ -28,9 +30,8 @@ import {
   boundedResolver,
   type DnsResolver,
   inboundRetryPort,
-  loadDnsZone,
   systemResolver,
-  zoneResolver,
+  zoneFileResolver,
 } from '../functions/index.ts';
 import {
   generateSelfSigned,
@@ -238,22 +239,25 @@ async function tlsMaterial(config: Config, dataDir: string | undefined): Promise
 }
 
 /**
- * The runtime's DNS: the zone file of `dev.dnsZone` (relative to the config file), read once at
- * start, answers the names it has; other names go to `fallback`, the system's DNS unless given
- * (offline, that is `temperror`).
+ * The runtime's DNS: the zone file of `dev.dnsZone` (relative to the config file) answers the names
+ * it has, and is read again when it changes, so a domain's TXT proof added to it verifies without a
+ * restart; other names go to `fallback`, the system's DNS unless given (offline, that is `temperror`).
+ * An edit that breaks the file is logged, naming the line, and the last good zone stays in force.
  */
 async function localResolver(
   config: Config,
   configFile: string,
   fallback: DnsResolver | undefined,
+  logger: Logger,
 ): Promise<{ resolver: DnsResolver | undefined; zoneFile: string | undefined }> {
   if (config.dev.dnsZone === undefined) return { resolver: fallback, zoneFile: undefined };
   const zoneFile = resolve(dirname(configFile), config.dev.dnsZone);
-  const zone = await loadDnsZone(zoneFile, `${zoneFile} (dev.dnsZone of ${configFile})`);
-  return {
-    resolver: zoneResolver(zone, { fallback: fallback ?? boundedResolver(systemResolver()) }),
-    zoneFile,
-  };
+  const resolver = await zoneFileResolver(zoneFile, {
+    source: `${zoneFile} (dev.dnsZone of ${configFile})`,
+    fallback: fallback ?? boundedResolver(systemResolver()),
+    onError: (error) => logger.warn('zone file not reloaded, the last good zone answers', { error }),
+  });
+  return { resolver, zoneFile };
 }
 
 /**
@@ -290,15 +294,20 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
   const secretsByRoute = await Promise.all(loaded.routes.map(routeSecrets));
   const control = controlPlaneSettings(loaded);
   const authUsers = await resolveAuthUsers(loaded);
-  const { resolver, zoneFile: dnsZoneFile } = await localResolver(loaded, configFile, options.resolver);
-  await checkPorts(loaded, ports);
-  const tls = await tlsMaterial(loaded, options.dataDir);
   const eventsFile = options.dataDir ? messageEventsFile(options.dataDir) : undefined;
   const loggers = runtimeLoggers({
     json: options.console?.json ?? true,
     ...(options.console?.print ? { print: options.console.print } : {}),
     ...(eventsFile ? { eventsFile } : {}),
   });
+  const { resolver, zoneFile: dnsZoneFile } = await localResolver(
+    loaded,
+    configFile,
+    options.resolver,
+    loggers('dns'),
+  );
+  await checkPorts(loaded, ports);
+  const tls = await tlsMaterial(loaded, options.dataDir);
 
   // Undone in reverse: listener first (no new mail), pollers drained, then inbox and emulator.
   const cleanups: (() => Promise<void>)[] = [];
@@ -358,6 +367,10 @@ export async function startLocalRuntime(options: LocalRuntimeOptions = {}): Prom
       host: '127.0.0.1',
       port: ports.inbox ?? DEFAULT_INBOX_PORT,
       secrets: signingSecrets,
+      routeSecrets: async (routeId) => {
+        const stored = await controlStore.getRoute(routeId);
+        return stored ? routeSecrets(pipelineRoute(stored, new Date())) : [];
+      },
       ...(options.dataDir ? { dataDir: options.dataDir } : {}),
       readRaw: s3RawReader(s3, resources.bucket),
       api: { url: api.url, key: api.key },
@@ -488,7 +501,7 @@ export function describeRuntime(runtime: LocalRuntime): string[] {
   for (const secret of runtime.signingSecrets) lines.push(`signing secret: ${secret}`);
   lines.push(
     runtime.dnsZoneFile
-      ? `sender auth DNS: ${relative(process.cwd(), runtime.dnsZoneFile)} for the names it has, the system's for the rest (offline: temperror)`
+      ? `sender auth DNS: ${relative(process.cwd(), runtime.dnsZoneFile)} for the names it has (read again when it changes), the system's for the rest (offline: temperror)`
       : "sender auth DNS: the system's (offline: temperror; dev.dnsZone in the config names a local zone file)",
     describeScanners(config.scanners),
   );

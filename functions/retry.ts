@@ -3,13 +3,7 @@ import type { Readable } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { decodeTime } from 'ulid';
-import {
-  ApiError,
-  type ControlStore,
-  type JobRef,
-  type RetryPort,
-  type StoredMessage,
-} from '../core/control/index.ts';
+import { ApiError, type ControlStore, type RetryPort, type StoredMessage } from '../core/control/index.ts';
 import { type InboundEvent, InboundEventSchema, sqsJson } from '../core/index.ts';
 
 /** The envelope fields a webhook shows, as far as they can be known after the session. */
@@ -90,18 +84,6 @@ export async function inboundEventFromLog(
   } satisfies InboundEvent);
 }
 
-/** The deliveries parse queued for a message (every `parsed` event), one per (route, endpoint). */
-function loggedJobs(message: StoredMessage, route: string | null): JobRef[] {
-  const jobs = new Map<string, JobRef>();
-  for (const event of message.timeline) {
-    if (event.type !== 'parsed') continue;
-    for (const job of event.jobs) {
-      if (route === null || job.route === route) jobs.set(`${job.route}\0${job.endpoint}`, job);
-    }
-  }
-  return [...jobs.values()];
-}
-
 export interface InboundRetryPortDeps {
   readonly store: Pick<ControlStore, 'getMessage'>;
   readonly s3: S3Client;
@@ -113,9 +95,10 @@ export interface InboundRetryPortDeps {
 /**
  * `POST /v1/messages/{id}/retry` on the pipeline: the message's InboundEvent, rebuilt from the log,
  * goes back on the inbound queue (with `onlyRoute` when one route is asked), so parse builds the
- * payloads again from the raw message and queues fresh jobs under the same webhook ids. The jobs
- * answered are those parse queued the first time for the routes asked. One SQS message, whatever
- * the size of the mail, and the same path in AWS and locally (over the emulator).
+ * payloads again from the raw message and queues fresh jobs, by the routes in force then, under the
+ * same webhook ids. It answers no jobs: only parse knows them, and its `parsed` event lists them.
+ * One SQS message, whatever the size of the mail, and the same path in AWS and locally (over the
+ * emulator).
  */
 export function inboundRetryPort(deps: InboundRetryPortDeps): RetryPort {
   return {
@@ -136,7 +119,7 @@ export function inboundRetryPort(deps: InboundRetryPortDeps): RetryPort {
         release && event.filtering ? { ...event, filtering: { ...event.filtering, released: true } } : event;
       const body = sqsJson(route === null ? released : { ...released, onlyRoute: route });
       await deps.sqs.send(new SendMessageCommand({ QueueUrl: deps.inboundQueueUrl, MessageBody: body }));
-      return loggedJobs(message, route);
+      return [];
     },
   };
 }

@@ -149,10 +149,33 @@ export class ControlTable extends Construct {
     this.grantItems(grantee, ['dynamodb:BatchWriteItem'], PARTITIONS.refusals, true);
   }
 
-  /** Everything on the table and its indexes: the API. */
+  /**
+   * What the API calls on every item of the table, and Query on its indexes: no Scan, no streams,
+   * no table administration (the store never scans; the table is the stack's).
+   */
   public grantFullAccess(grantee: IGrantable): void {
-    this.table.grantReadWriteData(grantee);
-    if (this.encryptionKey) acknowledgeKeyWrites(grantee, "the control table's key");
+    Grant.addToPrincipal({
+      grantee,
+      actions: [
+        'dynamodb:GetItem',
+        'dynamodb:BatchGetItem',
+        'dynamodb:Query',
+        'dynamodb:PutItem',
+        'dynamodb:UpdateItem',
+        'dynamodb:DeleteItem',
+        'dynamodb:BatchWriteItem',
+      ],
+      resourceArns: [this.table.tableArn],
+    });
+    Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:Query'],
+      resourceArns: [`${this.table.tableArn}/index/*`],
+    });
+    if (this.encryptionKey) {
+      this.encryptionKey.grantEncryptDecrypt(grantee);
+      acknowledgeKeyWrites(grantee, "the control table's key");
+    }
     const principal = grantee.grantPrincipal;
     if (!Construct.isConstruct(principal)) return;
     const tableId = Stack.of(this).getLogicalId(this.table.node.defaultChild as never);

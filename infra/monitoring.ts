@@ -301,6 +301,7 @@ export class Monitoring extends Construct {
     for (const [label, fn] of [
       ['Parse', props.parseFunction],
       ['Deliver', props.deliverFunction],
+      ['Api', props.controlPlane.function],
     ] as const) {
       alarm(
         `${label}FunctionErrors`,

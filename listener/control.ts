@@ -47,6 +47,11 @@ export interface ListenerControl {
     reply: string,
     attempt: { mailFrom?: string; recipient?: string },
   ): void;
+  /**
+   * A message refused for good at the end of DATA (`reply` a 5xx as sent): a refusal of each
+   * recipient of `session.envelope`, which holds them until that reply is sent. Never throws, never waits.
+   */
+  refusedMessage(session: SMTPServerSession, reply: string): void;
   /** The message is stored and queued; its 250 follows. Never throws, never waits. */
   received(message: SpooledMessage, envelope: Envelope, bucket: string): void;
   /** Stops the route sync and writes what the log holds, for at most 5 s. */
@@ -66,7 +71,13 @@ export async function startListenerControl(
   router: Router = new Router(config),
 ): Promise<ListenerControl> {
   if (!options) {
-    return { router, refused: () => undefined, received: () => undefined, close: async () => undefined };
+    return {
+      router,
+      refused: () => undefined,
+      refusedMessage: () => undefined,
+      received: () => undefined,
+      close: async () => undefined,
+    };
   }
   const metrics = options.metrics ?? createMetrics('listener');
   const sync = new RouteSync(config, options.store, {
@@ -81,17 +92,22 @@ export async function startListenerControl(
     if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
   };
   const timer = setInterval(publish, metricsIntervalMs).unref();
+  const refused: ListenerControl['refused'] = (session, reply, attempt) => {
+    const { mailFrom } = session.envelope;
+    writer.refused({
+      at: new Date().toISOString(),
+      recipient: attempt.recipient ?? '',
+      mailFrom: attempt.mailFrom ?? (mailFrom ? mailFrom.address : ''),
+      remoteAddress: session.remoteAddress,
+      reply,
+    });
+  };
   return {
     router: sync.index,
-    refused(session, reply, attempt) {
-      const { mailFrom } = session.envelope;
-      writer.refused({
-        at: new Date().toISOString(),
-        recipient: attempt.recipient ?? '',
-        mailFrom: attempt.mailFrom ?? (mailFrom ? mailFrom.address : ''),
-        remoteAddress: session.remoteAddress,
-        reply,
-      });
+    refused,
+    refusedMessage(session, reply) {
+      // Each under the writer's caps: a message to 50 recipients is not 50 writes.
+      for (const { address } of session.envelope.rcptTo) refused(session, reply, { recipient: address });
     },
     received(message, envelope, bucket) {
       writer.record(

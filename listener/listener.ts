@@ -152,8 +152,10 @@ export async function startListener(options: ListenerOptions): Promise<RunningLi
       const smtp = new MailbridgeSmtpServer(policy.options(listener.mode), {
         onOversized: (session, reply) => {
           metrics.rejected('too_large');
-          // Before MAIL is accepted it is the SIZE= of MAIL FROM; later, the DATA itself.
-          if (!session.envelope.mailFrom) control.refused(session, reply, {});
+          // Before MAIL is accepted it is the SIZE= of MAIL FROM; later, the DATA itself, which
+          // refuses the message to each of its recipients.
+          if (session.envelope.mailFrom) control.refusedMessage(session, reply);
+          else control.refused(session, reply, {});
         },
         policy: {
           envelopeTimeoutMs: limits.envelopeTimeout * 1000,

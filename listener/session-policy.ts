@@ -168,8 +168,15 @@ export function sessionPolicy(context: SessionContext): SessionPolicy {
           : new TemporaryFailureError('Local error in processing', 'internal_error', { cause: error });
       if (reply.reason === 's3_failure') metrics.s3Failure();
       if (reply.reason === 'sqs_failure') metrics.sqsFailure();
-      // Too large is counted where smtp-server sends its 552 (see MailbridgeSmtpServer).
-      if (!(reply instanceof MessageTooLargeError)) metrics.rejected(reply.reason);
+      // Too large is counted and recorded where smtp-server sends its 552 (see MailbridgeSmtpServer).
+      if (!(reply instanceof MessageTooLargeError)) {
+        metrics.rejected(reply.reason);
+        // A 5xx (spam, malware, DMARC, bare LF) bounces the mail: a refusal of each recipient. A 4xx
+        // does not: the sending MTA keeps the mail and tries again, and its cause is ours (S3, SQS,
+        // the memory budget), in metrics and logs; an outage would only use up the refusal caps.
+        if (reply.responseCode >= 500)
+          control.refusedMessage(session, `${reply.responseCode} ${reply.message}`);
+      }
       logger.warn('message not accepted', {
         sessionId: session.id,
         remoteAddress: envelope.remoteAddress,

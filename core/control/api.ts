@@ -3,7 +3,7 @@ import type * as z from 'zod';
 import type { ZodType } from 'zod';
 import { type Config, parseConfig, type Route, type Runtime } from '../config.ts';
 import { ConfigError } from '../errors.ts';
-import type { Logger } from '../observability.ts';
+import type { Logger, Metrics } from '../observability.ts';
 import {
   DnsUnavailableError,
   domainRecords,
@@ -13,6 +13,7 @@ import {
 } from './domains.ts';
 import { ApiError, StoreConflictError } from './errors.ts';
 import { findApiKey, newApiKey } from './keys.ts';
+import { MessageLogWriter } from './log-writer.ts';
 import { detail, messageRoutes, summarize } from './message-view.ts';
 import { openApiDocument } from './openapi.ts';
 import { makeSigningSecret, rotateSecrets, type SigningSecretStore } from './route-secrets.ts';
@@ -43,7 +44,15 @@ import {
   type RouteView,
   RouteViewSchema,
 } from './schemas.ts';
-import type { ControlStore, ObjectRef, StoredDomain, StoredKey, StoredRoute } from './store.ts';
+import type {
+  ControlStore,
+  ObjectRef,
+  Page,
+  StoredDomain,
+  StoredKey,
+  StoredMessage,
+  StoredRoute,
+} from './store.ts';
 
 /** An HTTP request as the adapters (API Gateway, node:http) hand it over; header names lowercase. */
 export interface ApiRequest {
@@ -60,9 +69,16 @@ export interface ApiResponse {
   readonly body: string;
 }
 
-/** Queues a message's deliveries again; implemented by the pipeline (it knows the stored payload and the queues). */
+/**
+ * Sends a message back through parse, which queues its deliveries again by the routes in force then;
+ * implemented by the pipeline (it knows the stored message and the queues).
+ */
 export interface RetryPort {
-  /** `release`: deliver what filtering quarantined, instead of quarantining it again. */
+  /**
+   * `release`: deliver what filtering quarantined, instead of quarantining it again. Resolves to the
+   * jobs known to be queued when it returns: none from the pipeline's port, as only parse knows
+   * them (its `parsed` event lists them).
+   */
   retry(request: {
     messageId: string;
     route: string | null;
@@ -86,6 +102,8 @@ export interface ApiDeps {
   readonly presign: (raw: ObjectRef) => Promise<string>;
   readonly now?: () => Date;
   readonly logger?: Logger;
+  /** Where failed writes of the `retried` event count (`ControlLogWriteFailures`, as the pipeline's). */
+  readonly metrics?: Metrics;
 }
 
 interface Principal {
@@ -120,6 +138,9 @@ export interface Operation {
 }
 
 const nextEventId = monotonicFactory();
+
+/** How long a retry's answer waits for its `retried` event to be logged while the store fails. */
+const RETRIED_LOG_MS = 2000;
 
 function validationError(error: z.ZodError, where: string): ApiError {
   const issues = error.issues.map((issue) => {
@@ -186,7 +207,10 @@ function apiRouteView(stored: StoredRoute): RouteView {
   };
 }
 
-/** The endpoint, pattern and secret rules of the config file, applied to one API route. */
+/**
+ * The endpoint, pattern and secret rules of the config file, applied to one API route; its `/regex/`
+ * patterns are checked as RE2 will run them.
+ */
 function routeIssues(route: Record<string, unknown>, runtime: Runtime): string[] {
   try {
     parseConfig(
@@ -197,7 +221,7 @@ function routeIssues(route: Record<string, unknown>, runtime: Runtime): string[]
         listeners: [{ port: 0, mode: 'mx' }],
         health: { port: 0 },
       },
-      { source: 'route', runtime },
+      { source: 'route', runtime, regexEngine: 're2' },
     );
     return [];
   } catch (error) {
@@ -207,6 +231,73 @@ function routeIssues(route: Record<string, unknown>, runtime: Runtime): string[]
       .filter((issue) => issue.startsWith('routes[0]'))
       .map((issue) => `body.${issue.replace(/^routes\[0\]\.?/, '')}`);
   }
+}
+
+/**
+ * `/regex/` patterns the API routes may hold together: every recipient that no exact address or
+ * domain pattern takes is tried against each of them, at every RCPT.
+ */
+export const MAX_API_REGEXES = 100;
+
+const regexesIn = (match: readonly string[]) => match.filter((pattern) => pattern.startsWith('/')).length;
+
+/**
+ * Refuses a route that would take the API routes over {@link MAX_API_REGEXES} regexes. The store
+ * counts nothing, so this reads every API route: only when the route holds more regexes than the one
+ * it replaces, which only a few requests ever do.
+ */
+async function checkRegexBudget(
+  store: ControlStore,
+  route: { id: string; match: readonly string[] },
+  replacing?: StoredRoute,
+): Promise<void> {
+  const own = regexesIn(route.match);
+  if (own <= regexesIn(replacing?.route.match ?? [])) return;
+  let total = own;
+  let cursor: string | undefined;
+  do {
+    const page = await store.pageRoutes(1000, cursor);
+    for (const other of page.items) if (other.route.id !== route.id) total += regexesIn(other.route.match);
+    cursor = page.nextCursor ?? undefined;
+  } while (cursor !== undefined);
+  if (total > MAX_API_REGEXES) {
+    throw new ApiError(
+      409,
+      'limit_reached',
+      `body.match: API routes hold at most ${MAX_API_REGEXES} /regex/ patterns together, and this would make ${total} (each is tried for every recipient); use exact addresses, "*@domain" or globs`,
+    );
+  }
+}
+
+/**
+ * Where a page of `GET /v1/routes` starts in the one list it pages through, the config file's routes
+ * and then the API's: an index into the first (cursor `config:<index>`), or the store's cursor into
+ * the second (`api:<cursor>`, empty for its start).
+ */
+/**
+ * One list under one `limit`: the config file's items first, then the store's pages. Cursors say
+ * which list they continue: `config:<index>` or `api:<the store's cursor>`.
+ */
+async function configThenStore<T>(
+  config: readonly T[],
+  { limit, cursor }: { limit: number; cursor?: string | undefined },
+  pageStore: (limit: number, cursor: string | undefined) => Promise<Page<T>>,
+): Promise<Page<T>> {
+  const [list, rest = ''] =
+    cursor === undefined ? ['config', '0'] : (/^(config|api):(.*)$/.exec(cursor)?.slice(1) ?? []);
+  if (list !== 'api' && !(list === 'config' && /^\d+$/.test(rest))) {
+    throw new ApiError(400, 'validation_failed', 'query.cursor: not a cursor this API made');
+  }
+  const items: T[] = [];
+  if (list === 'config') {
+    const end = Math.min(Number(rest) + limit, config.length);
+    items.push(...config.slice(Number(rest), end));
+    if (end < config.length) return { items, nextCursor: `config:${end}` };
+    if (items.length === limit) return { items, nextCursor: 'api:' };
+  }
+  const page = await pageStore(limit - items.length, list === 'api' ? rest || undefined : undefined);
+  items.push(...page.items);
+  return { items, nextCursor: page.nextCursor === null ? null : `api:${page.nextCursor}` };
 }
 
 function configDomainCovers(config: Pick<Config, 'domains'>, name: string): string | undefined {
@@ -243,22 +334,41 @@ async function currentRoute(context: Context): Promise<StoredRoute> {
   return stored;
 }
 
-/** Retry and release: the jobs queued again through the pipeline's port, then a `retried` event. */
+/** The message a path names; a ULID is case-insensitive (Crockford's base 32), so any case finds it. */
+async function pathMessage(deps: ApiDeps, param: string): Promise<StoredMessage> {
+  const id = param.toUpperCase();
+  const message = /^[0-9A-HJKMNP-TV-Z]{26}$/.test(id) ? await deps.store.getMessage(id) : undefined;
+  if (!message) throw notFound(`message ${param}`);
+  return message;
+}
+
+/**
+ * Retry and release: the message goes back through parse by the pipeline's port, then a `retried`
+ * event (`reparse`: the `parsed` event that follows lists the jobs, and they replace the route's
+ * earlier ones).
+ */
 async function requeue(
   { deps, params, principal, request, now }: Context,
   release: boolean,
 ): Promise<Result> {
   const { route } = readBody(request, RetryRequestSchema);
-  const message = /^[0-9A-HJKMNP-TV-Z]{26}$/.test(params.id!)
-    ? await deps.store.getMessage(params.id!)
-    : undefined;
-  if (!message) throw notFound(`message ${params.id}`);
-  if (route !== undefined && !messageRoutes(message.timeline).includes(route)) {
-    throw new ApiError(
-      400,
-      'validation_failed',
-      `body.route: message ${message.id} never went to route "${route}"`,
-    );
+  const message = await pathMessage(deps, params.id!);
+  if (route !== undefined) {
+    if (!messageRoutes(message.timeline).includes(route)) {
+      throw new ApiError(
+        400,
+        'validation_failed',
+        `body.route: message ${message.id} never went to route "${route}"`,
+      );
+    }
+    // Parse would queue nothing for it: the answer would promise a delivery that never comes.
+    if (!deps.config.routes.some((r) => r.id === route) && !(await deps.store.getRoute(route))) {
+      throw new ApiError(
+        409,
+        'conflict',
+        `route "${route}" no longer exists: retry every route to deliver message ${message.id} by the routes in force`,
+      );
+    }
   }
   const jobs = await deps.retry.retry({
     messageId: message.id,
@@ -266,23 +376,26 @@ async function requeue(
     by: principal.keyId,
     ...(release ? { release } : {}),
   });
-  try {
-    await deps.store.appendEvents(message.id, [
-      {
-        eventId: nextEventId(),
-        event: {
-          at: now.toISOString(),
-          type: 'retried',
-          by: principal.keyId,
-          route: route ?? null,
-          jobs,
-          ...(release ? { release } : {}),
-        },
-      },
-    ]);
-  } catch (error) {
-    // The jobs are queued: answering an error would only invite a second retry.
-    deps.logger?.warn('retried event not logged', { messageId: message.id, error });
+  // The message is queued: answering an error would only invite a second retry. The writer tries
+  // again while the store fails (counted), past the answer if it has to; without the event the
+  // status would count the route's superseded jobs.
+  const log = new MessageLogWriter(deps.store, {
+    batchDelayMs: 0,
+    ...(deps.logger ? { logger: deps.logger } : {}),
+    ...(deps.metrics ? { metrics: deps.metrics } : {}),
+  });
+  log.record(message.id, {
+    // The request's time, from before the message was queued: the re-parse's events sort after it.
+    at: now.toISOString(),
+    type: 'retried',
+    by: principal.keyId,
+    route: route ?? null,
+    jobs,
+    reparse: true,
+    ...(release ? { release } : {}),
+  });
+  if (!(await log.flush(RETRIED_LOG_MS))) {
+    deps.logger?.warn('retried event not logged yet; still trying', { messageId: message.id });
   }
   return { status: 202, body: { messageId: message.id, jobs } };
 }
@@ -309,10 +422,7 @@ export const OPERATIONS: readonly Operation[] = [
     summary: 'One message with its timeline and a link to the raw message',
     responses: { 200: { description: 'The message', schema: MessageDetailSchema } },
     async handle({ deps, params }) {
-      const message = /^[0-9A-HJKMNP-TV-Z]{26}$/.test(params.id!)
-        ? await deps.store.getMessage(params.id!)
-        : undefined;
-      if (!message) throw notFound(`message ${params.id}`);
+      const message = await pathMessage(deps, params.id!);
       return { status: 200, body: detail(message, message.raw ? await deps.presign(message.raw) : null) };
     },
   },
@@ -322,7 +432,9 @@ export const OPERATIONS: readonly Operation[] = [
     operationId: 'retryMessage',
     summary: 'Deliver a message again, to every route or one',
     body: RetryRequestSchema,
-    responses: { 202: { description: 'The deliveries queued', schema: RetryResponseSchema } },
+    responses: {
+      202: { description: 'Queued for parse, which builds the deliveries', schema: RetryResponseSchema },
+    },
     handle: (context) => requeue(context, false),
   },
   {
@@ -331,7 +443,9 @@ export const OPERATIONS: readonly Operation[] = [
     operationId: 'releaseMessage',
     summary: 'Deliver a quarantined message, to every route or one',
     body: RetryRequestSchema,
-    responses: { 202: { description: 'The deliveries queued', schema: RetryResponseSchema } },
+    responses: {
+      202: { description: 'Queued for parse, which builds the deliveries', schema: RetryResponseSchema },
+    },
     handle: (context) => requeue(context, true),
   },
   {
@@ -377,17 +491,20 @@ export const OPERATIONS: readonly Operation[] = [
     method: 'GET',
     path: '/v1/routes',
     operationId: 'listRoutes',
-    summary: 'Routes: the config file’s (on the first page) and the API’s',
+    summary: 'Routes: the config file’s, then the API’s, in pages',
     query: PageQuerySchema,
     responses: { 200: { description: 'A page of routes', schema: pageOf(RouteViewSchema) } },
     async handle({ deps, request }) {
-      const { limit, cursor } = parseWith(PageQuerySchema, request.query, 'query');
-      const page = await deps.store.pageRoutes(limit, cursor);
-      const config = cursor === undefined ? deps.config.routes.map(configRouteView) : [];
-      return {
-        status: 200,
-        body: { items: [...config, ...page.items.map(apiRouteView)], nextCursor: page.nextCursor },
-      };
+      const query = parseWith(PageQuerySchema, request.query, 'query');
+      const body = await configThenStore<RouteView>(
+        deps.config.routes.map(configRouteView),
+        query,
+        async (limit, cursor) => {
+          const page = await deps.store.pageRoutes(limit, cursor);
+          return { items: page.items.map(apiRouteView), nextCursor: page.nextCursor };
+        },
+      );
+      return { status: 200, body };
     },
   },
   {
@@ -404,6 +521,7 @@ export const OPERATIONS: readonly Operation[] = [
       const issues = routeIssues({ ...JSON.parse(request.body ?? '{}'), id: route.id }, deps.runtime);
       if (issues.length > 0) throw new ApiError(400, 'validation_failed', issues.join('; '));
       if (deps.config.routes.some((r) => r.id === route.id)) throw readOnly(`route ${route.id}`);
+      await checkRegexBudget(deps.store, route);
       const { secret, value } = await makeSigningSecret(deps.secrets, route.id, now);
       let stored: StoredRoute;
       try {
@@ -452,10 +570,13 @@ export const OPERATIONS: readonly Operation[] = [
       if (input.id !== undefined && input.id !== current.route.id) {
         throw new ApiError(400, 'validation_failed', 'body.id: a route id cannot change');
       }
-      const issues = routeIssues(JSON.parse(request.body ?? '{}'), deps.runtime);
+      // With the path's id: the body may leave it out.
+      const issues = routeIssues({ ...JSON.parse(request.body ?? '{}'), id: current.route.id }, deps.runtime);
       if (issues.length > 0) throw new ApiError(400, 'validation_failed', issues.join('; '));
+      const route = { ...input, id: current.route.id };
+      await checkRegexBudget(deps.store, route, current);
       const stored = await deps.store.updateRoute(
-        { ...current, route: { ...input, id: current.route.id }, updatedAt: now.toISOString() },
+        { ...current, route, updatedAt: now.toISOString() },
         ifMatch(request) ?? current.revision,
       );
       return { status: 200, body: apiRouteView(stored), headers: { etag: `"${stored.revision}"` } };
@@ -509,21 +630,20 @@ export const OPERATIONS: readonly Operation[] = [
     method: 'GET',
     path: '/v1/domains',
     operationId: 'listDomains',
-    summary: 'Domains: the config file’s (on the first page) and the API’s',
+    summary: 'Domains: the config file’s, then the API’s, in pages',
     query: PageQuerySchema,
     responses: { 200: { description: 'A page of domains', schema: pageOf(DomainViewSchema) } },
     async handle({ deps, request }) {
-      const { limit, cursor } = parseWith(PageQuerySchema, request.query, 'query');
-      const page = await deps.store.pageDomains(limit, cursor);
-      const config =
-        cursor === undefined ? deps.config.domains.map((name) => configDomainView(deps, name)) : [];
-      return {
-        status: 200,
-        body: {
-          items: [...config, ...page.items.map((d) => domainView(deps, d))],
-          nextCursor: page.nextCursor,
+      const query = parseWith(PageQuerySchema, request.query, 'query');
+      const body = await configThenStore<DomainView>(
+        deps.config.domains.map((name) => configDomainView(deps, name)),
+        query,
+        async (limit, cursor) => {
+          const page = await deps.store.pageDomains(limit, cursor);
+          return { items: page.items.map((d) => domainView(deps, d)), nextCursor: page.nextCursor };
         },
-      };
+      );
+      return { status: 200, body };
     },
   },
   {
@@ -584,6 +704,7 @@ export const OPERATIONS: readonly Operation[] = [
     responses: {
       200: { description: 'The domain, verified', schema: DomainViewSchema },
       422: { description: 'The TXT record is not there (yet)', schema: ErrorSchema },
+      503: { description: "The domain's DNS did not answer: try again", schema: ErrorSchema },
     },
     async handle({ deps, params, now }) {
       const name = params.name!.toLowerCase();

@@ -9,6 +9,8 @@ import type {
   MessageDetail,
   MessageQuery,
   MessageSummary,
+  Refusal,
+  RefusalQuery,
   RouteInputSchema,
   RouteView,
   TimelineEvent,
@@ -115,6 +117,8 @@ export function apiClient(options: ApiClientOptions) {
     listActivity: (query: { since?: string; limit?: number; cursor?: string } = {}) =>
       call<ApiPage<Activity>>('GET', '/activity', { query }),
     getMessage: (messageId: string) => call<MessageDetail>('GET', `/messages/${id(messageId)}`),
+    listRefusals: (query: Partial<RefusalQuery> = {}) =>
+      call<ApiPage<Refusal>>('GET', '/refusals', { query }),
     retryMessage: (messageId: string, route?: string) =>
       call<{ messageId: string; jobs: JobRef[] }>('POST', `/messages/${id(messageId)}/retry`, {
         body: route === undefined ? {} : { route },
@@ -204,8 +208,13 @@ export function describeTimelineEvent(event: TimelineEvent): string {
       return `route ${event.route} → ${event.endpoint}: ${answer(event.status)}`;
     case 'dead_lettered':
       return `route ${event.route} → ${event.endpoint}: ${event.reason}, ${answer(event.status)}${event.error ? `, ${event.error}` : ''}; in the delivery DLQ`;
-    case 'retried':
-      return `${event.release ? 'released' : 'retried'} by ${event.by}, ${event.route === null ? 'every route' : `route ${event.route}`}: ${event.jobs.length} job(s) queued`;
+    case 'retried': {
+      const asked = `${event.release ? 'released' : 'retried'} by ${event.by}`;
+      const scope = event.route === null ? 'every route' : `route ${event.route}`;
+      if (event.jobs.length > 0) return `${asked}, ${scope}: ${event.jobs.length} job(s) queued`;
+      // Through parse the jobs are not known yet; an inbound DLQ entry covers its own recipients only.
+      return `${asked}${event.reparse ? `, ${scope}` : ''}: sent back to parse, whose next "parsed" lists the jobs`;
+    }
     case 'replayed':
       return `by ${event.by}, ${event.route === null ? 'every route' : `route ${event.route}`}`;
     case 'quarantined':

@@ -42,7 +42,7 @@ import type {
  * |---------------|-------------|-----------------------------|----------------------------------------------|
  * | message       | M#<id>      | M                           | e_<eventId>: one attribute per timeline event |
  * | more rcpts    | M#<id>      | R#<address>                 | 2nd and later recipients, for byRecipient     |
- * | refusal       | REFUSALS    | <minute>#<hash(client,rcpt)>| one per (minute, client, recipient)           |
+ * | refusal       | REFUSALS    | <minute>#<hash(client,rcpt)>| one per (minute, client, recipient), see below|
  * | API route     | ROUTE       | <route id>                  | tombstone (deleted, TTL 1 day) keeps revision |
  * | API domain    | DOMAIN      | <name>                      | same tombstones                               |
  * | API key       | KEY         | <key id>                    | SHA-256 of the secret, never the secret       |
@@ -66,6 +66,11 @@ import type {
  * asked) also puts an activity item, so a reader can follow messages received long before: 1 WRU
  * more for such a write, none for a message delivered at its first try. Four shards per hour keep
  * a retry storm from throttling one key (~1,000 writes a second each).
+ *
+ * A refusal's key makes a repeat within its minute overwrite it (the dedupe a listener's writer,
+ * which may only BatchWriteItem, gets without a conditional write), so keys order minutes, not
+ * refusals within one: a list reads each minute whole (at most 100 a minute per listener process,
+ * the writers' cap) and orders it by time itself.
  *
  * dynalite (local) has no TTL deletion, transactions or streams. So nothing relies on them: reads
  * skip expired items themselves (TTL deletion in AWS lags too), entity and change writes are two
@@ -148,6 +153,8 @@ const TOMBSTONE_TTL_SECONDS = DAY_SECONDS;
 /** Message candidates read for one list page before it returns with a cursor (DynamoDB reads 1 MB per Query alike). */
 const MAX_EXAMINED_PER_PAGE = 1000;
 const BATCH_GET_SIZE = 100;
+/** Refusals one Query reads: a list page costs what it needs, not a whole 1 MB page. */
+const REFUSALS_PER_QUERY = 100;
 const BATCH_WRITE_SIZE = 25;
 
 /** `#name` → `name` for each attribute an expression names (many are reserved words: status, name, data…). */
@@ -189,6 +196,25 @@ function decodeCursor<T>(cursor: string | undefined, check: (value: unknown) => 
 }
 
 type Item = Record<string, unknown>;
+
+/** Where a refusal sits in a list: by time, then by key (two in one millisecond). */
+type RefusalPosition = { at: string; sk: string };
+
+/** Newest first, as lists of refusals go. */
+const newestFirst = (a: RefusalPosition, b: RefusalPosition) =>
+  a.at !== b.at ? (a.at < b.at ? 1 : -1) : a.sk === b.sk ? 0 : a.sk < b.sk ? 1 : -1;
+
+/** A page of refusals goes on from `minute` (down), past `after` within it when given. */
+type RefusalCursor = { minute: string; after?: RefusalPosition };
+
+function isRefusalCursor(value: unknown): value is RefusalCursor {
+  const { minute, after } = (value ?? {}) as { minute?: unknown; after?: Partial<Record<string, unknown>> };
+  return (
+    typeof minute === 'string' &&
+    /^\d{4}-\d\d-\d\dT\d\d:\d\d$/.test(minute) &&
+    (after === undefined || (typeof after?.at === 'string' && typeof after.sk === 'string'))
+  );
+}
 
 /** Reads the timeline back from the `e_<eventId>` attributes, oldest first (ties by event id). */
 function messageFromItem(item: Item): StoredMessage {
@@ -593,50 +619,67 @@ export function dynamoControlStore(
     async listRefusals(query) {
       const since = new Date(
         Math.max(Date.parse(query.since), now().getTime() - refusalRetentionSeconds * 1000),
-      );
-      const start = decodeCursor(
-        query.cursor,
-        (value): value is { pk: 'REFUSALS'; sk: string } =>
-          (value as { pk?: unknown })?.pk === 'REFUSALS' &&
-          typeof (value as { sk?: unknown }).sk === 'string',
-      );
+      ).toISOString();
+      const cursor = decodeCursor(query.cursor, isRefusalCursor);
+      const recipient = query.recipient?.toLowerCase();
+      const bottom = since.slice(0, 16);
+      const top = cursor ? `${cursor.minute}#~` : '~';
       const items: Refusal[] = [];
-      let next: Record<string, unknown> | undefined = start;
-      do {
-        const page = await doc.send(
-          new QueryCommand({
-            TableName: tableName,
-            KeyConditionExpression: '#pk = :pk AND #sk >= :since',
-            FilterExpression: `#at >= :sinceAt${query.recipient ? ' AND #rk = :rk' : ''}`,
-            ExpressionAttributeNames: {
-              '#pk': 'pk',
-              '#sk': 'sk',
-              '#at': 'at',
-              ...(query.recipient ? { '#rk': 'recipientKey' } : {}),
-            },
-            ExpressionAttributeValues: {
-              ':pk': 'REFUSALS',
-              ':since': since.toISOString().slice(0, 16),
-              ':sinceAt': since.toISOString(),
-              ...(query.recipient ? { ':rk': query.recipient.toLowerCase() } : {}),
-            },
-            ScanIndexForward: false,
-            Limit: query.limit - items.length,
-            ExclusiveStartKey: next,
-          }),
-        );
-        for (const item of (page.Items ?? []) as Item[]) {
+      if (top < bottom) return { items, nextCursor: null };
+      let examined = 0;
+      const minuteOf = (item: RefusalPosition) => item.sk.slice(0, 16);
+      /** Takes one whole minute, newest first; a page once it is full or the read budget is spent. */
+      const take = (minute: (Item & RefusalPosition)[], next: string | undefined) => {
+        minute.sort(newestFirst);
+        for (const [i, item] of minute.entries()) {
+          examined++;
+          if (cursor?.after && newestFirst(item, cursor.after) <= 0) continue;
+          if (item.at < since || (recipient && item.recipientKey !== recipient)) continue;
           items.push({
-            at: item.at as string,
+            at: item.at,
             recipient: item.recipient as string,
             mailFrom: item.mailFrom as string,
             remoteAddress: item.remoteAddress as string,
             reply: item.reply as string,
           });
+          if (items.length === query.limit) {
+            const after = { at: item.at, sk: item.sk };
+            const rest: RefusalCursor | undefined =
+              i < minute.length - 1 ? { minute: minuteOf(item), after } : next ? { minute: next } : undefined;
+            return { items, nextCursor: rest ? encodeCursor(rest) : null };
+          }
         }
-        next = page.LastEvaluatedKey;
-      } while (next && items.length < query.limit);
-      return { items, nextCursor: next ? encodeCursor(next) : null };
+        // Read budget spent (a recipient never refused would read every refusal kept): the caller
+        // asks again from here, as with listMessages.
+        if (next && examined >= MAX_EXAMINED_PER_PAGE)
+          return { items, nextCursor: encodeCursor({ minute: next }) };
+        return undefined;
+      };
+      let minute: (Item & RefusalPosition)[] = [];
+      let start: Record<string, unknown> | undefined;
+      do {
+        const page = await doc.send(
+          new QueryCommand({
+            TableName: tableName,
+            KeyConditionExpression: '#pk = :pk AND #sk BETWEEN :bottom AND :top',
+            ExpressionAttributeNames: names('pk', 'sk'),
+            ExpressionAttributeValues: { ':pk': 'REFUSALS', ':bottom': bottom, ':top': top },
+            ScanIndexForward: false,
+            Limit: REFUSALS_PER_QUERY,
+            ExclusiveStartKey: start,
+          }),
+        );
+        start = page.LastEvaluatedKey;
+        for (const item of (page.Items ?? []) as (Item & RefusalPosition)[]) {
+          if (minute[0] && minuteOf(item) !== minuteOf(minute[0])) {
+            const full = take(minute, minuteOf(item));
+            if (full) return full;
+            minute = [];
+          }
+          minute.push(item);
+        }
+      } while (start);
+      return take(minute, undefined) ?? { items, nextCursor: null };
     },
 
     async pageRoutes(limit, cursor) {

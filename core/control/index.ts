@@ -21,7 +21,7 @@ export {
   ensureControlTable,
 } from './dynamodb-store.ts';
 export { ApiError, DomainNotVerifiedError, StoreConflictError, StoreRejectedError } from './errors.ts';
-export { findApiKey, newApiKey } from './keys.ts';
+export { findApiKey, isApiKeyShaped, newApiKey } from './keys.ts';
 export type { MessageLogWriterOptions, MessageLogWriterStats } from './log-writer.ts';
 export { MessageLogWriter } from './log-writer.ts';
 export { detail, matchesQuery, messageRoutes, senderKey, subjectWords, summarize } from './message-view.ts';

@@ -19,6 +19,11 @@ function keyIdOf(hash: string): string {
   return `key_${hash.slice(0, 16)}`;
 }
 
+/** Whether a string has the shape of a key (`mbk_` and 43 base64url characters): what a client checks before sending it. */
+export function isApiKeyShaped(secret: string): boolean {
+  return KEY_SHAPE.test(secret);
+}
+
 /** A new key: the secret (`mbk_` + 256 random bits, base64url), shown once, and what is stored. */
 export function newApiKey(name: string, scope: KeyScope, now: Date): { secret: string; stored: StoredKey } {
   const secret = `${KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
@@ -34,7 +39,7 @@ export async function findApiKey(
   store: Pick<KeyStore, 'getKey'>,
   secret: string,
 ): Promise<StoredKey | undefined> {
-  if (!KEY_SHAPE.test(secret)) return undefined;
+  if (!isApiKeyShaped(secret)) return undefined;
   const hash = hashKey(secret);
   const stored = await store.getKey(keyIdOf(hash));
   if (stored?.hash.length !== hash.length) return undefined;

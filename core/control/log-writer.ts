@@ -157,10 +157,22 @@ export class MessageLogWriter {
     return this.stats.pending === 0;
   }
 
-  /** Stops taking events and flushes what is queued (bounded by `timeoutMs`). */
+  /**
+   * Stops taking events and flushes what is queued (bounded by `timeoutMs`). What is still queued
+   * then is lost with the process: counted as dropped and logged with the message ids, so the gap
+   * in the log is seen (the mail itself is stored and queued already).
+   */
   async close(timeoutMs = 5000): Promise<boolean> {
     this.#closed = true;
-    return this.flush(timeoutMs);
+    if (await this.flush(timeoutMs)) return true;
+    const { pending } = this.stats;
+    this.#stats.dropped += pending;
+    this.#count('ControlLogDropped', pending);
+    this.#options.logger?.error('message log events not written before stopping', {
+      events: pending,
+      messageIds: [...this.#pending.keys()].slice(0, 100),
+    });
+    return false;
   }
 
   #drop(): void {

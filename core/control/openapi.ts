@@ -57,6 +57,7 @@ export function openApiDocument(operations: readonly Operation[]): JsonSchema {
       ...(operation.method === 'GET'
         ? {}
         : { 409: errorResponse('Conflict: read-only, taken, or changed meanwhile') }),
+      500: errorResponse('Internal error (the store or Secrets Manager failed); the logs have it'),
     });
     paths[operation.path] ??= {};
     paths[operation.path]![operation.method.toLowerCase()] = {
@@ -68,7 +69,8 @@ export function openApiDocument(operations: readonly Operation[]): JsonSchema {
       ...(operation.body
         ? {
             requestBody: {
-              required: false,
+              // An absent body is read as `{}`: required when `{}` is not a valid one.
+              required: !operation.body.safeParse({}).success,
               content: { 'application/json': { schema: jsonSchema(operation.body, 'input') } },
             },
           }
@@ -85,6 +87,8 @@ export function openApiDocument(operations: readonly Operation[]): JsonSchema {
         'The message log, SMTP refusals, routes, domains and API keys of a mailbridge deployment. Every request needs `Authorization: Bearer mbk_…`; read-only keys may only GET. Errors are `{ "error": { "code", "message" } }`.',
     },
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
+    // Relative: the origin that serves this document (the stack output ApiUrl's, or 127.0.0.1:8027).
+    servers: [{ url: '/', description: 'The origin that serves this document' }],
     security: [{ bearer: [] }],
     paths,
     components: {

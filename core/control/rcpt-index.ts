@@ -2,11 +2,12 @@ import type { Config, Route } from '../config.ts';
 import { RelayDeniedError, UnknownRecipientError } from '../errors.ts';
 import {
   compileMatcher,
-  globToRegExp,
+  globMatcher,
   type Matcher,
   type ParsedAddress,
   parseAddress,
   type RecipientRoute,
+  type RegexEngine,
   Router,
 } from '../routes.ts';
 import { DomainNotVerifiedError } from './errors.ts';
@@ -26,7 +27,7 @@ interface Entry {
 interface PatternEntry extends Entry {
   readonly prefix: string;
   readonly suffix: string;
-  readonly regex: RegExp | undefined;
+  readonly stars: ((text: string) => boolean) | undefined;
 }
 
 /** A regex, or a glob with a `*` in its domain: tests the whole address, as Router does. */
@@ -64,12 +65,12 @@ interface Placement {
 function localGlob(route: Route, rank: string, local: string): PatternEntry {
   const star = local.indexOf('*');
   if (star !== local.lastIndexOf('*'))
-    return { route, rank, prefix: '', suffix: '', regex: globToRegExp(local) };
-  return { route, rank, prefix: local.slice(0, star), suffix: local.slice(star + 1), regex: undefined };
+    return { route, rank, prefix: '', suffix: '', stars: globMatcher(local) };
+  return { route, rank, prefix: local.slice(0, star), suffix: local.slice(star + 1), stars: undefined };
 }
 
-function globTakes({ prefix, suffix, regex }: PatternEntry, text: string): boolean {
-  if (regex) return regex.test(text);
+function globTakes({ prefix, suffix, stars }: PatternEntry, text: string): boolean {
+  if (stars) return stars(text);
   return text.length >= prefix.length + suffix.length && text.startsWith(prefix) && text.endsWith(suffix);
 }
 
@@ -147,12 +148,15 @@ export class RcptIndex extends Router {
     for (const domain of config.domains) if (!domain.startsWith('*.')) this.#domain(domain).status = 'config';
     const width = String(config.routes.length).length;
     config.routes.forEach((route, order) => {
-      this.#place(route, `0${String(order).padStart(width, '0')}`);
+      this.#place(route, `0${String(order).padStart(width, '0')}`, 'js');
     });
     for (const [name, entry] of this.#domains) this.#refreshDomainAnswers(name, entry);
   }
 
-  /** Adds or replaces an API route; `createdAt` orders it among routes of equal specificity. */
+  /**
+   * Adds or replaces an API route; `createdAt` orders it among routes of equal specificity. Its
+   * `/regex/` patterns run on RE2, in time linear in the address (see `RegexEngine`).
+   */
   putRoute(route: Route, createdAt: string): void {
     this.removeRoute(route.id);
     const key = JSON.stringify(route.filtering);
@@ -161,7 +165,10 @@ export class RcptIndex extends Router {
     this.#policies.set(key, policy);
     const { filtering } = policy;
     const held = filtering === route.filtering ? route : { ...route, filtering };
-    this.#apiRoutes.set(route.id, { placements: this.#place(held, `1${createdAt}\0${route.id}`), policy });
+    this.#apiRoutes.set(route.id, {
+      placements: this.#place(held, `1${createdAt}\0${route.id}`, 're2'),
+      policy,
+    });
   }
 
   /** Removes an API route; false when it was not there. Config routes stay. */
@@ -276,7 +283,7 @@ export class RcptIndex extends Router {
   /** Puts in the table what a domain answers, when it takes mail and has at most one plain glob. */
   #refreshDomainAnswers(name: string, domain: DomainEntry): void {
     const patterns = domain.patterns ?? [];
-    const plain = patterns.length === 0 || (patterns.length === 1 && !patterns[0]!.regex);
+    const plain = patterns.length === 0 || (patterns.length === 1 && !patterns[0]!.stars);
     const answers =
       plain && this.#takesMail(name, domain.status)
         ? { glob: patterns[0], catchAll: domain.catchAll?.[0]?.route }
@@ -301,8 +308,11 @@ export class RcptIndex extends Router {
     }
   }
 
-  /** Puts each pattern of a route in its list; regexes and domain-wide globs compiled by Router's compiler. */
-  #place(route: Route, rank: string): Placement[] {
+  /**
+   * Puts each pattern of a route in its list; regexes (run by `regexes`: RE2 for API routes) and
+   * domain-wide globs compiled by Router's compiler.
+   */
+  #place(route: Route, rank: string, regexes: RegexEngine): Placement[] {
     const placements: Placement[] = [];
     const add = <T extends Entry>(list: T[], entry: T, refresh: () => void) => {
       insertSorted(list, entry);
@@ -310,7 +320,11 @@ export class RcptIndex extends Router {
     };
     for (const pattern of route.match) {
       if (pattern.startsWith('/')) {
-        add(this.#globalPatterns, { route, rank, matcher: compileMatcher(pattern) }, () => undefined);
+        add(
+          this.#globalPatterns,
+          { route, rank, matcher: compileMatcher(pattern, regexes) },
+          () => undefined,
+        );
         continue;
       }
       const lower = pattern.toLowerCase();

@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { ConfigSchema } from '../config.ts';
 import { FilteringFactsSchema } from '../filtering/schemas.ts';
+import { subjectWords } from './message-view.ts';
 
 /**
  * The control plane's data, one source for the TypeScript types, request validation and the
@@ -111,13 +112,20 @@ export const RetriedEventSchema = z
     type: z.literal('retried'),
     by: ActorSchema,
     route: z.string().nullable().meta({ description: 'The route retried; null for every route.' }),
-    jobs: z.array(JobRefSchema),
+    jobs: z.array(JobRefSchema).meta({
+      description:
+        'The deliveries sent again as they were (`mailbridge dlq redrive` of a delivery job). Empty when the message went back through parse, which builds its deliveries by the routes in force then: the `parsed` event that follows lists them.',
+    }),
+    reparse: z.boolean().optional().meta({
+      description:
+        "true (API retry and release): parse builds the deliveries of `route` (every route when null) again, and they replace that route's earlier ones; until its `parsed` event the message is not settled. Absent for `mailbridge dlq redrive`, whose inbound entry is parsed again for its own recipients only.",
+    }),
     release: z
       .boolean()
       .optional()
       .meta({ description: 'true: a quarantined message released for delivery.' }),
   })
-  .meta({ description: 'Delivery was asked again (API or CLI); the jobs listed were queued.' });
+  .meta({ description: 'Delivery was asked again (API or CLI).' });
 
 export const ReplayedEventSchema = z
   .object({
@@ -215,6 +223,8 @@ export const MessageQuerySchema = z.strictObject({
     .trim()
     .min(1)
     .max(200)
+    // Without a word (letters or digits) it would match every message.
+    .refine((q) => subjectWords(q).length > 0, 'no word to look for: letters or digits')
     .optional()
     .meta({ description: 'Words that must all be in the subject.' }),
   limit,
@@ -226,9 +236,15 @@ export const RetryRequestSchema = z.strictObject({
   route: z.string().min(1).optional().meta({ description: 'Only this route; every route when absent.' }),
 });
 
-export const RetryResponseSchema = z.object({ messageId, jobs: z.array(JobRefSchema) });
+export const RetryResponseSchema = z.object({
+  messageId,
+  jobs: z.array(JobRefSchema).meta({
+    description:
+      "Empty: the message goes back through parse, which builds its deliveries by the routes in force then; they show in the message's timeline, in the `parsed` event that follows the `retried` one.",
+  }),
+});
 
-/** An SMTP recipient refused at RCPT time (bounded: see the log writer's caps). */
+/** An SMTP refusal: at MAIL FROM, at RCPT, or at the end of DATA (one per recipient); bounded: see the log writer's caps. */
 export const RefusalSchema = z.object({
   at,
   recipient: z.string(),

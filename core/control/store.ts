@@ -75,7 +75,11 @@ export interface MessageLogStore {
    * Throws {@link StoreRejectedError} as {@link appendEvents} does.
    */
   putRefusals(refusals: readonly Refusal[]): Promise<void>;
-  /** Newest first, back to `since`. */
+  /**
+   * Newest first, back to `since`. A call reads about 1,000 refusals at most (whole minutes), then
+   * answers with what matched and a cursor, as {@link listMessages} does: a recipient never refused
+   * costs one bounded read per page, not the whole store.
+   */
   listRefusals(query: {
     since: string;
     recipient?: string;

@@ -8,7 +8,14 @@ import {
   type RetryPort,
   type TxtResolver,
 } from '../../core/control/index.ts';
-import { type Config, createLogger, type Logger, type Runtime } from '../../core/index.ts';
+import {
+  type Config,
+  createLogger,
+  createMetrics,
+  type Logger,
+  type Metrics,
+  type Runtime,
+} from '../../core/index.ts';
 import { boundedResolver, systemResolver } from '../parse/dns.ts';
 import { fromApiGatewayEvent, toApiGatewayResult } from './adapter.ts';
 import { secretsManagerSigningSecretStore } from './secrets-manager-store.ts';
@@ -31,6 +38,7 @@ export interface ApiFunctionDeps {
   readonly resolver?: TxtResolver;
   readonly now?: () => Date;
   readonly logger?: Logger;
+  readonly metrics?: Metrics;
 }
 
 /**
@@ -42,6 +50,7 @@ export function createApiFunctionHandler(
   deps: ApiFunctionDeps,
 ): (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredResultV2> {
   const logger = deps.logger ?? createLogger('api');
+  const metrics = deps.metrics ?? createMetrics('api');
   const presign = s3Presigner(deps.s3, {
     expiresInSeconds: RAW_LINK_SECONDS,
     ...(deps.now ? { now: deps.now } : {}),
@@ -57,6 +66,13 @@ export function createApiFunctionHandler(
     presign: (raw) => presign(raw.bucket, raw.key),
     ...(deps.now ? { now: deps.now } : {}),
     logger,
+    metrics,
   });
-  return async (event) => toApiGatewayResult(await api(fromApiGatewayEvent(event)));
+  return async (event) => {
+    try {
+      return toApiGatewayResult(await api(fromApiGatewayEvent(event)));
+    } finally {
+      metrics.publishStoredMetrics();
+    }
+  };
 }

@@ -63,7 +63,12 @@ export function createParseHandler(
   const logger = deps.logger ?? createLogger('parse');
   const metrics = deps.metrics ?? createMetrics('parse');
   const sync = deps.controlStore
-    ? new RouteSync(deps.config, deps.controlStore, { logger, metrics })
+    ? new RouteSync(deps.config, deps.controlStore, {
+        // As the listener's: mail it took for a pending domain must route here too, not dead-letter.
+        acceptUnverifiedDomains: deps.config.controlPlane.acceptUnverifiedDomains,
+        logger,
+        metrics,
+      })
     : undefined;
   const log = deps.controlStore ? new MessageLogWriter(deps.controlStore, { logger, metrics }) : undefined;
   const now = deps.now ?? (() => new Date());

@@ -10,4 +10,4 @@ export type { ParseResult, ProcessDeps } from './process.ts';
 export { processInboundEvent } from './process.ts';
 export { splitReply, stripQuotedReply } from './stripped-text.ts';
 export type { DnsZoneRecords } from './zone-resolver.ts';
-export { loadDnsZone, parseDnsZone, zoneResolver } from './zone-resolver.ts';
+export { loadDnsZone, parseDnsZone, zoneFileResolver, zoneResolver } from './zone-resolver.ts';

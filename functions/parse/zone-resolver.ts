@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { type Document, LineCounter, parseDocument } from 'yaml';
 import * as z from 'zod';
 import { ConfigError } from '../../core/index.ts';
@@ -113,5 +113,51 @@ export function zoneResolver(zone: DnsZoneRecords, options: { fallback?: DnsReso
     const values = records[rrtype as RecordType];
     if (!values) throw notFound(name, rrtype, 'ENODATA');
     return rrtype === 'TXT' ? values.map((value) => txtChunks(String(value))) : values;
+  };
+}
+
+/** What tells one version of a file from the next: inode, size and time of change (or why none). */
+async function stampOf(path: string): Promise<string> {
+  try {
+    const { ino, size, mtimeMs } = await stat(path);
+    return `${ino} ${size} ${mtimeMs}`;
+  } catch (error) {
+    return `unreadable: ${(error as Error).message}`;
+  }
+}
+
+/**
+ * A {@link zoneResolver} on a zone file that follows its edits, so a record added while running (a
+ * domain's TXT proof) answers without a restart. The file is read now (a bad one throws, as
+ * {@link loadDnsZone}); each lookup then looks at the file's stamp, and reads it again when it
+ * changed. A file that became invalid or unreadable leaves the last good zone answering, and
+ * `onError` gets the {@link ConfigError} naming its line, once per change of the file.
+ */
+export async function zoneFileResolver(
+  path: string,
+  options: { source?: string; fallback?: DnsResolver; onError: (error: ConfigError) => void },
+): Promise<DnsResolver> {
+  const source = options.source ?? path;
+  // Taken before the read: an edit made during it is read at the next lookup.
+  let stamp = await stampOf(path);
+  let resolve = zoneResolver(await loadDnsZone(path, source), options);
+  let looking: Promise<void> | undefined;
+  const look = async () => {
+    const now = await stampOf(path);
+    if (now === stamp) return;
+    stamp = now;
+    try {
+      resolve = zoneResolver(await loadDnsZone(path, source), options);
+    } catch (error) {
+      options.onError(error as ConfigError);
+    }
+  };
+  return async (name, rrtype) => {
+    // Lookups made while the file is looked at wait for that one look.
+    looking ??= look().finally(() => {
+      looking = undefined;
+    });
+    await looking;
+    return resolve(name, rrtype);
   };
 }

@@ -151,7 +151,8 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
   let env: Record<string, string>;
   const zone: ZoneRecords = {};
   const dns = createDnsZone(zone);
-  // The pipeline's retry port cannot run in this unit test (no queues): a stub that records what it was asked.
+  // The pipeline's retry port cannot run in this unit test (no queues): a stub that records what it
+  // was asked and, as the pipeline's, answers no job (parse builds them).
   const retries: Parameters<RetryPort['retry']>[0][] = [];
   const ids: Record<string, string> = {};
   const receivedAt: Record<string, number> = {};
@@ -168,7 +169,7 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
       retry: {
         async retry(request) {
           retries.push(request);
-          return [{ route: 'inbox', endpoint: HOOK, webhookId: webhookId(request.messageId, 'inbox') }];
+          return [];
         },
       },
     });
@@ -275,13 +276,24 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
       );
     });
 
-    it('without any key says how to get one', async () => {
+    it('without any key says how to get one, and refuses a malformed one without printing it', async () => {
       const result = await runCli(['messages', 'list'], { env: { MAILBRIDGE_API_URL: api.server.url } });
       assert.equal(result.code, 1);
       assert.equal(
         result.stderr,
         'mailbridge: no API key: set MAILBRIDGE_API_KEY (or --api-key), or run mailbridge keys create\n',
       );
+      // Two keys pasted on two lines, as a CI variable may hold them: refused before any request, not echoed.
+      const pasted = `${admin}\n${admin}`;
+      const malformed = await runCli(['messages', 'list'], {
+        env: { MAILBRIDGE_API_URL: api.server.url, MAILBRIDGE_API_KEY: pasted },
+      });
+      assert.equal(malformed.code, 1);
+      assert.equal(
+        malformed.stderr,
+        `mailbridge: the API key is not a mailbridge key (mbk_ and 43 letters, digits, - or _; this one has ${pasted.length} characters): check MAILBRIDGE_API_KEY or --api-key\n`,
+      );
+      assert.ok(!malformed.stderr.includes(admin.slice(4)), 'the key is not printed');
       const noUrl = await runCli(['routes', 'list'], { env: { MAILBRIDGE_API_KEY: admin } });
       assert.equal(noUrl.code, 1);
       assert.match(noUrl.stderr, /^mailbridge: no API URL: set MAILBRIDGE_API_URL/);
@@ -668,22 +680,17 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
       );
     });
 
-    it('retry and release queue the deliveries again through the retry port, and the timeline says so', async () => {
+    it('retry and release send the message back to parse through the retry port, and the timeline says so', async () => {
       retries.length = 0;
-      const retried = await runCli(['messages', 'retry', ids.a!, '--route', 'inbox', '--json'], { env });
+      const retried = await runCli(['messages', 'retry', ids.a!, '--route', 'inbox'], { env });
       assert.equal(retried.code, 0, retried.stderr);
-      assert.deepEqual(JSON.parse(retried.stdout), {
-        messageId: ids.a,
-        jobs: [{ route: 'inbox', endpoint: HOOK, webhookId: webhookId(ids.a!, 'inbox') }],
-      });
-      const released = await runCli(['messages', 'release', ids.a!], { env });
-      assert.equal(released.code, 0, released.stderr);
-      assert.match(
-        released.stdout,
-        new RegExp(
-          `^released 1 delivery job\\(s\\) of message ${ids.a}\\n  inbox\\s+${HOOK}\\s+webhook-id \\S+\\n$`,
-        ),
+      assert.equal(
+        retried.stdout,
+        `queued message ${ids.a} again for route inbox: parse builds its deliveries by the routes in force; mailbridge messages show ${ids.a} lists them\n`,
       );
+      const released = await runCli(['messages', 'release', ids.a!, '--json'], { env });
+      assert.equal(released.code, 0, released.stderr);
+      assert.deepEqual(JSON.parse(released.stdout), { messageId: ids.a, jobs: [] });
       assert.deepEqual(retries, [
         { messageId: ids.a, route: 'inbox', by: adminId },
         { messageId: ids.a, route: null, by: adminId, release: true },
@@ -691,15 +698,25 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
       const shown = await runCli(['messages', 'show', ids.a!], { env });
       assert.match(
         shown.stdout,
-        new RegExp(`retried\\s+retried by ${adminId}, route inbox: 1 job\\(s\\) queued$`, 'm'),
+        new RegExp(
+          `retried\\s+retried by ${adminId}, route inbox: sent back to parse, whose next "parsed" lists the jobs$`,
+          'm',
+        ),
       );
       assert.match(
         shown.stdout,
-        new RegExp(`retried\\s+released by ${adminId}, every route: 1 job\\(s\\) queued$`, 'm'),
+        new RegExp(
+          `retried\\s+released by ${adminId}, every route: sent back to parse, whose next "parsed" lists the jobs$`,
+          'm',
+        ),
       );
       const wrongRoute = await runCli(['messages', 'retry', ids.a!, '--route', 'nope'], { env });
       assert.equal(wrongRoute.code, 1);
       assert.match(wrongRoute.stderr, /never went to route "nope" \(400 validation_failed\)/);
+      // b went to route sales, which no config or store holds now: parse would queue nothing for it.
+      const goneRoute = await runCli(['messages', 'retry', ids.b!, '--route', 'sales'], { env });
+      assert.equal(goneRoute.code, 1);
+      assert.match(goneRoute.stderr, /route "sales" no longer exists: retry every route .* \(409 conflict\)/);
       const readOnly = await runCli(['messages', 'retry', ids.a!], {
         env: { ...env, MAILBRIDGE_API_KEY: reader },
       });
@@ -978,6 +995,103 @@ describe('mailbridge messages, routes, domains, keys and tail on the control pla
       assert.match(
         delivered!,
         new RegExp(`^\\S+T\\d\\d:\\d\\d:\\d\\d delivered ${id} → route inbox ${HOOK} HTTP 204 \\(try 1\\)$`),
+      );
+    });
+  });
+
+  describe('refusals', () => {
+    const refusal = (ago: number, recipient: string, reply: string, remoteAddress = '198.51.100.7') => ({
+      at: new Date(Date.now() - ago).toISOString(),
+      recipient,
+      mailFrom: 'x@spam.test',
+      remoteAddress,
+      reply,
+    });
+
+    it('lists refusals newest first, by recipient and time, a page at a time; for people a table', async () => {
+      const old = refusal(
+        2 * 3600_000,
+        'old@example.test',
+        '550 5.1.1 Mailbox <old@example.test> does not exist',
+      );
+      const unknown = refusal(
+        180_000,
+        'nobody@example.test',
+        '550 5.1.1 Mailbox <nobody@example.test> does not exist',
+      );
+      // A message refused at the end of DATA: each of its recipients.
+      const spam = [
+        refusal(120_000, 'sales@example.test', '550 5.7.1 Message refused as spam (score 18)'),
+        refusal(120_001, 'support@example.test', '550 5.7.1 Message refused as spam (score 18)'),
+      ];
+      const sender = refusal(60_000, '', '530 5.7.0 Authentication required');
+      await t.store.putRefusals([old, unknown, ...spam, sender]);
+      const list = async (...args: string[]) => {
+        const result = await runCli(['refusals', 'list', '--json', ...args], { env });
+        assert.equal(result.code, 0, result.stderr);
+        return JSON.parse(result.stdout) as { items: { recipient: string }[]; nextCursor: string | null };
+      };
+
+      assert.deepEqual((await list()).items, [sender, ...spam, unknown]);
+      assert.deepEqual((await list('--recipient', 'NOBODY@example.test')).items, [unknown]);
+      assert.deepEqual((await list('--since', '3h')).items, [sender, ...spam, unknown, old]);
+      const first = await list('--limit', '2');
+      assert.deepEqual(first.items, [sender, spam[0]]);
+      assert.ok(first.nextCursor);
+      assert.deepEqual((await list('--limit', '2', '--cursor', first.nextCursor)).items, [spam[1], unknown]);
+
+      const human = await runCli(['refusals', 'list', '--limit', '2'], { env });
+      assert.equal(human.code, 0, human.stderr);
+      const lines = human.stdout.trim().split('\n');
+      assert.match(lines[0]!, /^REFUSED\s+CLIENT\s+FROM\s+TO\s+REPLY$/);
+      assert.match(
+        lines[1]!,
+        /^\S+Z\s+198\.51\.100\.7\s+<x@spam\.test>\s+-\s+530 5\.7\.0 Authentication required$/,
+      );
+      assert.match(
+        lines[2]!,
+        /^\S+Z\s+198\.51\.100\.7\s+<x@spam\.test>\s+sales@example\.test\s+550 5\.7\.1 Message refused as spam \(score 18\)$/,
+      );
+      assert.match(lines[3]!, /^more: run again with --cursor \S+$/);
+      const none = await runCli(['refusals', 'list', '--recipient', 'ann@example.test'], { env });
+      assert.equal(none.stdout, 'no refusals\n');
+    });
+
+    it('tail prints each refusal as it happens, one JSON object or one line each', async () => {
+      const json = await startCli(
+        ['tail', '--json', '--count', '2', '--interval', '0.2', '--timeout', '30'],
+        'following the message log',
+        { env },
+      );
+      const rcpt = refusal(1, 'x@example.test', '550 5.1.1 Mailbox <x@example.test> does not exist');
+      const data = refusal(
+        0,
+        'y@example.test',
+        '552 5.3.4 Error: message exceeds fixed maximum message size 41943040',
+        '203.0.113.4',
+      );
+      await t.store.putRefusals([rcpt]);
+      await t.store.putRefusals([data]);
+      const result = await json.done;
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(jsonLines(result.stdout), [
+        { kind: 'refused', ...rcpt },
+        { kind: 'refused', ...data },
+      ]);
+
+      const human = await startCli(
+        ['tail', '--count', '1', '--interval', '0.2', '--timeout', '30'],
+        'following',
+        {
+          env,
+        },
+      );
+      await t.store.putRefusals([refusal(0, '', '530 5.7.0 Authentication required')]);
+      const line = await human.done;
+      assert.equal(line.code, 0, line.stderr);
+      assert.match(
+        line.stdout,
+        /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d refused {3}MAIL FROM <x@spam\.test> 530 5\.7\.0 Authentication required \(from 198\.51\.100\.7\)\n$/,
       );
     });
   });

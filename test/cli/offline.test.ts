@@ -110,7 +110,7 @@ describe('mailbridge routes check', () => {
 
   it('checks the config alone, saying why, when the API named cannot be reached', async () => {
     const result = await runCli(['routes', 'check', 'a@example.test'], {
-      env: { MAILBRIDGE_API_URL: 'http://127.0.0.1:1', MAILBRIDGE_API_KEY: 'mbk_test' },
+      env: { MAILBRIDGE_API_URL: 'http://127.0.0.1:1', MAILBRIDGE_API_KEY: `mbk_${'k'.repeat(43)}` },
     });
     assert.equal(result.code, 0, result.stderr);
     assert.match(

@@ -203,6 +203,7 @@ describe('mailbridge CLI against the local runtime', () => {
       ['messages', 'show'],
       ['messages', 'retry'],
       ['messages', 'release'],
+      ['refusals', 'list'],
       ['routes', 'list'],
       ['routes', 'add'],
       ['routes', 'rm'],

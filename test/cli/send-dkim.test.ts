@@ -67,7 +67,7 @@ describe('mailbridge send --dkim against the default dev config and its DNS zone
   it('says at start which zone file answers', () => {
     assert.ok(
       describeRuntime(runtime).includes(
-        "sender auth DNS: dev/auth/zone.yaml for the names it has, the system's for the rest (offline: temperror)",
+        "sender auth DNS: dev/auth/zone.yaml for the names it has (read again when it changes), the system's for the rest (offline: temperror)",
       ),
     );
   });

@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { Metrics } from '@aws-lambda-powertools/metrics';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { Webhook } from 'standardwebhooks';
 import { monotonicFactory } from 'ulid';
 import { s3Presigner } from '../../core/aws/index.ts';
+import { MAX_API_REGEXES } from '../../core/control/api.ts';
 import {
   createApiHandler,
-  type JobRef,
   localSigningSecretStore,
   newApiKey,
   OPENAPI_DOCUMENT_PATH,
@@ -48,6 +49,15 @@ function conforms(method: string, template: string, status: number, body: unknow
 }
 
 const eventId = monotonicFactory();
+
+/** Metrics that remember what was counted (tests publish none). */
+class CountedMetrics extends Metrics {
+  readonly counted: string[] = [];
+  override addMetric(...args: Parameters<Metrics['addMetric']>): this {
+    this.counted.push(args[0]);
+    return super.addMetric(...args);
+  }
+}
 
 describe('control plane API over HTTP (dynalite)', () => {
   let t: TestControlStore;
@@ -93,13 +103,11 @@ describe('control plane API over HTTP (dynalite)', () => {
     admin = full.secret;
     adminId = full.stored.id;
     reader = read.secret;
+    // As the pipeline's port: the message goes back to parse, which alone knows the jobs.
     const retry: RetryPort = {
       async retry(request) {
         retries.push(request);
-        const message = await t.store.getMessage(request.messageId);
-        const parsed = message?.timeline.find((e) => e.type === 'parsed');
-        const jobs = parsed?.type === 'parsed' ? parsed.jobs : [];
-        return jobs.filter((job: JobRef) => request.route === null || job.route === request.route);
+        return [];
       },
     };
     const s3 = new S3Client({
@@ -467,6 +475,10 @@ describe('control plane API over HTTP (dynalite)', () => {
       assert.equal(bad.status, 400);
       assert.match(bad.body.error.message, /query\.status: .*query\.limit: |query\.limit: .*query\.status: /);
       assert.match((await call('GET', '/v1/messages?cursor=abc')).body.error.message, /^query\.cursor/);
+      // No word to look for would match every message.
+      const wordless = await call('GET', '/v1/messages?q=!!!');
+      assert.equal(wordless.status, 400);
+      assert.match(wordless.body.error.message, /^query\.q: /);
     });
 
     it('shows one message with its timeline and a short-lived raw link', async () => {
@@ -482,25 +494,74 @@ describe('control plane API over HTTP (dynalite)', () => {
       assert.equal(url.pathname, `/mail/raw/${ids[0]}.eml`);
       assert.equal(url.searchParams.get('X-Amz-Expires'), '300');
       assert.ok(url.searchParams.get('X-Amz-Signature'));
+      // ULIDs are case-insensitive: a lowercased id finds the message.
+      const lower = await call('GET', `/v1/messages/${ids[0]!.toLowerCase()}`);
+      assert.equal(lower.status, 200);
+      assert.equal(lower.body.id, ids[0]);
       assert.equal((await call('GET', `/v1/messages/${newMessageId()}`)).status, 404);
       assert.equal((await call('GET', '/v1/messages/not-an-id')).status, 404);
     });
 
-    it('retries one route through the pipeline port and logs who asked', async () => {
-      const retried = await call('POST', `/v1/messages/${ids[0]}/retry`, { body: { route: 'crm' } });
+    it('retries one route through the pipeline port, claims no job before parse, and logs who asked', async () => {
+      // Lowercased, as a ULID may be typed.
+      const retried = await call('POST', `/v1/messages/${ids[0]!.toLowerCase()}/retry`, {
+        body: { route: 'inbox' },
+      });
       assert.equal(retried.status, 202);
       conforms('POST', '/v1/messages/{id}/retry', 202, retried.body);
-      assert.deepEqual(retried.body.jobs, [job('crm')]);
-      assert.deepEqual(retries.at(-1), { messageId: ids[0], route: 'crm', by: adminId });
+      assert.deepEqual(retried.body, { messageId: ids[0], jobs: [] });
+      assert.deepEqual(retries.at(-1), { messageId: ids[0], route: 'inbox', by: adminId });
       const shown = await call('GET', `/v1/messages/${ids[0]}`);
-      const last = shown.body.timeline.at(-1);
-      assert.equal(last.type, 'retried');
-      assert.equal(last.by, adminId);
+      const { at: _at, ...last } = shown.body.timeline.at(-1);
+      assert.deepEqual(last, { type: 'retried', by: adminId, route: 'inbox', jobs: [], reparse: true });
+      // crm failed before, inbox is being parsed again: not settled until its jobs show.
       assert.equal(shown.body.status, 'delivering');
+
+      // crm is in no config and no store (deleted since): parse would queue nothing for it.
+      const asked = retries.length;
+      const gone = await call('POST', `/v1/messages/${ids[0]}/retry`, { body: { route: 'crm' } });
+      assert.equal(gone.status, 409);
+      conforms('POST', '/v1/messages/{id}/retry', 409, gone.body);
+      assert.match(gone.body.error.message, /^route "crm" no longer exists: retry every route/);
+      assert.equal(retries.length, asked, 'nothing queued');
       const unknown = await call('POST', `/v1/messages/${ids[0]}/retry`, { body: { route: 'nope' } });
       assert.equal(unknown.status, 400);
       assert.match(unknown.body.error.message, /^body\.route/);
       assert.equal((await call('POST', `/v1/messages/${ids[0]}/retry`, { key: reader })).status, 403);
+    });
+
+    it('logs the retried event when the store fails the first writes, counting each failure', async () => {
+      const faulty = await t.behindFaultProxy({ maxAttempts: 1 });
+      try {
+        const metrics = new CountedMetrics({ namespace: 'mailbridge', serviceName: 'api' });
+        const handler = createApiHandler({
+          store: faulty.store,
+          config,
+          runtime: 'local',
+          mxHost: 'mx.mailbridge.test',
+          resolver: async () => [],
+          secrets: localSigningSecretStore,
+          retry: { retry: async () => [] },
+          presign: async () => 'http://127.0.0.1:9/raw',
+          metrics,
+        });
+        faulty.proxy.add({ ops: ['DynamoDB.UpdateItem'], action: { kind: 'fail' }, times: 2 });
+        const answer = await handler({
+          method: 'POST',
+          path: `/v1/messages/${ids[2]}/retry`,
+          query: {},
+          headers: { authorization: `Bearer ${admin}` },
+          body: null,
+        });
+        assert.equal(answer.status, 202);
+        assert.equal((await t.store.getMessage(ids[2]!))?.timeline.at(-1)?.type, 'retried');
+        assert.deepEqual(
+          metrics.counted.filter((name) => name === 'ControlLogWriteFailures'),
+          ['ControlLogWriteFailures', 'ControlLogWriteFailures'],
+        );
+      } finally {
+        await faulty.close();
+      }
     });
 
     it('lists the messages whose delivery moved again, for a reader that did not see them arrive', async () => {
@@ -544,5 +605,124 @@ describe('control plane API over HTTP (dynalite)', () => {
     assert.equal(served.status, 200);
     assert.deepEqual(served.body, document);
     assert.equal(served.body.openapi, '3.1.0');
+  });
+
+  describe('route patterns, regex budget, ids and paging', () => {
+    const hook = ['http://127.0.0.1:9999/hook'];
+    const create = (id: string, match: string[]) =>
+      call('POST', '/v1/routes', { body: { id, match, endpoints: hook } });
+    const ids = (page: { items: { id: string }[] }) => page.items.map((route) => route.id);
+
+    it('takes regexes RE2 runs, and names the pattern it cannot run or that would match nothing', async () => {
+      // RE2 runs it in time linear in the address (the RCPT index test sends it one).
+      const nested = await create('nested', ['/^(a+)+b@example\\.test$/']);
+      assert.equal(nested.status, 201, JSON.stringify(nested.body));
+      assert.equal((await call('DELETE', '/v1/routes/nested')).status, 204);
+      const lookahead = await create('lookahead', [
+        'ok@example.test',
+        '/^(?!noreply)[a-z]+@example\\.test$/',
+      ]);
+      assert.equal(lookahead.status, 400);
+      conforms('POST', '/v1/routes', 400, lookahead.body);
+      assert.match(
+        lookahead.body.error.message,
+        /^body\.match\[1\]: bad pattern: not an RE2 pattern \(no lookaround, no backreferences\): .*\(\?!/,
+      );
+      assert.match(
+        (await create('backref', ['/^(a)\\1@example\\.test$/'])).body.error.message,
+        /^body\.match\[0\]: /,
+      );
+      const everything = await create('everything', ['*@*']);
+      assert.equal(everything.status, 400);
+      assert.match(everything.body.error.message, /^body\.match\[0\]: "\*@\*" would match no mail/);
+      assert.equal((await call('GET', '/v1/routes/everything')).status, 404);
+    });
+
+    it(`holds at most ${MAX_API_REGEXES} regexes over all API routes, and says so with 409`, async () => {
+      const regexes = (tag: string, count: number) =>
+        Array.from({ length: count }, (_, i) => `/^${tag}${i}-[a-z]+@example\\.test$/`);
+      assert.equal((await create('rx-many', regexes('a', MAX_API_REGEXES))).status, 201);
+      const over = await create('rx-one', regexes('b', 1));
+      assert.equal(over.status, 409);
+      conforms('POST', '/v1/routes', 409, over.body);
+      assert.equal(over.body.error.code, 'limit_reached');
+      assert.match(
+        over.body.error.message,
+        new RegExp(`at most ${MAX_API_REGEXES} .* make ${MAX_API_REGEXES + 1}`),
+      );
+      assert.equal(
+        (await create('rx-none', ['exact@example.test'])).status,
+        201,
+        'no regex, nothing counted',
+      );
+      const body = (match: string[]) => ({ match, endpoints: hook });
+      const changed = await call('PUT', '/v1/routes/rx-many', { body: body(regexes('c', MAX_API_REGEXES)) });
+      assert.equal(changed.status, 200, 'as many regexes as before');
+      const grown = await call('PUT', '/v1/routes/rx-many', {
+        body: body(regexes('c', MAX_API_REGEXES + 1)),
+      });
+      assert.equal(grown.status, 409);
+      assert.equal((await call('DELETE', '/v1/routes/rx-many')).status, 204);
+      assert.equal((await create('rx-one', regexes('b', 1))).status, 201, 'room again');
+      for (const id of ['rx-one', 'rx-none']) await call('DELETE', `/v1/routes/${id}`);
+    });
+
+    it('replaces a route whose body leaves out its id, as the schema allows', async () => {
+      assert.equal((await create('no-id', ['a@example.test'])).status, 201);
+      const replaced = await call('PUT', '/v1/routes/no-id', {
+        body: { match: ['b@example.test'], endpoints: hook },
+      });
+      assert.equal(replaced.status, 200, JSON.stringify(replaced.body));
+      assert.equal(replaced.body.id, 'no-id');
+      assert.deepEqual(replaced.body.match, ['b@example.test']);
+      await call('DELETE', '/v1/routes/no-id');
+    });
+
+    it('keeps route ids case-sensitive: dup1 and DUP1 are two routes', async () => {
+      assert.equal((await create('dup1', ['lower@example.test'])).status, 201);
+      assert.equal((await create('DUP1', ['upper@example.test'])).status, 201);
+      assert.deepEqual((await call('GET', '/v1/routes/DUP1')).body.match, ['upper@example.test']);
+      assert.equal((await call('DELETE', '/v1/routes/DUP1')).status, 204);
+      assert.deepEqual((await call('GET', '/v1/routes/dup1')).body.match, ['lower@example.test']);
+      await call('DELETE', '/v1/routes/dup1');
+    });
+
+    it('pages through one list, the config file’s routes (and domains) then the API’s, never past the limit', async () => {
+      for (const id of ['page-1', 'page-2', 'page-3']) await create(id, [`${id}@example.test`]);
+      for (const name of ['page-1.test', 'page-2.test']) {
+        assert.equal((await call('POST', '/v1/domains', { body: { name } })).status, 201);
+      }
+      const names = (page: { items: { name: string }[] }) => page.items.map((domain) => domain.name);
+      for (const [path, keys, first] of [
+        ['/v1/routes', ids, ['inbox']],
+        ['/v1/domains', names, ['example.test', '*.corp.test']],
+      ] as const) {
+        const whole = await call('GET', `${path}?limit=100`);
+        assert.equal(whole.body.nextCursor, null);
+        assert.deepEqual(keys(whole.body).slice(0, first.length), first, path);
+        for (const limit of [1, 2]) {
+          const walked: string[] = [];
+          let cursor: string | null = null;
+          do {
+            const query: string = cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`;
+            const page = await call('GET', `${path}?limit=${limit}${query}`);
+            assert.equal(page.status, 200);
+            conforms('GET', path, 200, page.body);
+            assert.ok(
+              page.body.items.length <= limit,
+              `${path}: a page of ${page.body.items.length} for limit=${limit}`,
+            );
+            walked.push(...keys(page.body));
+            cursor = page.body.nextCursor;
+          } while (cursor !== null);
+          assert.deepEqual(walked, keys(whole.body), `${path} limit=${limit}`);
+        }
+        const bad = await call('GET', `${path}?cursor=page-1`);
+        assert.equal(bad.status, 400);
+        assert.match(bad.body.error.message, /^query\.cursor: /);
+      }
+      for (const id of ['page-1', 'page-2', 'page-3']) await call('DELETE', `/v1/routes/${id}`);
+      for (const name of ['page-1.test', 'page-2.test']) await call('DELETE', `/v1/domains/${name}`);
+    });
   });
 });

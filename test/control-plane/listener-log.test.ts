@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { describeTimelineEvent, dynamoControlStore } from '../../core/control/index.ts';
+import { emulatorClients } from '../../dev/index.ts';
 import { inboundEventFromLog } from '../../functions/index.ts';
 import {
   dynamoClient,
@@ -10,6 +11,7 @@ import {
 } from '../../harness/control-store.ts';
 import { startTestEmulator, type TestEmulator } from '../../harness/emulator.ts';
 import { type FaultProxy, startFaultProxy } from '../../harness/fault-proxy.ts';
+import { sendFrom } from '../../harness/filtering-messages.ts';
 import { freePort } from '../../harness/pipeline.ts';
 import { until } from '../../harness/wait.ts';
 import {
@@ -174,6 +176,55 @@ describe('listener and the message log store between it and dynalite', () => {
       assert.equal(refusal.recipient, '');
     } finally {
       await listener.close();
+    }
+  });
+
+  it('a message refused for good at the end of DATA is a refusal of each recipient with the reply sent; a 451 is none', async () => {
+    const storage = await startFaultProxy(emulator.emulator.endpoint);
+    const clients = emulatorClients(storage.endpoint);
+    const listener = await startTestListener(
+      emulator,
+      testConfig({ limits: { maxMessageBytes: 64 * 1024, rejectBareLf: true } }),
+      { ...clients, control: { store: control.store, log: { batchDelayMs: 10 } } },
+    );
+    try {
+      // S3 down: the sender keeps the mail and tries again; nothing bounced.
+      storage.add({ ops: ['S3.PutObject'], action: { kind: 'fail' } });
+      const down = await sendRaw(listener.port('mx'), 'down@example.test', makeMessage(2000, 'down'));
+      assert.match(down, /^451 4\.3\.0 /);
+      storage.clear();
+      const big = await sendFrom(listener.port('mx'), {
+        from: 'big@sender.test',
+        to: ['a@example.test', 'b@example.test'],
+        body: `Subject: big\r\n\r\n${'A line of a large message body.\r\n'.repeat(3000)}`,
+      });
+      assert.equal(big.code, 552);
+      const bareLf = await sendRaw(
+        listener.port('mx'),
+        'lf@example.test',
+        Buffer.from('Subject: lf\n\nbare\n'),
+      );
+      assert.match(bareLf, /^550 5\.6\.0 /);
+
+      const since = new Date(Date.now() - 60_000).toISOString();
+      const refusals = await until('the refusals of the message too large and of the bare LF', async () => {
+        const { items } = await control.store.listRefusals({ since, limit: 100 });
+        return items.some((item) => item.recipient === 'lf@example.test') && items;
+      });
+      const about = (recipient: string) =>
+        refusals
+          .filter((item) => item.recipient === recipient)
+          .map(({ mailFrom, reply }) => ({ mailFrom, reply }));
+      assert.deepEqual(about('a@example.test'), [{ mailFrom: 'big@sender.test', reply: big.response }]);
+      assert.deepEqual(about('b@example.test'), [{ mailFrom: 'big@sender.test', reply: big.response }]);
+      assert.match(big.response!, /^552 5\.3\.4 .*maximum message size/);
+      assert.deepEqual(about('lf@example.test'), [{ mailFrom: 'ann@sender.test', reply: bareLf }]);
+      assert.deepEqual(about('down@example.test'), []);
+    } finally {
+      await listener.close();
+      clients.s3.destroy();
+      clients.sqs.destroy();
+      await storage.close();
     }
   });
 

@@ -241,6 +241,33 @@ describe('MessageLogWriter', () => {
     assert.equal(writer.stats.written, 5);
   });
 
+  it('stopping with the store down: what is left is counted as dropped and logged with its message ids', async () => {
+    const id = newMessageId();
+    let writer: MessageLogWriter | undefined;
+    const documents = await jsonWrittenBy(async () => {
+      const metrics = new Metrics({ namespace: 'mailbridge', serviceName: 'test' });
+      writer = new MessageLogWriter(store, {
+        batchDelayMs: 5,
+        retryBaseMs: 20,
+        retryMaxMs: 50,
+        metrics,
+        logger: new Logger({ serviceName: 'test', logLevel: 'WARN' }),
+      });
+      proxy.add({ action: { kind: 'fail' } });
+      try {
+        writer.record(id, receivedEvent());
+        assert.equal(await writer.close(300), false);
+      } finally {
+        proxy.clear();
+      }
+      metrics.publishStoredMetrics();
+    });
+    assert.equal(writer?.stats.dropped, 1);
+    const logged = documents.find((doc) => doc.message === 'message log events not written before stopping');
+    assert.deepEqual([logged?.events, logged?.messageIds], [1, [id]]);
+    assert.equal(documents.find((doc) => 'ControlLogDropped' in doc)?.ControlLogDropped, 1);
+  });
+
   it('keeps at most the configured refusals per client and per minute', async () => {
     const writer = new MessageLogWriter(store, { refusalsPerClientPerMinute: 3, refusalsPerMinute: 5 });
     const at = new Date().toISOString();

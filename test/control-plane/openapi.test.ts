@@ -8,7 +8,7 @@ type Schema = Record<string, unknown>;
 interface OperationObject {
   operationId: string;
   parameters?: { schema: Schema }[];
-  requestBody?: { content: Record<string, { schema: Schema }> };
+  requestBody?: { required: boolean; content: Record<string, { schema: Schema }> };
   responses: Record<string, { description: string; content?: Record<string, { schema: Schema }> }>;
 }
 
@@ -41,5 +41,15 @@ describe('OpenAPI document', () => {
       }
     }
     assert.equal(seen.size, OPERATIONS.length);
+  });
+
+  it('marks a body required where the API refuses an empty one, optional where it takes one', () => {
+    const paths = published.paths as Record<string, Record<string, OperationObject>>;
+    const required = (path: string, method: string) => paths[path]![method]!.requestBody!.required;
+    assert.equal(required('/v1/routes', 'post'), true, 'a route needs match and endpoints');
+    assert.equal(required('/v1/domains', 'post'), true);
+    assert.equal(required('/v1/keys', 'post'), true);
+    assert.equal(required('/v1/messages/{id}/retry', 'post'), false, 'no body: every route');
+    assert.deepEqual(published.servers, [{ url: '/', description: 'The origin that serves this document' }]);
   });
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { DomainNotVerifiedError, RcptIndex } from '../../core/control/index.ts';
 import {
@@ -246,6 +247,40 @@ describe('RcptIndex', () => {
     index.putRoute(route('tenant', ['*@customer.test']), '2026-01-01T00:00:00Z');
     index.putDomain('customer.test', 'pending');
     assert.equal(index.resolve('help@customer.test').route.id, 'tenant');
+  });
+
+  it('answers at once an RCPT that API patterns of a backtracking shape would hold for ever', () => {
+    // JavaScript's engine takes about 2^n steps for 64 "a"s against `(a+)+b` or the regex a
+    // ten-star glob would make. Run in a child process, a regression fails at its timeout instead of
+    // hanging the test run.
+    const script = `
+      const { RcptIndex } = await import(${JSON.stringify(new URL('../../core/control/index.ts', import.meta.url).href)});
+      const config = ${JSON.stringify({ domains: config.domains, routes: config.routes })};
+      const index = new RcptIndex(config);
+      const api = (id, match) => index.putRoute({ ...config.routes[0], id, match }, '2026-01-01T00:00:00Z');
+      api('api-regex', ['/^(a+)+b@example\\.test$/']);
+      api('api-glob', ['a*a*a*a*a*a*a*a*a*a*c@example.test', 'a*a*a*a*a*a*a*a*a*a*c@*.test']);
+      const local = 'a'.repeat(64);
+      for (const tail of ['', 'b', 'c']) console.log(index.resolve(local + tail + '@example.test').route.id);
+    `;
+    const child = spawnSync(process.execPath, ['--input-type=module', '--eval', script], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(child.signal, null, 'the RCPT did not finish: a pattern backtracked');
+    assert.equal(child.stderr, '');
+    assert.deepEqual(child.stdout.trim().split('\n'), ['catch-all', 'api-regex', 'api-glob']);
+  });
+
+  it('lets an API route stored with a regex RE2 cannot run take no mail, and still load', () => {
+    const lookahead = '/^(?!noreply)[a-z]+@other\\.test$/';
+    const index = new RcptIndex(config);
+    index.putRoute(route('legacy', [lookahead, 'legacy@other.test']), '2026-01-01T00:00:00Z');
+    assert.throws(() => index.resolve('help@other.test'), UnknownRecipientError);
+    assert.equal(index.resolve('legacy@other.test').route.id, 'legacy');
+    // The config file's regexes run on JavaScript's engine, lookahead and all.
+    const router = new Router({ ...config, routes: [route('file', [lookahead])] });
+    assert.equal(router.resolve('help@other.test').route.id, 'file');
   });
 
   it('groups recipients by route as a Router does', () => {

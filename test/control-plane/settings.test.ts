@@ -34,16 +34,23 @@ describe('config: the controlPlane section', () => {
     const settings = controlPlaneSettings(config, env);
     assert.equal(settings.tableName, 'Stack-ControlTable-1X2Y');
     assert.equal(settings.retentionDays, 90);
-    // A retention written in the file is the operator's choice and wins.
-    const chosen = parseConfig(
-      { ...base, controlPlane: { retentionDays: 7, mxHost: 'in.example.com' } },
-      {
-        source: 'test',
-        runtime: 'aws',
-      },
+    assert.equal(settings.mxHost, 'mx.mailbridge.test');
+  });
+
+  it('a retention written in the file is refused in AWS (the raw mail would expire first) and wins locally', () => {
+    const document = { ...base, controlPlane: { retentionDays: 7, mxHost: 'in.example.com' } };
+    assert.throws(
+      () => parseConfig(document, { source: 'test', runtime: 'aws' }),
+      (error) =>
+        error instanceof ConfigError &&
+        error.issues.includes(
+          "controlPlane.retentionDays: local runs only; in AWS the log keeps a message as long as its raw mail, the stack's storage.rawDays",
+        ),
     );
-    assert.equal(controlPlaneSettings(chosen, env).retentionDays, 7);
-    assert.equal(controlPlaneSettings(chosen, env).mxHost, 'in.example.com');
+    const local = parseConfig(document, { source: 'test', runtime: 'local' });
+    const env = { [ENV.controlRetentionDays]: '90' };
+    assert.equal(controlPlaneSettings(local, env).retentionDays, 7);
+    assert.equal(controlPlaneSettings(local, env).mxHost, 'in.example.com');
   });
 
   it('names a bad retention variable', () => {

@@ -107,8 +107,132 @@ describe('deriveStatus', () => {
     assert.equal(deriveStatus([received(), parsed(a, b), delivered(a)]), 'delivering');
   });
 
-  it('is parsed when no route took the message (removed between RCPT and parse)', () => {
-    assert.equal(deriveStatus([received(), parsed()]), 'parsed');
+  it('counts a recipient no route took at parse (its route removed after RCPT: in the inbound DLQ) as failed', () => {
+    const unrouted = (...jobs: ReturnType<typeof job>[]): TimelineEvent => ({
+      ...(parsed(...jobs) as Extract<TimelineEvent, { type: 'parsed' }>),
+      unrouted: ['gone@y.test'],
+    });
+    assert.equal(deriveStatus([received(), unrouted()]), 'failed');
+    assert.equal(
+      deriveStatus([received(), unrouted(a), attempt(a, 200), delivered(a)]),
+      'partially_delivered',
+    );
+    assert.equal(deriveStatus([received(), unrouted(a)]), 'delivering', 'one recipient settled, one to try');
+    // A retry once a route takes it again: the new parse's list is the one that counts.
+    const retried: TimelineEvent = {
+      at: at(),
+      type: 'retried',
+      by: 'cli',
+      route: null,
+      jobs: [],
+      reparse: true,
+    };
+    assert.equal(
+      deriveStatus([received(), unrouted(), retried, parsed(b), attempt(b, 200), delivered(b)]),
+      'delivered',
+    );
+    assert.equal(deriveStatus([received(), parsed()]), 'parsed', 'nothing queued, nobody unrouted');
+  });
+});
+
+describe('deriveStatus after a retry or replay', () => {
+  const a = job('a');
+  const b = job('b');
+  /** `POST /v1/messages/{id}/retry` or `…/release`: the message goes back through parse. */
+  const retried = (route: string | null, release = false): TimelineEvent => ({
+    at: at(),
+    type: 'retried',
+    by: 'key_0123456789abcdef',
+    route,
+    jobs: [],
+    reparse: true,
+    ...(release ? { release } : {}),
+  });
+  /** Each step of a timeline and the status after it. */
+  const statuses = (...timeline: TimelineEvent[]) =>
+    timeline.map((_, i) => deriveStatus(timeline.slice(0, i + 1)));
+
+  it("counts the re-parse's jobs for the route asked, not the ones it no longer queues (its endpoint changed)", () => {
+    const moved = job('a', 'https://a.test/new');
+    assert.deepEqual(
+      statuses(
+        received(),
+        parsed(a),
+        attempt(a, null),
+        dead(a),
+        retried('a'),
+        parsed(moved),
+        attempt(moved, 200),
+        delivered(moved),
+      ).slice(3),
+      ['failed', 'delivering', 'delivering', 'delivering', 'delivered'],
+    );
+  });
+
+  it('counts what a retry of every route re-routed to, not the deleted route it went to before', () => {
+    const timeline = [received(), parsed(a), delivered(a), retried(null), parsed(b)];
+    assert.equal(deriveStatus(timeline), 'delivering');
+    assert.equal(awaitsFollowUp(timeline), false);
+    assert.equal(deriveStatus([...timeline, delivered(b)]), 'delivered');
+  });
+
+  it('is not settled until the re-parse shows, and its jobs are pending again even if delivered before', () => {
+    const asked = [received(), parsed(a, b), delivered(a), dead(b), retried('b')];
+    assert.equal(deriveStatus(asked), 'delivering', 'a is delivered, b is being parsed again');
+    assert.equal(awaitsFollowUp(asked), false, 'the re-parse and its first try are no follow-ups');
+    assert.equal(deriveStatus([...asked, parsed(b)]), 'delivering');
+    assert.equal(deriveStatus([...asked, parsed(b), delivered(b)]), 'delivered');
+    const again = [received(), parsed(a), delivered(a), retried(null), parsed(a)];
+    assert.equal(deriveStatus(again), 'delivering');
+    assert.equal(deriveStatus([...again, delivered(a)]), 'delivered');
+  });
+
+  it("drops the route's jobs when the re-parse queues none for it (its recipients went elsewhere)", () => {
+    assert.equal(
+      deriveStatus([received(), parsed(a, b), delivered(a), dead(b), retried('b'), parsed()]),
+      'delivered',
+    );
+  });
+
+  it('holds a quarantined message again on a retry, and follows its deliveries once released', () => {
+    const held: TimelineEvent = { at: at(), type: 'quarantined', route: 'a', reasons: ['spam'] };
+    const heldAgain: TimelineEvent = { ...held, at: at() };
+    assert.deepEqual(statuses(received(), held, parsed(), retried(null), heldAgain, parsed()).slice(1), [
+      'quarantined',
+      'quarantined',
+      'parsed',
+      'parsed',
+      'quarantined',
+    ]);
+    assert.deepEqual(
+      statuses(received(), held, parsed(), retried(null, true), parsed(a), delivered(a)).slice(3),
+      ['parsed', 'parsed', 'delivered'],
+    );
+  });
+
+  it('keeps the routes delivered before when a dlq redrive sends an inbound entry back to parse', () => {
+    // The entry holds the recipients that routed nowhere then: its parse queues theirs only.
+    const inbound: TimelineEvent = { at: at(), type: 'retried', by: 'cli', route: null, jobs: [] };
+    const timeline = [received(), parsed(a), delivered(a), inbound];
+    assert.equal(deriveStatus(timeline), 'delivered');
+    assert.equal(deriveStatus([...timeline, parsed(b), attempt(b, 410), dead(b)]), 'partially_delivered');
+  });
+
+  it('follows a replay, which logs no parse, by the tries of its jobs', () => {
+    const moved = job('b', 'https://b.test/new');
+    const replayed = (route: string | null): TimelineEvent => ({
+      at: at(),
+      type: 'replayed',
+      by: 'cli',
+      route,
+    });
+    const timeline = [received(), parsed(a, b), delivered(a), dead(b), replayed('b')];
+    assert.equal(deriveStatus(timeline), 'delivering');
+    assert.equal(awaitsFollowUp(timeline), false);
+    assert.deepEqual(statuses(...timeline, attempt(moved, 200), delivered(moved)).slice(5), [
+      'delivering',
+      'delivered',
+    ]);
   });
 });
 

@@ -4,9 +4,11 @@ import { monotonicFactory } from 'ulid';
 import {
   type ControlStore,
   dynamoControlStore,
+  ensureControlTable,
   type LogEntry,
   type MessageQuery,
   newDomainClaim,
+  type Refusal,
   StoreConflictError,
   StoreRejectedError,
   summarize,
@@ -489,5 +491,92 @@ describe('DynamoDB control store (dynalite)', () => {
     } finally {
       await close();
     }
+  });
+});
+
+describe('refusals in the DynamoDB store (dynalite)', () => {
+  let t: TestControlStore;
+  before(async () => {
+    t = await startTestControlStore();
+  });
+  after(() => t.close());
+
+  /** A store on a table of its own: each test lists every refusal it holds. */
+  const storeOn = async (table: string) => {
+    await ensureControlTable(t.client, table);
+    return dynamoControlStore(t.client, table);
+  };
+  const refusal = (at: number, client: string, recipient: string): Refusal => ({
+    at: new Date(at).toISOString(),
+    recipient,
+    mailFrom: 'spam@spam.test',
+    remoteAddress: client,
+    reply: `550 5.1.1 Mailbox <${recipient}> does not exist`,
+  });
+  /** Every page of a listing, followed by its cursors; the items and how many pages it took. */
+  const everyPage = async (store: ControlStore, query: Parameters<ControlStore['listRefusals']>[0]) => {
+    const items: Refusal[] = [];
+    let pages = 0;
+    let cursor: string | undefined;
+    do {
+      const page = await store.listRefusals({ ...query, ...(cursor ? { cursor } : {}) });
+      pages++;
+      items.push(...page.items);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+    return { items, pages };
+  };
+
+  it('lists refusals strictly newest first within a minute too, and pages through them without gaps or repeats', async () => {
+    const store = await storeOn('refusal-order');
+    const minute = Math.floor((Date.now() - 3600_000) / 60_000) * 60_000;
+    // Twelve clients refused within one minute and six in the minute before: key (hash) order is not time order.
+    const refusals = [
+      ...Array.from({ length: 12 }, (_, i) =>
+        refusal(minute + i * 4900 + 7, `198.51.100.${i}`, `r${i % 4}@a.test`),
+      ),
+      ...Array.from({ length: 6 }, (_, i) =>
+        refusal(minute - 60_000 + i * 9000, `203.0.113.${i}`, `r${i % 4}@a.test`),
+      ),
+    ];
+    const shuffled = refusals
+      .map((r, i) => [(i * 7) % refusals.length, r] as const)
+      .sort(([a], [b]) => a - b);
+    for (let i = 0; i < shuffled.length; i += 5)
+      await store.putRefusals(shuffled.slice(i, i + 5).map(([, r]) => r));
+    const newestFirst = [...refusals].sort((a, b) => b.at.localeCompare(a.at));
+    const since = new Date(minute - 60_000).toISOString();
+
+    assert.deepEqual((await store.listRefusals({ since, limit: 100 })).items, newestFirst);
+    assert.deepEqual((await everyPage(store, { since, limit: 5 })).items, newestFirst);
+    assert.deepEqual(
+      (await everyPage(store, { since, recipient: 'R1@a.test', limit: 1 })).items,
+      newestFirst.filter((r) => r.recipient === 'r1@a.test'),
+    );
+    assert.deepEqual(
+      (await store.listRefusals({ since: new Date(minute + 30_000).toISOString(), limit: 100 })).items,
+      newestFirst.filter((r) => Date.parse(r.at) >= minute + 30_000),
+    );
+  });
+
+  it('answers a recipient never refused after a bounded read, with a cursor that goes on to the older refusals', async () => {
+    const store = await storeOn('refusal-budget');
+    const now = Date.now();
+    const wanted = refusal(now - 40 * 60_000, '192.0.2.1', 'wanted@a.test');
+    // 1,500 refusals of others over the last 25 minutes: more than one request reads.
+    const others = Array.from({ length: 1500 }, (_, i) =>
+      refusal(now - 25 * 60_000 + i * 1000, `198.51.100.${i % 200}`, `n${i}@a.test`),
+    );
+    await store.putRefusals([wanted, ...others]);
+    const since = new Date(now - 3600_000).toISOString();
+
+    const first = await store.listRefusals({ since, recipient: 'wanted@a.test', limit: 50 });
+    assert.deepEqual(first.items, []);
+    assert.ok(first.nextCursor, 'a cursor to read on');
+    const all = await everyPage(store, { since, recipient: 'wanted@a.test', limit: 50 });
+    assert.deepEqual(all.items, [wanted]);
+    assert.equal(all.pages, 2);
+    const nobody = await everyPage(store, { since, recipient: 'nobody@a.test', limit: 50 });
+    assert.deepEqual(nobody, { items: [], pages: 2 });
   });
 });

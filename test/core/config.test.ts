@@ -84,6 +84,23 @@ describe('config', () => {
     ]);
   });
 
+  it('refuses a catch-all whose domain has a "*", which would match no mail, and keeps JavaScript regexes', () => {
+    const route = (match: string) =>
+      minimal(
+        `routes: [{ id: r1, match: ['${match}'], endpoints: ['https://a.test/'], secret: { env: S } }]`,
+      );
+    assert.deepEqual(configIssues(route('*@*')), [
+      'routes[0].match[0]: "*@*" would match no mail: a catch-all "*@domain" names one domain, without "*"',
+    ]);
+    assert.equal(configIssues(route('*@*.example.test')).length, 1);
+    // Operator-written, run by JavaScript's engine as before: lookahead is fine here.
+    const file = parseConfigText(route('/^(?!noreply)[a-z]+@example\\.test$/'), {
+      source: 'x',
+      runtime: 'local',
+    });
+    assert.equal(file.routes[0]!.match[0], '/^(?!noreply)[a-z]+@example\\.test$/');
+  });
+
   it('refuses a route timeout the deliver function has no time for, and a schedule that outlives the queue', () => {
     const route = (extra: string) =>
       `routes: [{ id: r1, match: ['*@example.test'], endpoints: ['https://a.test/'], secret: { env: S }, ${extra} }]`;

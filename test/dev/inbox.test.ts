@@ -136,3 +136,30 @@ describe('dev inbox', () => {
     assert.equal(JSON.parse(entries.at(-1)!.body).message.subject, 'awaited');
   });
 });
+
+describe('dev inbox: webhooks of routes made through the API', () => {
+  const apiRouteSecret = 'whsec_YXBpLXJvdXRlLXNlY3JldC1mb3ItdGVzdHM=';
+  let inbox: Inbox;
+  before(async () => {
+    // The API made route "support" after the inbox started: its secret is asked for by route id.
+    inbox = await startInbox({
+      port: 0,
+      secrets: [secret],
+      routeSecrets: async (routeId) => (routeId === 'support' ? [apiRouteSecret] : []),
+    });
+  });
+  after(() => inbox.close());
+
+  it("checks the signature against the named route's current secrets, and only that route's", async () => {
+    const support = payload('for support').replace('"id":"dev-inbox"', '"id":"support"');
+    const other = payload('for another').replace('"id":"dev-inbox"', '"id":"other"');
+    await post(inbox, support, signedHeaders(support, apiRouteSecret));
+    await post(inbox, other, signedHeaders(other, apiRouteSecret));
+    await post(inbox, support, signedHeaders(support, rotated));
+    const entries = (await (await fetch(`${inbox.url}/api/webhooks`)).json()) as InboxEntry[];
+    assert.deepEqual(
+      entries.map((entry) => entry.signatureValid),
+      [true, false, false],
+    );
+  });
+});

@@ -7,10 +7,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import nodemailer from 'nodemailer';
 import { Webhook } from 'standardwebhooks';
 import { ConfigError } from '../../core/index.ts';
 import { describeRuntime, type LocalRuntime, PortsInUseError, startLocalRuntime } from '../../dev/index.ts';
+import { PORT_VARIABLES } from '../../dev/runtime-state.ts';
 import { writeConfigFile } from '../../harness/config-file.ts';
 import { noDns } from '../../harness/dns-zone.ts';
 import { startWebhookReceiver } from '../../harness/webhook-receiver.ts';
@@ -33,12 +35,7 @@ async function send(port: number, to: string[]): Promise<void> {
 
 /** Every port variable of `mailbridge dev` set to 0 (any free port). */
 function freePorts(): Record<string, string> {
-  return Object.fromEntries(
-    ['SMTP', 'SUBMISSION', 'SMTPS', 'INBOX', 'HEALTH', 'EMULATOR', 'API'].map((name) => [
-      `MAILBRIDGE_${name}_PORT`,
-      '0',
-    ]),
-  );
+  return Object.fromEntries(Object.values(PORT_VARIABLES).map((variable) => [variable, '0']));
 }
 
 describe('local runtime (npm start) in process', () => {
@@ -135,6 +132,33 @@ describe('local runtime (npm start) in process', () => {
       lines.some((line) => line.startsWith('content scanners: off, verdicts "unavailable" (to scan')),
     );
   });
+
+  it('a route made through the API that points at the dev inbox: its webhooks show as validly signed', async () => {
+    const created = await fetch(`${runtime.api.url}/v1/routes`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${runtime.api.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        id: 'tour',
+        match: ['tour@example.test'],
+        endpoints: [`${runtime.inbox.url}/webhooks`],
+      }),
+    });
+    assert.equal(created.status, 201, await created.clone().text());
+    const mx = runtime.listener.listeners.find((address) => address.mode === 'mx')!;
+    // `*@example.test` (the config's dev-inbox route) takes the address until the API route is in force.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const before = runtime.inbox.received;
+      await send(mx.port, ['tour@example.test']);
+      const [entry] = (await runtime.inbox.waitFor(before + 1, 20_000)).slice(-1);
+      if ((JSON.parse(entry!.body) as { route: { id: string } }).route.id === 'tour') {
+        assert.equal(entry!.signatureValid, true);
+        break;
+      }
+      assert.ok(Date.now() < deadline, 'the API route is in force within 15 s');
+      await sleep(500);
+    }
+  });
 });
 
 describe('local runtime start-up', () => {
@@ -185,6 +209,12 @@ describe('local runtime start-up', () => {
     } finally {
       for (const server of taken) server.close();
     }
+  });
+
+  it('dev/example.env names every port variable', async () => {
+    const example = await readFile(new URL('../../dev/example.env', import.meta.url), 'utf8');
+    const named = [...example.matchAll(/^# (MAILBRIDGE_\w+_PORT)=/gm)].map((match) => match[1]);
+    assert.deepEqual(named.sort(), Object.values(PORT_VARIABLES).sort());
   });
 
   it('npm start prints one line per message accepted, delivered, retried or failed, not JSON', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import nodemailer from 'nodemailer';
 import { Webhook } from 'standardwebhooks';
 import { s3Presigner } from '../../core/aws/index.ts';
@@ -9,6 +10,7 @@ import {
   createApiHandler,
   localSigningSecretStore,
   newApiKey,
+  ROUTE_SYNC_DEFAULTS,
   type TimelineEvent,
 } from '../../core/control/index.ts';
 import type { InboundEvent } from '../../core/index.ts';
@@ -187,9 +189,7 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
 
     const retried = await call('POST', `/v1/messages/${event.id}/retry`, { route: 'tickets' });
     assert.equal(retried.status, 202);
-    assert.deepEqual(retried.body.jobs, [
-      { route: 'tickets', endpoint: tickets.url, webhookId: before[0]!.webhookId },
-    ]);
+    assert.deepEqual(retried.body.jobs, [], 'parse builds the jobs, after the answer');
     const again = await until(
       'the second delivery',
       async () => {
@@ -220,11 +220,16 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
         (item: { messageId: string; at: string }) => item.messageId === event.id && item.at === asked.at,
       ),
     );
+    const parses = events.flatMap((e) => (e.type === 'parsed' ? [e] : []));
     assert.deepEqual(
-      events.filter((e) => e.type === 'parsed').map((e) => e.type === 'parsed' && e.warnings),
+      parses.map((e) => e.warnings),
       [[], []],
       'parsed again from the raw message, and not a duplicate of itself',
     );
+    assert.deepEqual(parses[1]!.jobs, [
+      { route: 'tickets', endpoint: tickets.url, webhookId: before[0]!.webhookId },
+    ]);
+    assert.equal((await call('GET', `/v1/messages/${event.id}`)).body.status, 'delivered');
   });
 
   it('a quarantined message stays held when retried; a release delivers it with the verdicts the listener logged', async () => {
@@ -261,6 +266,70 @@ describe('the pipeline on the control plane: message log, API routes, retry', ()
       1,
       'the retry delivered nothing',
     );
+  });
+
+  it('a retry after the routes changed delivers by the routes in force and the status settles: a fixed endpoint, a deleted route', async () => {
+    /** An API route to nothing yet, and a receiver that verifies with the secret the API made for it. */
+    const route = async (id: string, match: string) => {
+      const made = await call('POST', '/v1/routes', {
+        id,
+        match: [match],
+        endpoints: ['http://127.0.0.1:9/gone'],
+        retrySchedule: [],
+      });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      const receiver = await startWebhookReceiver({ secret: made.body.signingSecret });
+      const moveTo = async (endpoint: string) => {
+        const moved = await call('PUT', `/v1/routes/${id}`, {
+          match: [match],
+          endpoints: [endpoint],
+          retrySchedule: [],
+        });
+        assert.equal(moved.status, 200, JSON.stringify(moved.body));
+      };
+      return { receiver, moveTo };
+    };
+    const closed = await route('closed', 'closed@example.test');
+    // `tmp` takes one address that `rest` takes once `tmp` is deleted.
+    const tmp = await route('tmp', 'moved@example.test');
+    const rest = await route('rest', '*@example.test');
+    await tmp.moveTo(tmp.receiver.url);
+    await rest.moveTo(rest.receiver.url);
+    const status = async (id: string) => (await call('GET', `/v1/messages/${id}`)).body.status;
+    const reaches = (id: string, wanted: string) => async () =>
+      (await status(id)) === wanted ? true : undefined;
+    try {
+      const dead = await receive('closed@example.test', 'to a closed endpoint');
+      const moved = await receive('moved@example.test', 'to a route deleted later');
+      await until('the dead letter', reaches(dead.id, 'failed'), WAIT_MS);
+      await until('the delivery by tmp', reaches(moved.id, 'delivered'), WAIT_MS);
+
+      await closed.moveTo(closed.receiver.url);
+      assert.equal((await call('DELETE', '/v1/routes/tmp')).status, 204);
+      // Parse reads the route changes again once its copy is that old.
+      await sleep(ROUTE_SYNC_DEFAULTS.pollIntervalMs);
+
+      const retried = await call('POST', `/v1/messages/${dead.id}/retry`, { route: 'closed' });
+      assert.deepEqual(retried, { status: 202, body: { messageId: dead.id, jobs: [] } });
+      assert.equal((await call('POST', `/v1/messages/${moved.id}/retry`, {})).status, 202);
+      await until(
+        'the retried message delivered to the fixed endpoint',
+        reaches(dead.id, 'delivered'),
+        WAIT_MS,
+      );
+      await until('the re-routed message delivered', reaches(moved.id, 'delivered'), WAIT_MS);
+      assert.equal(closed.receiver.unique.size, 1);
+      assert.equal(rest.receiver.unique.size, 1);
+      const reparsed = (await timeline(dead.id)).filter((event) => event.type === 'parsed').at(-1);
+      assert.deepEqual(reparsed?.type === 'parsed' && reparsed.jobs.map((job) => job.endpoint), [
+        closed.receiver.url,
+      ]);
+      // The deleted route alone cannot be retried: parse would queue nothing for it.
+      assert.equal((await call('POST', `/v1/messages/${moved.id}/retry`, { route: 'tmp' })).status, 409);
+    } finally {
+      for (const id of ['closed', 'rest']) await call('DELETE', `/v1/routes/${id}`);
+      await Promise.all([closed, tmp, rest].map(({ receiver }) => receiver.close()));
+    }
   });
 
   it('a route made through the API takes mail at once, signed with the secret the API showed once, and a rotation and the end of its window sign at once', async () => {

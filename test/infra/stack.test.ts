@@ -524,6 +524,8 @@ describe('the CDK app (example settings, synthesized offline without Docker)', (
         .map((name) => name.replace(/^Mailbridge-/, ''))
         .sort();
       assert.deepEqual(names, [
+        'ApiFunctionErrors',
+        'ApiFunctionThrottles',
         'ApiServerErrors',
         'ApiThrottled',
         'ControlLogDropped',

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { newDomainClaim } from '../../../core/control/index.ts';
 import {
   billedSqsRequests,
   type DeliveryJob,
@@ -124,5 +125,54 @@ describe('the webhook payload inside the delivery job, or in S3 when the job wou
     await Promise.all([parse(sqsEvent([c])), parse(sqsEvent([d]))]);
     const raced = await Promise.all((await h.drainJobs()).map((job) => h.payload(job)));
     assert.deepEqual(raced.map((payload) => payload.warnings.length).sort(), [0, 1]);
+  });
+});
+
+describe('API routes on a domain whose DNS proof is pending', () => {
+  let h: ParseHarness;
+  let control: TestControlStore;
+
+  before(async () => {
+    h = await startParseHarness();
+    control = await startTestControlStore();
+    const now = new Date();
+    await control.store.claimDomain(newDomainClaim('pending.test', 'key_test', now), now);
+    const { secret: _secret, ...fields } = h.config.routes[0]!;
+    await control.store.createRoute({
+      route: { ...fields, id: 'tenant', match: ['help@pending.test'] },
+      secrets: [
+        { id: 'sec_1', ref: { value: 'whsec_dGVzdA==' }, createdAt: now.toISOString(), expiresAt: null },
+      ],
+      createdAt: now.toISOString(),
+      updatedAt: now.toISOString(),
+    });
+  });
+  after(async () => {
+    await control.close();
+    await h.close();
+  });
+
+  it('are delivered when the config accepts unverified domains, as the listener that took the mail did', async () => {
+    const accepting = {
+      ...h.config,
+      controlPlane: { ...h.config.controlPlane, acceptUnverifiedDomains: true },
+    };
+    const parse = h.handler({ config: accepting, controlStore: control.store });
+    await parse(sqsEvent([await h.store(message(3, 'pending'), { rcptTo: ['help@pending.test'] })]));
+    assert.deepEqual(
+      (await h.drainJobs()).map((job) => job.routeId),
+      ['tenant'],
+    );
+    assert.deepEqual(await h.drainDeadLetters(), []);
+  });
+
+  it('are not routed otherwise (the listener answered 550 5.7.1): dead-lettered as unrouted, never dropped', async () => {
+    const parse = h.handler({ controlStore: control.store });
+    await parse(sqsEvent([await h.store(message(3, 'refused'), { rcptTo: ['help@pending.test'] })]));
+    assert.deepEqual(await h.drainJobs(), []);
+    assert.deepEqual(
+      (await h.drainDeadLetters()).map((entry) => entry.reason),
+      ['unrouted'],
+    );
   });
 });

@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DEV_DNS_ZONE_FILE, dkimSignMessage } from '../../../dev/auth/dev-dkim.ts';
 import {
   type DnsZoneRecords,
   loadDnsZone,
   parseDnsZone,
+  zoneFileResolver,
   zoneResolver,
 } from '../../../functions/parse/zone-resolver.ts';
 import { sqsEvent } from '../../../harness/sqs-event.ts';
@@ -97,5 +101,39 @@ describe('dev DNS zone: SPF, DKIM and DMARC pass or fail locally', () => {
         parseDnsZone('# a comment\na.example:\n  TXT: ["v=spf1 -all"]\n  SPF: ["v=spf1 -all"]\n', 'bad.yaml'),
       /- line 4: a\.example: Unrecognized key: "SPF" \(record types: TXT, A, AAAA, MX, PTR, CNAME\)$/,
     );
+  });
+
+  it('follows edits of the zone file: a record added answers at the next lookup, a broken edit keeps the last good zone and is told once by line', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-zone-'));
+    try {
+      const file = join(dir, 'zone.yaml');
+      await writeFile(file, 'example.test:\n  MX: [{ exchange: mx.example.test, priority: 10 }]\n');
+      const errors: string[] = [];
+      const resolve = await zoneFileResolver(file, { onError: (error) => errors.push(error.message) });
+      await assert.rejects(resolve('_mailbridge.example.test', 'TXT'), { code: 'ENOTFOUND' });
+
+      await writeFile(
+        file,
+        'example.test:\n  TXT: ["v=spf1 -all"]\n_mailbridge.example.test:\n  TXT: ["proof"]\n',
+      );
+      assert.deepEqual(await resolve('_mailbridge.example.test', 'TXT'), [['proof']]);
+
+      await writeFile(file, 'example.test:\n  TXT: "v=spf1 -all"\n');
+      assert.deepEqual(await resolve('_mailbridge.example.test', 'TXT'), [['proof']]);
+      assert.deepEqual(await resolve('example.test', 'TXT'), [['v=spf1 -all']]);
+      assert.deepEqual(errors, [
+        `invalid config ${file}:\n  - line 2: example.test TXT: Invalid input: expected array, received string`,
+      ]);
+
+      await rm(file);
+      assert.deepEqual(await resolve('_mailbridge.example.test', 'TXT'), [['proof']]);
+      assert.match(errors[1] ?? '', /^invalid config .*zone\.yaml:\n {2}- \(file\): cannot read: ENOENT/);
+      await writeFile(file, 'example.test:\n  TXT: ["v=spf1 a -all"]\n');
+      assert.deepEqual(await resolve('example.test', 'TXT'), [['v=spf1 a -all']]);
+      await assert.rejects(resolve('_mailbridge.example.test', 'TXT'), { code: 'ENOTFOUND' });
+      assert.equal(errors.length, 2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
