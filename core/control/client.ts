@@ -219,5 +219,7 @@ export function describeTimelineEvent(event: TimelineEvent): string {
       return `by ${event.by}, ${event.route === null ? 'every route' : `route ${event.route}`}`;
     case 'quarantined':
       return `route ${event.route}: held (${event.reasons.join(', ')}); release it to deliver`;
+    case 'parse_failed':
+      return `${event.tries} tries: ${event.error}; in the inbound DLQ`;
   }
 }

@@ -57,6 +57,8 @@ export class MessageLogWriter {
     Pick<MessageLogWriterOptions, 'logger' | 'metrics'>;
   readonly #nextEventId = monotonicFactory();
   readonly #pending = new Map<string, { entries: LogEntry[]; raw?: ObjectRef }>();
+  /** Messages whose events are being written now (out of {@link #pending} until the write ends). */
+  readonly #writing = new Set<string>();
   #refusals: Refusal[] = [];
   #refusalsInFlight = 0;
   readonly #refusalCounts = new Map<string, number>();
@@ -170,7 +172,7 @@ export class MessageLogWriter {
     this.#count('ControlLogDropped', pending);
     this.#options.logger?.error('message log events not written before stopping', {
       events: pending,
-      messageIds: [...this.#pending.keys()].slice(0, 100),
+      messageIds: [...new Set([...this.#writing, ...this.#pending.keys()])].slice(0, 100),
     });
     return false;
   }
@@ -225,6 +227,7 @@ export class MessageLogWriter {
       messages.push([messageId, { entries, raw: batch.raw }]);
       if (batch.entries.length === 0) this.#pending.delete(messageId);
     }
+    for (const [messageId] of messages) this.#writing.add(messageId);
     const refusals = this.#refusals.splice(0, 25);
     this.#refusalsInFlight = refusals.length;
     const results = await Promise.allSettled([
@@ -232,6 +235,7 @@ export class MessageLogWriter {
       refusals.length > 0 ? this.#store.putRefusals(refusals) : Promise.resolve(),
     ]);
     this.#refusalsInFlight = 0;
+    this.#writing.clear();
     let ok = true;
     results.forEach((result, i) => {
       const message = messages[i];

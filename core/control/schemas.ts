@@ -151,6 +151,18 @@ export const QuarantinedEventSchema = z
       "The route's filtering policy held its copy back: stored, not delivered, until it is released.",
   });
 
+export const ParseFailedEventSchema = z
+  .object({
+    at,
+    type: z.literal('parse_failed'),
+    tries: z.number().int().meta({ description: 'The tries parse made, the last one included.' }),
+    error: z.string().meta({ description: 'The last error.' }),
+  })
+  .meta({
+    description:
+      'Parse failed on its last try: the message is in the inbound DLQ with its raw copy, until `mailbridge dlq redrive` sends it back.',
+  });
+
 export const TimelineEventSchema = z.discriminatedUnion('type', [
   ReceivedEventSchema,
   ParsedEventSchema,
@@ -161,6 +173,7 @@ export const TimelineEventSchema = z.discriminatedUnion('type', [
   RetriedEventSchema,
   ReplayedEventSchema,
   QuarantinedEventSchema,
+  ParseFailedEventSchema,
 ]);
 export type TimelineEvent = z.infer<typeof TimelineEventSchema>;
 export type TimelineEventType = TimelineEvent['type'];

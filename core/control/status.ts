@@ -27,13 +27,16 @@ interface Asked {
  * `received` until parsed; `parsed` while no job has been tried (or none was queued); then
  * `delivering` until every job is delivered (`delivered`) or in the DLQ (`failed` when all are,
  * `partially_delivered` when only some are). A recipient no route took any more at parse (in the
- * inbound DLQ as `unrouted`) counts as a job in the DLQ. A message with no job because its routes
- * hold it back is `quarantined`.
+ * inbound DLQ as `unrouted`) counts as a job in the DLQ, and a message parse gave up on (in the
+ * inbound DLQ, `parse_failed`) is `failed` until a later parse. A message with no job because its
+ * routes hold it back is `quarantined`.
  */
 export function deriveStatus(timeline: readonly TimelineEvent[]): MessageStatus {
-  const { parsed, held, tried, jobs, unrouted, asked } = replayJobs(timeline);
-  if (jobs.size + unrouted === 0 && !asked)
+  const { parsed, parseFailed, held, tried, jobs, unrouted, asked } = replayJobs(timeline);
+  if (jobs.size + unrouted === 0 && !asked) {
+    if (parseFailed) return 'failed';
     return held.size > 0 ? 'quarantined' : parsed ? 'parsed' : 'received';
+  }
   let delivered = 0;
   let dead = unrouted;
   for (const { state } of jobs.values()) {
@@ -52,6 +55,8 @@ export function deriveStatus(timeline: readonly TimelineEvent[]): MessageStatus 
  */
 function replayJobs(timeline: readonly TimelineEvent[]) {
   let parsed = false;
+  /** Parse gave up and the message is in the inbound DLQ, until a later parse succeeds. */
+  let parseFailed = false;
   let tried = false;
   /** Recipients the latest parse found no route for (it lists them whatever route it was asked for). */
   let unrouted = 0;
@@ -77,6 +82,7 @@ function replayJobs(timeline: readonly TimelineEvent[]) {
         break;
       case 'parsed':
         parsed = true;
+        parseFailed = false;
         unrouted = event.unrouted.length;
         if (asked?.shownBy === 'parsed') asked = undefined;
         // A job already known was tried before this event was logged (the writers are independent).
@@ -108,9 +114,12 @@ function replayJobs(timeline: readonly TimelineEvent[]) {
       case 'quarantined':
         held.add(event.route);
         break;
+      case 'parse_failed':
+        parseFailed = true;
+        break;
     }
   }
-  return { parsed, held, tried, jobs, unrouted, asked };
+  return { parsed, parseFailed, held, tried, jobs, unrouted, asked };
 }
 
 /**
@@ -125,6 +134,7 @@ export function isFollowUp(event: TimelineEvent): boolean {
     case 'dead_lettered':
     case 'retried':
     case 'replayed':
+    case 'parse_failed':
       return true;
     case 'attempt':
       return event.attempt > 1;

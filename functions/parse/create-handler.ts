@@ -14,6 +14,7 @@ import {
   type Logger,
   type Metrics,
   parseRecordBody,
+  QUEUE_SETTINGS,
   Router,
 } from '../../core/index.ts';
 import { LOG_FLUSH_MS, timeLeftSignal, untilAborted } from '../time-left.ts';
@@ -157,7 +158,22 @@ export function createParseHandler(
       );
       logParsed(event, result);
     } catch (error) {
-      messageLogger.error('processing failed; the record will be retried', { error: error as Error });
+      const tries = Number(record.attributes.ApproximateReceiveCount) || 1;
+      const last = tries >= QUEUE_SETTINGS.inbound.maxReceiveCount;
+      messageLogger.error(
+        last
+          ? 'processing failed on the last try; SQS moves the record to the inbound DLQ'
+          : 'processing failed; the record will be retried',
+        { error: error as Error, tries },
+      );
+      // The log says why the message went no further, as a delivery's dead letter does.
+      if (last)
+        log?.record(event.id, {
+          at: now().toISOString(),
+          type: 'parse_failed',
+          tries,
+          error: error instanceof Error ? error.message : String(error),
+        });
       throw error;
     }
   };

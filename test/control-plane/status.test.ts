@@ -133,6 +133,14 @@ describe('deriveStatus', () => {
     );
     assert.equal(deriveStatus([received(), parsed()]), 'parsed', 'nothing queued, nobody unrouted');
   });
+
+  it('is failed when parse gave up (inbound DLQ), and follows the parse of a redrive after it', () => {
+    const gaveUp: TimelineEvent = { at: at(), type: 'parse_failed', tries: 5, error: 'NoSuchKey' };
+    assert.equal(deriveStatus([received(), gaveUp]), 'failed');
+    const redriven: TimelineEvent = { at: at(), type: 'retried', by: 'cli', route: null, jobs: [] };
+    assert.equal(deriveStatus([received(), gaveUp, redriven, parsed(a)]), 'parsed');
+    assert.equal(deriveStatus([received(), gaveUp, redriven, parsed(a), delivered(a)]), 'delivered');
+  });
 });
 
 describe('deriveStatus after a retry or replay', () => {

@@ -48,3 +48,17 @@ describe('a received event in words', () => {
     );
   });
 });
+
+describe('a message parse gave up on, in words', () => {
+  it('says how many tries, the last error and where the message is', () => {
+    assert.equal(
+      describeTimelineEvent({
+        at: '2026-12-04T12:20:00.000Z',
+        type: 'parse_failed',
+        tries: 5,
+        error: 'The specified key does not exist.',
+      }),
+      '5 tries: The specified key does not exist.; in the inbound DLQ',
+    );
+  });
+});

@@ -1,18 +1,19 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { newDomainClaim } from '../../../core/control/index.ts';
+import { deriveStatus, newDomainClaim } from '../../../core/control/index.ts';
 import {
   billedSqsRequests,
   type DeliveryJob,
   INLINE_JOB_BYTES,
   payloadKey,
+  QUEUE_SETTINGS,
   SQS_LIMITS,
   sqsJson,
 } from '../../../core/index.ts';
 import { emulatorClients } from '../../../dev/index.ts';
 import { startTestControlStore, type TestControlStore } from '../../../harness/control-store.ts';
 import { startFaultProxy } from '../../../harness/fault-proxy.ts';
-import { sqsEvent } from '../../../harness/sqs-event.ts';
+import { sqsEvent, sqsRecord } from '../../../harness/sqs-event.ts';
 import { type ParseHarness, startParseHarness } from './harness.ts';
 
 /** A plain message to support@ whose body is `lines` lines of 75 letters. */
@@ -174,5 +175,43 @@ describe('API routes on a domain whose DNS proof is pending', () => {
       (await h.drainDeadLetters()).map((entry) => entry.reason),
       ['unrouted'],
     );
+  });
+});
+
+describe('a message parse gives up on', () => {
+  let h: ParseHarness;
+  let control: TestControlStore;
+
+  before(async () => {
+    h = await startParseHarness();
+    control = await startTestControlStore();
+  });
+  after(async () => {
+    await control.close();
+    await h.close();
+  });
+
+  it('is logged as parse_failed (and failed) on its last try only, the one after which SQS moves it to the inbound DLQ', async () => {
+    const parse = h.handler({ controlStore: control.store });
+    // Its raw object is gone: every try fails.
+    const event = await h.store(message(3, 'lost'));
+    const lost = { ...event, raw: { ...event.raw, key: `${event.raw.key}.gone` } };
+    const tryNumber = async (tries: number) => {
+      const record = {
+        ...sqsRecord(lost),
+        attributes: { ...sqsRecord(lost).attributes, ApproximateReceiveCount: String(tries) },
+      };
+      const answer = await parse({ Records: [record] });
+      assert.deepEqual(answer.batchItemFailures, [{ itemIdentifier: record.messageId }]);
+    };
+    await tryNumber(QUEUE_SETTINGS.inbound.maxReceiveCount - 1);
+    assert.equal(await control.store.getMessage(lost.id), undefined, 'not the last try: nothing logged');
+    await tryNumber(QUEUE_SETTINGS.inbound.maxReceiveCount);
+    const logged = await control.store.getMessage(lost.id);
+    assert.deepEqual(
+      logged?.timeline.map((e) => (e.type === 'parse_failed' ? [e.type, e.tries] : [e.type])),
+      [['parse_failed', QUEUE_SETTINGS.inbound.maxReceiveCount]],
+    );
+    assert.equal(deriveStatus(logged!.timeline), 'failed');
   });
 });
