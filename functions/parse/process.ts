@@ -205,7 +205,7 @@ async function deadLetterUnrouted(event: InboundEvent, unrouted: string[], deps:
  * route (inside its jobs when they fit one SQS message, else stored at {@link payloadKey}), and
  * queues one DeliveryJob per route endpoint; recipients that route nowhere are dead-lettered (see
  * {@link deadLetterUnrouted}). An event with `onlyRoute` (a retry of one route) delivers to that
- * route only. Idempotent: a re-run writes the same keys and the same webhook ids. What the sender
+ * route only and dead-letters nothing. Idempotent: a re-run writes the same keys and the same webhook ids. What the sender
  * wrote never makes it fail: broken MIME, values the schema cannot carry, sizes over the caps give
  * a degraded payload (with the raw link and warnings). S3 and SQS failures throw, so the record is
  * retried. A route whose copy the listener quarantined (and that was not released) gets its
@@ -224,7 +224,8 @@ export async function processInboundEvent(
     groups.length > 0
       ? await queueDeliveries(event, groups, deps, signal)
       : { jobs: [], subject: null, from: null, warnings: [] };
-  if (unrouted.length > 0) {
+  // A retry of one route: the first parse dead-lettered these already (once is what the alarm counts).
+  if (unrouted.length > 0 && !event.onlyRoute) {
     signal?.throwIfAborted();
     await deadLetterUnrouted(event, unrouted, deps);
   }

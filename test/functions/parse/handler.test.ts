@@ -173,6 +173,16 @@ describe('parse handler', () => {
     assert.deepEqual(entry?.raw, event.raw);
     assert.deepEqual(entry?.envelope.rcptTo, ['gone@example.test', 'left@example.test']);
     assert.match(entry?.lastError ?? '', /no route matches gone@example\.test, left@example\.test/);
+
+    // A retry of one route delivers to it alone and does not dead-letter the others a second time.
+    assert.deepEqual(await h.handler()(sqsEvent([{ ...event, onlyRoute: 'support' }])), {
+      batchItemFailures: [],
+    });
+    assert.deepEqual(
+      (await h.drainJobs()).map((job) => job.recipients),
+      [['support@example.test']],
+    );
+    assert.deepEqual(await h.drainDeadLetters(), []);
   });
 
   it('inlines small attachments for inline routes and links the rest with working presigned URLs', async () => {
