@@ -453,7 +453,7 @@ export const OPERATIONS: readonly Operation[] = [
     path: '/v1/activity',
     operationId: 'listActivity',
     summary:
-      'Messages whose delivery moved again since a time (a retry scheduled or tried, a dead letter, a retry, release or replay asked)',
+      'Messages whose delivery moved again since a time (a retry scheduled or tried, a dead letter, parse given up, a retry, release or replay asked)',
     query: ActivityQuerySchema,
     responses: {
       200: {

@@ -62,7 +62,7 @@ import type {
  * 3 write units on the table + 3 on the indexes (the first write enters all three) = 6 WRU. Each
  * further try adds 1 WRU, each further recipient 2 (its item and its index entry).
  *
- * A log write with a follow-up event (a retry scheduled or tried, a dead letter, a retry or release
+ * A log write with a follow-up event (a retry scheduled or tried, a dead letter, parse given up, a retry or release
  * asked) also puts an activity item, so a reader can follow messages received long before: 1 WRU
  * more for such a write, none for a message delivered at its first try. Four shards per hour keep
  * a retry storm from throttling one key (~1,000 writes a second each).

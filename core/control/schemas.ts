@@ -286,7 +286,7 @@ export const ActivityQuerySchema = z.strictObject({
   cursor,
 });
 
-/** A follow-up write to a message's log (a retry scheduled or tried, a dead letter, a retry, release or replay asked). */
+/** A follow-up write to a message's log (a retry scheduled or tried, a dead letter, parse given up, a retry, release or replay asked). */
 export const ActivitySchema = z.object({
   messageId,
   at: at.meta({ description: 'The time of the latest event the write added.' }),

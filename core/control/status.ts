@@ -124,9 +124,10 @@ function replayJobs(timeline: readonly TimelineEvent[]) {
 
 /**
  * Whether an event follows up a message after its first pass: a retry scheduled or tried, a dead
- * letter, a retry, release or replay asked. The store records these in its activity feed, so a
- * reader that did not see a message arrive learns that it moves again; the first pass (received,
- * parsed, the first try and its answer, quarantined) is found by listing messages by arrival.
+ * letter, parse given up, a retry, release or replay asked. The store records these in its
+ * activity feed, so a reader that did not see a message arrive learns that it moves again; the
+ * first pass (received, parsed, the first try and its answer, quarantined) is found by listing
+ * messages by arrival.
  */
 export function isFollowUp(event: TimelineEvent): boolean {
   switch (event.type) {
