@@ -113,6 +113,8 @@ interface Principal {
 
 interface Context {
   readonly deps: ApiDeps;
+  /** Writes the events the API adds to a message's log (`retried`), retrying and counting as the pipeline's writers do. */
+  readonly log: MessageLogWriter;
   readonly now: Date;
   readonly principal: Principal;
   readonly params: Record<string, string>;
@@ -348,7 +350,7 @@ async function pathMessage(deps: ApiDeps, param: string): Promise<StoredMessage>
  * earlier ones).
  */
 async function requeue(
-  { deps, params, principal, request, now }: Context,
+  { deps, log, params, principal, request, now }: Context,
   release: boolean,
 ): Promise<Result> {
   const { route } = readBody(request, RetryRequestSchema);
@@ -379,11 +381,6 @@ async function requeue(
   // The message is queued: answering an error would only invite a second retry. The writer tries
   // again while the store fails (counted), past the answer if it has to; without the event the
   // status would count the route's superseded jobs.
-  const log = new MessageLogWriter(deps.store, {
-    batchDelayMs: 0,
-    ...(deps.logger ? { logger: deps.logger } : {}),
-    ...(deps.metrics ? { metrics: deps.metrics } : {}),
-  });
   log.record(message.id, {
     // The request's time, from before the message was queued: the re-parse's events sort after it.
     at: now.toISOString(),
@@ -799,6 +796,11 @@ const compiled = OPERATIONS.map((operation) => ({
  */
 export function createApiHandler(deps: ApiDeps): (request: ApiRequest) => Promise<ApiResponse> {
   const clock = deps.now ?? (() => new Date());
+  const log = new MessageLogWriter(deps.store, {
+    batchDelayMs: 0,
+    ...(deps.logger ? { logger: deps.logger } : {}),
+    ...(deps.metrics ? { metrics: deps.metrics } : {}),
+  });
   return async (request) => {
     const started = Date.now();
     let principal: Principal | undefined;
@@ -824,7 +826,7 @@ export function createApiHandler(deps: ApiDeps): (request: ApiRequest) => Promis
         const params = Object.fromEntries(
           Object.entries(match.pattern.exec(path)!.groups ?? {}).map(([k, v]) => [k, decodeURIComponent(v)]),
         );
-        const result = await match.operation.handle({ deps, now: clock(), principal, params, request });
+        const result = await match.operation.handle({ deps, log, now: clock(), principal, params, request });
         response = json(result.status, result.body, result.headers);
       }
     } catch (error) {
